@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+COPY pyproject.toml requirements.lock ./
+COPY . .
+RUN pip install -c requirements.lock . && DJANGO_SETTINGS_MODULE=callsphere.settings SECRET_KEY=build \
+    SMS_BACKEND=channels_app.providers.sms.TwilioSmsBackend VOICE_BACKEND=channels_app.providers.voice.TwilioVoiceBackend \
+    DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
+EXPOSE 8000
+# Behind a load balancer that sets X-Forwarded-For/Proto, add --proxy-headers and BEHIND_TLS_PROXY=1.
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "callsphere.asgi:application"]

@@ -1,0 +1,275 @@
+"""Settings, 12-factor style: everything that differs between deployments comes from the environment.
+
+See DESIGN.md "Public contract" for the variables. With ``DATABASE_URL`` / ``REDIS_URL`` unset, the embedded
+PostgreSQL and Redis under ``CALLSPHERE_DATA_DIR`` (default ``./.data``) are started and used.
+"""
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+from callsphere import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DATA_DIR = Path(env("CALLSPHERE_DATA_DIR", default=str(BASE_DIR / ".data")))
+DEBUG = env.bool("DEBUG", default=False)
+# Production must set SECRET_KEY. Under DEBUG (make run) a random key is made once and kept in DATA_DIR, so
+# the secrets derived from it (ack-link MACs, chat links, Fernet key) are never a constant anyone could know.
+SECRET_KEY = env("SECRET_KEY", default="") or (
+    embedded.local_secret_key(DATA_DIR) if DEBUG else env("SECRET_KEY"))
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
+# Only behind a TLS-terminating proxy that sets X-Forwarded-Proto itself (BEHIND_TLS_PROXY=1) is that header
+# trusted; otherwise any client could claim https.
+if env.bool("BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+_HTTPS = PUBLIC_BASE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=_HTTPS and not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _HTTPS and not DEBUG else 0)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REFERRER_POLICY = "same-origin"
+# Key for secrets encrypted at rest (tenant Twilio auth tokens). Defaults to one derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "anymail",
+    "identity",
+    "conversations",
+    "channels_app",
+    "enrichment",
+    "escalation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "callsphere.urls"
+ASGI_APPLICATION = "callsphere.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL", default="") or embedded.ensure_postgres(DATA_DIR)
+DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- redis: cache, channel layer, celery broker ------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CHANNEL_LAYERS = {
+    "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+}
+
+CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Delayed (countdown/eta) tasks sit unacked in Redis; the visibility timeout must exceed the longest delay we
+# schedule or Redis redelivers them early. Escalation never schedules further out than this (see escalation).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_TASK_SOFT_TIME_LIMIT = 100
+CELERY_TASK_ACKS_LATE = False  # opted into per task, only where the task is idempotent
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"escalation.*": {"queue": "escalation"}}
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "close-idle-sessions": {"task": "conversations.tasks.close_idle_sessions", "schedule": 30.0,
+                            "options": {"expires": 30.0}},
+    # Re-drives escalation steps and sends a lost task left behind (see escalation.services.audit).
+    "escalation-audit": {"task": "escalation.tasks.escalation_audit",
+                         "schedule": env.float("ESCALATION_AUDIT_SECONDS", default=5.0),
+                         "options": {"expires": env.float("ESCALATION_AUDIT_SECONDS", default=5.0)}},
+    # Re-queues outbound SMS / callback calls / emails left pending by a lost task (channels_app.delivery).
+    "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0,
+                         "options": {"expires": 30}},
+}
+
+# --- i18n / time -------------------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = DEBUG
+MEDIA_ROOT = DATA_DIR / "media"
+
+# --- providers ---------------------------------------------------------------------------------------------
+# The console backends only print: a default under DEBUG (make run), never silently in production, where an
+# unset backend would let the escalation ladder "page" nobody.
+SMS_BACKEND = env("SMS_BACKEND", default="channels_app.providers.sms.ConsoleSmsBackend" if DEBUG else None)
+VOICE_BACKEND = env("VOICE_BACKEND", default="channels_app.providers.voice.ConsoleVoiceBackend" if DEBUG else None)
+if not (SMS_BACKEND and VOICE_BACKEND):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("set SMS_BACKEND and VOICE_BACKEND (e.g. channels_app.providers.sms.TwilioSmsBackend)")
+# Base URL of Twilio's REST API; only a local stub in tests and benchmarks changes it.
+TWILIO_API_BASE = env("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")
+TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
+# A claimed outbound SMS/call keeps other workers off this long (channels_app.delivery); > connect + read timeout.
+OUTBOUND_SEND_LEASE_SECONDS = env.float("OUTBOUND_SEND_LEASE_SECONDS", default=max(60.0, 4 * TWILIO_TIMEOUT_SECONDS))
+# Inbound SMS handlers tried before the patient flow (f(tenant, params) -> bool; True = claimed).
+SMS_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_sms"]
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
+OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
+# The agent: "local" (offline slot-filling), "openai" (tool calling) or "auto" (openai when a key is set).
+AGENT_BACKEND = env("AGENT_BACKEND", default="auto")
+AGENT_MODEL = env("AGENT_MODEL", default="") or OPENAI_MODEL
+# Web chat: signed link lifetime (s), message and frame size limits, rate limits (per minute).
+CHAT_LINK_MAX_AGE = env.int("CHAT_LINK_MAX_AGE", default=24 * 3600)
+CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=2000)
+CHAT_MAX_FRAME_BYTES = env.int("CHAT_MAX_FRAME_BYTES", default=16384)
+CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)
+CHAT_FRAME_LIMIT = env.int("CHAT_FRAME_LIMIT", default=120)
+# Voice agent (channels_app.voice): Twilio <Say> voice and language, the per-turn LLM urgency check's timeout
+# (a caller is waiting), and who transcribes voicemails: "twilio" (<Record transcribe>) or "openai" (the
+# OpenAI-compatible /audio/transcriptions endpoint at OPENAI_BASE_URL, model VOICEMAIL_STT_MODEL).
+VOICE_TTS_VOICE = env("VOICE_TTS_VOICE", default="Polly.Joanna")
+VOICE_LANGUAGE = env("VOICE_LANGUAGE", default="en-US")
+VOICE_LLM_TIMEOUT_SECONDS = env.float("VOICE_LLM_TIMEOUT_SECONDS", default=4.0)
+VOICEMAIL_TRANSCRIBER = env("VOICEMAIL_TRANSCRIBER", default="twilio")
+VOICEMAIL_STT_MODEL = env("VOICEMAIL_STT_MODEL", default="whisper-1")
+VOICEMAIL_FETCH_TIMEOUT_SECONDS = env.float("VOICEMAIL_FETCH_TIMEOUT_SECONDS", default=20.0)
+
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+vars().update(EMAIL_CONFIG)
+# Seconds an SMTP connect/read may block (Django's default is None: a hung server would hang the task).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="frontdesk@callsphere.localhost")
+# Email channel (channels_app.email): inbound size limits, the IMAP poll (a beat task), anymail's settings.
+EMAIL_INBOUND_MAX_BYTES = env.int("EMAIL_INBOUND_MAX_BYTES", default=10 * 1024 * 1024)
+EMAIL_ATTACHMENT_MAX_BYTES = env.int("EMAIL_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024)
+EMAIL_IMAP_POLL_SECONDS = env.float("EMAIL_IMAP_POLL_SECONDS", default=60.0)
+EMAIL_IMAP_BATCH = env.int("EMAIL_IMAP_BATCH", default=50)
+EMAIL_IMAP_TIMEOUT_SECONDS = env.float("EMAIL_IMAP_TIMEOUT_SECONDS", default=30.0)
+# IMAP TLS verifies certificates against the system CAs, plus this bundle if set (e.g. a private CA).
+EMAIL_IMAP_CA_FILE = env.str("EMAIL_IMAP_CA_FILE", default="")
+# Tenant-set IMAP hosts may not resolve to private/loopback addresses (SSRF) unless listed here; ports 143/993 only.
+EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS = env.list("EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS", default=[])
+EMAIL_IMAP_ALLOWED_PORTS = [int(p) for p in env.list("EMAIL_IMAP_ALLOWED_PORTS", default=["143", "993"])]
+# authserv-ids of our own receiving MTA / inbound ESP whose Authentication-Results (RFC 8601) we trust to
+# confirm an email sender (DMARC / aligned DKIM pass). Empty: no inbound email sender counts as confirmed.
+EMAIL_TRUSTED_AUTHSERV_IDS = env.list("EMAIL_TRUSTED_AUTHSERV_IDS", default=["callsphere.local"] if DEBUG else [])
+# ANYMAIL_<NAME> environment variables become ANYMAIL["<NAME>"] (e.g. ANYMAIL_WEBHOOK_SECRET="user:pass",
+# ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ANYMAIL_POSTMARK_SERVER_TOKEN). Inbound webhooks need WEBHOOK_SECRET.
+ANYMAIL = {k[len("ANYMAIL_"):]: v for k, v in env.ENVIRON.items() if k.startswith("ANYMAIL_") and v}
+if DEBUG:  # demo convenience (make run + simulate email); production must set ANYMAIL_WEBHOOK_SECRET itself
+    ANYMAIL.setdefault("WEBHOOK_SECRET", "callsphere:" + hashlib.sha256(
+        f"inbound-email:{SECRET_KEY}".encode()).hexdigest()[:32])
+CELERY_BEAT_SCHEDULE["email-imap-poll"] = {"task": "channels_app.email.tasks.email_poll_all",
+                                           "schedule": EMAIL_IMAP_POLL_SECONDS,
+                                           "options": {"expires": EMAIL_IMAP_POLL_SECONDS}}
+
+# --- DRF / OpenAPI -----------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Per-tenant API keys (``Authorization: Bearer csk_…``), then staff sessions (admin users with a tenant).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "conversations.api.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "callsphere API",
+    "DESCRIPTION": "Exports of the unified interaction log (call_logs), Customer 360 and SLA reports.",
+    "VERSION": "1.0.0",
+    "ENUM_NAME_OVERRIDES": {"ChannelEnum": "conversations.models.Channel.choices"},
+}
+
+# --- outbound webhooks (conversations.webhooks) and the warehouse export ------------------------------------
+# Hosts (names, IPs or CIDRs) that may resolve to private/loopback/link-local addresses; empty = refuse all.
+WEBHOOK_ALLOWED_PRIVATE_HOSTS = env.list("WEBHOOK_ALLOWED_PRIVATE_HOSTS", default=[])
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=DEBUG)  # else endpoints must be https
+# Seconds to wait before each retry (Standard Webhooks / Svix schedule: 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env.list(
+    "WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])]
+WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=15.0)
+# Wall-clock bound of one whole attempt (a receiver trickling bytes cannot hold a worker longer than this).
+WEBHOOK_TOTAL_TIMEOUT = env.float("WEBHOOK_TOTAL_TIMEOUT", default=30.0)
+# Soft time limit of webhook_deliver (the hard limit is 15 s later); must stay well below the 2-minute lease.
+WEBHOOK_TASK_SOFT_TIME_LIMIT = env.float("WEBHOOK_TASK_SOFT_TIME_LIMIT", default=45.0)
+# At most this many due deliveries are queued per sweep (every 5 s); the rest wait for the next sweep.
+WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=100)
+# Parquet increments of call_logs go here (a local directory or s3://bucket/prefix); empty = export disabled.
+WAREHOUSE_EXPORT_URI = env("WAREHOUSE_EXPORT_URI", default="")
+CELERY_BEAT_SCHEDULE.update({
+    "webhook-retries": {"task": "conversations.webhooks.tasks.webhook_retry_due", "schedule": 5.0,
+                        "options": {"expires": 5.0}},
+    "warehouse-export": {"task": "conversations.warehouse.tasks.warehouse_export",
+                         "schedule": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0),
+                         "options": {"expires": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0)}},
+})
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}
+
+# Default per-tenant values (a tenant row can override each).
+DEFAULT_STATE_TTL = timedelta(days=30)
+DEFAULT_SMS_IDLE_WINDOW = timedelta(minutes=30)

@@ -1,0 +1,40 @@
+"""Test settings: the same real PostgreSQL and Redis as production, isolated per test run.
+
+- PostgreSQL: ``DATABASE_URL`` if set, else the embedded server; pytest-django creates a test database whose
+  name carries this process id, so concurrent runs never share one.
+- Redis: ``REDIS_URL`` if set, else a private embedded Redis started for this run in a temporary directory and
+  shut down at exit, so a run's queues and channel groups are its own.
+"""
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from callsphere import embedded
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ["DEBUG"] = "0"  # tests run production settings, whatever a developer's .env says
+os.environ.setdefault("SMS_BACKEND", "channels_app.providers.sms.LocmemSmsBackend")
+os.environ.setdefault("VOICE_BACKEND", "channels_app.providers.voice.LocmemVoiceBackend")
+if not os.environ.get("REDIS_URL"):
+    _redis_dir = Path(tempfile.mkdtemp(prefix="cs-redis-", dir="/tmp"))
+    os.environ["REDIS_URL"] = embedded.ensure_redis(_redis_dir, persist=False)
+
+    def _stop_private_redis() -> None:
+        embedded.stop_redis(_redis_dir)
+        shutil.rmtree(_redis_dir, ignore_errors=True)
+
+    atexit.register(_stop_private_redis)
+
+from callsphere.settings import *  # noqa: E402,F401,F403
+from callsphere.settings import DATABASES  # noqa: E402
+
+DATABASES["default"]["TEST"] = {"NAME": f"test_callsphere_{os.getpid()}"}
+SMS_BACKEND = "channels_app.providers.sms.LocmemSmsBackend"
+VOICE_BACKEND = "channels_app.providers.voice.LocmemVoiceBackend"
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+PUBLIC_BASE_URL = "https://clinic.example.com"
+OPENAI_API_KEY = ""

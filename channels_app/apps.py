@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ChannelsAppConfig(AppConfig):
+    name = "channels_app"
+    verbose_name = "Channels"
+
+    def ready(self) -> None:
+        from channels_app.voice import receivers as voice_receivers
+
+        voice_receivers.connect()
+        from channels_app import receivers  # noqa: F401  (appointment confirmations, chat links)

@@ -1,0 +1,164 @@
+"""``/ws/chat/?key=<widget public key>``: the chat websocket (Channels ``AsyncJsonWebsocketConsumer``).
+
+The tenant and the browser's ``Origin`` were checked before this consumer runs
+(:class:`channels_app.chat.middleware.WidgetOriginMiddleware`). Protocol (JSON text frames):
+
+Client → server
+  ``{"type": "hello", "visitor": "<16-64 [A-Za-z0-9_-]>", "link": "<signed token>"?, "last_seq": <int>?}``
+      must be first; ``last_seq`` is the highest ``seq`` the widget has shown (-1 or absent: none).
+  ``{"type": "message", "id": "<8-64 [A-Za-z0-9_-], unique per message>", "text": "<1-CHAT_MAX_MESSAGE_CHARS>"}``
+      a resend with the same ``id`` (after a reconnect) is recorded once and answered once.
+  ``{"type": "typing"}``  the visitor is typing (accepted, rate limited, otherwise ignored for now).
+
+Server → client
+  ``{"type": "hello", "identified": bool, "session": "<call_logs id>"|null}``
+  ``{"type": "message", "seq": n, "id": "<client id>", "text": …}``  the visitor's turn as stored (the ack)
+  ``{"type": "reply", "seq": n|null, "role": "agent"|"staff", "text": …}``  ``seq`` null: not stored (greeting
+      of an unknown visitor)
+  ``{"type": "typing", "on": bool}``  the agent is composing
+  ``{"type": "error", "code": "…", "message": "…", "id"?: "<client id>", "retry_after"?: seconds}``
+      codes: ``bad_frame``, ``hello_first``, ``bad_visitor``, ``link_invalid``, ``link_expired``, ``link_used``, ``bad_id``,
+      ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 1009), ``rate_limited``, ``internal``.
+
+Limits: ``CHAT_MAX_MESSAGE_CHARS`` (default 2000) per message, ``CHAT_MAX_FRAME_BYTES`` (default 16384) per
+frame, ``CHAT_RATE_LIMIT`` messages per minute per visitor (default 20, counted in Redis so a reconnect does not
+reset it) and ``CHAT_FRAME_LIMIT`` frames per minute per connection (default 120). Frames of a session go
+to the Channels group ``chat.<call_logs id>`` so every tab of the visitor sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.core.cache import cache
+
+from channels_app.chat import services
+from channels_app.chat.services import ChatError
+
+logger = logging.getLogger(__name__)
+
+
+def _limit(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One widget connection; see the module docstring for the protocol."""
+
+    session: services.ChatSession | None = None
+    group: str | None = None
+
+    async def connect(self):
+        self.tenant = self.scope["chat_tenant"]
+        self.frames: list[float] = []
+        await self.accept()
+
+    async def disconnect(self, code):
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        if text_data is None or len(text_data.encode()) > _limit("CHAT_MAX_FRAME_BYTES", 16384):
+            await self.error("frame_too_large", "frame too large or not text")
+            await self.close(code=1009)
+            return
+        try:
+            content = await self.decode_json(text_data)
+        except ValueError:
+            await self.error("bad_frame", "frames are JSON objects")
+            return
+        if not isinstance(content, dict):
+            await self.error("bad_frame", "frames are JSON objects")
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content, **kwargs):
+        now = time.monotonic()
+        self.frames = [t for t in self.frames if t > now - 60] + [now]
+        if len(self.frames) > _limit("CHAT_FRAME_LIMIT", 120):
+            await self.error("rate_limited", "too many frames", retry_after=60)
+            return
+        kind = content.get("type")
+        try:
+            if kind == "hello":
+                await self.on_hello(content)
+            elif self.session is None:
+                await self.error("hello_first", "send hello first")
+            elif kind == "message":
+                await self.on_message(content)
+            elif kind == "typing":
+                pass
+            else:
+                await self.error("bad_frame", f"unknown frame type {kind!r}")
+        except ChatError as exc:
+            await self.error(exc.code, str(exc), id=content.get("id"))
+        except Exception:  # noqa: BLE001 - the visitor gets an error frame, the log gets the traceback
+            logger.exception("chat frame failed")
+            await self.error("internal", "something went wrong; please try again", id=content.get("id"))
+
+    async def on_hello(self, content: dict):
+        if self.session is not None:
+            await self.error("bad_frame", "hello was already sent")
+            return
+        try:
+            last_seq = int(content.get("last_seq", -1))
+        except (TypeError, ValueError):
+            last_seq = -1
+        session, frames = await database_sync_to_async(services.chat_hello)(
+            tenant=self.tenant, visitor=str(content.get("visitor") or ""), link=str(content.get("link") or ""),
+            last_seq=last_seq,
+        )
+        self.session = session
+        await self.join(session)
+        for frame in frames:
+            await self.send_json(frame)
+
+    async def on_message(self, content: dict):
+        text = str(content.get("text") or "").strip()
+        client_id = str(content.get("id") or "")
+        if not text:
+            raise ChatError("empty", "message is empty")
+        if len(text) > _limit("CHAT_MAX_MESSAGE_CHARS", 2000):
+            raise ChatError("too_long", f"messages are limited to {_limit('CHAT_MAX_MESSAGE_CHARS', 2000)} characters")
+        if retry := await self.over_rate_limit():
+            await self.error("rate_limited", "you're sending messages too quickly", id=client_id, retry_after=retry)
+            return
+        await self.send_json({"type": "typing", "on": True})
+        try:
+            frames = await database_sync_to_async(services.chat_message)(
+                session=self.session, client_id=client_id, text=text)
+        finally:
+            await self.send_json({"type": "typing", "on": False})
+        await self.join(self.session)
+        for frame in frames:
+            await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
+
+    async def over_rate_limit(self) -> int:
+        """Seconds to wait if this visitor sent more than ``CHAT_RATE_LIMIT`` messages this minute, else 0."""
+        window = int(time.time() // 60)
+        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor}:{window}"
+        added = await database_sync_to_async(cache.add)(key, 1, 120)
+        count = 1 if added else await database_sync_to_async(cache.incr)(key)
+        if count > _limit("CHAT_RATE_LIMIT", 20):
+            return 60 - int(time.time() % 60)
+        return 0
+
+    async def join(self, session: services.ChatSession):
+        group = f"chat.{session.interaction.pk}" if session.interaction else None
+        if group != self.group:
+            if self.group:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            if group:
+                await self.channel_layer.group_add(group, self.channel_name)
+            self.group = group
+
+    async def chat_frame(self, event):
+        await self.send_json(event["frame"])
+
+    async def error(self, code: str, message: str, **extra):
+        await self.send_json({"type": "error", "code": code, "message": message,
+                              **{k: v for k, v in extra.items() if v is not None}})

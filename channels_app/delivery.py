@@ -1,0 +1,160 @@
+"""Exactly-once hand-off of an outbound SMS or call to the provider, without a transaction across the HTTP call.
+
+A send is three short transactions (claim → send → record), tracked in :class:`~channels_app.models.
+OutboundDelivery`:
+
+1. :func:`delivery_claim` locks the pending ``ChannelMessage`` briefly, bumps ``attempts``, sets ``in_flight``
+   and a lease, and commits. If the previous attempt's outcome is unknown (``in_flight`` was still set: a 5xx
+   or read timeout after the request may have reached Twilio, or a worker killed mid-request), the claim says
+   so and carries ``reconcile_since`` — the caller must look the message/call up (``find_recent``) first.
+2. The caller sends (or finds) and then calls :func:`delivery_record_sent` / :func:`delivery_record_failed`,
+   or :func:`delivery_release` after a transient error.
+
+:func:`outbound_redrive` (a beat task) re-queues outbound rows still ``pending`` a minute after they were
+created — a task whose worker died (OOM, hard time limit) — so a patient's reply is never silently dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.models import OutboundDelivery
+from conversations.models import Channel, ChannelMessage, Direction
+from conversations.services import message_mark_failed, message_mark_sent
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_MARGIN = timedelta(minutes=2)  # clock skew between us and the provider's date_created
+REDRIVE_AFTER = timedelta(seconds=60)
+REDRIVE_MAX_AGE = timedelta(hours=1)  # older pending rows are left for staff: a late SMS/call does more harm
+
+
+def _lease() -> timedelta:
+    """How long a claimed send keeps other workers off (``settings.OUTBOUND_SEND_LEASE_SECONDS``): longer
+    than one provider request can take (connect + read timeout), so a live lease means a send is running."""
+    return timedelta(seconds=settings.OUTBOUND_SEND_LEASE_SECONDS)
+
+
+@dataclass
+class Claim:
+    """A claimed send: the locked-then-released ``message``, and ``reconcile_since`` (aware UTC) when an
+    earlier attempt may have reached the provider — look for what it created since then before sending."""
+
+    message: ChannelMessage
+    reconcile_since: datetime | None
+
+
+def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -> Claim | ChannelMessage:
+    """Claim one pending outbound message for a send attempt (commits before returning).
+
+    Returns a :class:`Claim`, or the message itself when there is nothing to send: it is no longer pending,
+    another worker's attempt holds a live lease, or ``skip(message)`` returned a reason (e.g. opt-out), in
+    which case the message is marked ``suppressed`` with that reason.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        message = (ChannelMessage.objects.select_for_update(of=("self",)).select_related("tenant", "interaction")
+                   .get(pk=message_id))
+        if message.status != ChannelMessage.Status.PENDING:
+            return message
+        if skip is not None and (reason := skip(message)):
+            code, text = reason
+            message_mark_failed(message=message, status=ChannelMessage.Status.SUPPRESSED, error_code=code,
+                                error_message=text)
+            return message
+        delivery = OutboundDelivery.objects.filter(message=message).first()
+        if delivery is None:
+            delivery = OutboundDelivery(message=message, first_claimed_at=now)
+        elif delivery.in_flight and delivery.lease_until > now:
+            logger.info("outbound %s: attempt %s still running elsewhere", message.pk, delivery.attempts)
+            return message
+        since = delivery.first_claimed_at - RECONCILE_MARGIN if delivery.in_flight else None
+        delivery.attempts += 1
+        delivery.claimed_at, delivery.lease_until, delivery.in_flight = now, now + _lease(), True
+        if delivery.attempts == 1:
+            delivery.save(force_insert=True)
+        else:
+            delivery.save(update_fields=["attempts", "claimed_at", "lease_until", "in_flight"])
+    return Claim(message=message, reconcile_since=since)
+
+
+def known_provider_ids(*, message: ChannelMessage, since: datetime) -> set[str]:
+    """Provider ids (SIDs) we already hold for this channel and recipient since ``since``: a reconciliation
+    must never adopt one of them (``provider_id_once`` would reject it and the row would stay pending)."""
+    return set(ChannelMessage.objects.filter(
+        tenant_id=message.tenant_id, channel=message.channel, recipient=message.recipient, created_at__gte=since,
+    ).exclude(provider_id="").values_list("provider_id", flat=True))
+
+
+def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: str) -> bool:
+    """Store the provider id and first status of a claimed message; clear ``in_flight``. False (nothing
+    written) if the row was meanwhile sent or failed by someone else."""
+    with transaction.atomic():
+        locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
+        if locked.status != ChannelMessage.Status.PENDING or locked.provider_id:
+            return False
+        message_mark_sent(message=locked, provider_id=provider_id, status=status)
+        OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
+    message.refresh_from_db(fields=["provider_id", "status", "status_updated_at"])
+    return True
+
+
+def delivery_record_failed(*, message: ChannelMessage, error_code: str) -> None:
+    """Mark a claimed message ``failed`` (a permanent provider error) with only its code; clear ``in_flight``.
+
+    The provider's message text is not stored: Twilio's embeds the phone number ("The 'To' number +1… is not
+    valid"), and error fields end up in logs and exports.
+    """
+    with transaction.atomic():
+        message_mark_failed(message=message, status=ChannelMessage.Status.FAILED, error_code=error_code,
+                            error_message=f"provider error {error_code}".strip())
+        OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
+
+
+def delivery_release(*, message: ChannelMessage, request_sent: bool) -> None:
+    """End an attempt that raised a transient error, so the task's retry may claim at once.
+
+    ``request_sent`` False (connect refused/timeout, 429: it certainly never reached the provider) clears
+    ``in_flight`` — the retry just sends. True (a 5xx, a read timeout) keeps it — the retry reconciles first.
+    """
+    OutboundDelivery.objects.filter(message_id=message.pk).update(
+        in_flight=request_sent, lease_until=timezone.now())
+
+
+def outbound_redrive(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-queue outbound SMS, callback calls and emails still ``pending`` ``REDRIVE_AFTER`` after creation
+    (and younger than ``REDRIVE_MAX_AGE``) whose last attempt is not running. Returns counts per channel.
+
+    Safe to run often: every queued task claims the row first, so a message is still sent at most once.
+    """
+    from channels_app.email.tasks import email_deliver_task
+    from channels_app.tasks import sms_deliver_task
+    from channels_app.voice.tasks import voice_place_callback
+
+    now = now or timezone.now()
+    rows = (ChannelMessage.objects.filter(
+        direction=Direction.OUTBOUND, status=ChannelMessage.Status.PENDING, channel__in=(
+            Channel.SMS, Channel.VOICE, Channel.EMAIL),
+        created_at__lt=now - REDRIVE_AFTER, created_at__gte=now - REDRIVE_MAX_AGE)
+        .exclude(delivery__in_flight=True, delivery__lease_until__gt=now)
+        .select_related("interaction").order_by("created_at")[:500])
+    counts = {"sms": 0, "voice": 0, "email": 0}
+    for message in rows:
+        if message.channel == Channel.SMS:
+            sms_deliver_task.apply_async((message.pk,), expires=REDRIVE_AFTER.total_seconds())
+        elif message.channel == Channel.EMAIL:
+            email_deliver_task.apply_async((message.pk,), expires=REDRIVE_AFTER.total_seconds())
+        elif request_id := (message.interaction.metadata or {}).get("callback_request_id"):
+            voice_place_callback.apply_async((request_id,), expires=REDRIVE_AFTER.total_seconds())
+        else:
+            continue
+        counts[message.channel] += 1
+    if any(counts.values()):
+        logger.warning("re-queued stuck outbound messages: %s", counts)
+    return counts

@@ -1,0 +1,158 @@
+"""Outbound email: threaded replies and confirmations, prepared once and delivered once via Django's backend.
+
+Headers (RFC 5322 §3.6.4): a reply carries ``In-Reply-To: <the message answered>`` and ``References: <its
+References> <its Message-ID>``; every message has our own ``Message-ID`` (chosen before sending, so a retried
+send reuses it) and ``Reply-To: frontdesk+<token>@…`` (the conversation's reply token). Our messages are
+automatic responses, so they carry ``Auto-Submitted: auto-replied`` / ``auto-generated`` (RFC 3834 §5) and
+``X-Auto-Response-Suppress: All`` (Exchange): well-behaved autoresponders never answer them — no mail loops.
+Sending goes through ``django.core.mail`` (``EMAIL_BACKEND``: SMTP or any anymail ESP); SMTP 4xx / network
+errors and anymail API errors 429/5xx are transient (the task retries), other refusals mark the row failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+import uuid
+from email.utils import formataddr
+
+from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
+
+from channels_app.email.threading import reply_address, tenant_address, tenant_mailbox, thread_for
+from channels_app.models import InboundEmail, OutboundEmail
+from channels_app.providers import ProviderTransientError
+from conversations.models import ChannelMessage, Interaction
+from conversations.services import message_mark_failed, message_mark_sent, message_prepare_outbound
+
+logger = logging.getLogger(__name__)
+
+_MSGID_NAMESPACE = uuid.UUID("1b1f0f7e-0f7c-4b57-9a8c-3d9e6f0b8a11")
+MAX_REFERENCES = 20
+
+
+def make_message_id(*, tenant_id, key: str, domain: str) -> str:
+    """A Message-ID derived from the tenant and the idempotency key: the same send always has the same id."""
+    return f"<{uuid.uuid5(_MSGID_NAMESPACE, f'{tenant_id}:{key}').hex}@{domain}>"
+
+
+def _from_header(tenant) -> str:
+    mailbox = tenant_mailbox(tenant)
+    return formataddr(((mailbox.display_name if mailbox else "") or tenant.short_name, tenant_address(tenant)))
+
+
+def reply_subject(subject: str) -> str:
+    """``Re: <subject>`` unless it already starts with a reply prefix."""
+    subject = (subject or "").strip()
+    return subject if subject.lower().startswith(("re:", "aw:", "sv:")) else f"Re: {subject}".strip()
+
+
+def email_prepare(
+    *, interaction: Interaction, to: str, body: str, subject: str, kind: str, idempotency_key: str,
+    in_reply_to: str = "", references: list[str] | None = None, ics: str = "",
+) -> tuple[ChannelMessage, bool]:
+    """Create the pending outbound email (transcript turn, ChannelMessage, headers) once per key.
+
+    ``interaction`` is an ``email`` row; returns ``(message, created)``. Delivery is queued on commit.
+    """
+    from channels_app.email.tasks import email_deliver_task
+
+    tenant = interaction.tenant
+    with transaction.atomic():
+        message, created = message_prepare_outbound(
+            interaction=interaction, sender=tenant_address(tenant), recipient=to, body=body,
+            idempotency_key=idempotency_key,
+        )
+        if not created:
+            return message, False
+        thread = thread_for(conversation=interaction.conversation, subject=subject)
+        refs = list(dict.fromkeys(references or []))[-MAX_REFERENCES:]
+        OutboundEmail.objects.create(
+            channel_message=message, kind=kind, subject=subject[:255], from_header=_from_header(tenant)[:400],
+            reply_to=reply_address(tenant=tenant, thread=thread), in_reply_to=in_reply_to, references=" ".join(refs),
+            message_id=make_message_id(tenant_id=tenant.pk, key=idempotency_key,
+                                       domain=tenant_address(tenant).rpartition("@")[2]),
+            ics=ics,
+        )
+        transaction.on_commit(lambda: email_deliver_task.delay(message.pk))
+    return message, True
+
+
+def email_reply_prepare(*, inbound: InboundEmail, body: str) -> tuple[ChannelMessage, bool]:
+    """Prepare the threaded answer to an accepted inbound email (key ``email-reply:<inbound id>``)."""
+    references = [*inbound.references.split(), inbound.message_id]
+    return email_prepare(
+        interaction=inbound.interaction, to=inbound.from_address, body=body, subject=reply_subject(inbound.subject),
+        kind=OutboundEmail.Kind.REPLY, idempotency_key=f"email-reply:{inbound.pk}",
+        in_reply_to=inbound.message_id, references=references,
+    )
+
+
+def conversation_email_ids(conversation_id) -> list[str]:
+    """Message-IDs of the conversation's emails, oldest first (for ``References`` of a message we start)."""
+    sent = OutboundEmail.objects.filter(channel_message__interaction__conversation_id=conversation_id).order_by(
+        "created_at").values_list("message_id", "created_at")
+    received = InboundEmail.objects.filter(interaction__conversation_id=conversation_id,
+                                           status=InboundEmail.Status.ACCEPTED).values_list("message_id", "received_at")
+    return [mid for mid, _ in sorted([*sent, *received], key=lambda pair: pair[1])]
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout,
+                        ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 400 <= exc.smtp_code < 500
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(400 <= code < 500 for code, _ in exc.recipients.values())
+    status = getattr(exc, "status_code", None)  # anymail.exceptions.AnymailAPIError
+    if exc.__class__.__module__.startswith("anymail"):
+        return status is None or status == 429 or status >= 500
+    return isinstance(exc, OSError)
+
+
+def build_message(message: ChannelMessage, headers: OutboundEmail) -> EmailMessage:
+    """The Django ``EmailMessage`` for one prepared outbound row (headers, text body, optional .ics)."""
+    extra = {
+        "Message-ID": headers.message_id, "Reply-To": headers.reply_to,
+        "Auto-Submitted": "auto-replied" if headers.kind == OutboundEmail.Kind.REPLY else "auto-generated",
+        "X-Auto-Response-Suppress": "All",
+    }
+    if headers.in_reply_to:
+        extra["In-Reply-To"] = headers.in_reply_to
+    if headers.references:
+        extra["References"] = headers.references
+    email = EmailMessage(subject=headers.subject, body=message.body, from_email=headers.from_header,
+                         to=[message.recipient], headers=extra)
+    if headers.ics:
+        method = "CANCEL" if "METHOD:CANCEL" in headers.ics else "PUBLISH"
+        email.attach("appointment.ics", headers.ics, f"text/calendar; method={method}; charset=utf-8")
+    return email
+
+
+def email_deliver(*, message_id: int) -> ChannelMessage:
+    """Send one pending outbound email exactly once (row lock; only a ``pending`` row is sent).
+
+    Transient failures raise :class:`~channels_app.providers.ProviderTransientError` (the task retries with
+    the same Message-ID); permanent ones mark the row ``failed`` with the reason.
+    """
+    with transaction.atomic():
+        message = ChannelMessage.objects.select_for_update().get(pk=message_id)
+        if message.status != ChannelMessage.Status.PENDING:
+            return message
+        headers = OutboundEmail.objects.get(channel_message=message)
+        try:
+            get_connection(fail_silently=False).send_messages([build_message(message, headers)])
+        except Exception as exc:  # noqa: BLE001 - classified below
+            if _is_transient(exc):
+                raise ProviderTransientError(str(exc), request_sent=False) from exc
+            # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
+            # the address, and error fields end up in logs, admin lists and exports.
+            code = getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None) or ""
+            message_mark_failed(message=message, status=ChannelMessage.Status.FAILED,
+                                error_code=type(exc).__name__[:20], error_message=f"{type(exc).__name__} {code}".strip())
+            logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
+            return message
+        message_mark_sent(message=message, provider_id=headers.message_id, status=ChannelMessage.Status.SENT)
+    return message

@@ -1,0 +1,44 @@
+"""Email tasks: thin wrappers that load by id and call a service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.conf import settings
+
+from channels_app.providers import PROVIDER_RETRY
+
+
+
+@shared_task(acks_late=True)
+def email_triage_task(inbound_id: str) -> None:
+    """Run the EmailTriageAgent for one accepted inbound email (idempotent: ``triaged_at`` under a row lock)."""
+    from channels_app.email.triage import email_triage
+
+    email_triage(inbound_id=inbound_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
+def email_deliver_task(message_id: int) -> None:
+    """Send one pending outbound email (idempotent: only a pending row is sent, with a fixed Message-ID)."""
+    from channels_app.email.outbound import email_deliver
+
+    email_deliver(message_id=message_id)
+
+
+@shared_task(ignore_result=True)
+def email_poll_all() -> int:
+    """Beat: queue a poll of every enabled IMAP mailbox; returns how many were queued."""
+    from channels_app.models import EmailMailbox
+
+    ids = list(EmailMailbox.objects.filter(enabled=True).exclude(imap_host="").values_list("pk", flat=True))
+    for pk in ids:
+        email_poll_mailbox.apply_async((pk,), expires=settings.EMAIL_IMAP_POLL_SECONDS * 2)
+    return len(ids)
+
+
+@shared_task(ignore_result=True)
+def email_poll_mailbox(mailbox_id: int) -> None:
+    """Poll one IMAP mailbox (a lease keeps concurrent polls of one mailbox apart)."""
+    from channels_app.email.imap import mailbox_poll
+
+    mailbox_poll(mailbox_id=mailbox_id)

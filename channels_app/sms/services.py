@@ -1,0 +1,192 @@
+"""The SMS channel: receive an inbound Twilio message, compose the reply, deliver outbound messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.module_loading import import_string
+
+from channels_app.delivery import (
+    Claim,
+    delivery_claim,
+    delivery_record_failed,
+    delivery_record_sent,
+    delivery_release,
+    known_provider_ids,
+)
+from channels_app.providers import ProviderPermanentError, ProviderTransientError
+from channels_app.providers.sms import get_sms_backend
+from channels_app.sms.keywords import Keyword, classify
+from conversations import engine
+from conversations.models import Channel, ChannelMessage, Interaction
+from conversations.services import (
+    Received,
+    message_prepare_outbound,
+    message_receive,
+    session_open,
+)
+from identity.models import CustomerIdentifier, IdentifierKind, Tenant, TenantPhoneNumber
+from identity.normalize import normalize_phone
+from identity.services import customer_resolve, phone_set_opt_out
+
+logger = logging.getLogger(__name__)
+
+STATUS_CALLBACK_PATH = "/twilio/sms/status/"
+
+
+class InvalidSms(ValueError):
+    """The webhook lacks what an inbound SMS must have (MessageSid, a usable From)."""
+
+
+def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None:
+    """Handle Twilio's inbound-message webhook parameters for ``tenant``; return what was recorded.
+
+    Resolves the sender by phone, records the message as one turn (once per MessageSid), applies STOP /
+    START / HELP, and on commit queues the reply. Handlers in ``settings.SMS_INBOUND_HANDLERS`` (dotted paths
+    of ``f(tenant, params) -> bool``) may claim a message first — e.g. an on-call clinician's "ACK" — and
+    then nothing is recorded here; they return None. Raises :class:`InvalidSms` for a malformed request.
+    """
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    phone = normalize_phone(params.get("From"), tenant.country)
+    if not sid:
+        raise InvalidSms("MessageSid is required")
+    if not phone:
+        raise InvalidSms("From is not a usable phone number")
+    for path in getattr(settings, "SMS_INBOUND_HANDLERS", []):
+        if import_string(path)(tenant, params):
+            return None
+    body = params.get("Body", "")
+    media = [params.get(f"MediaUrl{i}") for i in range(int(params.get("NumMedia") or 0))]
+    extra = {"media": [m for m in media if m]} if any(media) else {}
+    with transaction.atomic():
+        customer = customer_resolve(tenant=tenant, phone=phone, verified_kinds=("phone",)).customer
+        received = message_receive(
+            tenant=tenant, customer=customer, channel=Channel.SMS, provider_id=sid, sender=phone,
+            recipient=params.get("To", ""), text=body, idle_window=tenant.sms_idle_window, turn_extra=extra,
+        )
+        if received.duplicate:
+            logger.info("duplicate inbound SMS %s ignored", sid)
+            return received
+        keyword = classify(body)
+        if keyword is Keyword.OPT_OUT:
+            phone_set_opt_out(tenant=tenant, phone=phone, opted_out=True)
+            return received  # Twilio itself sends the carrier-required opt-out confirmation
+        if keyword is Keyword.OPT_IN:
+            phone_set_opt_out(tenant=tenant, phone=phone, opted_out=False)
+        from channels_app.tasks import sms_reply
+
+        message_id = received.message.pk
+        transaction.on_commit(lambda: sms_reply.delay(message_id))
+    return received
+
+
+def sms_compose_reply(*, inbound: ChannelMessage) -> str:
+    """The reply text for an inbound SMS: compliance answers for START / HELP, else the engine's reply."""
+    tenant = inbound.interaction.tenant
+    keyword = classify(inbound.body)
+    if keyword is Keyword.OPT_IN:
+        return f"{tenant.short_name}: you're subscribed again. Reply STOP to opt out, HELP for help."
+    if keyword is Keyword.HELP:
+        return f"{tenant.short_name}: {tenant.sms_help_text}"
+    return engine.respond(interaction=inbound.interaction, text=inbound.body).text
+
+
+def sms_reply(*, inbound_id: int) -> ChannelMessage | None:
+    """Compose and deliver the reply to one inbound SMS, once (idempotency key ``reply:<MessageSid>``)."""
+    inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(pk=inbound_id)
+    key = f"reply:{inbound.provider_id}"
+    outbound = ChannelMessage.objects.filter(tenant_id=inbound.tenant_id, idempotency_key=key).first()
+    if outbound is None:
+        body = sms_compose_reply(inbound=inbound)
+        outbound, _ = message_prepare_outbound(
+            interaction=inbound.interaction, sender=inbound.recipient, recipient=inbound.sender, body=body,
+            idempotency_key=key,
+        )
+    return sms_deliver(message_id=outbound.pk)
+
+
+def is_opted_out(*, tenant: Tenant, phone: str) -> bool:
+    """True if ``phone`` (E.164) texted STOP to this tenant and has not opted back in."""
+    return CustomerIdentifier.objects.filter(
+        tenant=tenant, kind=IdentifierKind.PHONE, value=phone, sms_opted_out_at__isnull=False
+    ).exists()
+
+
+def _opt_out_reason(message: ChannelMessage) -> tuple[str, str] | None:
+    if is_opted_out(tenant=message.tenant, phone=message.recipient):
+        return "21610", "recipient opted out (STOP)"
+    return None
+
+
+def sms_deliver(*, message_id: int) -> ChannelMessage:
+    """Hand a pending outbound SMS to the provider, exactly once per row (see :mod:`channels_app.delivery`).
+
+    Claim (committed) → send → record, with no transaction or row lock held across the HTTP call. Opted-out
+    recipients are never sent to (status ``suppressed``); permanent provider errors mark it ``failed`` (code
+    only); transient ones (``ProviderTransientError``) propagate so the task retries. When an earlier attempt
+    may have reached Twilio (5xx, read timeout, worker killed), the retry first looks for a message with this
+    body sent to this number since that attempt (``find_recent``) and adopts it instead of sending again.
+    """
+    claim = delivery_claim(message_id=message_id, skip=_opt_out_reason)
+    if not isinstance(claim, Claim):
+        if claim.status == ChannelMessage.Status.SUPPRESSED:
+            logger.info("outbound SMS %s suppressed: recipient opted out", claim.pk)
+        return claim
+    message, backend = claim.message, get_sms_backend()
+    try:
+        if claim.reconcile_since is not None:
+            found = backend.find_recent(
+                tenant=message.tenant, from_=message.sender, to=message.recipient, body=message.body,
+                since=claim.reconcile_since,
+                exclude=known_provider_ids(message=message, since=claim.reconcile_since))
+            if found:
+                logger.info("outbound SMS %s found at the provider (%s) after an uncertain attempt", message.pk,
+                            found.sid)
+                delivery_record_sent(message=message, provider_id=found.sid, status=found.status)
+                return message
+        sent = backend.send(
+            tenant=message.tenant, from_=message.sender, to=message.recipient, body=message.body,
+            status_callback=settings.PUBLIC_BASE_URL + STATUS_CALLBACK_PATH,
+        )
+    except ProviderPermanentError as exc:
+        delivery_record_failed(message=message, error_code=exc.code)
+        logger.warning("outbound SMS %s failed permanently: code %s", message.pk, exc.code or "?")
+        return message
+    except ProviderTransientError as exc:
+        delivery_release(message=message, request_sent=exc.request_sent)
+        raise
+    delivery_record_sent(message=message, provider_id=sent.sid, status=sent.status)
+    return message
+
+
+def tenant_sender_number(tenant: Tenant) -> str:
+    """The tenant's first phone number (E.164), used as ``From`` for messages we start."""
+    number = TenantPhoneNumber.objects.filter(tenant=tenant).order_by("id").values_list("number", flat=True).first()
+    if not number:
+        raise ValueError(f"tenant {tenant.slug} has no phone number")
+    return number
+
+
+def sms_send(*, tenant: Tenant, customer, to: str, body: str, idempotency_key: str,
+             interaction: Interaction | None = None) -> ChannelMessage:
+    """Send an SMS we start (confirmations, links) to ``to`` (E.164), recorded in the customer's timeline.
+
+    Creates the outbound turn once per ``idempotency_key`` (in ``interaction`` or the customer's open SMS
+    session) and delivers it on commit through a task.
+    """
+    from channels_app.tasks import sms_deliver_task
+
+    with transaction.atomic():
+        if interaction is None:
+            interaction, _ = session_open(tenant=tenant, customer=customer, channel=Channel.SMS,
+                                          direction="outbound", idle_window=tenant.sms_idle_window)
+        message, created = message_prepare_outbound(
+            interaction=interaction, sender=tenant_sender_number(tenant), recipient=to, body=body,
+            idempotency_key=idempotency_key,
+        )
+        if created:
+            transaction.on_commit(lambda: sms_deliver_task.delay(message.pk))
+    return message

@@ -1,0 +1,35 @@
+"""Twilio Messaging webhooks: ``POST /twilio/sms/`` (inbound) and ``POST /twilio/sms/status/`` (callbacks)."""
+
+from django.http import HttpResponse, HttpResponseBadRequest
+from twilio.twiml.messaging_response import MessagingResponse
+
+from channels_app.sms.services import InvalidSms, sms_receive
+from channels_app.twilio_security import twiml_response, twilio_webhook
+from conversations.models import Channel
+from conversations.services import message_status_update
+
+
+
+
+@twilio_webhook(tenant_fields=("To",))
+def sms_inbound(request):
+    """Record the inbound message; the reply is sent asynchronously through the SMS provider."""
+    try:
+        sms_receive(tenant=request.tenant, params=request.POST)
+    except InvalidSms as exc:
+        return HttpResponseBadRequest(str(exc))
+    return twiml_response(MessagingResponse())
+
+
+@twilio_webhook(tenant_fields=("From", "To"))
+def sms_status(request):
+    """Move an outbound message's status forward (queued → sent → delivered; never backwards)."""
+    sid = request.POST.get("MessageSid") or request.POST.get("SmsSid")
+    status = request.POST.get("MessageStatus") or request.POST.get("SmsStatus")
+    if not sid or not status:
+        return HttpResponseBadRequest("MessageSid and MessageStatus are required")
+    message_status_update(
+        channel=Channel.SMS, provider_id=sid, status=status, error_code=request.POST.get("ErrorCode", ""),
+        error_message=request.POST.get("ErrorMessage", ""), tenant=request.tenant,
+    )
+    return HttpResponse(status=204)

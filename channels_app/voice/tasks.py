@@ -1,0 +1,24 @@
+"""Voice tasks: thin wrappers that load by id and call a service (retried on transient provider errors)."""
+
+from celery import shared_task
+
+from channels_app.providers import PROVIDER_RETRY
+from channels_app.voice import callback, voicemail
+
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
+def voice_place_callback(callback_request_id: int) -> None:
+    """Dial one callback request (idempotent: one call per request, row-locked dial)."""
+    callback.callback_place(callback_request_id=callback_request_id)
+
+
+@shared_task(bind=True, acks_late=True, **PROVIDER_RETRY)
+def voicemail_transcribe(self, call_message_id: int, recording_sid: str, recording_url: str,
+                         duration_seconds: int | None = None) -> None:
+    """Transcribe and file one voicemail (idempotent: one ``voicemail`` row per RecordingSid). On the last
+    attempt the voicemail is filed without a transcript rather than lost."""
+    voicemail.voicemail_transcribe(
+        call_message_id=call_message_id, recording_sid=recording_sid, recording_url=recording_url,
+        duration_seconds=duration_seconds, give_up=self.request.retries >= self.max_retries,
+    )

@@ -1,0 +1,95 @@
+"""Twilio Voice webhooks (all signed; see ``channels_app.twilio_security`` and ``channels_app.voice.security``).
+
+Inbound-call routes find the tenant by ``To``; routes that also serve calls we placed (callbacks) try ``To``
+then ``From`` (our number is ``From`` on an outbound call). TwiML answers are ``text/xml``; pure callbacks
+answer 204.
+"""
+
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
+
+from channels_app.twilio_security import twiml_response, twilio_webhook
+from channels_app.voice import agent, callback, lifecycle, voicemail
+from channels_app.voice.security import call_webhook
+
+EITHER_END = ("To", "From")
+
+
+
+
+def _query_int(request, name: str, default: int) -> int:
+    try:
+        return max(1, int(request.GET.get(name, default)))
+    except (TypeError, ValueError):
+        return default
+
+
+@twilio_webhook(tenant_fields=("To",))
+def voice_inbound(request):
+    """An incoming call: open the call (once per CallSid) and greet."""
+    try:
+        return twiml_response(agent.call_answer(tenant=request.tenant, params=request.POST))
+    except agent.InvalidCall as exc:
+        return HttpResponseBadRequest(str(exc))
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_gather(request):
+    """The caller's speech for turn ``?turn=N``: answer through the engine."""
+    turn = _query_int(request, "turn", 1)
+    return twiml_response(agent.call_turn(tenant=request.tenant, params=request.POST, turn=turn))
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_no_input(request):
+    """A Gather heard nothing (``?turn=N&n=K``): re-prompt, then voicemail, then goodbye."""
+    return twiml_response(agent.call_no_input(tenant=request.tenant, params=request.POST,
+                                      turn=_query_int(request, "turn", 1), attempt=_query_int(request, "n", 1)))
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_status(request):
+    """Call status callback: forward only; the end closes the call's row."""
+    if not request.POST.get("CallSid") or not request.POST.get("CallStatus"):
+        return HttpResponseBadRequest("CallSid and CallStatus are required")
+    lifecycle.call_status_update(tenant=request.tenant, params=request.POST)
+    return HttpResponse(status=204)
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_callback_answer(request, callback_request_id: int):
+    """A callback call we placed was answered (``AnsweredBy`` from answering-machine detection): talk to a
+    person, leave a generic message on a machine. Another tenant's request id answers 404."""
+    document = callback.callback_answered(tenant=request.tenant, callback_request_id=callback_request_id,
+                                          params=request.POST)
+    if document is None:
+        raise Http404("no such callback request")
+    return twiml_response(document)
+
+
+@twilio_webhook(tenant_fields=("To",))
+def voice_voicemail(request):
+    """Straight to voicemail (number fallback, unanswered ``<Dial>``)."""
+    try:
+        return twiml_response(agent.call_voicemail(tenant=request.tenant, params=request.POST))
+    except agent.InvalidCall as exc:
+        return HttpResponseBadRequest(str(exc))
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_voicemail_done(request):
+    """The ``<Record>`` action: thank and hang up."""
+    return twiml_response(agent.call_voicemail_done(tenant=request.tenant, params=request.POST))
+
+
+@call_webhook
+def voice_recording(request):
+    """Recording status callback (no To/From in it: the tenant is the call's)."""
+    voicemail.recording_received(tenant=request.tenant, params=request.POST)
+    return HttpResponse(status=204)
+
+
+@call_webhook
+def voice_transcription(request):
+    """Twilio's transcription callback: file the voicemail."""
+    voicemail.transcription_received(tenant=request.tenant, params=request.POST)
+    return HttpResponse(status=204)

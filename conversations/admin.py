@@ -1,0 +1,158 @@
+"""Operator console: customers with their cross-channel timeline, conversations, and ``call_logs``."""
+
+from django.contrib import admin, messages
+from django.db.models import Count
+from django.template.response import TemplateResponse
+
+from conversations.admin_render import render_timeline, render_transcript
+from conversations.analytics.admin import render_customer_360
+from conversations.agent.admin import start_fresh_action  # also registers the agent's admins
+from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
+from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, scope_queryset
+from identity.models import Customer, CustomerIdentifier
+from identity.services import MergeError, customer_merge
+
+TIMELINE_LIMIT = 50
+
+
+class IdentifierInline(TenantScopedInline):
+    model = CustomerIdentifier
+    fields = ["kind", "value", "verified", "sms_opted_out_at", "created_at"]
+    readonly_fields = ["created_at"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Customer)
+class CustomerAdmin(TenantScopedAdmin):
+    list_display = ["__str__", "identifiers_list", "created_at"]
+    search_fields = ["display_name", "identifiers__value"]
+    readonly_fields = ["merged_into", "created_at", "updated_at", "customer_360", "timeline"]
+    inlines = [IdentifierInline]
+    actions = ["merge_customers"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("identifiers")
+
+    @admin.display(description="Identifiers")
+    def identifiers_list(self, obj):
+        return ", ".join(str(i) for i in obj.identifiers.all())
+
+    @admin.display(description="Customer 360 (last 90 days: per channel and per week)")
+    def customer_360(self, obj):
+        return render_customer_360(obj)
+
+    @admin.display(description="Timeline (all channels, newest first)")
+    def timeline(self, obj):
+        rows = Interaction.objects.filter(customer=obj).order_by("-started_at")[:TIMELINE_LIMIT]
+        return render_timeline(rows)
+
+    @admin.action(description="Merge the two selected customers…", permissions=["change"])
+    def merge_customers(self, request, queryset):
+        customers = list(queryset.annotate(n=Count("interactions")))
+        if len(customers) != 2:
+            self.message_user(request, "Select exactly two customers to merge.", messages.ERROR)
+            return None
+        if request.POST.get("survivor"):
+            survivor = next((c for c in customers if str(c.pk) == request.POST["survivor"]), None)
+            if survivor is None:
+                self.message_user(request, "Choose one of the two customers to keep.", messages.ERROR)
+                return None
+            merged = customers[1] if survivor is customers[0] else customers[0]
+            try:
+                customer_merge(survivor=survivor, merged=merged, performed_by=request.user)
+            except MergeError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                return None
+            self.message_user(request, f"Merged {merged} into {survivor}; nothing was deleted.")
+            return None
+        return TemplateResponse(request, "admin/conversations/customer_merge.html", {
+            **self.admin_site.each_context(request), "customers": customers, "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "title": "Merge customers",
+        })
+
+
+class ChannelMessageInline(TenantScopedInline):
+    model = ChannelMessage
+    fields = ["direction", "provider_id", "status", "error_code", "recipient", "created_at", "status_updated_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class ScopedValuesFilter(admin.SimpleListFilter):
+    """A list filter whose choices are the distinct values in the user's own tenant only."""
+
+    field = ""
+
+    def lookups(self, request, model_admin):
+        qs = scope_queryset(model_admin.model.objects.all(), request.user)
+        values = qs.exclude(**{self.field: ""}).order_by(self.field).values_list(self.field, flat=True).distinct()
+        return [(v, v) for v in values[:100]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(**{self.field: self.value()}) if self.value() else queryset
+
+
+class IntentFilter(ScopedValuesFilter):
+    title, parameter_name, field = "intent", "intent", "intent"
+
+
+@admin.register(Interaction)
+class InteractionAdmin(TenantScopedAdmin):
+    list_display = ["started_at", "channel", "direction", "customer", "ended_at", "sentiment", "intent",
+                    "lead_score", "satisfaction", "escalated"]
+    list_filter = ["channel", "direction", "escalated", IntentFilter, "started_at"]
+    search_fields = ["customer__identifiers__value", "customer__display_name"]
+    date_hierarchy = "started_at"
+    list_select_related = ["customer"]
+    readonly_fields = [f.name for f in Interaction._meta.fields if f.name != "transcript"] + ["transcript_html"]
+    exclude = ["transcript"]
+    inlines = [ChannelMessageInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Transcript")
+    def transcript_html(self, obj):
+        return render_transcript(obj.transcript)
+
+
+class StateInline(TenantScopedInline):
+    model = SessionState
+    fields = ["key", "value", "updated_at", "expires_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class InteractionInline(TenantScopedInline):
+    model = Interaction
+    fields = ["channel", "direction", "started_at", "ended_at", "intent", "sentiment", "escalated"]
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(TenantScopedAdmin):
+    list_display = ["id", "customer", "status", "opened_at", "last_activity_at", "closed_at"]
+    list_filter = ["status"]
+    search_fields = ["customer__identifiers__value", "customer__display_name"]
+    list_select_related = ["customer"]
+    readonly_fields = ["customer", "status", "opened_at", "last_activity_at", "closed_at"]
+    inlines = [InteractionInline, StateInline]
+    actions = [start_fresh_action]
+
+    def has_add_permission(self, request):
+        return False
+
+
+# API keys, webhook endpoints/deliveries and the dashboards register themselves (issue 7).
+from conversations.api import admin as _api_admin  # noqa: E402,F401
+from conversations.webhooks import admin as _webhooks_admin  # noqa: E402,F401

@@ -1,0 +1,98 @@
+"""Admin for the agent's rows: staff notifications (handoffs, callbacks), appointments, callbacks, settings.
+
+Imported by ``conversations.admin``. Every list is tenant-scoped (``TenantScopedAdmin``); free text shown here
+(summaries, reasons) is rendered by Django admin, which escapes it.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from conversations.agent.services import conversation_start_fresh, staff_notification_mark_handled
+from conversations.appointments import appointment_cancel
+from conversations.models import AgentSettings, Appointment, CallbackRequest, StaffNotification
+from identity.admin_scoping import TenantScopedAdmin
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title, parameter_name = "state", "state"
+
+    def lookups(self, request, model_admin):
+        return [("open", "Needs attention"), ("handled", "Handled")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "open":
+            return queryset.filter(handled_at__isnull=True)
+        if self.value() == "handled":
+            return queryset.filter(handled_at__isnull=False)
+        return queryset
+
+
+@admin.register(StaffNotification)
+class StaffNotificationAdmin(TenantScopedAdmin):
+    list_display = ["created_at", "kind", "customer", "summary", "interaction_link", "handled_at", "handled_by"]
+    list_filter = [OpenFilter, "kind"]
+    list_select_related = ["customer", "handled_by"]
+    readonly_fields = ["tenant", "kind", "customer", "interaction", "summary", "created_at", "handled_at", "handled_by"]
+    actions = ["mark_handled"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Interaction")
+    def interaction_link(self, obj):
+        from django.utils.html import format_html
+
+        if not obj.interaction_id:
+            return "–"
+        return format_html('<a href="/admin/conversations/interaction/{}/change/">open</a>', obj.interaction_id)
+
+    @admin.action(description="Mark handled", permissions=["change"])
+    def mark_handled(self, request, queryset):
+        done = sum(staff_notification_mark_handled(notification=n, user=request.user) for n in queryset)
+        self.message_user(request, f"{done} notification(s) marked handled.")
+
+
+@admin.register(Appointment)
+class AppointmentAdmin(TenantScopedAdmin):
+    list_display = ["starts_at", "ends_at", "customer", "resource", "status", "booked_via", "version"]
+    list_filter = ["status", "resource", "booked_via"]
+    date_hierarchy = "starts_at"
+    list_select_related = ["customer"]
+    search_fields = ["customer__display_name", "customer__identifiers__value"]
+    readonly_fields = ["tenant", "customer", "conversation", "resource", "starts_at", "ends_at", "status",
+                       "booked_via", "version", "created_at", "updated_at"]
+    actions = ["cancel_appointments"]
+
+    def has_add_permission(self, request):
+        return False  # bookings go through the agent's services (hours, no double booking, confirmation)
+
+    @admin.action(description="Cancel selected appointments (sends a confirmation)", permissions=["change"])
+    def cancel_appointments(self, request, queryset):
+        done = sum(appointment_cancel(appointment=a) for a in queryset)
+        self.message_user(request, f"{done} appointment(s) cancelled.")
+
+
+@admin.register(CallbackRequest)
+class CallbackRequestAdmin(TenantScopedAdmin):
+    list_display = ["created_at", "customer", "phone", "reason", "status"]
+    list_filter = ["status"]
+    list_select_related = ["customer"]
+    readonly_fields = ["tenant", "customer", "conversation", "interaction", "phone", "reason", "context",
+                       "preferred_at", "created_at", "updated_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(AgentSettings)
+class AgentSettingsAdmin(TenantScopedAdmin):
+    list_display = ["tenant", "slot_minutes", "identity_check"]
+
+
+@admin.action(description="Start fresh (forget pending requests and remembered details)", permissions=["change"])
+def start_fresh_action(modeladmin, request, queryset):
+    """ConversationAdmin action: forget the agent's remembered state of the selected conversations (offered only
+    to users with the change permission on conversations)."""
+    removed = sum(conversation_start_fresh(conversation=c) for c in queryset)
+    modeladmin.message_user(request, f"Started fresh: {removed} remembered item(s) cleared.", messages.SUCCESS)

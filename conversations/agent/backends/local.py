@@ -1,0 +1,125 @@
+"""The local backend: keyword intents and slot-filling for the same tools, no network.
+
+A booking needs a day and a time; each can come in a different turn, on a different channel ("I'd like to
+book for Tuesday" by SMS, then "2 PM" in chat): what is known is kept in the ``pending`` session state.
+Dates and times are read by ``dateparser`` in the tenant's time zone (:mod:`conversations.agent.dates`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+
+from conversations import services as conv_services
+from conversations.agent.dates import parse_when, say_day
+from conversations.agent.session import NAME, AgentSession
+from conversations.agent.tools import call_tool
+
+_INTENTS = [
+    ("start_fresh", re.compile(r"\b(start (over|fresh|again)|fresh start|reset|forget (it|that|everything))\b", re.I)),
+    ("handoff", re.compile(r"\b(human|real person|receptionist|operator)\b|\b(speak|talk|connect|transfer)\b.{0,30}"
+                           r"\b(person|someone|somebody|staff|team|doctor|nurse)\b", re.I)),
+    ("link", re.compile(r"\b(text|send|sms|message)\b.{0,20}\blink\b|\bcontinue\b.{0,15}\bchat\b", re.I)),
+    ("callback", re.compile(r"\b(call me( back)?|callback|call back|ring me|give me a call|phone me)\b", re.I)),
+    ("cancel", re.compile(r"\bcancel\b", re.I)),
+    ("reschedule", re.compile(r"\b(reschedule|move|change|push back|bring forward)\b", re.I)),
+    ("availability", re.compile(r"\b(availab\w*|openings?|free (slots?|times?)|open (slots?|times?)|what times)\b", re.I)),
+    ("book", re.compile(r"\b(book\w*|appointment|schedule|see (the|a) (doctor|dentist|nurse)|come in|visit)\b", re.I)),
+]
+_RECALL = re.compile(r"\b(do you remember( me)?|what('?s| is) my name|who am i)\b", re.I)
+_MAKE_IT = re.compile(r"\b(make it|instead|how about|what about)\b", re.I)
+_NAME = re.compile(r"\b(?:my name is|this is|i am|i'm)\s+([A-Z][a-zA-Z'\-]{1,30})\b", re.I)
+_NOT_NAMES = {"looking", "trying", "calling", "here", "not", "just", "available", "free", "sorry", "sick", "fine"}
+
+
+def detect_intent(text: str) -> str | None:
+    """The first intent whose pattern matches ``text`` (order above is priority), or None."""
+    return next((name for name, pattern in _INTENTS if pattern.search(text or "")), None)
+
+
+class LocalBackend:
+    """Offline agent: same tools and state as the LLM backend; see the module docstring."""
+
+    name = "local"
+
+    def respond(self, session: AgentSession, text: str) -> str:
+        """The reply to ``text``; tools run as side effects (recorded in ``session.actions``)."""
+        when = parse_when(text, tz=session.tz, now=session.now)
+        intent = detect_intent(text)
+        pending = session.pending
+        prefix = self._remember_name(session, text)
+
+        if _RECALL.search(text):
+            name = session.state.get(NAME)
+            return f"Of course — you're {name}." if name else "I don't have your name yet — what should I call you?"
+        if intent == "start_fresh":
+            return call_tool(session, "start_fresh").say
+        if intent == "handoff":
+            return call_tool(session, "handoff_to_human", {"reason": text[:300]}).say
+        if intent == "link":
+            return call_tool(session, "send_chat_link").say
+        if intent == "callback":
+            return call_tool(session, "request_callback", {"reason": text[:300]}).say
+        if intent == "cancel":
+            return call_tool(session, "cancel_appointment").say
+        if intent == "availability" and when.at is None:
+            day = when.day or session.pending_day()
+            if day is None:
+                return prefix + "Which day would you like me to check?"
+            return prefix + call_tool(session, "list_availability", {"date": day.isoformat()}).say
+
+        upcoming = session.upcoming()
+        wants_move = intent == "reschedule" or (
+            pending.get("intent") != "book" and upcoming and not when.empty and (intent is None or _MAKE_IT.search(text))
+        )
+        if wants_move or pending.get("intent") == "reschedule":
+            return prefix + self._reschedule(session, when.day, when.at)
+        if intent == "book" or pending.get("intent") == "book" or not when.empty:
+            return prefix + self._book(session, when.day, when.at)
+        if prefix:
+            return prefix + "How can I help today?"
+        return ("I can book, move or cancel appointments, arrange a call back, or connect you with our team. "
+                "What would you like to do?")
+
+    def _remember_name(self, session: AgentSession, text: str) -> str:
+        match = _NAME.search(text)
+        if not match or match.group(1).lower() in _NOT_NAMES:
+            return ""
+        name = match.group(1).capitalize()
+        conv_services.state_set(conversation=session.conversation, key=NAME, value=name, at=session.now)
+        session.state[NAME] = name
+        session.actions.append("remember_name")
+        return f"Thanks, {name}. "
+
+    def _book(self, session: AgentSession, day: date | None, at: time | None) -> str:
+        pending = session.pending
+        day = day or session.pending_day()
+        at = at or (time.fromisoformat(pending["time"]) if pending.get("time") else None)
+        if day is None:
+            call_tool(session, "note_booking_request", {"intent": "book", "time": at and at.strftime("%H:%M")})
+            return "I can book that for you. Which day suits you?"
+        if at is None:
+            call_tool(session, "note_booking_request", {"intent": "book", "date": day.isoformat()})
+            slots = call_tool(session, "list_availability", {"date": day.isoformat()})
+            if not slots.ok:
+                return slots.say
+            return f"What time on {say_day(day)} suits you? {slots.say}"
+        return call_tool(session, "book_appointment", {"date": day.isoformat(), "time": at.strftime("%H:%M")}).say
+
+    def _reschedule(self, session: AgentSession, day: date | None, at: time | None) -> str:
+        if not session.upcoming():
+            call_tool(session, "note_booking_request", {"intent": "book", "date": day and day.isoformat()})
+            if day and at:
+                return self._book(session, day, at)
+            return "I couldn't find an upcoming appointment to move — shall I book a new one? Which day suits you?"
+        day = day or session.pending_day()
+        if at is None:
+            call_tool(session, "note_booking_request", {"intent": "reschedule", "date": day and day.isoformat()})
+            if day is None:
+                return "Sure — when would you like to move it to?"
+            return f"What time on {say_day(day)} would you like instead? " + call_tool(
+                session, "list_availability", {"date": day.isoformat()}).say
+        args = {"time": at.strftime("%H:%M")}
+        if day:
+            args["date"] = day.isoformat()
+        return call_tool(session, "reschedule_appointment", args).say

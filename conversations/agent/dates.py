@@ -1,0 +1,92 @@
+"""Dates and times in the customer's words, understood by ``dateparser`` in the tenant's time zone.
+
+"Tuesday", "tomorrow at 2pm", "next Friday at 10am", "May 14", "2 PM", "14:30", "noon". A phrase may give a
+day, a time, or both; :func:`parse_when` says which, so slot-filling can keep a day from one turn and a time
+from the next. A bare weekday means the next such day after today ("book for Tuesday" said on a Tuesday means
+next week); "today" means today.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+import dateparser
+
+_TIME = re.compile(
+    r"\b\d{1,2}(:\d{2})?\s*(a\.?m\.?|p\.?m\.?)(?=\W|$)|\b\d{1,2}:\d{2}\b|\b(noon|midday)\b", re.IGNORECASE
+)
+_WEEKDAY = r"(mon|tues?|wed(nes)?|thu(rs?)?|fri|sat(ur)?|sun)(day)?"
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*"
+_DATE = re.compile(
+    rf"\b({_WEEKDAY}|today|tomorrow|tonight|day after tomorrow|next week|{_MONTH}\s+\d{{1,2}}(st|nd|rd|th)?"
+    rf"|\d{{1,2}}(st|nd|rd|th)?\s+(of\s+)?{_MONTH}|\d{{1,2}}/\d{{1,2}}(/\d{{2,4}})?)\b",
+    re.IGNORECASE,
+)
+_BARE_WEEKDAY = re.compile(rf"^\s*(on\s+|this\s+)?{_WEEKDAY}\s*$", re.IGNORECASE)
+# Phone numbers, emails and URLs are not dates: remove them before searching.
+_NOISE = re.compile(r"\S+@\S+|https?://\S+|\+?\d[\d\s().-]{6,}\d")
+
+
+@dataclass(frozen=True)
+class When:
+    """What a text said about when: a local ``day`` and/or a local ``at`` (wall-clock time), each optional."""
+
+    day: date | None = None
+    at: time | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.day is None and self.at is None
+
+
+def parse_when(text: str, *, tz: str, now: datetime) -> When:
+    """Find a day and/or time in ``text``, interpreted in ``tz`` (IANA name) relative to ``now`` (aware).
+
+    Returns ``When()`` when the text names no day or time. Past days are moved forward (dateparser's
+    ``PREFER_DATES_FROM = "future"``).
+    """
+    cleaned = _NOISE.sub(" ", text or "")
+    if not (_TIME.search(cleaned) or _DATE.search(cleaned)):
+        return When()
+    local_now = now.astimezone(zoneinfo.ZoneInfo(tz))
+    settings = {
+        "TIMEZONE": tz, "RETURN_AS_TIMEZONE_AWARE": True, "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": local_now.replace(tzinfo=None), "PREFER_DAY_OF_MONTH": "first",
+    }
+    day: date | None = None
+    at: time | None = None
+    if match := _DATE.search(cleaned):
+        phrase = match.group(0)
+        value = dateparser.parse(phrase, languages=["en"], settings=settings)
+        if value is not None:
+            day = value.date()
+            if _BARE_WEEKDAY.match(phrase) and day <= local_now.date():
+                day = day + timedelta(days=7 * ((local_now.date() - day).days // 7 + 1))
+    if match := _TIME.search(cleaned):
+        value = dateparser.parse(match.group(0).replace(".", ""), languages=["en"], settings=settings)
+        if value is not None:
+            at = value.time().replace(second=0, microsecond=0, tzinfo=None)
+    return When(day=day, at=at)
+
+
+def local_datetime(day: date, at: time, tz: str) -> datetime:
+    """The aware datetime of wall-clock ``at`` on ``day`` in ``tz``."""
+    return datetime.combine(day, at, zoneinfo.ZoneInfo(tz))
+
+
+def say_day(day: date) -> str:
+    """``Tuesday, November 24``."""
+    return f"{day:%A}, {day:%B} {day.day}"
+
+
+def say_time(value: datetime | time) -> str:
+    """``2:00 PM``."""
+    return f"{value.hour % 12 or 12}:{value.minute:02d} {'AM' if value.hour < 12 else 'PM'}"
+
+
+def say_when(value: datetime) -> str:
+    """``Tuesday, November 24 at 2:00 PM`` (``value`` already in the tenant's time zone)."""
+    return f"{say_day(value.date())} at {say_time(value)}"

@@ -1,0 +1,119 @@
+"""An agent session: who is talking, on which channel, what the conversation remembers, and the greeting.
+
+Continuity: a session opened on any channel sees the conversation's unexpired :class:`SessionState` (expired
+rows are never read, see ``conversations.selectors.state_get_all``) and the last turns across channels, and
+greets with what was pending ("Welcome back — you were booking for Tuesday, November 24; what time suits you?").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from django.utils import timezone
+
+from conversations import selectors
+from conversations.agent.dates import say_day, say_when
+from conversations.appointments import agent_settings_for, upcoming_for_customer
+from conversations.models import AgentSettings, Appointment, Interaction
+
+PENDING = "pending"  # state key: {"intent": "book"|"reschedule", "date": "YYYY-MM-DD"|None, "time": "HH:MM"|None}
+NAME = "name"
+
+
+@dataclass
+class AgentSession:
+    """One turn's view of the world. ``state`` is the unexpired session state (empty when the person on a
+    shared phone said they are someone else); ``actions`` collects the tools run this turn."""
+
+    interaction: Interaction
+    now: datetime
+    state: dict
+    settings: AgentSettings
+    actions: list[str] = field(default_factory=list)
+
+    @property
+    def tenant(self):
+        return self.interaction.tenant
+
+    @property
+    def customer(self):
+        return self.interaction.customer
+
+    @property
+    def conversation(self):
+        return self.interaction.conversation
+
+    @property
+    def channel(self) -> str:
+        return self.interaction.channel
+
+    @property
+    def tz(self) -> str:
+        return self.tenant.timezone
+
+    @property
+    def identity(self) -> str | None:
+        """``"asked"``, ``"confirmed"``, ``"other"`` or None (no identity check in this session)."""
+        return (self.interaction.metadata or {}).get("identity")
+
+    @property
+    def pending(self) -> dict:
+        return dict(self.state.get(PENDING) or {})
+
+    def pending_day(self) -> date | None:
+        value = self.pending.get("date")
+        return date.fromisoformat(value) if value else None
+
+    def upcoming(self) -> list[Appointment]:
+        if self.identity == "other":
+            return []
+        return list(upcoming_for_customer(customer=self.customer, now=self.now)[:5])
+
+    def local(self, value: datetime) -> datetime:
+        return value.astimezone(self.tenant.tzinfo)
+
+
+def session_for(*, interaction: Interaction, now: datetime | None = None) -> AgentSession:
+    """Build the session of ``interaction`` (its tenant, customer and conversation loaded)."""
+    now = now or timezone.now()
+    if not hasattr(interaction, "_agent_loaded"):
+        interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(pk=interaction.pk)
+        interaction._agent_loaded = True
+    state = selectors.state_get_all(conversation=interaction.conversation, now=now)
+    if (interaction.metadata or {}).get("identity") == "other":
+        state = {}
+    return AgentSession(interaction=interaction, now=now, state=state, settings=agent_settings_for(interaction.tenant))
+
+
+def continuity_greeting(session: AgentSession, *, anonymous: bool = False) -> str:
+    """The opening line of a session, aware of what is pending in the conversation.
+
+    ``anonymous`` (a chat visitor not yet recognised) adds an invitation to give a phone number or email so
+    the agent can pick up an earlier conversation.
+    """
+    tenant = session.tenant
+    name = session.state.get(NAME) or ""
+    pending = session.pending
+    hello = f"Welcome back{', ' + name if name else ''}"
+    if pending.get("intent") in ("book", "reschedule"):
+        verb = "booking" if pending["intent"] == "book" else "moving your appointment"
+        day = session.pending_day()
+        if day and pending.get("time"):
+            return f"{hello} — you were {verb} for {say_day(day)}. Shall I go ahead, or would another time suit you?"
+        if day:
+            return f"{hello} — you were {verb} for {say_day(day)}; what time suits you?"
+        return f"{hello} — you were {verb}; which day suits you?"
+    upcoming = session.upcoming()
+    if upcoming:
+        when = say_when(session.local(upcoming[0].starts_at))
+        return f"{hello}! Your next appointment is on {when}. How can I help today?"
+    if anonymous:
+        return (f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back "
+                "or connect you with our team. If you've been in touch before, tell me your phone number or "
+                "email and I'll pick up where we left off.")
+    has_history = bool(selectors.recent_turns(conversation=session.conversation, limit=2)) and bool(session.state)
+    if has_history:
+        return f"{hello}! How can {tenant.short_name} help today?"
+    return (f"Hi{' ' + name if name else ''}! Thanks for contacting {tenant.short_name}. I can book, move or "
+            "cancel appointments, arrange a call back or connect you with our team. How can I help?")

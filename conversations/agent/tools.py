@@ -1,0 +1,302 @@
+"""The agent's tools: one implementation used by both backends (the local slot-filler and the LLM).
+
+Each tool takes the :class:`AgentSession` and JSON-like arguments and returns a :class:`ToolResult`: ``say`` is
+a sentence for the customer (the local backend sends it as is), ``data`` is what an LLM gets back. Dates and
+times are the tenant's local wall-clock (``date`` ``YYYY-MM-DD``, ``time`` ``HH:MM`` 24-hour). ``TOOL_SCHEMAS``
+are the OpenAI function-tool definitions (https://platform.openai.com/docs/guides/function-calling).
+Channels are never imported: tools announce through ``conversations.signals`` and channels act on commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from typing import Any, Callable
+
+from django.db import transaction
+
+from conversations import services as conv_services
+from conversations.agent import services as agent_services
+from conversations.agent.dates import local_datetime, say_day, say_time, say_when
+from conversations.agent.session import PENDING, AgentSession
+from conversations.appointments import (
+    BookingError,
+    appointment_book,
+    appointment_cancel,
+    appointment_reschedule,
+    availability,
+    next_available,
+)
+from conversations.models import Appointment
+from conversations.signals import channel_switch_requested
+from identity.models import CustomerIdentifier, IdentifierKind
+
+logger = logging.getLogger(__name__)
+MAX_SLOTS_SAID = 6
+
+
+@dataclass
+class ToolResult:
+    """Outcome of a tool: ``ok``, a sentence for the customer (``say``) and structured ``data`` for an LLM."""
+
+    ok: bool
+    say: str
+    data: dict = field(default_factory=dict)
+
+
+class ToolArgumentError(ValueError):
+    """Arguments a tool cannot use (bad date/time format, unknown appointment)."""
+
+
+def _day(value: Any) -> date:
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ToolArgumentError(f"date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def _time(value: Any) -> time:
+    try:
+        return time.fromisoformat(str(value))
+    except ValueError:
+        raise ToolArgumentError(f"time must be HH:MM (24-hour), got {value!r}") from None
+
+
+def _list(times: list[datetime]) -> str:
+    return ", ".join(say_time(t) for t in times[:MAX_SLOTS_SAID])
+
+
+def _alternatives(session: AgentSession, alts: list[datetime]) -> str:
+    if not alts:
+        return "I couldn't find an open time nearby — would another day suit you?"
+    days = {a.date() for a in alts}
+    if len(days) == 1:
+        return f"Open times on {say_day(alts[0].date())}: {_list(alts)}."
+    return "The next open times are " + ", ".join(say_when(a) for a in alts) + "."
+
+
+_REFUSALS = {
+    "outside_hours": "{when} is outside our booking hours.",
+    "too_soon": "{when} is too soon to book.",
+    "too_far": "{when} is too far ahead to book.",
+    "taken": "{when} is already taken.",
+    "cancelled": "that appointment was cancelled.",
+}
+
+
+def _set_pending(session: AgentSession, **values: Any) -> None:
+    pending = {**session.pending, **values}
+    conv_services.state_set(conversation=session.conversation, key=PENDING, value=pending, at=session.now)
+    session.state[PENDING] = pending
+
+
+def _clear_pending(session: AgentSession) -> None:
+    conv_services.state_delete(conversation=session.conversation, keys=[PENDING])
+    session.state.pop(PENDING, None)
+
+
+def _appointment(session: AgentSession, appointment_id: str | None) -> Appointment | None:
+    upcoming = session.upcoming()
+    if appointment_id:
+        return next((a for a in upcoming if str(a.pk) == str(appointment_id)), None)
+    return upcoming[0] if upcoming else None
+
+
+def _phone(session: AgentSession, usable_for_sms: bool = False) -> str | None:
+    qs = CustomerIdentifier.objects.filter(customer=session.customer, kind=IdentifierKind.PHONE)
+    if usable_for_sms:
+        qs = qs.filter(sms_opted_out_at__isnull=True)
+    return qs.order_by("-verified", "created_at").values_list("value", flat=True).first()
+
+
+def _refused(session: AgentSession, exc: BookingError, *, intent: str, day, start) -> ToolResult:
+    """A refused slot: keep the day pending and offer the nearest open times."""
+    _set_pending(session, intent=intent, date=day.isoformat(), time=None)
+    said = _REFUSALS[exc.code].format(when=say_when(start))
+    return ToolResult(False, f"Sorry — {said} " + _alternatives(session, [session.local(a) for a in exc.alternatives]),
+                      {"error": exc.code, "alternatives": [a.isoformat() for a in exc.alternatives]})
+
+
+def _scheduled(session: AgentSession, appt, message: str) -> ToolResult:
+    """A booked or moved appointment: clear what was pending and say when (``{when}`` in ``message``)."""
+    _clear_pending(session)
+    local_start = session.local(appt.starts_at)
+    return ToolResult(True, message.format(when=say_when(local_start)),
+                      {"appointment_id": str(appt.pk), "starts_at": local_start.isoformat()})
+
+
+# --- the tools --------------------------------------------------------------------------------------------------
+
+def list_availability(session: AgentSession, *, date: str) -> ToolResult:
+    """Open slots on ``date`` (ISO day, tenant time zone) → ``data = {"date", "slots": ["HH:MM"], "next_open"}``."""
+    day = _day(date)
+    slots = availability(tenant=session.tenant, day=day, now=session.now)
+    if slots:
+        return ToolResult(True, f"Open times on {say_day(day)}: {_list(slots)}.",
+                          {"date": day.isoformat(), "slots": [s.strftime("%H:%M") for s in slots]})
+    later = next_available(tenant=session.tenant, after=day, now=session.now)
+    return ToolResult(False, f"We have no openings on {say_day(day)}. " + _alternatives(session, later),
+                      {"date": day.isoformat(), "slots": [], "next_open": [s.isoformat() for s in later]})
+
+
+def note_booking_request(session: AgentSession, *, intent: str = "book", date: str | None = None,
+                         time: str | None = None) -> ToolResult:
+    """Remember a day and/or time the customer gave before booking (``intent`` book|reschedule); raises
+    :class:`ToolArgumentError` for another intent. ``data = {"pending": {...}}``."""
+    if intent not in ("book", "reschedule"):
+        raise ToolArgumentError("intent must be book or reschedule")
+    _set_pending(session, intent=intent, date=_day(date).isoformat() if date else session.pending.get("date"),
+                 time=_time(time).strftime("%H:%M") if time else session.pending.get("time"))
+    return ToolResult(True, "Noted.", {"pending": session.pending})
+
+
+def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResult:
+    """Book ``date`` (ISO day) at ``time`` (HH:MM) in the tenant's time zone for the session's customer.
+
+    A refused slot (taken, closed, past) returns ``ok=False`` with ``data = {"error", "alternatives": [ISO]}``
+    and keeps the day pending; success gives ``{"appointment_id", "starts_at"}`` and queues the confirmation.
+    """
+    day, at = _day(date), _time(time)
+    start = local_datetime(day, at, session.tz)
+    try:
+        appt = appointment_book(tenant=session.tenant, customer=session.customer, starts_at=start,
+                                conversation=session.conversation, booked_via=session.channel, now=session.now)
+    except BookingError as exc:
+        return _refused(session, exc, intent="book", day=day, start=start)
+    return _scheduled(session, appt, "You're booked for {when}. I'll send you a confirmation.")
+
+
+def reschedule_appointment(session: AgentSession, *, time: str, date: str | None = None,
+                           appointment_id: str | None = None) -> ToolResult:
+    """Move the customer's next (or ``appointment_id``) appointment to ``time`` on ``date`` (default: same day).
+
+    Refused for an unconfirmed email sender (``identity == "other"``); errors as :func:`book_appointment`.
+    """
+    if session.identity == "other":
+        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+    appt = _appointment(session, appointment_id)
+    if appt is None:
+        return ToolResult(False, "I couldn't find an upcoming appointment to move. Would you like to book one?",
+                          {"error": "not_found"})
+    day = _day(date) if date else session.local(appt.starts_at).date()
+    start = local_datetime(day, _time(time), session.tz)
+    try:
+        appt = appointment_reschedule(appointment=appt, starts_at=start, now=session.now)
+    except BookingError as exc:
+        return _refused(session, exc, intent="reschedule", day=day, start=start)
+    return _scheduled(session, appt, "Done — your appointment is moved to {when}. I'll send you a confirmation.")
+
+
+def cancel_appointment(session: AgentSession, *, appointment_id: str | None = None) -> ToolResult:
+    """Cancel the customer's next (or ``appointment_id``) appointment; refused for an unconfirmed sender."""
+    if session.identity == "other":
+        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+    appt = _appointment(session, appointment_id)
+    if appt is None:
+        return ToolResult(False, "I couldn't find an upcoming appointment to cancel.", {"error": "not_found"})
+    appointment_cancel(appointment=appt)
+    _clear_pending(session)
+    when = say_when(session.local(appt.starts_at))
+    return ToolResult(True, f"Your appointment on {when} is cancelled. Just ask if you'd like to book again.",
+                      {"appointment_id": str(appt.pk), "cancelled": True})
+
+
+def request_callback(session: AgentSession, *, reason: str = "", preferred_time: str | None = None) -> ToolResult:
+    """Record a callback request (the voice channel places the call); needs a phone on file."""
+    phone = _phone(session)
+    if not phone:
+        return ToolResult(False, "I'd be glad to arrange a call back — what's the best number to reach you?",
+                          {"error": "no_phone"})
+    request, _ = agent_services.callback_request(
+        interaction=session.interaction, phone=phone, reason=reason or "callback requested",
+        context={"pending": session.pending, "preferred_time": preferred_time},
+    )
+    return ToolResult(True, "I've asked our team to call you back as soon as they can.",
+                      {"callback_request_id": request.pk})
+
+
+def handoff_to_human(session: AgentSession, *, reason: str = "") -> ToolResult:
+    """Mark the interaction escalated and notify staff in admin (``StaffNotification``)."""
+    agent_services.handoff_request(interaction=session.interaction, reason=reason)
+    return ToolResult(True, "I've asked a member of our team to take over — they'll be in touch shortly.",
+                      {"escalated": True})
+
+
+def start_fresh(session: AgentSession) -> ToolResult:
+    """Forget the conversation's state (pending booking, notes) so the next turn starts clean."""
+    agent_services.conversation_start_fresh(conversation=session.conversation)
+    session.state.clear()
+    return ToolResult(True, "Okay — I've cleared what we had so far. How can I help?", {"cleared": True})
+
+
+def send_chat_link(session: AgentSession) -> ToolResult:
+    """Text the customer a signed chat link (on commit; one SMS per turn) to continue in the widget."""
+    if not _phone(session, usable_for_sms=True):
+        return ToolResult(False, "I don't have a mobile number I can text for you.", {"error": "no_phone"})
+    interaction_id = session.interaction.pk
+    ref = str(len(session.interaction.transcript))  # same turn retried → same ref → one SMS
+    transaction.on_commit(lambda: channel_switch_requested.send(
+        sender=AgentSession, interaction_id=interaction_id, channel="chat", ref=ref), robust=True)
+    return ToolResult(True, "I've texted you a link — open it to continue in our chat, right where we left off.",
+                      {"sent": True})
+
+
+@dataclass(frozen=True)
+class Tool:
+    """One tool as both backends see it: a name, a description and a JSON Schema for its arguments."""
+
+    name: str
+    description: str
+    parameters: dict
+    func: Callable[..., ToolResult]
+
+
+def _schema(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+_DATE = {"type": "string", "description": "Local date, YYYY-MM-DD"}
+_TIME_ = {"type": "string", "description": "Local time, HH:MM 24-hour"}
+_APPT = {"type": "string", "description": "Appointment id; omit for the next upcoming one"}
+
+TOOLS: dict[str, Tool] = {t.name: t for t in [
+    Tool("list_availability", "Open appointment times on a day.", _schema({"date": _DATE}, ["date"]),
+         list_availability),
+    Tool("note_booking_request", "Remember a day/time the customer wants before booking (continuity).",
+         _schema({"intent": {"type": "string", "enum": ["book", "reschedule"]}, "date": _DATE, "time": _TIME_},
+                 ["intent"]), note_booking_request),
+    Tool("book_appointment", "Book an appointment at a local date and time.",
+         _schema({"date": _DATE, "time": _TIME_}, ["date", "time"]), book_appointment),
+    Tool("reschedule_appointment", "Move the customer's appointment to a new time (date optional: same day).",
+         _schema({"date": _DATE, "time": _TIME_, "appointment_id": _APPT}, ["time"]), reschedule_appointment),
+    Tool("cancel_appointment", "Cancel the customer's appointment.", _schema({"appointment_id": _APPT}, []),
+         cancel_appointment),
+    Tool("request_callback", "Arrange for staff to call the customer back.",
+         _schema({"reason": {"type": "string"}, "preferred_time": {"type": "string"}}, ["reason"]),
+         request_callback),
+    Tool("handoff_to_human", "Hand the conversation to a human staff member.",
+         _schema({"reason": {"type": "string"}}, ["reason"]), handoff_to_human),
+    Tool("start_fresh", "Forget the pending request and start over.", _schema({}, []), start_fresh),
+    Tool("send_chat_link", "Text the customer a link to continue this conversation in the web chat.",
+         _schema({}, []), send_chat_link),
+]}
+
+TOOL_SCHEMAS = [
+    {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}
+    for t in TOOLS.values()
+]
+
+
+def call_tool(session: AgentSession, name: str, args: dict | None = None) -> ToolResult:
+    """Run tool ``name`` with ``args``; unknown tools and bad arguments give ``ok=False`` (never raise)."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return ToolResult(False, "", {"error": f"unknown tool {name}"})
+    try:
+        result = tool.func(session, **(args or {}))
+    except (ToolArgumentError, TypeError) as exc:
+        logger.info("tool %s refused arguments: %s", name, exc)
+        return ToolResult(False, "", {"error": str(exc)})
+    session.actions.append(name)
+    return result

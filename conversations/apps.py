@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ConversationsConfig(AppConfig):
+    name = "conversations"
+    verbose_name = "Conversations and call logs"
+
+    def ready(self) -> None:
+        # Outbound webhooks and the warehouse export: signal receivers, and task modules for Celery to register.
+        from conversations.warehouse import tasks as warehouse_tasks  # noqa: F401
+        from conversations.webhooks import receivers, tasks  # noqa: F401
+
+        receivers.connect()

@@ -1,0 +1,374 @@
+"""The unified interaction log (``call_logs``), conversations, session state and provider messages."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.constraints import ExclusionConstraint
+from django.contrib.postgres.fields import DateTimeRangeField, DecimalRangeField, RangeBoundary, RangeOperators
+from django.db import models
+from django.db.models import Func, Q
+from django.db.models.functions import Cast
+
+from identity.models import Customer, Tenant
+
+
+class TsTzRange(Func):
+    """``tstzrange(start, end, '[)')``: the half-open time range an appointment occupies."""
+
+    function = "TSTZRANGE"
+    output_field = DateTimeRangeField()
+
+
+class CalendarKey(Func):
+    """``numrange(h, h, '[]')`` with ``h = hashtextextended(tenant_id::text || ':' || resource, 0)``.
+
+    Lets the no-double-booking exclusion constraint say "same tenant and resource" with GiST's built-in range
+    operators (PostgreSQL's btree_gist extension is not available everywhere, e.g. the embedded server). Two
+    different calendars sharing a 64-bit hash would only refuse a booking; an overlap is never allowed.
+    """
+
+    template = "numrange(hashtextextended(%(expressions)s, 0), hashtextextended(%(expressions)s, 0), '[]')"
+    arg_joiner = " || ':' || "
+    output_field = DecimalRangeField()
+
+
+class Channel(models.TextChoices):
+    VOICE = "voice", "Voice call"
+    CHAT = "chat", "Web chat"
+    SMS = "sms", "SMS"
+    EMAIL = "email", "Email"
+    VOICEMAIL = "voicemail", "Voicemail"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+
+
+class Conversation(models.Model):
+    """A thread with one customer that spans channels; at most one is open per customer."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="conversations")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer"], condition=Q(status="open"), name="one_open_conversation"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-last_activity_at"]),
+            models.Index(fields=["customer", "-last_activity_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Conversation {str(self.id)[:8]} ({self.status})"
+
+
+class Interaction(models.Model):
+    """One session on one channel — a call, a chat, an SMS exchange, an email exchange — in ``call_logs``.
+
+    ``transcript`` is a list of turns ``{"role": "customer"|"agent"|"system"|"staff", "text": str,
+    "at": ISO-8601 UTC}``; ``metadata`` holds channel specifics (MessageSids, CallSid, statuses, recording URL).
+    Scores are written by enrichment with their provenance in the ``enrichment_*`` columns. An interaction is
+    open while ``ended_at`` is null; at most one is open per conversation and channel.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="interactions")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="interactions")
+    conversation = models.ForeignKey(Conversation, on_delete=models.PROTECT, related_name="interactions")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField()
+    transcript = models.JSONField(default=list, blank=True)
+    sentiment = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
+    lead_score = models.PositiveSmallIntegerField(null=True, blank=True)
+    intent = models.CharField(max_length=64, blank=True)
+    satisfaction = models.PositiveSmallIntegerField(null=True, blank=True)
+    urgency = models.PositiveSmallIntegerField(null=True, blank=True)
+    escalated = models.BooleanField(default=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    enrichment_backend = models.CharField(max_length=40, blank=True)
+    enrichment_model = models.CharField(max_length=100, blank=True)
+    enrichment_version = models.CharField(max_length=20, blank=True)
+    enriched_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "call_logs"
+        constraints = [
+            models.CheckConstraint(condition=Q(sentiment__gte=-1) & Q(sentiment__lte=1), name="sentiment_range"),
+            models.CheckConstraint(condition=Q(lead_score__lte=100), name="lead_score_range"),
+            models.CheckConstraint(condition=Q(satisfaction__gte=1) & Q(satisfaction__lte=5), name="csat_range"),
+            models.CheckConstraint(condition=Q(urgency__gte=1) & Q(urgency__lte=5), name="urgency_range"),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")), name="ended_after_start"
+            ),
+            models.UniqueConstraint(
+                fields=["conversation", "channel"], condition=Q(ended_at__isnull=True), name="one_open_session_per_channel"
+            ),
+        ]
+        indexes = [
+            # "this customer's interactions, newest first" (Customer 360 timeline)
+            # (covering: the timeline's and quarterly review's aggregates are index-only scans)
+            models.Index(fields=["customer", "-started_at"], include=["tenant", "channel", "sentiment"],
+                         name="call_logs_customer_recent"),
+            # "this tenant's interactions in a date range by channel" (reports, exports)
+            models.Index(fields=["tenant", "started_at", "channel"], name="call_logs_tenant_range"),
+            models.Index(fields=["tenant", "updated_at"], name="call_logs_tenant_updated"),
+            models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
+            # the idle-session sweeper scans open sessions only
+            models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} {self.direction} {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+class ChannelMessage(models.Model):
+    """One provider-level message or call leg (an SMS with its MessageSid, an email with its Message-ID).
+
+    The database guarantees idempotency: a provider id is stored once per channel (Twilio retries a webhook
+    → one row), and an outbound message's ``idempotency_key`` once (a task run twice → one send).
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending (not yet handed to the provider)"
+        ACCEPTED = "accepted", "Accepted"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        UNDELIVERED = "undelivered", "Undelivered"
+        FAILED = "failed", "Failed"
+        READ = "read", "Read"
+        RECEIVED = "received", "Received"
+        SUPPRESSED = "suppressed", "Not sent (recipient opted out)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="messages")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    direction = models.CharField(max_length=10, choices=Direction.choices)
+    provider_id = models.CharField(max_length=255, blank=True, help_text="MessageSid, CallSid or Message-ID")
+    idempotency_key = models.CharField(max_length=255, blank=True)
+    sender = models.CharField(max_length=320)
+    recipient = models.CharField(max_length=320)
+    body = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    error_code = models.CharField(max_length=20, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "provider_id"], condition=~Q(provider_id=""), name="provider_id_once"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"], condition=~Q(idempotency_key=""), name="outbound_once"
+            ),
+        ]
+        indexes = [models.Index(fields=["interaction", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {self.direction} {self.provider_id or self.idempotency_key}"
+
+
+# Forward-only ordering of Twilio message statuses (https://www.twilio.com/docs/messaging/api/message-resource
+# #message-status-values). A callback may only move a message to a higher rank; terminal statuses share one.
+MESSAGE_STATUS_RANK = {
+    "pending": 0, "accepted": 1, "scheduled": 1, "queued": 1, "sending": 2, "sent": 3,
+    "delivery_unknown": 3, "receiving": 3, "received": 4, "delivered": 4, "undelivered": 4, "failed": 4,
+    "canceled": 4, "suppressed": 4, "read": 5,
+}
+
+
+class SessionState(models.Model):
+    """Key/value memory of a conversation (pending booking date, name given...), valid until ``expires_at``."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="state")
+    key = models.CharField(max_length=100)
+    value = models.JSONField()
+    updated_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["conversation", "key"], name="state_key_once")]
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.key} (until {self.expires_at:%Y-%m-%d})"
+
+
+# --- the agent: settings, appointments, callbacks, staff notifications (issue 3) -------------------------------
+
+def _default_bookable_hours() -> dict:
+    weekday = [["09:00", "17:00"]]
+    return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday, "sat": [], "sun": []}
+
+
+class AgentSettings(models.Model):
+    """Per-tenant agent configuration: persona, policies, bookable hours (tenant time zone) and slot length.
+
+    ``bookable_hours`` maps ``mon``…``sun`` to lists of ``["HH:MM", "HH:MM"]`` local-time windows; a slot of
+    ``slot_minutes`` is bookable if it fits entirely inside one window, starts at least ``min_notice_minutes``
+    from now and no later than ``horizon_days`` ahead. A tenant without a row uses the defaults.
+    """
+
+    class IdentityCheck(models.TextChoices):
+        NEVER = "never", "Never ask"
+        PHONE = "phone", "Ask a returning patient recognised only by phone (shared family phones)"
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="agent_settings")
+    persona = models.TextField(
+        blank=True, default="You are the friendly, concise front-desk assistant of the clinic.",
+        help_text="Who the agent is (system prompt of the LLM backend).",
+    )
+    policies = models.TextField(
+        blank=True, default="Never give medical advice. For emergencies tell the patient to call 911.",
+        help_text="Rules the agent follows (system prompt of the LLM backend).",
+    )
+    bookable_hours = models.JSONField(default=_default_bookable_hours, blank=True)
+    slot_minutes = models.PositiveSmallIntegerField(default=30)
+    min_notice_minutes = models.PositiveIntegerField(default=60)
+    horizon_days = models.PositiveSmallIntegerField(default=60)
+    history_turns = models.PositiveSmallIntegerField(default=12, help_text="Turns of history given to the LLM.")
+    identity_check = models.CharField(max_length=10, choices=IdentityCheck.choices, default=IdentityCheck.NEVER)
+
+    class Meta:
+        verbose_name_plural = "agent settings"
+
+    def __str__(self) -> str:
+        return f"Agent settings of {self.tenant_id}"
+
+
+class Appointment(models.Model):
+    """A booked visit. Two booked appointments of one tenant's resource never overlap (database exclusion)."""
+
+    class Status(models.TextChoices):
+        BOOKED = "booked", "Booked"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="appointments")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="appointments")
+    conversation = models.ForeignKey(
+        Conversation, null=True, blank=True, on_delete=models.SET_NULL, related_name="appointments"
+    )
+    resource = models.CharField(max_length=60, default="main", help_text="The calendar (room, clinician).")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
+    booked_via = models.CharField(max_length=10, choices=Channel.choices, blank=True)
+    version = models.PositiveIntegerField(default=1, help_text="Bumped on every change (confirmation keys).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="appointment_ends_after_start"),
+            ExclusionConstraint(
+                name="appointment_no_double_booking",
+                expressions=[
+                    (CalendarKey(Cast("tenant", models.TextField()), "resource"), RangeOperators.OVERLAPS),
+                    (TsTzRange("starts_at", "ends_at", RangeBoundary()), RangeOperators.OVERLAPS),
+                ],
+                condition=Q(status="booked"),
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "starts_at"]), models.Index(fields=["tenant", "starts_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.starts_at:%Y-%m-%d %H:%M} UTC ({self.status})"
+
+
+class CallbackRequest(models.Model):
+    """A patient asked to be called back; the voice channel places the call (``callback_requested``)."""
+
+    class Status(models.TextChoices):
+        REQUESTED = "requested", "Requested"
+        IN_PROGRESS = "in_progress", "Calling"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="callback_requests")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="callback_requests")
+    interaction = models.ForeignKey(Interaction, null=True, on_delete=models.SET_NULL, related_name="+")
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164 number to call.")
+    reason = models.CharField(max_length=500, blank=True, help_text="What the patient wants, in their words.")
+    context = models.JSONField(default=dict, blank=True, help_text="Pending state when the callback was asked.")
+    preferred_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.REQUESTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation"], condition=Q(status__in=["requested", "in_progress"]),
+                name="one_pending_callback_per_conversation",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Callback {self.pk} ({self.status})"
+
+
+class StaffNotification(models.Model):
+    """Something staff must look at in admin: a handoff to a human, a callback to place."""
+
+    class Kind(models.TextChoices):
+        HANDOFF = "handoff", "Handoff to a human"
+        CALLBACK = "callback", "Callback requested"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    interaction = models.ForeignKey(Interaction, null=True, on_delete=models.SET_NULL, related_name="+")
+    summary = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "handled_at", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["interaction", "kind"], condition=Q(handled_at__isnull=True), name="one_open_notice_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.summary[:60]}"
+
+
+# Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
+from conversations.api.models import ApiKey  # noqa: E402,F401
+from conversations.webhooks.models import (  # noqa: E402,F401
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookMessage,
+)
+from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
+from conversations.analytics.models import Dashboard  # noqa: E402,F401

@@ -1,0 +1,38 @@
+"""Reads of conversations and session state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+
+from conversations.models import Conversation, Interaction, SessionState
+
+
+def state_get_all(*, conversation: Conversation, now: datetime | None = None) -> dict[str, Any]:
+    """All unexpired state of a conversation as ``{key: value}``; expired rows are never returned."""
+    now = now or timezone.now()
+    return dict(
+        SessionState.objects.filter(conversation=conversation, expires_at__gt=now).values_list("key", "value")
+    )
+
+
+def state_get(*, conversation: Conversation, key: str, default: Any = None, now: datetime | None = None) -> Any:
+    """One unexpired state value, or ``default``."""
+    return state_get_all(conversation=conversation, now=now).get(key, default)
+
+
+def recent_turns(*, conversation: Conversation, limit: int = 20) -> list[dict]:
+    """The conversation's last ``limit`` turns across all channels, oldest first; each turn gains ``channel``."""
+    turns: list[dict] = []
+    interactions = Interaction.objects.filter(conversation=conversation).order_by("-started_at")
+    for interaction in interactions.only("channel", "transcript").iterator(chunk_size=20):
+        for turn in reversed(interaction.transcript):
+            turns.append({**turn, "channel": interaction.channel})
+            if len(turns) >= limit:
+                break
+        if len(turns) >= limit:
+            break
+    turns.sort(key=lambda t: t.get("at", ""))
+    return turns

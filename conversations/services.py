@@ -1,0 +1,447 @@
+"""Writes to conversations, ``call_logs`` and session state. Every channel adapter goes through these."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from conversations.models import (
+    MESSAGE_STATUS_RANK,
+    ChannelMessage,
+    Conversation,
+    Direction,
+    Interaction,
+    SessionState,
+)
+from conversations.signals import conversation_closed, customer_message_received, interaction_closed
+from identity.models import Customer, Tenant
+from identity.services import customer_pre_merge
+
+logger = logging.getLogger(__name__)
+
+
+def _now(at: datetime | None) -> datetime:
+    return at or timezone.now()
+
+
+def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime | None = None) -> Conversation:
+    """Return the customer's open conversation, opening one if there is none (race-safe by constraint)."""
+    at = _now(at)
+    for _ in range(3):
+        existing = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN).first()
+        if existing:
+            return existing
+        try:
+            with transaction.atomic():
+                return Conversation.objects.create(
+                    tenant=tenant, customer=customer, opened_at=at, last_activity_at=at
+                )
+        except IntegrityError:
+            continue  # another process opened it first
+    raise RuntimeError("could not open a conversation")
+
+
+def interaction_close(
+    *, interaction: Interaction, at: datetime | None = None, only_if_idle_since: datetime | None = None
+) -> bool:
+    """Close an open interaction (set ``ended_at``) and, on commit, queue its enrichment.
+
+    Returns False if it was already closed (closing twice is a no-op) or, with ``only_if_idle_since``, if it
+    had activity at or after that moment (re-checked under the row lock, so a turn that lands while the idle
+    sweeper runs keeps its session open). ``ended_at`` is the later of ``at`` and the last activity (UTC).
+    """
+    at = _now(at)
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
+        if row.ended_at is not None:
+            return False
+        if only_if_idle_since is not None and row.last_activity_at >= only_if_idle_since:
+            return False
+        row.ended_at = max(at, row.last_activity_at)
+        row.save(update_fields=["ended_at", "updated_at"])
+        interaction.ended_at = row.ended_at
+        transaction.on_commit(lambda: interaction_closed.send(sender=Interaction, interaction_id=row.pk), robust=True)
+    return True
+
+
+def session_open(
+    *,
+    tenant: Tenant,
+    customer: Customer,
+    channel: str,
+    direction: str = Direction.INBOUND,
+    at: datetime | None = None,
+    idle_window: timedelta | None = None,
+    metadata: dict | None = None,
+) -> tuple[Interaction, bool]:
+    """Return the open ``call_logs`` row for this customer and channel, or open one; ``(interaction, created)``.
+
+    Uses the customer's open conversation (opening one if needed). If the open row has been idle longer than
+    ``idle_window`` it is closed (and enriched) and a new row opens in the same conversation. Concurrent
+    callers serialise on the conversation row, and a partial unique constraint allows one open row per
+    conversation and channel.
+    """
+    at = _now(at)
+    conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
+    with transaction.atomic():
+        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+        current = Interaction.objects.filter(conversation=conversation, channel=channel, ended_at__isnull=True).first()
+        if current and idle_window is not None and current.last_activity_at < at - idle_window:
+            interaction_close(interaction=current, at=current.last_activity_at)
+            current = None
+        if current:
+            return current, False
+        interaction = Interaction.objects.create(
+            tenant=tenant, customer=customer, conversation=conversation, channel=channel, direction=direction,
+            started_at=at, last_activity_at=at, metadata=metadata or {},
+        )
+        return interaction, True
+
+
+def interaction_append_turn(
+    *, interaction: Interaction, role: str, text: str, at: datetime | None = None, **extra: Any
+) -> dict:
+    """Append ``{"role", "text", "at", **extra}`` to the transcript under a row lock; bump activity times.
+
+    Returns the turn as stored. ``at`` is UTC (ISO-8601 in the stored turn).
+    """
+    at = _now(at)
+    turn = {"role": role, "text": text, "at": at.isoformat(), **extra}
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
+        row.transcript = [*row.transcript, turn]
+        row.last_activity_at = max(row.last_activity_at, at)
+        row.save(update_fields=["transcript", "last_activity_at", "updated_at"])
+        Conversation.objects.filter(pk=row.conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
+    interaction.transcript, interaction.last_activity_at = row.transcript, row.last_activity_at
+    return turn
+
+
+def interaction_set_metadata(*, interaction: Interaction, updates: dict) -> dict:
+    """Merge ``updates`` into ``interaction.metadata`` (top-level keys) under a row lock; return the result."""
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
+        row.metadata = {**row.metadata, **updates}
+        row.save(update_fields=["metadata", "updated_at"])
+    interaction.metadata = row.metadata
+    return row.metadata
+
+
+def interaction_mark_escalated(*, interaction: Interaction) -> None:
+    """Set ``escalated`` on an interaction (idempotent)."""
+    Interaction.objects.filter(pk=interaction.pk, escalated=False).update(escalated=True, updated_at=timezone.now())
+    interaction.escalated = True
+
+
+@dataclass
+class Received:
+    """Result of :func:`message_receive`: ``duplicate`` is True when the provider id was already stored."""
+
+    message: ChannelMessage
+    interaction: Interaction
+    duplicate: bool
+
+
+def message_receive(
+    *,
+    tenant: Tenant,
+    customer: Customer,
+    channel: str,
+    provider_id: str,
+    sender: str,
+    recipient: str,
+    text: str,
+    at: datetime | None = None,
+    idle_window: timedelta | None = None,
+    turn_extra: dict | None = None,
+) -> Received:
+    """Record one inbound provider message as a customer turn, exactly once per ``(channel, provider_id)``.
+
+    Opens or continues the channel session (see :func:`session_open`), stores a :class:`ChannelMessage` and
+    appends the turn, all in one transaction; on commit ``customer_message_received`` is sent. A repeated provider id (a webhook retry) writes nothing and
+    returns the first message with ``duplicate=True``.
+    """
+    at = _now(at)
+    existing = ChannelMessage.objects.filter(
+        tenant=tenant, channel=channel, provider_id=provider_id).select_related("interaction")
+    if first := existing.first():
+        return Received(message=first, interaction=first.interaction, duplicate=True)
+    try:
+        with transaction.atomic():
+            interaction, _ = session_open(
+                tenant=tenant, customer=customer, channel=channel, at=at, idle_window=idle_window
+            )
+            message = ChannelMessage.objects.create(
+                tenant=tenant, interaction=interaction, channel=channel, direction=Direction.INBOUND,
+                provider_id=provider_id, sender=sender, recipient=recipient, body=text,
+                status=ChannelMessage.Status.RECEIVED, status_updated_at=at,
+            )
+            interaction_append_turn(
+                interaction=interaction, role="customer", text=text, at=at, ref=provider_id, **(turn_extra or {})
+            )
+    except IntegrityError:
+        first = existing.first()
+        if first is None:
+            raise
+        return Received(message=first, interaction=first.interaction, duplicate=True)
+    transaction.on_commit(lambda: customer_message_received.send(
+        sender=Interaction, interaction_id=interaction.pk, message_id=message.pk, text=text), robust=True)
+    return Received(message=message, interaction=interaction, duplicate=False)
+
+
+def message_prepare_outbound(
+    *,
+    interaction: Interaction,
+    sender: str,
+    recipient: str,
+    body: str,
+    idempotency_key: str,
+    role: str = "agent",
+) -> tuple[ChannelMessage, bool]:
+    """Create the pending outbound message and its transcript turn once per ``idempotency_key``.
+
+    Returns ``(message, created)``; a second call with the same key returns the first row untouched. The
+    provider send happens afterwards (see the channel's delivery service), which fills in ``provider_id``.
+    """
+    existing = ChannelMessage.objects.filter(tenant_id=interaction.tenant_id, idempotency_key=idempotency_key)
+    if first := existing.first():
+        return first, False
+    try:
+        with transaction.atomic():
+            message = ChannelMessage.objects.create(
+                tenant_id=interaction.tenant_id, interaction=interaction, channel=interaction.channel,
+                direction=Direction.OUTBOUND, idempotency_key=idempotency_key, sender=sender,
+                recipient=recipient, body=body, status=ChannelMessage.Status.PENDING,
+            )
+            interaction_append_turn(interaction=interaction, role=role, text=body, ref=idempotency_key)
+    except IntegrityError:
+        return existing.get(), False
+    return message, True
+
+
+def message_status_update(
+    *,
+    channel: str,
+    provider_id: str,
+    status: str,
+    error_code: str = "",
+    error_message: str = "",
+    at: datetime | None = None,
+    tenant: Tenant | None = None,
+    rank: dict[str, int] | None = None,
+) -> bool:
+    """Move a provider message's status forward (``MESSAGE_STATUS_RANK``); never backwards.
+
+    A late ``sent`` after ``delivered`` is ignored, as are unknown statuses. Returns True if stored. Also
+    mirrors the status into the interaction's ``metadata["messages"][provider_id]``. ``tenant``, when given,
+    scopes the lookup (a callback can only touch its own tenant's messages). ``rank`` replaces
+    ``MESSAGE_STATUS_RANK`` for a channel with its own statuses (e.g. Twilio call statuses).
+    """
+    at = _now(at)
+    rank = rank or MESSAGE_STATUS_RANK
+    new_rank = rank.get(status)
+    if new_rank is None:
+        logger.warning("ignoring unknown message status %r for %s", status, provider_id)
+        return False
+    with transaction.atomic():
+        qs = ChannelMessage.objects.select_for_update().filter(channel=channel, provider_id=provider_id)
+        if tenant is not None:
+            qs = qs.filter(tenant=tenant)
+        message = qs.first()
+        if message is None or rank.get(message.status, 0) >= new_rank:
+            return False
+        message.status = status
+        message.status_updated_at = at
+        fields = ["status", "status_updated_at"]
+        if error_code:
+            message.error_code, message.error_message = str(error_code)[:20], error_message[:500]
+            fields += ["error_code", "error_message"]
+        message.save(update_fields=fields)
+        interaction = Interaction.objects.select_for_update().get(pk=message.interaction_id)
+        messages = dict(interaction.metadata.get("messages", {}))
+        messages[provider_id] = {"direction": message.direction, "status": status, "at": at.isoformat()}
+        interaction.metadata = {**interaction.metadata, "messages": messages}
+        interaction.save(update_fields=["metadata", "updated_at"])
+    return True
+
+
+def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str) -> None:
+    """Store the provider id a pending outbound message got from the provider, and its first status."""
+    message.provider_id = provider_id
+    message.save(update_fields=["provider_id"])
+    message_status_update(channel=message.channel, provider_id=provider_id, status=status)
+    message.refresh_from_db(fields=["status", "status_updated_at"])
+
+
+def message_mark_failed(*, message: ChannelMessage, status: str, error_code: str = "", error_message: str = "") -> None:
+    """Mark a pending outbound message as ``failed`` or ``suppressed`` (opt-out) with the reason."""
+    ChannelMessage.objects.filter(pk=message.pk, status=ChannelMessage.Status.PENDING).update(
+        status=status, error_code=str(error_code)[:20], error_message=error_message[:500],
+        status_updated_at=timezone.now(),
+    )
+    message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
+
+
+def call_open(
+    *,
+    tenant: Tenant,
+    customer: Customer,
+    sender: str,
+    recipient: str,
+    status: str,
+    call_sid: str = "",
+    idempotency_key: str = "",
+    direction: str = Direction.INBOUND,
+    at: datetime | None = None,
+    metadata: dict | None = None,
+) -> Received:
+    """Open the ``call_logs`` row of one phone call, exactly once per ``call_sid`` (or ``idempotency_key``).
+
+    The DB-level guard is a :class:`ChannelMessage` (channel ``voice``, ``provider_id`` = Twilio's CallSid,
+    ``status`` = the call status) — or, for a call we are about to place and whose SID is not known yet, one
+    with ``idempotency_key`` (status ``pending``; :func:`message_mark_sent` adds the SID). The row opens in the
+    customer's open conversation; a voice row of that conversation still open from an earlier call (its
+    completion callback never came) is closed first, so each call is its own row. No turn is appended.
+    A repeated CallSid / key writes nothing and returns the first call with ``duplicate=True``.
+    Raises ``ValueError`` unless exactly one of ``call_sid`` and ``idempotency_key`` is given.
+    """
+    if bool(call_sid) == bool(idempotency_key):
+        raise ValueError("give exactly one of call_sid and idempotency_key")
+    at = _now(at)
+    existing = ChannelMessage.objects.filter(tenant=tenant).select_related("interaction")
+    existing = existing.filter(channel="voice", provider_id=call_sid) if call_sid else existing.filter(
+        idempotency_key=idempotency_key)
+    if first := existing.first():
+        return Received(message=first, interaction=first.interaction, duplicate=True)
+    try:
+        with transaction.atomic():
+            conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
+            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            if first := existing.first():  # created while we waited for the lock
+                return Received(message=first, interaction=first.interaction, duplicate=True)
+            for stale in Interaction.objects.filter(conversation=conversation, channel="voice", ended_at__isnull=True):
+                interaction_close(interaction=stale)
+            interaction = Interaction.objects.create(
+                tenant=tenant, customer=customer, conversation=conversation, channel="voice", direction=direction,
+                started_at=at, last_activity_at=at, metadata={"call_sid": call_sid, **(metadata or {})},
+            )
+            message = ChannelMessage.objects.create(
+                tenant=tenant, interaction=interaction, channel="voice", direction=direction, provider_id=call_sid,
+                idempotency_key=idempotency_key, sender=sender, recipient=recipient, status=status,
+                status_updated_at=at,
+            )
+    except IntegrityError:
+        first = existing.first()
+        if first is None:
+            raise
+        return Received(message=first, interaction=first.interaction, duplicate=True)
+    return Received(message=message, interaction=interaction, duplicate=False)
+
+
+def interaction_set_assessment(*, interaction: Interaction, urgency: int | None = None, intent: str | None = None) -> None:
+    """Store a channel's live assessment: ``urgency`` (1–5, only ever raised) and/or ``intent`` (≤ 64 chars).
+
+    Used by the voice agent (every turn) and the voicemail analyzer; enrichment may overwrite both when the
+    row closes.
+    """
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
+        fields = []
+        if urgency is not None and (row.urgency or 0) < urgency:
+            row.urgency = max(1, min(5, int(urgency)))
+            fields.append("urgency")
+        if intent is not None and intent != row.intent:
+            row.intent = intent[:64]
+            fields.append("intent")
+        if fields:
+            row.save(update_fields=[*fields, "updated_at"])
+    interaction.urgency, interaction.intent = row.urgency, row.intent
+
+
+def callback_request_set_status(*, callback_request_id: int, status: str, only_from: tuple[str, ...]) -> bool:
+    """Move a :class:`~conversations.models.CallbackRequest` to ``status`` if it is in one of ``only_from``
+    (e.g. ``requested`` → ``in_progress`` when the voice channel dials); returns True if it changed."""
+    from conversations.models import CallbackRequest
+
+    return bool(CallbackRequest.objects.filter(pk=callback_request_id, status__in=only_from).update(
+        status=status, updated_at=timezone.now()))
+
+
+# --- session state ------------------------------------------------------------------------------------------
+
+def state_set(*, conversation: Conversation, key: str, value: Any, at: datetime | None = None) -> SessionState:
+    """Store ``value`` (JSON-serialisable) under ``key``; it expires after the tenant's ``state_ttl``."""
+    at = _now(at)
+    ttl = Tenant.objects.values_list("state_ttl", flat=True).get(pk=conversation.tenant_id)
+    state, _ = SessionState.objects.update_or_create(
+        conversation=conversation, key=key,
+        defaults={"value": value, "updated_at": at, "expires_at": at + ttl},
+    )
+    return state
+
+
+def state_delete(*, conversation: Conversation, keys: list[str] | None = None) -> int:
+    """Delete some (``keys``) or all state of a conversation; returns the number of rows deleted."""
+    qs = SessionState.objects.filter(conversation=conversation)
+    if keys is not None:
+        qs = qs.filter(key__in=keys)
+    return qs.delete()[0]
+
+
+def conversation_close(*, conversation: Conversation, at: datetime | None = None) -> bool:
+    """Close a conversation and its open interactions; emits ``conversation_closed`` on commit."""
+    at = _now(at)
+    with transaction.atomic():
+        updated = Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.OPEN).update(
+            status=Conversation.Status.CLOSED, closed_at=at
+        )
+        if not updated:
+            return False
+        for interaction in Interaction.objects.filter(conversation=conversation, ended_at__isnull=True):
+            interaction_close(interaction=interaction, at=at)
+        transaction.on_commit(lambda: conversation_closed.send(sender=Conversation, conversation_id=conversation.pk), robust=True)
+    return True
+
+
+def close_idle(*, now: datetime | None = None, close_all: bool = False) -> dict[str, int]:
+    """Close sessions idle past their window and conversations idle past the tenant's state TTL.
+
+    A session's window is the tenant's ``sms_idle_window`` (used for every channel's idle close). With
+    ``close_all`` every open session and conversation is closed. Returns ``{"interactions": n,
+    "conversations": m}``.
+    """
+    now = _now(now)
+    closed = {"interactions": 0, "conversations": 0}
+    open_rows = Interaction.objects.filter(ended_at__isnull=True)
+    if not close_all:  # served by the partial index call_logs_open (last_activity_at WHERE ended_at IS NULL)
+        open_rows = open_rows.filter(last_activity_at__lt=now - F("tenant__sms_idle_window"))
+    for interaction in open_rows.select_related("tenant").only(
+            "id", "last_activity_at", "tenant__sms_idle_window").iterator(chunk_size=500):
+        if close_all:
+            closed["interactions"] += interaction_close(interaction=interaction, at=now)
+        else:  # the session ended with its last activity; skip it if a turn arrived meanwhile
+            closed["interactions"] += interaction_close(
+                interaction=interaction, at=interaction.last_activity_at,
+                only_if_idle_since=now - interaction.tenant.sms_idle_window)
+    open_conversations = Conversation.objects.filter(status=Conversation.Status.OPEN)
+    if not close_all:
+        open_conversations = open_conversations.filter(last_activity_at__lt=now - F("tenant__state_ttl"))
+    for conversation in open_conversations.iterator(chunk_size=500):
+        closed["conversations"] += conversation_close(conversation=conversation, at=now)
+    return closed
+
+
+def _close_open_conversation_before_merge(sender, *, survivor: Customer, merged: Customer, **kwargs) -> None:
+    """Keep "one open conversation per customer" true across a merge: the merged one's open thread closes."""
+    if Conversation.objects.filter(customer=survivor, status=Conversation.Status.OPEN).exists():
+        for conversation in Conversation.objects.filter(customer=merged, status=Conversation.Status.OPEN):
+            conversation_close(conversation=conversation)
+
+
+customer_pre_merge.connect(_close_open_conversation_before_merge, dispatch_uid="conversations.pre_merge")

@@ -1,0 +1,23 @@
+"""Signal receivers: conversations' signals (sent on commit) queue the webhook emit tasks."""
+
+from __future__ import annotations
+
+from conversations.signals import conversation_closed, interaction_enriched
+
+
+def _on_conversation_closed(sender, *, conversation_id, **kwargs) -> None:
+    from conversations.webhooks.tasks import webhook_conversation_closed
+
+    webhook_conversation_closed.delay(str(conversation_id))
+
+
+def _on_interaction_enriched(sender, *, interaction_id, **kwargs) -> None:
+    from conversations.webhooks.tasks import webhook_interaction_enriched
+
+    webhook_interaction_enriched.delay(str(interaction_id))
+
+
+def connect() -> None:
+    """Connect the receivers (called from ``ConversationsConfig.ready``)."""
+    conversation_closed.connect(_on_conversation_closed, dispatch_uid="webhooks.conversation_closed", weak=False)
+    interaction_enriched.connect(_on_interaction_enriched, dispatch_uid="webhooks.interaction_enriched", weak=False)

@@ -1,0 +1,16 @@
+from django.apps import AppConfig
+
+
+class EnrichmentConfig(AppConfig):
+    name = "enrichment"
+    verbose_name = "Enrichment"
+
+    def ready(self) -> None:
+        from conversations.signals import interaction_closed
+
+        def queue_enrichment(sender, *, interaction_id, **kwargs):
+            from enrichment.tasks import enrich_interaction
+
+            enrich_interaction.delay(str(interaction_id))
+
+        interaction_closed.connect(queue_enrichment, dispatch_uid="enrichment.queue_on_close", weak=False)

@@ -1,0 +1,63 @@
+"""Writing enrichment scores onto ``call_logs`` rows, with provenance."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from conversations.models import Interaction
+from conversations.signals import interaction_enriched
+from enrichment.backends import EnrichmentInput, LocalBackend, Scores, get_backend
+from identity.models import CustomerIdentifier, IdentifierKind
+
+logger = logging.getLogger(__name__)
+
+
+def _input_for(interaction: Interaction) -> EnrichmentInput:
+    tenant = interaction.tenant
+    contactable = CustomerIdentifier.objects.filter(
+        customer_id=interaction.customer_id, verified=True, kind__in=[IdentifierKind.PHONE, IdentifierKind.EMAIL]
+    ).exists()
+    return EnrichmentInput(
+        channel=interaction.channel, turns=list(interaction.transcript), intents=tenant.intents or {},
+        emergency_phrases=tenant.emergency_phrases or [], lead_intents=tenant.lead_intents or [],
+        contactable=contactable, escalated=interaction.escalated,
+    )
+
+
+def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
+    """Score one interaction and write sentiment, intent, lead score, satisfaction, urgency and provenance.
+
+    Idempotent: running it again overwrites with the same (local) or a fresh (LLM) answer. If the LLM
+    backend fails, the local backend scores instead and the provenance says so. ``escalated`` is only ever
+    set here (urgency 5), never cleared. Emits ``interaction_enriched`` on commit.
+    """
+    interaction = Interaction.objects.select_related("tenant").get(pk=interaction_id)
+    data = _input_for(interaction)
+    backend = backend or get_backend()
+    try:
+        scores: Scores = backend.score(data)
+    except Exception as exc:  # noqa: BLE001 - any LLM failure falls back to the local scorers
+        if isinstance(backend, LocalBackend):
+            raise
+        logger.warning("enrichment backend %s failed (%s); using local", backend.name, exc)
+        scores = LocalBackend().score(data)
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=interaction_id)
+        row.sentiment = Decimal(str(scores.sentiment)) if scores.sentiment is not None else None
+        row.intent = scores.intent
+        row.lead_score = scores.lead_score
+        row.satisfaction = scores.satisfaction
+        row.urgency = scores.urgency
+        row.escalated = row.escalated or (scores.urgency or 0) >= 5
+        row.enrichment_backend, row.enrichment_model = scores.backend, scores.model
+        row.enrichment_version, row.enriched_at = scores.version, timezone.now()
+        row.save(update_fields=[
+            "sentiment", "intent", "lead_score", "satisfaction", "urgency", "escalated", "enrichment_backend",
+            "enrichment_model", "enrichment_version", "enriched_at", "updated_at",
+        ])
+        transaction.on_commit(lambda: interaction_enriched.send(sender=Interaction, interaction_id=row.pk))
+    return row

@@ -1,0 +1,1 @@
+"""DRF endpoints of escalation (mounted under ``/api/v1/escalation/``)."""

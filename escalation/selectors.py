@@ -1,0 +1,152 @@
+"""Reads: who is on call at T, quiet and business hours, step targets, incidents for an SMS ack, SLA rows."""
+
+from __future__ import annotations
+
+import zoneinfo
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.db.models import QuerySet
+
+from escalation.models import (
+    EscalationSettings,
+    Incident,
+    NotificationAttempt,
+    OnCallRole,
+    Responder,
+    Schedule,
+    ScheduleOverride,
+    StepTarget,
+    Team,
+)
+from identity.models import Tenant
+
+
+@dataclass(frozen=True)
+class OnCall:
+    """Who holds each role of a schedule at one instant (either may be None: empty schedule, one member)."""
+
+    primary: Responder | None
+    backup: Responder | None
+
+
+def shift_index(*, schedule: Schedule, at: datetime, tz) -> int:
+    """The rotation shift number at ``at``: shift 0 starts on ``rotation_start`` at ``handoff_time`` (local).
+
+    Computed on the local wall clock, so a handoff at 08:00 stays at 08:00 across DST changes. Negative before
+    the rotation starts.
+    """
+    local = at.astimezone(tz)
+    days = (local.date() - schedule.rotation_start).days
+    if local.time() < schedule.handoff_time:
+        days -= 1
+    return days // schedule.rotation_days
+
+
+def oncall_at(*, schedule: Schedule, at: datetime) -> OnCall:
+    """Primary and backup of ``schedule`` at ``at`` (aware): the rotation, then overrides on top.
+
+    The rotation gives member ``k % n`` as primary and ``(k + 1) % n`` as backup in shift ``k`` (see
+    :func:`shift_index`; the handoff is in the tenant's time zone). An override active at ``at`` (``starts_at
+    <= at < ends_at``) replaces its role; the most recently created override wins. Inactive responders are
+    never on call.
+    """
+    members = [m.responder for m in schedule.members.select_related("responder").order_by("position")
+               if m.responder.active]
+    primary = backup = None
+    if members:
+        k = shift_index(schedule=schedule, at=at, tz=zoneinfo.ZoneInfo(schedule.tenant.timezone))
+        primary = members[k % len(members)]
+        backup = members[(k + 1) % len(members)] if len(members) > 1 else None
+    overrides = (ScheduleOverride.objects.filter(schedule=schedule, starts_at__lte=at, ends_at__gt=at,
+                                                 responder__active=True)
+                 .select_related("responder").order_by("created_at", "id"))
+    for override in overrides:  # later overrides win
+        if override.role == OnCallRole.PRIMARY:
+            primary = override.responder
+        else:
+            backup = override.responder
+    if backup is not None and primary is not None and backup.pk == primary.pk:
+        backup = None
+    return OnCall(primary=primary, backup=backup)
+
+
+def _in_interval(now: time, start: time, end: time) -> bool:
+    if start <= end:
+        return start <= now < end
+    return now >= start or now < end  # crosses midnight, e.g. 22:00–07:00
+
+
+def in_quiet_hours(*, responder: Responder, at: datetime) -> bool:
+    """True if ``at`` falls in the responder's quiet hours, read on THEIR wall clock (their time zone)."""
+    if responder.quiet_start is None or responder.quiet_end is None or responder.quiet_start == responder.quiet_end:
+        return False
+    return _in_interval(at.astimezone(responder.tzinfo).time(), responder.quiet_start, responder.quiet_end)
+
+
+def is_business_hours(*, tenant: Tenant, config: EscalationSettings, at: datetime) -> bool:
+    """True if ``at`` is inside the tenant's business hours (``config.business_hours``, tenant time zone).
+
+    An interval ``[start, end)`` may cross midnight; equal bounds (``["00:00", "00:00"]``) mean the whole day.
+    """
+    local = at.astimezone(tenant.tzinfo)
+    for start, end in (config.business_hours or {}).get(str(local.isoweekday()), []):
+        start_t, end_t = time.fromisoformat(start), time.fromisoformat(end)
+        if start_t == end_t or _in_interval(local.time(), start_t, end_t):  # equal bounds: the whole day
+            return True
+    return False
+
+
+def step_targets(*, tenant: Tenant, step: dict, at: datetime) -> list[Responder]:
+    """The active responders a frozen step (see ``Incident.policy_snapshot``) names at ``at``, in order.
+
+    Targets that no longer exist (deleted schedule, responder, team) resolve to nobody; the caller falls
+    through to the next step.
+    """
+    kind = step["target"]
+    if kind in (StepTarget.SCHEDULE_PRIMARY, StepTarget.SCHEDULE_BACKUP):
+        schedule = Schedule.objects.filter(tenant=tenant, pk=step.get("schedule_id")).first()
+        if schedule is None:
+            return []
+        schedule.tenant = tenant
+        oncall = oncall_at(schedule=schedule, at=at)
+        person = oncall.primary if kind == StepTarget.SCHEDULE_PRIMARY else oncall.backup
+        return [person] if person else []
+    if kind == StepTarget.RESPONDER:
+        return list(Responder.objects.filter(tenant=tenant, pk=step.get("responder_id"), active=True))
+    if kind == StepTarget.TEAM:
+        team = Team.objects.filter(tenant=tenant, pk=step.get("team_id")).first()
+        return list(team.members.filter(active=True).order_by("name", "id")) if team else []
+    return []
+
+
+def open_incident_for_responder(*, tenant: Tenant, phone: str) -> tuple[Responder | None, Incident | None]:
+    """The responder with this E.164 phone and the newest still-paging incident that paged them (not merely
+    skipped them), or ``(responder_or_None, None)``."""
+    responder = Responder.objects.filter(tenant=tenant, phone=phone).first()
+    if responder is None:
+        return None, None
+    paged = NotificationAttempt.objects.filter(responder=responder).exclude(
+        status=NotificationAttempt.Status.SKIPPED).values("incident_id")
+    incident = (Incident.objects.filter(tenant=tenant, status=Incident.Status.TRIGGERED, pk__in=paged)
+                .order_by("-raised_at").first())
+    return responder, incident
+
+
+def attempts_for_report(*, tenant_id, start: date | datetime, end: date | datetime) -> QuerySet:
+    """The tenant's notification attempts created from ``start`` to ``end``, oldest first, with incident and
+    responder loaded — the rows of the SLA CSV. Datetimes bound ``[start, end)``; dates are whole UTC days,
+    both included."""
+    if not isinstance(start, datetime):
+        start = datetime.combine(start, time.min).replace(tzinfo=_utc())
+    if not isinstance(end, datetime):
+        end = datetime.combine(end, time.min).replace(tzinfo=_utc()) + timedelta(days=1)
+    return (NotificationAttempt.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+            .select_related("incident", "responder", "incident__acknowledged_by")
+            .order_by("created_at", "id"))
+
+
+def _utc():
+    from datetime import timezone as dt_timezone
+
+    return dt_timezone.utc

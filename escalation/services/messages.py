@@ -1,0 +1,172 @@
+"""What a page says and links to: SMS text, spoken text, call TwiML, and acknowledge-link tokens.
+
+Minimal PHI (DESIGN.md "Habits"): the texts are built from the clinic's short name, the word "urgent", a
+callback number and the ack link only. Templates are per tenant (``EscalationSettings``) and may reference
+``{clinic}``, ``{callback}`` and ``{link}`` — nothing else is offered to them, so no template can leak a
+patient's name, date of birth or symptom.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import string
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.urls import reverse
+from twilio.twiml.voice_response import VoiceResponse
+
+from escalation.models import (
+    DEFAULT_SMS_TEMPLATE,
+    DEFAULT_VOICE_TEMPLATE,
+    AckToken,
+    EscalationSettings,
+    NotificationAttempt,
+)
+from identity.models import Tenant, TenantPhoneNumber
+
+TEMPLATE_FIELDS = frozenset({"clinic", "callback", "link"})
+
+
+def _safe_format(template: str, fallback: str, values: dict[str, str]) -> str:
+    """``template.format(**values)`` if it uses only plain ``{name}`` fields of ``values``, else ``fallback``'s.
+
+    Attribute and index lookups (``{clinic.__class__}``) and unknown names are refused, so a template edited
+    in admin can neither fail a page nor reach anything but the three allowed values.
+    """
+    try:
+        names = {field for _, field, _, _ in string.Formatter().parse(template) if field is not None}
+        if names <= set(values) and all(n.isidentifier() for n in names):
+            return template.format(**values)
+    except (ValueError, KeyError, IndexError):
+        pass
+    return fallback.format(**values)
+
+
+def tenant_number(tenant: Tenant) -> str:
+    """The tenant's first phone number (E.164): ``From`` of every page. Raises ValueError if it has none."""
+    number = TenantPhoneNumber.objects.filter(tenant=tenant).order_by("id").values_list("number", flat=True).first()
+    if not number:
+        raise ValueError(f"tenant {tenant.slug} has no phone number")
+    return number
+
+
+def callback_number(tenant: Tenant, config: EscalationSettings | None) -> str:
+    """The number responders are told to call back: the configured one, else the tenant's own."""
+    return (config.callback_number if config and config.callback_number else "") or tenant_number(tenant)
+
+
+def sms_text(*, tenant: Tenant, config: EscalationSettings | None, link: str) -> str:
+    """The page SMS, e.g. ``"Sunrise Clinic: URGENT patient message … Ack: https://…/a/…"``."""
+    values = {"clinic": tenant.short_name, "callback": callback_number(tenant, config), "link": link}
+    return _safe_format(config.sms_template if config else DEFAULT_SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE, values)
+
+
+def voice_text(*, tenant: Tenant, config: EscalationSettings | None) -> str:
+    """What the call says before "press 1"; the callback number is spoken digit by digit."""
+    spoken = " ".join(callback_number(tenant, config).lstrip("+"))
+    values = {"clinic": tenant.short_name, "callback": spoken, "link": ""}
+    return _safe_format(config.voice_template if config else DEFAULT_VOICE_TEMPLATE, DEFAULT_VOICE_TEMPLATE, values)
+
+
+# --- acknowledge links ----------------------------------------------------------------------------------
+
+def _mac(token: AckToken) -> str:
+    msg = "|".join(str(x) for x in (token.key, token.tenant_id, token.incident_id, token.attempt_id,
+                                    token.responder_id)).encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), b"escalation-ack:" + msg, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:12]).decode().rstrip("=")
+
+
+def ack_token_create(*, attempt: NotificationAttempt, ttl_seconds: int, at: datetime) -> AckToken:
+    """A fresh ack token for an SMS attempt, bound to its tenant, incident, attempt and responder."""
+    return AckToken.objects.create(
+        key=secrets.token_urlsafe(9)[:12], tenant_id=attempt.tenant_id, incident_id=attempt.incident_id,
+        attempt=attempt, responder_id=attempt.responder_id, created_at=at,
+        expires_at=at + timedelta(seconds=ttl_seconds),
+    )
+
+
+def ack_token_string(token: AckToken) -> str:
+    """The secret string in the link: ``<key>.<mac>`` (about 29 URL-safe characters)."""
+    return f"{token.key}.{_mac(token)}"
+
+
+def ack_link(token: AckToken) -> str:
+    """The absolute link sent by SMS: ``PUBLIC_BASE_URL/a/<key>.<mac>``."""
+    return settings.PUBLIC_BASE_URL + reverse("escalation-ack", args=[ack_token_string(token)])
+
+
+def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
+    """The token row for a link string if its MAC is genuine (constant-time compare), else None.
+
+    Expiry and single use are checked by the caller, which must say why a genuine token is refused.
+    ``for_update`` locks the row (use inside a transaction).
+    """
+    key, _, mac = (raw or "").partition(".")
+    if not key or not mac or len(key) > 16:
+        return None
+    qs = AckToken.objects.select_related("incident", "responder", "tenant", "attempt")
+    if for_update:
+        qs = qs.select_for_update(of=("self",))
+    token = qs.filter(key=key).first()
+    if token is None or not hmac.compare_digest(_mac(token), mac):
+        return None
+    return token
+
+
+# --- calls ------------------------------------------------------------------------------------------------
+
+def call_url(attempt_id: int, name: str = "escalation-call") -> str:
+    """Absolute URL of one of our call webhooks for an attempt (what Twilio requests and signs)."""
+    return settings.PUBLIC_BASE_URL + reverse(name, args=[attempt_id])
+
+
+def call_twiml(attempt: NotificationAttempt) -> str:
+    """The TwiML given when placing the call: fetch the live prompt from us once the call is answered.
+
+    The prompt is served by our webhook rather than inlined, so a call answered after someone else
+    acknowledged says so instead of asking again.
+    """
+    response = VoiceResponse()
+    response.redirect(call_url(attempt.pk), method="POST")
+    return str(response)
+
+
+def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, attempt_id: int,
+                      round_: int = 1) -> str:
+    """``<Gather numDigits="1">`` saying the page twice; digits go to the gather webhook. No key → goodbye."""
+    response = VoiceResponse()
+    gather = response.gather(num_digits=1, action=call_url(attempt_id, "escalation-call-gather") + f"?round={round_}",
+                             method="POST", timeout=6)
+    text = voice_text(tenant=tenant, config=config)
+    gather.say(text)
+    gather.pause(length=1)
+    gather.say(text)
+    response.say("No key was pressed. This page is not acknowledged. Goodbye.")
+    response.hangup()
+    return str(response)
+
+
+def call_simple_twiml(text: str) -> str:
+    """TwiML that says ``text`` and hangs up."""
+    response = VoiceResponse()
+    response.say(text)
+    response.hangup()
+    return str(response)
+
+
+def attempt_sms_body(attempt: NotificationAttempt, config: EscalationSettings | None) -> str:
+    """The exact body of an SMS attempt (deterministic: re-rendered to reconcile with ``find_recent``)."""
+    return sms_text(tenant=attempt.tenant, config=config, link=ack_link(attempt.ack_token))
+
+
+
+def call_hangup_twiml() -> str:
+    """TwiML that hangs up at once (an answering machine gets no message)."""
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)

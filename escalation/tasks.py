@@ -1,0 +1,44 @@
+"""Escalation tasks (routed to the ``escalation`` queue by ``CELERY_TASK_ROUTES``). Thin: load by id, call a
+service. All are idempotent (fence, claims, constraints), hence ``acks_late``: a worker killed mid-task has
+the message redelivered, and the redelivery does nothing that already happened."""
+
+from smtplib import SMTPException
+
+from celery import shared_task
+
+from escalation import services
+from escalation.services.incidents import ALERT_RETRY_SECONDS
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def incident_step(incident_id: str, fence: int) -> None:
+    """Fire the incident's due step if ``fence`` is still current (else nothing); sends go out in parallel."""
+    services.incident_run_step(incident_id=incident_id, fence=fence)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def attempt_send_task(attempt_id: int) -> None:
+    """Send (or retry, or reconcile) one notification attempt; a no-op unless it is due and unclaimed."""
+    services.attempt_send(attempt_id=attempt_id)
+
+
+@shared_task(ignore_result=True, expires=10)
+def escalation_audit() -> None:
+    """Beat, every few seconds: re-drive overdue steps, lost sends, stale claims and unsent admin alerts."""
+    services.escalation_audit()
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(SMTPException, OSError), max_retries=5,
+             default_retry_delay=ALERT_RETRY_SECONDS)
+def incident_alert_admins(incident_id: str) -> None:
+    """Email the tenant's admins that an incident was never acknowledged. An SMTP error is retried every
+    ``ALERT_RETRY_SECONDS`` (5 times); beyond that, or if the worker dies, the auditor re-drives it."""
+    services.incident_alert_admins(incident_id=incident_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, autoretry_for=(Exception,), retry_backoff=1, max_retries=5)
+def incident_screen_message(message_id: int) -> None:
+    """Fallback when screening an inbound message in the web process failed: screen it again here."""
+    from escalation.hooks import screen_message
+
+    screen_message(message_id=message_id)

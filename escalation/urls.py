@@ -1,0 +1,12 @@
+"""Escalation routes at the site root: the acknowledge link and the page calls' Twilio webhooks."""
+
+from django.urls import path
+
+from escalation import views
+
+urlpatterns = [
+    path("a/<str:token>", views.ack, name="escalation-ack"),
+    path("twilio/escalation/call/<int:attempt_id>/", views.call_prompt, name="escalation-call"),
+    path("twilio/escalation/call/<int:attempt_id>/gather/", views.call_gather, name="escalation-call-gather"),
+    path("twilio/escalation/status/<int:attempt_id>/", views.status_callback, name="escalation-status"),
+]

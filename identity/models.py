@@ -1,0 +1,203 @@
+"""Tenants, their phone numbers and staff, and the customers recognised across channels."""
+
+import secrets
+import uuid
+import zoneinfo
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from identity.fields import EncryptedTextField
+
+
+def _validate_timezone(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"{value!r} is not an IANA time zone name")
+
+
+def _new_widget_key() -> str:
+    return "pk_" + secrets.token_urlsafe(18)
+
+
+def _default_state_ttl():
+    return settings.DEFAULT_STATE_TTL
+
+
+def _default_sms_idle_window():
+    return settings.DEFAULT_SMS_IDLE_WINDOW
+
+
+def _default_intents() -> dict:
+    return {
+        "book_appointment": ["I'd like to book an appointment", "can I schedule a visit", "make an appointment"],
+        "reschedule_appointment": ["can we move my appointment", "reschedule", "change my appointment time"],
+        "cancel_appointment": ["cancel my appointment", "I can't make it", "please cancel"],
+        "billing": ["question about my bill", "how much does it cost", "insurance and payment"],
+        "prescription": ["refill my prescription", "I need more medication", "pharmacy"],
+        "emergency": ["chest pain", "can't breathe", "bleeding heavily", "collapsed"],
+        "general_question": ["what are your opening hours", "where are you located", "do you accept"],
+    }
+
+
+def _default_emergency_phrases() -> list:
+    return ["chest pain", "can't breathe", "cannot breathe", "not breathing", "unconscious", "collapsed",
+            "severe bleeding", "bleeding heavily", "overdose", "suicidal", "stroke", "seizure"]
+
+
+class Tenant(models.Model):
+    """A clinic or small business: its numbers, credentials, time zone and policies."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    short_name = models.CharField(max_length=40, help_text="Used in SMS and spoken text, e.g. 'Sunrise Clinic'.")
+    timezone = models.CharField(max_length=64, default="UTC", validators=[_validate_timezone])
+    country = models.CharField(max_length=2, default="US", help_text="ISO 3166 region for parsing local numbers.")
+    state_ttl = models.DurationField(default=_default_state_ttl, help_text="How long session state lives.")
+    sms_idle_window = models.DurationField(
+        default=_default_sms_idle_window, help_text="An SMS exchange closes after this much silence."
+    )
+    twilio_account_sid = models.CharField(max_length=64, blank=True)
+    twilio_auth_token = EncryptedTextField(blank=True, help_text="Encrypted at rest.")
+    widget_public_key = models.CharField(max_length=64, unique=True, default=_new_widget_key)
+    allowed_widget_origins = ArrayField(models.CharField(max_length=255), default=list, blank=True)
+    sms_help_text = models.CharField(
+        max_length=320,
+        default="Reply STOP to opt out. For emergencies call 911.",
+        help_text="Sent in answer to HELP (with the clinic's short name before it).",
+    )
+    intents = models.JSONField(default=_default_intents, blank=True, help_text="intent name → example phrases")
+    emergency_phrases = models.JSONField(default=_default_emergency_phrases, blank=True)
+    lead_intents = models.JSONField(default=list, blank=True, help_text="Intents that count as a lead.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class TenantPhoneNumber(models.Model):
+    """An E.164 number a tenant owns; inbound Twilio traffic finds its tenant by ``To``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="phone_numbers")
+    number = models.CharField(max_length=20, unique=True, help_text="E.164, e.g. +15550100000")
+    label = models.CharField(max_length=60, blank=True)
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class TenantMembership(models.Model):
+    """Which tenant a staff user works for; admin scopes every list and form by it."""
+
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Clinic admin"
+        STAFF = "staff", "Staff"
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.STAFF)
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"
+
+
+class Customer(models.Model):
+    """A person the tenant talks to, on whatever channel. Merged customers stay as tombstones."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="customers")
+    display_name = models.CharField(max_length=200, blank=True)
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.display_name or f"Customer {str(self.id)[:8]}"
+
+
+class IdentifierKind(models.TextChoices):
+    """Identifier kinds, in resolution priority order (first wins)."""
+
+    AUTH = "auth", "Authenticated identity"
+    PHONE = "phone", "Phone (E.164)"
+    EMAIL = "email", "Email"
+    COOKIE = "cookie", "Browser cookie"
+
+
+KIND_PRIORITY = [IdentifierKind.AUTH, IdentifierKind.PHONE, IdentifierKind.EMAIL, IdentifierKind.COOKIE]
+
+
+class CustomerIdentifier(models.Model):
+    """One normalised identifier (E.164 phone, lower-case email, auth subject, cookie id) of a customer."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="identifiers")
+    kind = models.CharField(max_length=10, choices=IdentifierKind.choices)
+    value = models.CharField(max_length=320)
+    verified = models.BooleanField(default=False)
+    sms_opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when this phone texted STOP; no outbound SMS while set."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "value"], name="identifier_unique_per_tenant"),
+        ]
+        indexes = [models.Index(fields=["customer", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class IdentityConflict(models.Model):
+    """Identifiers given together that belong to two different customers; operators merge or dismiss."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=10, choices=IdentifierKind.choices)
+    value = models.CharField(max_length=320)
+    resolved_customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    other_customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+")
+    detected_at = models.DateTimeField(auto_now_add=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "kind", "value", "resolved_customer", "other_customer"],
+                condition=Q(closed_at__isnull=True),
+                name="identity_conflict_open_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value} → {self.resolved_customer_id} / {self.other_customer_id}"
+
+
+class CustomerMerge(models.Model):
+    """Audit row of an operator's merge: who, when, and how many rows moved to the survivor."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    survivor = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    merged = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+")
+    performed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    performed_at = models.DateTimeField(auto_now_add=True)
+    moved = models.JSONField(default=dict)
+
+    def __str__(self) -> str:
+        return f"{self.merged_id} → {self.survivor_id}"

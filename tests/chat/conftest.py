@@ -1,0 +1,98 @@
+"""Chat fixtures: daphne (real websockets) for this module, a websocket client, a Chromium via Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import aiohttp
+import pytest
+
+from tests import processes
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def daphne(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A daphne process on this run's test database and Redis; yields its base URL."""
+    with django_db_blocker.unblock():
+        proc, base = processes.start_daphne(log_path=tmp_path_factory.mktemp("daphne") / "daphne.log",
+                                            CHAT_RATE_LIMIT="8")
+    yield base
+    processes.stop(proc)
+
+
+
+
+class WsClient:
+    """Drive ``/ws/chat/`` with aiohttp in a private event loop (tests stay synchronous)."""
+
+    def __init__(self, base: str, key: str, origin: str | None):
+        self.loop = asyncio.new_event_loop()
+        self.session = self.loop.run_until_complete(self._session())
+        headers = {"Origin": origin} if origin else {}
+        url = base.replace("http", "ws", 1) + f"/ws/chat/?key={key}"
+        self.ws = self.loop.run_until_complete(self.session.ws_connect(url, headers=headers, timeout=10))
+
+    async def _session(self):
+        return aiohttp.ClientSession()
+
+    def send(self, frame: dict | str):
+        payload = frame if isinstance(frame, str) else json.dumps(frame)
+        self.loop.run_until_complete(self.ws.send_str(payload))
+
+    def recv(self, timeout: float = 20.0) -> dict:
+        msg = self.loop.run_until_complete(self.ws.receive(timeout=timeout))
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return {"type": "_closed", "code": self.ws.close_code}
+        return json.loads(msg.data)
+
+    def until(self, predicate, timeout: float = 20.0) -> list[dict]:
+        """Frames received until one satisfies ``predicate`` (inclusive)."""
+        frames = []
+        while True:
+            frame = self.recv(timeout)
+            frames.append(frame)
+            if predicate(frame) or frame["type"] == "_closed":
+                return frames
+
+    def close(self):
+        self.loop.run_until_complete(self.ws.close())
+        self.loop.run_until_complete(self.session.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def ws_connect(daphne):
+    clients = []
+
+    def connect(tenant, origin: str | None = "https://clinic.example.com", key: str | None = None):
+        client = WsClient(daphne, key or tenant.widget_public_key, origin)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        try:
+            client.close()
+        except Exception:  # noqa: BLE001 - already closed by the server
+            pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (installed by scripts/ensure-chromium.sh; never downloaded)."""
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()

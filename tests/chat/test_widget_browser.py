@@ -1,0 +1,101 @@
+"""The widget in a real Chromium (Playwright, Debian's chromium) against daphne and a real Celery worker."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.conf import settings
+
+from channels_app import twilio_payloads
+from channels_app.simulate.base import signed_post
+from conversations.models import Appointment, ChannelMessage, Interaction
+from tests.agent.conftest import local, next_weekday
+from tests.processes import wait_for
+from tests.factories import TenantFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+PATIENT = "+15551230001"
+AGENT = "#callsphere-widget .cs-msg.cs-agent"
+
+
+def text_sms(base, tenant, body):
+    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=PATIENT, to="+15550100001",
+                                         body=body)
+    assert signed_post(server=base, path="/twilio/sms/", params=params,
+                       auth_token=tenant.twilio_auth_token).status_code == 200
+    return wait_for(lambda: ChannelMessage.objects.filter(
+        idempotency_key=f"reply:{params['MessageSid']}").exclude(status="pending").first())
+
+
+@pytest.mark.worker
+def test_sms_then_chat_link_then_booking_end_to_end(tenant, daphne, celery_worker, browser):
+    tenant.allowed_widget_origins = [daphne]
+    tenant.save(update_fields=["allowed_widget_origins"])
+
+    reply = text_sms(daphne, tenant, "I'd like to book for Tuesday")
+    assert "What time on Tuesday" in reply.body
+    reply = text_sms(daphne, tenant, "Could you text me a link so I can continue in chat?")
+    assert "texted you a link" in reply.body
+    link_sms = wait_for(lambda: ChannelMessage.objects.filter(
+        idempotency_key__startswith="chat-link:").exclude(status="pending").first())
+    url = re.search(r"https?://\S+", link_sms.body).group(0)
+    assert url.startswith(settings.PUBLIC_BASE_URL + "/c/") and PATIENT not in url and "Tuesday" not in url
+
+    page = browser.new_page()
+    page.goto(url.replace(settings.PUBLIC_BASE_URL, daphne))
+    greeting = page.locator(AGENT).first
+    greeting.wait_for(timeout=20000)
+    assert greeting.text_content().startswith("Welcome back") and "Tuesday" in greeting.text_content()
+
+    page.locator("#callsphere-widget .cs-input").fill("2 PM")
+    page.keyboard.press("Enter")
+    page.locator(AGENT, has_text="You're booked").wait_for(timeout=20000)
+    page.close()
+
+    tuesday = next_weekday(tenant, 1)
+    appointment = Appointment.objects.get()
+    assert appointment.starts_at == local(tenant, tuesday, 14) and appointment.booked_via == "chat"
+    confirmation = wait_for(lambda: ChannelMessage.objects.filter(
+        idempotency_key=f"appointment:{appointment.pk}:v1").exclude(status="pending").first())
+    assert confirmation.recipient == PATIENT and "2:00 PM" in confirmation.body and confirmation.provider_id
+    rows = list(Interaction.objects.order_by("channel"))
+    assert [r.channel for r in rows] == ["chat", "sms"]
+    assert len({r.conversation_id for r in rows}) == 1 and appointment.conversation_id == rows[0].conversation_id
+
+
+def test_widget_shows_html_as_text_isolates_styles_and_survives_a_dropped_connection(daphne, browser):
+    TenantFactory(slug="demo", allowed_widget_origins=[daphne])
+    page = browser.new_page()
+    sockets = []
+
+    def through(ws):
+        sockets.append(ws)
+        ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r".*/ws/chat/.*"), through)
+    page.goto(daphne + "/demo/")
+    launcher = page.locator("#callsphere-widget .cs-launcher")
+    assert launcher.evaluate("el => getComputedStyle(el).backgroundColor") == "rgb(31, 111, 235)"  # not hotpink
+    launcher.click()
+    page.locator(AGENT).first.wait_for(timeout=20000)
+
+    evil = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script><b>bold</b>'
+    page.locator("#callsphere-widget .cs-input").fill(evil)
+    page.keyboard.press("Enter")
+    page.locator(AGENT).nth(1).wait_for(timeout=20000)
+    mine = page.locator("#callsphere-widget .cs-msg.cs-customer")
+    assert mine.count() == 1 and mine.first.text_content() == evil
+    assert mine.first.evaluate("el => el.children.length") == 0
+    assert page.evaluate("window.__xss") is None
+
+    sockets[-1].close()  # the connection drops; the visitor keeps typing
+    page.locator("#callsphere-widget .cs-input").fill("still there?")
+    page.keyboard.press("Enter")
+    page.locator(AGENT).nth(2).wait_for(timeout=30000)
+    assert len(sockets) >= 2
+    texts = [t for t in page.locator("#callsphere-widget .cs-msg.cs-customer").all_text_contents()]
+    assert texts == [evil, "still there?"]
+    row = Interaction.objects.get(channel="chat")
+    assert [t["text"] for t in row.transcript if t["role"] == "customer"] == [evil, "still there?"]
+    page.close()

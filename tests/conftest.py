@@ -1,0 +1,75 @@
+"""Shared fixtures: tenants with numbers, signed Twilio requests, a real Celery worker."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+from django.conf import settings
+from twilio.request_validator import RequestValidator
+
+from channels_app.providers.sms import LocmemSmsBackend
+from tests import processes
+from tests.factories import PhoneNumberFactory, TenantFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_outbox():
+    LocmemSmsBackend.outbox.clear()
+    yield
+    LocmemSmsBackend.outbox.clear()
+
+
+@pytest.fixture
+def tenant(db):
+    t = TenantFactory()
+    PhoneNumberFactory(tenant=t, number="+15550100001")
+    return t
+
+
+@pytest.fixture
+def other_tenant(db):
+    t = TenantFactory()
+    PhoneNumberFactory(tenant=t, number="+15550100002")
+    return t
+
+
+@pytest.fixture
+def twilio_post(client):
+    """POST form ``params`` to ``path`` signed like Twilio would with ``tenant``'s token (or ``signature``)."""
+
+    def post(path: str, params: dict, *, tenant=None, signature: str | None = None, token: str | None = None):
+        if signature is None:
+            signature = RequestValidator(token or tenant.twilio_auth_token).compute_signature(
+                settings.PUBLIC_BASE_URL + path, params)
+        headers = {"HTTP_X_TWILIO_SIGNATURE": signature} if signature else {}
+        return client.post(path, params, **headers)
+
+    return post
+
+
+@pytest.fixture
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """A real ``celery worker`` process on this run's Redis and test database (use with transactional tests)."""
+    with django_db_blocker.unblock():
+        proc = processes.start_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+    yield proc
+    processes.stop(proc)
+
+
+@pytest.fixture
+def redis_client():
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_lingering_connections(django_db_setup, django_db_blocker):
+    """At the end of the run, end connections child processes or threads left on the test database, so
+    pytest-django can drop it (embedded PostgreSQL would otherwise keep one database per run)."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -1,0 +1,54 @@
+"""``manage.py simulate email --reply`` against a running server (daphne) and a real Celery worker."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timedelta
+from datetime import time as dtime
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from channels_app.models import OutboundEmail
+from conversations.appointments import appointment_book
+from conversations.models import Appointment, Interaction
+from conversations.services import session_open
+from tests import processes
+from tests.email.conftest import PATIENT_EMAIL
+from tests.processes import wait_for as _wait_for
+
+SECRET = "sim:inbound-secret-123"
+
+
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(tenant, mailbox, patient, celery_worker,
+                                                                        tmp_path, settings):
+    sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
+    today = timezone.now().astimezone(tenant.tzinfo).date()
+    day = today + timedelta(days=(2 - today.weekday() - 1) % 7 + 1)  # next Wednesday
+    appointment = appointment_book(tenant=tenant, customer=patient, conversation=sms.conversation, booked_via="sms",
+                                   starts_at=datetime.combine(day, dtime(10, 0), tenant.tzinfo))
+    # the worker sends the confirmation (SMS + email with .ics) from the appointment_changed signal
+    _wait_for(lambda: OutboundEmail.objects.filter(kind="confirmation", channel_message__status="sent").first())
+
+    settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
+    server, base = processes.start_daphne(log_path=tmp_path / "daphne.log", ANYMAIL_WEBHOOK_SECRET=SECRET,
+                                          EMAIL_TRUSTED_AUTHSERV_IDS=",".join(settings.EMAIL_TRUSTED_AUTHSERV_IDS))
+    out = io.StringIO()
+    try:
+        call_command("simulate", "--server", base, "--tenant", tenant.slug, "email", "--from", PATIENT_EMAIL,
+                     "--reply", "--body", "Can you make it 3 PM?", "--wait", "40", stdout=out)
+    finally:
+        processes.stop(server)
+    printed = out.getvalue()
+    assert "POST /email/inbound/ → 200" in printed and '"status": "accepted"' in printed
+    assert "reply (sent" in printed, printed
+    appointment.refresh_from_db()
+    assert appointment.starts_at.astimezone(tenant.tzinfo).hour == 15
+    assert appointment.status == Appointment.Status.BOOKED
+    channels = set(Interaction.objects.filter(conversation=sms.conversation).values_list("channel", flat=True))
+    assert {"sms", "email"} <= channels

@@ -1,0 +1,105 @@
+"""The ladder end to end with real processes: Celery workers on the ``escalation`` queue, celery beat running the
+auditor, real PostgreSQL and Redis, and the twilio client talking to the local Twilio stub."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from django.test import Client
+
+from channels_app import twilio_payloads
+from escalation import services
+from escalation.models import Incident, NotificationAttempt
+from escalation.tasks import attempt_send_task, incident_step
+from tests.escalation.conftest import (
+    BACKUP,
+    CLINIC_NUMBER,
+    PATIENT_PHONE,
+    PRIMARY,
+    build_oncall,
+    kill_tree,
+    start_beat,
+)
+from tests.processes import wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def pages(stub, to):
+    return len(stub.creates("messages", to=to)), len(stub.creates("calls", to=to))
+
+
+def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, stub_worker, twilio_stub_server,
+                                                                     twilio_post):
+    stub = twilio_stub_server
+    build_oncall(esc_tenant, waits=(2, 2), repeat=1)
+    stub_worker()
+    params = twilio_payloads.inbound_sms(account_sid=esc_tenant.twilio_account_sid, from_=PATIENT_PHONE,
+                                         to=CLINIC_NUMBER, body="My father has chest pain and is sweating")
+    assert twilio_post("/twilio/sms/", params, tenant=esc_tenant).status_code == 200
+    incident = wait_for(lambda: Incident.objects.filter(tenant=esc_tenant).first())
+    assert incident.interaction.escalated
+
+    # primary: called and texted at the same moment
+    wait_for(lambda: pages(stub, PRIMARY) == (1, 1))
+    assert pages(stub, BACKUP) == (0, 0)
+    # no acknowledgement within 2 s: the backup is called and texted
+    wait_for(lambda: pages(stub, BACKUP) == (1, 1), timeout=10)
+
+    # the backup opens the link from their SMS and acknowledges
+    body = stub.created("messages", to=BACKUP)[0]["body"]
+    path = re.search(r"https://clinic\.example\.com(/a/\S+)$", body).group(1)
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(path)
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    assert client.post(path, {"csrfmiddlewaretoken": csrf}).status_code == 200
+
+    incident.refresh_from_db()
+    assert (incident.status, incident.acknowledged_by.phone, incident.ack_via) == ("acknowledged", BACKUP, "link")
+    # redelivered copies of every task that already ran change nothing
+    for fence in range(1, incident.fence + 1):
+        incident_step.delay(str(incident.pk), fence)
+    for attempt_id in NotificationAttempt.objects.filter(incident=incident).values_list("pk", flat=True):
+        attempt_send_task.delay(attempt_id)
+    time.sleep(2.5)  # past the backup's wait, when the repeat would follow
+    assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)
+
+    # the audit trail: every attempt with its timestamps, and who acknowledged when
+    attempts = list(NotificationAttempt.objects.filter(incident=incident).order_by("step_index", "channel"))
+    assert [(a.step_index, a.channel, a.to_number, a.status) for a in attempts] == [
+        (0, "sms", PRIMARY, "sent"), (0, "voice", PRIMARY, "sent"), (1, "sms", BACKUP, "sent"), (1, "voice", BACKUP, "sent")]
+    for a in attempts:
+        assert a.step_due_at <= a.created_at <= a.sent_at <= incident.acknowledged_at and a.provider_sid
+    assert attempts[2].acknowledged_at == incident.acknowledged_at
+    assert incident.time_to_ack.total_seconds() > 2
+
+
+def test_worker_killed_mid_ladder_completes_without_duplicates(esc_tenant, stub_worker, twilio_stub_server,
+                                                               patient_interaction, tmp_path):
+    """SIGKILL while the backup's call request is in flight (and the next step's delayed task is held by the
+    dying worker): after a restart the auditor re-drives the lost step and reconciles the in-flight call."""
+    stub = twilio_stub_server
+    build_oncall(esc_tenant, waits=(1, 1), repeat=0)
+    stub.add_fault("calls", to=BACKUP, delay=3.0, create=True)  # Twilio places it but answers slowly
+    worker = stub_worker()
+    beat = start_beat(tmp_path / "beat.log", tmp_path)
+    try:
+        incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="emergency phrase")
+        wait_for(lambda: stub.creates("calls", to=BACKUP), timeout=15)
+        kill_tree(worker)
+        assert NotificationAttempt.objects.get(incident=incident, to_number=BACKUP, channel="voice").status == "sending"
+
+        stub_worker()
+        wait_for(lambda: Incident.objects.get(pk=incident.pk).status == "unacknowledged", timeout=20)
+        wait_for(lambda: not NotificationAttempt.objects.filter(incident=incident, status__in=["pending", "sending"])
+                 .exists(), timeout=20)
+    finally:
+        kill_tree(beat)
+    attempts = NotificationAttempt.objects.filter(incident=incident)
+    assert sorted((a.step_index, a.channel, a.status) for a in attempts) == [
+        (0, "sms", "sent"), (0, "voice", "sent"), (1, "sms", "sent"), (1, "voice", "sent")]
+    assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)  # nothing sent twice
+    call = attempts.get(to_number=BACKUP, channel="voice")
+    assert call.provider_sid == stub.created("calls", to=BACKUP)[0]["sid"] and call.ambiguous

@@ -1,0 +1,83 @@
+"""A local stand-in for the OpenAI Chat Completions API (``POST /v1/chat/completions``) on 127.0.0.1.
+
+The real ``openai`` client talks to it through ``base_url``; only the HTTP boundary is replaced. A test gives
+a ``responder(request_json) -> assistant message dict`` (``{"content": …}`` or ``{"tool_calls": [...]}``);
+:func:`tool_call` and :func:`text` build those. Every request (headers and JSON body) is recorded in
+``server.requests``. Response shape: https://platform.openai.com/docs/api-reference/chat/object
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+def tool_call(name: str, arguments: dict, call_id: str = "call_1") -> dict:
+    return {"content": None, "tool_calls": [
+        {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+
+
+def text(content: str) -> dict:
+    return {"content": content}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "StubServer"
+
+    def log_message(self, *args):  # keep test output clean
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+        if self.server.fail_status:
+            return self._send(self.server.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
+        message = {"role": "assistant", **self.server.responder(body)}
+        finish = "tool_calls" if message.get("tool_calls") else "stop"
+        self._send(200, {
+            "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body.get("model", "stub"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        })
+
+    def _send(self, status: int, payload: dict):
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class StubServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, responder: Callable[[dict], dict]):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.responder = responder
+        self.requests: list[dict] = []
+        self.fail_status = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+@contextmanager
+def openai_stub(responder: Callable[[dict], dict]):
+    """Run the stub in a thread; yields the server (``.base_url``, ``.requests``, ``.fail_status``)."""
+    server = StubServer(responder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

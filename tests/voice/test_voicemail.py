@@ -1,0 +1,151 @@
+"""Voicemail: <Record> with callbacks, Twilio's transcription or the OpenAI-compatible STT, triage, escalation."""
+
+import pytest
+from django.test import override_settings
+
+from channels_app import twilio_payloads
+from channels_app.voice.voicemail import voicemail_transcribe
+from conversations.models import ChannelMessage, Interaction
+from conversations.signals import escalation_requested
+from tests.voice.conftest import CALLER, CLINIC, Phone, says
+
+RE_SID = "RE" + "b" * 32
+URGENT = "Hi, this is Ana. My father collapsed and has chest pain, please call me back as soon as you can."
+
+
+@pytest.fixture
+def escalations():
+    received = []
+    escalation_requested.connect(lambda sender, **kw: received.append(kw), weak=False,
+                                 dispatch_uid="tests.voice.vm_escalations")
+    yield received
+    escalation_requested.disconnect(dispatch_uid="tests.voice.vm_escalations")
+
+
+def leave_message(phone: Phone, tenant, *, duration=14):
+    """The caller asks for voicemail, records, hangs up; Twilio posts the Record action and recording status."""
+    phone.answer()
+    document = phone.say("Can I leave a message please")
+    record = phone.last.find("Record")
+    assert record is not None and "message" in says(document)[0]
+    account = tenant.twilio_account_sid
+    done = phone.post("/twilio/voice/voicemail/done/", twilio_payloads.record_action(
+        account_sid=account, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=duration),
+        tenant=tenant)
+    assert done.status_code == 200 and "Goodbye" in says(done.content.decode())[-1]
+    status = phone.post("/twilio/voice/recording/", twilio_payloads.recording_status(
+        account_sid=account, call_sid=phone.sid, recording_sid=RE_SID, duration=duration), tenant=tenant)
+    assert status.status_code == 204
+    return record
+
+
+def transcription(phone, tenant, text, status="completed"):
+    return phone.post("/twilio/voice/transcription/", twilio_payloads.transcription(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID,
+        text=text, status=status), tenant=tenant)
+
+
+@pytest.mark.django_db
+def test_urgent_voicemail_is_filed_with_transcript_urgency_intent_and_escalated(
+        phone, tenant, escalations, django_capture_on_commit_callbacks):
+    record = leave_message(phone, tenant)
+    assert record.get("transcribe") == "true"
+    with django_capture_on_commit_callbacks(execute=True):
+        assert transcription(phone, tenant, URGENT).status_code == 204
+    call = Interaction.objects.get(channel="voice")
+    voicemail = Interaction.objects.get(channel="voicemail")
+    assert [(t["role"], t["text"]) for t in voicemail.transcript] == [("customer", URGENT)]
+    assert voicemail.urgency == 5 and voicemail.intent == "emergency" and voicemail.escalated
+    assert voicemail.ended_at is not None  # filed and closed, so enrichment scores it
+    assert voicemail.conversation_id == call.conversation_id and voicemail.customer_id == call.customer_id
+    assert voicemail.metadata["recording_sid"] == RE_SID and voicemail.metadata["call_sid"] == phone.sid
+    assert voicemail.metadata["recording_url"].endswith(RE_SID) and voicemail.metadata["duration_seconds"] == 14
+    assert voicemail.metadata["transcription"] == {"source": "twilio", "status": "completed"}
+    assert call.metadata["voicemail_interaction_id"] == str(voicemail.pk)
+    assert call.metadata["recording"]["status"] == "completed"
+    assert escalations == [{"signal": escalation_requested, "interaction_id": voicemail.pk, "urgency": 5,
+                            "reason": "emergency phrase"}]
+
+
+@pytest.mark.django_db
+def test_duplicate_transcription_callback_files_one_voicemail(phone, tenant):
+    leave_message(phone, tenant)
+    transcription(phone, tenant, "Please call me about my bill")
+    transcription(phone, tenant, "Please call me about my bill")
+    voicemail = Interaction.objects.get(channel="voicemail")
+    assert voicemail.intent == "billing" and voicemail.urgency == 1 and not voicemail.escalated
+    assert ChannelMessage.objects.filter(channel="voicemail").count() == 1
+
+
+@pytest.mark.django_db
+def test_failed_transcription_still_files_the_voicemail_for_staff(phone, tenant):
+    leave_message(phone, tenant)
+    transcription(phone, tenant, "", status="failed")
+    voicemail = Interaction.objects.get(channel="voicemail")
+    assert voicemail.transcript[0]["text"] == "" and voicemail.metadata["transcription"]["status"] == "failed"
+    assert voicemail.metadata["recording_url"] and not voicemail.escalated
+
+
+@pytest.mark.django_db
+def test_absent_recording_files_nothing(phone, tenant):
+    phone.answer()
+    params = twilio_payloads.recording_status(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
+                                              recording_sid=RE_SID, status="absent", error_code="16102")
+    assert phone.post("/twilio/voice/recording/", params, tenant=tenant).status_code == 204
+    assert not Interaction.objects.filter(channel="voicemail").exists()
+    assert Interaction.objects.get().metadata["recording"]["status"] == "absent"
+
+
+@pytest.mark.django_db
+def test_number_fallback_goes_straight_to_voicemail(twilio_post, tenant, open_all_day):
+    params = twilio_payloads.inbound_call(account_sid=tenant.twilio_account_sid, from_=CALLER, to=CLINIC)
+    response = twilio_post("/twilio/voice/voicemail/", params, tenant=tenant)
+    assert response.status_code == 200 and b"<Record" in response.content
+    row = Interaction.objects.get()
+    assert row.channel == "voice" and row.metadata["call_sid"] == params["CallSid"]
+
+
+def stt_settings(stub):
+    return override_settings(VOICEMAIL_TRANSCRIBER="openai", OPENAI_API_KEY="sk-test",
+                             OPENAI_BASE_URL=stub.base_url + "/v1", TWILIO_API_BASE=stub.base_url)
+
+
+@pytest.mark.django_db
+def test_openai_transcription_fetches_the_recording_with_the_tenants_credentials(
+        phone, tenant, voice_stub, django_capture_on_commit_callbacks):
+    voice_stub.add_recording(account_sid=tenant.twilio_account_sid, auth_token=tenant.twilio_auth_token,
+                             recording_sid=RE_SID, audio=b"ID3-fake-mp3-audio", text=URGENT)
+    with stt_settings(voice_stub):
+        with django_capture_on_commit_callbacks() as queued:
+            record = leave_message(phone, tenant)
+        # the LLM (same stub) judges the message an emergency; the rules agree ("chest pain")
+        voice_stub.scores = {"sentiment": -0.8, "intent": "emergency", "lead_score": 0, "satisfaction": 2,
+                             "urgency": 5}
+        assert record.get("transcribe") is None  # Twilio is not asked to transcribe
+        assert len(queued) >= 1  # the transcription task, queued on commit
+        call = ChannelMessage.objects.get(provider_id=phone.sid)
+        recording_url = twilio_payloads.recording_url(account_sid=tenant.twilio_account_sid, recording_sid=RE_SID)
+        voicemail = voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url,
+                                         duration_seconds=14)
+        voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url)  # redelivered
+    assert Interaction.objects.filter(channel="voicemail").count() == 1
+    assert voicemail.transcript[0]["text"] == URGENT and voicemail.escalated and voicemail.urgency == 5
+    assert voicemail.metadata["transcription"] == {"source": "openai", "status": "completed"}
+    assert voicemail.metadata["assessment"]["source"] == "rules+llm" and voicemail.intent == "emergency"
+    fetch = next(r for r in voice_stub.requests if r["method"] == "GET")
+    assert fetch["path"] == f"/2010-04-01/Accounts/{tenant.twilio_account_sid}/Recordings/{RE_SID}.mp3"
+    stt = next(r for r in voice_stub.requests if r["path"] == "/v1/audio/transcriptions")
+    assert stt["auth"] == "Bearer sk-test" and b"whisper-1" in stt["body"] and b"ID3-fake-mp3-audio" in stt["body"]
+
+
+@pytest.mark.django_db
+def test_recording_url_of_another_account_is_never_fetched(phone, tenant, voice_stub):
+    phone.answer()
+    call = ChannelMessage.objects.get(provider_id=phone.sid)
+    foreign = twilio_payloads.recording_url(account_sid="AC" + "9" * 32, recording_sid=RE_SID)
+    with stt_settings(voice_stub):
+        voicemail = voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=foreign)
+        evil = voicemail_transcribe(call_message_id=call.pk, recording_sid="RE" + "c" * 32,
+                                    recording_url="https://attacker.example/" + RE_SID)
+    assert not any(r["method"] == "GET" for r in voice_stub.requests)
+    assert voicemail.metadata["transcription"]["status"] == "failed" and evil.transcript[0]["text"] == ""
