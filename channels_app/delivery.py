@@ -105,15 +105,16 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     return True
 
 
-def delivery_record_failed(*, message: ChannelMessage, error_code: str) -> None:
+def delivery_record_failed(*, message: ChannelMessage, error_code: str, error_message: str = "") -> None:
     """Mark a claimed message ``failed`` (a permanent provider error) with only its code; clear ``in_flight``.
 
     The provider's message text is not stored: Twilio's embeds the phone number ("The 'To' number +1… is not
-    valid"), and error fields end up in logs and exports.
+    valid"), SMTP's the address, and error fields end up in logs and exports. ``error_message`` defaults to
+    ``"provider error <code>"``; callers pass only codes and class names in it.
     """
     with transaction.atomic():
         message_mark_failed(message=message, status=ChannelMessage.Status.FAILED, error_code=error_code,
-                            error_message=f"provider error {error_code}".strip())
+                            error_message=error_message or f"provider error {error_code}".strip())
         OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
 
 

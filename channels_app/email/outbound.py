@@ -21,10 +21,17 @@ from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 
 from channels_app.email.threading import reply_address, tenant_address, tenant_mailbox, thread_for
+from channels_app.delivery import (
+    Claim,
+    delivery_claim,
+    delivery_record_failed,
+    delivery_record_sent,
+    delivery_release,
+)
 from channels_app.models import InboundEmail, OutboundEmail
 from channels_app.providers import ProviderTransientError
 from conversations.models import ChannelMessage, Interaction
-from conversations.services import message_mark_failed, message_mark_sent, message_prepare_outbound
+from conversations.services import message_prepare_outbound
 
 logger = logging.getLogger(__name__)
 
@@ -131,28 +138,40 @@ def build_message(message: ChannelMessage, headers: OutboundEmail) -> EmailMessa
     return email
 
 
-def email_deliver(*, message_id: int) -> ChannelMessage:
-    """Send one pending outbound email exactly once (row lock; only a ``pending`` row is sent).
+def _skip_reason(message: ChannelMessage) -> tuple[str, str] | None:
+    """Why a claimed email must not be sent: its header row is missing (a half-written prepare)."""
+    if not OutboundEmail.objects.filter(channel_message=message).exists():
+        return "no_headers", "outbound email has no header row"
+    return None
 
-    Transient failures raise :class:`~channels_app.providers.ProviderTransientError` (the task retries with
-    the same Message-ID); permanent ones mark the row ``failed`` with the reason.
+
+def email_deliver(*, message_id: int) -> ChannelMessage:
+    """Send one pending outbound email at most once per attempt, with a fixed Message-ID.
+
+    Claim (committed lease, see :mod:`channels_app.delivery`) → SMTP/ESP send with no transaction or row lock
+    held across the network → record. Transient failures (connection refused/dropped, SMTP 4xx, ESP 429/5xx)
+    release the claim and raise :class:`~channels_app.providers.ProviderTransientError` so the task retries;
+    permanent ones (SMTP 5xx, ESP 4xx) mark the row ``failed`` with the exception class and code only. SMTP has
+    no way to ask "did you get it?", so a worker killed after the server accepted the DATA may lead to one
+    resend; it carries the same Message-ID (RFC 5322 §3.6.4), which mail clients use to collapse duplicates.
     """
-    with transaction.atomic():
-        message = ChannelMessage.objects.select_for_update().get(pk=message_id)
-        if message.status != ChannelMessage.Status.PENDING:
-            return message
-        headers = OutboundEmail.objects.get(channel_message=message)
-        try:
-            get_connection(fail_silently=False).send_messages([build_message(message, headers)])
-        except Exception as exc:  # noqa: BLE001 - classified below
-            if _is_transient(exc):
-                raise ProviderTransientError(str(exc), request_sent=False) from exc
-            # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
-            # the address, and error fields end up in logs, admin lists and exports.
-            code = getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None) or ""
-            message_mark_failed(message=message, status=ChannelMessage.Status.FAILED,
-                                error_code=type(exc).__name__[:20], error_message=f"{type(exc).__name__} {code}".strip())
-            logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
-            return message
-        message_mark_sent(message=message, provider_id=headers.message_id, status=ChannelMessage.Status.SENT)
+    claim = delivery_claim(message_id=message_id, skip=_skip_reason)
+    if not isinstance(claim, Claim):
+        return claim
+    message = claim.message
+    headers = OutboundEmail.objects.get(channel_message=message)
+    try:
+        get_connection(fail_silently=False).send_messages([build_message(message, headers)])
+    except Exception as exc:  # noqa: BLE001 - classified below
+        if _is_transient(exc):
+            delivery_release(message=message, request_sent=False)
+            raise ProviderTransientError(type(exc).__name__, request_sent=False) from exc
+        # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
+        # the address, and error fields end up in logs, admin lists and exports.
+        code = getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None) or ""
+        delivery_record_failed(message=message, error_code=type(exc).__name__[:20],
+                               error_message=f"{type(exc).__name__} {code}".strip())
+        logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
+        return message
+    delivery_record_sent(message=message, provider_id=headers.message_id, status=ChannelMessage.Status.SENT)
     return message
