@@ -8,4 +8,4 @@ RUN pip install -c requirements.lock . && DJANGO_SETTINGS_MODULE=callsphere.sett
     DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 EXPOSE 8000
 # Behind a load balancer that sets X-Forwarded-For/Proto, add --proxy-headers and BEHIND_TLS_PROXY=1.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "callsphere.asgi:application"]
+CMD ["python", "-m", "callsphere.web", "-b", "0.0.0.0", "-p", "8000"]

@@ -74,20 +74,30 @@ def free_port() -> int:
 
 
 def start_daphne(*, log_path: Path, **env_overrides: str) -> tuple[subprocess.Popen, str]:
-    """Start daphne on a free loopback port; return the process and its base URL once it answers."""
+    """Start the web process (``python -m callsphere.web``, i.e. daphne as the Procfile runs it) on a free
+    loopback port; return the process and its base URL once it answers. A port taken between choosing and
+    binding it makes daphne exit at once; that is retried on another port."""
+    for _ in range(3):
+        started = _start_daphne_once(log_path=log_path, **env_overrides)
+        if started is not None:
+            return started
+    raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")
+
+
+def _start_daphne_once(*, log_path: Path, **env_overrides: str) -> tuple[subprocess.Popen, str] | None:
     import httpx
 
     port = free_port()
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "callsphere.asgi:application"],
+        [sys.executable, "-m", "callsphere.web", "-b", "127.0.0.1", "-p", str(port)],
         cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")
+            return None
         try:
             if httpx.get(base + "/healthz", timeout=1).status_code == 200:
                 return proc, base

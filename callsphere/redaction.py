@@ -1,0 +1,43 @@
+"""Keep link secrets out of logs: acknowledge links (``/a/<token>``) and chat links (``/c/<token>``) carry
+their secret in the URL path, and both daphne's access log and Django's ``django.request`` warnings
+("Not Found: /a/…") would otherwise write it to stdout/stderr and on to any log shipper.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TextIO
+
+SECRET_PATH = re.compile(r"(?<![\w/])(/[ac]/)[^\s\"?#]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with the token of every ``/a/<token>`` and ``/c/<token>`` path replaced by ``[redacted]``."""
+    return SECRET_PATH.sub(r"\1[redacted]", text)
+
+
+class RedactingStream:
+    """A text stream wrapper that passes every write through :func:`redact` (everything else is delegated)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class RedactLinkSecrets(logging.Filter):
+    """A logging filter (used on every handler in ``settings.LOGGING``) that redacts link secrets from the
+    formatted message; records are never dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
