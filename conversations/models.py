@@ -223,12 +223,31 @@ def _default_bookable_hours() -> dict:
     return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday, "sat": [], "sun": []}
 
 
+def validate_e164_number(value: str) -> None:
+    """Accept only a valid phone number written in E.164 (``+14155550100``), checked with ``phonenumbers``.
+
+    Raises ``ValidationError`` for anything else (national formats, spaces, unassigned ranges).
+    """
+    import phonenumbers
+    from django.core.exceptions import ValidationError
+
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        parsed = None
+    if (parsed is None or not phonenumbers.is_valid_number(parsed)
+            or phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != value):
+        raise ValidationError(f"{value!r} is not a valid E.164 phone number (e.g. +14155550100)")
+
+
 class AgentSettings(models.Model):
     """Per-tenant agent configuration: persona, policies, bookable hours (tenant time zone) and slot length.
 
     ``bookable_hours`` maps ``mon``…``sun`` to lists of ``["HH:MM", "HH:MM"]`` local-time windows; a slot of
     ``slot_minutes`` is bookable if it fits entirely inside one window, starts at least ``min_notice_minutes``
-    from now and no later than ``horizon_days`` ahead. A tenant without a row uses the defaults.
+    from now and no later than ``horizon_days`` ahead. A tenant without a row uses the defaults. The same
+    windows are the clinic's opening hours on the phone (``channels_app.voice.hours``): while open, a caller who
+    asks for a person is transferred to ``handoff_number`` (E.164; blank = no transfer, staff follow up).
     """
 
     class IdentityCheck(models.TextChoices):
@@ -250,6 +269,11 @@ class AgentSettings(models.Model):
     horizon_days = models.PositiveSmallIntegerField(default=60)
     history_turns = models.PositiveSmallIntegerField(default=12, help_text="Turns of history given to the LLM.")
     identity_check = models.CharField(max_length=10, choices=IdentityCheck.choices, default=IdentityCheck.NEVER)
+    handoff_number = models.CharField(
+        max_length=20, blank=True, default="", validators=[validate_e164_number],
+        help_text="Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to "
+                  "during opening hours. Blank: no transfer; staff follow up.",
+    )
 
     class Meta:
         verbose_name_plural = "agent settings"

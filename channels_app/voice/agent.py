@@ -7,7 +7,9 @@ nothing: the next session on any channel greets with what was pending.
 
 Turn ``N`` is the caller's ``N``-th answer; the Gather action URL carries it (``?turn=N``), so a replayed
 action (Twilio retrying a request that timed out) is answered with the reply already given instead of a
-second engine turn. Every turn is also assessed for urgency (see :mod:`channels_app.voice.assess`); at the
+second engine turn. When the engine's turn handed off to a human (``handoff_to_human``) while the clinic is open
+and a front-desk number is configured, the call is transferred there (:mod:`channels_app.voice.transfer`).
+Every turn is also assessed for urgency (see :mod:`channels_app.voice.assess`); at the
 emergency level the caller hears that help is being reached, the row is marked escalated and
 ``escalation_requested`` is sent on commit (the escalation app raises the incident).
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app.voice import hours, twiml
+from channels_app.voice import hours, transfer, twiml
 from channels_app.voice.assess import Assessment, assess
 from conversations import engine, selectors
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
@@ -160,8 +162,9 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
     """Handle a Gather action (the caller's speech for ``turn``); return the TwiML of our answer.
 
     The caller's words and our answer are appended to the transcript; the turn is assessed for urgency; the
-    caller may ask for voicemail or say goodbye. Runs under a row lock on the call's ``call_logs`` row, so a
-    replayed action waits for the first and then gets the same answer.
+    caller may ask for voicemail or say goodbye; a handoff to a human during opening hours transfers the call
+    (``<Dial>`` to ``AgentSettings.handoff_number``, see :mod:`channels_app.voice.transfer`). Runs under a row
+    lock on the call's ``call_logs`` row, so a replayed action waits for the first and then gets the same answer.
     """
     call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
     if call is None:
@@ -176,6 +179,8 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
         if turn <= _turns_heard(interaction):
             said = [t for t in interaction.transcript if t.get("role") == "agent" and t.get("turn") == turn]
             logger.info("replayed Gather action %s turn %s", call.sid, turn)
+            if said and said[-1].get("event") == "transfer":
+                return transfer.transfer_document(interaction=interaction)
             return twiml.gather(said[-1]["text"] if said else REPROMPT, turn=_turns_heard(interaction) + 1)
         interaction_append_turn(interaction=interaction, role="customer", text=text, ref=f"{call.sid}:{turn}",
                                 turn=turn, confidence=params.get("Confidence", ""))
@@ -199,9 +204,15 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
             interaction_set_metadata(interaction=interaction, updates={"ended_by": "agent"})
         else:
             answer = engine.respond(interaction=interaction, text=text)
-            reply, event, actions = speakable(answer.text), "reply", list(answer.actions)
-            document = twiml.gather(reply, turn=turn + 1)
-        extra = {"actions": actions} if event == "reply" and actions else {}
+            actions = list(answer.actions)
+            number = transfer.transfer_number(tenant=tenant, interaction=interaction, actions=actions)
+            if number:
+                reply, event = transfer.TRANSFER_LINE, "transfer"
+                document = transfer.transfer_start(interaction=interaction, params=params, number=number, turn=turn)
+            else:
+                reply, event = speakable(answer.text), "reply"
+                document = twiml.gather(reply, turn=turn + 1)
+        extra = {"actions": actions} if actions else {}
         interaction_append_turn(interaction=interaction, role="agent", text=reply, turn=turn, event=event, **extra)
     return document
 

@@ -27,6 +27,8 @@ from identity.models import Tenant
 logger = logging.getLogger(__name__)
 
 INTERRUPTED_CALL = "interrupted_call"  # session state key: {"call_sid", "ended_at"} of a call that dropped mid-way
+#: ``metadata["ended_by"]`` values of a call that ended as intended (goodbye, voicemail, transfer to the desk)
+INTENDED_ENDINGS = ("agent", "transfer")
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -70,7 +72,8 @@ def call_status_update(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
             updates["duration_seconds"] = duration
         if is_terminal(status):
             interaction_set_metadata(interaction=interaction, updates=updates)
-            if status == "completed" and interaction.metadata.get("ended_by") != "agent" and interaction.transcript:
+            intended = interaction.metadata.get("ended_by") in INTENDED_ENDINGS
+            if status == "completed" and not intended and interaction.transcript:
                 state_set(conversation=interaction.conversation, key=INTERRUPTED_CALL,
                           value={"call_sid": sid, "ended_at": at.isoformat()})
             interaction_close(interaction=interaction, at=at)

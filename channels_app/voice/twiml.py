@@ -3,9 +3,11 @@
 Verbs and attributes per Twilio's TwiML reference: ``<Gather>`` (https://www.twilio.com/docs/voice/twiml/gather:
 ``input="speech"``, ``speechTimeout="auto"``, ``bargeIn`` — a nested ``<Say>`` stops as soon as the caller
 speaks), ``<Record>`` (https://www.twilio.com/docs/voice/twiml/record: ``recordingStatusCallback``,
-``transcribe`` / ``transcribeCallback``; Twilio transcribes recordings of at most 120 s), ``<Redirect>``,
-``<Say>``, ``<Hangup>``. Every URL is absolute (``settings.PUBLIC_BASE_URL`` + path) because Twilio signs the
-exact URL it requests and we validate against the same base.
+``transcribe`` / ``transcribeCallback``; Twilio transcribes recordings of at most 120 s), ``<Dial>``
+(https://www.twilio.com/docs/voice/twiml/dial: ``action`` receives ``DialCallStatus`` when the dialled call ends,
+``timeout`` seconds of ringing, ``callerId``), ``<Redirect>``, ``<Say>``, ``<Hangup>``. Every URL is absolute
+(``settings.PUBLIC_BASE_URL`` + path) because Twilio signs the exact URL it requests and we validate against the
+same base.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ VOICEMAIL_PATH = "/twilio/voice/voicemail/"
 VOICEMAIL_DONE_PATH = "/twilio/voice/voicemail/done/"
 RECORDING_PATH = "/twilio/voice/recording/"
 TRANSCRIPTION_PATH = "/twilio/voice/transcription/"
+DIAL_RESULT_PATH = "/twilio/voice/dial-result/"
 
 #: seconds of silence before a Gather gives up (Twilio's ``timeout``) and the longest voicemail (seconds)
 GATHER_TIMEOUT = 6
 VOICEMAIL_MAX_SECONDS = 120
+#: seconds the front desk rings before a transfer counts as unanswered (``<Dial timeout>``)
+DIAL_TIMEOUT = 20
 
 
 def url(path: str, **query) -> str:
@@ -60,6 +65,18 @@ def goodbye(text: str) -> str:
     response = VoiceResponse()
     _say(response, text)
     response.hangup()
+    return str(response)
+
+
+def dial(text: str, *, number: str, caller_id: str) -> str:
+    """Say ``text`` and connect the caller to ``number`` (E.164), showing ``caller_id`` (our Twilio number, E.164).
+
+    When the dialled leg ends (answered and hung up, busy, no answer within :data:`DIAL_TIMEOUT` s, failed,
+    cancelled) Twilio posts ``DialCallStatus`` to ``/twilio/voice/dial-result/`` and runs the TwiML it answers.
+    """
+    response = VoiceResponse()
+    _say(response, text)
+    response.dial(number, action=url(DIAL_RESULT_PATH), method="POST", timeout=DIAL_TIMEOUT, caller_id=caller_id)
     return str(response)
 
 

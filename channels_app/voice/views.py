@@ -8,7 +8,7 @@ answer 204.
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 
 from channels_app.twilio_security import twiml_response, twilio_webhook
-from channels_app.voice import agent, callback, lifecycle, voicemail
+from channels_app.voice import agent, callback, lifecycle, transfer, voicemail
 from channels_app.voice.security import call_webhook
 
 EITHER_END = ("To", "From")
@@ -64,6 +64,13 @@ def voice_callback_answer(request, callback_request_id: int):
     if document is None:
         raise Http404("no such callback request")
     return twiml_response(document)
+
+
+@twilio_webhook(tenant_fields=EITHER_END)
+def voice_dial_result(request):
+    """The ``<Dial action>`` of a transfer to the front desk (``DialCallStatus``): hang up when answered,
+    otherwise record a voicemail. A replay gets the same TwiML."""
+    return twiml_response(transfer.dial_result(tenant=request.tenant, params=request.POST))
 
 
 @twilio_webhook(tenant_fields=("To",))

@@ -87,7 +87,7 @@ class CallbackRequestAdmin(TenantScopedAdmin):
 
 @admin.register(AgentSettings)
 class AgentSettingsAdmin(TenantScopedAdmin):
-    list_display = ["tenant", "slot_minutes", "identity_check"]
+    list_display = ["tenant", "slot_minutes", "identity_check", "handoff_number"]
 
 
 @admin.action(description="Start fresh (forget pending requests and remembered details)", permissions=["change"])
