@@ -3,7 +3,7 @@
 Each run exports the rows changed since the destination's watermark, ordered by ``(updated_at, id)``, up to
 ``now - SETTLE`` (a row saved in a transaction still open at ``now`` may commit later with an older
 ``updated_at``; waiting :data:`SETTLE` keeps it from being skipped). Files go to
-``<destination>/call_logs/export_date=YYYY-MM-DD/part-<run>-<n>.parquet`` (Hive-style partition; snappy;
+``<destination>/call_logs/export_date=YYYY-MM-DD/part-<UTC second>-<random>-<n>.parquet`` (Hive-style partition; snappy;
 explicit Arrow schema: UTC microsecond timestamps, ``decimal(5,4)`` sentiment, jsonb as JSON text). The
 watermark moves after each file is fully written, so a crash re-exports at most one file's rows: the export is
 at-least-once; load with a MERGE on ``id`` keeping the greatest ``updated_at``.
@@ -101,7 +101,7 @@ def warehouse_export_run(*, destination: str, now: datetime | None = None, rows_
     now = now or timezone.now()
     until = now - SETTLE
     filesystem, root = _filesystem(destination)
-    run = now.strftime("%Y%m%dT%H%M%S")
+    run = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"  # two runs in one second never share a file name
     partition = f"{root.rstrip('/')}/call_logs/export_date={now:%Y-%m-%d}"
     mark, _ = WarehouseWatermark.objects.get_or_create(destination=destination)
     files: list[str] = []

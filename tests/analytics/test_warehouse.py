@@ -37,6 +37,18 @@ def test_increments_by_watermark(tmp_path, tenant):
     assert again["rows"] == 1 and read_back(again["files"][0])[0]["intent"] == "billing"
 
 
+def test_two_runs_in_the_same_second_never_overwrite_each_others_files(tmp_path, tenant):
+    dest = str(tmp_path / "lake")
+    first_row = InteractionFactory(conversation__customer__tenant=tenant)
+    later = timezone.now() + SETTLE + timedelta(seconds=1)
+    first = warehouse_export_run(destination=dest, now=later)
+    second_row = InteractionFactory(conversation__customer__tenant=tenant)
+    second = warehouse_export_run(destination=dest, now=later)  # same second, one new row
+    assert first["rows"] == second["rows"] == 1 and set(first["files"]).isdisjoint(second["files"])
+    assert read_back(first["files"][0])[0]["id"] == str(first_row.id)   # still there, not overwritten
+    assert read_back(second["files"][0])[0]["id"] == str(second_row.id)
+
+
 def test_rows_younger_than_the_settle_time_wait_for_the_next_run(tmp_path, tenant):
     InteractionFactory(conversation__customer__tenant=tenant)
     assert warehouse_export_run(destination=str(tmp_path), now=timezone.now())["rows"] == 0
