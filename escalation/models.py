@@ -309,6 +309,9 @@ class NotificationAttempt(models.Model):
     ``status`` is our lifecycle (pending → sending → sent → delivered / failed; cancelled when the incident was
     acknowledged first; skipped for quiet hours); ``provider_status`` is Twilio's own, moved forward only.
     ``ambiguous`` marks a send whose request may have reached Twilio: it is reconciled before any resend.
+    Once the incident is acknowledged, a call of any other attempt still queued, ringing or in progress is
+    hung up: ``hangup_sids`` / ``hung_up_at`` record it (a call ended that way before it was answered ends
+    ``cancelled``).
     """
 
     class Status(models.TextChoices):
@@ -346,6 +349,13 @@ class NotificationAttempt(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, help_text="When the provider accepted the request")
     status_updated_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
+    hangup_sids = ArrayField(
+        models.CharField(max_length=64), default=list, blank=True,
+        help_text="CallSids of this attempt we asked the provider to end because the incident was acknowledged "
+                  "by someone else (one hang-up request per SID; a SID is added just before its request)")
+    hung_up_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the provider last confirmed a hang-up after the acknowledgement "
+                                         "(or said the call was already over)")
     log_interaction = models.ForeignKey(Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:

@@ -6,7 +6,9 @@ from smtplib import SMTPException
 
 from celery import shared_task
 
+from channels_app.providers import PROVIDER_RETRY
 from escalation import services
+from escalation.services.attempts import incident_end_calls
 from escalation.services.incidents import ALERT_RETRY_SECONDS
 
 
@@ -20,6 +22,13 @@ def incident_step(incident_id: str, fence: int) -> None:
 def attempt_send_task(attempt_id: int) -> None:
     """Send (or retry, or reconcile) one notification attempt; a no-op unless it is due and unclaimed."""
     services.attempt_send(attempt_id=attempt_id)
+
+
+@shared_task(acks_late=True, ignore_result=True, **PROVIDER_RETRY)
+def incident_end_calls_task(incident_id: str) -> None:
+    """Hang up the other page calls of an acknowledged incident, each CallSid at most once; a transient
+    provider error is retried (``PROVIDER_RETRY``) for the calls not yet ended."""
+    incident_end_calls(incident_id=incident_id)
 
 
 @shared_task(ignore_result=True, expires=10)

@@ -4,6 +4,10 @@ A call is placed with either the TwiML to run when it is answered (built with th
 or the ``url`` of a webhook that returns it, plus a status callback URL. With a ``url``, ``machine_detection``
 (``Enable`` | ``DetectMessageEnd``, https://www.twilio.com/docs/voice/answering-machine-detection) makes Twilio
 post ``AnsweredBy`` (human, machine_*, fax, unknown) to that webhook.
+
+``end_call`` hangs a call up (https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource:
+``Status=completed`` ends it whether it is still queued/ringing or already in progress; ``canceled`` would not
+touch an answered call). A call that is already over counts as ended.
 """
 
 from __future__ import annotations
@@ -17,8 +21,13 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+from twilio.base.exceptions import TwilioRestException
 
 from channels_app.providers.twilio_client import translate_errors, twilio_client
+
+#: Twilio's answers to an update of a call that is already over: 20404 (no such call, HTTP 404) and 21220
+#: (invalid call state for the requested action, HTTP 400).
+CALL_ALREADY_OVER_CODES = frozenset({20404, 21220})
 
 
 @dataclass
@@ -50,6 +59,12 @@ class VoiceBackend:
                     exclude: Collection[str] = ()) -> PlacedCall | None:
         """The most recent call from ``from_`` to ``to`` (reconciliation when no SID came back), created at or
         after ``since`` (aware) when given, whose SID is not in ``exclude`` (SIDs the caller already owns)."""
+        raise NotImplementedError
+
+    def end_call(self, *, tenant, sid: str) -> None:
+        """Hang up call ``sid`` (``CA…``) whatever its state (queued, ringing, in progress). Returns normally
+        once the provider accepted the request or said the call is already over or unknown (404): ending
+        it is then done. Raises ProviderTransientError (429, 5xx, timeouts: retry) or ProviderPermanentError."""
         raise NotImplementedError
 
 
@@ -94,11 +109,21 @@ class TwilioVoiceBackend(VoiceBackend):
                     return PlacedCall(sid=call.sid, status=call.status, to=to)
         return None
 
+    def end_call(self, *, tenant, sid):
+        with translate_errors():
+            try:
+                twilio_client(tenant).calls(sid).update(status="completed")
+            except TwilioRestException as exc:
+                if exc.status == 404 or exc.code in CALL_ALREADY_OVER_CODES:
+                    return  # already over (or unknown): nothing left to hang up
+                raise
+
 
 class LocmemVoiceBackend(VoiceBackend):
-    """Keeps placed calls in ``LocmemVoiceBackend.calls`` (per process)."""
+    """Keeps placed calls in ``LocmemVoiceBackend.calls`` and hang-up requests in ``.hangups`` (per process)."""
 
     calls: list[dict] = []
+    hangups: list[dict] = []  # {"tenant", "sid", "known" (a call placed here), "at"}, one per end_call
     _lock = threading.Lock()
 
     def place_call(self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None,
@@ -125,11 +150,17 @@ class LocmemVoiceBackend(VoiceBackend):
                 return PlacedCall(sid=item["sid"], status="queued", to=to)
         return None
 
+    def end_call(self, *, tenant, sid):
+        with self._lock:
+            known = any(item["sid"] == sid for item in self.calls)
+            self.hangups.append({"tenant": tenant.pk, "sid": sid, "known": known, "at": datetime.now(tz=UTC)})
+
 
 class ConsoleVoiceBackend(LocmemVoiceBackend):
     """Prints each call and its TwiML to stdout; the demo's default."""
 
     calls: list[dict] = []
+    hangups: list[dict] = []
 
     def place_call(self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None,
                    machine_detection=None):
@@ -140,6 +171,11 @@ class ConsoleVoiceBackend(LocmemVoiceBackend):
         sys.stdout.write(f"[call {placed.sid}] {from_} → {to}: {answer}\n")
         sys.stdout.flush()
         return placed
+
+    def end_call(self, *, tenant, sid):
+        super().end_call(tenant=tenant, sid=sid)
+        sys.stdout.write(f"[call {sid}] hung up\n")
+        sys.stdout.flush()
 
 
 def get_voice_backend() -> VoiceBackend:

@@ -1,7 +1,8 @@
 """The three ways a responder acknowledges: the SMS link (``/a/<token>``), an SMS reply, a keypress.
 
 Any of them calls :func:`~escalation.services.incidents.incident_acknowledge`, which stops the ladder and
-cancels every pending attempt in one transaction.
+cancels every pending attempt in one transaction, then hangs up the other page calls still ringing or in
+progress (never the call a keypress came through: its own TwiML says goodbye and ends it).
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ not SMS-capable, other 4xx) fail the attempt at once and let the ladder fall thr
 5xx, timeouts) are retried with exponential backoff up to :data:`MAX_TRIES`. When a request may have reached
 Twilio (5xx, read timeout, a worker killed mid-request) the attempt is marked ``ambiguous`` and the next try
 first looks the message or call up (``fetch`` by SID, else ``find_recent``) and only sends if nothing is found.
+
+Once the incident is acknowledged, the calls of every other attempt that may still ring or talk are hung up
+(:func:`incident_end_calls`, queued by the acknowledgement and by a call whose SID only came back after it):
+one hang-up request per CallSid (``hangup_sids`` is a claim taken before the request), so a duplicate
+acknowledgement or a redelivered task asks nothing twice; only a transient error releases the claim for the
+task's retry.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
@@ -53,6 +60,8 @@ PROVIDER_RANK = {
     "busy": 6, "no-answer": 6, "canceled": 6,
 }
 FAILED_PROVIDER_STATUSES = {"undelivered", "failed", "busy", "no-answer", "canceled"}
+#: Twilio call statuses after which the call rings nobody and talks to nobody.
+FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 DELIVERED_PROVIDER_STATUSES = {"delivered", "read", "in-progress", "answered", "completed"}
 
 
@@ -263,10 +272,17 @@ def _known_call_sids(attempt: NotificationAttempt, since: datetime) -> set[str]:
 
 
 def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) -> NotificationAttempt:
+    """Record the SID the provider returned. Holds the incident row first (the acknowledgement's order), so a
+    call whose SID arrives after an acknowledgement is seen by it or hangs itself up here."""
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
+        incident_status = (Incident.objects.select_for_update().filter(pk=attempt.incident_id)
+                           .values_list("status", flat=True).first())
         row = NotificationAttempt.objects.select_for_update().select_related("responder").get(pk=attempt.pk)
+        if (incident_status == Incident.Status.ACKNOWLEDGED and row.channel == "voice" and sid
+                and row.acknowledged_at is None):
+            incident_end_calls_on_commit(row.incident_id)
         if row.tries != attempt.tries or (row.provider_sid and sid != row.provider_sid):
             # a try presumed dead went out after all (or a later try won): keep its SID so the responder's
             # keypress and Twilio's webhooks for that message/call are still accepted as this attempt's
@@ -334,8 +350,9 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
     """Apply a Twilio status callback: forward only (by :data:`PROVIDER_RANK`), never out of a final state.
 
     ``delivered`` (SMS) or an answered call moves ``sent`` → ``delivered``; ``failed`` / ``undelivered`` /
-    ``busy`` / ``no-answer`` / ``canceled`` → ``failed`` and may let the ladder fall through. Returns True if
-    anything changed. ``sid`` must match the attempt's SID when the attempt has one; the statuses of its
+    ``busy`` / ``no-answer`` / ``canceled`` → ``failed`` and may let the ladder fall through — except a call we
+    hung up unanswered after the acknowledgement (its SID in ``hangup_sids``), which ends ``cancelled``.
+    Returns True if anything changed. ``sid`` must match the attempt's SID when the attempt has one; the statuses of its
     ``extra_sids`` (a duplicate try) are not the attempt's and are ignored.
     """
     now = timezone.now()
@@ -354,6 +371,9 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
         # while still ``sending`` only provider_status moves; _mark_sent derives the status from it
         if row.status in (Status.SENT, Status.DELIVERED):
             new = _status_from_provider(row.status, provider_status)
+            if (row.status == Status.SENT and provider_status in ("canceled", "completed")
+                    and (sid or row.provider_sid) in row.hangup_sids):
+                new = Status.CANCELLED  # never answered; we hung it up because someone else acknowledged
             if new != row.status:
                 fall_through = new == Status.FAILED
                 row.status = new
@@ -367,3 +387,94 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
         incident_fall_through(incident_id=row.incident_id, step_index=row.step_index, repeat=row.repeat)
     return True
 
+
+def incident_end_calls_on_commit(incident_id) -> None:
+    """Call inside the transaction that acknowledged (or saw acknowledged) the incident: after commit, queue
+    :func:`incident_end_calls` on the escalation queue. Never raises (a broker outage is logged; the calls
+    then ring out their ring timeout)."""
+    from escalation.tasks import incident_end_calls_task
+
+    incident_id = str(incident_id)
+    transaction.on_commit(lambda: incident_end_calls_task.delay(incident_id), robust=True)
+
+
+def calls_to_end(*, incident_id) -> list[NotificationAttempt]:
+    """The incident's voice attempts with a call that may still ring or talk: a CallSid whose last known Twilio
+    status is not final, or a duplicate try's SID (``extra_sids``), not all hung up yet; never the attempt
+    the acknowledgement came through (``acknowledged_at`` set: its own TwiML ends that call)."""
+    rows = (NotificationAttempt.objects.filter(incident_id=incident_id, channel="voice", acknowledged_at__isnull=True)
+            .filter((~Q(provider_sid="") & ~Q(provider_status__in=FINAL_CALL_STATUSES)) | ~Q(extra_sids=[]))
+            .select_related("tenant").order_by("pk"))
+    return [row for row in rows if _live_call_sids(row)]
+
+
+def _live_call_sids(attempt: NotificationAttempt) -> list[str]:
+    """The attempt's CallSids that may still ring or talk and were not asked to end yet."""
+    live = attempt.provider_sid and attempt.provider_status not in FINAL_CALL_STATUSES
+    primary = [attempt.provider_sid] if live else []
+    return [sid for sid in (*primary, *attempt.extra_sids) if sid not in attempt.hangup_sids]
+
+
+def incident_end_calls(*, incident_id) -> int:
+    """Hang up the other page calls of an acknowledged incident (:func:`calls_to_end`), each CallSid at most
+    once. Returns the number of hang-up requests made (0 when the incident is not acknowledged).
+
+    A call Twilio no longer has or that is already over counts as ended (the backend says so). A permanent
+    error is logged and not retried. A transient one (429, 5xx, timeout) releases that SID's claim, the other
+    calls are still hung up, and the first such error is raised at the end for the task's retry
+    (``PROVIDER_RETRY``), which then asks only for the SIDs not yet ended.
+    """
+    if not Incident.objects.filter(pk=incident_id, status=Incident.Status.ACKNOWLEDGED).exists():
+        return 0
+    requested, transient = 0, None
+    for attempt in calls_to_end(incident_id=incident_id):
+        try:
+            requested += attempt_end_call(attempt=attempt)
+        except ProviderTransientError as exc:
+            transient = transient or exc
+    if transient is not None:
+        raise transient
+    return requested
+
+
+def attempt_end_call(*, attempt: NotificationAttempt) -> int:
+    """Hang up every call of one attempt that may still ring (``tenant`` loaded); returns the requests made.
+
+    Each SID is claimed in ``hangup_sids`` before its request (a concurrent or later run skips it) and
+    ``hung_up_at`` set once the provider confirmed. Raises ProviderTransientError after releasing the claim."""
+    requested = 0
+    for sid in _live_call_sids(attempt):
+        if not _hangup_claim(attempt.pk, sid):
+            continue  # another run asked for this call already
+        try:
+            get_voice_backend().end_call(tenant=attempt.tenant, sid=sid)
+        except ProviderTransientError as exc:
+            _hangup_release(attempt.pk, sid)
+            logger.warning("attempt %s: hanging up %s failed (%s); will retry", attempt.pk, sid, exc)
+            raise
+        except ProviderPermanentError as exc:
+            requested += 1
+            logger.error("attempt %s: provider refused to hang up %s: %s %s", attempt.pk, sid, exc.code, exc)
+            continue
+        requested += 1
+        NotificationAttempt.objects.filter(pk=attempt.pk).update(hung_up_at=timezone.now())
+        logger.info("attempt %s: call %s hung up (incident acknowledged)", attempt.pk, sid)
+    return requested
+
+
+def _hangup_claim(attempt_id: int, sid: str) -> bool:
+    """Add ``sid`` to the attempt's ``hangup_sids`` unless it is there already (or the attempt acknowledged)."""
+    with transaction.atomic():
+        row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()
+        if row is None or row.acknowledged_at is not None or sid in row.hangup_sids:
+            return False
+        row.hangup_sids = [*row.hangup_sids, sid]
+        row.save(update_fields=["hangup_sids"])
+    return True
+
+
+def _hangup_release(attempt_id: int, sid: str) -> None:
+    with transaction.atomic():
+        row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
+        row.hangup_sids = [s for s in row.hangup_sids if s != sid]
+        row.save(update_fields=["hangup_sids"])

@@ -218,7 +218,10 @@ def incident_fall_through(*, incident_id, step_index: int, repeat: int, now: dat
 
 def incident_acknowledge(*, incident: Incident, responder: Responder | None, via: str,
                          attempt: NotificationAttempt | None = None, at: datetime | None = None) -> bool:
-    """Acknowledge: stop the ladder (fence moves on, no next step) and cancel every pending attempt at once.
+    """Acknowledge: stop the ladder (fence moves on, no next step), cancel every pending attempt at once, and
+    on commit hang up the other page calls still queued, ringing or in progress (a Celery task on the
+    ``escalation`` queue: :func:`~escalation.services.attempts.incident_end_calls`). ``attempt`` is the one
+    the acknowledgement came through (its ``acknowledged_at`` is set); a keypress's own call is never hung up.
 
     Returns True if this call acknowledged it; False if it was no longer paging (already acknowledged or
     exhausted) — acknowledging twice is a no-op. ``via`` is an ``Incident.AckVia`` value.
@@ -241,10 +244,20 @@ def incident_acknowledge(*, incident: Incident, responder: Responder | None, via
         if attempt is not None:
             NotificationAttempt.objects.filter(pk=attempt.pk, acknowledged_at__isnull=True).update(acknowledged_at=at)
         _emit_acknowledged(row)
+        _end_other_calls_on_commit(row)
     for name in ("status", "acknowledged_at", "acknowledged_by", "ack_via", "fence", "next_step_at"):
         setattr(incident, name, getattr(row, name))
     logger.info("incident %s acknowledged via %s by %s", incident.pk, via, responder)
     return True
+
+
+def _end_other_calls_on_commit(incident: Incident) -> None:
+    """Queue the hang-up of the incident's other live page calls, if it has any (a call whose SID comes back
+    later queues it itself: ``attempts._mark_sent`` holds the incident row like this transaction does)."""
+    from escalation.services.attempts import calls_to_end, incident_end_calls_on_commit
+
+    if calls_to_end(incident_id=incident.pk):
+        incident_end_calls_on_commit(incident.pk)
 
 
 def _emit_acknowledged(incident: Incident) -> None:

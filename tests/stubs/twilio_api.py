@@ -9,6 +9,9 @@ Implemented (https://www.twilio.com/docs/messaging/api/message-resource, .../voi
 - ``GET  …/Messages/{Sid}.json`` → 200 message; ``GET …/Messages.json?To=&From=&PageSize=`` → 200 page
 - ``POST …/Calls.json`` (To, From, Twiml | Url, StatusCallback, Timeout) → 201 call
 - ``GET  …/Calls/{Sid}.json`` and ``GET …/Calls.json?To=&From=`` likewise.
+- ``POST …/Calls/{Sid}.json`` (Status=canceled | completed) → 200 call: ``completed`` ends a queued/ringing call
+  (stored as ``canceled``) or an in-progress one (``completed``); ``canceled`` leaves an in-progress call alone.
+  An unknown SID answers 404 (20404); a call already over answers 400 (21220, invalid call state).
 
 Every request is recorded (:attr:`TwilioStub.requests`, with arrival time); created resources are kept
 (:attr:`TwilioStub.messages`, :attr:`TwilioStub.calls`). Faults are programmable per resource and recipient::
@@ -18,6 +21,7 @@ Every request is recorded (:attr:`TwilioStub.requests`, with arrival time); crea
     stub.add_fault("calls", status=429, times=2)                     # two 429s, then success
     stub.add_fault("messages", status=400, code=21211, to="+1555…")  # permanent error for one number
     stub.add_fault("calls", delay=3.0, create=True)                  # slow answer (client read timeout)
+    stub.add_fault("calls", action="update", status=503)             # next call update (hang-up): 503
 
 Error bodies are Twilio's: ``{"code", "message", "more_info", "status"}``. Use as a context manager or
 call :meth:`start` / :meth:`stop`; :meth:`reset` clears records and faults between tests.
@@ -41,19 +45,25 @@ ERROR_MESSAGES = {
     21614: "'To' number is not a valid mobile number",
     20429: "Too Many Requests",
     20500: "Internal Server Error",
+    20404: "The requested resource was not found",
+    21220: "Invalid call state for the requested action",
 }
+FINAL_CALL_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
 
 
 @dataclass
 class Fault:
-    """One programmed failure for ``resource`` (``"messages"`` or ``"calls"``) creates.
+    """One programmed failure for ``resource`` (``"messages"`` or ``"calls"``) creates (``action="update"``:
+    call updates instead).
 
     ``status`` None means "answer normally" (useful with ``delay``). ``create`` stores the resource before
-    failing (the request was processed: a 5xx or timeout after the fact). ``to`` limits it to one recipient.
-    ``times`` counts down; the fault is removed at zero (``times=None``: forever).
+    failing (the request was processed: a 5xx or timeout after the fact; for an update: the update is
+    applied). ``to`` limits it to one recipient. ``times`` counts down; the fault is removed at zero
+    (``times=None``: forever).
     """
 
     resource: str
+    action: str = "create"
     status: int | None = None
     code: int | None = None
     delay: float = 0.0
@@ -68,7 +78,7 @@ class Recorded:
 
     method: str
     resource: str
-    action: str  # "create", "fetch", "list"
+    action: str  # "create", "fetch", "list", "update"
     params: dict
     account_sid: str
     at: float = field(default_factory=time.time)
@@ -123,6 +133,8 @@ class TwilioStub:
         if resource not in ("messages", "calls"):
             raise ValueError("resource must be 'messages' or 'calls'")
         fault = Fault(resource=resource, **kwargs)
+        if fault.action not in ("create", "update") or (fault.action == "update" and resource != "calls"):
+            raise ValueError("action must be 'create', or 'update' for calls")
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -139,6 +151,12 @@ class TwilioStub:
             return [r for r in self.requests if r.resource == resource and r.action == "create"
                     and (to is None or r.params.get("To") == to)]
 
+    def updates(self, resource: str = "calls", *, sid: str | None = None) -> list[Recorded]:
+        """Update requests received (including failed ones), optionally for one SID (``params["Sid"]``)."""
+        with self._lock:
+            return [r for r in self.requests if r.resource == resource and r.action == "update"
+                    and (sid is None or r.params.get("Sid") == sid)]
+
     def set_status(self, resource: str, sid: str, status: str) -> None:
         """Change a stored resource's status (what a later fetch/list returns)."""
         with self._lock:
@@ -146,10 +164,11 @@ class TwilioStub:
 
     # --- internals ----------------------------------------------------------------------------------------
 
-    def _take_fault(self, resource: str, to: str) -> Fault | None:
+    def _take_fault(self, resource: str, to: str, action: str = "create") -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.resource == resource and (fault.to is None or fault.to == to):
+                if (fault.resource == resource and fault.action == action
+                        and (fault.to is None or fault.to == to)):
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
@@ -226,9 +245,11 @@ class TwilioStub:
                 route = self._route()
                 length = int(self.headers.get("Content-Length") or 0)
                 params = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-                if route is None or route[2] is not None:
+                if route is None:
                     return self._error(404, 20404)
-                account, resource, _ = route
+                account, resource, sid = route
+                if sid is not None:
+                    return self._update(account, resource, sid, params)
                 with stub._lock:
                     stub.requests.append(Recorded("POST", resource, "create", params, account))
                 fault = stub._take_fault(resource, params.get("To", ""))
@@ -240,6 +261,34 @@ class TwilioStub:
                 if fault is not None and fault.status is not None:
                     return self._error(fault.status, fault.code)
                 self._send(201, item)
+
+            def _update(self, account: str, resource: str, sid: str, params: dict):
+                with stub._lock:
+                    stub.requests.append(Recorded("POST", resource, "update", {**params, "Sid": sid}, account))
+                    item = (stub.calls if resource == "calls" else {}).get(sid)
+                if item is None or item["account_sid"] != account:
+                    return self._error(404, 20404)
+                fault = stub._take_fault(resource, item["to"], action="update")
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status is not None and not fault.create:
+                    return self._error(fault.status, fault.code)
+                wanted = params.get("Status", "")
+                if wanted not in ("", "canceled", "completed"):
+                    return self._error(400, None)
+                with stub._lock:
+                    over = item["status"] in FINAL_CALL_STATUSES
+                    if not over and wanted and item["status"] in ("queued", "initiated", "ringing"):
+                        item["status"] = "canceled"
+                    elif not over and wanted == "completed":
+                        item["status"] = "completed"
+                    item["date_updated"] = formatdate(usegmt=True)
+                    payload = dict(item)
+                if over:
+                    return self._error(400, 21220)
+                if fault is not None and fault.status is not None:
+                    return self._error(fault.status, fault.code)
+                self._send(200, payload)
 
             def do_GET(self):  # noqa: N802
                 route = self._route()
