@@ -1,11 +1,31 @@
-"""Admin for tenants and identity conflicts (customers are in conversations/admin.py, with their timeline)."""
+"""Admin for tenants, identity conflicts and staff users (customers are in conversations/admin.py, with their
+timeline; the user admin itself is in identity/admin_users.py)."""
 
 from django import forms
+from django.apps import apps
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline
+from identity.admin_scoping import (
+    TenantScopedAdmin,
+    TenantScopedInline,
+    restrict_to_superusers,
+    user_is_clinic_admin,
+)
+from identity.admin_users import ClinicUserAdmin
 from identity.models import IdentityConflict, Tenant, TenantMembership, TenantPhoneNumber
 from identity.services import MergeError, customer_merge
+
+# Users: Django's UserAdmin for superusers, the clinic's own staff for clinic admins (identity/admin_users.py).
+admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), ClinicUserAdmin)
+
+# Rows of no tenant: groups (and so permissions) and the Celery beat schedule are for superusers only. Their
+# apps come before identity in INSTALLED_APPS, so their admins are registered by now.
+restrict_to_superusers(admin.site, [Group])
+if apps.is_installed("django_celery_beat"):
+    restrict_to_superusers(admin.site, apps.get_app_config("django_celery_beat").get_models())
 
 
 class PhoneNumberInline(TenantScopedInline):
@@ -13,7 +33,8 @@ class PhoneNumberInline(TenantScopedInline):
 
 
 class MembershipInline(TenantScopedInline):
-    """Who works for the tenant. Only superusers grant or change access (users are not tenant-scoped)."""
+    """Who works for the tenant. Only superusers edit memberships here; clinic admins manage their staff (with
+    membership and role) in the User admin."""
 
     model = TenantMembership
     autocomplete_fields = ["user"]
@@ -54,7 +75,7 @@ class TenantAdmin(TenantScopedAdmin):
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
-        if not (request.user.is_superuser or _is_tenant_admin(request.user)):  # only clinic admins see credentials
+        if not (request.user.is_superuser or user_is_clinic_admin(request.user)):  # only clinic admins see credentials
             fields = [f for f in fields if f not in ("twilio_account_sid", "twilio_auth_token")]
         return fields
 
@@ -63,10 +84,6 @@ class TenantAdmin(TenantScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
-
-
-def _is_tenant_admin(user) -> bool:
-    return TenantMembership.objects.filter(user=user, role=TenantMembership.Role.ADMIN).exists()
 
 
 @admin.register(IdentityConflict)

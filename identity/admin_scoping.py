@@ -2,25 +2,49 @@
 
 Every ``ModelAdmin`` of a tenant-owned model inherits :class:`TenantScopedAdmin`. Superusers see everything;
 a staff user with a :class:`~identity.models.TenantMembership` sees rows of that tenant only (list, change
-form, autocomplete, actions, foreign-key choices); a staff user without one sees nothing.
+form, autocomplete, actions, foreign-key choices, including choices of staff users); a staff user without one
+sees nothing: no app on the index, empty lists, and no add / change / delete anywhere.
+
+Models that belong to no tenant (``auth.Group``, django-celery-beat's schedules and tasks) are for superusers
+only: :func:`restrict_to_superusers` re-registers their admins behind :class:`SuperuserOnlyMixin`.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 
 from identity.models import Tenant, TenantMembership
 
+_UNSET = object()
 
-def user_tenant_id(user):
-    """The tenant id of a staff user, or None (superusers and users without a membership)."""
+
+def _membership(user) -> tuple | None:
+    """``(tenant_id, role)`` of ``user``'s membership, cached on the user object for the request; or None."""
     if not getattr(user, "is_authenticated", False):
         return None
-    cached = getattr(user, "_cs_tenant_id", Ellipsis)
-    if cached is Ellipsis:
-        cached = TenantMembership.objects.filter(user=user).values_list("tenant_id", flat=True).first()
-        user._cs_tenant_id = cached
+    cached = getattr(user, "_cs_membership", _UNSET)
+    if cached is _UNSET:
+        cached = TenantMembership.objects.filter(user=user).values_list("tenant_id", "role").first()
+        user._cs_membership = cached
     return cached
+
+
+def user_tenant_id(user):
+    """The tenant id (UUID) of a staff user, or None (anonymous users and users without a membership)."""
+    membership = _membership(user)
+    return membership[0] if membership else None
+
+
+def user_is_clinic_admin(user) -> bool:
+    """True when ``user`` has a membership with role ``admin`` (superusers without one: False)."""
+    membership = _membership(user)
+    return bool(membership) and membership[1] == TenantMembership.Role.ADMIN
+
+
+def in_a_tenant(user) -> bool:
+    """Superusers, and users with a membership: the only users the admin lets write anything."""
+    return user.is_superuser or user_tenant_id(user) is not None
 
 
 def scope_queryset(qs, user, tenant_field: str = "tenant"):
@@ -34,18 +58,23 @@ def scope_queryset(qs, user, tenant_field: str = "tenant"):
 
 
 def scope_fk_field(field, db_field, request):
-    """Limit a foreign-key form field's choices to the user's tenant (Tenant itself, or rows with a tenant)."""
+    """Limit a foreign-key form field's choices to the user's tenant: Tenant itself, rows with a tenant, and
+    users (only the tenant's own staff, through their membership)."""
     if field is not None and not request.user.is_superuser:
         model = db_field.remote_field.model
+        tenant_id = user_tenant_id(request.user)
         if model is Tenant:
-            field.queryset = field.queryset.filter(pk=user_tenant_id(request.user))
+            field.queryset = field.queryset.filter(pk=tenant_id)
+        elif model is get_user_model():
+            field.queryset = field.queryset.filter(membership__tenant_id=tenant_id)
         elif any(f.name == "tenant" for f in model._meta.fields):
-            field.queryset = field.queryset.filter(tenant_id=user_tenant_id(request.user))
+            field.queryset = field.queryset.filter(tenant_id=tenant_id)
     return field
 
 
 class TenantScopedAdmin(admin.ModelAdmin):
-    """ModelAdmin whose queryset, FK choices and new rows are limited to the user's tenant."""
+    """ModelAdmin whose queryset, FK choices and new rows are limited to the user's tenant; users without a
+    tenant (and not superusers) get no module on the index and no write permission."""
 
     tenant_field = "tenant"
 
@@ -54,6 +83,18 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         return scope_fk_field(super().formfield_for_foreignkey(db_field, request, **kwargs), db_field, request)
+
+    def has_module_permission(self, request):
+        return in_a_tenant(request.user) and super().has_module_permission(request)
+
+    def has_add_permission(self, request):
+        return in_a_tenant(request.user) and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return in_a_tenant(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return in_a_tenant(request.user) and super().has_delete_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
         if not change and not request.user.is_superuser and hasattr(obj, "tenant_id") and not obj.tenant_id:
@@ -68,9 +109,48 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
 
 class TenantScopedInline(admin.TabularInline):
-    """Inline whose FK choices are limited to the user's tenant."""
+    """Inline whose FK choices are limited to the user's tenant; read-only for users without a tenant."""
 
     extra = 0
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         return scope_fk_field(super().formfield_for_foreignkey(db_field, request, **kwargs), db_field, request)
+
+    def has_add_permission(self, request, obj):
+        return in_a_tenant(request.user) and super().has_add_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return in_a_tenant(request.user) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return in_a_tenant(request.user) and super().has_delete_permission(request, obj)
+
+
+class SuperuserOnlyMixin:
+    """ModelAdmin mixin: only superusers see the model at all, whatever permissions a staff user was given."""
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_add_permission(self, request, *args):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+def restrict_to_superusers(site: admin.AdminSite, models) -> None:
+    """Re-register each of ``models`` already on ``site`` with its own admin class behind
+    :class:`SuperuserOnlyMixin` (models not registered are skipped)."""
+    for model in models:
+        if not site.is_registered(model):
+            continue
+        admin_class = type(site.get_model_admin(model))
+        site.unregister(model)
+        site.register(model, type(f"SuperuserOnly{admin_class.__name__}", (SuperuserOnlyMixin, admin_class), {}))

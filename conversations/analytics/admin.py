@@ -71,6 +71,11 @@ def date_range(request, tenant: Tenant) -> tuple[date, date, datetime, datetime]
 class DashboardAdmin(admin.ModelAdmin):
     """Not a list of rows: the changelist is the dashboard page."""
 
+    def has_module_permission(self, request):
+        """Shown on the admin index only to superusers and to staff of a clinic (a membership)."""
+        user = request.user
+        return user.is_superuser or (user_tenant_id(user) is not None and super().has_module_permission(request))
+
     def has_add_permission(self, request):
         return False
 
