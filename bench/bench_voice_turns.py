@@ -33,7 +33,7 @@ def _post(client, tenant, path, params):
 def test_voice_webhook_latency(client):
     tenant = TenantFactory()
     PhoneNumberFactory(tenant=tenant, number="+15550109999")
-    AgentSettings.objects.create(tenant=tenant, bookable_hours={d: [["00:00", "23:59"]] for d in
+    AgentSettings.objects.create(tenant=tenant, bookable_hours={d: [["00:00", "24:00"]] for d in
                                                                 ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
     timings: dict[str, list[float]] = {"answer": [], "turn": [], "status": []}
     account = tenant.twilio_account_sid

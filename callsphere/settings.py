@@ -148,7 +148,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
-MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
 # --- providers ---------------------------------------------------------------------------------------------
 # The console backends only print: a default under DEBUG (make run), never silently in production, where an

@@ -4,6 +4,9 @@
   name carries this process id, so concurrent runs never share one.
 - Redis: ``REDIS_URL`` if set, else a private embedded Redis started for this run in a temporary directory and
   shut down at exit, so a run's queues and channel groups are its own.
+- Media (stored raw emails): ``MEDIA_ROOT`` is a temporary directory of this run, removed at exit, so what
+  the test process and the daphne / Celery processes it starts (through the ``MEDIA_ROOT`` environment
+  variable) store never piles up in ``./.data/media``.
 """
 
 import atexit
@@ -37,4 +40,7 @@ VOICE_BACKEND = "channels_app.providers.voice.LocmemVoiceBackend"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PUBLIC_BASE_URL = "https://clinic.example.com"
+MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="cs-media-", dir="/tmp"))
+os.environ["MEDIA_ROOT"] = str(MEDIA_ROOT)  # the daphne / Celery processes a test starts store there too
+atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)
 OPENAI_API_KEY = ""

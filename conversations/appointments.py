@@ -3,8 +3,10 @@
 Reads (``agent_settings_for``, ``availability``, ``upcoming_for_customer``) and writes (``appointment_book``,
 ``appointment_reschedule``, ``appointment_cancel``) live together because they share one rule: a slot is
 bookable when it lies inside one of the tenant's ``AgentSettings.bookable_hours`` windows (local wall-clock
-time, so DST is handled by ``zoneinfo``), respects the minimum notice and horizon, and does not overlap another
-booked appointment of the same resource. The overlap rule is enforced by PostgreSQL (the
+time, so DST is handled by ``zoneinfo``; a window may end at ``"24:00"``, the end of the day, so
+``["00:00", "24:00"]`` is the whole day — see :func:`day_windows`, which also gives the clinic's opening hours
+on the phone), respects the minimum notice and horizon, and does not overlap another booked appointment of the
+same resource. The overlap rule is enforced by PostgreSQL (the
 ``appointment_no_double_booking`` exclusion constraint); the checks here only produce friendly answers.
 Every change sends ``appointment_changed(appointment_id, change)`` on commit; channels send the confirmation.
 """
@@ -12,7 +14,7 @@ Every change sends ``appointment_changed(appointment_id, change)`` on commit; ch
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DEFAULT_RESOURCE = "main"
+END_OF_DAY = "24:00"  # allowed as a window's end only: the next midnight
 
 
 class BookingError(ValueError):
@@ -44,10 +47,18 @@ def agent_settings_for(tenant: Tenant) -> AgentSettings:
     return found or AgentSettings(tenant=tenant)
 
 
-def _windows(settings: AgentSettings, day: date) -> list[tuple[time, time]]:
+def day_windows(settings: AgentSettings, day: date, tz: tzinfo) -> list[tuple[datetime, datetime]]:
+    """The ``bookable_hours`` windows of local ``day`` as aware ``[start, end)`` pairs in ``tz``.
+
+    Each window is ``["HH:MM", "HH:MM"]`` local wall-clock time; an end of ``"24:00"`` is the next midnight, so
+    ``["00:00", "24:00"]`` leaves no closed minute. Raises ``ValueError`` for any other malformed time.
+    """
     out = []
     for start, end in (settings.bookable_hours or {}).get(WEEKDAYS[day.weekday()], []):
-        out.append((time.fromisoformat(start), time.fromisoformat(end)))
+        opens = datetime.combine(day, time.fromisoformat(start), tz)
+        closes = (datetime.combine(day + timedelta(days=1), time.min, tz) if end == END_OF_DAY
+                  else datetime.combine(day, time.fromisoformat(end), tz))
+        out.append((opens, closes))
     return out
 
 
@@ -55,10 +66,7 @@ def _check(tenant: Tenant, settings: AgentSettings, start: datetime, now: dateti
     """Why ``start`` (aware) cannot be booked by the hours rules, or None. Overlaps are not checked here."""
     local = start.astimezone(tenant.tzinfo)
     end = local + timedelta(minutes=settings.slot_minutes)
-    if not any(
-        datetime.combine(local.date(), a, tenant.tzinfo) <= local and end <= datetime.combine(local.date(), b, tenant.tzinfo)
-        for a, b in _windows(settings, local.date())
-    ):
+    if not any(a <= local and end <= b for a, b in day_windows(settings, local.date(), tenant.tzinfo)):
         return "outside_hours"
     if start < now + timedelta(minutes=settings.min_notice_minutes):
         return "too_soon"
@@ -89,9 +97,8 @@ def availability(
         booked = booked.exclude(pk=exclude.pk)
     busy = list(booked.values_list("starts_at", "ends_at"))
     slots = []
-    for a, b in _windows(settings, day):
-        slot = datetime.combine(day, a, tz)
-        while slot + step <= datetime.combine(day, b, tz):
+    for slot, closes in day_windows(settings, day, tz):
+        while slot + step <= closes:
             if _check(tenant, settings, slot, now) is None and not any(s < slot + step and slot < e for s, e in busy):
                 slots.append(slot)
             slot = slot + step

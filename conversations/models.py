@@ -243,7 +243,8 @@ def validate_e164_number(value: str) -> None:
 class AgentSettings(models.Model):
     """Per-tenant agent configuration: persona, policies, bookable hours (tenant time zone) and slot length.
 
-    ``bookable_hours`` maps ``mon``…``sun`` to lists of ``["HH:MM", "HH:MM"]`` local-time windows; a slot of
+    ``bookable_hours`` maps ``mon``…``sun`` to lists of ``["HH:MM", "HH:MM"]`` local-time ``[start, end)``
+    windows (an end of ``"24:00"`` is midnight at the end of the day); a slot of
     ``slot_minutes`` is bookable if it fits entirely inside one window, starts at least ``min_notice_minutes``
     from now and no later than ``horizon_days`` ahead. A tenant without a row uses the defaults. The same
     windows are the clinic's opening hours on the phone (``channels_app.voice.hours``): while open, a caller who

@@ -21,14 +21,17 @@ Server → client
       ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 1009), ``rate_limited``, ``internal``.
 
 Limits: ``CHAT_MAX_MESSAGE_CHARS`` (default 2000) per message, ``CHAT_MAX_FRAME_BYTES`` (default 16384) per
-frame, ``CHAT_RATE_LIMIT`` messages per minute per visitor (default 20, counted in Redis so a reconnect does not
-reset it) and ``CHAT_FRAME_LIMIT`` frames per minute per connection (default 120). Frames of a session go
-to the Channels group ``chat.<call_logs id>`` so every tab of the visitor sees them.
+frame, ``CHAT_RATE_LIMIT`` messages per visitor in a 60-second window that starts at the visitor's first message
+(default 20; a fixed window counted in Redis through Django's cache, so a reconnect does not reset it and the
+count does not depend on where calendar minutes begin; see :func:`rate_window_hit`) and ``CHAT_FRAME_LIMIT``
+frames per sliding 60 seconds per connection (default 120). Frames of a session go to the Channels group
+``chat.<call_logs id>`` so every tab of the visitor sees them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 from channels.db import database_sync_to_async
@@ -41,9 +44,36 @@ from channels_app.chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 
+RATE_WINDOW_SECONDS = 60
+
 
 def _limit(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
+
+
+def rate_window_hit(key: str, *, now: float, window: int = RATE_WINDOW_SECONDS) -> tuple[int, int]:
+    """Count one event against ``key``'s fixed window; return (events in the window so far, seconds until the
+    window ends, at least 1).
+
+    A window starts at the first event after the previous window ended and lasts ``window`` seconds: the cache
+    key ``key`` holds its start (Unix seconds, ``now`` of that first event) and expires with it; the events are
+    counted under ``<key>:<start>`` (``cache.add`` then ``cache.incr``, atomic in Redis), so a new window never
+    inherits the previous window's count. Synchronous (Django cache): call it from async code through a thread
+    (``database_sync_to_async``), as :meth:`ChatConsumer.over_rate_limit` does.
+    """
+    for _ in range(3):
+        cache.add(key, now, window)
+        start = cache.get(key)
+        if start is None:  # the window ended between the two calls: the next event opens a new one
+            continue
+        counter = f"{key}:{start!r}"
+        cache.add(counter, 0, window + 10)  # outlives its window's start key, so incr finds it
+        try:
+            count = cache.incr(counter)
+        except ValueError:  # evicted meanwhile
+            continue
+        return count, min(window, max(1, math.ceil(start + window - now)))  # clamped: clocks of web processes differ
+    return 1, window
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -138,14 +168,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
 
     async def over_rate_limit(self) -> int:
-        """Seconds to wait if this visitor sent more than ``CHAT_RATE_LIMIT`` messages this minute, else 0."""
-        window = int(time.time() // 60)
-        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor}:{window}"
-        added = await database_sync_to_async(cache.add)(key, 1, 120)
-        count = 1 if added else await database_sync_to_async(cache.incr)(key)
-        if count > _limit("CHAT_RATE_LIMIT", 20):
-            return 60 - int(time.time() % 60)
-        return 0
+        """Seconds to wait (until the visitor's current 60-second window ends) if this message is beyond the
+        ``CHAT_RATE_LIMIT`` of that window, else 0. The window starts at the visitor's first message; see
+        :func:`rate_window_hit`."""
+        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor}"
+        count, retry = await database_sync_to_async(rate_window_hit)(key, now=time.time())
+        return retry if count > _limit("CHAT_RATE_LIMIT", 20) else 0
 
     async def join(self, session: services.ChatSession):
         group = f"chat.{session.interaction.pk}" if session.interaction else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -21,7 +21,7 @@ from conversations.models import (
 )
 from conversations.selectors import state_get_all
 from conversations.services import state_set
-from tests.agent.conftest import local, next_weekday
+from tests.clock import local, next_weekday, next_weekdays_since
 
 pytestmark = pytest.mark.django_db(transaction=False)
 TUESDAY = 1
@@ -29,11 +29,13 @@ TUESDAY = 1
 
 def test_booking_across_sms_and_chat_keeps_the_pending_day(tenant, customer, open_session):
     sms = open_session("sms")
+    started = timezone.now()
     reply = engine.respond(interaction=sms, text="I'd like to book for Tuesday")
-    tuesday = next_weekday(tenant, TUESDAY)
     assert "what time" in reply.text.lower() and "Tuesday" in reply.text
-    assert state_get_all(conversation=sms.conversation)["pending"] == {
-        "intent": "book", "date": tuesday.isoformat(), "time": None}
+    pending = state_get_all(conversation=sms.conversation)["pending"]
+    tuesday = date.fromisoformat(pending["date"])
+    assert tuesday in next_weekdays_since(tenant, TUESDAY, started)  # the next Tuesday, midnight or not
+    assert pending == {"intent": "book", "date": tuesday.isoformat(), "time": None}
 
     chat = open_session("chat")
     assert chat.conversation_id == sms.conversation_id
@@ -50,8 +52,11 @@ def test_booking_across_sms_and_chat_keeps_the_pending_day(tenant, customer, ope
 
 
 def test_one_message_with_day_and_time_books(tenant, customer, open_session):
+    started = timezone.now()
     reply = turn(interaction=open_session(), text="Can I book an appointment tuesday at 10:30am?")
-    assert Appointment.objects.get().starts_at == local(tenant, next_weekday(tenant, TUESDAY), 10, 30)
+    starts_at = Appointment.objects.get().starts_at
+    day = starts_at.astimezone(tenant.tzinfo).date()
+    assert day in next_weekdays_since(tenant, TUESDAY, started) and starts_at == local(tenant, day, 10, 30)
     assert "10:30 AM" in reply.text
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 
 import pytest
+from django.utils import timezone
 
 from conversations.agent.engine import turn
 from conversations.models import Appointment
 from conversations.selectors import state_get_all
-from tests.agent.conftest import local, next_weekday
+from tests.clock import local, next_weekday, next_weekdays_since
 from tests.stubs.openai_api import openai_stub, text, tool_call
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +65,10 @@ def test_history_and_state_reach_the_prompt(tenant, customer, open_session, use_
 
     sms = open_session("sms")
     interaction_append_turn(interaction=sms, role="customer", text="I'd like to book for Tuesday")
+    started = timezone.now()
     turn(interaction=sms, text="I'd like to book for Tuesday")  # local backend stores the pending day
+    tuesday = date.fromisoformat(state_get_all(conversation=sms.conversation)["pending"]["date"])
+    assert tuesday.weekday() == 1 and tuesday in next_weekdays_since(tenant, 1, started)
     interaction_append_turn(interaction=sms, role="agent", text="What time on Tuesday suits you?")
     chat = open_session("chat")
     interaction_append_turn(interaction=chat, role="customer", text="2 PM")
@@ -71,7 +76,7 @@ def test_history_and_state_reach_the_prompt(tenant, customer, open_session, use_
         use_openai(server)
         turn(interaction=chat, text="2 PM")
     messages = server.requests[0]["json"]["messages"]
-    assert next_weekday(tenant, 1).isoformat() in messages[0]["content"]  # the pending state
+    assert tuesday.isoformat() in messages[0]["content"]  # the pending state
     assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
     assert messages[-1]["content"] == "2 PM"
 

@@ -26,8 +26,6 @@ def daphne(django_db_setup, django_db_blocker, tmp_path_factory):
     processes.stop(proc)
 
 
-
-
 class WsClient:
     """Drive ``/ws/chat/`` with aiohttp in a private event loop (tests stay synchronous)."""
 
@@ -91,8 +89,17 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are still synchronous.
+    # Allowed only while this fixture lives: the previous value comes back at teardown, so later modules keep
+    # Django's async-safety check.
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            yield browser
+            browser.close()
+    finally:
+        if saved is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved

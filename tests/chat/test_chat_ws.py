@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import date
 from unittest import mock
 
 import aiohttp
 import pytest
 from django.core import signing
+from django.utils import timezone
 
 from channels_app.chat.links import SALT, chat_link_token
 from conversations import engine
 from conversations.models import Appointment, ChannelMessage, Interaction
+from conversations.selectors import state_get_all
 from conversations.services import session_open
 from identity.models import CustomerIdentifier
 from identity.services import customer_resolve
-from tests.agent.conftest import local, next_weekday
+from tests.clock import local, next_weekdays_since
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 PATIENT = "+15551230001"
@@ -34,6 +37,14 @@ def sms_booking_started(tenant):
     sms, _ = session_open(tenant=tenant, customer=customer, channel="sms")
     engine.respond(interaction=sms, text="I'd like to book for Tuesday")
     return customer, sms
+
+
+def pending_tuesday(tenant, sms, since) -> date:
+    """The day the agent saved for the booking started by SMS: a Tuesday, the next one as of some moment
+    between ``since`` and now (the agent's own "Tuesday", so a run crossing midnight cannot disagree with it)."""
+    day = date.fromisoformat(state_get_all(conversation=sms.conversation)["pending"]["date"])
+    assert day.weekday() == 1 and day in next_weekdays_since(tenant, 1, since), day
+    return day
 
 
 def test_widget_from_a_non_allowed_origin_is_refused(tenant, ws_connect):
@@ -59,7 +70,9 @@ def test_other_tenants_origin_is_refused(tenant, other_tenant, ws_connect):
 
 
 def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
+    started = timezone.now()
     customer, sms = sms_booking_started(tenant)
+    tuesday = pending_tuesday(tenant, sms, started)
     ws = ws_connect(tenant)
     ws.send({"type": "message", "id": "m" * 10, "text": "hi"})
     assert ws.recv() == {"type": "error", "code": "hello_first", "message": "send hello first"}
@@ -84,7 +97,7 @@ def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
     ws.send({"type": "message", "id": "msg-000003", "text": "2 PM"})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
     assert "You're booked" in reply["text"]
-    assert Appointment.objects.get().starts_at == local(tenant, next_weekday(tenant, 1), 14)
+    assert Appointment.objects.get().starts_at == local(tenant, tuesday, 14)
     rows = Interaction.objects.filter(conversation=sms.conversation).order_by("channel")
     assert [r.channel for r in rows] == ["chat", "sms"]
     # the turns typed before the code was proven are folded into the patient's history, not lost
@@ -106,15 +119,18 @@ def test_someone_elses_number_without_the_code_reveals_and_changes_nothing(tenan
     ws.until(lambda f: f["type"] == "reply")
     ws.send({"type": "message", "id": "msg-000001", "text": "my number is 555 123 0001"})
     ws.until(lambda f: f["type"] == "reply")
+    code = texted_code()
+    wrong = [f"{(int(code) + k) % 10**6:06d}" for k in range(1, 6)]  # five guesses, none of them the code
     texts = []
-    for i, guess in enumerate(["000000", "111111", "222222", "333333", "444444", "cancel my appointment"]):
+    for i, guess in enumerate([*wrong, "cancel my appointment"]):
         ws.send({"type": "message", "id": f"msg-1{i:05d}", "text": guess})
         texts.append(ws.until(lambda f: f["type"] == "reply")[-1]["text"])
     assert "doesn't match" in texts[0] and "too many times" in texts[4]
     assert not any("Tuesday" in t for t in texts)
     assert not CustomerIdentifier.objects.filter(kind="cookie", value=VISITOR, customer=customer).exists()
     # the real code, after five wrong tries, is void
-    ws.send({"type": "message", "id": "msg-200000", "text": texted_code()})
+    assert texted_code() == code  # no new code was texted meanwhile
+    ws.send({"type": "message", "id": "msg-200000", "text": code})
     assert "Welcome back" not in ws.until(lambda f: f["type"] == "reply")[-1]["text"]
     assert not Interaction.objects.filter(customer=customer, channel="chat").exists()
 
@@ -192,9 +208,11 @@ def test_simulate_chat_command_talks_to_a_running_server(tenant, daphne):
 
     from django.core.management import call_command
 
-    customer, _ = sms_booking_started(tenant)
+    started = timezone.now()
+    customer, sms = sms_booking_started(tenant)
+    tuesday = pending_tuesday(tenant, sms, started)
     out = StringIO()
     call_command("simulate", "--server", daphne, "--tenant", tenant.slug, "chat", "--phone", PATIENT,
                  "--text", "10am please", stdout=out)
     assert "Welcome back" in out.getvalue() and "You're booked" in out.getvalue()
-    assert Appointment.objects.get(customer=customer).starts_at == local(tenant, next_weekday(tenant, 1), 10)
+    assert Appointment.objects.get(customer=customer).starts_at == local(tenant, tuesday, 10)

@@ -6,11 +6,12 @@ import re
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 from channels_app import twilio_payloads
 from channels_app.simulate.base import signed_post
 from conversations.models import Appointment, ChannelMessage, Interaction
-from tests.agent.conftest import local, next_weekday
+from tests.clock import local, next_weekdays_since
 from tests.processes import wait_for
 from tests.factories import TenantFactory
 
@@ -33,6 +34,7 @@ def test_sms_then_chat_link_then_booking_end_to_end(tenant, daphne, celery_worke
     tenant.allowed_widget_origins = [daphne]
     tenant.save(update_fields=["allowed_widget_origins"])
 
+    started = timezone.now()  # before the agent hears "Tuesday"
     reply = text_sms(daphne, tenant, "I'd like to book for Tuesday")
     assert "What time on Tuesday" in reply.body
     reply = text_sms(daphne, tenant, "Could you text me a link so I can continue in chat?")
@@ -53,9 +55,10 @@ def test_sms_then_chat_link_then_booking_end_to_end(tenant, daphne, celery_worke
     page.locator(AGENT, has_text="You're booked").wait_for(timeout=20000)
     page.close()
 
-    tuesday = next_weekday(tenant, 1)
     appointment = Appointment.objects.get()
-    assert appointment.starts_at == local(tenant, tuesday, 14) and appointment.booked_via == "chat"
+    day = appointment.starts_at.astimezone(tenant.tzinfo).date()
+    assert day.weekday() == 1 and day in next_weekdays_since(tenant, 1, started), day  # the next Tuesday
+    assert appointment.starts_at == local(tenant, day, 14) and appointment.booked_via == "chat"
     confirmation = wait_for(lambda: ChannelMessage.objects.filter(
         idempotency_key=f"appointment:{appointment.pk}:v1").exclude(status="pending").first())
     assert confirmation.recipient == PATIENT and "2:00 PM" in confirmation.body and confirmation.provider_id

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from email import message_from_bytes, policy
 
 import pytest
@@ -16,16 +16,10 @@ from channels_app.models import InboundEmail, OutboundEmail
 from conversations.appointments import appointment_book
 from conversations.models import Appointment, ChannelMessage, Interaction
 from conversations.services import interaction_append_turn, session_open
+from tests.clock import next_weekday
 from tests.email.conftest import CLINIC, PATIENT_EMAIL, gmail_reply, plain
 
 pytestmark = pytest.mark.django_db
-
-
-def _next_weekday(tenant, weekday: int):
-    from django.utils import timezone
-
-    today = timezone.now().astimezone(tenant.tzinfo).date()
-    return today + timedelta(days=(weekday - today.weekday() - 1) % 7 + 1)
 
 
 def _deliver_pending() -> list:
@@ -45,7 +39,7 @@ def booked(tenant, mailbox, patient):
     """An appointment booked by SMS on the next Wednesday, 10:00 clinic time."""
     sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
     interaction_append_turn(interaction=sms, role="customer", text="Book me Wednesday 10am")
-    day = _next_weekday(tenant, 2)
+    day = next_weekday(tenant, 2)
     return appointment_book(tenant=tenant, customer=patient, conversation=sms.conversation, booked_via="sms",
                             starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo))
 

@@ -4,10 +4,7 @@ only to verified addresses."""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
-
 import pytest
-from django.utils import timezone
 
 from channels_app.email.confirmations import email_confirmation_send
 from channels_app.email.ingest import email_ingest
@@ -16,6 +13,7 @@ from conversations.appointments import appointment_book
 from conversations.services import session_open
 from identity.models import CustomerIdentifier
 from identity.services import customer_resolve
+from tests.clock import local, next_weekday
 from tests.email.conftest import MTA, PATIENT_EMAIL, authenticated, plain
 
 pytestmark = pytest.mark.django_db
@@ -72,9 +70,9 @@ def test_confirmation_email_goes_only_to_a_verified_address(tenant, mailbox):
     customer = customer_resolve(tenant=tenant, phone="+15551230002", email="someone@example.com",
                                 verified_kinds=("phone",)).customer
     sms, _ = session_open(tenant=tenant, customer=customer, channel="sms")
-    day = timezone.now().astimezone(tenant.tzinfo).date() + timedelta(days=3)
+    tuesday = next_weekday(tenant, 1)  # a weekday (default hours 09:00-17:00), at least a day ahead
     appointment = appointment_book(tenant=tenant, customer=customer, conversation=sms.conversation,
-                                   booked_via="sms", starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo))
+                                   booked_via="sms", starts_at=local(tenant, tuesday, 10))
     assert email_confirmation_send(appointment, "booked") is False
     assert not OutboundEmail.objects.exists()
     CustomerIdentifier.objects.filter(customer=customer, kind="email").update(verified=True)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta
-from datetime import time as dtime
 
 import pytest
 from django.core.management import call_command
-from django.utils import timezone
 
 from channels_app.models import OutboundEmail
 from conversations.appointments import appointment_book
 from conversations.models import Appointment, Interaction
 from conversations.services import session_open
 from tests import processes
+from tests.clock import local, next_weekday
 from tests.email.conftest import PATIENT_EMAIL
 from tests.processes import wait_for as _wait_for
 
@@ -28,10 +26,8 @@ SECRET = "sim:inbound-secret-123"
 def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(tenant, mailbox, patient, celery_worker,
                                                                         tmp_path, settings):
     sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
-    today = timezone.now().astimezone(tenant.tzinfo).date()
-    day = today + timedelta(days=(2 - today.weekday() - 1) % 7 + 1)  # next Wednesday
     appointment = appointment_book(tenant=tenant, customer=patient, conversation=sms.conversation, booked_via="sms",
-                                   starts_at=datetime.combine(day, dtime(10, 0), tenant.tzinfo))
+                                   starts_at=local(tenant, next_weekday(tenant, 2), 10))  # next Wednesday
     # the worker sends the confirmation (SMS + email with .ics) from the appointment_changed signal
     _wait_for(lambda: OutboundEmail.objects.filter(kind="confirmation", channel_message__status="sent").first())
 

@@ -74,8 +74,9 @@ class Phone:
 
 @pytest.fixture
 def open_all_day(tenant):
-    """The clinic is open (no after-hours voicemail offer in the greeting), whatever the wall clock says."""
-    day = [["00:00", "23:59"]]
+    """The clinic is open (no after-hours voicemail offer in the greeting), whatever the wall clock says: every
+    day is one window up to the end of the day ("24:00"), so not a second of it is closed."""
+    day = [["00:00", "24:00"]]
     AgentSettings.objects.update_or_create(tenant=tenant, defaults={"bookable_hours": {
         d: day for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}})
     return tenant

@@ -11,7 +11,7 @@ from tests import processes
 
 @pytest.mark.django_db(transaction=True)
 def test_simulate_call_against_a_running_server(tenant, tmp_path):
-    day = [["00:00", "23:59"]]
+    day = [["00:00", "24:00"]]  # open around the clock: the greeting never offers after-hours voicemail
     AgentSettings.objects.create(tenant=tenant, bookable_hours={d: day for d in
                                                                 ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
     server, base = processes.start_daphne(log_path=tmp_path / "daphne.log")

@@ -106,8 +106,10 @@ def test_number_fallback_goes_straight_to_voicemail(twilio_post, tenant, open_al
 
 
 def stt_settings(stub):
+    # the voice LLM timeout (4 s, a caller is waiting) is no limit to test here: a loaded machine must not flip it
     return override_settings(VOICEMAIL_TRANSCRIBER="openai", OPENAI_API_KEY="sk-test",
-                             OPENAI_BASE_URL=stub.base_url + "/v1", TWILIO_API_BASE=stub.base_url)
+                             OPENAI_BASE_URL=stub.base_url + "/v1", TWILIO_API_BASE=stub.base_url,
+                             VOICE_LLM_TIMEOUT_SECONDS=30)
 
 
 @pytest.mark.django_db
