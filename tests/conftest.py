@@ -49,9 +49,10 @@ def twilio_post(client):
 
 @pytest.fixture
 def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A real ``celery worker`` process on this run's Redis and test database (use with transactional tests)."""
+    """A real ``celery worker`` process on this run's Redis and test database (use with transactional tests).
+    Its queues are purged first: tasks left by earlier tests must not run against this test's rows."""
     with django_db_blocker.unblock():
-        proc = processes.start_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+        proc = processes.start_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log", purge=True)
     yield proc
     processes.stop(proc)
 

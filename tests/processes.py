@@ -47,9 +47,27 @@ def process_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log_path: Path,
+def purge_queues(queues: str) -> int:
+    """Empty the named Celery queues (comma-separated, e.g. ``"celery,escalation"``) in this run's Redis;
+    returns the number of messages dropped. Tasks an earlier test queued (on commit, or a delayed task a
+    stopped worker gave back) would otherwise be consumed by the next test's worker."""
+    from callsphere.celery import app
+
+    dropped = 0
+    with app.connection_for_write() as conn:
+        for queue in filter(None, (q.strip() for q in queues.split(","))):
+            dropped += conn.default_channel.queue_purge(queue) or 0
+    return dropped
+
+
+def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log_path: Path, purge: bool = False,
                  **env_overrides: str) -> subprocess.Popen:
-    """Start ``celery worker`` as a child process and wait until it is ready (raises RuntimeError if not)."""
+    """Start ``celery worker`` as a child process and wait until it is ready (raises RuntimeError if not).
+
+    ``purge`` first empties ``queues`` (:func:`purge_queues`): only for a worker started before the test
+    queues anything it means that worker to run. The process gets ``log_path`` as an attribute."""
+    if purge:
+        purge_queues(queues)
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "callsphere", "worker", "-Q", queues, "-c", str(concurrency),
@@ -61,6 +79,7 @@ def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log
         if proc.poll() is not None:
             raise RuntimeError(f"celery worker exited early:\n{log_path.read_text()}")
         if " ready." in log_path.read_text():
+            proc.log_path = log_path
             return proc
         time.sleep(0.1)
     proc.kill()

@@ -85,12 +85,15 @@ def twilio_stub_server():
 
 @pytest.fixture
 def twilio_stub(twilio_stub_server, settings):
-    """The stub, reset, with this process's providers pointed at it (the real twilio client runs)."""
+    """The stub, reset, with this process's providers pointed at it (the real twilio client runs).
+
+    The client timeout is 5 s, well above what a loaded machine needs for a loopback answer; a test of the
+    read timeout lowers it itself (below its fault's ``delay``)."""
     twilio_stub_server.reset()
     settings.SMS_BACKEND = "channels_app.providers.sms.TwilioSmsBackend"
     settings.VOICE_BACKEND = "channels_app.providers.voice.TwilioVoiceBackend"
     settings.TWILIO_API_BASE = twilio_stub_server.base_url
-    settings.TWILIO_TIMEOUT_SECONDS = 1.0
+    settings.TWILIO_TIMEOUT_SECONDS = 5.0
     yield twilio_stub_server
     twilio_stub_server.reset()
 
@@ -134,14 +137,18 @@ def start_beat(log_path: Path, tmp_dir: Path, **env: str) -> subprocess.Popen:
 
 @pytest.fixture
 def stub_worker(django_db_setup, django_db_blocker, tmp_path_factory, twilio_stub_server):
-    """Start/stop real Celery workers (escalation queue) whose providers talk to the Twilio stub."""
+    """Start/stop real Celery workers (escalation queue) whose providers talk to the Twilio stub.
+
+    The first worker of a test starts on an emptied queue (tasks of earlier tests must not run); a restart
+    keeps what the test queued meanwhile. Each process has ``log_path``."""
     started: list[subprocess.Popen] = []
     twilio_stub_server.reset()
 
     def start(**extra: str) -> subprocess.Popen:
         with django_db_blocker.unblock():
             proc = processes.start_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log",
-                                          queues="escalation", concurrency=2, **worker_env(twilio_stub_server, **extra))
+                                          queues="escalation", concurrency=2, purge=not started,
+                                          **worker_env(twilio_stub_server, **extra))
         started.append(proc)
         return proc
 

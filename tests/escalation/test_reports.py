@@ -5,11 +5,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 import pytest
-from django.utils import timezone
 
 from escalation import services
+from escalation.models import NotificationAttempt
 from identity.models import TenantMembership
 from tests.escalation.conftest import PRIMARY, build_oncall
 from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactory
@@ -45,6 +46,13 @@ def staff(django_user_model, tenant, name="frontdesk"):
     return user
 
 
+def report_day(incident):
+    """The UTC day the report files the incident's attempts under (they are all created at its first step)."""
+    [day] = {at.astimezone(dt_timezone.utc).date()
+             for at in NotificationAttempt.objects.filter(incident=incident).values_list("created_at", flat=True)}
+    return day
+
+
 def read_csv(response):
     return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
 
@@ -64,7 +72,7 @@ def test_api_csv_has_only_the_callers_tenant(client, django_user_model, acked_in
 
 def test_api_json_and_date_range(client, django_user_model, acked_incident):
     client.force_login(staff(django_user_model, acked_incident.tenant))
-    today = timezone.now().date()
+    today = report_day(acked_incident)
     data = client.get(URL, {"format": "json", "start": today, "end": today}).json()
     assert data["count"] == 2 and {r["channel"] for r in data["rows"]} == {"sms", "voice"}
     empty = client.get(URL, {"format": "json", "start": today - timedelta(days=9), "end": today - timedelta(days=1)})
@@ -90,7 +98,7 @@ def test_admin_incident_timeline_and_export(client, django_user_model, acked_inc
     page = client.get(f"/admin/escalation/incident/{acked_incident.pk}/change/")
     assert page.status_code == 200 and b"acknowledged by Dr. Avery Chen via sms" in page.content
     assert client.get(f"/admin/escalation/incident/{foreign_incident.pk}/change/").status_code == 302  # not theirs
-    today = timezone.now().date()
+    today = report_day(acked_incident)
     export = client.get("/admin/escalation/incident/sla-export/", {"start": today, "end": today})
     assert {r["incident_id"] for r in read_csv(export)} == {str(acked_incident.pk)}
 

@@ -4,14 +4,17 @@ auditor, real PostgreSQL and Redis, and the twilio client talking to the local T
 from __future__ import annotations
 
 import re
-import time
+import uuid
+from datetime import timedelta
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
+from django.utils import timezone
 
 from channels_app import twilio_payloads
 from escalation import services
 from escalation.models import Incident, NotificationAttempt
+from escalation.services.attempts import stale_after
 from escalation.tasks import attempt_send_task, incident_step
 from tests.escalation.conftest import (
     BACKUP,
@@ -31,11 +34,18 @@ def pages(stub, to):
     return len(stub.creates("messages", to=to)), len(stub.creates("calls", to=to))
 
 
+def run_on(worker, task, *args) -> None:
+    """Queue ``task`` and wait until ``worker`` logged it done (its success line names the task id)."""
+    task_id = f"test-{uuid.uuid4()}"
+    task.apply_async(args, task_id=task_id)
+    wait_for(lambda: f"[{task_id}] succeeded" in worker.log_path.read_text(), timeout=30)
+
+
 def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, stub_worker, twilio_stub_server,
                                                                      twilio_post):
     stub = twilio_stub_server
-    build_oncall(esc_tenant, waits=(2, 2), repeat=1)
-    stub_worker()
+    build_oncall(esc_tenant, waits=(2, 60), repeat=1)  # the repeat would page the primary 60 s after the backup
+    worker = stub_worker()
     params = twilio_payloads.inbound_sms(account_sid=esc_tenant.twilio_account_sid, from_=PATIENT_PHONE,
                                          to=CLINIC_NUMBER, body="My father has chest pain and is sweating")
     assert twilio_post("/twilio/sms/", params, tenant=esc_tenant).status_code == 200
@@ -44,9 +54,11 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
 
     # primary: called and texted at the same moment
     wait_for(lambda: pages(stub, PRIMARY) == (1, 1))
-    assert pages(stub, BACKUP) == (0, 0)
-    # no acknowledgement within 2 s: the backup is called and texted
-    wait_for(lambda: pages(stub, BACKUP) == (1, 1), timeout=10)
+    # no acknowledgement within 2 s: the backup is called and texted (when, exactly: checked below)
+    wait_for(lambda: pages(stub, BACKUP) == (1, 1), timeout=15)
+    # the worker records each send once Twilio answered: wait for that before acknowledging
+    wait_for(lambda: NotificationAttempt.objects.filter(incident=incident, step_index=1, status="sent").count() == 2,
+             timeout=15)
 
     # the backup opens the link from their SMS and acknowledges
     body = stub.created("messages", to=BACKUP)[0]["body"]
@@ -58,12 +70,15 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
 
     incident.refresh_from_db()
     assert (incident.status, incident.acknowledged_by.phone, incident.ack_via) == ("acknowledged", BACKUP, "link")
-    # redelivered copies of every task that already ran change nothing
+    # redelivered copies of every task that already ran change nothing (each waited for until the worker ran it)
     for fence in range(1, incident.fence + 1):
-        incident_step.delay(str(incident.pk), fence)
+        run_on(worker, incident_step, str(incident.pk), fence)
     for attempt_id in NotificationAttempt.objects.filter(incident=incident).values_list("pk", flat=True):
-        attempt_send_task.delay(attempt_id)
-    time.sleep(2.5)  # past the backup's wait, when the repeat would follow
+        run_on(worker, attempt_send_task, attempt_id)
+    # and nothing fires later: not the repeat when its step falls due, nor anything the auditor would re-drive
+    later = timezone.now() + timedelta(hours=1)
+    assert not services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=later).fired
+    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0}
     assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)
 
     # the audit trail: every attempt with its timestamps, and who acknowledged when
@@ -72,8 +87,16 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
         (0, "sms", PRIMARY, "sent"), (0, "voice", PRIMARY, "sent"), (1, "sms", BACKUP, "sent"), (1, "voice", BACKUP, "sent")]
     for a in attempts:
         assert a.step_due_at <= a.created_at <= a.sent_at <= incident.acknowledged_at and a.provider_sid
+    # the backup's step was due exactly the primary's wait after the primary was paged (and fired no earlier)
+    assert {a.step_due_at for a in attempts[2:]} == {attempts[0].created_at + timedelta(seconds=2)}
     assert attempts[2].acknowledged_at == incident.acknowledged_at
     assert incident.time_to_ack.total_seconds() > 2
+
+
+def stale_after_for(timeout: str) -> float:
+    """Seconds after which a ``sending`` claim is presumed dead in a process with this Twilio timeout."""
+    with override_settings(TWILIO_TIMEOUT_SECONDS=float(timeout)):
+        return stale_after().total_seconds()
 
 
 def test_worker_killed_mid_ladder_completes_without_duplicates(esc_tenant, stub_worker, twilio_stub_server,
@@ -81,20 +104,22 @@ def test_worker_killed_mid_ladder_completes_without_duplicates(esc_tenant, stub_
     """SIGKILL while the backup's call request is in flight (and the next step's delayed task is held by the
     dying worker): after a restart the auditor re-drives the lost step and reconciles the in-flight call."""
     stub = twilio_stub_server
+    timeout = "10"  # the request must still be in flight when the kill lands: Twilio answers after 30 s
+    stale = stale_after_for(timeout)  # only then is the claim presumed dead (beat and workers agree)
     build_oncall(esc_tenant, waits=(1, 1), repeat=0)
-    stub.add_fault("calls", to=BACKUP, delay=3.0, create=True)  # Twilio places it but answers slowly
-    worker = stub_worker()
-    beat = start_beat(tmp_path / "beat.log", tmp_path)
+    stub.add_fault("calls", to=BACKUP, delay=3 * float(timeout), create=True)  # Twilio places it, answers slowly
+    worker = stub_worker(TWILIO_TIMEOUT_SECONDS=timeout)
+    beat = start_beat(tmp_path / "beat.log", tmp_path, TWILIO_TIMEOUT_SECONDS=timeout)
     try:
         incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="emergency phrase")
         wait_for(lambda: stub.creates("calls", to=BACKUP), timeout=15)
         kill_tree(worker)
         assert NotificationAttempt.objects.get(incident=incident, to_number=BACKUP, channel="voice").status == "sending"
 
-        stub_worker()
-        wait_for(lambda: Incident.objects.get(pk=incident.pk).status == "unacknowledged", timeout=20)
+        stub_worker(TWILIO_TIMEOUT_SECONDS=timeout)
+        wait_for(lambda: Incident.objects.get(pk=incident.pk).status == "unacknowledged", timeout=30)
         wait_for(lambda: not NotificationAttempt.objects.filter(incident=incident, status__in=["pending", "sending"])
-                 .exists(), timeout=20)
+                 .exists(), timeout=stale + 30)
     finally:
         kill_tree(beat)
     attempts = NotificationAttempt.objects.filter(incident=incident)

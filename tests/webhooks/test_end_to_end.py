@@ -16,6 +16,7 @@ from tests.factories import CustomerFactory
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_conversation_closed_is_signed_enriched_and_retried(tenant, receiver, tmp_path):
+    processes.purge_queues("celery,escalation")  # earlier tests' leftovers; what this test queues stays
     receiver.answers[:] = [(500, {}), (200, {})]
     endpoint = WebhookEndpoint.objects.create(tenant=tenant, url=receiver.url, events=["conversation.closed"])
     customer = CustomerFactory(tenant=tenant)

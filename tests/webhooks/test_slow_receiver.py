@@ -80,14 +80,16 @@ def test_soft_time_limit_in_a_real_worker_is_recorded_and_retried(tenant, tmp_pa
     from conversations.webhooks.models import WebhookEndpoint
     from tests.webhooks.receiver import start_trickle
 
-    trickler = start_trickle(duration=3)  # bounded: a soft limit that does not fire cannot hang the test
+    # Bounded, so a soft limit that does not fire cannot hang the test; long enough that the soft limit (1 s,
+    # later on a loaded machine) fires first, and short enough to end before the hard limit (soft + 15 s).
+    trickler = start_trickle(duration=10)
     WebhookEndpoint.objects.create(tenant=tenant, url=trickler.url, events=["incident.acknowledged"])
     worker = processes.start_worker(log_path=tmp_path / "worker.log", WEBHOOK_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
                                     WEBHOOK_RETRY_SCHEDULE="1,1", WEBHOOK_TOTAL_TIMEOUT="30",
-                                    WEBHOOK_TASK_SOFT_TIME_LIMIT="1")
+                                    WEBHOOK_TASK_SOFT_TIME_LIMIT="1", purge=True)
     try:
         delivery = emit(tenant)  # queued on commit; the soft limit (1 s) fires long before the 30 s deadline
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90  # three attempts of at most the trickle's 10 s each, and two retries
         while time.monotonic() < deadline:
             delivery.refresh_from_db()
             if delivery.status != "pending":
