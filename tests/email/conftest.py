@@ -129,9 +129,22 @@ class ImapServer:
             self.proc.kill()  # an in-memory test server: nothing to flush
             self.proc.wait(timeout=10)
 
+    def uidvalidity(self) -> int:
+        from imap_tools import MailBoxUnencrypted
+
+        with MailBoxUnencrypted("127.0.0.1", self.port).login(self.user, self.password) as box:
+            return int(box.folder.status("INBOX", ["UIDVALIDITY"])["UIDVALIDITY"])
+
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        """A new server process with a new UIDVALIDITY. pymap derives it from the current second plus 16 random
+        bits, so a restart within the same second keeps it 1 time in 65,536: restart again until it differs."""
+        before = self.uidvalidity() if self.proc and self.proc.poll() is None else None
+        for _ in range(5):
+            self.stop()
+            self.start()
+            if before is None or self.uidvalidity() != before:
+                return
+        raise RuntimeError("pymap kept its UIDVALIDITY across restarts")
 
     def append(self, *messages) -> None:
         from imap_tools import MailBoxUnencrypted
