@@ -16,11 +16,18 @@ TIMELINE_LIMIT = 50
 
 
 class IdentifierInline(TenantScopedInline):
+    """A customer's phones, emails and logins, read-only: ``verified`` is earned (carrier, code, login) and
+    ``sms_opted_out_at`` is the patient's STOP, lifted only by their own START (TCPA / CTIA) — staff may not
+    clear either, and deleting an identifier would forget the opt-out with it."""
+
     model = CustomerIdentifier
     fields = ["kind", "value", "verified", "sms_opted_out_at", "created_at"]
-    readonly_fields = ["created_at"]
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

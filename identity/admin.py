@@ -96,7 +96,7 @@ class IdentityConflictAdmin(TenantScopedAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Merge: keep the resolved customer, fold the other into it")
+    @admin.action(description="Merge: keep the resolved customer, fold the other into it", permissions=["change"])
     def merge_into_resolved(self, request, queryset):
         for conflict in queryset.filter(closed_at__isnull=True).select_related("resolved_customer", "other_customer"):
             try:

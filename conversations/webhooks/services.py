@@ -193,7 +193,8 @@ def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> st
                     transaction.on_commit(lambda: _queue([d.pk], countdown=delay), robust=True)
                 outcome = "retrying"
         d.save(update_fields=fields)
-    logger.info("webhook %s → %s attempt %s: %s (%s)", d.message.msg_id, d.endpoint.url, d.attempts, outcome,
+    # the endpoint's id, not its URL: a receiver's URL may carry a secret in its query string
+    logger.info("webhook %s → endpoint %s attempt %s: %s (%s)", d.message.msg_id, d.endpoint_id, d.attempts, outcome,
                 result.status_code or result.error)
     return outcome
 
@@ -201,7 +202,8 @@ def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> st
 def _tell_admins(delivery_id: int) -> None:
     """Email the tenant's admins that a delivery was dead-lettered (no payload: it may carry PHI)."""
     d = WebhookDelivery.objects.select_related("endpoint", "message").get(pk=delivery_id)
-    emails = list(TenantMembership.objects.filter(tenant_id=d.tenant_id, role=TenantMembership.Role.ADMIN)
+    emails = list(TenantMembership.objects.filter(tenant_id=d.tenant_id, role=TenantMembership.Role.ADMIN,
+                                                  user__is_active=True)
                   .exclude(user__email="").values_list("user__email", flat=True))
     if not emails:
         logger.warning("webhook %s dead-lettered; tenant %s has no admin email", d.message.msg_id, d.tenant_id)

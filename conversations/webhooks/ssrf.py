@@ -89,15 +89,15 @@ def resolve_target(url: str, *, resolver=socket.getaddrinfo) -> Target:
     try:
         infos = resolver(hostname, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeTarget(f"cannot resolve {hostname}") from exc
+        raise UnsafeTarget(f"{hostname} does not resolve to a public address") from exc
     addresses = []
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if not _is_public(ip) and not _allowed_private(hostname, ip):
-            raise UnsafeTarget(f"{hostname} resolves to a non-public address ({ip})")
+            raise UnsafeTarget(f"{hostname} does not resolve to a public address")  # never say which: no DNS oracle
         addresses.append(ip)
     if not addresses:
-        raise UnsafeTarget(f"cannot resolve {hostname}")
+        raise UnsafeTarget(f"{hostname} does not resolve to a public address")
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

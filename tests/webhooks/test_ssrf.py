@@ -76,4 +76,4 @@ def test_loopback_receiver_is_refused_by_default(tenant, endpoint, receiver, set
     d = WebhookDelivery.objects.get(message=message)
     assert webhook_delivery_attempt(delivery_id=d.pk) == "retrying"
     assert receiver.requests == []
-    assert WebhookAttempt.objects.get(delivery=d).error.startswith("refused: 127.0.0.1 resolves to a non-public")
+    assert WebhookAttempt.objects.get(delivery=d).error.startswith("refused: 127.0.0.1 does not resolve to a public address")
