@@ -29,7 +29,20 @@ if apps.is_installed("django_celery_beat"):
 
 
 class PhoneNumberInline(TenantScopedInline):
+    """The tenant's Twilio numbers. They route webhooks and pick the tenant whose token checks signatures, so only
+    superusers (the operator, after checking the number is in the clinic's Twilio account) add or change them;
+    a clinic that could claim any number could capture another clinic's calls and texts."""
+
     model = TenantPhoneNumber
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
 
 
 class MembershipInline(TenantScopedInline):

@@ -72,3 +72,22 @@ def test_refused_webhook_target_does_not_reveal_the_internal_address(address):
     with pytest.raises(UnsafeTarget) as caught:
         resolve_target("https://intranet.example/hook", resolver=resolver)
     assert address not in str(caught.value) and "does not resolve to a public address" in str(caught.value)
+
+
+def test_clinic_admin_cannot_claim_phone_numbers_or_mailbox_addresses(tenant, django_user_model, client):
+    from django.contrib.auth.models import Permission
+
+    from channels_app.models import EmailMailbox
+
+    user = staff_for(tenant, django_user_model, "clinic-boss")
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="channels_app"))
+    TenantMembership.objects.filter(user=user).update(role="admin")
+    mailbox = EmailMailbox.objects.create(tenant=tenant, address="desk@clinic.example")
+    client.force_login(user)
+    page = client.get(f"/admin/identity/tenant/{tenant.pk}/change/")
+    assert page.status_code == 200
+    assert "phone_numbers-__prefix__-number" not in page.content.decode()  # no "add another number" row
+    assert client.get("/admin/channels_app/emailmailbox/add/").status_code == 403
+    change = client.get(f"/admin/channels_app/emailmailbox/{mailbox.pk}/change/")
+    assert change.status_code == 200 and 'name="address"' not in change.content.decode()
+    assert 'name="imap_host"' in change.content.decode()  # the clinic still runs its own IMAP settings

@@ -29,10 +29,20 @@ class EmailMailboxForm(forms.ModelForm):
 
 @admin.register(EmailMailbox)
 class EmailMailboxAdmin(TenantScopedAdmin):
+    """Clinic admins keep their mailbox's IMAP settings; the address routes inbound mail and is the From of
+    outbound mail, so only superusers (after checking the clinic owns the domain) add mailboxes or change it."""
+
     form = EmailMailboxForm
     list_display = ["address", "tenant", "imap_host", "enabled", "last_uid", "last_polled_at", "last_error"]
     readonly_fields = ["uidvalidity", "last_uid", "last_polled_at", "last_error"]
     search_fields = ["address"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if request.user.is_superuser else [*fields, "address", "tenant"]
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
 
 
 class EmailAttachmentInline(admin.TabularInline):
