@@ -293,6 +293,8 @@ class Incident(models.Model):
             # ... and exhausted incidents whose admin alert has not gone out
             models.Index(fields=["exhausted_at"], condition=Q(status="unacknowledged", admins_alerted_at__isnull=True),
                          name="incident_unalerted"),
+            # ... and recently acknowledged incidents whose hang-ups may need re-driving
+            models.Index(fields=["acknowledged_at"], condition=Q(status="acknowledged"), name="incident_acknowledged"),
         ]
 
     def __str__(self) -> str:
@@ -310,8 +312,10 @@ class NotificationAttempt(models.Model):
     acknowledged first; skipped for quiet hours); ``provider_status`` is Twilio's own, moved forward only.
     ``ambiguous`` marks a send whose request may have reached Twilio: it is reconciled before any resend.
     Once the incident is acknowledged, a call of any other attempt still queued, ringing or in progress is
-    hung up: ``hangup_sids`` / ``hung_up_at`` record it (a call ended that way before it was answered ends
-    ``cancelled``).
+    hung up: ``hangup_claims`` holds a request in flight (a lease: a dead worker's claim expires), ``hangup_sids``
+    / ``hung_up_at`` record the provider's answer (a call ended that way before it was answered ends
+    ``cancelled``). A call answered by an answering machine or fax ends the attempt ``failed``
+    (``error_code`` ``answering-machine``).
     """
 
     class Status(models.TextChoices):
@@ -351,8 +355,12 @@ class NotificationAttempt(models.Model):
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     hangup_sids = ArrayField(
         models.CharField(max_length=64), default=list, blank=True,
-        help_text="CallSids of this attempt we asked the provider to end because the incident was acknowledged "
-                  "by someone else (one hang-up request per SID; a SID is added just before its request)")
+        help_text="CallSids of this attempt whose hang-up (the incident was acknowledged by someone else) the "
+                  "provider answered: ended, already over, or refused for good. Never asked again")
+    hangup_claims = models.JSONField(
+        default=dict, blank=True,
+        help_text="Hang-up requests in flight: {CallSid: ISO 8601 UTC time the request was claimed}. A claim "
+                  "older than the send timeout (stale_after) is presumed dead and may be taken again")
     hung_up_at = models.DateTimeField(
         null=True, blank=True, help_text="When the provider last confirmed a hang-up after the acknowledgement "
                                          "(or said the call was already over)")

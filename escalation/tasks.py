@@ -8,7 +8,7 @@ from celery import shared_task
 
 from channels_app.providers import PROVIDER_RETRY
 from escalation import services
-from escalation.services.attempts import incident_end_calls
+from escalation.services.hangups import incident_end_calls
 from escalation.services.incidents import ALERT_RETRY_SECONDS
 
 
@@ -24,16 +24,19 @@ def attempt_send_task(attempt_id: int) -> None:
     services.attempt_send(attempt_id=attempt_id)
 
 
-@shared_task(acks_late=True, ignore_result=True, **PROVIDER_RETRY)
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True, **PROVIDER_RETRY)
 def incident_end_calls_task(incident_id: str) -> None:
-    """Hang up the other page calls of an acknowledged incident, each CallSid at most once; a transient
-    provider error is retried (``PROVIDER_RETRY``) for the calls not yet ended."""
+    """Hang up the other page calls of an acknowledged incident, each CallSid at most once at a time; a
+    transient provider error is retried (``PROVIDER_RETRY``) for the calls not yet ended. A worker lost
+    mid-task has the message requeued (``reject_on_worker_lost``); its expired claims are then free again,
+    and the auditor re-queues whatever is still left (a second request for an ended call is harmless)."""
     incident_end_calls(incident_id=incident_id)
 
 
 @shared_task(ignore_result=True, expires=10)
 def escalation_audit() -> None:
-    """Beat, every few seconds: re-drive overdue steps, lost sends, stale claims and unsent admin alerts."""
+    """Beat, every few seconds: re-drive overdue steps, lost sends, stale claims, unsent admin alerts and
+    lost hang-ups of recently acknowledged incidents."""
     services.escalation_audit()
 
 

@@ -2,7 +2,8 @@
 
 - ``/a/<token>``: the acknowledge link. GET shows a confirm page and changes nothing (link scanners and
   previewers GET links); POST (CSRF-protected form) acknowledges.
-- ``/twilio/escalation/call/<attempt>/`` and ``…/gather/``: the page call's prompt (``<Gather numDigits="1">``)
+- ``/twilio/escalation/call/<attempt>/`` and ``…/gather/``: the page call's prompt (``<Gather numDigits="1">``;
+  the ``Url`` the call was placed with, requested with ``AnsweredBy`` once answering-machine detection decided)
   and its keypress; ``/twilio/escalation/status/<attempt>/``: status callbacks of page SMS and calls. All are
   signed Twilio webhooks (``twilio_webhook``; the tenant is found by ``From``, our number, since we placed
   them) and an attempt of another tenant answers 404.
@@ -18,8 +19,22 @@ from django.views.decorators.http import require_http_methods
 
 from channels_app.twilio_security import twiml_response, twilio_webhook
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
-from escalation.services import AckOutcome, ack_by_keypress, ack_by_link, ack_link_inspect, attempt_status_update
-from escalation.services.messages import call_hangup_twiml, call_prompt_twiml, call_simple_twiml
+from escalation.services import (
+    AckOutcome,
+    ack_by_keypress,
+    ack_by_link,
+    ack_link_inspect,
+    attempt_answered_by_machine,
+    attempt_status_update,
+)
+from escalation.services.messages import (
+    call_acknowledged_text,
+    call_colleague_acknowledged_text,
+    call_hangup_twiml,
+    call_prompt_twiml,
+    call_simple_twiml,
+    call_unacknowledged_text,
+)
 
 ACK_STATUS = {AckOutcome.CONFIRM: 200, AckOutcome.ACKNOWLEDGED: 200, AckOutcome.ALREADY: 200,
               AckOutcome.EXPIRED: 410, AckOutcome.USED: 410, AckOutcome.CLOSED: 410, AckOutcome.INVALID: 404}
@@ -52,11 +67,28 @@ def _attempt(request, attempt_id: int) -> NotificationAttempt:
                .filter(pk=attempt_id, tenant=request.tenant).first())
     if attempt is None:
         raise Http404("no such attempt")
-    sid = request.POST.get("CallSid") or request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
+    sid = _sid(request)
     # a duplicate try's call (``extra_sids``) is still this attempt's: its responder may press 1 on it
     if attempt.provider_sid and sid and sid != attempt.provider_sid and sid not in attempt.extra_sids:
         raise Http404("SID does not match the attempt")
     return attempt
+
+
+def _sid(request) -> str:
+    return request.POST.get("CallSid") or request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
+
+
+def _not_paging_text(attempt: NotificationAttempt) -> str:
+    """What a page call says once its incident stopped paging (no PHI: the clinic's name and number only):
+    acknowledged by this responder → call back; by someone else → nothing to do; the ladder ran out
+    (``unacknowledged``) → nobody has acknowledged, call the clinic now."""
+    incident = attempt.incident
+    if incident.status == Incident.Status.ACKNOWLEDGED:
+        if incident.acknowledged_by_id == attempt.responder_id:
+            return call_acknowledged_text(attempt.tenant)
+        return call_colleague_acknowledged_text(attempt.tenant)
+    config = EscalationSettings.objects.filter(tenant=attempt.tenant).first()
+    return call_unacknowledged_text(attempt.tenant, config)
 
 
 def _round(request) -> int:
@@ -66,13 +98,18 @@ def _round(request) -> int:
 
 @twilio_webhook(tenant_fields=("From",))
 def call_prompt(request, attempt_id: int):
-    """TwiML when the page call is answered: the prompt, or "already acknowledged", or hang up on machines."""
+    """TwiML when the page call is answered: the prompt; or, once the incident stopped paging, what happened
+    (:func:`_not_paging_text`); or, for an answering machine or fax, a bare hang-up (no details left on a
+    voicemail) and the attempt failed so the ladder may fall through."""
     attempt = _attempt(request, attempt_id)
-    if request.POST.get("AnsweredBy", "").startswith("machine") or request.POST.get("AnsweredBy") == "fax":
-        return twiml_response(call_hangup_twiml())  # voicemail is never an acknowledgement; leave no details
+    # AnsweredBy (https://www.twilio.com/docs/voice/answering-machine-detection): machine_start (machine_end_*
+    # with DetectMessageEnd) or fax means nobody is on the line; human and unknown (undecided) get the prompt
+    answered_by = request.POST.get("AnsweredBy", "")
+    if answered_by.startswith("machine_") or answered_by == "fax":
+        attempt_answered_by_machine(attempt=attempt, sid=_sid(request), answered_by=answered_by)
+        return twiml_response(call_hangup_twiml())
     if attempt.incident.status != Incident.Status.TRIGGERED:
-        return twiml_response(call_simple_twiml(f"This is {attempt.tenant.short_name}. This urgent page was already "
-                                       "handled. Thank you. Goodbye."))
+        return twiml_response(call_simple_twiml(_not_paging_text(attempt)))
     round_ = _round(request)
     config = EscalationSettings.objects.filter(tenant=attempt.tenant).first()
     return twiml_response(call_prompt_twiml(tenant=attempt.tenant, config=config, attempt_id=attempt.pk, round_=round_))
@@ -80,14 +117,17 @@ def call_prompt(request, attempt_id: int):
 
 @twilio_webhook(tenant_fields=("From",))
 def call_gather(request, attempt_id: int):
-    """The digit pressed: ``1`` acknowledges; anything else re-prompts once, then says goodbye."""
+    """The digit pressed: ``1`` acknowledges; anything else re-prompts once, then says goodbye. Any digit
+    after someone else acknowledged, or after the ladder ran out (``incident_acknowledge`` accepts no late
+    acknowledgement), is told what happened (:func:`_not_paging_text`)."""
     attempt = _attempt(request, attempt_id)
     result = ack_by_keypress(attempt=attempt, digits=request.POST.get("Digits", ""))
-    short = attempt.tenant.short_name
-    if result.outcome in (AckOutcome.ACKNOWLEDGED, AckOutcome.ALREADY):
-        return twiml_response(call_simple_twiml(f"Acknowledged. Thank you. Please call {short} back now. Goodbye."))
-    if result.outcome is AckOutcome.CLOSED:
-        return twiml_response(call_simple_twiml("This page is closed. Goodbye."))
+    if result.outcome is AckOutcome.ACKNOWLEDGED:
+        return twiml_response(call_simple_twiml(call_acknowledged_text(attempt.tenant)))
+    stopped = attempt.incident.status != Incident.Status.TRIGGERED  # e.g. a "2" after someone acknowledged
+    if result.outcome in (AckOutcome.ALREADY, AckOutcome.CLOSED) or stopped:
+        attempt.incident.refresh_from_db(fields=["status", "acknowledged_by"])
+        return twiml_response(call_simple_twiml(_not_paging_text(attempt)))  # never "press 1" again
     round_ = _round(request)
     if round_ >= MAX_PROMPT_ROUNDS:
         return twiml_response(call_simple_twiml("Not acknowledged. Goodbye."))

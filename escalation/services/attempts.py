@@ -11,11 +11,15 @@ not SMS-capable, other 4xx) fail the attempt at once and let the ladder fall thr
 Twilio (5xx, read timeout, a worker killed mid-request) the attempt is marked ``ambiguous`` and the next try
 first looks the message or call up (``fetch`` by SID, else ``find_recent``) and only sends if nothing is found.
 
-Once the incident is acknowledged, the calls of every other attempt that may still ring or talk are hung up
-(:func:`incident_end_calls`, queued by the acknowledgement and by a call whose SID only came back after it):
-one hang-up request per CallSid (``hangup_sids`` is a claim taken before the request), so a duplicate
-acknowledgement or a redelivered task asks nothing twice; only a transient error releases the claim for the
-task's retry.
+Page calls are placed with ``Url`` = our prompt webhook (:func:`~escalation.services.messages.call_url`) and
+``MachineDetection=Enable`` (https://www.twilio.com/docs/voice/answering-machine-detection): Twilio requests the
+prompt once it knows who answered (``AnsweredBy`` human / machine_start / fax / unknown). A machine or fax
+gets a bare hang-up and fails the attempt (:func:`attempt_answered_by_machine`), so the ladder falls through
+as for an unanswered call instead of waiting out the step with nobody reached; ``unknown`` is a person.
+
+Once the incident is acknowledged, the other page calls still ringing or talking are hung up by
+:mod:`~escalation.services.hangups` (queued by the acknowledgement, and by :func:`_mark_sent` for a call whose
+SID only came back after it).
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connections, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
@@ -38,7 +41,7 @@ from channels_app.providers.sms import get_sms_backend
 from channels_app.providers.voice import get_voice_backend
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services.incidents import incident_fall_through
-from escalation.services.messages import attempt_sms_body, call_twiml
+from escalation.services.messages import attempt_sms_body, call_url
 from escalation.services.timeline import attempt_mirror_update
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,11 @@ FAILED_PROVIDER_STATUSES = {"undelivered", "failed", "busy", "no-answer", "cance
 #: Twilio call statuses after which the call rings nobody and talks to nobody.
 FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
 DELIVERED_PROVIDER_STATUSES = {"delivered", "read", "in-progress", "answered", "completed"}
+#: ``MachineDetection`` of page calls: ``Enable`` answers ``AnsweredBy`` as soon as the callee is identified
+#: (``DetectMessageEnd`` would wait for the greeting's end, only useful to leave a voicemail, which we never do).
+MACHINE_DETECTION = "Enable"
+#: ``error_code`` of a call answered by an answering machine or a fax (Twilio has no error code for it).
+ANSWERING_MACHINE = "answering-machine"
 
 
 def _status_from_provider(status: str, provider_status: str) -> str:
@@ -94,7 +102,8 @@ class Outbound:
     """One provider request, fully prepared while its attempt was claimed, so sending needs no database.
 
     ``attempt`` is claimed (``sending``, ``tries`` counted) with ``tenant`` loaded; ``content`` is the SMS
-    body or the call's TwiML; ``callback`` the absolute status-callback URL.
+    body or the absolute URL the call fetches its TwiML from once answered; ``callback`` the absolute
+    status-callback URL.
     """
 
     attempt: NotificationAttempt
@@ -105,7 +114,7 @@ class Outbound:
 
 def outbound_prepare(*, attempt: NotificationAttempt, config: EscalationSettings | None) -> Outbound:
     """Render what a claimed attempt sends (the SMS needs its ack token to exist)."""
-    content = attempt_sms_body(attempt, config) if attempt.channel == "sms" else call_twiml(attempt)
+    content = attempt_sms_body(attempt, config) if attempt.channel == "sms" else call_url(attempt.pk)
     return Outbound(attempt=attempt, content=content, callback=settings.PUBLIC_BASE_URL + _status_path(attempt.pk),
                     ring_timeout=config.ring_timeout_seconds if config else 30)
 
@@ -227,8 +236,8 @@ def _send(outbound: Outbound) -> tuple[str, str]:
                                       body=outbound.content, status_callback=outbound.callback)
         return sent.sid, sent.status
     placed = get_voice_backend().place_call(
-        tenant=attempt.tenant, from_=attempt.from_number, to=attempt.to_number, twiml=outbound.content,
-        status_callback=outbound.callback, ring_timeout=outbound.ring_timeout)
+        tenant=attempt.tenant, from_=attempt.from_number, to=attempt.to_number, url=outbound.content,
+        machine_detection=MACHINE_DETECTION, status_callback=outbound.callback, ring_timeout=outbound.ring_timeout)
     return placed.sid, placed.status
 
 
@@ -273,15 +282,19 @@ def _known_call_sids(attempt: NotificationAttempt, since: datetime) -> set[str]:
 
 def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) -> NotificationAttempt:
     """Record the SID the provider returned. Holds the incident row first (the acknowledgement's order), so a
-    call whose SID arrives after an acknowledgement is seen by it or hangs itself up here."""
+    call whose SID arrives after an acknowledgement is seen by it or hangs itself up here. A machine verdict
+    that arrived before the SID (``error_code`` :data:`ANSWERING_MACHINE` while ``sending``) fails it now."""
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
         incident_status = (Incident.objects.select_for_update().filter(pk=attempt.incident_id)
                            .values_list("status", flat=True).first())
-        row = NotificationAttempt.objects.select_for_update().select_related("responder").get(pk=attempt.pk)
+        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
+               .get(pk=attempt.pk))
         if (incident_status == Incident.Status.ACKNOWLEDGED and row.channel == "voice" and sid
                 and row.acknowledged_at is None):
+            from escalation.services.hangups import incident_end_calls_on_commit
+
             incident_end_calls_on_commit(row.incident_id)
         if row.tries != attempt.tries or (row.provider_sid and sid != row.provider_sid):
             # a try presumed dead went out after all (or a later try won): keep its SID so the responder's
@@ -297,11 +310,14 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
             row.extra_sids = [s for s in row.extra_sids if s != sid]  # reconciled onto an earlier try's SID
             if PROVIDER_RANK.get(provider_status, 0) > PROVIDER_RANK.get(row.provider_status, 0):
                 row.provider_status = provider_status
-            row.status = _status_from_provider(Status.SENT, row.provider_status)  # a callback may have won
+            machine = row.error_code == ANSWERING_MACHINE  # the prompt webhook was faster than this SID
+            # a callback may have won
+            row.status = Status.FAILED if machine else _status_from_provider(Status.SENT, row.provider_status)
             fall_through = row.status == Status.FAILED
             row.sent_at = row.status_updated_at = now
-            row.error_code = row.provider_status if fall_through else ""
-            row.error_message = ""
+            if not machine:
+                row.error_code = row.provider_status if fall_through else ""
+                row.error_message = ""
             row.save(update_fields=["status", "provider_sid", "extra_sids", "provider_status", "sent_at",
                                     "status_updated_at", "error_code", "error_message"])
             attempt_mirror_update(attempt=row)
@@ -351,14 +367,16 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
 
     ``delivered`` (SMS) or an answered call moves ``sent`` → ``delivered``; ``failed`` / ``undelivered`` /
     ``busy`` / ``no-answer`` / ``canceled`` → ``failed`` and may let the ladder fall through — except a call we
-    hung up unanswered after the acknowledgement (its SID in ``hangup_sids``), which ends ``cancelled``.
+    hung up unanswered after the acknowledgement (its SID in ``hangup_sids`` or ``hangup_claims``), which ends
+    ``cancelled``.
     Returns True if anything changed. ``sid`` must match the attempt's SID when the attempt has one; the statuses of its
     ``extra_sids`` (a duplicate try) are not the attempt's and are ignored.
     """
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
-        row = NotificationAttempt.objects.select_for_update().select_related("responder").get(pk=attempt.pk)
+        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
+               .get(pk=attempt.pk))
         if sid and row.provider_sid and sid != row.provider_sid:
             return False
         if sid and not row.provider_sid and sid in row.extra_sids:
@@ -372,7 +390,7 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
         if row.status in (Status.SENT, Status.DELIVERED):
             new = _status_from_provider(row.status, provider_status)
             if (row.status == Status.SENT and provider_status in ("canceled", "completed")
-                    and (sid or row.provider_sid) in row.hangup_sids):
+                    and (sid or row.provider_sid) in {*row.hangup_sids, *row.hangup_claims}):
                 new = Status.CANCELLED  # never answered; we hung it up because someone else acknowledged
             if new != row.status:
                 fall_through = new == Status.FAILED
@@ -388,93 +406,33 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
     return True
 
 
-def incident_end_calls_on_commit(incident_id) -> None:
-    """Call inside the transaction that acknowledged (or saw acknowledged) the incident: after commit, queue
-    :func:`incident_end_calls` on the escalation queue. Never raises (a broker outage is logged; the calls
-    then ring out their ring timeout)."""
-    from escalation.tasks import incident_end_calls_task
+def attempt_answered_by_machine(*, attempt: NotificationAttempt, sid: str = "", answered_by: str = "") -> bool:
+    """A page call was answered by an answering machine or a fax (Twilio ``AnsweredBy`` ``machine_*`` /
+    ``fax``): nobody was reached, so the attempt ends ``failed`` (``error_code`` :data:`ANSWERING_MACHINE`)
+    even if an ``in-progress`` callback already made it ``delivered``, and the ladder may fall through like
+    after any failed page. Returns True if the attempt changed.
 
-    incident_id = str(incident_id)
-    transaction.on_commit(lambda: incident_end_calls_task.delay(incident_id), robust=True)
-
-
-def calls_to_end(*, incident_id) -> list[NotificationAttempt]:
-    """The incident's voice attempts with a call that may still ring or talk: a CallSid whose last known Twilio
-    status is not final, or a duplicate try's SID (``extra_sids``), not all hung up yet; never the attempt
-    the acknowledgement came through (``acknowledged_at`` set: its own TwiML ends that call)."""
-    rows = (NotificationAttempt.objects.filter(incident_id=incident_id, channel="voice", acknowledged_at__isnull=True)
-            .filter((~Q(provider_sid="") & ~Q(provider_status__in=FINAL_CALL_STATUSES)) | ~Q(extra_sids=[]))
-            .select_related("tenant").order_by("pk"))
-    return [row for row in rows if _live_call_sids(row)]
-
-
-def _live_call_sids(attempt: NotificationAttempt) -> list[str]:
-    """The attempt's CallSids that may still ring or talk and were not asked to end yet."""
-    live = attempt.provider_sid and attempt.provider_status not in FINAL_CALL_STATUSES
-    primary = [attempt.provider_sid] if live else []
-    return [sid for sid in (*primary, *attempt.extra_sids) if sid not in attempt.hangup_sids]
-
-
-def incident_end_calls(*, incident_id) -> int:
-    """Hang up the other page calls of an acknowledged incident (:func:`calls_to_end`), each CallSid at most
-    once. Returns the number of hang-up requests made (0 when the incident is not acknowledged).
-
-    A call Twilio no longer has or that is already over counts as ended (the backend says so). A permanent
-    error is logged and not retried. A transient one (429, 5xx, timeout) releases that SID's claim, the other
-    calls are still hung up, and the first such error is raised at the end for the task's retry
-    (``PROVIDER_RETRY``), which then asks only for the SIDs not yet ended.
+    ``sid`` is the answered CallSid: a duplicate try's call (in ``extra_sids``) changes nothing, the attempt's
+    own call may still reach the responder. While the attempt is still ``sending`` (its SID not recorded yet)
+    the verdict is kept in ``error_code`` and :func:`_mark_sent` fails the attempt when the SID comes back.
     """
-    if not Incident.objects.filter(pk=incident_id, status=Incident.Status.ACKNOWLEDGED).exists():
-        return 0
-    requested, transient = 0, None
-    for attempt in calls_to_end(incident_id=incident_id):
-        try:
-            requested += attempt_end_call(attempt=attempt)
-        except ProviderTransientError as exc:
-            transient = transient or exc
-    if transient is not None:
-        raise transient
-    return requested
-
-
-def attempt_end_call(*, attempt: NotificationAttempt) -> int:
-    """Hang up every call of one attempt that may still ring (``tenant`` loaded); returns the requests made.
-
-    Each SID is claimed in ``hangup_sids`` before its request (a concurrent or later run skips it) and
-    ``hung_up_at`` set once the provider confirmed. Raises ProviderTransientError after releasing the claim."""
-    requested = 0
-    for sid in _live_call_sids(attempt):
-        if not _hangup_claim(attempt.pk, sid):
-            continue  # another run asked for this call already
-        try:
-            get_voice_backend().end_call(tenant=attempt.tenant, sid=sid)
-        except ProviderTransientError as exc:
-            _hangup_release(attempt.pk, sid)
-            logger.warning("attempt %s: hanging up %s failed (%s); will retry", attempt.pk, sid, exc)
-            raise
-        except ProviderPermanentError as exc:
-            requested += 1
-            logger.error("attempt %s: provider refused to hang up %s: %s %s", attempt.pk, sid, exc.code, exc)
-            continue
-        requested += 1
-        NotificationAttempt.objects.filter(pk=attempt.pk).update(hung_up_at=timezone.now())
-        logger.info("attempt %s: call %s hung up (incident acknowledged)", attempt.pk, sid)
-    return requested
-
-
-def _hangup_claim(attempt_id: int, sid: str) -> bool:
-    """Add ``sid`` to the attempt's ``hangup_sids`` unless it is there already (or the attempt acknowledged)."""
+    now = timezone.now()
     with transaction.atomic():
-        row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()
-        if row is None or row.acknowledged_at is not None or sid in row.hangup_sids:
+        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
+               .get(pk=attempt.pk))
+        if sid and (sid in row.extra_sids or (row.provider_sid and sid != row.provider_sid)):
             return False
-        row.hangup_sids = [*row.hangup_sids, sid]
-        row.save(update_fields=["hangup_sids"])
+        message = f"answered by {answered_by or 'machine'}"[:500]
+        if row.status == Status.SENDING:
+            row.error_code, row.error_message = ANSWERING_MACHINE, message
+            row.save(update_fields=["error_code", "error_message"])
+            return True
+        if row.status not in (Status.SENT, Status.DELIVERED):
+            return False
+        row.status, row.status_updated_at = Status.FAILED, now
+        row.error_code, row.error_message = ANSWERING_MACHINE, message
+        row.save(update_fields=["status", "status_updated_at", "error_code", "error_message"])
+        attempt_mirror_update(attempt=row)
+    logger.warning("attempt %s: call %s %s; not a page delivered", row.pk, sid or row.provider_sid, message)
+    incident_fall_through(incident_id=row.incident_id, step_index=row.step_index, repeat=row.repeat)
     return True
-
-
-def _hangup_release(attempt_id: int, sid: str) -> None:
-    with transaction.atomic():
-        row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
-        row.hangup_sids = [s for s in row.hangup_sids if s != sid]
-        row.save(update_fields=["hangup_sids"])

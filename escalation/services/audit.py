@@ -3,13 +3,16 @@
 Celery delayed tasks live in the worker that reserved them; if it dies, Redis gives the message back only
 after ``visibility_timeout`` (an hour). The auditor makes that a matter of seconds: every few seconds it
 re-queues overdue steps (the fence makes duplicates harmless), pending attempts whose send or retry never
-ran, attempts stuck in ``sending`` past the provider timeout (they are reconciled before any resend), and
-admin alerts of exhausted incidents that were never sent (once their lease expired).
+ran, attempts stuck in ``sending`` past the provider timeout (they are reconciled before any resend),
+admin alerts of exhausted incidents that were never sent (once their lease expired), and the hang-up of the
+other page calls of an incident acknowledged in the last :data:`HANGUP_WINDOW` when a call is still to end
+and no live claim holds it (its task was lost, or its worker died between claim and request).
 
 Every re-drive carries ``expires`` (:data:`REDRIVE_EXPIRES`): the auditor queues the same work again on its
 next run, so a copy that waited longer than that in the queue (a backlog after an outage) is discarded by
 the worker instead of piling up; and a deterministic ``task_id`` naming the work (``esc-step-<incident>-
-<fence>``, ``esc-send-<attempt>-<tries>``, ``esc-alert-<incident>``) so duplicates are visible in logs.
+<fence>``, ``esc-send-<attempt>-<tries>``, ``esc-alert-<incident>``, ``esc-hangup-<incident>``) so
+duplicates are visible in logs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from django.utils import timezone
 
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import stale_after
+from escalation.services.hangups import incidents_with_unclaimed_hangups
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +36,18 @@ PENDING_GRACE = timedelta(seconds=3)
 BATCH = 500
 #: Seconds a re-driven task may wait in the queue before a worker drops it (the auditor runs every ~5 s).
 REDRIVE_EXPIRES = 10.0
+#: How long after an acknowledgement the auditor still re-drives lost hang-ups (a page call rings for its ring
+#: timeout, 30 s by default; this bounds the scan, which the partial index ``incident_acknowledged`` serves).
+HANGUP_WINDOW = timedelta(minutes=10)
 
 
 def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
-    """Queue tasks for everything overdue; returns counts ``{"steps", "attempts", "stale", "alerts"}``."""
-    from escalation.tasks import attempt_send_task, incident_alert_admins, incident_step
+    """Queue tasks for everything overdue; returns counts ``{"steps", "attempts", "stale", "alerts",
+    "hangups"}``."""
+    from escalation.tasks import attempt_send_task, incident_alert_admins, incident_end_calls_task, incident_step
 
     now = now or timezone.now()
-    counts = {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0}
+    counts = {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0, "hangups": 0}
     due = (Incident.objects.filter(status=Incident.Status.TRIGGERED, next_step_at__lte=now - GRACE)
            .values_list("pk", "fence")[:BATCH])
     for incident_id, fence in due:
@@ -76,6 +84,12 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
         incident_alert_admins.apply_async((str(incident_id),), task_id=f"esc-alert-{incident_id}",
                                           expires=REDRIVE_EXPIRES)
         counts["alerts"] += 1
+    # the acknowledgement queues the hang-up itself: give that task PENDING_GRACE before re-driving it
+    for incident_id in incidents_with_unclaimed_hangups(acknowledged_from=now - HANGUP_WINDOW,
+                                                        acknowledged_to=now - PENDING_GRACE, now=now, limit=BATCH):
+        incident_end_calls_task.apply_async((str(incident_id),), task_id=f"esc-hangup-{incident_id}",
+                                            expires=REDRIVE_EXPIRES)
+        counts["hangups"] += 1
     if any(counts.values()):
         logger.warning("escalation auditor re-drove %s", counts)
     return counts

@@ -220,7 +220,7 @@ def incident_acknowledge(*, incident: Incident, responder: Responder | None, via
                          attempt: NotificationAttempt | None = None, at: datetime | None = None) -> bool:
     """Acknowledge: stop the ladder (fence moves on, no next step), cancel every pending attempt at once, and
     on commit hang up the other page calls still queued, ringing or in progress (a Celery task on the
-    ``escalation`` queue: :func:`~escalation.services.attempts.incident_end_calls`). ``attempt`` is the one
+    ``escalation`` queue: :func:`~escalation.services.hangups.incident_end_calls`). ``attempt`` is the one
     the acknowledgement came through (its ``acknowledged_at`` is set); a keypress's own call is never hung up.
 
     Returns True if this call acknowledged it; False if it was no longer paging (already acknowledged or
@@ -254,7 +254,7 @@ def incident_acknowledge(*, incident: Incident, responder: Responder | None, via
 def _end_other_calls_on_commit(incident: Incident) -> None:
     """Queue the hang-up of the incident's other live page calls, if it has any (a call whose SID comes back
     later queues it itself: ``attempts._mark_sent`` holds the incident row like this transaction does)."""
-    from escalation.services.attempts import calls_to_end, incident_end_calls_on_commit
+    from escalation.services.hangups import calls_to_end, incident_end_calls_on_commit
 
     if calls_to_end(incident_id=incident.pk):
         incident_end_calls_on_commit(incident.pk)
@@ -318,7 +318,8 @@ def incident_alert_admins(*, incident_id, now: datetime | None = None) -> int:
     if not claimed:
         return 0
     incident = Incident.objects.select_related("tenant").get(pk=incident_id)
-    emails = list(TenantMembership.objects.filter(tenant=incident.tenant, role=TenantMembership.Role.ADMIN)
+    emails = list(TenantMembership.objects.filter(tenant=incident.tenant, role=TenantMembership.Role.ADMIN,
+                                                  user__is_active=True)
                   .exclude(user__email="").values_list("user__email", flat=True))
     if emails:
         link = f"{settings.PUBLIC_BASE_URL}/admin/escalation/incident/{incident.pk}/change/"

@@ -1,4 +1,4 @@
-"""What a page says and links to: SMS text, spoken text, call TwiML, and acknowledge-link tokens.
+"""What a page says and links to: SMS text, spoken texts, call URLs and TwiML, and acknowledge-link tokens.
 
 Minimal PHI (DESIGN.md "Habits"): the texts are built from the clinic's short name, the word "urgent", a
 callback number and the ack link only. Templates are per tenant (``EscalationSettings``) and may reference
@@ -65,10 +65,14 @@ def sms_text(*, tenant: Tenant, config: EscalationSettings | None, link: str) ->
     return _safe_format(config.sms_template if config else DEFAULT_SMS_TEMPLATE, DEFAULT_SMS_TEMPLATE, values)
 
 
+def _spoken(number: str) -> str:
+    """An E.164 number as text-to-speech should say it: digit by digit (``"1 5 5 5 …"``)."""
+    return " ".join(number.lstrip("+"))
+
+
 def voice_text(*, tenant: Tenant, config: EscalationSettings | None) -> str:
     """What the call says before "press 1"; the callback number is spoken digit by digit."""
-    spoken = " ".join(callback_number(tenant, config).lstrip("+"))
-    values = {"clinic": tenant.short_name, "callback": spoken, "link": ""}
+    values = {"clinic": tenant.short_name, "callback": _spoken(callback_number(tenant, config)), "link": ""}
     return _safe_format(config.voice_template if config else DEFAULT_VOICE_TEMPLATE, DEFAULT_VOICE_TEMPLATE, values)
 
 
@@ -121,19 +125,10 @@ def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
 # --- calls ------------------------------------------------------------------------------------------------
 
 def call_url(attempt_id: int, name: str = "escalation-call") -> str:
-    """Absolute URL of one of our call webhooks for an attempt (what Twilio requests and signs)."""
+    """Absolute URL of one of our call webhooks for an attempt (what Twilio requests and signs). The default,
+    ``escalation-call``, is the ``Url`` every page call is placed with: Twilio requests it once the call is
+    answered and answering-machine detection has decided (``AnsweredBy``), and it returns the live prompt."""
     return settings.PUBLIC_BASE_URL + reverse(name, args=[attempt_id])
-
-
-def call_twiml(attempt: NotificationAttempt) -> str:
-    """The TwiML given when placing the call: fetch the live prompt from us once the call is answered.
-
-    The prompt is served by our webhook rather than inlined, so a call answered after someone else
-    acknowledged says so instead of asking again.
-    """
-    response = VoiceResponse()
-    response.redirect(call_url(attempt.pk), method="POST")
-    return str(response)
 
 
 def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, attempt_id: int,
@@ -151,6 +146,28 @@ def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, atte
     return str(response)
 
 
+def call_acknowledged_text(tenant: Tenant) -> str:
+    """Said to the responder whose own acknowledgement stopped the page (a keypress, or earlier by SMS)."""
+    return f"Acknowledged. Thank you. Please call {tenant.short_name} back now. Goodbye."
+
+
+def call_colleague_acknowledged_text(tenant: Tenant) -> str:
+    """Said to a responder answering (or pressing 1) after someone else acknowledged: nothing left to do."""
+    return (f"This is {tenant.short_name}. This urgent page was already acknowledged by a colleague. "
+            "No action is needed from you. Thank you. Goodbye.")
+
+
+def call_unacknowledged_text(tenant: Tenant, config: EscalationSettings | None) -> str:
+    """Said on a page call answered after the ladder ran out (``unacknowledged``): nobody has acknowledged,
+    so the responder is asked to call the clinic's callback number (spoken digit by digit) now."""
+    try:
+        number = f" on {_spoken(callback_number(tenant, config))}"
+    except ValueError:  # the tenant has no number left: still say what to do
+        number = ""
+    return (f"This is {tenant.short_name}. No one has acknowledged this urgent page yet. "
+            f"Please call the clinic now{number}. Goodbye.")
+
+
 def call_simple_twiml(text: str) -> str:
     """TwiML that says ``text`` and hangs up."""
     response = VoiceResponse()
@@ -164,9 +181,8 @@ def attempt_sms_body(attempt: NotificationAttempt, config: EscalationSettings | 
     return sms_text(tenant=attempt.tenant, config=config, link=ack_link(attempt.ack_token))
 
 
-
 def call_hangup_twiml() -> str:
-    """TwiML that hangs up at once (an answering machine gets no message)."""
+    """TwiML that hangs up at once (an answering machine or fax gets no message and no details)."""
     response = VoiceResponse()
     response.hangup()
     return str(response)

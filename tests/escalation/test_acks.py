@@ -178,18 +178,20 @@ def test_keypress_1_acknowledges(paged, client):
     assert set(NotificationAttempt.objects.filter(incident=incident).values_list("acknowledged_at", flat=True)) != {None}
 
 
-def test_voicemail_or_no_digit_is_not_an_ack(paged, client):
+def test_voicemail_is_not_an_ack(paged, client):
     incident, _ = paged
     call = NotificationAttempt.objects.get(incident=incident, channel="voice")
     machine = call_post(client, f"/twilio/escalation/call/{call.pk}/", incident.tenant,
                         call_params(incident.tenant, call, AnsweredBy="machine_end_beep"))
-    assert b"<Hangup" in machine.content and b"<Gather" not in machine.content
+    assert b"<Hangup" in machine.content and b"<Gather" not in machine.content and b"<Say" not in machine.content
     for status in ("in-progress", "completed"):
         call_post(client, f"/twilio/escalation/status/{call.pk}/", incident.tenant,
                   call_params(incident.tenant, call, CallStatus=status))
     incident.refresh_from_db()
     call.refresh_from_db()
-    assert incident.status == "triggered" and call.status == "delivered" and call.provider_status == "completed"
+    # nobody was reached: the call failed (the SMS is still out, so the step waits for it)
+    assert incident.status == "triggered" and call.provider_status == "completed"
+    assert (call.status, call.error_code) == ("failed", "answering-machine")
 
 
 def test_call_webhooks_are_signed_and_tenant_scoped(paged, client, other_tenant):

@@ -68,7 +68,11 @@ def test_step_pages_primary_by_call_and_sms(oncall, patient_interaction, twilio_
     assert {a.provider_sid[:2] for a in attempts} == {"SM", "CA"}
     assert len(twilio_stub.created("messages", to=PRIMARY)) == 1 and len(twilio_stub.created("calls", to=PRIMARY)) == 1
     call = twilio_stub.created("calls")[0]
-    assert "<Redirect" in call["twiml"] and call["status_callback"].endswith(f"/twilio/escalation/status/{attempts.get(channel='voice').pk}/")
+    voice = attempts.get(channel="voice")
+    # answered → Twilio fetches the live prompt from our webhook, after answering-machine detection
+    assert (call["url"], call["machine_detection"], call["twiml"]) == (
+        f"https://clinic.example.com/twilio/escalation/call/{voice.pk}/", "Enable", "")
+    assert call["status_callback"].endswith(f"/twilio/escalation/status/{voice.pk}/")
     # mirrored into the patient's call_logs timeline as outbound rows
     logs = [a.log_interaction for a in attempts]
     assert all(r.direction == "outbound" and r.customer_id == patient_interaction.customer_id and r.ended_at for r in logs)
@@ -171,7 +175,10 @@ def test_ack_cancels_pending_and_the_next_step_never_fires(oncall, patient_inter
     later = timezone.now() + timedelta(seconds=120)
     send_all(outcome.attempt_ids, now=later)  # the retry task, and redeliveries, arrive after the ack
     assert not services.incident_run_step(incident_id=incident.pk, fence=fence, now=later).fired
-    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0}
+    # only the hang-up of the primary's call is re-driven: the task the acknowledgement queues on commit never
+    # ran here (this test's transaction does not commit), so the call is still to end and nobody claimed it
+    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0,
+                                                    "hangups": 1}
     assert len(twilio_stub.creates("messages")) == 1 and len(twilio_stub.creates("calls")) == 1
     assert NotificationAttempt.objects.filter(incident=incident).count() == 2
     incident.refresh_from_db()

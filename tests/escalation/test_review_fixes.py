@@ -286,3 +286,10 @@ def test_sla_export_needs_view_permission(oncall, patient_interaction, client, d
                               "view_notificationattempt"))
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+
+
+def test_exhausted_alert_skips_deactivated_admins(exhausted, django_user_model):
+    former = django_user_model.objects.create_user("former", "former@clinic.example", "x", is_active=False)
+    TenantMembership.objects.create(user=former, tenant=exhausted.tenant, role="admin")
+    assert services.incident_alert_admins(incident_id=exhausted.pk) == 1
+    assert [m.to for m in mail.outbox] == [["boss@clinic.example"]]

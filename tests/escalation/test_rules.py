@@ -14,7 +14,15 @@ from channels_app import twilio_payloads
 from conversations.signals import escalation_requested
 from escalation import selectors, services
 from escalation.models import EscalationSettings, Incident, NotificationAttempt, Responder, Schedule, ScheduleMember, ScheduleOverride
-from escalation.services.messages import attempt_sms_body, call_prompt_twiml, sms_text, voice_text
+from escalation.services.messages import (
+    attempt_sms_body,
+    call_acknowledged_text,
+    call_colleague_acknowledged_text,
+    call_prompt_twiml,
+    call_unacknowledged_text,
+    sms_text,
+    voice_text,
+)
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_DOB, PATIENT_NAME, PATIENT_PHONE, PRIMARY, SYMPTOM
 
 pytestmark = pytest.mark.django_db
@@ -131,7 +139,9 @@ def test_texts_carry_no_patient_details(oncall, patient_interaction, twilio_stub
     rendered = [
         attempt_sms_body(sms_attempt, config), voice_text(tenant=tenant, config=config),
         call_prompt_twiml(tenant=tenant, config=config, attempt_id=sms_attempt.pk),
-        *[m["body"] for m in twilio_stub.created("messages")], *[c["twiml"] for c in twilio_stub.created("calls")],
+        call_acknowledged_text(tenant), call_colleague_acknowledged_text(tenant),
+        call_unacknowledged_text(tenant, config),
+        *[m["body"] for m in twilio_stub.created("messages")], *[c["twiml"] + c["url"] for c in twilio_stub.created("calls")],
     ]
     forbidden = [*PATIENT_NAME.lower().split(), PATIENT_DOB, "1950", *SYMPTOM.lower().split(), PATIENT_PHONE,
                  PATIENT_PHONE[2:]]

@@ -78,7 +78,8 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
     # and nothing fires later: not the repeat when its step falls due, nor anything the auditor would re-drive
     later = timezone.now() + timedelta(hours=1)
     assert not services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=later).fired
-    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0}
+    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0,
+                                                    "hangups": 0}
     assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)
 
     # the audit trail: every attempt with its timestamps, and who acknowledged when

@@ -7,7 +7,8 @@ Implemented (https://www.twilio.com/docs/messaging/api/message-resource, .../voi
 
 - ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (To, From, Body, StatusCallback) → 201 message
 - ``GET  …/Messages/{Sid}.json`` → 200 message; ``GET …/Messages.json?To=&From=&PageSize=`` → 200 page
-- ``POST …/Calls.json`` (To, From, Twiml | Url, StatusCallback, Timeout) → 201 call
+- ``POST …/Calls.json`` (To, From, Twiml | Url, MachineDetection, StatusCallback, Timeout) → 201 call (the
+  stored call keeps ``twiml``, ``url`` and ``machine_detection``: what Twilio would run when it is answered)
 - ``GET  …/Calls/{Sid}.json`` and ``GET …/Calls.json?To=&From=`` likewise.
 - ``POST …/Calls/{Sid}.json`` (Status=canceled | completed) → 200 call: ``completed`` ends a queued/ringing call
   (stored as ``canceled``) or an in-progress one (``completed``); ``canceled`` leaves an in-progress call alone.
@@ -195,6 +196,7 @@ class TwilioStub:
                          "answered_by": None, "caller_name": None, "forwarded_from": None,
                          "phone_number_sid": None, "queue_time": "0", "trunk_sid": None,
                          "twiml": params.get("Twiml", ""), "url": params.get("Url", ""),
+                         "machine_detection": params.get("MachineDetection", ""),
                          "timeout": params.get("Timeout", ""), "status_callback": params.get("StatusCallback", ""),
                          "subresource_uris": {}})
         item["_received_at"] = time.time()  # when the create request arrived (not part of the JSON)

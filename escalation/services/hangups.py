@@ -1,0 +1,183 @@
+"""Hanging up the other page calls once an incident is acknowledged, each CallSid at most once at a time.
+
+A hang-up is ``POST …/Calls/{Sid}.json Status=completed`` (``VoiceBackend.end_call``). Before its request a
+CallSid is claimed in the attempt's ``hangup_claims`` (``{sid: ISO 8601 UTC claim time}``, a lease of
+:func:`~escalation.services.attempts.stale_after`: a live request is never doubled by a duplicate
+acknowledgement or a redelivered task); once the provider answered (ended, already over or unknown, or a
+permanent refusal) the SID moves to ``hangup_sids`` and is never asked again. A transient error releases the
+claim for the task's retry. A worker that dies between claim and answer leaves a claim that expires: the
+task is ``reject_on_worker_lost`` (redelivered), and the auditor re-queues the hang-up of a recently
+acknowledged incident whose calls have an SID neither ended nor under a live claim
+(:func:`incidents_with_unclaimed_hangups`). Asking twice for a call that did end is harmless: Twilio
+answers 21220 (invalid call state) and the backend counts that as ended.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from channels_app.providers import ProviderPermanentError, ProviderTransientError
+from channels_app.providers.voice import get_voice_backend
+from escalation.models import Incident, NotificationAttempt
+from escalation.services.attempts import FINAL_CALL_STATUSES, stale_after
+
+logger = logging.getLogger(__name__)
+
+
+def incident_end_calls_on_commit(incident_id) -> None:
+    """Call inside the transaction that acknowledged (or saw acknowledged) the incident: after commit, queue
+    :func:`incident_end_calls` on the escalation queue. Never raises (a broker outage is logged; the auditor
+    re-queues it, and meanwhile the calls ring out their ring timeout)."""
+    from escalation.tasks import incident_end_calls_task
+
+    incident_id = str(incident_id)
+    transaction.on_commit(lambda: incident_end_calls_task.delay(incident_id), robust=True)
+
+
+def _may_still_ring() -> Q:
+    """Voice attempts with a call that may still ring or talk: a CallSid whose last known Twilio status is not
+    final, or a duplicate try's SID (``extra_sids``); never the attempt the acknowledgement came through
+    (``acknowledged_at`` set: its own TwiML ends that call)."""
+    return (Q(channel="voice", acknowledged_at__isnull=True)
+            & ((~Q(provider_sid="") & ~Q(provider_status__in=FINAL_CALL_STATUSES)) | ~Q(extra_sids=[])))
+
+
+def calls_to_end(*, incident_id) -> list[NotificationAttempt]:
+    """The incident's voice attempts (``tenant`` loaded) with a CallSid that may still ring or talk and whose
+    hang-up the provider has not answered yet (a live claim included: see :func:`unclaimed_call_sids`)."""
+    rows = (NotificationAttempt.objects.filter(_may_still_ring(), incident_id=incident_id)
+            .select_related("tenant").order_by("pk"))
+    return [row for row in rows if _live_call_sids(row)]
+
+
+def _live_call_sids(attempt: NotificationAttempt) -> list[str]:
+    """The attempt's CallSids that may still ring or talk and whose hang-up was not answered yet."""
+    live = attempt.provider_sid and attempt.provider_status not in FINAL_CALL_STATUSES
+    primary = [attempt.provider_sid] if live else []
+    return [sid for sid in (*primary, *attempt.extra_sids) if sid not in attempt.hangup_sids]
+
+
+def _claim_live(attempt: NotificationAttempt, sid: str, now: datetime) -> bool:
+    """True if a hang-up request for ``sid`` was claimed less than :func:`stale_after` before ``now``."""
+    claimed = attempt.hangup_claims.get(sid)
+    return claimed is not None and datetime.fromisoformat(claimed) > now - stale_after()
+
+
+def unclaimed_call_sids(attempt: NotificationAttempt, *, now: datetime | None = None) -> list[str]:
+    """The attempt's CallSids still to hang up that no live request holds (never claimed, or the claim of a
+    worker presumed dead)."""
+    now = now or timezone.now()
+    return [sid for sid in _live_call_sids(attempt) if not _claim_live(attempt, sid, now)]
+
+
+def incidents_with_unclaimed_hangups(*, acknowledged_from: datetime, acknowledged_to: datetime,
+                                     now: datetime | None = None, limit: int = 500) -> list:
+    """Ids of incidents acknowledged in [``acknowledged_from``, ``acknowledged_to``] with a page call still to
+    hang up that no live request holds (what a lost hang-up task leaves behind); at most ``limit``."""
+    now = now or timezone.now()
+    rows = (NotificationAttempt.objects.filter(
+        _may_still_ring(), incident__status=Incident.Status.ACKNOWLEDGED,
+        incident__acknowledged_at__gte=acknowledged_from, incident__acknowledged_at__lte=acknowledged_to)
+        .only("incident_id", "provider_sid", "provider_status", "extra_sids", "hangup_sids", "hangup_claims")
+        .order_by("incident_id", "pk"))
+    found: list = []
+    for row in rows.iterator():
+        if row.incident_id not in found and unclaimed_call_sids(row, now=now):
+            found.append(row.incident_id)
+            if len(found) >= limit:
+                break
+    return found
+
+
+def incident_end_calls(*, incident_id) -> int:
+    """Hang up the other page calls of an acknowledged incident (:func:`calls_to_end`), each CallSid at most
+    once at a time. Returns the number of hang-up requests made (0 when the incident is not acknowledged).
+
+    A call Twilio no longer has or that is already over counts as ended (the backend says so). A permanent
+    error is logged and not retried. A transient one (429, 5xx, timeout) releases that SID's claim, the other
+    calls are still hung up, and the first such error is raised at the end for the task's retry
+    (``PROVIDER_RETRY``), which then asks only for the SIDs not yet ended.
+    """
+    if not Incident.objects.filter(pk=incident_id, status=Incident.Status.ACKNOWLEDGED).exists():
+        return 0
+    requested, transient = 0, None
+    for attempt in calls_to_end(incident_id=incident_id):
+        try:
+            requested += attempt_end_call(attempt=attempt)
+        except ProviderTransientError as exc:
+            transient = transient or exc
+    if transient is not None:
+        raise transient
+    return requested
+
+
+def attempt_end_call(*, attempt: NotificationAttempt) -> int:
+    """Hang up every call of one attempt that may still ring (``tenant`` loaded); returns the requests made.
+
+    Each SID is claimed in ``hangup_claims`` before its request (a concurrent or later run skips it while the
+    claim is live) and moved to ``hangup_sids`` once the provider answered; ``hung_up_at`` is set when it
+    confirmed. Raises ProviderTransientError after releasing the claim."""
+    requested = 0
+    for sid in _live_call_sids(attempt):
+        if not _hangup_claim(attempt.pk, sid):
+            continue  # another run holds a live claim on this call, or it was answered already
+        try:
+            get_voice_backend().end_call(tenant=attempt.tenant, sid=sid)
+        except ProviderTransientError as exc:
+            _hangup_release(attempt.pk, sid)
+            logger.warning("attempt %s: hanging up %s failed (%s); will retry", attempt.pk, sid, exc)
+            raise
+        except ProviderPermanentError as exc:
+            requested += 1
+            _hangup_done(attempt.pk, sid, confirmed=False)
+            logger.error("attempt %s: provider refused to hang up %s: %s %s", attempt.pk, sid, exc.code, exc)
+            continue
+        requested += 1
+        _hangup_done(attempt.pk, sid, confirmed=True)
+        logger.info("attempt %s: call %s hung up (incident acknowledged)", attempt.pk, sid)
+    return requested
+
+
+def _hangup_claim(attempt_id: int, sid: str) -> bool:
+    """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now) unless it was answered already
+    (``hangup_sids``), another run holds a live claim, or the call is the acknowledging attempt's own."""
+    now = timezone.now()
+    with transaction.atomic():
+        row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()
+        if (row is None or row.acknowledged_at is not None or sid in row.hangup_sids
+                or _claim_live(row, sid, now)):
+            return False
+        if sid in row.hangup_claims:
+            logger.warning("attempt %s: hang-up claim on %s expired (its worker died?); asking again", row.pk, sid)
+        row.hangup_claims = {**row.hangup_claims, sid: now.isoformat()}
+        row.save(update_fields=["hangup_claims"])
+    return True
+
+
+def _hangup_done(attempt_id: int, sid: str, *, confirmed: bool) -> None:
+    """The provider answered the hang-up of ``sid``: move it from ``hangup_claims`` to ``hangup_sids``;
+    ``confirmed`` (ended, or already over) also stamps ``hung_up_at``."""
+    with transaction.atomic():
+        row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
+        row.hangup_claims = {s: at for s, at in row.hangup_claims.items() if s != sid}
+        fields = ["hangup_claims"]
+        if sid not in row.hangup_sids:
+            row.hangup_sids = [*row.hangup_sids, sid]
+            fields.append("hangup_sids")
+        if confirmed:
+            row.hung_up_at = timezone.now()
+            fields.append("hung_up_at")
+        row.save(update_fields=fields)
+
+
+def _hangup_release(attempt_id: int, sid: str) -> None:
+    """Give the claim on ``sid`` back (a transient error): the task's retry may claim it at once."""
+    with transaction.atomic():
+        row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
+        row.hangup_claims = {s: at for s, at in row.hangup_claims.items() if s != sid}
+        row.save(update_fields=["hangup_claims"])
