@@ -14,6 +14,10 @@ from conversations.models import Interaction
 __all__ = ["Reply", "greet", "respond"]
 
 
-def respond(*, interaction: Interaction, text: str) -> Reply:
-    """Answer ``text`` in ``interaction``'s conversation; reads and writes session state, runs tools."""
-    return turn(interaction=interaction, text=text)
+def respond(*, interaction: Interaction, text: str, deadline: float | None = None) -> Reply:
+    """Answer ``text`` in ``interaction``'s conversation; reads and writes session state, runs tools.
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the LLM: a caller on the phone cannot wait past Twilio's
+    15 s webhook timeout. See :func:`conversations.agent.engine.turn`.
+    """
+    return turn(interaction=interaction, text=text, deadline=deadline)

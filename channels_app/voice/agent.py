@@ -12,15 +12,31 @@ and a front-desk number is configured, the call is transferred there (:mod:`chan
 Every turn is also assessed for urgency (see :mod:`channels_app.voice.assess`); at the
 emergency level the caller hears that help is being reached, the row is marked escalated and
 ``escalation_requested`` is sent on commit (the escalation app raises the incident).
+
+No lock is held while the LLM thinks (Twilio waits 15 s for a webhook, and the status callback, the voicemail
+fallback and the patient's other channels must not wait on the call's rows). A turn is three steps: a short
+locked transaction appends the caller's words and marks the turn in progress (``metadata["turn_in_progress"] =
+{"turn", "token", "started_at"}``); the urgency check and the engine run outside any transaction (the engine's
+tools take their own short transactions); a second short locked transaction appends the reply, starts the
+transfer or escalates, and sets ``turns_heard``. A replay of turn ``N`` that arrives meanwhile hears a
+``<Pause>`` and is redirected to the same Gather URL until the answer is stored. ``VOICE_TURN_BUDGET_SECONDS``
+(default 8 s) caps the urgency check's LLM timeout; a turn still in progress after :data:`STALE_AFTER_BUDGETS`
+budgets is given up (the caller is asked to repeat, and the late answer is dropped: its token no longer
+matches). Silence, voicemail and goodbye turns carry a ``ref`` (``CallSid:route:counter``), so a replayed request
+appends them once.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -51,6 +67,7 @@ REPROMPT = "Sorry, I didn't catch that. How can I help you?"
 VOICEMAIL_PROMPT = "Please leave a message after the tone, and press the pound key when you're done."
 NO_INPUT_VOICEMAIL = "I still can't hear you. If you'd like, leave a message after the tone."
 GOODBYE = "Thank you for calling {name}. Goodbye."
+TURN_LOST = "Sorry, that took too long on our side. Could you say that again?"
 ERROR_GOODBYE = "Sorry, something went wrong on our side. Please call again. Goodbye."
 
 _GOODBYE = re.compile(
@@ -59,6 +76,11 @@ _GOODBYE = re.compile(
 _VOICEMAIL = re.compile(r"\b(leave (a |an )?(message|voicemail|voice mail)|voicemail|voice mail)\b", re.IGNORECASE)
 _SMS_ONLY = re.compile(r"[^.!?]*\b(reply|text) (STOP|HELP|START)\b[^.!?]*[.!?]?", re.IGNORECASE)
 _MAX_NO_INPUT_REPROMPTS = 1
+
+#: metadata key of the call's row while the engine answers a turn: ``{"turn": N, "token": hex, "started_at": ISO}``
+IN_PROGRESS = "turn_in_progress"
+#: a turn still in progress after this many ``VOICE_TURN_BUDGET_SECONDS`` is given up (its worker died or hangs)
+STALE_AFTER_BUDGETS = 3
 
 
 class InvalidCall(ValueError):
@@ -148,6 +170,29 @@ def _turns_heard(interaction: Interaction) -> int:
     return int((interaction.metadata or {}).get("turns_heard", 0))
 
 
+def _in_progress(interaction: Interaction) -> dict:
+    return (interaction.metadata or {}).get(IN_PROGRESS) or {}
+
+
+def _locked(call: Call) -> Interaction:
+    """The call's ``call_logs`` row, locked until the surrounding transaction ends. Only that row: ``of=("self",)``
+    keeps the joined tenant, customer and conversation rows unlocked."""
+    return (Interaction.objects.select_for_update(of=("self",))
+            .select_related("tenant", "customer", "conversation").get(pk=call.interaction.pk))
+
+
+def _append_once(*, interaction: Interaction, ref: str, role: str, text: str, **extra) -> bool:
+    """Append a transcript turn keyed by ``ref`` unless a turn with that ``ref`` is already there (a replayed
+    webhook); True if appended. Runs under the row lock (in the caller's transaction, or its own)."""
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update(of=("self",)).only("transcript").get(pk=interaction.pk)
+        if any(t.get("ref") == ref for t in row.transcript or []):
+            interaction.transcript = row.transcript
+            return False
+        interaction_append_turn(interaction=interaction, role=role, text=text, ref=ref, **extra)
+    return True
+
+
 def _escalate(interaction: Interaction, assessment: Assessment) -> None:
     """Mark the row escalated and, on commit, ask the escalation app for an incident (once per interaction)."""
     if interaction.escalated:
@@ -158,52 +203,131 @@ def _escalate(interaction: Interaction, assessment: Assessment) -> None:
         sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason))
 
 
-def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
-    """Handle a Gather action (the caller's speech for ``turn``); return the TwiML of our answer.
+def _turn_budget() -> float:
+    """Seconds one caller turn may take (``VOICE_TURN_BUDGET_SECONDS``)."""
+    return float(settings.VOICE_TURN_BUDGET_SECONDS)
 
-    The caller's words and our answer are appended to the transcript; the turn is assessed for urgency; the
-    caller may ask for voicemail or say goodbye; a handoff to a human during opening hours transfers the call
-    (``<Dial>`` to ``AgentSettings.handoff_number``, see :mod:`channels_app.voice.transfer`). Runs under a row
-    lock on the call's ``call_logs`` row, so a replayed action waits for the first and then gets the same answer.
+
+def _is_stale(marker: dict, now: datetime) -> bool:
+    """True when the in-progress ``marker`` is older than :data:`STALE_AFTER_BUDGETS` turn budgets (or unreadable)."""
+    try:
+        started = datetime.fromisoformat(marker["started_at"])
+    except (KeyError, TypeError, ValueError):
+        return True
+    return now - started > timedelta(seconds=STALE_AFTER_BUDGETS * _turn_budget())
+
+
+def _answer_document(interaction: Interaction, turn: int) -> str:
+    """The TwiML of answered turn ``turn``, rebuilt from its stored agent turn, so a replay hears what the first
+    request heard: the transfer's current state, the voicemail recording, the goodbye, or the reply in a Gather
+    for the next turn (:data:`REPROMPT` if nothing was stored)."""
+    said = [t for t in interaction.transcript if t.get("role") == "agent" and t.get("turn") == turn]
+    last = said[-1] if said else {}
+    event, text = last.get("event"), last.get("text") or REPROMPT
+    if event == "transfer":
+        return transfer.transfer_document(interaction=interaction)
+    if event == "voicemail":
+        return twiml.voicemail(text, transcribe=not _stt_configured())
+    if event == "goodbye":
+        return twiml.goodbye(text)
+    return twiml.gather(text, turn=_turns_heard(interaction) + 1)
+
+
+def _turn_settled(call: Call, interaction: Interaction, turn: int) -> str | None:
+    """The TwiML for a Gather action (or our hold ``<Redirect>``) whose turn ``turn`` is already answered (the
+    stored reply) or is being answered right now (a hold); None when it is neither. Call under the row lock.
+
+    A turn in progress for longer than :data:`STALE_AFTER_BUDGETS` budgets is given up here: the caller hears
+    :data:`TURN_LOST` in a Gather for the next turn, and the late answer, if it ever comes, is dropped.
     """
-    call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
-    if call is None:
-        logger.warning("speech for an unknown call %s", params.get("CallSid"))
-        return twiml.goodbye(ERROR_GOODBYE)
-    text = (params.get("SpeechResult") or "").strip()
-    if not text:
-        return call_no_input(tenant=tenant, params=params, turn=turn, attempt=1)
+    if turn <= _turns_heard(interaction):
+        logger.info("replayed Gather action %s turn %s", call.sid, turn)
+        return _answer_document(interaction, turn)
+    marker = _in_progress(interaction)
+    if marker.get("turn") != turn:
+        return None
+    if not _is_stale(marker, timezone.now()):
+        logger.info("Gather action %s turn %s while it is being answered: holding", call.sid, turn)
+        return twiml.hold(turn=turn)
+    logger.warning("call %s turn %s in progress since %s: given up", call.sid, turn, marker.get("started_at"))
+    interaction_append_turn(interaction=interaction, role="agent", text=TURN_LOST, turn=turn, event="turn_lost")
+    interaction_set_metadata(interaction=interaction, updates={"turns_heard": turn, IN_PROGRESS: None})
+    return twiml.gather(TURN_LOST, turn=turn + 1)
+
+
+@dataclass
+class _Claim:
+    """Turn ``turn`` of a call is ours to answer while ``metadata["turn_in_progress"]["token"] == token``."""
+
+    interaction: Interaction
+    turn: int
+    token: str
+
+
+def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) -> str | _Claim | None:
+    """Step 1 of a turn, one short transaction under the row lock: answer a replay or a hold (TwiML); None for
+    silence on a turn that is not under way; otherwise append the caller's words (once per ``CallSid:turn``;
+    ``customer_message_received`` on commit) and mark the turn in progress (``metadata["turn_in_progress"] =
+    {"turn", "token", "started_at"}``)."""
     with transaction.atomic():
-        interaction = Interaction.objects.select_for_update().select_related(
-            "tenant", "customer", "conversation").get(pk=call.interaction.pk)
-        if turn <= _turns_heard(interaction):
-            said = [t for t in interaction.transcript if t.get("role") == "agent" and t.get("turn") == turn]
-            logger.info("replayed Gather action %s turn %s", call.sid, turn)
-            if said and said[-1].get("event") == "transfer":
-                return transfer.transfer_document(interaction=interaction)
-            return twiml.gather(said[-1]["text"] if said else REPROMPT, turn=_turns_heard(interaction) + 1)
-        interaction_append_turn(interaction=interaction, role="customer", text=text, ref=f"{call.sid}:{turn}",
-                                turn=turn, confidence=params.get("Confidence", ""))
-        interaction_id, message_id = interaction.pk, call.message.pk
-        transaction.on_commit(lambda: customer_message_received.send(
-            sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text))
-        assessment = assess(tenant=tenant, text=text)
+        interaction = _locked(call)
+        settled = _turn_settled(call, interaction, turn)
+        if settled is not None or not text:
+            return settled
+        if _append_once(interaction=interaction, ref=f"{call.sid}:{turn}", role="customer", text=text, turn=turn,
+                        confidence=params.get("Confidence", "")):
+            interaction_id, message_id = interaction.pk, call.message.pk
+            transaction.on_commit(lambda: customer_message_received.send(
+                sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text))
+        token = uuid.uuid4().hex
+        interaction_set_metadata(interaction=interaction, updates={
+            IN_PROGRESS: {"turn": turn, "token": token, "started_at": timezone.now().isoformat()}})
+    return _Claim(interaction=interaction, turn=turn, token=token)
+
+
+def _turn_think(*, tenant: Tenant, claim: _Claim, text: str) -> tuple[Assessment, engine.Reply | None]:
+    """Step 2, outside any transaction and holding no lock: assess urgency (LLM capped at the turn budget) and,
+    unless it is an emergency, a voicemail request or a goodbye, let the engine answer (its tools take their own
+    short transactions). Returns the assessment and the engine's reply (None when the engine was not asked)."""
+    started, budget = time.monotonic(), _turn_budget()
+    assessment = assess(tenant=tenant, text=text, timeout=budget)
+    answer = None
+    if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text)):
+        answer = engine.respond(interaction=claim.interaction, text=text, deadline=started + budget)
+    elapsed = time.monotonic() - started
+    if elapsed > budget:
+        logger.warning("voice turn of interaction %s took %.1f s, over its %.1f s budget",
+                       claim.interaction.pk, elapsed, budget)
+    return assessment, answer
+
+
+def _turn_finish(call: Call, *, tenant: Tenant, params: Mapping[str, str], claim: _Claim, text: str,
+                 assessment: Assessment, answer: engine.Reply | None) -> str:
+    """Step 3, one short transaction under the row lock: store the assessment, escalate an emergency, start a
+    transfer or append the reply, mark the turn heard; return its TwiML. If the turn was given up meanwhile
+    (another token), nothing is written and the stored answer is returned."""
+    turn = claim.turn
+    with transaction.atomic():
+        interaction = _locked(call)
+        if _in_progress(interaction).get("token") != claim.token:
+            logger.warning("call %s turn %s was given up while the engine answered; its reply is dropped",
+                           call.sid, turn)
+            return _turn_settled(call, interaction, turn) or twiml.hold(turn=turn)
         interaction_set_assessment(interaction=interaction, urgency=assessment.urgency)
-        interaction_set_metadata(interaction=interaction, updates={"turns_heard": turn})
         actions: list[str] = []
+        updates: dict = {"turns_heard": turn, IN_PROGRESS: None}
         if assessment.is_emergency:
             _escalate(interaction, assessment)
             reply, event = f"{EMERGENCY_REPLY} {EMERGENCY_FOLLOW_UP}", "emergency"
             document = twiml.gather(reply, turn=turn + 1)
-        elif _VOICEMAIL.search(text):
+        elif answer is None and _VOICEMAIL.search(text):
             reply, event = VOICEMAIL_PROMPT, "voicemail"
             document = twiml.voicemail(reply, transcribe=not _stt_configured())
-        elif _GOODBYE.search(text):
+        elif answer is None:
             reply, event = GOODBYE.format(name=tenant.short_name), "goodbye"
             document = twiml.goodbye(reply)
-            interaction_set_metadata(interaction=interaction, updates={"ended_by": "agent"})
+            updates["ended_by"] = "agent"
         else:
-            answer = engine.respond(interaction=interaction, text=text)
             actions = list(answer.actions)
             number = transfer.transfer_number(tenant=tenant, interaction=interaction, actions=actions)
             if number:
@@ -214,29 +338,77 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
                 document = twiml.gather(reply, turn=turn + 1)
         extra = {"actions": actions} if actions else {}
         interaction_append_turn(interaction=interaction, role="agent", text=reply, turn=turn, event=event, **extra)
+        interaction_set_metadata(interaction=interaction, updates=updates)
     return document
 
 
+def _turn_abandon(call: Call, claim: _Claim) -> None:
+    """Clear our in-progress mark after a failure, so a retry of the turn runs it again instead of holding."""
+    with transaction.atomic():
+        interaction = _locked(call)
+        if _in_progress(interaction).get("token") == claim.token:
+            interaction_set_metadata(interaction=interaction, updates={IN_PROGRESS: None})
+
+
+def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
+    """Handle a Gather action (the caller's speech for ``turn``); return the TwiML of our answer.
+
+    The caller's words and our answer are appended to the transcript; the turn is assessed for urgency; the
+    caller may ask for voicemail or say goodbye; a handoff to a human during opening hours transfers the call
+    (``<Dial>`` to ``AgentSettings.handoff_number``, see :mod:`channels_app.voice.transfer`). Three steps, and no
+    lock is held while the LLM thinks: a short locked transaction records the words and marks the turn in
+    progress; assessment and engine run outside any transaction; a second short locked transaction stores the
+    answer. A replay of turn ``turn`` (or our hold's ``<Redirect>``, which carries no ``SpeechResult``) gets
+    the stored answer once there is one, a ``<Pause>`` + ``<Redirect>`` while the turn is in progress. Errors
+    of the engine propagate (the in-progress mark is cleared first).
+    """
+    call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
+    if call is None:
+        logger.warning("speech for an unknown call %s", params.get("CallSid"))
+        return twiml.goodbye(ERROR_GOODBYE)
+    text = (params.get("SpeechResult") or "").strip()
+    begun = _turn_begin(call, turn=turn, text=text, params=params)
+    if begun is None:
+        return call_no_input(tenant=tenant, params=params, turn=turn, attempt=1)
+    if isinstance(begun, str):
+        return begun
+    try:
+        assessment, answer = _turn_think(tenant=tenant, claim=begun, text=text)
+        return _turn_finish(call, tenant=tenant, params=params, claim=begun, text=text, assessment=assessment,
+                            answer=answer)
+    except BaseException:
+        try:
+            _turn_abandon(call, begun)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            logger.exception("call %s turn %s: could not clear the in-progress mark", call.sid, turn)
+        raise
+
+
 def call_no_input(*, tenant: Tenant, params: Mapping[str, str], turn: int, attempt: int) -> str:
-    """A Gather heard nothing (``attempt`` = consecutive silences): re-prompt once, then offer voicemail."""
+    """A Gather heard nothing (``attempt`` = consecutive silences): re-prompt once, then offer voicemail.
+
+    The agent turn is keyed ``CallSid:no-input:turn:attempt`` (``ref``), so a replayed request writes it once.
+    """
     call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
     if call is None:
         return twiml.goodbye(ERROR_GOODBYE)
+    ref = f"{call.sid}:no-input:{turn}:{attempt}"
     if attempt <= _MAX_NO_INPUT_REPROMPTS:
-        interaction_append_turn(interaction=call.interaction, role="agent", text=REPROMPT, event="no_input")
+        _append_once(interaction=call.interaction, ref=ref, role="agent", text=REPROMPT, event="no_input")
         return twiml.gather(REPROMPT, turn=turn, no_input=attempt)
     if attempt == _MAX_NO_INPUT_REPROMPTS + 1:
-        interaction_append_turn(interaction=call.interaction, role="agent", text=NO_INPUT_VOICEMAIL, event="voicemail")
+        _append_once(interaction=call.interaction, ref=ref, role="agent", text=NO_INPUT_VOICEMAIL, event="voicemail")
         return twiml.voicemail(NO_INPUT_VOICEMAIL, transcribe=not _stt_configured())
     goodbye = GOODBYE.format(name=tenant.short_name)
-    interaction_append_turn(interaction=call.interaction, role="agent", text=goodbye, event="goodbye")
+    _append_once(interaction=call.interaction, ref=ref, role="agent", text=goodbye, event="goodbye")
     return twiml.goodbye(goodbye)
 
 
 def call_voicemail(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     """Go straight to voicemail (the number's fallback, or a ``<Dial>`` that was not answered).
 
-    Opens the call if this is the first we hear of it (once per CallSid, like :func:`call_answer`).
+    Opens the call if this is the first we hear of it (once per CallSid, like :func:`call_answer`). The prompt
+    turn is keyed ``CallSid:voicemail:turns_heard`` (``ref``), so a replayed request writes it once.
     """
     sid = params.get("CallSid", "")
     if not sid:
@@ -253,16 +425,22 @@ def call_voicemail(*, tenant: Tenant, params: Mapping[str, str]) -> str:
         else:
             interaction = call.interaction
         prompt = f"Thank you for calling {tenant.short_name}. {VOICEMAIL_PROMPT}"
-        interaction_append_turn(interaction=interaction, role="agent", text=prompt, event="voicemail")
+        _append_once(interaction=interaction, ref=f"{sid}:voicemail:{_turns_heard(interaction)}", role="agent",
+                     text=prompt, event="voicemail")
     return twiml.voicemail(prompt, transcribe=not _stt_configured())
 
 
 def call_voicemail_done(*, tenant: Tenant, params: Mapping[str, str]) -> str:
-    """The ``<Record>`` action: thank the caller and hang up (the recording arrives by its own callback)."""
+    """The ``<Record>`` action: thank the caller and hang up (the recording arrives by its own callback).
+
+    The goodbye turn is keyed ``CallSid:voicemail-done:RecordingSid`` (``ref``), so a replay writes it once.
+    """
     call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
     text = f"Thank you, your message has been recorded. {GOODBYE.format(name=tenant.short_name)}"
     if call is not None:
-        interaction_append_turn(interaction=call.interaction, role="agent", text=text, event="goodbye")
+        key = params.get("RecordingSid") or f"turn-{_turns_heard(call.interaction)}"
+        _append_once(interaction=call.interaction, ref=f"{call.sid}:voicemail-done:{key}", role="agent", text=text,
+                     event="goodbye")
         interaction_set_metadata(interaction=call.interaction, updates={"ended_by": "agent"})
     return twiml.goodbye(text)
 

@@ -3,9 +3,9 @@
 Rules: ``conversations.urgency.classify`` with the tenant's ``emergency_phrases`` (the rule every channel uses)
 and ``enrichment.scorers.intent`` over the tenant's ``intents``. With ``OPENAI_API_KEY`` set, the enrichment
 OpenAI backend (any OpenAI-compatible server at ``OPENAI_BASE_URL``) also scores the text, with a short timeout
-(``VOICE_LLM_TIMEOUT_SECONDS``, no retries — a caller is waiting); the higher urgency wins, the LLM's intent is
-preferred when it named one. An LLM failure is logged and the rules' answer stands, so a flaky LLM never
-lowers urgency nor drops a call.
+(``VOICE_LLM_TIMEOUT_SECONDS``, lowered further by a caller's ``timeout``, no retries — a caller is waiting); the
+higher urgency wins, the LLM's intent is preferred when it named one. An LLM failure is logged and the rules'
+answer stands, so a flaky LLM never lowers urgency nor drops a call.
 """
 
 from __future__ import annotations
@@ -38,18 +38,26 @@ class Assessment:
         return self.urgency >= EMERGENCY
 
 
-def _llm_backend():
+def _llm_backend(timeout: float | None = None):
     import openai
 
     from enrichment.backends import OpenAIBackend
 
+    seconds = settings.VOICE_LLM_TIMEOUT_SECONDS
+    if timeout is not None:
+        seconds = max(0.1, min(seconds, timeout))
     client = openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL,
-                           timeout=settings.VOICE_LLM_TIMEOUT_SECONDS, max_retries=0)
+                           timeout=seconds, max_retries=0)
     return OpenAIBackend(client=client)
 
 
-def assess(*, tenant, text: str, channel: str = "voice") -> Assessment:
-    """Assess ``text`` (the caller's words) for ``tenant``; never raises for an LLM failure."""
+def assess(*, tenant, text: str, channel: str = "voice", timeout: float | None = None) -> Assessment:
+    """Assess ``text`` (the caller's words) for ``tenant``; never raises for an LLM failure.
+
+    ``timeout`` (seconds) caps the LLM call below ``VOICE_LLM_TIMEOUT_SECONDS`` (the voice turn's budget);
+    None keeps the setting. Runs no transaction of its own and should be called outside one (it may wait on
+    the network for that long).
+    """
     phrases = tenant.emergency_phrases or []
     intent_name, _ = scorers.intent(text or "", tenant.intents or {})
     level = urgency_rules.classify(text, emergency_phrases=phrases, intent_name=intent_name)
@@ -62,7 +70,7 @@ def assess(*, tenant, text: str, channel: str = "voice") -> Assessment:
                                intents=tenant.intents or {}, emergency_phrases=phrases,
                                lead_intents=tenant.lead_intents or [], contactable=True, escalated=False)
         try:
-            scores = _llm_backend().score(data)
+            scores = _llm_backend(timeout).score(data)
         except Exception as exc:  # noqa: BLE001 - any LLM failure leaves the rules' answer
             logger.warning("LLM urgency check failed (%s); using the tenant's rules", type(exc).__name__)
         else:

@@ -5,9 +5,9 @@ Verbs and attributes per Twilio's TwiML reference: ``<Gather>`` (https://www.twi
 speaks), ``<Record>`` (https://www.twilio.com/docs/voice/twiml/record: ``recordingStatusCallback``,
 ``transcribe`` / ``transcribeCallback``; Twilio transcribes recordings of at most 120 s), ``<Dial>``
 (https://www.twilio.com/docs/voice/twiml/dial: ``action`` receives ``DialCallStatus`` when the dialled call ends,
-``timeout`` seconds of ringing, ``callerId``), ``<Redirect>``, ``<Say>``, ``<Hangup>``. Every URL is absolute
-(``settings.PUBLIC_BASE_URL`` + path) because Twilio signs the exact URL it requests and we validate against the
-same base.
+``timeout`` seconds of ringing, ``callerId``), ``<Redirect>``, ``<Pause>``, ``<Say>``, ``<Hangup>``. Every URL is
+absolute (``settings.PUBLIC_BASE_URL`` + path) because Twilio signs the exact URL it requests and we validate
+against the same base.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ GATHER_TIMEOUT = 6
 VOICEMAIL_MAX_SECONDS = 120
 #: seconds the front desk rings before a transfer counts as unanswered (``<Dial timeout>``)
 DIAL_TIMEOUT = 20
+#: seconds of silence before a replayed Gather action asks again whether its turn has been answered
+HOLD_SECONDS = 2
 
 
 def url(path: str, **query) -> str:
@@ -57,6 +59,19 @@ def gather(text: str, *, turn: int, no_input: int = 0) -> str:
     _say(listen, text)
     response.append(listen)
     response.redirect(url(NO_INPUT_PATH, turn=turn, n=no_input + 1), method="POST")
+    return str(response)
+
+
+def hold(*, turn: int) -> str:
+    """Keep the caller on the line while the answer to turn ``turn`` is still being worked out: a
+    :data:`HOLD_SECONDS` ``<Pause>``, then a ``<Redirect>`` (POST) to the same Gather action URL (``?turn=N``).
+
+    Twilio's redirected request carries the call's parameters but no ``SpeechResult``; the Gather route answers
+    it with the stored reply once the turn is done, or with this document again.
+    """
+    response = VoiceResponse()
+    response.pause(length=HOLD_SECONDS)
+    response.redirect(url(GATHER_PATH, turn=turn), method="POST")
     return str(response)
 
 

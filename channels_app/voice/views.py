@@ -1,19 +1,16 @@
 """Twilio Voice webhooks (all signed; see ``channels_app.twilio_security`` and ``channels_app.voice.security``).
 
-Inbound-call routes find the tenant by ``To``; routes that also serve calls we placed (callbacks) try ``To``
-then ``From`` (our number is ``From`` on an outbound call). TwiML answers are ``text/xml``; pure callbacks
-answer 204.
+The incoming-call route finds the tenant by ``To``; routes about a call in progress (which may be a call we
+placed: a callback) find it by our end of the call — ``To`` inbound, ``From`` outbound, never the patient's
+number — else by the stored ``CallSid`` (:data:`channels_app.voice.security.voice_webhook`). TwiML answers are
+``text/xml``; pure callbacks answer 204.
 """
 
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 
 from channels_app.twilio_security import twiml_response, twilio_webhook
 from channels_app.voice import agent, callback, lifecycle, transfer, voicemail
-from channels_app.voice.security import call_webhook
-
-EITHER_END = ("To", "From")
-
-
+from channels_app.voice.security import call_webhook, voice_webhook
 
 
 def _query_int(request, name: str, default: int) -> int:
@@ -32,21 +29,23 @@ def voice_inbound(request):
         return HttpResponseBadRequest(str(exc))
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_gather(request):
-    """The caller's speech for turn ``?turn=N``: answer through the engine."""
+    """The caller's speech for turn ``?turn=N``: answer through the engine (no lock held while it thinks). A
+    replay of turn N, or our own ``<Redirect>`` back here, gets the stored reply once the turn is answered and
+    a short hold (``<Pause>`` + ``<Redirect>``) until then."""
     turn = _query_int(request, "turn", 1)
     return twiml_response(agent.call_turn(tenant=request.tenant, params=request.POST, turn=turn))
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_no_input(request):
     """A Gather heard nothing (``?turn=N&n=K``): re-prompt, then voicemail, then goodbye."""
     return twiml_response(agent.call_no_input(tenant=request.tenant, params=request.POST,
                                       turn=_query_int(request, "turn", 1), attempt=_query_int(request, "n", 1)))
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_status(request):
     """Call status callback: forward only; the end closes the call's row."""
     if not request.POST.get("CallSid") or not request.POST.get("CallStatus"):
@@ -55,7 +54,7 @@ def voice_status(request):
     return HttpResponse(status=204)
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_callback_answer(request, callback_request_id: int):
     """A callback call we placed was answered (``AnsweredBy`` from answering-machine detection): talk to a
     person, leave a generic message on a machine. Another tenant's request id answers 404."""
@@ -66,14 +65,14 @@ def voice_callback_answer(request, callback_request_id: int):
     return twiml_response(document)
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_dial_result(request):
     """The ``<Dial action>`` of a transfer to the front desk (``DialCallStatus``): hang up when answered,
     otherwise record a voicemail. A replay gets the same TwiML."""
     return twiml_response(transfer.dial_result(tenant=request.tenant, params=request.POST))
 
 
-@twilio_webhook(tenant_fields=("To",))
+@voice_webhook
 def voice_voicemail(request):
     """Straight to voicemail (number fallback, unanswered ``<Dial>``)."""
     try:
@@ -82,7 +81,7 @@ def voice_voicemail(request):
         return HttpResponseBadRequest(str(exc))
 
 
-@twilio_webhook(tenant_fields=EITHER_END)
+@voice_webhook
 def voice_voicemail_done(request):
     """The ``<Record>`` action: thank and hang up."""
     return twiml_response(agent.call_voicemail_done(tenant=request.tenant, params=request.POST))

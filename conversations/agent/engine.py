@@ -76,10 +76,10 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     return Reply("Thanks. I won't use details from earlier conversations on this number. How can I help you today?")
 
 
-def _run(session: AgentSession, text: str, prefix: str = "") -> Reply:
+def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | None = None) -> Reply:
     backend = get_backend()
     try:
-        said = backend.respond(session, text)
+        said = backend.respond(session, text, deadline=deadline)
     except Exception as exc:  # noqa: BLE001 - any backend failure falls back to the offline agent
         if getattr(backend, "name", "") == "local":
             raise
@@ -88,18 +88,20 @@ def _run(session: AgentSession, text: str, prefix: str = "") -> Reply:
     return Reply(prefix + said, list(session.actions))
 
 
-def turn(*, interaction: Interaction, text: str, now: datetime | None = None) -> Reply:
+def turn(*, interaction: Interaction, text: str, now: datetime | None = None,
+         deadline: float | None = None) -> Reply:
     """Answer ``text`` (the customer's words, already recorded) in ``interaction``; tools run as needed.
 
     Returns the reply text and the tool names run. Never raises for a backend outage: the local backend
-    answers instead (database errors do propagate).
+    answers instead (database errors do propagate). ``deadline`` (``time.monotonic()`` seconds) caps the LLM
+    backend's requests; past it the backend gives up as if the LLM were down.
     """
     session = session_for(interaction=interaction, now=now)
     if session.identity == "asked":
         return _identity_answer(session, text, session.now)
     if _needs_identity_check(session):
         return Reply(_identity_prompt(session, text), ["identity_check"])
-    return _run(session, text)
+    return _run(session, text, deadline=deadline)
 
 
 def greet(*, interaction: Interaction, anonymous: bool = False, now: datetime | None = None) -> Reply:

@@ -42,8 +42,9 @@ class LocalBackend:
 
     name = "local"
 
-    def respond(self, session: AgentSession, text: str) -> str:
-        """The reply to ``text``; tools run as side effects (recorded in ``session.actions``)."""
+    def respond(self, session: AgentSession, text: str, deadline: float | None = None) -> str:
+        """The reply to ``text``; tools run as side effects (recorded in ``session.actions``). Instant, so
+        ``deadline`` is not needed."""
         when = parse_when(text, tz=session.tz, now=session.now)
         intent = detect_intent(text)
         pending = session.pending

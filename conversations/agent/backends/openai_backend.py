@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import openai
 from django.conf import settings
@@ -24,6 +25,7 @@ from conversations.agent.tools import TOOL_SCHEMAS, call_tool
 
 logger = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 4
+MIN_REQUEST_SECONDS = 0.5  # less time than this left: don't start another LLM request
 ROLE_MAP = {"customer": "user", "agent": "assistant", "staff": "assistant"}
 
 
@@ -77,16 +79,33 @@ class OpenAIBackend:
         self.client = client or make_client()
         self.model = model or getattr(settings, "AGENT_MODEL", "") or settings.OPENAI_MODEL
 
-    def respond(self, session: AgentSession, text: str) -> str:
-        """Run the tool-call loop for ``text``; returns the assistant's final words."""
+    def respond(self, session: AgentSession, text: str, deadline: float | None = None) -> str:
+        """Run the tool-call loop for ``text``; returns the assistant's final words.
+
+        ``deadline`` (``time.monotonic()`` seconds): each request gets only the time left, without client
+        retries. When it runs out after a tool already acted, the tool's own sentence is the answer (a booking
+        made is never made again by a fallback); before any tool acted, :class:`BackendUnavailable` is raised
+        and the engine answers with the local backend.
+        """
         messages: list[dict] = [{"role": "system", "content": system_prompt(session)}, *history_messages(session, text)]
+        tool_said = ""
         for _ in range(MAX_TOOL_ROUNDS):
+            client = self.client
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left < MIN_REQUEST_SECONDS:
+                    if tool_said:
+                        return tool_said
+                    raise BackendUnavailable("time budget spent")
+                client = client.with_options(timeout=left, max_retries=0)
             try:
-                completion = self.client.chat.completions.create(
+                completion = client.chat.completions.create(
                     model=self.model, messages=messages, tools=TOOL_SCHEMAS, tool_choice="auto", temperature=0.2,
                 )
                 message = completion.choices[0].message
             except (openai.OpenAIError, IndexError, AttributeError) as exc:
+                if tool_said:  # a tool acted already: its sentence stands; a fallback must not act again
+                    return tool_said
                 raise BackendUnavailable(str(exc)) from exc
             if not message.tool_calls:
                 return (message.content or "").strip() or "Sorry, could you say that again?"
@@ -106,6 +125,7 @@ class OpenAIBackend:
                 else:
                     outcome = call_tool(session, call.function.name, args)
                     result = {"ok": outcome.ok, "message": outcome.say, **outcome.data}
+                    tool_said = outcome.say or tool_said
                 messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result, default=str)})
         logger.warning("agent tool loop hit %s rounds", MAX_TOOL_ROUNDS)
         raise BackendUnavailable("too many tool rounds")
