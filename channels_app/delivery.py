@@ -8,7 +8,8 @@ OutboundDelivery`:
    or read timeout after the request may have reached Twilio, or a worker killed mid-request), the claim says
    so and carries ``reconcile_since`` — the caller must look the message/call up (``find_recent``) first.
 2. The caller sends (or finds) and then calls :func:`delivery_record_sent` / :func:`delivery_record_failed`,
-   or :func:`delivery_release` after a transient error.
+   or :func:`delivery_release` after a transient error. The release is fenced by the claim's ``attempt``: an
+   attempt that outlived its lease (another worker has claimed since) changes nothing.
 
 :func:`outbound_redrive` (a beat task) re-queues outbound rows still ``pending`` a minute after they were
 created — a task whose worker died (OOM, hard time limit) — so a patient's reply is never silently dropped.
@@ -43,11 +44,13 @@ def _lease() -> timedelta:
 
 @dataclass
 class Claim:
-    """A claimed send: the locked-then-released ``message``, and ``reconcile_since`` (aware UTC) when an
-    earlier attempt may have reached the provider — look for what it created since then before sending."""
+    """A claimed send: the locked-then-released ``message``, ``reconcile_since`` (aware UTC) when an earlier
+    attempt may have reached the provider — look for what it created since then before sending — and
+    ``attempt``, this claim's number (``OutboundDelivery.attempts`` as it set it: the fencing token)."""
 
     message: ChannelMessage
     reconcile_since: datetime | None
+    attempt: int
 
 
 def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -> Claim | ChannelMessage:
@@ -81,7 +84,7 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
             delivery.save(force_insert=True)
         else:
             delivery.save(update_fields=["attempts", "claimed_at", "lease_until", "in_flight"])
-    return Claim(message=message, reconcile_since=since)
+    return Claim(message=message, reconcile_since=since, attempt=delivery.attempts)
 
 
 def known_provider_ids(*, message: ChannelMessage, since: datetime) -> set[str]:
@@ -118,14 +121,22 @@ def delivery_record_failed(*, message: ChannelMessage, error_code: str, error_me
         OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
 
 
-def delivery_release(*, message: ChannelMessage, request_sent: bool) -> None:
-    """End an attempt that raised a transient error, so the task's retry may claim at once.
+def delivery_release(*, claim: Claim, request_sent: bool) -> bool:
+    """End the attempt ``claim`` after a transient error, so the task's retry may claim at once.
 
     ``request_sent`` False (connect refused/timeout, 429: it certainly never reached the provider) clears
     ``in_flight`` — the retry just sends. True (a 5xx, a read timeout) keeps it — the retry reconciles first.
+    Only the claim's own attempt is released: when the attempt outlived its lease and another worker has
+    claimed the row since (``attempts`` moved on), nothing is written — clearing that live claim's
+    ``in_flight`` or lease would let a third attempt send again (a duplicate SMS or call). Returns True when
+    the row was released, False when the attempt had been superseded.
     """
-    OutboundDelivery.objects.filter(message_id=message.pk).update(
+    released = OutboundDelivery.objects.filter(message_id=claim.message.pk, attempts=claim.attempt).update(
         in_flight=request_sent, lease_until=timezone.now())
+    if not released:
+        logger.warning("outbound %s: attempt %s was superseded by a newer claim; not released",
+                       claim.message.pk, claim.attempt)
+    return bool(released)
 
 
 def outbound_redrive(*, now: datetime | None = None) -> dict[str, int]:

@@ -2,20 +2,23 @@
 
 Sending tasks are ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-task (OOM, hard time limit)
 puts the message back on the queue instead of acknowledging it, and the claim in :mod:`channels_app.delivery`
-makes the redelivery reconcile rather than send twice. :func:`outbound_redrive` (beat) catches the rest.
+makes the redelivery reconcile rather than send twice. :func:`outbound_redrive` (beat) catches the rest;
+:func:`inbound_redrive` (beat) does the same for inbound work (SMS replies, voicemails) whose task was lost.
 """
 
 from celery import shared_task
 
 from channels_app.providers import PROVIDER_RETRY
+from channels_app.sms import replies
 from channels_app.sms import services as sms
 
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
 def sms_reply(inbound_id: int) -> None:
-    """Reply to one inbound SMS (idempotent: one reply per MessageSid, row-locked send)."""
-    sms.sms_reply(inbound_id=inbound_id)
+    """Reply to one inbound SMS (idempotent: one reply per MessageSid, the engine run at most once, row-locked
+    send; see :func:`channels_app.sms.replies.sms_reply`)."""
+    replies.sms_reply(inbound_id=inbound_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
@@ -30,3 +33,12 @@ def outbound_redrive() -> dict[str, int]:
     from channels_app.delivery import outbound_redrive as redrive
 
     return redrive()
+
+
+@shared_task(ignore_result=True)
+def inbound_redrive() -> dict[str, int]:
+    """Beat (every 30 s): re-queue inbound work whose task was lost — replies to inbound SMS that never came,
+    and completed voicemail recordings never filed. Returns ``{"sms_replies": n, "voicemails": n}``."""
+    from channels_app.voice.voicemail import voicemail_redrive
+
+    return {"sms_replies": replies.sms_reply_redrive(), "voicemails": voicemail_redrive()}

@@ -10,13 +10,14 @@ from django.test import override_settings
 from django.utils import timezone
 
 from channels_app import tasks as channel_tasks
-from channels_app.delivery import delivery_claim, outbound_redrive
+from channels_app.delivery import delivery_claim, delivery_release, outbound_redrive
 from channels_app.email.tasks import email_deliver_task
+from channels_app.models import OutboundDelivery
 from channels_app.providers import ProviderTransientError
 from channels_app.providers.sms import TwilioSmsBackend
 from channels_app.sms.services import sms_deliver, sms_send
 from channels_app.voice.callback import callback_place
-from channels_app.voice.tasks import voice_place_callback
+from channels_app.voice.tasks import voice_place_callback, voicemail_file_untranscribed_task, voicemail_transcribe
 from conversations.agent.services import callback_request
 from conversations.models import ChannelMessage
 from conversations.services import call_open, message_mark_sent, message_prepare_outbound, session_open
@@ -101,9 +102,30 @@ def test_a_send_in_progress_elsewhere_is_not_sent_again(tenant):
 
 
 @pytest.mark.django_db
+def test_a_superseded_attempt_failing_late_leaves_the_live_claim_alone(tenant):
+    """An attempt that outlived its lease and then fails before reaching Twilio (request_sent=False) must not
+    clear the newer attempt's claim: a third worker would then send the same SMS again."""
+    message = outbound_sms(tenant)
+    stale = delivery_claim(message_id=message.pk, now=timezone.now() - timedelta(minutes=3))  # lease long gone
+    live = delivery_claim(message_id=message.pk)  # another worker took over and is mid-request
+    assert (stale.attempt, live.attempt) == (1, 2)
+    live_lease = OutboundDelivery.objects.get(message=message).lease_until
+    assert delivery_release(claim=stale, request_sent=False) is False
+    delivery = OutboundDelivery.objects.get(message=message)
+    assert (delivery.attempts, delivery.in_flight, delivery.lease_until) == (2, True, live_lease)
+    with TwilioStub() as stub, override_settings(SMS_BACKEND=SMS_TWILIO, TWILIO_API_BASE=stub.base_url):
+        assert sms_deliver(message_id=message.pk).status == "pending"  # a third attempt stays off
+        assert stub.creates("messages") == []
+    assert delivery_release(claim=live, request_sent=False) is True  # the live attempt's own release works
+    delivery.refresh_from_db()
+    assert not delivery.in_flight
+
+
+@pytest.mark.django_db
 def test_callback_retry_skips_a_call_we_own_and_yesterdays_call(tenant):
     """R7: find_recent is bounded in time and never latches onto a SID we already recorded."""
-    customer = customer_resolve(tenant=tenant, phone=PATIENT).customer
+    # verified: only a proven phone of the customer is ever called back (channels_app.voice.callback)
+    customer = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
     with TwilioStub() as stub, override_settings(VOICE_BACKEND=VOICE_TWILIO, TWILIO_API_BASE=stub.base_url):
         from channels_app.providers.voice import TwilioVoiceBackend
 
@@ -127,7 +149,8 @@ def test_callback_retry_skips_a_call_we_own_and_yesterdays_call(tenant):
 
 
 def test_sending_tasks_are_requeued_when_their_worker_dies():
-    for task in (channel_tasks.sms_reply, channel_tasks.sms_deliver_task, email_deliver_task, voice_place_callback):
+    for task in (channel_tasks.sms_reply, channel_tasks.sms_deliver_task, email_deliver_task, voice_place_callback,
+                 voicemail_transcribe, voicemail_file_untranscribed_task):
         assert task.acks_late and task.reject_on_worker_lost, task.name
 
 

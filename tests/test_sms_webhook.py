@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from channels_app import twilio_payloads
 from channels_app.providers.sms import LocmemSmsBackend
-from channels_app.sms.services import sms_reply, sms_send
+from channels_app.sms.replies import sms_reply
+from channels_app.sms.services import sms_send
 from conversations.models import ChannelMessage, Conversation, Interaction
 from identity.models import Customer, CustomerIdentifier
 
@@ -115,6 +116,7 @@ def test_reply_is_sent_once_and_recorded_with_its_sid(tenant, twilio_post):
     assert [t["role"] for t in row.transcript] == ["customer", "agent"]
     assert "Ana" in row.transcript[1]["text"]
     assert row.metadata["messages"][reply.provider_id]["status"] == "queued"
+    assert not row.metadata.get("sms_reply_reservations")  # the reservation went with the reply row
 
 
 @pytest.mark.django_db

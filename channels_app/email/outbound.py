@@ -164,7 +164,7 @@ def email_deliver(*, message_id: int) -> ChannelMessage:
         get_connection(fail_silently=False).send_messages([build_message(message, headers)])
     except Exception as exc:  # noqa: BLE001 - classified below
         if _is_transient(exc):
-            delivery_release(message=message, request_sent=False)
+            delivery_release(claim=claim, request_sent=False)
             raise ProviderTransientError(type(exc).__name__, request_sent=False) from exc
         # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
         # the address, and error fields end up in logs, admin lists and exports.

@@ -1,4 +1,4 @@
-"""The SMS channel: receive an inbound Twilio message, compose the reply, deliver outbound messages."""
+"""The SMS channel: receive an inbound Twilio message, deliver outbound messages (replies: :mod:`.replies`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from channels_app.delivery import (
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
 from channels_app.providers.sms import get_sms_backend
 from channels_app.sms.keywords import Keyword, classify
-from conversations import engine
 from conversations.models import Channel, ChannelMessage, Interaction
 from conversations.services import (
     Received,
@@ -48,6 +47,8 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
     START / HELP, and on commit queues the reply. Handlers in ``settings.SMS_INBOUND_HANDLERS`` (dotted paths
     of ``f(tenant, params) -> bool``) may claim a message first — e.g. an on-call clinician's "ACK" — and
     then nothing is recorded here; they return None. Raises :class:`InvalidSms` for a malformed request.
+    Queuing the reply never fails the webhook (a broker outage is logged; the inbound redrive catches up);
+    the reply itself is :func:`channels_app.sms.replies.sms_reply`.
     """
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     phone = normalize_phone(params.get("From"), tenant.country)
@@ -79,33 +80,10 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
         from channels_app.tasks import sms_reply
 
         message_id = received.message.pk
-        transaction.on_commit(lambda: sms_reply.delay(message_id))
+        # robust: with the broker down the message stays recorded and Twilio still gets its 200 (it would not
+        # retry a 500 anyway); channels_app.sms.replies.sms_reply_redrive queues the reply later.
+        transaction.on_commit(lambda: sms_reply.delay(message_id), robust=True)
     return received
-
-
-def sms_compose_reply(*, inbound: ChannelMessage) -> str:
-    """The reply text for an inbound SMS: compliance answers for START / HELP, else the engine's reply."""
-    tenant = inbound.interaction.tenant
-    keyword = classify(inbound.body)
-    if keyword is Keyword.OPT_IN:
-        return f"{tenant.short_name}: you're subscribed again. Reply STOP to opt out, HELP for help."
-    if keyword is Keyword.HELP:
-        return f"{tenant.short_name}: {tenant.sms_help_text}"
-    return engine.respond(interaction=inbound.interaction, text=inbound.body).text
-
-
-def sms_reply(*, inbound_id: int) -> ChannelMessage | None:
-    """Compose and deliver the reply to one inbound SMS, once (idempotency key ``reply:<MessageSid>``)."""
-    inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(pk=inbound_id)
-    key = f"reply:{inbound.provider_id}"
-    outbound = ChannelMessage.objects.filter(tenant_id=inbound.tenant_id, idempotency_key=key).first()
-    if outbound is None:
-        body = sms_compose_reply(inbound=inbound)
-        outbound, _ = message_prepare_outbound(
-            interaction=inbound.interaction, sender=inbound.recipient, recipient=inbound.sender, body=body,
-            idempotency_key=key,
-        )
-    return sms_deliver(message_id=outbound.pk)
 
 
 def is_opted_out(*, tenant: Tenant, phone: str) -> bool:
@@ -156,7 +134,7 @@ def sms_deliver(*, message_id: int) -> ChannelMessage:
         logger.warning("outbound SMS %s failed permanently: code %s", message.pk, exc.code or "?")
         return message
     except ProviderTransientError as exc:
-        delivery_release(message=message, request_sent=exc.request_sent)
+        delivery_release(claim=claim, request_sent=exc.request_sent)
         raise
     delivery_record_sent(message=message, provider_id=sent.sid, status=sent.status)
     return message
@@ -171,11 +149,12 @@ def tenant_sender_number(tenant: Tenant) -> str:
 
 
 def sms_send(*, tenant: Tenant, customer, to: str, body: str, idempotency_key: str,
-             interaction: Interaction | None = None) -> ChannelMessage:
+             interaction: Interaction | None = None, transcript_text: str | None = None) -> ChannelMessage:
     """Send an SMS we start (confirmations, links) to ``to`` (E.164), recorded in the customer's timeline.
 
     Creates the outbound turn once per ``idempotency_key`` (in ``interaction`` or the customer's open SMS
-    session) and delivers it on commit through a task.
+    session) and delivers it on commit through a task. ``transcript_text`` replaces the body in the transcript
+    when the body holds a secret (see :func:`conversations.services.message_prepare_outbound`).
     """
     from channels_app.tasks import sms_deliver_task
 
@@ -185,7 +164,7 @@ def sms_send(*, tenant: Tenant, customer, to: str, body: str, idempotency_key: s
                                           direction="outbound", idle_window=tenant.sms_idle_window)
         message, created = message_prepare_outbound(
             interaction=interaction, sender=tenant_sender_number(tenant), recipient=to, body=body,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key, transcript_text=transcript_text,
         )
         if created:
             transaction.on_commit(lambda: sms_deliver_task.delay(message.pk))

@@ -11,23 +11,33 @@ Each recording becomes one ``voicemail`` row in ``call_logs`` (once per Recordin
 ChannelMessage), with the transcript as the customer's turn, urgency and intent from
 :mod:`channels_app.voice.assess`, and ``escalated`` plus ``escalation_requested`` when it is an emergency. The row
 is closed at once (so enrichment scores it) and linked from the call's row.
+
+Lost work is re-driven (:func:`voicemail_redrive`, beat via ``channels_app.tasks.inbound_redrive``): the call's
+row notes every recording as it arrives (``metadata["recording"]``: sid, url, status, duration_seconds and
+``received_at``, ISO-8601 UTC); a ``completed`` recording with no ``voicemail`` row (no ChannelMessage with its
+RecordingSid) is queued again — transcribed when the OpenAI-compatible transcriber is configured, else, when
+Twilio's transcription never arrived, filed without a transcript (status ``missing``) so staff still get the
+recording; a transcription arriving after that is added to the filed voicemail and may still escalate it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
 from channels_app.providers.twilio_client import TWILIO_HOST
 from channels_app.voice.agent import Call, _escalate, call_find
 from channels_app.voice.assess import assess
-from conversations.models import Channel, Interaction
+from conversations.models import Channel, ChannelMessage, Interaction
 from conversations.services import (
+    interaction_append_turn,
     interaction_close,
     interaction_set_assessment,
     interaction_set_metadata,
@@ -36,6 +46,16 @@ from conversations.services import (
 from identity.models import Tenant
 
 logger = logging.getLogger(__name__)
+
+#: OpenAI transcriber: a recording not filed this long after it arrived (or after it was last re-queued) is
+#: queued again — longer than the first task's retries with backoff, so a slow chain is not doubled.
+REDRIVE_AFTER = timedelta(minutes=3)
+#: Twilio transcriber: how long Twilio's transcription callback may take before the recording is filed without
+#: a transcript (the callback is not retried by Twilio when our webhook failed).
+TWILIO_TRANSCRIPTION_GRACE = timedelta(minutes=10)
+#: Older recordings are left to staff (the call's row still shows the recording).
+REDRIVE_MAX_AGE = timedelta(hours=1)
+MISSING = "missing"
 
 
 def stt_configured() -> bool:
@@ -61,6 +81,9 @@ def voicemail_file(
         )
         voicemail = received.interaction
         if received.duplicate:
+            if transcript and _add_late_transcript(voicemail=voicemail, transcript=transcript, source=source,
+                                                   status=transcription_status, assessment=assessment):
+                return voicemail
             logger.info("voicemail %s already filed", recording_sid)
             return voicemail
         interaction_set_metadata(interaction=voicemail, updates={
@@ -78,15 +101,38 @@ def voicemail_file(
     return voicemail
 
 
+def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str, status: str, assessment) -> bool:
+    """A transcription arrived for a voicemail filed without one (status ``missing``, see
+    :func:`voicemail_file_untranscribed`): append it as the customer's turn, store its assessment and escalate
+    an emergency. False (nothing written) when the voicemail was not waiting for one. Runs in the caller's
+    transaction, under the voicemail row's lock."""
+    row = Interaction.objects.select_for_update().get(pk=voicemail.pk)
+    if ((row.metadata or {}).get("transcription") or {}).get("status") != MISSING:
+        return False
+    interaction_append_turn(interaction=row, role="customer", text=transcript, late_transcription=True)
+    interaction_set_metadata(interaction=row, updates={
+        "transcription": {"source": source, "status": status},
+        "assessment": {"source": assessment.source, "reason": assessment.reason},
+    })
+    interaction_set_assessment(interaction=row, urgency=assessment.urgency, intent=assessment.intent)
+    if assessment.is_emergency:
+        _escalate(row, assessment)
+    logger.info("voicemail %s: late transcription added", row.pk)
+    return True
+
+
 def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
-    """Handle the recording status callback: note the recording on the call and, when the OpenAI-compatible
-    transcriber is configured, queue its transcription. ``absent`` (silent / too short) files nothing."""
+    """Handle the recording status callback: note the recording on the call (with ``received_at``, UTC) and,
+    when the OpenAI-compatible transcriber is configured, queue its transcription. ``absent`` (silent / too
+    short) files nothing. Queuing never fails the webhook: with the broker down the recording stays noted and
+    :func:`voicemail_redrive` queues it later."""
     call = call_find(tenant=tenant, call_sid=params.get("CallSid", ""))
     if call is None:
         return
     recording = {
         "sid": params.get("RecordingSid", ""), "url": params.get("RecordingUrl", ""),
         "status": params.get("RecordingStatus", ""), "duration_seconds": _int(params.get("RecordingDuration")),
+        "received_at": timezone.now().isoformat(),
     }
     with transaction.atomic():
         interaction_set_metadata(interaction=call.interaction, updates={"recording": recording})
@@ -98,7 +144,7 @@ def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
 
             message_id = call.message.pk
             transaction.on_commit(lambda: voicemail_transcribe.delay(
-                message_id, recording["sid"], recording["url"], recording["duration_seconds"]))
+                message_id, recording["sid"], recording["url"], recording["duration_seconds"]), robust=True)
 
 
 def transcription_received(*, tenant: Tenant, params: Mapping[str, str]) -> Interaction | None:
@@ -193,3 +239,76 @@ def voicemail_transcribe(*, call_message_id: int, recording_sid: str, recording_
     return voicemail_file(tenant=tenant, call=call, recording_sid=recording_sid, recording_url=recording_url,
                           transcript=transcript, source="openai", transcription_status=status,
                           duration_seconds=duration_seconds)
+
+
+def voicemail_file_untranscribed(*, call_message_id: int, recording_sid: str, recording_url: str,
+                                 duration_seconds: int | None = None) -> Interaction:
+    """File a recording whose Twilio transcription never came, without a transcript (transcription status
+    ``missing``), so staff get the recording link; a transcription that arrives later is added to it
+    (:func:`voicemail_file`). Once per RecordingSid, like every filing."""
+    message = ChannelMessage.objects.select_related("interaction__customer", "tenant").get(pk=call_message_id)
+    logger.warning("voicemail %s: no transcription arrived; filing it without one", recording_sid)
+    return voicemail_file(tenant=message.tenant, call=Call(message=message, interaction=message.interaction),
+                          recording_sid=recording_sid, recording_url=recording_url, transcript="", source="twilio",
+                          transcription_status=MISSING, duration_seconds=duration_seconds)
+
+
+def _when(value) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def voicemail_redrive(*, now: datetime | None = None) -> int:
+    """Re-queue completed recordings that were never filed as a voicemail; return how many were queued.
+
+    A recording is due when it arrived (``received_at``) less than ``REDRIVE_MAX_AGE`` ago, no ``voicemail``
+    row holds its RecordingSid, and the last chance it had — its arrival or its last re-queue
+    (``redriven_at``) — is ``REDRIVE_AFTER`` old (OpenAI transcriber: ``voicemail_transcribe`` again) or
+    ``TWILIO_TRANSCRIPTION_GRACE`` old (Twilio transcriber: :func:`voicemail_file_untranscribed`). Safe to run
+    often: filing is once per RecordingSid and escalation once per row.
+    """
+    from channels_app.voice.tasks import voicemail_file_untranscribed_task, voicemail_transcribe
+
+    now = now or timezone.now()
+    stt = stt_configured()
+    wait = REDRIVE_AFTER if stt else TWILIO_TRANSCRIPTION_GRACE
+    due = []
+    calls = Interaction.objects.filter(  # updated_at moved when the recording was noted: a cheap bound
+        channel=Channel.VOICE, metadata__recording__status="completed", updated_at__gte=now - REDRIVE_MAX_AGE)
+    for call in calls.order_by("updated_at")[:500]:
+        recording = call.metadata.get("recording") or {}
+        received = _when(recording.get("received_at"))
+        if not recording.get("sid") or received is None or received < now - REDRIVE_MAX_AGE:
+            continue
+        if now - max(received, _when(recording.get("redriven_at")) or received) >= wait:
+            due.append((call, recording))
+    filed = set(ChannelMessage.objects.filter(
+        channel=Channel.VOICEMAIL, provider_id__in=[r["sid"] for _, r in due]).values_list("tenant_id", "provider_id"))
+    queued = 0
+    for call, recording in due:
+        if (call.tenant_id, recording["sid"]) in filed:
+            continue
+        message = ChannelMessage.objects.filter(tenant_id=call.tenant_id, channel=Channel.VOICE,
+                                                provider_id=call.metadata.get("call_sid") or "-").first()
+        if message is None or not _mark_redriven(call=call, recording_sid=recording["sid"], now=now):
+            continue
+        args = (message.pk, recording["sid"], recording.get("url", ""), recording.get("duration_seconds"))
+        task = voicemail_transcribe if stt else voicemail_file_untranscribed_task
+        task.apply_async(args, expires=wait.total_seconds())
+        queued += 1
+    if queued:
+        logger.warning("re-queued %s voicemail recordings never filed", queued)
+    return queued
+
+
+def _mark_redriven(*, call: Interaction, recording_sid: str, now: datetime) -> bool:
+    """Note ``redriven_at`` on the call's recording (under its row lock); False if the recording changed."""
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=call.pk)
+        recording = (row.metadata or {}).get("recording") or {}
+        if recording.get("sid") != recording_sid:
+            return False
+        interaction_set_metadata(interaction=row, updates={"recording": {**recording, "redriven_at": now.isoformat()}})
+    return True

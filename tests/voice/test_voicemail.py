@@ -1,12 +1,22 @@
 """Voicemail: <Record> with callbacks, Twilio's transcription or the OpenAI-compatible STT, triage, escalation."""
 
+import logging
+from datetime import datetime, timedelta
+
 import pytest
 from django.test import override_settings
 
 from channels_app import twilio_payloads
-from channels_app.voice.voicemail import voicemail_transcribe
+from channels_app.voice import tasks as voice_tasks
+from channels_app.voice.voicemail import (
+    TWILIO_TRANSCRIPTION_GRACE,
+    voicemail_file_untranscribed,
+    voicemail_redrive,
+    voicemail_transcribe,
+)
 from conversations.models import ChannelMessage, Interaction
 from conversations.signals import escalation_requested
+from tests.broker import broker_down, take_queued
 from tests.voice.conftest import CALLER, CLINIC, Phone, says
 
 RE_SID = "RE" + "b" * 32
@@ -151,3 +161,85 @@ def test_recording_url_of_another_account_is_never_fetched(phone, tenant, voice_
                                     recording_url="https://attacker.example/" + RE_SID)
     assert not any(r["method"] == "GET" for r in voice_stub.requests)
     assert voicemail.metadata["transcription"]["status"] == "failed" and evil.transcript[0]["text"] == ""
+
+
+# --- lost work: the broker down, a task lost, a transcription that never came ---------------------------------
+
+@pytest.fixture
+def empty_queue():
+    take_queued()
+    yield
+    take_queued()
+
+
+def received_at(phone) -> datetime:
+    """When the recording callback noted the recording on the call's row (UTC)."""
+    call = Interaction.objects.get(channel="voice", metadata__call_sid=phone.sid)
+    return datetime.fromisoformat(call.metadata["recording"]["received_at"])
+
+
+def test_voicemail_tasks_are_requeued_when_their_worker_dies():
+    for task in (voice_tasks.voicemail_transcribe, voice_tasks.voicemail_file_untranscribed_task):
+        assert task.acks_late and task.reject_on_worker_lost, task.name
+
+
+@pytest.mark.django_db
+def test_recording_callback_with_the_broker_down_answers_and_the_redrive_transcribes_it_later(
+        phone, tenant, voice_stub, escalations, empty_queue, django_capture_on_commit_callbacks, caplog):
+    voice_stub.add_recording(account_sid=tenant.twilio_account_sid, auth_token=tenant.twilio_auth_token,
+                             recording_sid=RE_SID, audio=b"ID3-fake-mp3-audio", text=URGENT)
+    with stt_settings(voice_stub):
+        with broker_down(), caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
+            leave_message(phone, tenant)  # the recording callback still answers 204
+        assert "Error calling" in caplog.text  # queuing the transcription failed, and was only logged
+        assert take_queued() == []
+        at = received_at(phone)
+
+        assert voicemail_redrive(now=at + timedelta(minutes=1)) == 0  # its first task may still be retrying
+        assert voicemail_redrive(now=at + timedelta(minutes=4)) == 1
+        [(name, args)] = take_queued()
+        call = ChannelMessage.objects.get(provider_id=phone.sid)
+        url = twilio_payloads.recording_url(account_sid=tenant.twilio_account_sid, recording_sid=RE_SID)
+        assert (name, args) == (voice_tasks.voicemail_transcribe.name, [call.pk, RE_SID, url, 14])
+        assert voicemail_redrive(now=at + timedelta(minutes=5)) == 0  # just re-queued: that task has its chance
+
+        with django_capture_on_commit_callbacks(execute=True):  # what the queued task does
+            voicemail = voicemail_transcribe(call_message_id=args[0], recording_sid=args[1],
+                                             recording_url=args[2], duration_seconds=args[3])
+        assert voicemail_redrive(now=at + timedelta(minutes=20)) == 0  # filed
+    assert voicemail.transcript[0]["text"] == URGENT and voicemail.escalated and voicemail.urgency == 5
+    assert [e["interaction_id"] for e in escalations] == [voicemail.pk]
+
+
+@pytest.mark.django_db
+def test_a_recording_older_than_an_hour_is_left_to_staff(phone, tenant, empty_queue):
+    leave_message(phone, tenant)
+    assert voicemail_redrive(now=received_at(phone) + timedelta(hours=2)) == 0
+    assert take_queued() == [] and not Interaction.objects.filter(channel="voicemail").exists()
+
+
+@pytest.mark.django_db
+def test_twilio_transcription_that_never_came_files_the_recording_and_a_late_one_still_escalates(
+        phone, tenant, escalations, empty_queue, django_capture_on_commit_callbacks):
+    leave_message(phone, tenant)  # Twilio transcribes; its callback never arrives (our webhook failed, say)
+    at = received_at(phone)
+    assert voicemail_redrive(now=at + timedelta(minutes=5)) == 0  # Twilio may still be transcribing
+    assert voicemail_redrive(now=at + TWILIO_TRANSCRIPTION_GRACE + timedelta(seconds=1)) == 1
+    [(name, args)] = take_queued()
+    assert name == voice_tasks.voicemail_file_untranscribed_task.name
+    voicemail = voicemail_file_untranscribed(call_message_id=args[0], recording_sid=args[1], recording_url=args[2],
+                                             duration_seconds=args[3])
+    assert voicemail.transcript[0]["text"] == "" and voicemail.metadata["recording_url"].endswith(RE_SID)
+    assert voicemail.metadata["transcription"] == {"source": "twilio", "status": "missing"}
+    assert not voicemail.escalated and escalations == []
+    assert voicemail_redrive(now=at + timedelta(minutes=30)) == 0  # filed
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert transcription(phone, tenant, URGENT).status_code == 204  # Twilio's, late
+    transcription(phone, tenant, URGENT)  # and its duplicate
+    voicemail.refresh_from_db()
+    assert [(t["role"], t["text"]) for t in voicemail.transcript] == [("customer", ""), ("customer", URGENT)]
+    assert voicemail.metadata["transcription"] == {"source": "twilio", "status": "completed"}
+    assert voicemail.escalated and voicemail.urgency == 5 and voicemail.intent == "emergency"
+    assert [e["interaction_id"] for e in escalations] == [voicemail.pk]
+    assert ChannelMessage.objects.filter(channel="voicemail").count() == 1

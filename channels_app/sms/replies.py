@@ -1,0 +1,203 @@
+"""Answering an inbound SMS: compose the reply once (the engine may run tools), deliver it, re-drive lost ones.
+
+The reply to inbound message ``<MessageSid>`` is the outbound ``ChannelMessage`` with idempotency key
+``reply:<MessageSid>``. Before the engine runs, the reply is *reserved*: a marker
+``{"attempt": n, "lease_until": ISO-8601 UTC}`` under ``metadata["sms_reply_reservations"][<MessageSid>]`` of
+the exchange's ``call_logs`` row, written under that row's lock and committed. It is removed in the same
+transaction that creates the outbound row, so the marker only ever exists while a reply is being composed or
+after an attempt died composing it. :func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``)
+re-queues replies that never came.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models.functions import Concat
+from django.utils import timezone
+
+from channels_app.delivery import REDRIVE_AFTER, REDRIVE_MAX_AGE
+from channels_app.sms.keywords import Keyword, classify
+from channels_app.sms.services import sms_deliver
+from conversations import engine
+from conversations.agent.services import handoff_request
+from conversations.models import Channel, ChannelMessage, Direction, Interaction
+from conversations.services import interaction_set_metadata, message_prepare_outbound
+
+logger = logging.getLogger(__name__)
+
+REPLY_KEY_PREFIX = "reply:"
+RESERVATIONS = "sms_reply_reservations"
+FALLBACK_HANDOFF_REASON = "The automatic SMS reply failed: please answer the patient's last text."
+
+
+def reply_key(inbound: ChannelMessage) -> str:
+    """The idempotency key of the reply to ``inbound``: ``reply:<MessageSid>``."""
+    return f"{REPLY_KEY_PREFIX}{inbound.provider_id}"
+
+
+def compose_lease() -> timedelta:
+    """How long a reservation keeps other attempts off: longer than the task's hard time limit
+    (``CELERY_TASK_TIME_LIMIT`` seconds, after which the worker child is killed) plus a margin, so a live lease
+    means an attempt may still be composing, and an expired one that it is dead."""
+    return timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 120) + timedelta(seconds=30)
+
+
+def fallback_text(inbound: ChannelMessage) -> str:
+    """The reply sent when the engine's answer was lost: no PHI, staff follow up."""
+    return (f"{inbound.interaction.tenant.short_name}: sorry, we couldn't answer your message automatically. "
+            "A member of our team will get back to you.")
+
+
+def sms_compose_reply(*, inbound: ChannelMessage) -> str:
+    """The reply text for an inbound SMS: compliance answers for START / HELP, else the engine's reply."""
+    tenant = inbound.interaction.tenant
+    keyword = classify(inbound.body)
+    if keyword is Keyword.OPT_IN:
+        return f"{tenant.short_name}: you're subscribed again. Reply STOP to opt out, HELP for help."
+    if keyword is Keyword.HELP:
+        return f"{tenant.short_name}: {tenant.sms_help_text}"
+    return engine.respond(interaction=inbound.interaction, text=inbound.body).text
+
+
+def _reservations(interaction: Interaction) -> dict:
+    return dict((interaction.metadata or {}).get(RESERVATIONS) or {})
+
+
+def _live(mark: dict | None, now: datetime) -> bool:
+    try:
+        return bool(mark) and datetime.fromisoformat(mark["lease_until"]) > now
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+@dataclass
+class Reservation:
+    """This attempt holds the reply to ``inbound``: ``attempt`` (1, 2, …) and ``engine_ran_before`` — True when
+    an earlier attempt's lease expired without a reply (it died while composing, maybe after tools ran)."""
+
+    attempt: int
+    engine_ran_before: bool
+
+
+def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -> Reservation | ChannelMessage | None:
+    """Reserve the reply to ``inbound`` for this attempt, under the exchange row's lock, and commit (the
+    first step of :func:`sms_reply`). Returns the reply row when it exists already (deliver it), None when
+    another attempt holds a live lease (leave it alone), else a :class:`Reservation` (lease until ``now`` +
+    :func:`compose_lease`; ``now`` aware UTC, default the current time)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
+        key = reply_key(inbound)
+        outbound = ChannelMessage.objects.filter(tenant_id=inbound.tenant_id, idempotency_key=key).first()
+        if outbound is not None:
+            return outbound
+        marks = _reservations(row)
+        mark = marks.get(inbound.provider_id)
+        if _live(mark, now):
+            return None
+        attempt = int((mark or {}).get("attempt") or 0) + 1
+        marks[inbound.provider_id] = {"attempt": attempt, "lease_until": (now + compose_lease()).isoformat()}
+        interaction_set_metadata(interaction=row, updates={RESERVATIONS: marks})
+    return Reservation(attempt=attempt, engine_ran_before=mark is not None)
+
+
+def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMessage:
+    """Create the pending reply row (once per key) and drop the reservation, in one transaction."""
+    with transaction.atomic():
+        row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
+        outbound, created = message_prepare_outbound(
+            interaction=inbound.interaction, sender=inbound.recipient, recipient=inbound.sender, body=body,
+            idempotency_key=reply_key(inbound),
+        )
+        if not created:  # only an attempt that outlived its lease gets here; the first reply row stands
+            logger.warning("reply to SMS %s was already written; this attempt's text is dropped", inbound.pk)
+        marks = _reservations(row)
+        if marks.pop(inbound.provider_id, None) is not None:
+            interaction_set_metadata(interaction=row, updates={RESERVATIONS: marks})
+        if fallback and created:
+            handoff_request(interaction=inbound.interaction, reason=FALLBACK_HANDOFF_REASON)
+    return outbound
+
+
+def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage | None:
+    """Compose and deliver the reply to one inbound SMS, once (idempotency key ``reply:<MessageSid>``).
+
+    Returns the reply row (after the delivery attempt), or None when another attempt is composing it.
+
+    The engine may run tools with side effects (a callback request, a booking), so it runs at most once per
+    inbound message: the reply is reserved (committed marker with a lease, see the module docstring) before
+    the engine is called, and the reply row is created and the marker removed in one transaction after.
+    Crash points, and what happens next:
+
+    - before the reservation commits: nothing was written; the redelivered task (``acks_late`` +
+      ``reject_on_worker_lost``) or :func:`sms_reply_redrive` starts over and the engine runs once;
+    - while the engine runs, or after it but before the reply row commits (worker killed, hard time limit,
+      database error): the marker keeps duplicate and redelivered tasks off for :func:`compose_lease`; once it
+      has expired the redrive re-queues the reply, and that attempt does NOT run the engine again (its tools
+      may already have acted): it sends :func:`fallback_text` and hands the conversation to staff (a handoff
+      notification in admin). An exception raised by the engine in this attempt is handled the same way at
+      once. START / HELP answers run no engine and are simply composed again;
+    - after the reply row commits: it is ``pending``; the redelivered task or ``outbound_redrive`` delivers
+      it, and the delivery claim (:mod:`channels_app.delivery`) sends it at most once;
+    - an attempt that outlived its lease (cannot happen while the lease exceeds the hard time limit) and
+      finishes after a fallback was written only finds the existing row, and that one is delivered.
+    """
+    now = now or timezone.now()
+    inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
+        pk=inbound_id)
+    reserved = sms_reply_reserve(inbound=inbound, now=now)
+    if reserved is None:
+        logger.info("reply to SMS %s is being composed by another attempt", inbound.pk)
+        return None
+    if isinstance(reserved, ChannelMessage):
+        return sms_deliver(message_id=reserved.pk)
+    fallback = reserved.engine_ran_before and classify(inbound.body) is None
+    if fallback:
+        logger.warning("reply to SMS %s: attempt %s found an earlier attempt dead while composing; sending the "
+                       "fallback instead of running the engine again", inbound.pk, reserved.attempt)
+        body = fallback_text(inbound)
+    else:
+        try:
+            body = sms_compose_reply(inbound=inbound)
+        except Exception:  # noqa: BLE001 - whatever failed, the patient gets an answer and staff a notice
+            logger.exception("composing the reply to SMS %s failed; sending the fallback", inbound.pk)
+            body, fallback = fallback_text(inbound), True
+    outbound = _finish(inbound=inbound, body=body, fallback=fallback)
+    return sms_deliver(message_id=outbound.pk)
+
+
+def sms_reply_redrive(*, now: datetime | None = None) -> int:
+    """Re-queue replies to inbound SMS that never came: received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` ago
+    (older ones are left to staff: a late automatic answer does more harm), answerable (not an opt-out
+    keyword — the conditions under which :func:`~channels_app.sms.services.sms_receive` queues a reply), with
+    no ``reply:<MessageSid>`` row yet and no live reservation. Returns how many were queued.
+
+    Safe to run often: a queued task reserves first, so a duplicate does nothing.
+    """
+    from channels_app.tasks import sms_reply as sms_reply_task
+
+    now = now or timezone.now()
+    replied = ChannelMessage.objects.filter(
+        tenant_id=OuterRef("tenant_id"),
+        idempotency_key=Concat(Value(REPLY_KEY_PREFIX), OuterRef("provider_id"), output_field=CharField()))
+    rows = (ChannelMessage.objects.filter(
+        channel=Channel.SMS, direction=Direction.INBOUND, created_at__lt=now - REDRIVE_AFTER,
+        created_at__gte=now - REDRIVE_MAX_AGE).exclude(provider_id="").exclude(Exists(replied))
+        .select_related("interaction").order_by("created_at")[:500])
+    queued = 0
+    for inbound in rows:
+        if classify(inbound.body) is Keyword.OPT_OUT:
+            continue
+        if _live(_reservations(inbound.interaction).get(inbound.provider_id), now):
+            continue
+        sms_reply_task.apply_async((inbound.pk,), expires=REDRIVE_AFTER.total_seconds())
+        queued += 1
+    if queued:
+        logger.warning("re-queued %s inbound SMS without a reply", queued)
+    return queued
