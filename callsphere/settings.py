@@ -132,6 +132,9 @@ CELERY_BEAT_SCHEDULE = {
     # Re-queues outbound SMS / callback calls / emails left pending by a lost task (channels_app.delivery).
     "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0,
                          "options": {"expires": 30}},
+    # Re-queues replies to inbound SMS and voicemail recordings whose task was lost (channels_app.tasks).
+    "inbound-redrive": {"task": "channels_app.tasks.inbound_redrive", "schedule": 30.0,
+                        "options": {"expires": 30}},
 }
 
 # --- i18n / time -------------------------------------------------------------------------------------------
@@ -179,12 +182,15 @@ CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=2000)
 CHAT_MAX_FRAME_BYTES = env.int("CHAT_MAX_FRAME_BYTES", default=16384)
 CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)
 CHAT_FRAME_LIMIT = env.int("CHAT_FRAME_LIMIT", default=120)
+CHAT_VERIFY_CODES_PER_TARGET_HOUR = env.int("CHAT_VERIFY_CODES_PER_TARGET_HOUR", default=3)
+CHAT_VERIFY_CODES_PER_TENANT_HOUR = env.int("CHAT_VERIFY_CODES_PER_TENANT_HOUR", default=100)
 # Voice agent (channels_app.voice): Twilio <Say> voice and language, the per-turn LLM urgency check's timeout
 # (a caller is waiting), and who transcribes voicemails: "twilio" (<Record transcribe>) or "openai" (the
 # OpenAI-compatible /audio/transcriptions endpoint at OPENAI_BASE_URL, model VOICEMAIL_STT_MODEL).
 VOICE_TTS_VOICE = env("VOICE_TTS_VOICE", default="Polly.Joanna")
 VOICE_LANGUAGE = env("VOICE_LANGUAGE", default="en-US")
 VOICE_LLM_TIMEOUT_SECONDS = env.float("VOICE_LLM_TIMEOUT_SECONDS", default=4.0)
+VOICE_TURN_BUDGET_SECONDS = env.float("VOICE_TURN_BUDGET_SECONDS", default=8.0)  # one caller turn; see voice.agent
 VOICEMAIL_TRANSCRIBER = env("VOICEMAIL_TRANSCRIBER", default="twilio")
 VOICEMAIL_STT_MODEL = env("VOICEMAIL_STT_MODEL", default="whisper-1")
 VOICEMAIL_FETCH_TIMEOUT_SECONDS = env.float("VOICEMAIL_FETCH_TIMEOUT_SECONDS", default=20.0)

@@ -203,11 +203,14 @@ def message_prepare_outbound(
     body: str,
     idempotency_key: str,
     role: str = "agent",
+    transcript_text: str | None = None,
 ) -> tuple[ChannelMessage, bool]:
     """Create the pending outbound message and its transcript turn once per ``idempotency_key``.
 
     Returns ``(message, created)``; a second call with the same key returns the first row untouched. The
     provider send happens afterwards (see the channel's delivery service), which fills in ``provider_id``.
+    ``transcript_text`` is what the transcript records instead of ``body`` when the body holds a secret (a
+    one-time code): transcripts leave through the API, webhooks, the warehouse and the LLM.
     """
     existing = ChannelMessage.objects.filter(tenant_id=interaction.tenant_id, idempotency_key=idempotency_key)
     if first := existing.first():
@@ -219,7 +222,8 @@ def message_prepare_outbound(
                 direction=Direction.OUTBOUND, idempotency_key=idempotency_key, sender=sender,
                 recipient=recipient, body=body, status=ChannelMessage.Status.PENDING,
             )
-            interaction_append_turn(interaction=interaction, role=role, text=body, ref=idempotency_key)
+            interaction_append_turn(interaction=interaction, role=role, ref=idempotency_key,
+                                    text=body if transcript_text is None else transcript_text)
     except IntegrityError:
         return existing.get(), False
     return message, True

@@ -25,55 +25,28 @@ frame, ``CHAT_RATE_LIMIT`` messages per visitor in a 60-second window that start
 (default 20; a fixed window counted in Redis through Django's cache, so a reconnect does not reset it and the
 count does not depend on where calendar minutes begin; see :func:`rate_window_hit`) and ``CHAT_FRAME_LIMIT``
 frames per sliding 60 seconds per connection (default 120). Frames of a session go to the Channels group
-``chat.<call_logs id>`` so every tab of the visitor sees them.
+``chat.<call_logs id>`` so every tab of the visitor sees them. The visitor id is a bearer credential: it is
+hashed at ``hello`` (:mod:`channels_app.chat.visitors`) and only the hash is kept, in Redis keys too.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
-from django.core.cache import cache
 
 from channels_app.chat import services
+from channels_app.chat.limits import rate_window_hit
 from channels_app.chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 
-RATE_WINDOW_SECONDS = 60
-
 
 def _limit(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
-
-
-def rate_window_hit(key: str, *, now: float, window: int = RATE_WINDOW_SECONDS) -> tuple[int, int]:
-    """Count one event against ``key``'s fixed window; return (events in the window so far, seconds until the
-    window ends, at least 1).
-
-    A window starts at the first event after the previous window ended and lasts ``window`` seconds: the cache
-    key ``key`` holds its start (Unix seconds, ``now`` of that first event) and expires with it; the events are
-    counted under ``<key>:<start>`` (``cache.add`` then ``cache.incr``, atomic in Redis), so a new window never
-    inherits the previous window's count. Synchronous (Django cache): call it from async code through a thread
-    (``database_sync_to_async``), as :meth:`ChatConsumer.over_rate_limit` does.
-    """
-    for _ in range(3):
-        cache.add(key, now, window)
-        start = cache.get(key)
-        if start is None:  # the window ended between the two calls: the next event opens a new one
-            continue
-        counter = f"{key}:{start!r}"
-        cache.add(counter, 0, window + 10)  # outlives its window's start key, so incr finds it
-        try:
-            count = cache.incr(counter)
-        except ValueError:  # evicted meanwhile
-            continue
-        return count, min(window, max(1, math.ceil(start + window - now)))  # clamped: clocks of web processes differ
-    return 1, window
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -171,7 +144,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Seconds to wait (until the visitor's current 60-second window ends) if this message is beyond the
         ``CHAT_RATE_LIMIT`` of that window, else 0. The window starts at the visitor's first message; see
         :func:`rate_window_hit`."""
-        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor}"
+        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor_key}"
         count, retry = await database_sync_to_async(rate_window_hit)(key, now=time.time())
         return retry if count > _limit("CHAT_RATE_LIMIT", 20) else 0
 

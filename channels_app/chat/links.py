@@ -63,7 +63,8 @@ def chat_link_customer(token: str, *, tenant: Tenant | None = None) -> Customer:
 
 
 def chat_link_claim(token: str, *, tenant: Tenant, visitor: str) -> Customer:
-    """Validate ``token`` (see :func:`chat_link_customer`) and bind it to ``visitor`` (the browser's id).
+    """Validate ``token`` (see :func:`chat_link_customer`) and bind it to ``visitor`` (the browser's visitor
+    key, :func:`channels_app.chat.visitors.visitor_key` — never the raw visitor id).
 
     The first visitor to present a link owns it for the link's lifetime; the same visitor may present it again
     (a reconnect), any other gets :class:`InvalidLink` ("link already used"). The binding is kept in the cache

@@ -1,10 +1,13 @@
 """The chat channel's writes: open a chat session from a ``hello``, record a message and answer it.
 
-Identity: the browser's visitor id is the ``cookie`` identifier. A signed chat link identifies the customer
-at ``hello``; otherwise a phone number or email typed in chat resolves to the existing customer (identity
-priority phone > email > cookie) once the visitor has typed back the one-time code sent to it
-(:mod:`channels_app.chat.verification`). An unknown visitor creates nothing until they write. One chat
-session is one ``call_logs`` row (channel ``chat``) in the customer's open conversation, closed by the idle sweeper.
+Identity: the browser's visitor id is a bearer credential, so it is hashed at ``hello`` and only its visitor
+key (:mod:`channels_app.chat.visitors`) is kept: the ``cookie`` identifier's value, ``metadata["visitor_key"]``,
+a message's ``provider_id`` (``chat:<key>:<client id>``) and ``sender`` (``visitor:<key>``). A signed chat link
+identifies the customer at ``hello``; otherwise a phone number or email typed in chat is used — resolving to
+the existing customer (identity priority phone > email > cookie), or attached, verified, to the visitor's own —
+only once the visitor has typed back the one-time code sent to it (:mod:`channels_app.chat.verification`).
+An unknown visitor creates nothing until they write. One chat session is one ``call_logs`` row (channel
+``chat``) in the customer's open conversation, closed by the idle sweeper.
 
 Frames returned here are the server side of the protocol documented in :mod:`channels_app.chat.consumer`;
 every transcript turn carries ``seq`` (its index in the row's transcript) so a reconnecting widget asks for
@@ -18,13 +21,11 @@ import re
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.utils import timezone
 
 from channels_app.chat import verification
 from channels_app.chat.links import InvalidLink, chat_link_claim
+from channels_app.chat.visitors import visitor_key
 from conversations import engine
-from conversations.agent.backends.local import detect_intent
-from conversations.agent.dates import parse_when
 from conversations.models import Channel, Interaction
 from conversations.services import (
     interaction_append_turn,
@@ -55,10 +56,11 @@ class ChatError(ValueError):
 
 @dataclass
 class ChatSession:
-    """Server-side state of one websocket connection."""
+    """Server-side state of one websocket connection; ``visitor_key`` is the hash of the browser's visitor id
+    (the raw id is never kept, see :mod:`channels_app.chat.visitors`)."""
 
     tenant: Tenant
-    visitor: str
+    visitor_key: str
     customer: Customer | None = None
     interaction: Interaction | None = None
     identified_by: str = ""
@@ -82,7 +84,7 @@ def _open(session: ChatSession, *, greet: bool, anonymous_before: bool = False) 
     interaction, created = session_open(
         tenant=session.tenant, customer=session.customer, channel=Channel.CHAT,
         idle_window=session.tenant.sms_idle_window,
-        metadata={"visitor": session.visitor, "identified_by": session.identified_by},
+        metadata={"visitor_key": session.visitor_key, "identified_by": session.identified_by},
     )
     if not created and interaction.metadata.get("identified_by") != session.identified_by and session.identified_by:
         interaction_set_metadata(interaction=interaction, updates={"identified_by": session.identified_by})
@@ -94,7 +96,9 @@ def _open(session: ChatSession, *, greet: bool, anonymous_before: bool = False) 
 
 
 def chat_hello(*, tenant: Tenant, visitor: str, link: str = "", last_seq: int = -1) -> tuple[ChatSession, list[dict]]:
-    """Start a connection: identify the visitor (link token, else a known visitor id) and replay the session.
+    """Start a connection: identify the visitor (link token, else a known visitor key) and replay the session.
+
+    ``visitor`` is the raw id the browser sent; it is hashed here (:func:`visitor_key`) and never kept.
 
     Returns the session and the frames to send: ``hello`` then the turns after ``last_seq`` (for a new
     session that includes the continuity greeting), or for an unknown visitor a greeting without ``seq``.
@@ -102,18 +106,18 @@ def chat_hello(*, tenant: Tenant, visitor: str, link: str = "", last_seq: int = 
     """
     if not VISITOR_RE.match(visitor or ""):
         raise ChatError("bad_visitor", "visitor must be 16-64 characters of [A-Za-z0-9_-]")
-    session = ChatSession(tenant=tenant, visitor=visitor)
+    session = ChatSession(tenant=tenant, visitor_key=visitor_key(visitor))
     if link:
         try:
-            customer = chat_link_claim(link, tenant=tenant, visitor=visitor)
+            customer = chat_link_claim(link, tenant=tenant, visitor=session.visitor_key)
         except InvalidLink as exc:
             code = "link_expired" if "expired" in str(exc) else "link_used" if "used" in str(exc) else "link_invalid"
             raise ChatError(code, str(exc)) from None
-        session.customer = _attach_visitor(tenant, customer, visitor)
+        session.customer = _attach_visitor(tenant, customer, session.visitor_key)
         session.identified_by = "link"
     else:
         ident = CustomerIdentifier.objects.select_related("customer").filter(
-            tenant=tenant, kind=IdentifierKind.COOKIE, value=visitor).first()
+            tenant=tenant, kind=IdentifierKind.COOKIE, value=session.visitor_key).first()
         if ident:
             session.customer, session.identified_by = ident.customer, "cookie"
     frames: list[dict] = []
@@ -136,13 +140,13 @@ def _anonymous_greeting(tenant: Tenant) -> str:
             "I'll pick up where we left off.")
 
 
-def _attach_visitor(tenant: Tenant, customer: Customer, visitor: str) -> Customer:
-    """Attach the visitor id to ``customer`` by resolving with their strongest identifier plus the cookie."""
+def _attach_visitor(tenant: Tenant, customer: Customer, key: str) -> Customer:
+    """Attach the visitor key to ``customer`` by resolving with their strongest identifier plus the cookie."""
     idents = {i.kind: i.value for i in CustomerIdentifier.objects.filter(customer=customer).order_by("-verified")}
     strongest = next((k for k in KIND_PRIORITY if k in idents and k != IdentifierKind.COOKIE), None)
     if strongest is None:
         return customer
-    return customer_resolve(tenant=tenant, cookie=visitor, **{strongest.value: idents[strongest]}).customer
+    return customer_resolve(tenant=tenant, cookie=key, **{strongest.value: idents[strongest]}).customer
 
 
 def _fold_anonymous_visitor(session: ChatSession, owner: Customer) -> None:
@@ -171,48 +175,52 @@ def _identifiers_in(text: str, tenant: Tenant) -> dict[str, str]:
     return found
 
 
-def _only_identifies(text: str, tenant: Tenant) -> bool:
-    """True if, without its phone numbers and emails, ``text`` asks for nothing (no intent, day or time)."""
-    rest = _PHONE.sub(" ", _EMAIL.sub(" ", text))
-    return detect_intent(rest) is None and parse_when(rest, tz=tenant.timezone, now=timezone.now()).empty
+def _bind_proven(session: ChatSession, proven: verification.Answer) -> bool:
+    """The visitor typed back the code for ``proven``'s identifier: make this browser that identifier's customer
+    (folding an anonymous visitor into its owner), or attach it to the visitor's customer when it is nobody's
+    yet; either way it is stored verified. True if the session is now the identifier's owner and was not."""
+    before = session.customer.pk if session.customer is not None else None
+    if proven.owner is not None:
+        _fold_anonymous_visitor(session, proven.owner)
+    customer = customer_resolve(tenant=session.tenant, cookie=session.visitor_key, verified_kinds=(proven.kind,),
+                                **{proven.kind: proven.value}).customer
+    if session.customer is None or customer.pk != session.customer.pk:
+        if session.interaction is not None:
+            interaction_close(interaction=session.interaction)  # that session was someone else's
+        session.customer, session.interaction = customer, None
+    session.identified_by = proven.kind
+    return proven.owner is not None and customer.pk != before
 
 
 def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dict]:
     """Record the visitor's message once per ``client_id`` and answer it; returns the frames to broadcast.
 
-    A phone or email in the text resolves the visitor to that customer (switching the session if it was
-    someone else, e.g. an anonymous visitor). A repeated ``client_id`` (a resend after reconnect) records
-    nothing and returns the stored turn and its reply. Raises :class:`ChatError` for a bad ``client_id``.
+    A phone or email in the text that is not yet a verified identifier of the session's customer gets a
+    one-time code and the same neutral reply whether or not it is on file; nothing else is done with it until
+    the code comes back (:mod:`channels_app.chat.verification`). The right code then switches the session to the
+    identifier's customer ("Welcome back — you were booking for …"), or confirms it as the visitor's own. A
+    repeated ``client_id`` (a resend after reconnect) records nothing and returns the stored turn and its
+    reply. Raises :class:`ChatError` for a bad ``client_id``.
     """
     if not CLIENT_ID_RE.match(client_id or ""):
         raise ChatError("bad_id", "message id must be 8-64 characters of [A-Za-z0-9_-]")
     tenant = session.tenant
-    given = _identifiers_in(text, tenant)
-    answer = verification.challenge_answer(tenant=tenant, visitor=session.visitor, text=text)
-    if answer and answer.customer:
-        given = {answer.kind: answer.value}  # proven: now the identifier may bind this browser to its owner
-    claim = None if (answer and answer.customer) else verification.claim_needing_proof(
-        tenant=tenant, current=session.customer, given=given)
-    if claim:
-        given = {}  # unproven claim on someone else's identifier: stay who we are until the code comes back
-    newly_identified = False
+    answer = verification.challenge_answer(tenant=tenant, visitor_key=session.visitor_key, text=text)
+    proven = answer if answer and answer.proven else None
+    claim = None if proven else verification.claim_needing_proof(
+        tenant=tenant, current=session.customer, given=_identifiers_in(text, tenant))
+    switched = False
     with transaction.atomic():
-        if answer and answer.customer:
-            _fold_anonymous_visitor(session, answer.customer)
-            newly_identified, session.identified_by = True, answer.kind
-        if given or session.customer is None:
-            customer = customer_resolve(tenant=tenant, cookie=session.visitor, **given).customer
-            if session.customer is None or customer.pk != session.customer.pk:
-                if session.interaction is not None:
-                    interaction_close(interaction=session.interaction)  # that session was someone else's
-                session.customer, session.interaction = customer, None
-                session.identified_by = next((k for k in ("phone", "email") if k in given), "cookie")
-                newly_identified = bool(given)
+        if proven:
+            switched = _bind_proven(session, proven)
+        elif session.customer is None:
+            session.customer = customer_resolve(tenant=tenant, cookie=session.visitor_key).customer
+            session.identified_by = "cookie"
         if session.interaction is None or session.interaction.ended_at is not None:
             _open(session, greet=False)
         received = message_receive(
             tenant=tenant, customer=session.customer, channel=Channel.CHAT,
-            provider_id=f"chat:{session.visitor}:{client_id}", sender=f"visitor:{session.visitor}",
+            provider_id=f"chat:{session.visitor_key}:{client_id}", sender=f"visitor:{session.visitor_key}",
             recipient="widget", text=text, idle_window=tenant.sms_idle_window,
             turn_extra={"client_id": client_id},
         )
@@ -224,12 +232,15 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]
         return [_frame(interaction, i) for i in mine + answered]
     if claim:
-        reply = engine.Reply(verification.challenge_start(tenant=tenant, visitor=session.visitor, claim=claim),
+        reply = engine.Reply(verification.challenge_start(tenant=tenant, visitor_key=session.visitor_key,
+                                                          claim=claim, customer=session.customer),
                              ["verification_sent"])
-    elif answer and not answer.customer:
+    elif answer and not proven:
         reply = engine.Reply(answer.reply, ["verification_failed"])
-    elif newly_identified and (answer or _only_identifies(text, tenant)):
+    elif switched:
         reply = engine.greet(interaction=interaction)  # "Welcome back — you were booking for …"
+    elif proven:
+        reply = engine.Reply(verification.CONFIRMED[proven.kind], ["verification_confirmed"])
     else:
         reply = engine.respond(interaction=interaction, text=text)
     interaction_append_turn(interaction=interaction, role="agent", text=reply.text, in_reply_to=client_id,

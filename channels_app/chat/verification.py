@@ -1,14 +1,22 @@
-"""Proving possession before a chat visitor is bound to an existing customer.
+"""Proving possession of a phone number or email typed in chat, before the chat may use it.
 
-A phone number or email typed into the widget is only a claim: anyone can type anyone's number. When the
-identifier already belongs to a customer (other than the one this browser is already), the visitor is sent a
-one-time 6-digit code on that channel (SMS to the phone, an email to the address) and stays anonymous until
-they type it back. Only then does the browser's visitor id join that customer, so the agent never reveals a
-pending booking or an appointment time to — or lets a stranger cancel it for — someone who merely knows the
-number. This is the verification step of NIST SP 800-63B §5.1.3 ("out-of-band devices"), reduced to what a
-front desk needs: codes live 10 minutes, are stored only as an HMAC in the cache (Redis), allow 5 tries, and a
-visitor may ask for at most 3 codes an hour. A new identifier (nobody's yet) needs no code: there is nothing
-to leak, and it is attached as unverified.
+A phone number or email typed into the widget is only a claim: anyone can type anyone's number. Unless it is
+already a verified identifier of the customer this browser is, the visitor is sent a one-time 6-digit code on
+that channel (SMS to the phone, an email to the address) and the identifier is not used until they type the
+code back. Then, if it belongs to a customer, the browser's visitor key joins that customer (so the agent never
+reveals a pending booking or an appointment time to — or lets a stranger cancel it for — someone who merely
+knows the number); if it is nobody's yet, it is attached to the visitor's customer. Either way it is stored as
+``verified``: only verified numbers are ever texted or called back (:mod:`conversations.agent.tools`,
+:mod:`channels_app.voice.callback`), so chat cannot be used to make us text or call a stranger.
+
+The reply is the same sentence whether or not the identifier is on file (:func:`challenge_start`), so the widget
+does not tell who is a patient. This is the verification step of NIST SP 800-63B §5.1.3 ("out-of-band
+devices"), reduced to what a front desk needs: codes live 10 minutes, are stored only as an HMAC in the cache
+(Redis) under the visitor key (:mod:`channels_app.chat.visitors`), allow 5 tries, and at most
+``MAX_CODES_PER_HOUR`` (3) are sent per visitor, ``CHAT_VERIFY_CODES_PER_TARGET_HOUR`` (default 3) per phone or
+email of a tenant, and ``CHAT_VERIFY_CODES_PER_TENANT_HOUR`` (default 100) per tenant (one-hour fixed windows,
+:func:`channels_app.chat.limits.rate_window_hit`): visitor ids are free to make, so the last two bound SMS
+pumping and harassment.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
+from django.utils.crypto import salted_hmac
 
+from channels_app.chat.limits import rate_window_hit
 from identity.models import Customer, CustomerIdentifier, IdentifierKind, Tenant
 
 logger = logging.getLogger(__name__)
@@ -33,103 +43,146 @@ logger = logging.getLogger(__name__)
 CODE_TTL_SECONDS = 600
 MAX_TRIES = 5
 MAX_CODES_PER_HOUR = 3
+HOUR = 3600
 _CODE = re.compile(r"^\s*(\d{6})\s*$")
+
+SENT = {
+    IdentifierKind.PHONE.value: "Thanks — we've texted a 6-digit code to that number (if it can receive texts). "
+                                "Type it here to confirm it's yours, or just keep chatting.",
+    IdentifierKind.EMAIL.value: "Thanks — we've emailed a 6-digit code to that address. "
+                                "Type it here to confirm it's yours, or just keep chatting.",
+}
+TOO_MANY = "I've already sent several codes. Please try again in an hour, or call the clinic."
+BUSY = "I can't send a code right now. Please try again later, or call the clinic."
+CONFIRMED = {
+    IdentifierKind.PHONE.value: "Thanks — your number is confirmed. How can I help?",
+    IdentifierKind.EMAIL.value: "Thanks — your email address is confirmed. How can I help?",
+}
 
 
 @dataclass
 class Claim:
-    """An identifier typed in chat that belongs to ``owner``, another customer than the session's."""
+    """An identifier typed in chat that is not (yet) a verified identifier of the session's customer.
+
+    ``owner`` is the customer it belongs to, or None when it is nobody's yet.
+    """
 
     kind: str
     value: str
-    owner: Customer
+    owner: Customer | None = None
 
 
-def _key(tenant: Tenant, visitor: str) -> str:
-    return f"chat-verify:{tenant.pk}:{visitor}"
+def per_target_limit() -> int:
+    """Codes per hour to one phone or email of a tenant (``CHAT_VERIFY_CODES_PER_TARGET_HOUR``, default 3)."""
+    return int(getattr(settings, "CHAT_VERIFY_CODES_PER_TARGET_HOUR", 3))
+
+
+def per_tenant_limit() -> int:
+    """Codes per hour for a whole tenant (``CHAT_VERIFY_CODES_PER_TENANT_HOUR``, default 100)."""
+    return int(getattr(settings, "CHAT_VERIFY_CODES_PER_TENANT_HOUR", 100))
+
+
+def _key(tenant: Tenant, visitor_key: str) -> str:
+    return f"chat-verify:{tenant.pk}:{visitor_key}"
 
 
 def _digest(code: str) -> str:
     return hmac.new(settings.SECRET_KEY.encode(), code.encode(), hashlib.sha256).hexdigest()
 
 
-def _mask(kind: str, value: str) -> str:
-    if kind == IdentifierKind.PHONE:
-        return f"the number ending in {value[-2:]}"
-    local, _, domain = value.partition("@")
-    return f"{local[:1]}…@{domain}"
+def _target_ref(kind: str, value: str) -> str:
+    """A phone or email as it appears in cache keys: keyed hash, never the number itself."""
+    return salted_hmac("callsphere.chat.verify.target", f"{kind}:{value}", algorithm="sha256").hexdigest()[:32]
 
 
 def claim_needing_proof(*, tenant: Tenant, current: Customer | None, given: dict[str, str]) -> Claim | None:
-    """The first of ``given`` (``{"phone"|"email": normalised value}``, phone first) that belongs to a customer
-    other than ``current`` — i.e. a claim that must be proven before the session switches to that customer."""
+    """The first of ``given`` (``{"phone"|"email": normalised value}``, phone first) that is not already a
+    verified identifier of ``current`` — one of someone else's, nobody's yet, or ``current``'s but unverified —
+    i.e. a claim to prove before the chat uses it. None when every one given is already proven."""
     for kind in (IdentifierKind.PHONE, IdentifierKind.EMAIL):
         value = given.get(kind.value)
         if not value:
             continue
         ident = CustomerIdentifier.objects.select_related("customer").filter(
             tenant=tenant, kind=kind, value=value).first()
-        if ident and (current is None or ident.customer_id != current.pk):
-            return Claim(kind=kind.value, value=value, owner=ident.customer)
+        if ident and current is not None and ident.customer_id == current.pk and ident.verified:
+            continue
+        return Claim(kind=kind.value, value=value, owner=ident.customer if ident else None)
     return None
 
 
-def challenge_start(*, tenant: Tenant, visitor: str, claim: Claim) -> str:
+def _refusal(tenant: Tenant, visitor_key: str, claim: Claim) -> str | None:
+    """Count one code against the visitor's, the target's and the tenant's hourly windows, in that order
+    (a refused code is not counted further on); the reply when one is full, else None."""
+    now = time.time()
+    if rate_window_hit(f"chat-verify-sent:{tenant.pk}:{visitor_key}", now=now, window=HOUR)[0] > MAX_CODES_PER_HOUR:
+        return TOO_MANY
+    target = f"chat-verify-target:{tenant.pk}:{_target_ref(claim.kind, claim.value)}"
+    if rate_window_hit(target, now=now, window=HOUR)[0] > per_target_limit():
+        return TOO_MANY
+    if rate_window_hit(f"chat-verify-tenant:{tenant.pk}", now=now, window=HOUR)[0] > per_tenant_limit():
+        logger.warning("chat verification codes: tenant %s reached its hourly limit", tenant.pk)
+        return BUSY
+    return None
+
+
+def challenge_start(*, tenant: Tenant, visitor_key: str, claim: Claim, customer: Customer) -> str:
     """Send a one-time code to the claimed phone (SMS) or email and return the chat reply that asks for it.
 
-    At most ``MAX_CODES_PER_HOUR`` codes per visitor; past that the reply says so and nothing is sent.
+    The reply is one fixed sentence per kind, the same whether or not the identifier is on file. The SMS is
+    recorded in the owner's timeline, or in ``customer``'s (the visitor's) when the number is nobody's yet.
+    Past a limit (see the module docstring) the reply says so and nothing is sent.
     """
-    sent_key = f"chat-verify-sent:{tenant.pk}:{visitor}"
-    cache.add(sent_key, 0, 3600)
-    if cache.incr(sent_key) > MAX_CODES_PER_HOUR:
-        return "I've already sent several codes. Please try again in an hour, or call the clinic."
+    if refused := _refusal(tenant, visitor_key, claim):
+        return refused
     code = f"{secrets.randbelow(10**6):06d}"
-    cache.set(_key(tenant, visitor), {"kind": claim.kind, "value": claim.value, "customer": str(claim.owner.pk),
-                                      "digest": _digest(code), "tries": 0,
-                                      "expires": time.time() + CODE_TTL_SECONDS}, CODE_TTL_SECONDS)
+    cache.set(_key(tenant, visitor_key), {"kind": claim.kind, "value": claim.value, "digest": _digest(code),
+                                          "tries": 0, "expires": time.time() + CODE_TTL_SECONDS}, CODE_TTL_SECONDS)
     text = (f"{tenant.short_name}: your chat verification code is {code}. It expires in 10 minutes. "
             "If you did not ask for it, ignore this message.")
     if claim.kind == IdentifierKind.PHONE:
         from channels_app.sms.services import sms_send
 
-        sms_send(tenant=tenant, customer=claim.owner, to=claim.value, body=text,
-                 idempotency_key=f"chat-verify:{visitor}:{uuid.uuid4().hex}")
+        sms_send(tenant=tenant, customer=claim.owner or customer, to=claim.value, body=text,
+                 idempotency_key=f"chat-verify:{visitor_key}:{uuid.uuid4().hex}",
+                 transcript_text=text.replace(code, "[code]"))  # the transcript is exported; the code never is
     else:
         send_mail(f"{tenant.short_name} verification code", text, settings.DEFAULT_FROM_EMAIL, [claim.value])
-    logger.info("chat verification code sent by %s for visitor %s", claim.kind, visitor[:6])
-    return (f"To keep your information private, I've sent a 6-digit code to {_mask(claim.kind, claim.value)}. "
-            "Please type it here to continue.")
+    logger.info("chat verification code sent by %s for visitor %s", claim.kind, visitor_key[:8])
+    return SENT[claim.kind]
 
 
 @dataclass
 class Answer:
-    """Outcome of :func:`challenge_answer`: the proven ``customer`` and identifier, or a ``reply`` to send."""
+    """Outcome of :func:`challenge_answer`: ``proven`` with the identifier (``kind``, ``value``) and its current
+    ``owner`` (None: nobody's yet), or a ``reply`` to send."""
 
-    customer: Customer | None = None
+    proven: bool = False
     kind: str = ""
     value: str = ""
+    owner: Customer | None = None
     reply: str = ""
 
 
-def challenge_answer(*, tenant: Tenant, visitor: str, text: str) -> Answer | None:
+def challenge_answer(*, tenant: Tenant, visitor_key: str, text: str) -> Answer | None:
     """Check ``text`` against the visitor's pending code; None when no code is pending or ``text`` is no code.
 
-    A right code (constant-time compare) is single-use and returns the customer; a wrong one counts a try,
-    and after ``MAX_TRIES`` the code is void.
+    A right code (constant-time compare) is single-use and proves the identifier; a wrong one counts a try, and
+    after ``MAX_TRIES`` the code is void.
     """
     match = _CODE.match(text or "")
-    pending = cache.get(_key(tenant, visitor)) if match else None
+    pending = cache.get(_key(tenant, visitor_key)) if match else None
     if not pending:
         return None
     if hmac.compare_digest(_digest(match.group(1)), pending["digest"]):
-        cache.delete(_key(tenant, visitor))
-        customer = Customer.objects.filter(pk=pending["customer"], tenant=tenant).first()
-        if customer is None:
-            return Answer(reply="Sorry, I couldn't confirm that. Please tell me your number again.")
-        return Answer(customer=customer, kind=pending["kind"], value=pending["value"])
+        cache.delete(_key(tenant, visitor_key))
+        ident = CustomerIdentifier.objects.select_related("customer").filter(
+            tenant=tenant, kind=pending["kind"], value=pending["value"]).first()
+        return Answer(proven=True, kind=pending["kind"], value=pending["value"],
+                      owner=ident.customer if ident else None)
     pending["tries"] += 1
     if pending["tries"] >= MAX_TRIES:
-        cache.delete(_key(tenant, visitor))
+        cache.delete(_key(tenant, visitor_key))
         return Answer(reply="That code didn't match too many times. Tell me your number again for a new code.")
-    cache.set(_key(tenant, visitor), pending, max(1, int(pending["expires"] - time.time())))  # no extension
+    cache.set(_key(tenant, visitor_key), pending, max(1, int(pending["expires"] - time.time())))  # no extension
     return Answer(reply="That code doesn't match. Please check the message and try again.")

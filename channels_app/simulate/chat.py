@@ -73,7 +73,10 @@ async def _session(command, tenant, server: str, options) -> None:
 def _texted_code(visitor: str) -> str:
     """The verification code the server texted for ``visitor`` — read from its outbound SMS, as the patient's
     phone would show it (a development aid: simulate runs beside the server, on its database)."""
-    message = ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor}:").latest("id")
+    from channels_app.chat.visitors import visitor_key
+
+    message = (ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:")
+               .latest("id"))
     match = re.search(r"\b(\d{6})\b", message.body)
     if not match:
         raise CommandError("no verification code found")

@@ -12,7 +12,9 @@ call runs; for a machine (``machine_*``) or ``fax`` a generic message (clinic na
 <our number>") is left and the call hung up, and the request is marked ``failed`` (outcome ``left_message`` in the
 call's metadata) so staff follow up. ``DetectMessageEnd`` rather than ``Enable``: Twilio then answers a machine
 only after its greeting ends (``machine_end_beep`` / ``_silence`` / ``_other``), so the message is recorded
-whole instead of being spoken over the greeting; a human is reported as fast as with ``Enable``.
+whole instead of being spoken over the greeting; a human is reported as fast as with ``Enable``. Only a
+verified phone of the customer is ever dialled (:func:`_callee_phone`); without one the request is ``failed``
+for staff to follow up.
 
 The send is exactly-once per request (:mod:`channels_app.delivery`: claim → dial → record, no lock held across
 the HTTP call): when an earlier attempt may have reached Twilio (a 5xx, a read timeout, a killed worker), the
@@ -96,16 +98,24 @@ def callback_first_words(request: CallbackRequest) -> str:
 
 
 def _callee_phone(request: CallbackRequest) -> str | None:
+    """The number to call: the request's own if it is a verified phone of the request's customer, else the
+    customer's oldest verified phone, else None. Verified means proven (an SMS or call came from it, or its
+    chat code was typed back): an unverified number — merely typed in chat or an email — is never called, so
+    a callback cannot be aimed at a stranger's or a premium-rate number (toll fraud, harassment)."""
+    verified = CustomerIdentifier.objects.filter(tenant_id=request.tenant_id, customer_id=request.customer_id,
+                                                 kind=IdentifierKind.PHONE, verified=True)
     phone = normalize_phone(request.phone, request.tenant.country) if request.phone else None
-    if phone:
+    if phone and verified.filter(value=phone).exists():
         return phone
-    return (CustomerIdentifier.objects.filter(customer_id=request.customer_id, kind=IdentifierKind.PHONE)
-            .order_by("-verified", "id").values_list("value", flat=True).first())
+    if phone:
+        logger.warning("callback %s: its number is not a verified phone of the customer", request.pk)
+    return verified.order_by("created_at", "id").values_list("value", flat=True).first()
 
 
 def callback_place(*, callback_request_id: int) -> ChannelMessage | None:
     """Place the call of one callback request (idempotent; see module docstring). Returns the call's message,
-    or None when the request is gone, closed, or has no number. Raises ProviderTransientError for a retry."""
+    or None when the request is gone, closed, or has no verified number (the request is then ``failed``, for
+    staff to follow up). Raises ProviderTransientError for a retry."""
     from channels_app.sms.services import tenant_sender_number
 
     request = (CallbackRequest.objects.select_related("tenant", "customer", "conversation", "interaction")
@@ -114,7 +124,7 @@ def callback_place(*, callback_request_id: int) -> ChannelMessage | None:
         return None
     tenant, phone = request.tenant, _callee_phone(request)
     if not phone:
-        logger.warning("callback %s: no phone number to call", request.pk)
+        logger.warning("callback %s: no verified phone number to call", request.pk)
         callback_request_set_status(callback_request_id=request.pk, status=CallbackRequest.Status.FAILED, only_from=OPEN)
         return None
     with transaction.atomic():
@@ -155,7 +165,7 @@ def _dial(*, message_id: int, request_id: int) -> ChannelMessage:
         logger.warning("callback call %s failed permanently: code %s", message.pk, exc.code or "?")
         return message
     except ProviderTransientError as exc:
-        delivery_release(message=message, request_sent=exc.request_sent)
+        delivery_release(claim=claim, request_sent=exc.request_sent)
         raise
     _mark_placed(message, placed.sid, placed.status)
     return message

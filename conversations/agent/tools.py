@@ -104,10 +104,25 @@ def _appointment(session: AgentSession, appointment_id: str | None) -> Appointme
 
 
 def _phone(session: AgentSession, usable_for_sms: bool = False) -> str | None:
-    qs = CustomerIdentifier.objects.filter(customer=session.customer, kind=IdentifierKind.PHONE)
+    """The customer's oldest *verified* phone (E.164), or None. Verified means proven: the number an SMS or a
+    call came from (the carrier vouches for it) or one whose one-time code was typed back in chat
+    (:mod:`channels_app.chat.verification`). A number merely typed somewhere is never texted or called, so the
+    agent cannot be used to text or call strangers (SMS pumping, toll fraud, harassment)."""
+    qs = CustomerIdentifier.objects.filter(tenant=session.tenant, customer=session.customer,
+                                           kind=IdentifierKind.PHONE, verified=True)
     if usable_for_sms:
         qs = qs.filter(sms_opted_out_at__isnull=True)
-    return qs.order_by("-verified", "created_at").values_list("value", flat=True).first()
+    return qs.order_by("created_at", "pk").values_list("value", flat=True).first()
+
+
+def _needs_verified_phone(session: AgentSession, want: str) -> str:
+    """What to say when ``want`` (e.g. "arrange a call back") needs a verified phone and there is none: in chat,
+    offer the code flow (typing a number there texts it a code); elsewhere, ask them to get in touch from it."""
+    if session.channel == "chat":
+        return (f"I'd be glad to {want}, but I can only use a number that's been confirmed. Type your mobile number "
+                "here and I'll text it a 6-digit code to confirm it.")
+    return (f"I'd be glad to {want}, but I can only use a number that's been confirmed. Please call or text us "
+            "from that phone, or give it to us in our website chat.")
 
 
 def _refused(session: AgentSession, exc: BookingError, *, intent: str, day, start) -> ToolResult:
@@ -203,11 +218,12 @@ def cancel_appointment(session: AgentSession, *, appointment_id: str | None = No
 
 
 def request_callback(session: AgentSession, *, reason: str = "", preferred_time: str | None = None) -> ToolResult:
-    """Record a callback request (the voice channel places the call); needs a phone on file."""
+    """Record a callback request (the voice channel places the call); needs a verified phone (see :func:`_phone`),
+    else ``ok=False`` with ``data = {"error": "no_verified_phone"}`` and an offer to confirm one."""
     phone = _phone(session)
     if not phone:
-        return ToolResult(False, "I'd be glad to arrange a call back — what's the best number to reach you?",
-                          {"error": "no_phone"})
+        return ToolResult(False, _needs_verified_phone(session, "arrange a call back"),
+                          {"error": "no_verified_phone"})
     request, _ = agent_services.callback_request(
         interaction=session.interaction, phone=phone, reason=reason or "callback requested",
         context={"pending": session.pending, "preferred_time": preferred_time},
@@ -231,9 +247,11 @@ def start_fresh(session: AgentSession) -> ToolResult:
 
 
 def send_chat_link(session: AgentSession) -> ToolResult:
-    """Text the customer a signed chat link (on commit; one SMS per turn) to continue in the widget."""
+    """Text the customer a signed chat link (on commit; one SMS per turn) to continue in the widget; needs a
+    verified phone that has not opted out, else ``data = {"error": "no_verified_phone"}``."""
     if not _phone(session, usable_for_sms=True):
-        return ToolResult(False, "I don't have a mobile number I can text for you.", {"error": "no_phone"})
+        return ToolResult(False, "I don't have a confirmed mobile number I can text for you.",
+                          {"error": "no_verified_phone"})
     interaction_id = session.interaction.pk
     ref = str(len(session.interaction.transcript))  # same turn retried → same ref → one SMS
     transaction.on_commit(lambda: channel_switch_requested.send(

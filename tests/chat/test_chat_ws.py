@@ -13,6 +13,8 @@ from django.core import signing
 from django.utils import timezone
 
 from channels_app.chat.links import SALT, chat_link_token
+from channels_app.chat.verification import SENT
+from channels_app.chat.visitors import visitor_key
 from conversations import engine
 from conversations.models import Appointment, ChannelMessage, Interaction
 from conversations.selectors import state_get_all
@@ -28,7 +30,8 @@ VISITOR = "v" * 8 + "0123456789abcdef"
 
 def texted_code(visitor: str = VISITOR) -> str:
     """The verification code the server texted for ``visitor`` (read from the outbound SMS it recorded)."""
-    message = ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor}:").latest("id")
+    message = ChannelMessage.objects.filter(
+        idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:").latest("id")
     return re.search(r"\b(\d{6})\b", message.body).group(1)
 
 
@@ -85,14 +88,14 @@ def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
     frames = ws.until(lambda f: f["type"] == "reply")
     echo, challenge = frames[-2], frames[-1]
     assert echo == {"type": "message", "seq": 0, "id": "msg-000001", "text": "It's me, my number is (555) 123-0001"}
-    assert "6-digit code" in challenge["text"] and "ending in 01" in challenge["text"]
-    assert "Tuesday" not in challenge["text"]  # nothing of the patient's before the code
-    assert not CustomerIdentifier.objects.filter(kind="cookie", value=VISITOR, customer=customer).exists()
+    assert challenge["text"] == SENT["phone"]  # the same sentence as for a number nobody has
+    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR),
+                                                 customer=customer).exists()
 
     ws.send({"type": "message", "id": "msg-000002", "text": texted_code()})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
     assert reply["seq"] == 1 and reply["text"].startswith("Welcome back") and "Tuesday" in reply["text"]
-    assert CustomerIdentifier.objects.get(kind="cookie", value=VISITOR).customer == customer
+    assert CustomerIdentifier.objects.get(kind="cookie", value=visitor_key(VISITOR)).customer == customer
 
     ws.send({"type": "message", "id": "msg-000003", "text": "2 PM"})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
@@ -127,7 +130,8 @@ def test_someone_elses_number_without_the_code_reveals_and_changes_nothing(tenan
         texts.append(ws.until(lambda f: f["type"] == "reply")[-1]["text"])
     assert "doesn't match" in texts[0] and "too many times" in texts[4]
     assert not any("Tuesday" in t for t in texts)
-    assert not CustomerIdentifier.objects.filter(kind="cookie", value=VISITOR, customer=customer).exists()
+    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR),
+                                                 customer=customer).exists()
     # the real code, after five wrong tries, is void
     assert texted_code() == code  # no new code was texted meanwhile
     ws.send({"type": "message", "id": "msg-200000", "text": code})
@@ -187,7 +191,7 @@ def test_chat_link_identifies_and_forged_or_expired_links_are_refused(tenant, ot
     assert stranger.recv()["code"] == "link_used"
 
 
-def test_size_and_rate_limits(tenant, ws_connect):
+def test_size_and_rate_limits(tenant, ws_connect, redis_client):
     ws = ws_connect(tenant)
     ws.send({"type": "hello", "visitor": VISITOR})
     ws.until(lambda f: f["type"] == "reply")
@@ -198,6 +202,9 @@ def test_size_and_rate_limits(tenant, ws_connect):
         ws.send({"type": "message", "id": f"msg-{i:06d}", "text": f"hello {i}"})
         codes.append(ws.until(lambda f: f["type"] in ("reply", "error"))[-1].get("code"))
     assert codes[:8] == [None] * 8 and codes[8] == "rate_limited"
+    # counted in Redis under the visitor key, never the raw visitor id (a bearer credential)
+    assert redis_client.keys(f"*chat-rate:{tenant.pk}:{visitor_key(VISITOR)}*")
+    assert not redis_client.keys(f"*{VISITOR}*")
     ws.send("{" + " " * 17000 + "}")
     assert ws.recv()["code"] == "frame_too_large"
     assert ws.recv()["type"] == "_closed"

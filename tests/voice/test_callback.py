@@ -24,7 +24,8 @@ TWILIO = "channels_app.providers.voice.TwilioVoiceBackend"
 
 
 def chat_request(tenant, reason="Please call me back about booking an appointment for my rash"):
-    customer = customer_resolve(tenant=tenant, phone=PATIENT, cookie="c-1").customer
+    """A callback asked for in chat by a patient whose phone is verified (its chat code was typed back)."""
+    customer = customer_resolve(tenant=tenant, phone=PATIENT, cookie="c-1", verified_kinds=("phone",)).customer
     chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
     state_set(conversation=chat.conversation, key="name", value="Ana")
     request, _ = callback_request(interaction=chat, phone=PATIENT, reason=reason)
@@ -76,6 +77,24 @@ def test_unanswered_callback_is_marked_failed_for_staff(tenant, twilio_post):
     assert twilio_post("/twilio/voice/status/", params, tenant=tenant).status_code == 204
     request.refresh_from_db()
     assert request.status == "failed" and call.interaction.__class__.objects.get(pk=call.interaction_id).ended_at
+
+
+@pytest.mark.django_db
+def test_an_unverified_number_is_never_dialled(tenant):
+    """Only a proven phone is called: not one merely typed in chat (toll fraud, calling strangers)."""
+    customer = customer_resolve(tenant=tenant, phone=PATIENT, cookie="c-1").customer  # typed, never proven
+    chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
+    typed, _ = callback_request(interaction=chat, phone=PATIENT, reason="call me")
+    assert callback_place(callback_request_id=typed.pk) is None and LocmemVoiceBackend.calls == []
+    typed.refresh_from_db()
+    assert typed.status == "failed" and not ChannelMessage.objects.filter(channel="voice").exists()
+
+    # a request naming an unproven number calls the customer's verified one instead
+    verified = "+15551230010"
+    customer_resolve(tenant=tenant, phone=verified, cookie="c-1", verified_kinds=("phone",))
+    other, _ = callback_request(interaction=chat, phone=PATIENT, reason="call me")
+    callback_place(callback_request_id=other.pk)
+    assert [c["to"] for c in LocmemVoiceBackend.calls] == [verified]
 
 
 @pytest.mark.django_db
