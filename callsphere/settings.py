@@ -276,7 +276,13 @@ LOGGING = {
                              "filters": ["redact_link_secrets"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # httpx logs every request URL at INFO: outbound webhook URLs may carry a customer's secret query string
-    "loggers": {"pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"}},
+    "loggers": {
+        "pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"},
+        # Django's own defaults give these loggers handlers of their own (a DEBUG console, runserver's), which
+        # would print "Not Found: /a/<token>" unfiltered: route them through the redacting handler only.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }
 
 # Default per-tenant values (a tenant row can override each).

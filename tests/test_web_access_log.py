@@ -34,3 +34,18 @@ def test_access_log_has_every_request_but_no_link_secret(tmp_path):
 ])
 def test_redact_touches_only_link_paths(line, expected):
     assert redact(line) == expected
+
+
+def test_every_handler_of_djangos_loggers_redacts():
+    import logging
+
+    from callsphere.redaction import RedactLinkSecrets
+
+    for name in ("django", "django.request", "django.server", "daphne", ""):
+        logger = logging.getLogger(name)
+        while logger:
+            for handler in logger.handlers:
+                if type(handler).__module__.startswith("_pytest"):
+                    continue  # pytest's capture, not ours
+                assert any(isinstance(f, RedactLinkSecrets) for f in handler.filters), (name, handler)
+            logger = logger.parent if logger.propagate else None
