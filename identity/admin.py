@@ -8,8 +8,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from identity.admin_scoping import (
+    SuperuserEditsInline,
     TenantScopedAdmin,
-    TenantScopedInline,
     restrict_to_superusers,
     user_is_clinic_admin,
 )
@@ -28,38 +28,20 @@ if apps.is_installed("django_celery_beat"):
     restrict_to_superusers(admin.site, apps.get_app_config("django_celery_beat").get_models())
 
 
-class PhoneNumberInline(TenantScopedInline):
+class PhoneNumberInline(SuperuserEditsInline):
     """The tenant's Twilio numbers. They route webhooks and pick the tenant whose token checks signatures, so only
     superusers (the operator, after checking the number is in the clinic's Twilio account) add or change them;
     a clinic that could claim any number could capture another clinic's calls and texts."""
 
     model = TenantPhoneNumber
 
-    def has_add_permission(self, request, obj=None):
-        return request.user.is_superuser
 
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-
-class MembershipInline(TenantScopedInline):
+class MembershipInline(SuperuserEditsInline):
     """Who works for the tenant. Only superusers edit memberships here; clinic admins manage their staff (with
     membership and role) in the User admin."""
 
     model = TenantMembership
     autocomplete_fields = ["user"]
-
-    def has_add_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_change_permission(self, request, obj=None):
-        return request.user.is_superuser
-
-    def has_delete_permission(self, request, obj=None):
-        return request.user.is_superuser
 
 
 class TenantForm(forms.ModelForm):

@@ -154,3 +154,16 @@ def restrict_to_superusers(site: admin.AdminSite, models) -> None:
         admin_class = type(site.get_model_admin(model))
         site.unregister(model)
         site.register(model, type(f"SuperuserOnly{admin_class.__name__}", (SuperuserOnlyMixin, admin_class), {}))
+
+
+class SuperuserEditsInline(TenantScopedInline):
+    """A tenant-scoped inline that clinic staff may view but only superusers add to, change or delete from."""
+
+    def has_add_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_change_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser

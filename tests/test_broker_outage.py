@@ -7,13 +7,12 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from callsphere.celery import app
 from conversations.appointments import appointment_cancel
 from conversations.models import Appointment
 from conversations.webhooks.models import WebhookDelivery, WebhookEndpoint
 from conversations.webhooks.services import webhook_event_emit
 from identity.services import customer_resolve
-from tests import processes
+from tests.broker import broker_down
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +20,8 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def dead_broker():
     """Point this process's Celery app at a closed loopback port (a real connection refused), then restore."""
-    url = app.conf.broker_url
-
-    def forget_connections():
-        app._pool = None
-        app.amqp._producer_pool = None
-
-    app.conf.broker_url = f"redis://127.0.0.1:{processes.free_port()}/0"
-    forget_connections()
-    yield
-    app.conf.broker_url = url
-    forget_connections()
+    with broker_down():
+        yield
 
 
 def test_emitting_a_webhook_with_the_broker_down_commits(tenant, dead_broker, django_capture_on_commit_callbacks,

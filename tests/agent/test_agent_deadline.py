@@ -16,18 +16,6 @@ from tests.stubs.openai_api import openai_stub, tool_call
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def use_openai(settings):
-    def configure(server):
-        settings.AGENT_BACKEND = "openai"
-        settings.OPENAI_API_KEY = "sk-test-stub"
-        settings.OPENAI_BASE_URL = server.base_url
-        settings.AGENT_MODEL = "stub-model"
-        settings.OPENAI_TIMEOUT_SECONDS = 60  # only the deadline may cut the request short
-
-    return configure
-
-
 def test_a_slow_llm_is_cut_off_at_the_deadline_and_the_local_backend_answers(tenant, customer, open_session,
                                                                              use_openai):
     release, finished = threading.Event(), threading.Event()

@@ -17,17 +17,6 @@ from tests.stubs.openai_api import openai_stub, text, tool_call
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def use_openai(settings):
-    def configure(server):
-        settings.AGENT_BACKEND = "openai"
-        settings.OPENAI_API_KEY = "sk-test-stub"
-        settings.OPENAI_BASE_URL = server.base_url
-        settings.AGENT_MODEL = "stub-model"
-
-    return configure
-
-
 def test_tool_call_round_trip_books(tenant, customer, open_session, use_openai):
     tuesday = next_weekday(tenant, 1)
 

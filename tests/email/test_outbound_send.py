@@ -5,7 +5,6 @@ A tiny real SMTP server (a socket speaking RFC 5321) answers each command; nothi
 
 from __future__ import annotations
 
-import socket
 import socketserver
 import threading
 
@@ -18,6 +17,7 @@ from channels_app.models import OutboundDelivery
 from channels_app.providers import ProviderTransientError
 from conversations.models import Channel, ChannelMessage
 from conversations.services import session_open
+from tests import processes
 from tests.email.conftest import PATIENT_EMAIL
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,12 +77,6 @@ def pending(tenant, mailbox, patient):
     return message
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_sent_once_and_a_second_delivery_sends_nothing(smtp, pending):
     assert email_deliver(message_id=pending.pk).status == ChannelMessage.Status.SENT
     assert email_deliver(message_id=pending.pk).status == ChannelMessage.Status.SENT
@@ -108,7 +102,7 @@ def test_no_row_lock_is_held_while_the_smtp_server_talks(smtp, pending):
 
 def test_refused_connection_is_transient_and_the_retry_sends(settings, smtp, pending):
     port = settings.EMAIL_PORT
-    settings.EMAIL_PORT = _closed_port()
+    settings.EMAIL_PORT = processes.free_port()
     with pytest.raises(ProviderTransientError):
         email_deliver(message_id=pending.pk)
     pending.refresh_from_db()

@@ -25,6 +25,7 @@ from escalation.models import Incident, NotificationAttempt
 from escalation.services import attempts as attempts_service
 from escalation.services.incidents import ALERT_RETRY_SECONDS
 from identity.models import TenantMembership
+from tests import processes
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_NAME, PRIMARY
 from tests.escalation.test_acks import call_params, call_post
 from tests.escalation.test_ladder import deliver, raise_and_fire
@@ -51,15 +52,9 @@ def exhausted(oncall, patient_interaction, django_user_model):
     return incident
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_smtp_error_leaves_the_alert_unsent_for_a_retry(exhausted, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _closed_port()  # nothing listens: refused
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", processes.free_port()  # nothing listens: refused
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     with pytest.raises(OSError):
         services.incident_alert_admins(incident_id=exhausted.pk)
