@@ -9,12 +9,21 @@ import logging
 import re
 from typing import TextIO
 
-SECRET_PATH = re.compile(r"(?<![\w/])(/[ac]/)[^\s\"?#]+")
+# "/a/<token>" or "/c/<token>" as a whole path, alone ("GET /a/…") or after a scheme and host
+# ("https://clinic.example/a/…"); never inside a longer path ("/admin/a/", "/api/v1/c/").
+SECRET_PATH = re.compile(r"(?P<origin>https?://[^/\s\"']+)?(?P<prefix>/[ac]/)[^\s\"'?#]+")
+
+
+def _replace(match: re.Match) -> str:
+    text, start = match.string, match.start()
+    if not match.group("origin") and start > 0 and (text[start - 1].isalnum() or text[start - 1] in "/_-."):
+        return match.group(0)  # "/admin/a/…": part of another path
+    return f"{match.group('origin') or ''}{match.group('prefix')}[redacted]"
 
 
 def redact(text: str) -> str:
     """``text`` with the token of every ``/a/<token>`` and ``/c/<token>`` path replaced by ``[redacted]``."""
-    return SECRET_PATH.sub(r"\1[redacted]", text)
+    return SECRET_PATH.sub(_replace, text)
 
 
 class RedactingStream:

@@ -9,24 +9,31 @@ defaults to ``callsphere.asgi:application``). Daphne writes one access-log line 
 
 from __future__ import annotations
 
-import re
 import sys
 
 from callsphere.redaction import RedactingStream
 
 DEFAULT_APPLICATION = "callsphere.asgi:application"
-APPLICATION = re.compile(r"[\w.]+:[\w.]+")  # daphne's positional "module.path:attribute"
+_PROBE = "\0no-application-given"
+
+
+def daphne_args(argv: list[str]) -> list[str]:
+    """``argv`` for daphne's command line: the redacting access log first, and our application appended when
+    ``argv`` names none (asked of daphne's own argument parser, so ``-e unix:…`` is never taken for one)."""
+    from daphne.cli import CommandLineInterface
+
+    args = ["--access-log", "-", *argv]
+    known, _ = CommandLineInterface().parser.parse_known_args([*args, _PROBE])
+    return [*args, DEFAULT_APPLICATION] if known.application == _PROBE else args
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run daphne's command line with the access log going to a redacting stdout."""
     from daphne.cli import CommandLineInterface
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not (args and APPLICATION.fullmatch(args[-1])):
-        args.append(DEFAULT_APPLICATION)
+    args = daphne_args(list(sys.argv[1:] if argv is None else argv))
     sys.stdout = RedactingStream(sys.stdout)
-    CommandLineInterface().run(["--access-log", "-", *args])
+    CommandLineInterface().run(args)
 
 
 if __name__ == "__main__":

@@ -68,12 +68,13 @@ def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log
     queues anything it means that worker to run. The process gets ``log_path`` as an attribute."""
     if purge:
         purge_queues(queues)
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "callsphere", "worker", "-Q", queues, "-c", str(concurrency),
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info", "-n", f"test-{os.getpid()}@%h"],
-        cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "callsphere", "worker", "-Q", queues, "-c", str(concurrency),
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
+             "-n", f"test-{os.getpid()}@%h"],
+            cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -107,11 +108,11 @@ def _start_daphne_once(*, log_path: Path, **env_overrides: str) -> tuple[subproc
     import httpx
 
     port = free_port()
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "callsphere.web", "-b", "127.0.0.1", "-p", str(port)],
-        cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "callsphere.web", "-b", "127.0.0.1", "-p", str(port)],
+            cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -31,6 +31,8 @@ def test_access_log_has_every_request_but_no_link_secret(tmp_path):
     ('"GET /a/abc.def" 200', '"GET /a/[redacted]" 200'),
     ('"POST /c/t0k:en-x?next=1" 302', '"POST /c/[redacted]?next=1" 302'),
     ('"GET /admin/a/ " 200 "/api/v1/c/"', '"GET /admin/a/ " 200 "/api/v1/c/"'),
+    ("link https://clinic.example.com/a/abc.def sent", "link https://clinic.example.com/a/[redacted] sent"),
+    ("https://clinic.example.com/admin/a/1/", "https://clinic.example.com/admin/a/1/"),
 ])
 def test_redact_touches_only_link_paths(line, expected):
     assert redact(line) == expected
@@ -49,3 +51,18 @@ def test_every_handler_of_djangos_loggers_redacts():
                     continue  # pytest's capture, not ours
                 assert any(isinstance(f, RedactLinkSecrets) for f in handler.filters), (name, handler)
             logger = logger.parent if logger.propagate else None
+
+
+@pytest.mark.parametrize("argv, application", [
+    (["-b", "127.0.0.1", "-p", "8000"], "callsphere.asgi:application"),
+    (["-e", "unix:/tmp/web.sock"], "callsphere.asgi:application"),
+    (["-e", "tcp:8000", "other.asgi:app"], "other.asgi:app"),
+])
+def test_web_appends_our_application_only_when_none_is_given(argv, application):
+    from daphne.cli import CommandLineInterface
+
+    from callsphere.web import daphne_args
+
+    args = daphne_args(argv)
+    assert args[:2] == ["--access-log", "-"]
+    assert CommandLineInterface().parser.parse_args(args).application == application
