@@ -1,7 +1,9 @@
 """Appointment confirmations and chat links, sent by channels when ``conversations`` announces them.
 
 Best channel for a confirmation: the channel the appointment was booked on when it can carry one (SMS,
-email), else SMS to a phone that has not opted out, else email. Senders are registered per channel with
+email), else SMS, else email. Only proven addresses are used: SMS goes to a *verified* phone that has not opted
+out (:func:`textable_phone`), email to a verified address (:mod:`channels_app.email.confirmations`); a customer
+with neither gets no confirmation (logged). Senders are registered per channel with
 :func:`register_confirmation_sender` (SMS here; the email channel registers its own). Every send is keyed
 ``appointment:<id>:v<version>`` so a task run twice sends once, and a stale version (a newer change already
 happened) sends nothing: the newer change sends its own.
@@ -51,13 +53,25 @@ def confirmation_text(appointment: Appointment, change: str) -> str:
     return f"{tenant.short_name}: your appointment is confirmed for {when}. Reply to change or cancel."
 
 
+def textable_phone(*, tenant, customer) -> str | None:
+    """The customer's oldest *verified* phone (E.164) that has not opted out of SMS, or None.
+
+    Verified means proven: the number an SMS or a call came from, or one whose one-time chat code was typed
+    back (:mod:`channels_app.chat.verification`). A number merely typed in chat or an email is never texted —
+    the same rule as the agent's tools (``conversations.agent.tools._phone``): appointment details and chat
+    links must not reach a stranger's phone, and we must not be a way to text arbitrary numbers.
+    """
+    return (CustomerIdentifier.objects.filter(tenant=tenant, customer=customer, kind=IdentifierKind.PHONE,
+                                              verified=True, sms_opted_out_at__isnull=True)
+            .order_by("created_at", "pk").values_list("value", flat=True).first())
+
+
 def _sms_sender(appointment: Appointment, change: str) -> bool:
     from channels_app.sms.services import sms_send
 
-    phone = CustomerIdentifier.objects.filter(
-        customer=appointment.customer, kind=IdentifierKind.PHONE, sms_opted_out_at__isnull=True,
-    ).order_by("-verified", "created_at").values_list("value", flat=True).first()
+    phone = textable_phone(tenant=appointment.tenant, customer=appointment.customer)
     if not phone:
+        logger.info("appointment %s: no verified phone to text the confirmation to", appointment.pk)
         return False
     sms_send(tenant=appointment.tenant, customer=appointment.customer, to=phone,
              body=confirmation_text(appointment, change),
@@ -89,15 +103,15 @@ def appointment_send_confirmation(*, appointment_id, change: str, version: int) 
 
 
 def chat_link_send(*, interaction_id, ref: str = "") -> bool:
-    """Text the customer of ``interaction_id`` a signed link to the chat; False if they have no usable phone."""
+    """Text the customer of ``interaction_id`` a signed link to the chat; False (nothing sent, logged) if they
+    have no verified phone that has not opted out (:func:`textable_phone`)."""
     from channels_app.chat.links import chat_link_url
     from channels_app.sms.services import sms_send
 
     interaction = Interaction.objects.select_related("tenant", "customer").get(pk=interaction_id)
-    phone = CustomerIdentifier.objects.filter(
-        customer=interaction.customer, kind=IdentifierKind.PHONE, sms_opted_out_at__isnull=True,
-    ).order_by("-verified", "created_at").values_list("value", flat=True).first()
+    phone = textable_phone(tenant=interaction.tenant, customer=interaction.customer)
     if not phone:
+        logger.info("chat link for interaction %s not sent: no verified phone", interaction_id)
         return False
     url = chat_link_url(customer=interaction.customer)
     sms_send(tenant=interaction.tenant, customer=interaction.customer, to=phone,

@@ -8,8 +8,9 @@ OutboundDelivery`:
    or read timeout after the request may have reached Twilio, or a worker killed mid-request), the claim says
    so and carries ``reconcile_since`` — the caller must look the message/call up (``find_recent``) first.
 2. The caller sends (or finds) and then calls :func:`delivery_record_sent` / :func:`delivery_record_failed`,
-   or :func:`delivery_release` after a transient error. The release is fenced by the claim's ``attempt``: an
-   attempt that outlived its lease (another worker has claimed since) changes nothing.
+   or :func:`delivery_release` after a transient error. The release and the failure are fenced by the claim's
+   ``attempt``: an attempt that outlived its lease (another worker has claimed since) changes nothing. A
+   success is recorded whichever attempt reports it (a provider id is proof the message went out), once.
 
 :func:`outbound_redrive` (a beat task) re-queues outbound rows still ``pending`` a minute after they were
 created — a task whose worker died (OOM, hard time limit) — so a patient's reply is never silently dropped.
@@ -97,7 +98,16 @@ def known_provider_ids(*, message: ChannelMessage, since: datetime) -> set[str]:
 
 def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: str) -> bool:
     """Store the provider id and first status of a claimed message; clear ``in_flight``. False (nothing
-    written) if the row was meanwhile sent or failed by someone else."""
+    written) if the row was meanwhile sent or failed by someone else.
+
+    Not fenced by attempt, on purpose: a provider id means the provider accepted *this* request, so the
+    message went out whichever attempt sent it, and the row must say so. A superseded attempt that succeeds
+    late is recorded if no one recorded first; if the live attempt then sends too (a duplicate we could not
+    prevent: it looked the message up before the late request landed), its own record finds the row no longer
+    pending and writes nothing. Fencing here would instead drop a real send, and a later permanent error of
+    the live attempt would mark ``failed`` a message the patient received. The guard that matters is the
+    status check: only a ``pending`` row without a provider id is written.
+    """
     with transaction.atomic():
         locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
         if locked.status != ChannelMessage.Status.PENDING or locked.provider_id:
@@ -108,17 +118,37 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     return True
 
 
-def delivery_record_failed(*, message: ChannelMessage, error_code: str, error_message: str = "") -> None:
-    """Mark a claimed message ``failed`` (a permanent provider error) with only its code; clear ``in_flight``.
+def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str = "") -> bool:
+    """Mark the message of ``claim`` ``failed`` (a permanent provider error) with only its code; clear
+    ``in_flight``. Returns True if written.
+
+    Fenced by the claim's ``attempt``, like :func:`delivery_release`: under the message's row lock (the lock
+    :func:`delivery_claim` takes, so no claim can slip in between), nothing is written unless
+    ``OutboundDelivery.attempts`` is still this claim's number and the message is still ``pending``. An attempt
+    that outlived its lease and was superseded by a newer claim therefore cannot mark ``failed`` a message the
+    live attempt is sending (or has sent): the live attempt's outcome decides. ``claim.message`` is refreshed.
 
     The provider's message text is not stored: Twilio's embeds the phone number ("The 'To' number +1… is not
     valid"), SMTP's the address, and error fields end up in logs and exports. ``error_message`` defaults to
     ``"provider error <code>"``; callers pass only codes and class names in it.
     """
+    message = claim.message
     with transaction.atomic():
-        message_mark_failed(message=message, status=ChannelMessage.Status.FAILED, error_code=error_code,
-                            error_message=error_message or f"provider error {error_code}".strip())
-        OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
+        locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
+        attempts = OutboundDelivery.objects.filter(message_id=message.pk).values_list("attempts", flat=True).first()
+        if attempts != claim.attempt:
+            logger.warning("outbound %s: attempt %s was superseded by attempt %s; its permanent error %s is not "
+                           "recorded", message.pk, claim.attempt, attempts, error_code or "?")
+            written = False
+        elif locked.status != ChannelMessage.Status.PENDING:
+            written = False
+        else:
+            message_mark_failed(message=locked, status=ChannelMessage.Status.FAILED, error_code=error_code,
+                                error_message=error_message or f"provider error {error_code}".strip())
+            OutboundDelivery.objects.filter(message_id=message.pk, attempts=claim.attempt).update(in_flight=False)
+            written = True
+    message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
+    return written
 
 
 def delivery_release(*, claim: Claim, request_sent: bool) -> bool:

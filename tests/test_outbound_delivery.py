@@ -1,16 +1,24 @@
 """Outbound SMS / callback delivery: claim → send → record without a lock across the HTTP call; an uncertain
 attempt is reconciled against Twilio (the local stub of its API) instead of re-sent; a lost task is re-driven."""
 
+import threading
 import time
 from datetime import timedelta
 from email.utils import formatdate
 
 import pytest
+from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
 from channels_app import tasks as channel_tasks
-from channels_app.delivery import delivery_claim, delivery_release, outbound_redrive
+from channels_app.delivery import (
+    delivery_claim,
+    delivery_record_failed,
+    delivery_record_sent,
+    delivery_release,
+    outbound_redrive,
+)
 from channels_app.email.tasks import email_deliver_task
 from channels_app.models import OutboundDelivery
 from channels_app.providers import ProviderTransientError
@@ -19,7 +27,7 @@ from channels_app.sms.services import sms_deliver, sms_send
 from channels_app.voice.callback import callback_place
 from channels_app.voice.tasks import voice_place_callback, voicemail_file_untranscribed_task, voicemail_transcribe
 from conversations.agent.services import callback_request
-from conversations.models import ChannelMessage
+from conversations.models import CallbackRequest, ChannelMessage
 from conversations.services import call_open, message_mark_sent, message_prepare_outbound, session_open
 from identity.services import customer_resolve
 from tests import processes
@@ -199,3 +207,131 @@ def test_permanent_error_keeps_only_the_code_no_number_in_logs_or_row(tenant, ca
     message.refresh_from_db()
     assert (message.status, message.error_code, message.error_message) == ("failed", "21211", "provider error 21211")
     assert "21211" in caplog.text and PATIENT not in caplog.text and "not a valid" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_a_superseded_attempt_cannot_mark_failed_what_the_live_attempt_sends(tenant):
+    """A permanent error reported by an attempt that outlived its lease is not recorded once a newer attempt
+    has claimed the row: the live attempt's outcome decides. Without a newer claim it is recorded as usual."""
+    message = outbound_sms(tenant)
+    stale = delivery_claim(message_id=message.pk, now=timezone.now() - timedelta(minutes=3))  # lease long gone
+    live = delivery_claim(message_id=message.pk)  # another worker took over and is mid-request
+    assert delivery_record_failed(claim=stale, error_code="21211") is False
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("pending", "")
+    delivery = OutboundDelivery.objects.get(message=message)
+    assert (delivery.attempts, delivery.in_flight) == (2, True)  # the live claim is untouched
+    assert delivery_record_sent(message=live.message, provider_id="SM" + "1" * 32, status="queued") is True
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert delivery_record_failed(claim=live, error_code="21211") is False  # sent already: never "failed"
+
+    other = outbound_sms(tenant, key="conf-2", to="+15551230081")
+    only = delivery_claim(message_id=other.pk, now=timezone.now() - timedelta(minutes=3))  # expired, not superseded
+    assert delivery_record_failed(claim=only, error_code="21211") is True
+    other.refresh_from_db()
+    assert (other.status, other.error_code, other.delivery.in_flight) == ("failed", "21211", False)
+
+
+WAIT = 30  # seconds: an upper bound for a thread or request to get somewhere, never a pause
+
+
+class GatedStub(TwilioStub):
+    """The Twilio stub, holding the first two create requests of ``resource`` (in arrival order) until the
+    test opens their gates: ``arrived[i]`` is set when request ``i`` is in, ``gates[i].set()`` lets it go on."""
+
+    def __init__(self, resource: str):
+        super().__init__()
+        self.resource, self.count = resource, 0
+        self.arrived = [threading.Event(), threading.Event()]
+        self.gates = [threading.Event(), threading.Event()]
+
+    def _take_fault(self, resource, to, action="create"):
+        if resource == self.resource and action == "create":
+            with self._lock:
+                index, self.count = self.count, self.count + 1
+            if index < len(self.gates):
+                self.arrived[index].set()
+                self.gates[index].wait(WAIT)
+        return super()._take_fault(resource, to, action)
+
+
+def in_thread(func, **kwargs) -> tuple[threading.Thread, dict]:
+    """Run ``func(**kwargs)`` in a thread with its own database connection; the dict gets "result"/"error"."""
+    out: dict = {}
+
+    def run():
+        try:
+            out["result"] = func(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            out["error"] = exc
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def _sms_case(tenant):
+    message = pending_sms_without_task(tenant, key="gated", to=PATIENT)
+    return message, lambda: in_thread(sms_deliver, message_id=message.pk), None
+
+
+def _callback_case(tenant):
+    customer = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
+    chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
+    request, _ = callback_request(interaction=chat, phone=PATIENT, reason="call me")
+    start = lambda: in_thread(callback_place, callback_request_id=request.pk)  # noqa: E731
+    return None, start, request
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("resource", ["messages", "calls"])
+def test_a_stale_attempts_permanent_error_does_not_fail_a_message_the_live_attempt_sends(tenant, resource):
+    """sms_deliver / callback_place end to end: attempt 1 is held at Twilio past its lease, attempt 2 claims
+    and is held too; attempt 1 then gets a permanent 400 — nothing is recorded (no ``failed`` row, no closed
+    call, no failed callback request); attempt 2's success is."""
+    message, start, request = (_sms_case if resource == "messages" else _callback_case)(tenant)
+    backend = {"SMS_BACKEND": SMS_TWILIO} if resource == "messages" else {"VOICE_BACKEND": VOICE_TWILIO}
+    with GatedStub(resource) as stub, override_settings(
+            TWILIO_API_BASE=stub.base_url, TWILIO_TIMEOUT_SECONDS=WAIT * 2, **backend):
+        stub.add_fault(resource, status=400, code=21211)  # taken by the first create only
+        first, first_out = start()
+        assert stub.arrived[0].wait(WAIT), first_out
+        message = message or ChannelMessage.objects.get(idempotency_key=f"callback:{request.pk}")
+        OutboundDelivery.objects.filter(message=message).update(lease_until=timezone.now() - timedelta(seconds=1))
+        second, second_out = start()  # the retry / redrive: claims attempt 2, finds nothing at Twilio, sends
+        assert stub.arrived[1].wait(WAIT), second_out
+        stub.gates[0].set()  # attempt 1: 400, long after its lease
+        first.join(WAIT)
+        assert not first.is_alive() and "error" not in first_out, first_out
+        message.refresh_from_db()
+        assert (message.status, message.error_code) == ("pending", "")
+        assert OutboundDelivery.objects.get(message=message).attempts == 2
+        stub.gates[1].set()
+        second.join(WAIT)
+        assert not second.is_alive() and "error" not in second_out, second_out
+    message.refresh_from_db()
+    [created] = stub.created(resource)
+    assert (message.status, message.provider_id) == ("queued", created["sid"])
+    if request is not None:
+        request.refresh_from_db()
+        assert request.status == CallbackRequest.Status.IN_PROGRESS
+        message.interaction.refresh_from_db()
+        assert message.interaction.ended_at is None and message.interaction.metadata["call_status"] == "queued"
+
+
+@pytest.mark.django_db
+def test_a_callback_refused_permanently_fails_the_call_and_the_request(tenant):
+    customer = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
+    chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
+    request, _ = callback_request(interaction=chat, phone=PATIENT, reason="call me")
+    with TwilioStub() as stub, override_settings(VOICE_BACKEND=VOICE_TWILIO, TWILIO_API_BASE=stub.base_url):
+        stub.add_fault("calls", status=400, code=21211)
+        call = callback_place(callback_request_id=request.pk)
+    assert (call.status, call.error_code) == ("failed", "21211")
+    request.refresh_from_db()
+    call.interaction.refresh_from_db()
+    assert request.status == CallbackRequest.Status.FAILED
+    assert call.interaction.ended_at and call.interaction.metadata["call_status"] == "failed"

@@ -151,7 +151,8 @@ def email_deliver(*, message_id: int) -> ChannelMessage:
     Claim (committed lease, see :mod:`channels_app.delivery`) → SMTP/ESP send with no transaction or row lock
     held across the network → record. Transient failures (connection refused/dropped, SMTP 4xx, ESP 429/5xx)
     release the claim and raise :class:`~channels_app.providers.ProviderTransientError` so the task retries;
-    permanent ones (SMTP 5xx, ESP 4xx) mark the row ``failed`` with the exception class and code only. SMTP has
+    permanent ones (SMTP 5xx, ESP 4xx) mark the row ``failed`` with the exception class and code only, unless
+    this attempt outlived its lease and a newer claim superseded it (that attempt's outcome decides). SMTP has
     no way to ask "did you get it?", so a worker killed after the server accepted the DATA may lead to one
     resend; it carries the same Message-ID (RFC 5322 §3.6.4), which mail clients use to collapse duplicates.
     """
@@ -169,9 +170,9 @@ def email_deliver(*, message_id: int) -> ChannelMessage:
         # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
         # the address, and error fields end up in logs, admin lists and exports.
         code = getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None) or ""
-        delivery_record_failed(message=message, error_code=type(exc).__name__[:20],
-                               error_message=f"{type(exc).__name__} {code}".strip())
-        logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
+        if delivery_record_failed(claim=claim, error_code=type(exc).__name__[:20],
+                                  error_message=f"{type(exc).__name__} {code}".strip()):
+            logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
         return message
     delivery_record_sent(message=message, provider_id=headers.message_id, status=ChannelMessage.Status.SENT)
     return message

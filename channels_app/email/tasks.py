@@ -4,17 +4,30 @@ from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from channels_app.providers import PROVIDER_RETRY
 
+#: retries of a triage found ``in_progress`` (each waits for the other attempt's lease to end)
+TRIAGE_MAX_RETRIES = 3
 
 
-@shared_task(acks_late=True)
-def email_triage_task(inbound_id: str) -> None:
-    """Run the EmailTriageAgent for one accepted inbound email (idempotent: ``triaged_at`` under a row lock)."""
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=TRIAGE_MAX_RETRIES)
+def email_triage_task(self, inbound_id: str) -> None:
+    """Run the EmailTriageAgent for one accepted inbound email (idempotent: a committed claim with a lease,
+    then ``triaged_at``; see :mod:`channels_app.email.triage`).
+
+    ``reject_on_worker_lost``: a worker killed mid-triage puts the task back on the queue. Its claim is then
+    still live, so the redelivery finds the triage ``in_progress`` and retries just after the lease ends; that
+    attempt answers (with the fallback, not a second engine run). A duplicate delivery while a healthy attempt
+    runs retries the same way and then finds the email triaged.
+    """
     from channels_app.email.triage import email_triage
 
-    email_triage(inbound_id=inbound_id)
+    outcome = email_triage(inbound_id=inbound_id)
+    if outcome.decision == "in_progress" and outcome.lease_until is not None:
+        wait = (outcome.lease_until - timezone.now()).total_seconds()
+        raise self.retry(countdown=max(1.0, wait + 1.0))
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)

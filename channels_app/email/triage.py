@@ -8,20 +8,41 @@
 3. Otherwise the agent engine answers (``conversations.engine.respond``; tools may book / move / cancel).
 4. Either answer goes back as a threaded reply (:func:`channels_app.email.outbound.email_reply_prepare`).
 
-Idempotent: the inbound row is locked and marked ``triaged_at``; the reply is keyed by the inbound id.
+No lock is held while the LLM thinks (the urgency check and the engine may take tens of seconds, and ingest,
+the admin and the patient's other channels must not wait on these rows). A triage is three steps, like a voice
+turn (:mod:`channels_app.voice.agent`):
+
+- claim, one short transaction under the inbound row's lock: unless it is already ``triaged_at`` (or not
+  ``accepted``), write ``triage = {"claim": {"attempt": n, "token": hex, "lease_until": ISO-8601 UTC}}`` and
+  commit. While that lease is live another run (a redelivered or duplicated task) does nothing and reports
+  ``in_progress`` (the task retries once the lease is over); :func:`triage_lease` outlasts the task's hard
+  time limit, so a live lease means an attempt may still be running, an expired one that it died;
+- think, outside any transaction: assess, and unless urgent run the engine (its tools take their own short
+  transactions; ``deadline`` keeps the LLM inside the task's soft time limit). The engine may have acted
+  (booked, moved) before an attempt died, so it runs at most once per email: an attempt that finds an earlier
+  claim expired (or whose engine raised) answers :data:`FALLBACK_REPLY` instead and hands the conversation to
+  staff (decision ``fallback``); an urgent email is escalated as usual, since assessing has no side effects;
+- finish, one short transaction under the inbound row's lock: if the claim is still ours, store the
+  assessment, escalate or hand off, prepare the reply (keyed ``email-reply:<inbound id>``, so at most one) and
+  set ``triage = {"decision", "urgency", "attempt"}`` and ``triaged_at``. An attempt whose claim was taken
+  over meanwhile writes nothing (decision ``superseded``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from channels_app.email.outbound import email_reply_prepare
 from channels_app.models import InboundEmail
-from channels_app.voice.assess import assess
+from channels_app.voice.assess import Assessment, assess
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Interaction
@@ -33,53 +54,163 @@ logger = logging.getLogger(__name__)
 URGENT = 4
 URGENT_REPLY = ("{clinic}: we received your message and flagged it as urgent for our clinical team. "
                 "If this is a medical emergency, call 911 (or your local emergency number) now.")
+FALLBACK_REPLY = ("{clinic}: thank you for your message. We couldn't answer it automatically; a member of our "
+                  "team will get back to you.")
+FALLBACK_HANDOFF_REASON = "The automatic email answer failed: please answer the patient's last email."
+#: key of ``InboundEmail.triage`` while a triage attempt holds the email
+CLAIM = "claim"
+
+
+def triage_lease() -> timedelta:
+    """How long a claim keeps other attempts off: the task's hard time limit (``CELERY_TASK_TIME_LIMIT``
+    seconds, after which the worker child is killed) plus a margin."""
+    return timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 120) + timedelta(seconds=30)
+
+
+def triage_budget() -> float:
+    """Seconds the urgency check plus the engine may take (the engine's ``deadline``): the task's soft time
+    limit (``CELERY_TASK_SOFT_TIME_LIMIT``) less a margin for the finishing transaction, at least 10 s."""
+    soft = getattr(settings, "CELERY_TASK_SOFT_TIME_LIMIT", None) or 100
+    return max(10.0, float(soft) - 20.0)
 
 
 @dataclass
 class TriageOutcome:
-    """``decision``: ``escalated`` | ``answered`` | ``skipped``; ``urgency`` 1–5; ``reply_id`` the outbound row."""
+    """``decision``: ``escalated`` | ``answered`` | ``fallback`` (the engine was not run again, or failed: a
+    holding reply and a staff handoff) | ``skipped`` (not accepted, or already triaged) | ``in_progress``
+    (another attempt holds the claim until ``lease_until``, aware UTC) | ``superseded`` (this attempt's claim
+    was taken over; nothing written). ``urgency`` 1–5; ``reply_id`` the outbound ChannelMessage."""
 
     decision: str
     urgency: int = 0
     reply_id: int | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass
+class TriageClaim:
+    """This attempt holds ``inbound`` while ``triage["claim"]["token"] == token``; ``engine_ran_before`` is
+    True when an earlier attempt's claim expired without a result (it may have run the engine)."""
+
+    inbound: InboundEmail
+    interaction: Interaction
+    token: str
+    attempt: int
+    engine_ran_before: bool
+
+
+def _lease_end(mark) -> datetime | None:
+    try:
+        return datetime.fromisoformat(mark["lease_until"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _locked(inbound_id) -> InboundEmail | None:
+    """The inbound row, locked until the surrounding transaction ends (only that row: ``of=("self",)``)."""
+    return (InboundEmail.objects.select_for_update(of=("self",)).select_related("tenant")
+            .filter(pk=inbound_id).first())
+
+
+def triage_claim(*, inbound_id, now: datetime | None = None) -> TriageClaim | TriageOutcome:
+    """Step 1: claim the triage of one inbound email in a short transaction of its own (committed on return).
+
+    Returns a :class:`TriageClaim` (lease until ``now`` + :func:`triage_lease`; ``now`` aware UTC, default the
+    current time), or an outcome: ``skipped`` (gone, not accepted, already triaged, its interaction erased) or
+    ``in_progress`` (another attempt's lease is live).
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        inbound = _locked(inbound_id)
+        if (inbound is None or inbound.status != InboundEmail.Status.ACCEPTED or inbound.triaged_at
+                or inbound.interaction_id is None):  # no interaction: its customer was erased since
+            return TriageOutcome(decision="skipped")
+        mark = (inbound.triage or {}).get(CLAIM)
+        until = _lease_end(mark)
+        if until is not None and until > now:
+            return TriageOutcome(decision="in_progress", lease_until=until)
+        attempt = int((mark or {}).get("attempt") or 0) + 1
+        token = uuid.uuid4().hex
+        lease_until = (now + triage_lease()).isoformat()
+        inbound.triage = {CLAIM: {"attempt": attempt, "token": token, "lease_until": lease_until}}
+        inbound.save(update_fields=["triage"])
+    interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(
+        pk=inbound.interaction_id)
+    return TriageClaim(inbound=inbound, interaction=interaction, token=token, attempt=attempt,
+                       engine_ran_before=mark is not None)
 
 
 class EmailTriageAgent:
-    """Classify one accepted inbound email and answer it (see the module docstring)."""
+    """Classify one claimed inbound email and compose its answer (step 2; see the module docstring)."""
 
-    def handle(self, inbound: InboundEmail) -> TriageOutcome:
-        """Triage ``inbound`` (locked by the caller, status ``accepted``, not yet triaged)."""
-        tenant = inbound.tenant
-        interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(
-            pk=inbound.interaction_id)
+    def think(self, claim: TriageClaim) -> tuple[Assessment, str, str]:
+        """Assess and answer ``claim``'s email outside any transaction, holding no lock. Returns
+        ``(assessment, reply body, decision)`` with decision ``escalated`` | ``answered`` | ``fallback``."""
+        inbound, tenant = claim.inbound, claim.inbound.tenant
         text = inbound.reply_text or ""
+        started = time.monotonic()
         assessment = assess(tenant=tenant, text=f"{inbound.subject}\n{text}".strip(), channel="email")
+        if assessment.urgency >= URGENT:
+            return assessment, URGENT_REPLY.format(clinic=tenant.short_name), "escalated"
+        fallback = FALLBACK_REPLY.format(clinic=tenant.short_name)
+        if claim.engine_ran_before:
+            logger.warning("email %s: an earlier triage attempt died (attempt %s now); answering with the fallback "
+                           "instead of running the engine again", inbound.pk, claim.attempt)
+            return assessment, fallback, "fallback"
+        try:
+            reply = engine.respond(interaction=claim.interaction, text=text or inbound.subject,
+                                   deadline=started + triage_budget())
+        except Exception:  # noqa: BLE001 - whatever failed, the patient gets an answer and staff a notice
+            logger.exception("email %s: the engine failed; answering with the fallback", inbound.pk)
+            return assessment, fallback, "fallback"
+        return assessment, reply.text, "answered"
+
+
+def triage_finish(*, claim: TriageClaim, assessment: Assessment, body: str, decision: str) -> TriageOutcome:
+    """Step 3, one short transaction under the inbound row's lock: if the claim is still ours, store the
+    assessment, escalate (``escalation_requested`` on commit + handoff) or hand off a fallback, prepare the
+    reply (delivery queued on commit) and mark the email triaged; otherwise write nothing (``superseded``)."""
+    inbound_id = claim.inbound.pk
+    with transaction.atomic():
+        inbound = _locked(inbound_id)
+        mark = (inbound.triage or {}).get(CLAIM) or {}
+        if inbound.triaged_at or mark.get("token") != claim.token:
+            logger.warning("email %s: triage attempt %s was taken over while it ran; its answer is dropped",
+                           inbound_id, claim.attempt)
+            return TriageOutcome(decision="superseded", urgency=assessment.urgency)
+        interaction = claim.interaction
         interaction_set_assessment(interaction=interaction, urgency=assessment.urgency,
                                    intent=assessment.intent if assessment.intent != "other" else None)
-        if assessment.urgency >= URGENT:
+        if decision == "escalated":
             reason = assessment.reason or "urgent email"
             handoff_request(interaction=interaction, reason=f"Urgent email ({reason}); see the transcript.")
             interaction_id, level = interaction.pk, assessment.urgency
             transaction.on_commit(lambda: escalation_requested.send(
                 sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason))
-            body, decision = URGENT_REPLY.format(clinic=tenant.short_name), "escalated"
-        else:
-            body, decision = engine.respond(interaction=interaction, text=text or inbound.subject).text, "answered"
+        elif decision == "fallback":
+            handoff_request(interaction=interaction, reason=FALLBACK_HANDOFF_REASON)
         inbound.interaction = interaction
         reply, _ = email_reply_prepare(inbound=inbound, body=body)
-        return TriageOutcome(decision=decision, urgency=assessment.urgency, reply_id=reply.pk)
-
-
-def email_triage(*, inbound_id) -> TriageOutcome:
-    """Run the EmailTriageAgent once for an accepted inbound email; a second run is a no-op (``skipped``)."""
-    with transaction.atomic():
-        inbound = InboundEmail.objects.select_for_update(of=("self",)).select_related("tenant").filter(
-            pk=inbound_id).first()
-        if inbound is None or inbound.status != InboundEmail.Status.ACCEPTED or inbound.triaged_at:
-            return TriageOutcome(decision="skipped")
-        outcome = EmailTriageAgent().handle(inbound)
-        inbound.triage = {"decision": outcome.decision, "urgency": outcome.urgency}
+        inbound.triage = {"decision": decision, "urgency": assessment.urgency, "attempt": claim.attempt}
         inbound.triaged_at = timezone.now()
         inbound.save(update_fields=["triage", "triaged_at"])
+    return TriageOutcome(decision=decision, urgency=assessment.urgency, reply_id=reply.pk)
+
+
+def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
+    """Run the EmailTriageAgent once for an accepted inbound email: claim → think → finish (module docstring).
+
+    A second run after the first finished is a no-op (``skipped``); one while another attempt holds a live
+    claim does nothing (``in_progress``, with ``lease_until``). No transaction or row lock is held while the
+    urgency check or the engine waits on the LLM. Database errors propagate (the claim then stays until its
+    lease ends, and the next attempt answers with the fallback).
+    """
+    claim = triage_claim(inbound_id=inbound_id, now=now)
+    if isinstance(claim, TriageOutcome):
+        if claim.decision == "in_progress":
+            logger.info("email %s is being triaged by another attempt (until %s)", inbound_id, claim.lease_until)
+        return claim
+    assessment, body, decision = EmailTriageAgent().think(claim)
+    outcome = triage_finish(claim=claim, assessment=assessment, body=body, decision=decision)
     logger.info("email %s triaged: %s (urgency %s)", inbound_id, outcome.decision, outcome.urgency)
     return outcome

@@ -104,9 +104,10 @@ def sms_deliver(*, message_id: int) -> ChannelMessage:
 
     Claim (committed) → send → record, with no transaction or row lock held across the HTTP call. Opted-out
     recipients are never sent to (status ``suppressed``); permanent provider errors mark it ``failed`` (code
-    only); transient ones (``ProviderTransientError``) propagate so the task retries. When an earlier attempt
-    may have reached Twilio (5xx, read timeout, worker killed), the retry first looks for a message with this
-    body sent to this number since that attempt (``find_recent``) and adopts it instead of sending again.
+    only) unless this attempt was superseded by a newer claim (then that attempt decides); transient ones
+    (``ProviderTransientError``) propagate so the task retries. When an earlier attempt may have reached Twilio
+    (5xx, read timeout, worker killed), the retry first looks for a message with this body sent to this number
+    since that attempt (``find_recent``) and adopts it instead of sending again.
     """
     claim = delivery_claim(message_id=message_id, skip=_opt_out_reason)
     if not isinstance(claim, Claim):
@@ -130,8 +131,8 @@ def sms_deliver(*, message_id: int) -> ChannelMessage:
             status_callback=settings.PUBLIC_BASE_URL + STATUS_CALLBACK_PATH,
         )
     except ProviderPermanentError as exc:
-        delivery_record_failed(message=message, error_code=exc.code)
-        logger.warning("outbound SMS %s failed permanently: code %s", message.pk, exc.code or "?")
+        if delivery_record_failed(claim=claim, error_code=exc.code):
+            logger.warning("outbound SMS %s failed permanently: code %s", message.pk, exc.code or "?")
         return message
     except ProviderTransientError as exc:
         delivery_release(claim=claim, request_sent=exc.request_sent)

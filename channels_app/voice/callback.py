@@ -158,7 +158,8 @@ def _dial(*, message_id: int, request_id: int) -> ChannelMessage:
                                     machine_detection=MACHINE_DETECTION, status_callback=twiml.url(twiml.STATUS_PATH))
     except ProviderPermanentError as exc:
         with transaction.atomic():
-            delivery_record_failed(message=message, error_code=exc.code)
+            if not delivery_record_failed(claim=claim, error_code=exc.code):
+                return message  # superseded by a newer attempt (or already recorded): that one decides
             interaction_set_metadata(interaction=interaction, updates={"call_status": "failed"})
             interaction_close(interaction=interaction)
             callback_call_ended(interaction=interaction, status="failed")
