@@ -130,6 +130,9 @@ class Interaction(models.Model):
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
+            # the voicemail redrive (beat, every 30 s) scans calls with a completed recording, recent first
+            models.Index(fields=["updated_at"], condition=Q(channel="voice", metadata__recording__status="completed"),
+                         name="call_logs_recording_done"),
         ]
 
     def __str__(self) -> str:
@@ -184,7 +187,15 @@ class ChannelMessage(models.Model):
                 fields=["tenant", "idempotency_key"], condition=~Q(idempotency_key=""), name="outbound_once"
             ),
         ]
-        indexes = [models.Index(fields=["interaction", "created_at"])]
+        indexes = [
+            models.Index(fields=["interaction", "created_at"]),
+            # beat redrives (every 30 s), each by created_at over only the rows it looks for: outbound rows still
+            # pending (channels_app.delivery.outbound_redrive) and inbound SMS (channels_app.sms.replies)
+            models.Index(fields=["created_at"], condition=Q(status="pending", direction="outbound"),
+                         name="msg_outbound_pending"),
+            models.Index(fields=["created_at"], condition=Q(channel="sms", direction="inbound") & ~Q(provider_id=""),
+                         name="msg_inbound_sms"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.channel} {self.direction} {self.provider_id or self.idempotency_key}"

@@ -185,7 +185,8 @@ def sms_reply_redrive(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     replied = ChannelMessage.objects.filter(
         tenant_id=OuterRef("tenant_id"),
-        idempotency_key=Concat(Value(REPLY_KEY_PREFIX), OuterRef("provider_id"), output_field=CharField()))
+        idempotency_key=Concat(Value(REPLY_KEY_PREFIX), OuterRef("provider_id"), output_field=CharField()),
+    ).exclude(idempotency_key="")  # never true of a reply key; lets the planner probe the partial outbound_once
     rows = (ChannelMessage.objects.filter(
         channel=Channel.SMS, direction=Direction.INBOUND, created_at__lt=now - REDRIVE_AFTER,
         created_at__gte=now - REDRIVE_MAX_AGE).exclude(provider_id="").exclude(Exists(replied))

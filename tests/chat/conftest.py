@@ -34,7 +34,12 @@ class WsClient:
         self.session = self.loop.run_until_complete(self._session())
         headers = {"Origin": origin} if origin else {}
         url = base.replace("http", "ws", 1) + f"/ws/chat/?key={key}"
-        self.ws = self.loop.run_until_complete(self.session.ws_connect(url, headers=headers, timeout=10))
+        try:
+            self.ws = self.loop.run_until_complete(self.session.ws_connect(
+                url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10)))
+        except BaseException:  # a refused handshake: release the session and the loop, then let it raise
+            self._shut()
+            raise
 
     async def _session(self):
         return aiohttp.ClientSession()
@@ -59,9 +64,20 @@ class WsClient:
                 return frames
 
     def close(self):
-        self.loop.run_until_complete(self.ws.close())
-        self.loop.run_until_complete(self.session.close())
-        self.loop.close()
+        """Close the websocket, the session and the loop; a no-op once done (a test may close a client itself
+        before the fixture's teardown closes every client)."""
+        if self.loop.is_closed():
+            return
+        try:
+            self.loop.run_until_complete(self.ws.close())
+        finally:
+            self._shut()
+
+    def _shut(self):
+        try:
+            self.loop.run_until_complete(self.session.close())
+        finally:
+            self.loop.close()
 
 
 @pytest.fixture
