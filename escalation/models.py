@@ -315,7 +315,8 @@ class NotificationAttempt(models.Model):
     hung up: ``hangup_claims`` holds a request in flight (a lease: a dead worker's claim expires), ``hangup_sids``
     / ``hung_up_at`` record the provider's answer (a call ended that way before it was answered ends
     ``cancelled``). A call answered by an answering machine or fax ends the attempt ``failed``
-    (``error_code`` ``answering-machine``).
+    (``error_code`` ``answering-machine``); a verdict that came before the attempt's SID is held in
+    ``machine_verdicts`` by CallSid until the SID it applies to is known.
     """
 
     class Status(models.TextChoices):
@@ -364,6 +365,10 @@ class NotificationAttempt(models.Model):
     hung_up_at = models.DateTimeField(
         null=True, blank=True, help_text="When the provider last confirmed a hang-up after the acknowledgement "
                                          "(or said the call was already over)")
+    machine_verdicts = models.JSONField(
+        default=dict, blank=True,
+        help_text="Answering-machine verdicts that came while the attempt had no SID yet: {CallSid: Twilio "
+                  "AnsweredBy}. The attempt fails when the SID it records is one of them; others are ignored")
     log_interaction = models.ForeignKey(Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:

@@ -106,7 +106,8 @@ def call_prompt(request, attempt_id: int):
     # with DetectMessageEnd) or fax means nobody is on the line; human and unknown (undecided) get the prompt
     answered_by = request.POST.get("AnsweredBy", "")
     if answered_by.startswith("machine_") or answered_by == "fax":
-        attempt_answered_by_machine(attempt=attempt, sid=_sid(request), answered_by=answered_by)
+        # the CallSid ties the verdict to its call: before the attempt's SID came back it may be another try's
+        attempt_answered_by_machine(attempt=attempt, sid=request.POST.get("CallSid", ""), answered_by=answered_by)
         return twiml_response(call_hangup_twiml())
     if attempt.incident.status != Incident.Status.TRIGGERED:
         return twiml_response(call_simple_twiml(_not_paging_text(attempt)))

@@ -265,3 +265,22 @@ def test_role_groups_hold_no_user_or_permission_management():
         names = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
         assert names and names <= role_permission_names(role)
         assert not any(n.startswith(("auth.", "django_celery_beat.")) or "tenantmembership" in n for n in names)
+
+
+def test_migration_puts_existing_clinic_logins_into_their_role_group(tenant, django_user_model):
+    import importlib
+
+    from django.apps import apps
+    from django.db import connection
+
+    backfill = importlib.import_module("identity.migrations.0003_backfill_role_groups").backfill
+    staff = django_user_model.objects.create_user("legacy-staff", password="x", is_staff=True)
+    boss = django_user_model.objects.create_user("legacy-boss", password="x", is_staff=True)
+    root = django_user_model.objects.create_superuser("legacy-root", "r@x.example", "x")
+    for user, role in [(staff, "staff"), (boss, "admin"), (root, "admin")]:
+        TenantMembership.objects.create(user=user, tenant=tenant, role=role)
+    with connection.schema_editor() as editor:
+        backfill(apps, editor)
+    assert list(staff.groups.values_list("name", flat=True)) == ["Clinic staff"]
+    assert list(boss.groups.values_list("name", flat=True)) == ["Clinic admin"]
+    assert not root.groups.exists()

@@ -15,7 +15,9 @@ Page calls are placed with ``Url`` = our prompt webhook (:func:`~escalation.serv
 ``MachineDetection=Enable`` (https://www.twilio.com/docs/voice/answering-machine-detection): Twilio requests the
 prompt once it knows who answered (``AnsweredBy`` human / machine_start / fax / unknown). A machine or fax
 gets a bare hang-up and fails the attempt (:func:`attempt_answered_by_machine`), so the ladder falls through
-as for an unanswered call instead of waiting out the step with nobody reached; ``unknown`` is a person.
+as for an unanswered call instead of waiting out the step with nobody reached; ``unknown`` is a person. A
+verdict that comes before the call's SID did is held by its CallSid and fails the attempt only if that call is
+the one :func:`_mark_sent` records (an earlier try presumed dead may have a call of its own still live).
 
 Once the incident is acknowledged, the other page calls still ringing or talking are hung up by
 :mod:`~escalation.services.hangups` (queued by the acknowledgement, and by :func:`_mark_sent` for a call whose
@@ -283,7 +285,8 @@ def _known_call_sids(attempt: NotificationAttempt, since: datetime) -> set[str]:
 def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) -> NotificationAttempt:
     """Record the SID the provider returned. Holds the incident row first (the acknowledgement's order), so a
     call whose SID arrives after an acknowledgement is seen by it or hangs itself up here. A machine verdict
-    that arrived before the SID (``error_code`` :data:`ANSWERING_MACHINE` while ``sending``) fails it now."""
+    that arrived before the SID (held in ``machine_verdicts`` by CallSid) fails it now, but only if it came
+    from this very call: a verdict of another try's call (an ``extra_sids`` duplicate) changes nothing."""
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
@@ -310,12 +313,17 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
             row.extra_sids = [s for s in row.extra_sids if s != sid]  # reconciled onto an earlier try's SID
             if PROVIDER_RANK.get(provider_status, 0) > PROVIDER_RANK.get(row.provider_status, 0):
                 row.provider_status = provider_status
-            machine = row.error_code == ANSWERING_MACHINE  # the prompt webhook was faster than this SID
+            # the prompt webhook was faster than this SID: its verdict counts only if it was for this call
+            answered_by = row.machine_verdicts.get(sid) if row.channel == "voice" and sid else None
+            machine = answered_by is not None
             # a callback may have won
             row.status = Status.FAILED if machine else _status_from_provider(Status.SENT, row.provider_status)
             fall_through = row.status == Status.FAILED
             row.sent_at = row.status_updated_at = now
-            if not machine:
+            if machine:
+                row.error_code, row.error_message = ANSWERING_MACHINE, _machine_message(answered_by)
+                logger.warning("attempt %s: call %s %s; not a page delivered", row.pk, sid, row.error_message)
+            else:
                 row.error_code = row.provider_status if fall_through else ""
                 row.error_message = ""
             row.save(update_fields=["status", "provider_sid", "extra_sids", "provider_status", "sent_at",
@@ -406,6 +414,11 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
     return True
 
 
+def _machine_message(answered_by: str) -> str:
+    """``error_message`` of an attempt failed by an answering-machine verdict (Twilio ``AnsweredBy``)."""
+    return f"answered by {answered_by or 'machine'}"[:500]
+
+
 def attempt_answered_by_machine(*, attempt: NotificationAttempt, sid: str = "", answered_by: str = "") -> bool:
     """A page call was answered by an answering machine or a fax (Twilio ``AnsweredBy`` ``machine_*`` /
     ``fax``): nobody was reached, so the attempt ends ``failed`` (``error_code`` :data:`ANSWERING_MACHINE`)
@@ -413,20 +426,30 @@ def attempt_answered_by_machine(*, attempt: NotificationAttempt, sid: str = "", 
     after any failed page. Returns True if the attempt changed.
 
     ``sid`` is the answered CallSid: a duplicate try's call (in ``extra_sids``) changes nothing, the attempt's
-    own call may still reach the responder. While the attempt is still ``sending`` (its SID not recorded yet)
-    the verdict is kept in ``error_code`` and :func:`_mark_sent` fails the attempt when the SID comes back.
+    own call may still reach the responder. While the attempt has no SID yet (``sending``, or ``pending``
+    between tries of an ambiguous send) the verdict may come from any try's call, e.g. a try presumed dead
+    whose call is still live: it is held in ``machine_verdicts`` as ``{CallSid: AnsweredBy}`` and
+    :func:`_mark_sent` fails the attempt only if the SID it records is that CallSid. A verdict without a
+    CallSid cannot be tied to a call then and is ignored.
     """
     now = timezone.now()
     with transaction.atomic():
         row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
                .get(pk=attempt.pk))
+        message = _machine_message(answered_by)
+        if row.status in (Status.PENDING, Status.SENDING):
+            # held whatever ``extra_sids`` says: a reconciling try may yet record that call as the attempt's
+            if not sid:
+                logger.warning("attempt %s: %s without a CallSid before the call's SID came back; ignored",
+                               row.pk, message)
+                return False
+            if row.machine_verdicts.get(sid) == answered_by:
+                return False  # Twilio retried the request
+            row.machine_verdicts = {**row.machine_verdicts, sid: answered_by}
+            row.save(update_fields=["machine_verdicts"])
+            return True
         if sid and (sid in row.extra_sids or (row.provider_sid and sid != row.provider_sid)):
             return False
-        message = f"answered by {answered_by or 'machine'}"[:500]
-        if row.status == Status.SENDING:
-            row.error_code, row.error_message = ANSWERING_MACHINE, message
-            row.save(update_fields=["error_code", "error_message"])
-            return True
         if row.status not in (Status.SENT, Status.DELIVERED):
             return False
         row.status, row.status_updated_at = Status.FAILED, now

@@ -5,12 +5,15 @@ A machine or fax gets a bare hang-up, the attempt fails and the ladder falls thr
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
 from channels_app import twilio_payloads
 from escalation import services
 from escalation.models import NotificationAttempt
+from escalation.services import attempts
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PATIENT_NAME, PRIMARY
 from tests.escalation.test_acks import call_params, call_post, paged  # noqa: F401 - paged is a fixture
 from tests.escalation.test_ladder import raise_and_fire
@@ -107,22 +110,68 @@ def test_machine_on_a_duplicate_try_call_leaves_the_attempt_alone(paged, client)
     assert (call.status, call.error_code) == ("sent", "")
 
 
-def test_machine_verdict_before_the_sid_came_back_fails_the_call_on_its_return(oncall, patient_interaction,
-                                                                               twilio_stub, client):
+@pytest.mark.parametrize("verdict_from", ["this-try", "earlier-try"])
+def test_a_machine_verdict_before_the_sid_came_back_fails_only_the_call_it_came_from(
+        oncall, patient_interaction, twilio_stub, client, verdict_from):
+    """Twilio's prompt request can beat its answer to the create request, so a verdict that comes while the
+    attempt is ``sending`` is held by CallSid. It may come from this try's call (the attempt fails once that SID
+    is recorded) or from an earlier try presumed dead whose call went out late and is still live: that call is
+    a duplicate (``extra_sids``) and its voicemail must not fail the try that may reach the responder."""
     incident, outcome = raise_and_fire(patient_interaction)
     sms = next(o for o in outcome.outbound if o.attempt.channel == "sms")
     voice = next(o for o in outcome.outbound if o.attempt.channel == "voice")
     services.attempt_deliver(outbound=sms)
-    report(client, NotificationAttempt.objects.get(pk=sms.attempt.pk), "undelivered")
-    call = NotificationAttempt.objects.get(pk=voice.attempt.pk)
-    assert call.status == "sending" and not call.provider_sid  # the create request is still in flight
+    report(client, NotificationAttempt.objects.get(pk=sms.attempt.pk), "undelivered")  # only the call is out
 
-    assert is_bare_hangup(answer(client, call, "machine_start", sid="CA" + "e" * 32))
-    services.attempt_deliver(outbound=voice)  # its answer comes back
+    first = voice.attempt  # try 1: its create request stalls...
+    earlier_sid, _ = attempts._send(voice)  # ...and reaches Twilio after all, but its answer is not back yet
+    second, paging = attempts._claim(first.pk, first.claimed_at + attempts.stale_after() + timedelta(seconds=1))
+    assert paging and (second.status, second.tries) == ("sending", 2)  # try 1 was presumed dead
+    sid, provider_status = attempts._send(attempts.outbound_prepare(attempt=second, config=None))
+    assert sid != earlier_sid
+
+    machine_sid = sid if verdict_from == "this-try" else earlier_sid
+    call = NotificationAttempt.objects.get(pk=first.pk)
+    assert is_bare_hangup(answer(client, call, "machine_start", sid=machine_sid))
     call.refresh_from_db()
-    assert (call.status, call.error_code) == ("failed", "answering-machine") and call.provider_sid
+    assert (call.status, call.provider_sid, call.machine_verdicts) == ("sending", "", {machine_sid: "machine_start"})
+
+    attempts._mark_sent(second, sid=sid, provider_status=provider_status)  # try 2's answer comes back
+    call.refresh_from_db()
     incident.refresh_from_db()
-    assert incident.next_step_at <= timezone.now()
+    assert call.provider_sid == sid
+    if verdict_from == "this-try":
+        assert (call.status, call.error_code, call.error_message) == (
+            "failed", "answering-machine", "answered by machine_start")
+        assert call.log_interaction.metadata["escalation"]["status"] == "failed"
+        assert incident.next_step_at <= timezone.now()  # fell through
+        return
+    assert (call.status, call.error_code) == ("sent", "")
+    assert incident.status == "triggered" and incident.next_step_at > timezone.now()  # the step waits for the call
+    attempts._mark_sent(first, sid=earlier_sid, provider_status="queued")  # try 1's answer, late
+    assert is_bare_hangup(answer(client, call, "machine_start", sid=earlier_sid))  # Twilio retries its request
+    call.refresh_from_db()
+    incident.refresh_from_db()
+    assert (call.status, call.provider_sid, call.extra_sids) == ("sent", sid, [earlier_sid])
+    assert incident.next_step_at > timezone.now()
+
+
+def test_a_machine_verdict_between_tries_fails_the_call_the_retry_finds(oncall, patient_interaction, twilio_stub,
+                                                                       client):
+    """Twilio placed the call but answered 500, and the call reached voicemail before the retry: the verdict is
+    held while the attempt is ``pending`` and the retry, which finds that call instead of calling again, fails."""
+    twilio_stub.add_fault("calls", status=500, create=True)
+    incident, outcome = raise_and_fire(patient_interaction)
+    for item in outcome.outbound:
+        services.attempt_deliver(outbound=item)
+    call = NotificationAttempt.objects.get(incident=incident, channel="voice")
+    (placed,) = twilio_stub.created("calls", to=PRIMARY)
+    assert (call.status, call.ambiguous) == ("pending", True)
+    assert is_bare_hangup(answer(client, call, "machine_start", sid=placed["sid"]))
+    services.attempt_send(attempt_id=call.pk, now=call.next_try_at)
+    call.refresh_from_db()
+    assert len(twilio_stub.creates("calls")) == 1
+    assert (call.status, call.provider_sid, call.error_code) == ("failed", placed["sid"], "answering-machine")
 
 
 def test_a_url_placed_call_is_reconciled_and_still_detects_a_machine(oncall, patient_interaction, twilio_stub,
