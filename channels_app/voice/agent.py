@@ -24,6 +24,10 @@ transfer or escalates, and sets ``turns_heard``. A replay of turn ``N`` that arr
 budgets is given up (the caller is asked to repeat, and the late answer is dropped: its token no longer
 matches). Silence, voicemail and goodbye turns carry a ``ref`` (``CallSid:route:counter``), so a replayed request
 appends them once.
+
+A caller who hangs up while a turn is answered does not close the row under it: the status callback records
+the end and leaves the close to the turn (:mod:`channels_app.voice.lifecycle`), so the turn's last step — or its
+give-up, or the clean-up after an engine error — closes the row once the transcript is complete.
 """
 
 from __future__ import annotations
@@ -203,6 +207,21 @@ def _escalate(interaction: Interaction, assessment: Assessment) -> None:
         sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason))
 
 
+def turn_live(interaction: Interaction, now: datetime) -> bool:
+    """True while a turn is being answered on the call's row and is not stale (see :func:`_is_stale`); read it
+    under the row lock to order against the turn's steps."""
+    marker = _in_progress(interaction)
+    return bool(marker) and not _is_stale(marker, now)
+
+
+def _close_if_ended(call: Call, interaction: Interaction) -> None:
+    """After a turn's last write (its in-progress mark cleared), under the row lock: close the row if the caller
+    hung up meanwhile — the status callback recorded the end and left the close to us."""
+    from channels_app.voice.lifecycle import call_close_ended
+
+    call_close_ended(interaction=interaction, sid=call.sid)
+
+
 def _turn_budget() -> float:
     """Seconds one caller turn may take (``VOICE_TURN_BUDGET_SECONDS``)."""
     return float(settings.VOICE_TURN_BUDGET_SECONDS)
@@ -238,7 +257,8 @@ def _turn_settled(call: Call, interaction: Interaction, turn: int) -> str | None
     stored reply) or is being answered right now (a hold); None when it is neither. Call under the row lock.
 
     A turn in progress for longer than :data:`STALE_AFTER_BUDGETS` budgets is given up here: the caller hears
-    :data:`TURN_LOST` in a Gather for the next turn, and the late answer, if it ever comes, is dropped.
+    :data:`TURN_LOST` in a Gather for the next turn, and the late answer, if it ever comes, is dropped. If the
+    call ended meanwhile, the row is closed here (the status callback left the close to the turn).
     """
     if turn <= _turns_heard(interaction):
         logger.info("replayed Gather action %s turn %s", call.sid, turn)
@@ -252,6 +272,7 @@ def _turn_settled(call: Call, interaction: Interaction, turn: int) -> str | None
     logger.warning("call %s turn %s in progress since %s: given up", call.sid, turn, marker.get("started_at"))
     interaction_append_turn(interaction=interaction, role="agent", text=TURN_LOST, turn=turn, event="turn_lost")
     interaction_set_metadata(interaction=interaction, updates={"turns_heard": turn, IN_PROGRESS: None})
+    _close_if_ended(call, interaction)
     return twiml.gather(TURN_LOST, turn=turn + 1)
 
 
@@ -305,7 +326,8 @@ def _turn_finish(call: Call, *, tenant: Tenant, params: Mapping[str, str], claim
                  assessment: Assessment, answer: engine.Reply | None) -> str:
     """Step 3, one short transaction under the row lock: store the assessment, escalate an emergency, start a
     transfer or append the reply, mark the turn heard; return its TwiML. If the turn was given up meanwhile
-    (another token), nothing is written and the stored answer is returned."""
+    (another token), nothing is written and the stored answer is returned. If the caller hung up meanwhile
+    (a terminal ``call_status`` is recorded), the row is closed after the reply is stored."""
     turn = claim.turn
     with transaction.atomic():
         interaction = _locked(call)
@@ -339,15 +361,18 @@ def _turn_finish(call: Call, *, tenant: Tenant, params: Mapping[str, str], claim
         extra = {"actions": actions} if actions else {}
         interaction_append_turn(interaction=interaction, role="agent", text=reply, turn=turn, event=event, **extra)
         interaction_set_metadata(interaction=interaction, updates=updates)
+        _close_if_ended(call, interaction)
     return document
 
 
 def _turn_abandon(call: Call, claim: _Claim) -> None:
-    """Clear our in-progress mark after a failure, so a retry of the turn runs it again instead of holding."""
+    """Clear our in-progress mark after a failure, so a retry of the turn runs it again instead of holding; close
+    the row if the caller hung up meanwhile (no retry will come, and the close was left to us)."""
     with transaction.atomic():
         interaction = _locked(call)
         if _in_progress(interaction).get("token") == claim.token:
             interaction_set_metadata(interaction=interaction, updates={IN_PROGRESS: None})
+            _close_if_ended(call, interaction)
 
 
 def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:

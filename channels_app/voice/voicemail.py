@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 import httpx
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
@@ -55,6 +57,8 @@ REDRIVE_AFTER = timedelta(minutes=3)
 TWILIO_TRANSCRIPTION_GRACE = timedelta(minutes=10)
 #: Older recordings are left to staff (the call's row still shows the recording).
 REDRIVE_MAX_AGE = timedelta(hours=1)
+#: calls looked at per :func:`voicemail_redrive` run (oldest first; filed recordings are excluded in SQL)
+REDRIVE_BATCH = 500
 MISSING = "missing"
 
 
@@ -267,7 +271,9 @@ def voicemail_redrive(*, now: datetime | None = None) -> int:
     row holds its RecordingSid, and the last chance it had — its arrival or its last re-queue
     (``redriven_at``) — is ``REDRIVE_AFTER`` old (OpenAI transcriber: ``voicemail_transcribe`` again) or
     ``TWILIO_TRANSCRIPTION_GRACE`` old (Twilio transcriber: :func:`voicemail_file_untranscribed`). Safe to run
-    often: filing is once per RecordingSid and escalation once per row.
+    often: filing is once per RecordingSid and escalation once per row. Recordings already filed are excluded
+    in SQL (their ``voicemail`` ChannelMessage, the filing's DB guard, exists) before the :data:`REDRIVE_BATCH`
+    limit, so filed recordings never crowd unfiled ones out of a batch.
     """
     from channels_app.voice.tasks import voicemail_file_untranscribed_task, voicemail_transcribe
 
@@ -275,21 +281,20 @@ def voicemail_redrive(*, now: datetime | None = None) -> int:
     stt = stt_configured()
     wait = REDRIVE_AFTER if stt else TWILIO_TRANSCRIPTION_GRACE
     due = []
-    calls = Interaction.objects.filter(  # updated_at moved when the recording was noted: a cheap bound
+    filed_rows = ChannelMessage.objects.filter(  # served by the unique (channel, provider_id) index
+        channel=Channel.VOICEMAIL, tenant_id=OuterRef("tenant_id"), provider_id=OuterRef("recording_sid"))
+    calls = (Interaction.objects.filter(  # updated_at moved when the recording was noted: a cheap bound
         channel=Channel.VOICE, metadata__recording__status="completed", updated_at__gte=now - REDRIVE_MAX_AGE)
-    for call in calls.order_by("updated_at")[:500]:
+        .annotate(recording_sid=KT("metadata__recording__sid")).filter(~Exists(filed_rows)))
+    for call in calls.order_by("updated_at")[:REDRIVE_BATCH]:
         recording = call.metadata.get("recording") or {}
         received = _when(recording.get("received_at"))
         if not recording.get("sid") or received is None or received < now - REDRIVE_MAX_AGE:
             continue
         if now - max(received, _when(recording.get("redriven_at")) or received) >= wait:
             due.append((call, recording))
-    filed = set(ChannelMessage.objects.filter(
-        channel=Channel.VOICEMAIL, provider_id__in=[r["sid"] for _, r in due]).values_list("tenant_id", "provider_id"))
     queued = 0
     for call, recording in due:
-        if (call.tenant_id, recording["sid"]) in filed:
-            continue
         message = ChannelMessage.objects.filter(tenant_id=call.tenant_id, channel=Channel.VOICE,
                                                 provider_id=call.metadata.get("call_sid") or "-").first()
         if message is None or not _mark_redriven(call=call, recording_sid=recording["sid"], now=now):
