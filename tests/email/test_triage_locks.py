@@ -16,7 +16,7 @@ from datetime import timedelta
 
 import pytest
 from celery.exceptions import Retry
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from channels_app.email import triage
@@ -25,7 +25,7 @@ from channels_app.email.tasks import email_triage_task
 from channels_app.models import InboundEmail
 from conversations.models import ChannelMessage, Conversation, Interaction, StaffNotification
 from tests.email.conftest import plain
-from tests.stubs.openai_api import openai_stub, text
+from tests.stubs.openai_api import in_flight, llm_serving, text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,31 +57,15 @@ class BlockingLLM:
         return sum("tools" in r["json"] for r in self.server.requests)
 
 
-@contextmanager
-def stubbed(settings, responder: BlockingLLM):
-    """Point the agent and the urgency check at an OpenAI stub answering with ``responder``."""
-    with openai_stub(responder) as server:
-        settings.AGENT_BACKEND = "openai"
-        settings.OPENAI_API_KEY = "sk-test-stub"
-        settings.OPENAI_BASE_URL = server.base_url
-        settings.AGENT_MODEL = "stub-model"
-        settings.OPENAI_TIMEOUT_SECONDS = 60  # only the test's release ends the agent's request
-        responder.server = server
-        try:
-            yield responder
-        finally:
-            responder.release()
-
-
 @pytest.fixture
 def llm(settings):
-    with stubbed(settings, BlockingLLM()) as responder:
+    with llm_serving(settings, BlockingLLM()) as responder:
         yield responder
 
 
 @pytest.fixture
 def quick_llm(settings):
-    with stubbed(settings, BlockingLLM(block=False)) as responder:
+    with llm_serving(settings, BlockingLLM(block=False)) as responder:
         yield responder
 
 
@@ -95,27 +79,12 @@ def inbound(tenant, mailbox, patient) -> InboundEmail:
 @contextmanager
 def triage_in_flight(inbound_id, llm: BlockingLLM):
     """Run :func:`triage.email_triage` from another thread and yield once the engine waits on the LLM. On exit
-    the LLM answers; ``result["outcome"]`` (or ``result["error"]``) then holds what that run returned."""
+    the LLM answers; ``result["outcome"]`` then holds what that run returned."""
     result: dict = {}
-
-    def run():
-        try:
-            result["outcome"] = triage.email_triage(inbound_id=inbound_id)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
-            result["error"] = exc
-        finally:
-            connection.close()
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    try:
-        assert llm.agent_called.wait(WAIT), f"the engine never asked the LLM: {result}"
+    with in_flight(lambda: triage.email_triage(inbound_id=inbound_id), waiting=llm.agent_called,
+                   release=llm.release) as running:
         yield result
-    finally:
-        llm.release()
-        worker.join(WAIT)
-    assert not worker.is_alive()
-    assert "error" not in result, result.get("error")
+    result["outcome"] = running["value"]
 
 
 def replies(inbound: InboundEmail) -> list[ChannelMessage]:

@@ -81,3 +81,55 @@ def openai_stub(responder: Callable[[dict], dict]):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def llm_serving(settings, responder):
+    """Point the agent (and the LLM urgency check) at a stub answering with ``responder`` for the ``with`` block.
+
+    ``settings`` is pytest-django's fixture. Sets ``responder.server``; on exit calls ``responder.release()`` when
+    the responder has one (a blocked request must never outlive the test). The client's own timeout is long, so
+    only the test (or an explicit deadline) ends a blocked request.
+    """
+    with openai_stub(responder) as server:
+        settings.AGENT_BACKEND = "openai"
+        settings.OPENAI_API_KEY = "sk-test-stub"
+        settings.OPENAI_BASE_URL = server.base_url
+        settings.AGENT_MODEL = "stub-model"
+        settings.OPENAI_TIMEOUT_SECONDS = 60
+        responder.server = server
+        try:
+            yield responder
+        finally:
+            if hasattr(responder, "release"):
+                responder.release()
+
+
+@contextmanager
+def in_flight(work, *, waiting, release, timeout: float = 30):
+    """Run ``work()`` in a thread and yield once ``waiting`` (a ``threading.Event``) is set — e.g. the stub got
+    the request the test wants to hold. On exit ``release()`` is called and the thread joined; the yielded dict
+    then holds ``"value"`` (what ``work`` returned). An exception in the thread fails the test. The thread's
+    database connection is closed."""
+    from django.db import connection
+
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
+            result["error"] = exc
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        assert waiting.wait(timeout), f"the request never reached the stub: {result}"
+        yield result
+    finally:
+        release()
+        worker.join(timeout)
+    assert not worker.is_alive()
+    assert "error" not in result, result.get("error")

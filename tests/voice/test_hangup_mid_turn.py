@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from channels_app.voice.lifecycle import CALL_ENDED_AT, INTERRUPTED_CALL
 from conversations.models import Interaction, SessionState
 from conversations.services import close_idle, interaction_set_metadata
 from conversations.signals import interaction_closed
-from tests.stubs.openai_api import openai_stub, text
+from tests.stubs.openai_api import llm_serving, text
 from tests.voice.conftest import says
 from tests.voice.test_turn_locks import AGENT_REPLY, SCORES, WAIT, BlockingLLM, is_hold, replay, turn_in_flight
 
@@ -44,24 +43,9 @@ class BlockingUrgencyCheck(BlockingLLM):
         return text(json.dumps(SCORES))
 
 
-@contextmanager
-def serving(settings, responder: BlockingLLM):
-    """The agent and the urgency check talk to the OpenAI stub answering with ``responder``."""
-    with openai_stub(responder) as server:
-        settings.AGENT_BACKEND = "openai"
-        settings.OPENAI_API_KEY = "sk-test-stub"
-        settings.OPENAI_BASE_URL = server.base_url
-        settings.AGENT_MODEL = "stub-model"
-        responder.server = server
-        try:
-            yield responder
-        finally:
-            responder.release()
-
-
 @pytest.fixture
 def llm(settings):
-    with serving(settings, BlockingLLM()) as responder:
+    with llm_serving(settings, BlockingLLM()) as responder:
         yield responder
 
 
@@ -69,7 +53,7 @@ def llm(settings):
 def slow_urgency_check(settings):
     # the blocked request waits on the test only: no client timeout may fire meanwhile
     settings.VOICE_LLM_TIMEOUT_SECONDS = settings.VOICE_TURN_BUDGET_SECONDS = 120.0
-    with serving(settings, BlockingUrgencyCheck()) as responder:
+    with llm_serving(settings, BlockingUrgencyCheck()) as responder:
         yield responder
 
 

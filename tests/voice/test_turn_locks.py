@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
@@ -26,7 +26,7 @@ from channels_app import twilio_payloads
 from channels_app.voice import agent
 from conversations.models import Conversation, Interaction
 from conversations.services import interaction_set_metadata
-from tests.stubs.openai_api import openai_stub, text
+from tests.stubs.openai_api import in_flight, llm_serving, text
 from tests.voice.conftest import CALLER, CLINIC, Phone, path_of, says
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -67,47 +67,26 @@ class BlockingLLM:
 
 @pytest.fixture
 def llm(settings):
-    responder = BlockingLLM()
-    with openai_stub(responder) as server:
-        settings.AGENT_BACKEND = "openai"
-        settings.OPENAI_API_KEY = "sk-test-stub"
-        settings.OPENAI_BASE_URL = server.base_url
-        settings.AGENT_MODEL = "stub-model"
-        responder.server = server
-        try:
-            yield responder
-        finally:
-            responder.release()
+    with llm_serving(settings, BlockingLLM()) as responder:
+        yield responder
 
 
 @contextmanager
 def turn_in_flight(tenant, sid: str, llm: BlockingLLM, words: str = WORDS):
     """Post the caller's ``words`` for turn 1 from another thread and yield once the engine is waiting on the LLM.
-    On exit the LLM answers; ``result["document"]`` (or ``result["error"]``) then holds what that request got."""
-    result: dict = {}
+    On exit the LLM answers; ``result["status"]`` and ``result["document"]`` then hold what that request got."""
     caller = Phone(signed_post(Client()), tenant, call_sid=sid)
 
-    def run():
-        try:
-            params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=sid,
-                                                   from_=CALLER, to=CLINIC, speech=words)
-            response = caller.post("/twilio/voice/gather/?turn=1", params, tenant=tenant)
-            result["status"], result["document"] = response.status_code, response.content.decode()
-        except BaseException as exc:  # noqa: BLE001 - reported by the test, not lost in the thread
-            result["error"] = exc
-        finally:
-            connection.close()
+    def work():
+        params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=sid,
+                                               from_=CALLER, to=CLINIC, speech=words)
+        response = caller.post("/twilio/voice/gather/?turn=1", params, tenant=tenant)
+        return response.status_code, response.content.decode()
 
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    try:
-        assert llm.agent_called.wait(WAIT), f"the engine never asked the LLM: {result}"
+    result: dict = {}
+    with in_flight(work, waiting=llm.agent_called, release=llm.release) as running:
         yield result
-    finally:
-        llm.release()
-        worker.join(WAIT)
-    assert not worker.is_alive()
-    assert "error" not in result, result.get("error")
+    result["status"], result["document"] = running["value"]
 
 
 def replay(phone: Phone, *, speech: str) -> str:
