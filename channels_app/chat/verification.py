@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 CODE_TTL_SECONDS = 600
 MAX_TRIES = 5
+TOO_MANY_TRIES = "That code didn't match too many times. Tell me your number again for a new code."
 MAX_CODES_PER_HOUR = 3
 HOUR = 3600
 _CODE = re.compile(r"^\s*(\d{6})\s*$")
@@ -137,7 +138,8 @@ def challenge_start(*, tenant: Tenant, visitor_key: str, claim: Claim, customer:
         return refused
     code = f"{secrets.randbelow(10**6):06d}"
     cache.set(_key(tenant, visitor_key), {"kind": claim.kind, "value": claim.value, "digest": _digest(code),
-                                          "tries": 0, "expires": time.time() + CODE_TTL_SECONDS}, CODE_TTL_SECONDS)
+                                          "id": uuid.uuid4().hex, "expires": time.time() + CODE_TTL_SECONDS},
+              CODE_TTL_SECONDS)
     text = (f"{tenant.short_name}: your chat verification code is {code}. It expires in 10 minutes. "
             "If you did not ask for it, ignore this message.")
     if claim.kind == IdentifierKind.PHONE:
@@ -174,15 +176,20 @@ def challenge_answer(*, tenant: Tenant, visitor_key: str, text: str) -> Answer |
     pending = cache.get(_key(tenant, visitor_key)) if match else None
     if not pending:
         return None
+    # Wrong tries are counted with an atomic increment on a key of their own (one per code), not in the pending
+    # entry: parallel guesses over several sockets would each read and write back the same count.
+    tries_key = f"{_key(tenant, visitor_key)}:tries:{pending.get('id', '')}"
+    if (cache.get(tries_key) or 0) >= MAX_TRIES:
+        cache.delete(_key(tenant, visitor_key))
+        return Answer(reply=TOO_MANY_TRIES)
     if hmac.compare_digest(_digest(match.group(1)), pending["digest"]):
         cache.delete(_key(tenant, visitor_key))
         ident = CustomerIdentifier.objects.select_related("customer").filter(
             tenant=tenant, kind=pending["kind"], value=pending["value"]).first()
         return Answer(proven=True, kind=pending["kind"], value=pending["value"],
                       owner=ident.customer if ident else None)
-    pending["tries"] += 1
-    if pending["tries"] >= MAX_TRIES:
+    cache.add(tries_key, 0, CODE_TTL_SECONDS)
+    if cache.incr(tries_key) >= MAX_TRIES:
         cache.delete(_key(tenant, visitor_key))
-        return Answer(reply="That code didn't match too many times. Tell me your number again for a new code.")
-    cache.set(_key(tenant, visitor_key), pending, max(1, int(pending["expires"] - time.time())))  # no extension
+        return Answer(reply=TOO_MANY_TRIES)
     return Answer(reply="That code doesn't match. Please check the message and try again.")

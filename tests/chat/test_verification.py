@@ -118,3 +118,23 @@ def test_the_code_is_texted_but_never_written_to_a_transcript(tenant):
     turns = [t["text"] for t in message.interaction.transcript]
     assert code in message.body  # what the phone receives
     assert turns and all(code not in text for text in turns) and any("[code]" in text for text in turns)
+
+
+def test_parallel_wrong_guesses_cannot_reset_the_try_count(tenant):
+    """Several sockets guessing at once each read the pending code before any wrote it back: emulated by putting
+    the entry back as it was before every guess. The tries still run out after MAX_TRIES."""
+    from django.core.cache import cache
+
+    customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",))
+    session = session_for(tenant)
+    say(session, f"my number is {PATIENT}")
+    [code] = texted_codes(PATIENT)
+    key = verification._key(tenant, session.visitor_key)
+    as_read = cache.get(key)
+    wrong = [f"{(int(code) + k) % 10**6:06d}" for k in range(1, verification.MAX_TRIES + 1)]
+    for guess in wrong:
+        cache.set(key, as_read, verification.CODE_TTL_SECONDS)  # a parallel request's stale write-back
+        verification.challenge_answer(tenant=tenant, visitor_key=session.visitor_key, text=guess)
+    cache.set(key, as_read, verification.CODE_TTL_SECONDS)
+    answer = verification.challenge_answer(tenant=tenant, visitor_key=session.visitor_key, text=code)
+    assert answer is not None and not answer.proven and "too many" in answer.reply
