@@ -91,6 +91,19 @@ def test_redrive_picks_only_answerable_messages_without_a_reply_inside_the_age_w
 
 
 @pytest.mark.django_db
+def test_opt_outs_never_crowd_the_redrive_batch(tenant, twilio_post, monkeypatch):
+    from channels_app.sms import replies
+
+    monkeypatch.setattr(replies, "REDRIVE_BATCH", 2)
+    now = timezone.now() + timedelta(minutes=2)
+    for n, body in enumerate(["STOP", " stop. ", "Unsubscribe!"]):  # older than the lost one, never answered
+        receive(tenant, twilio_post, body, from_=f"+1555123001{n}")
+    lost = receive(tenant, twilio_post, "Do you take new patients?", from_="+15551230020")
+    assert sms_reply_redrive(now=now) == 1
+    assert [args[0] for _, args in take_queued()] == [lost.pk]
+
+
+@pytest.mark.django_db
 def test_a_duplicate_task_while_the_reply_is_being_composed_does_not_run_the_engine(tenant, twilio_post):
     inbound = receive(tenant, twilio_post, CALL_ME)
     t0 = inbound.created_at

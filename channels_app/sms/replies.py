@@ -17,12 +17,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models import CharField, Exists, F, Func, OuterRef, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
 from channels_app.delivery import REDRIVE_AFTER, REDRIVE_MAX_AGE
-from channels_app.sms.keywords import Keyword, classify
+from channels_app.sms.keywords import OPT_OUT_WORDS, Keyword, classify
 from channels_app.sms.services import sms_deliver
 from conversations import engine
 from conversations.agent.services import handoff_request
@@ -32,7 +32,12 @@ from conversations.services import interaction_set_metadata, message_prepare_out
 logger = logging.getLogger(__name__)
 
 REPLY_KEY_PREFIX = "reply:"
+# classify()'s normalisation in SQL (whitespace, then "." / "!" trimmed, upper-cased), only to exclude opt-outs
+# before the redrive's batch limit; classify() still decides for every row that is read.
+_KEYWORD_SQL = Func(F("body"), template="btrim(btrim(upper(%(expressions)s), E' \\t\\r\\n'), '.!')",
+                    output_field=CharField())
 RESERVATIONS = "sms_reply_reservations"
+REDRIVE_BATCH = 500  # inbound SMS re-queued per run at most
 FALLBACK_HANDOFF_REASON = "The automatic SMS reply failed: please answer the patient's last text."
 
 
@@ -190,7 +195,8 @@ def sms_reply_redrive(*, now: datetime | None = None) -> int:
     rows = (ChannelMessage.objects.filter(
         channel=Channel.SMS, direction=Direction.INBOUND, created_at__lt=now - REDRIVE_AFTER,
         created_at__gte=now - REDRIVE_MAX_AGE).exclude(provider_id="").exclude(Exists(replied))
-        .select_related("interaction").order_by("created_at")[:500])
+        .annotate(keyword=_KEYWORD_SQL).exclude(keyword__in=OPT_OUT_WORDS)  # in SQL: STOPs never get a reply
+        .select_related("interaction").order_by("created_at")[:REDRIVE_BATCH])  # and must not crowd the batch
     queued = 0
     for inbound in rows:
         if classify(inbound.body) is Keyword.OPT_OUT:
