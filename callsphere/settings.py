@@ -132,7 +132,7 @@ CELERY_BEAT_SCHEDULE = {
     # Re-queues outbound SMS / callback calls / emails left pending by a lost task (channels_app.delivery).
     "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0,
                          "options": {"expires": 30}},
-    # Re-queues replies to inbound SMS and voicemail recordings whose task was lost (channels_app.tasks).
+    # Re-queues replies to inbound SMS, voicemail recordings and email triage whose task was lost (channels_app.tasks).
     "inbound-redrive": {"task": "channels_app.tasks.inbound_redrive", "schedule": 30.0,
                         "options": {"expires": 30}},
 }

@@ -142,7 +142,12 @@ class InboundEmail(models.Model):
             models.UniqueConstraint(fields=["tenant", "message_id"], condition=~Q(message_id=""),
                                     name="inbound_email_once_per_tenant"),
         ]
-        indexes = [models.Index(fields=["tenant", "-received_at"])]
+        indexes = [
+            models.Index(fields=["tenant", "-received_at"]),
+            # the triage redrive's scan (channels_app.email.triage.email_triage_redrive): accepted, not triaged
+            models.Index(fields=["received_at"], name="inbound_email_untriaged",
+                         condition=Q(status="accepted", triaged_at__isnull=True)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.status}: {self.subject[:60] or self.message_id}"

@@ -3,7 +3,8 @@
 Sending tasks are ``acks_late`` + ``reject_on_worker_lost``: a worker killed mid-task (OOM, hard time limit)
 puts the message back on the queue instead of acknowledging it, and the claim in :mod:`channels_app.delivery`
 makes the redelivery reconcile rather than send twice. :func:`outbound_redrive` (beat) catches the rest;
-:func:`inbound_redrive` (beat) does the same for inbound work (SMS replies, voicemails) whose task was lost.
+:func:`inbound_redrive` (beat) does the same for inbound work (SMS replies, voicemails, email triage) whose
+task was lost or died.
 """
 
 from celery import shared_task
@@ -38,7 +39,10 @@ def outbound_redrive() -> dict[str, int]:
 @shared_task(ignore_result=True)
 def inbound_redrive() -> dict[str, int]:
     """Beat (every 30 s): re-queue inbound work whose task was lost — replies to inbound SMS that never came,
-    and completed voicemail recordings never filed. Returns ``{"sms_replies": n, "voicemails": n}``."""
+    completed voicemail recordings never filed, and accepted emails never triaged (their task lost, or dead
+    after claiming). Returns ``{"sms_replies": n, "voicemails": n, "emails": n}``."""
+    from channels_app.email.triage import email_triage_redrive
     from channels_app.voice.voicemail import voicemail_redrive
 
-    return {"sms_replies": replies.sms_reply_redrive(), "voicemails": voicemail_redrive()}
+    return {"sms_replies": replies.sms_reply_redrive(), "voicemails": voicemail_redrive(),
+            "emails": email_triage_redrive()}

@@ -17,6 +17,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from channels_app.delivery import outbound_redrive
+from channels_app.email.triage import email_triage_redrive
 from channels_app.sms.replies import sms_reply_redrive
 from channels_app.voice.voicemail import voicemail_redrive
 
@@ -58,3 +59,7 @@ def test_sms_reply_redrive_looks_replies_up_by_key():
 
 def test_voicemail_redrive_reads_only_calls_with_a_completed_recording():
     assert ("call_logs", "call_logs_recording_done") in index_scans(voicemail_redrive)
+
+
+def test_email_triage_redrive_reads_only_accepted_untriaged_emails():
+    assert ("channels_app_inboundemail", "inbound_email_untriaged") in index_scans(email_triage_redrive)

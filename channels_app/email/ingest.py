@@ -8,7 +8,8 @@
   ``undelivered``), mailing lists, mail we sent ourselves (a loop);
 - ``accepted``: one customer turn in the ``email`` row of the right conversation (see
   :mod:`channels_app.email.threading`), attachments on the default storage, and on commit the
-  EmailTriageAgent task.
+  EmailTriageAgent task (queuing it may fail, e.g. the broker is down: that is logged, the caller still gets
+  the accepted row, and :func:`channels_app.email.triage.email_triage_redrive` queues it a minute later).
 
 A Message-ID seen before for the tenant (IMAP after a restart, a webhook retry, the same mail by both paths) is
 a duplicate: nothing is written and the first row is returned. Database errors propagate (the caller retries).
@@ -257,7 +258,9 @@ def _accept(*, tenant: Tenant, parsed: ParsedEmail, at: datetime, mailbox, sourc
             InboundEmail.objects.filter(pk=row.pk).update(interaction=interaction, channel_message=received.message)
             row.interaction, row.channel_message = interaction, received.message
             row_id = row.pk
-            transaction.on_commit(lambda: email_triage_task.delay(str(row_id)))
+            # robust: the email is stored either way, so a broker outage must not fail the ESP's request (its
+            # retry would only be a duplicate); email_triage_redrive (beat) queues the triage later.
+            transaction.on_commit(lambda: email_triage_task.delay(str(row_id)), robust=True)
     except IntegrityError:
         existing = InboundEmail.objects.filter(tenant=tenant, message_id=parsed.message_id).first()
         if existing is None:

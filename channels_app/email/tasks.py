@@ -21,6 +21,11 @@ def email_triage_task(self, inbound_id: str) -> None:
     still live, so the redelivery finds the triage ``in_progress`` and retries just after the lease ends; that
     attempt answers (with the fallback, not a second engine run). A duplicate delivery while a healthy attempt
     runs retries the same way and then finds the email triaged.
+
+    No requeue happens when the task fails (a database error such as a deadlock after the claim committed, or
+    ``in_progress`` beyond :data:`TRIAGE_MAX_RETRIES`), hits the hard time limit (Celery acknowledges it), or
+    never reached the broker: :func:`channels_app.email.triage.email_triage_redrive` (beat, every 30 s)
+    queues it again once no claim is live, and that attempt answers with the fallback.
     """
     from channels_app.email.triage import email_triage
 

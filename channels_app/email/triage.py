@@ -16,7 +16,8 @@ turn (:mod:`channels_app.voice.agent`):
   ``accepted``), write ``triage = {"claim": {"attempt": n, "token": hex, "lease_until": ISO-8601 UTC}}`` and
   commit. While that lease is live another run (a redelivered or duplicated task) does nothing and reports
   ``in_progress`` (the task retries once the lease is over); :func:`triage_lease` outlasts the task's hard
-  time limit, so a live lease means an attempt may still be running, an expired one that it died;
+  time limit, so a live lease means an attempt may still be running, an expired one that it died (or failed:
+  a database error in the finish, the hard time limit, which acknowledges the task);
 - think, outside any transaction: assess, and unless urgent run the engine (its tools take their own short
   transactions; ``deadline`` keeps the LLM inside the task's soft time limit). The engine may have acted
   (booked, moved) before an attempt died, so it runs at most once per email: an attempt that finds an earlier
@@ -26,6 +27,11 @@ turn (:mod:`channels_app.voice.agent`):
   assessment, escalate or hand off, prepare the reply (keyed ``email-reply:<inbound id>``, so at most one) and
   set ``triage = {"decision", "urgency", "attempt"}`` and ``triaged_at``. An attempt whose claim was taken
   over meanwhile writes nothing (decision ``superseded``).
+
+Nothing else retries a triage that died, or whose task never reached the broker: :func:`email_triage_redrive`
+(beat, every 30 s, via ``channels_app.tasks.inbound_redrive``) re-queues every accepted, untriaged email
+received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` ago (60 s .. 1 h) that holds no live claim. Never claimed
+(the task was lost): that attempt runs the engine as usual. Claimed and expired: it answers with the fallback.
 """
 
 from __future__ import annotations
@@ -38,8 +44,12 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import DateTimeField, Q
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
 from django.utils import timezone
 
+from channels_app.delivery import REDRIVE_AFTER, REDRIVE_MAX_AGE
 from channels_app.email.outbound import email_reply_prepare
 from channels_app.models import InboundEmail
 from channels_app.voice.assess import Assessment, assess
@@ -59,6 +69,8 @@ FALLBACK_REPLY = ("{clinic}: thank you for your message. We couldn't answer it a
 FALLBACK_HANDOFF_REASON = "The automatic email answer failed: please answer the patient's last email."
 #: key of ``InboundEmail.triage`` while a triage attempt holds the email
 CLAIM = "claim"
+#: most emails :func:`email_triage_redrive` re-queues per run (oldest first; the rest wait 30 s for the next)
+REDRIVE_BATCH = 500
 
 
 def triage_lease() -> timedelta:
@@ -202,8 +214,10 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
 
     A second run after the first finished is a no-op (``skipped``); one while another attempt holds a live
     claim does nothing (``in_progress``, with ``lease_until``). No transaction or row lock is held while the
-    urgency check or the engine waits on the LLM. Database errors propagate (the claim then stays until its
-    lease ends, and the next attempt answers with the fallback).
+    urgency check or the engine waits on the LLM. Database errors propagate: the task fails, and its claim
+    stays until the lease ends; then :func:`email_triage_redrive` (beat) queues the next attempt, which
+    answers with the fallback — if the email was received less than ``REDRIVE_MAX_AGE`` (1 h) before,
+    otherwise it is left to staff, untriaged.
     """
     claim = triage_claim(inbound_id=inbound_id, now=now)
     if isinstance(claim, TriageOutcome):
@@ -214,3 +228,37 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
     outcome = triage_finish(claim=claim, assessment=assessment, body=body, decision=decision)
     logger.info("email %s triaged: %s (urgency %s)", inbound_id, outcome.decision, outcome.urgency)
     return outcome
+
+
+def email_triage_redrive(*, now: datetime | None = None) -> int:
+    """Re-queue the triage of accepted emails nobody answered; return how many were queued.
+
+    Due: ``status`` accepted, no ``triaged_at``, an interaction (an erased customer's email is never triaged),
+    received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` before ``now`` (aware UTC, default the current time;
+    older ones are left to staff: a late automatic answer does more harm), and no live claim (no
+    ``triage["claim"]``, or its ``lease_until`` is not after ``now``). That covers a task that never reached
+    the broker (queued on commit at ingest), and one that died or failed after claiming (its lease, which
+    outlasts the hard time limit, has ended; the queued attempt answers with :data:`FALLBACK_REPLY` and hands
+    the conversation to staff). Every condition is in SQL, before the :data:`REDRIVE_BATCH` limit, through the
+    partial index ``inbound_email_untriaged``: triaged emails and live claims never crowd due ones out.
+
+    Safe to run often: a queued task claims first, so a duplicate does nothing (``in_progress``/``skipped``),
+    and each expires after ``REDRIVE_AFTER`` if no worker took it.
+    """
+    from channels_app.email.tasks import email_triage_task
+
+    now = now or timezone.now()
+    lease_until = Cast(KT(f"triage__{CLAIM}__lease_until"), DateTimeField())  # NULL when unclaimed
+    due = (InboundEmail.objects
+           .filter(status=InboundEmail.Status.ACCEPTED, triaged_at__isnull=True, interaction__isnull=False,
+                   received_at__lt=now - REDRIVE_AFTER, received_at__gte=now - REDRIVE_MAX_AGE)
+           .annotate(lease_until=lease_until)
+           .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+           .order_by("received_at").values_list("pk", flat=True)[:REDRIVE_BATCH])
+    queued = 0
+    for inbound_id in due:
+        email_triage_task.apply_async((str(inbound_id),), expires=REDRIVE_AFTER.total_seconds())
+        queued += 1
+    if queued:
+        logger.warning("re-queued the triage of %s accepted emails never triaged", queued)
+    return queued
