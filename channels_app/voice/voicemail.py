@@ -17,7 +17,10 @@ row notes every recording as it arrives (``metadata["recording"]``: sid, url, st
 ``received_at``, ISO-8601 UTC); a ``completed`` recording with no ``voicemail`` row (no ChannelMessage with its
 RecordingSid) is queued again — transcribed when the OpenAI-compatible transcriber is configured, else, when
 Twilio's transcription never arrived, filed without a transcript (status ``missing``) so staff still get the
-recording; a transcription arriving after that is added to the filed voicemail and may still escalate it.
+recording; a transcription arriving after that is added to the filed voicemail and may still escalate it, and
+the row is enriched again (its ``interaction.enriched`` webhook then carries the transcript; its
+``updated_at`` moves, so the warehouse export picks it up; ``conversation.closed`` is sent once per
+conversation and is not repeated).
 """
 
 from __future__ import annotations
@@ -49,9 +52,14 @@ from identity.models import Tenant
 
 logger = logging.getLogger(__name__)
 
+
 #: OpenAI transcriber: a recording not filed this long after it arrived (or after it was last re-queued) is
-#: queued again — longer than the first task's retries with backoff, so a slow chain is not doubled.
-REDRIVE_AFTER = timedelta(minutes=3)
+#: queued again. Long enough for a normal attempt and its first retries (each attempt is bounded by the 120 s
+#: hard time limit), short enough that an urgent voicemail whose task was lost (broker down, worker killed) still
+#: escalates within minutes. Waiting out the longest possible retry chain (7 attempts at the time limit plus
+#: every backoff: ~16 min) would make that patient wait a quarter of an hour to save, in the rare chain that is
+#: still failing slowly, one duplicate speech-to-text request; filing and escalation stay once per recording.
+REDRIVE_AFTER = timedelta(minutes=5)
 #: Twilio transcriber: how long Twilio's transcription callback may take before the recording is filed without
 #: a transcript (the callback is not retried by Twilio when our webhook failed).
 TWILIO_TRANSCRIPTION_GRACE = timedelta(minutes=10)
@@ -107,9 +115,11 @@ def voicemail_file(
 
 def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str, status: str, assessment) -> bool:
     """A transcription arrived for a voicemail filed without one (status ``missing``, see
-    :func:`voicemail_file_untranscribed`): append it as the customer's turn, store its assessment and escalate
-    an emergency. False (nothing written) when the voicemail was not waiting for one. Runs in the caller's
-    transaction, under the voicemail row's lock."""
+    :func:`voicemail_file_untranscribed`): append it as the customer's turn, store its assessment, escalate
+    an emergency, and on commit queue the row's enrichment again (the row closed, was enriched and went out
+    in the webhooks with an empty transcript; the new ``interaction.enriched`` carries the transcript). Every
+    write moves ``updated_at``, so the warehouse export takes the row again. False (nothing written) when the
+    voicemail was not waiting for one. Runs in the caller's transaction, under the voicemail row's lock."""
     row = Interaction.objects.select_for_update().get(pk=voicemail.pk)
     if ((row.metadata or {}).get("transcription") or {}).get("status") != MISSING:
         return False
@@ -121,8 +131,19 @@ def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str
     interaction_set_assessment(interaction=row, urgency=assessment.urgency, intent=assessment.intent)
     if assessment.is_emergency:
         _escalate(row, assessment)
-    logger.info("voicemail %s: late transcription added", row.pk)
+    interaction_id = str(row.pk)
+    transaction.on_commit(lambda: _enrich_again(interaction_id), robust=True)
+    logger.info("voicemail %s: late transcription added; enrichment queued again", row.pk)
     return True
+
+
+def _enrich_again(interaction_id: str) -> None:
+    """Queue the enrichment task that closing a row queues (``interaction_closed``), for a closed row whose
+    transcript changed. Not by sending ``interaction_closed`` again: the row closed once. On commit, ``robust``:
+    a broker outage leaves the earlier (empty-transcript) scores, logged, like a lost close."""
+    from enrichment.tasks import enrich_interaction
+
+    enrich_interaction.delay(interaction_id)
 
 
 def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:

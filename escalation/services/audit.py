@@ -6,7 +6,9 @@ re-queues overdue steps (the fence makes duplicates harmless), pending attempts 
 ran, attempts stuck in ``sending`` past the provider timeout (they are reconciled before any resend),
 admin alerts of exhausted incidents that were never sent (once their lease expired), and the hang-up of the
 other page calls of an incident acknowledged in the last :data:`HANGUP_WINDOW` when a call is still to end
-and no live claim holds it (its task was lost, or its worker died between claim and request).
+and no live claim holds it (its task was lost, or its worker died between claim and request). A hang-up that
+failed transiently (Twilio 429/5xx) is held for its task's retry (``hangups.RETRY_HOLD``), so the auditor
+does not add requests to a throttled Twilio while that task backs off; it steps in if the retry never came.
 
 Every re-drive carries ``expires`` (:data:`REDRIVE_EXPIRES`): the auditor queues the same work again on its
 next run, so a copy that waited longer than that in the queue (a backlog after an outage) is discarded by
@@ -84,7 +86,8 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
         incident_alert_admins.apply_async((str(incident_id),), task_id=f"esc-alert-{incident_id}",
                                           expires=REDRIVE_EXPIRES)
         counts["alerts"] += 1
-    # the acknowledgement queues the hang-up itself: give that task PENDING_GRACE before re-driving it
+    # the acknowledgement queues the hang-up itself: give that task PENDING_GRACE before re-driving it; a live
+    # claim (a request under way, or a hold for the retry of a transiently failed one) is left to its task
     for incident_id in incidents_with_unclaimed_hangups(acknowledged_from=now - HANGUP_WINDOW,
                                                         acknowledged_to=now - PENDING_GRACE, now=now, limit=BATCH):
         incident_end_calls_task.apply_async((str(incident_id),), task_id=f"esc-hangup-{incident_id}",

@@ -4,29 +4,42 @@ A hang-up is ``POST …/Calls/{Sid}.json Status=completed`` (``VoiceBackend.end_
 CallSid is claimed in the attempt's ``hangup_claims`` (``{sid: ISO 8601 UTC claim time}``, a lease of
 :func:`~escalation.services.attempts.stale_after`: a live request is never doubled by a duplicate
 acknowledgement or a redelivered task); once the provider answered (ended, already over or unknown, or a
-permanent refusal) the SID moves to ``hangup_sids`` and is never asked again. A transient error releases the
-claim for the task's retry. A worker that dies between claim and answer leaves a claim that expires: the
-task is ``reject_on_worker_lost`` (redelivered), and the auditor re-queues the hang-up of a recently
-acknowledged incident whose calls have an SID neither ended nor under a live claim
-(:func:`incidents_with_unclaimed_hangups`). Asking twice for a call that did end is harmless: Twilio
-answers 21220 (invalid call state) and the backend counts that as ended.
+permanent refusal) the SID moves to ``hangup_sids`` and is never asked again. A worker that dies between
+claim and answer leaves a claim that expires: the task is ``reject_on_worker_lost`` (redelivered), and the
+auditor re-queues the hang-up of a recently acknowledged incident whose calls have an SID neither ended nor
+under a live claim (:func:`incidents_with_unclaimed_hangups`). Asking twice for a call that did end is
+harmless: Twilio answers 21220 (invalid call state) and the backend counts that as ended.
+
+A transient error (429, 5xx, timeout) keeps the claim as a *hold* for the task's own retry: the claim is
+re-dated :data:`RETRY_HOLD` ahead (the latest Celery's backoff can put that retry off). A claim dated in the
+future is a hold: the next run of the task (its retry) takes it over at once, and until ``stale_after``
+past its date nobody else presumes it dead, so the auditor (every few seconds) does not re-queue the
+hang-up beside the retrying task and hammer a throttled Twilio; it steps in only when the retry never came
+(its task died). A live request's claim is dated when it was taken, never in the future (worker clocks are
+NTP-synchronised; a skew would at worst double one request, which is harmless as said).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
+from channels_app.providers import PROVIDER_RETRY, ProviderPermanentError, ProviderTransientError
 from channels_app.providers.voice import get_voice_backend
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import FINAL_CALL_STATUSES, stale_after
 
 logger = logging.getLogger(__name__)
+
+#: How far ahead a transient error re-dates the SID's claim (the hold for the task's retry): the longest
+#: Celery's exponential backoff puts a retry of ``incident_end_calls_task`` off (``retry_backoff_max`` of
+#: ``PROVIDER_RETRY``, seconds; its full jitter only shortens it). A retry that comes later than that finds a
+#: claim it takes for a live request and leaves the SID to the auditor, ``stale_after`` later.
+RETRY_HOLD = timedelta(seconds=PROVIDER_RETRY["retry_backoff_max"])
 
 
 def incident_end_calls_on_commit(incident_id) -> None:
@@ -63,14 +76,21 @@ def _live_call_sids(attempt: NotificationAttempt) -> list[str]:
 
 
 def _claim_live(attempt: NotificationAttempt, sid: str, now: datetime) -> bool:
-    """True if a hang-up request for ``sid`` was claimed less than :func:`stale_after` before ``now``."""
+    """True if a hang-up request for ``sid`` was claimed less than :func:`stale_after` before ``now``, or is
+    held for the task's retry (a claim dated in the future) until ``stale_after`` past its date."""
     claimed = attempt.hangup_claims.get(sid)
     return claimed is not None and datetime.fromisoformat(claimed) > now - stale_after()
 
 
+def _held_for_retry(attempt: NotificationAttempt, sid: str, now: datetime) -> bool:
+    """True if ``sid``'s claim is a hold a transient error left for the task's retry (dated after ``now``)."""
+    claimed = attempt.hangup_claims.get(sid)
+    return claimed is not None and datetime.fromisoformat(claimed) > now
+
+
 def unclaimed_call_sids(attempt: NotificationAttempt, *, now: datetime | None = None) -> list[str]:
-    """The attempt's CallSids still to hang up that no live request holds (never claimed, or the claim of a
-    worker presumed dead)."""
+    """The attempt's CallSids still to hang up that no live request nor retrying task holds (never claimed, or
+    the claim of a worker presumed dead, or a hold whose retry never came)."""
     now = now or timezone.now()
     return [sid for sid in _live_call_sids(attempt) if not _claim_live(attempt, sid, now)]
 
@@ -78,7 +98,8 @@ def unclaimed_call_sids(attempt: NotificationAttempt, *, now: datetime | None = 
 def incidents_with_unclaimed_hangups(*, acknowledged_from: datetime, acknowledged_to: datetime,
                                      now: datetime | None = None, limit: int = 500) -> list:
     """Ids of incidents acknowledged in [``acknowledged_from``, ``acknowledged_to``] with a page call still to
-    hang up that no live request holds (what a lost hang-up task leaves behind); at most ``limit``."""
+    hang up that no live request nor retrying task holds (what a lost hang-up task leaves behind); at most
+    ``limit``."""
     now = now or timezone.now()
     rows = (NotificationAttempt.objects.filter(
         _may_still_ring(), incident__status=Incident.Status.ACKNOWLEDGED,
@@ -99,9 +120,10 @@ def incident_end_calls(*, incident_id) -> int:
     once at a time. Returns the number of hang-up requests made (0 when the incident is not acknowledged).
 
     A call Twilio no longer has or that is already over counts as ended (the backend says so). A permanent
-    error is logged and not retried. A transient one (429, 5xx, timeout) releases that SID's claim, the other
-    calls are still hung up, and the first such error is raised at the end for the task's retry
-    (``PROVIDER_RETRY``), which then asks only for the SIDs not yet ended.
+    error is logged and not retried. A transient one (429, 5xx, timeout) keeps that SID's claim as a hold for
+    the retry (:data:`RETRY_HOLD`), the other calls are still hung up, and the first such error is raised at
+    the end for the task's retry (``PROVIDER_RETRY``), which takes the holds over and asks only for the SIDs
+    not yet ended.
     """
     if not Incident.objects.filter(pk=incident_id, status=Incident.Status.ACKNOWLEDGED).exists():
         return 0
@@ -121,7 +143,7 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
 
     Each SID is claimed in ``hangup_claims`` before its request (a concurrent or later run skips it while the
     claim is live) and moved to ``hangup_sids`` once the provider answered; ``hung_up_at`` is set when it
-    confirmed. Raises ProviderTransientError after releasing the claim."""
+    confirmed. Raises ProviderTransientError after turning the claim into a hold for the task's retry."""
     requested = 0
     for sid in _live_call_sids(attempt):
         if not _hangup_claim(attempt.pk, sid):
@@ -129,7 +151,7 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
         try:
             get_voice_backend().end_call(tenant=attempt.tenant, sid=sid)
         except ProviderTransientError as exc:
-            _hangup_release(attempt.pk, sid)
+            _hangup_hold(attempt.pk, sid)
             logger.warning("attempt %s: hanging up %s failed (%s); will retry", attempt.pk, sid, exc)
             raise
         except ProviderPermanentError as exc:
@@ -145,14 +167,19 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
 
 def _hangup_claim(attempt_id: int, sid: str) -> bool:
     """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now) unless it was answered already
-    (``hangup_sids``), another run holds a live claim, or the call is the acknowledging attempt's own."""
+    (``hangup_sids``), another run holds a live claim, or the call is the acknowledging attempt's own. A hold
+    left for the task's retry (:func:`_hangup_hold`) is taken over: this run is that retry (or a redelivery of
+    the task, which does the same work); the claim it leaves is an ordinary one, so only one run takes it."""
     now = timezone.now()
     with transaction.atomic():
         row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()
-        if (row is None or row.acknowledged_at is not None or sid in row.hangup_sids
-                or _claim_live(row, sid, now)):
+        if row is None or row.acknowledged_at is not None or sid in row.hangup_sids:
             return False
-        if sid in row.hangup_claims:
+        if _held_for_retry(row, sid, now):
+            logger.info("attempt %s: retrying the hang-up of %s", row.pk, sid)
+        elif _claim_live(row, sid, now):
+            return False
+        elif sid in row.hangup_claims:
             logger.warning("attempt %s: hang-up claim on %s expired (its worker died?); asking again", row.pk, sid)
         row.hangup_claims = {**row.hangup_claims, sid: now.isoformat()}
         row.save(update_fields=["hangup_claims"])
@@ -175,9 +202,14 @@ def _hangup_done(attempt_id: int, sid: str, *, confirmed: bool) -> None:
         row.save(update_fields=fields)
 
 
-def _hangup_release(attempt_id: int, sid: str) -> None:
-    """Give the claim on ``sid`` back (a transient error): the task's retry may claim it at once."""
+def _hangup_hold(attempt_id: int, sid: str) -> None:
+    """A transient error: keep the claim on ``sid`` as a hold for the task's retry, dated :data:`RETRY_HOLD`
+    ahead (UTC). The retry takes it over at once (:func:`_hangup_claim`); the auditor leaves it alone until
+    ``stale_after`` past that date, so it re-queues the hang-up only when the retrying task died."""
+    held = timezone.now() + RETRY_HOLD
     with transaction.atomic():
         row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
-        row.hangup_claims = {s: at for s, at in row.hangup_claims.items() if s != sid}
+        if sid in row.hangup_sids:
+            return  # answered meanwhile (a concurrent run after our claim lapsed): nothing left to retry
+        row.hangup_claims = {**row.hangup_claims, sid: held.isoformat()}
         row.save(update_fields=["hangup_claims"])

@@ -1,18 +1,23 @@
 """A hang-up claim is a lease: a worker that died between claiming a CallSid (``hangup_claims``) and asking Twilio
 leaves a claim that expires after ``stale_after()``, and the auditor re-queues the hang-up of a recently
 acknowledged incident whose calls are still to end with no live claim. A live claim is never doubled; asking
-again for a call that did end is harmless (Twilio 21220). The real twilio client runs against the local stub."""
+again for a call that did end is harmless (Twilio 21220). A transient error (429/5xx) keeps the claim as a hold
+for the task's retry, so the auditor does not pile requests onto a throttled Twilio while the task backs off.
+The real twilio client runs against the local stub."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
+from channels_app.providers import ProviderTransientError
 from escalation import services, tasks
 from escalation.models import Incident, NotificationAttempt
+from escalation.services import hangups
 from escalation.services.attempts import stale_after
+from escalation.services.hangups import RETRY_HOLD
 from escalation.services.audit import HANGUP_WINDOW, PENDING_GRACE, REDRIVE_EXPIRES
 from tests.escalation.conftest import BACKUP, PRIMARY
 from tests.escalation.test_ack_ends_calls import call_of, page_both, queued, signed_post  # noqa: F401 - queued
@@ -117,3 +122,66 @@ def test_the_auditor_leaves_a_fresh_acknowledgement_to_its_own_task(oncall, pati
     assert services.escalation_audit(now=now)["hangups"] == 0  # its task was queued a moment ago
     assert services.escalation_audit(now=now + PENDING_GRACE)["hangups"] == 1  # ... and was lost
     assert redrives[0][0] == (str(incident.pk),)
+
+
+def throttled_hangup(interaction, queued, capture, twilio_stub, *, times: int = 1):
+    """Both calls live, the incident acknowledged, and Twilio answering the primary's hang-up with 429
+    ``times`` times: the task's first run raises for its autoretry. Returns ``(incident, primary, held)``,
+    ``held`` the date of the primary's claim (UTC) after the failure."""
+    incident = page_both(interaction)
+    twilio_stub.add_fault("calls", action="update", status=429, to=PRIMARY, times=times)
+    with capture(execute=True):
+        services.incident_acknowledge(incident=incident, responder=None, via="admin")
+    before = timezone.now()
+    with pytest.raises(ProviderTransientError):
+        tasks.incident_end_calls_task(*queued.pop())
+    after = timezone.now()
+    primary = call_of(incident, PRIMARY)
+    held = datetime.fromisoformat(primary.hangup_claims[primary.provider_sid])
+    assert before + RETRY_HOLD <= held <= after + RETRY_HOLD  # held for the retry, however late it may come
+    assert primary.hangup_sids == [] and call_of(incident, BACKUP).hung_up_at is not None  # the other call ended
+    incident.refresh_from_db()
+    return incident, primary, held
+
+
+def test_after_a_transient_error_the_auditor_leaves_the_retrying_task_alone(
+        oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks):
+    incident, primary, held = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks,
+                                               twilio_stub)
+    for at in (incident.acknowledged_at + PENDING_GRACE, held, held + stale_after() - timedelta(seconds=1)):
+        assert services.escalation_audit(now=at)["hangups"] == 0, at  # the retry may still come
+    assert redrives == [] and len(twilio_stub.updates(sid=primary.provider_sid)) == 1
+
+    assert services.escalation_audit(now=held + stale_after())["hangups"] == 1  # it never came: its task died
+    tasks.incident_end_calls_task(*redrives.pop()[0])
+    primary.refresh_from_db()
+    assert primary.hangup_sids == [primary.provider_sid] and primary.hangup_claims == {}
+    assert len(twilio_stub.updates(sid=primary.provider_sid)) == 2
+
+
+def test_the_retry_takes_its_hold_over_and_a_second_failure_holds_it_again(
+        oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks):
+    incident, primary, held = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks,
+                                               twilio_stub, times=2)
+    with pytest.raises(ProviderTransientError):
+        tasks.incident_end_calls_task(str(incident.pk))  # the retry, at once (the backoff's jitter allows it)
+    primary.refresh_from_db()
+    held_again = datetime.fromisoformat(primary.hangup_claims[primary.provider_sid])
+    assert held_again > held and len(twilio_stub.updates(sid=primary.provider_sid)) == 2
+    assert services.escalation_audit(now=held + stale_after())["hangups"] == 0  # the task is still on it
+
+    tasks.incident_end_calls_task(str(incident.pk))  # the next retry: Twilio answers now
+    primary.refresh_from_db()
+    assert primary.hangup_sids == [primary.provider_sid] and primary.hangup_claims == {}
+    assert primary.hung_up_at is not None and twilio_stub.calls[primary.provider_sid]["status"] == "canceled"
+    tasks.incident_end_calls_task(str(incident.pk))  # a redelivery: answered already, never asked again
+    assert len(twilio_stub.updates(sid=primary.provider_sid)) == 3 and redrives == []
+
+
+def test_a_hold_is_taken_over_by_one_run_only(oncall, patient_interaction, twilio_stub, queued, redrives,
+                                              django_capture_on_commit_callbacks):
+    """Two runs reach the held SID (the retry and a redelivered copy): the first turns the hold into an
+    ordinary claim of a request under way, which the second must leave alone."""
+    _, primary, _ = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks, twilio_stub)
+    assert hangups._hangup_claim(primary.pk, primary.provider_sid)
+    assert not hangups._hangup_claim(primary.pk, primary.provider_sid)

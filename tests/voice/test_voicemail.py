@@ -9,6 +9,7 @@ from django.test import override_settings
 from channels_app import twilio_payloads
 from channels_app.voice import tasks as voice_tasks
 from channels_app.voice.voicemail import (
+    REDRIVE_AFTER,
     TWILIO_TRANSCRIPTION_GRACE,
     voicemail_file_untranscribed,
     voicemail_redrive,
@@ -183,6 +184,18 @@ def test_voicemail_tasks_are_requeued_when_their_worker_dies():
         assert task.acks_late and task.reject_on_worker_lost, task.name
 
 
+def test_the_redrive_outlasts_a_normal_transcription_but_not_an_urgent_patients_patience():
+    """A first attempt running to its hard time limit and its first backoff is never doubled; a lost task's
+    voicemail is re-queued within five minutes (an urgent one escalates then)."""
+    from callsphere.celery import app
+
+    task = voice_tasks.voicemail_transcribe
+    limit = task.time_limit or app.conf.task_time_limit
+    assert limit and task.retry_backoff
+    first_attempt_and_retry = limit + min(task.retry_backoff_max, max(1, int(task.retry_backoff)))
+    assert first_attempt_and_retry < REDRIVE_AFTER.total_seconds() <= 5 * 60
+
+
 @pytest.mark.django_db
 def test_recording_callback_with_the_broker_down_answers_and_the_redrive_transcribes_it_later(
         phone, tenant, voice_stub, escalations, empty_queue, django_capture_on_commit_callbacks, caplog):
@@ -195,18 +208,21 @@ def test_recording_callback_with_the_broker_down_answers_and_the_redrive_transcr
         assert take_queued() == []
         at = received_at(phone)
 
-        assert voicemail_redrive(now=at + timedelta(minutes=1)) == 0  # its first task may still be retrying
-        assert voicemail_redrive(now=at + timedelta(minutes=4)) == 1
+        # its first task may still be retrying (it was lost here, but the redrive cannot tell)
+        assert voicemail_redrive(now=at + REDRIVE_AFTER - timedelta(seconds=1)) == 0
+        redriven = at + REDRIVE_AFTER
+        assert voicemail_redrive(now=redriven) == 1
         [(name, args)] = take_queued()
         call = ChannelMessage.objects.get(provider_id=phone.sid)
         url = twilio_payloads.recording_url(account_sid=tenant.twilio_account_sid, recording_sid=RE_SID)
         assert (name, args) == (voice_tasks.voicemail_transcribe.name, [call.pk, RE_SID, url, 14])
-        assert voicemail_redrive(now=at + timedelta(minutes=5)) == 0  # just re-queued: that task has its chance
+        # just re-queued: that task has its whole retry chain
+        assert voicemail_redrive(now=redriven + REDRIVE_AFTER - timedelta(seconds=1)) == 0
 
         with django_capture_on_commit_callbacks(execute=True):  # what the queued task does
             voicemail = voicemail_transcribe(call_message_id=args[0], recording_sid=args[1],
                                              recording_url=args[2], duration_seconds=args[3])
-        assert voicemail_redrive(now=at + timedelta(minutes=20)) == 0  # filed
+        assert voicemail_redrive(now=redriven + REDRIVE_AFTER) == 0  # filed
     assert voicemail.transcript[0]["text"] == URGENT and voicemail.escalated and voicemail.urgency == 5
     assert [e["interaction_id"] for e in escalations] == [voicemail.pk]
 
