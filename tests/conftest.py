@@ -74,3 +74,14 @@ def _drop_lingering_connections(django_db_setup, django_db_blocker):
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                        "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+
+
+@pytest.fixture
+def empty_queue():
+    """Tests that read the real Celery queue (``tests.broker.take_queued``) see only what they queued themselves
+    and leave nothing for the next test."""
+    from tests.broker import take_queued
+
+    take_queued()
+    yield
+    take_queued()

@@ -27,17 +27,11 @@ from conversations.models import CallbackRequest, ChannelMessage, Interaction, S
 from tests.broker import broker_down, take_queued
 from tests.processes import wait_for
 
+pytestmark = pytest.mark.usefixtures("empty_queue")
+
 PATIENT = "+15551230001"
 CLINIC = "+15550100001"
 CALL_ME = "Please call me back tomorrow"
-
-
-@pytest.fixture(autouse=True)
-def empty_queue():
-    """Each test looks at what it queued itself, and leaves nothing for the next."""
-    take_queued()
-    yield
-    take_queued()
 
 
 def receive(tenant, twilio_post, body="Hello", from_=PATIENT) -> ChannelMessage:

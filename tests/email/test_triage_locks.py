@@ -9,8 +9,6 @@ Transactional tests: the triage's thread must see committed rows.
 
 from __future__ import annotations
 
-import json
-import threading
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -25,47 +23,22 @@ from channels_app.email.tasks import email_triage_task
 from channels_app.models import InboundEmail
 from conversations.models import ChannelMessage, Conversation, Interaction, StaffNotification
 from tests.email.conftest import plain
-from tests.stubs.openai_api import in_flight, llm_serving, text
+from tests.stubs.openai_api import BlockingLLM, in_flight, llm_serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WAIT = 30  # seconds: an upper bound for a thread to get somewhere, never a pause
-SCORES = {"sentiment": 0.1, "intent": "other", "lead_score": 10, "satisfaction": 4, "urgency": 1}
 AGENT_REPLY = "We have a cleaning slot on Tuesday at 10:00. Shall I book it?"
-
-
-class BlockingLLM:
-    """Stub responder: the urgency check answers at once; the agent's completion waits for :meth:`release`
-    (``block=False``: answers at once too)."""
-
-    def __init__(self, block: bool = True):
-        self.agent_called, self.released = threading.Event(), threading.Event()
-        if not block:
-            self.released.set()
-
-    def __call__(self, body: dict) -> dict:
-        if "tools" not in body:  # the urgency check (structured output, no tools)
-            return text(json.dumps(SCORES))
-        self.agent_called.set()
-        assert self.released.wait(WAIT), "the test never released the agent's completion"
-        return text(AGENT_REPLY)
-
-    def release(self) -> None:
-        self.released.set()
-
-    def agent_requests(self) -> int:
-        return sum("tools" in r["json"] for r in self.server.requests)
 
 
 @pytest.fixture
 def llm(settings):
-    with llm_serving(settings, BlockingLLM()) as responder:
+    with llm_serving(settings, BlockingLLM(AGENT_REPLY)) as responder:
         yield responder
 
 
 @pytest.fixture
 def quick_llm(settings):
-    with llm_serving(settings, BlockingLLM(block=False)) as responder:
+    with llm_serving(settings, BlockingLLM(AGENT_REPLY, block=False)) as responder:
         yield responder
 
 

@@ -26,18 +26,10 @@ from conversations.models import ChannelMessage, StaffNotification
 from tests.broker import broker_down, take_queued
 from tests.email.conftest import plain
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("empty_queue")]
 
 SECRET = "inbound:s3cret-Pa55"
 QUESTION = "Can I book a cleaning next week?"
-
-
-@pytest.fixture(autouse=True)
-def empty_queue():
-    """Each test looks at what it queued itself, and leaves nothing for the next."""
-    take_queued()
-    yield
-    take_queued()
 
 
 def ingest(body: str = QUESTION, *, ago: timedelta) -> InboundEmail:

@@ -133,3 +133,32 @@ def in_flight(work, *, waiting, release, timeout: float = 30):
         worker.join(timeout)
     assert not worker.is_alive()
     assert "error" not in result, result.get("error")
+
+
+QUIET_SCORES = {"sentiment": 0.1, "intent": "other", "lead_score": 10, "satisfaction": 4, "urgency": 1}
+
+
+class BlockingLLM:
+    """Stub responder for lock tests: the urgency check (a request without ``tools``) answers ``scores`` at once;
+    the agent's completion (with ``tools``) sets ``agent_called`` and waits — at most ``wait`` seconds — for
+    :meth:`release`, then answers ``agent_reply``. ``block=False`` answers at once too."""
+
+    def __init__(self, agent_reply: str, *, scores: dict | None = None, block: bool = True, wait: float = 30):
+        self.agent_reply, self.scores, self.wait = agent_reply, scores or QUIET_SCORES, wait
+        self.agent_called, self.released = threading.Event(), threading.Event()
+        if not block:
+            self.released.set()
+
+    def __call__(self, body: dict) -> dict:
+        if "tools" not in body:  # the urgency check (structured output, no tools)
+            return text(json.dumps(self.scores))
+        self.agent_called.set()
+        assert self.released.wait(self.wait), "the test never released the agent's completion"
+        return text(self.agent_reply)
+
+    def release(self) -> None:
+        self.released.set()
+
+    def agent_requests(self) -> int:
+        """How many agent completions (requests with ``tools``) the stub received; needs ``llm_serving``."""
+        return sum("tools" in r["json"] for r in self.server.requests)

@@ -22,9 +22,9 @@ from channels_app.voice.lifecycle import CALL_ENDED_AT, INTERRUPTED_CALL
 from conversations.models import Interaction, SessionState
 from conversations.services import close_idle, interaction_set_metadata
 from conversations.signals import interaction_closed
-from tests.stubs.openai_api import llm_serving, text
+from tests.stubs.openai_api import BlockingLLM, llm_serving, text
 from tests.voice.conftest import says
-from tests.voice.test_turn_locks import AGENT_REPLY, SCORES, WAIT, BlockingLLM, is_hold, replay, turn_in_flight
+from tests.voice.test_turn_locks import AGENT_REPLY, is_hold, replay, turn_in_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,15 +37,15 @@ class BlockingUrgencyCheck(BlockingLLM):
 
     def __call__(self, body: dict) -> dict:
         if "tools" in body:
-            return text(AGENT_REPLY)
+            return text(self.agent_reply)
         self.agent_called.set()
-        assert self.released.wait(WAIT), "the test never released the urgency check"
-        return text(json.dumps(SCORES))
+        assert self.released.wait(self.wait), "the test never released the urgency check"
+        return text(json.dumps(self.scores))
 
 
 @pytest.fixture
 def llm(settings):
-    with llm_serving(settings, BlockingLLM()) as responder:
+    with llm_serving(settings, BlockingLLM(AGENT_REPLY)) as responder:
         yield responder
 
 
@@ -53,7 +53,7 @@ def llm(settings):
 def slow_urgency_check(settings):
     # the blocked request waits on the test only: no client timeout may fire meanwhile
     settings.VOICE_LLM_TIMEOUT_SECONDS = settings.VOICE_TURN_BUDGET_SECONDS = 120.0
-    with llm_serving(settings, BlockingUrgencyCheck()) as responder:
+    with llm_serving(settings, BlockingUrgencyCheck(AGENT_REPLY)) as responder:
         yield responder
 
 

@@ -9,8 +9,6 @@ action. Transactional tests: the turn's thread must see committed rows.
 
 from __future__ import annotations
 
-import json
-import threading
 import xml.etree.ElementTree as ET
 from contextlib import contextmanager
 from datetime import timedelta
@@ -26,13 +24,11 @@ from channels_app import twilio_payloads
 from channels_app.voice import agent
 from conversations.models import Conversation, Interaction
 from conversations.services import interaction_set_metadata
-from tests.stubs.openai_api import in_flight, llm_serving, text
+from tests.stubs.openai_api import BlockingLLM, in_flight, llm_serving
 from tests.voice.conftest import CALLER, CLINIC, Phone, path_of, says
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-WAIT = 30  # seconds: an upper bound for a thread to get somewhere, never a pause
-SCORES = {"sentiment": 0.1, "intent": "other", "lead_score": 10, "satisfaction": 4, "urgency": 1}
 AGENT_REPLY = "Sure, which day suits you?"
 WORDS = "I'd like to book a cleaning"
 
@@ -48,26 +44,9 @@ def signed_post(client: Client):
     return post
 
 
-class BlockingLLM:
-    """Stub responder: the urgency check answers at once; the agent's completion waits for :meth:`release`."""
-
-    def __init__(self):
-        self.agent_called, self.released = threading.Event(), threading.Event()
-
-    def __call__(self, body: dict) -> dict:
-        if "tools" not in body:  # the urgency check (structured output, no tools)
-            return text(json.dumps(SCORES))
-        self.agent_called.set()
-        assert self.released.wait(WAIT), "the test never released the agent's completion"
-        return text(AGENT_REPLY)
-
-    def release(self) -> None:
-        self.released.set()
-
-
 @pytest.fixture
 def llm(settings):
-    with llm_serving(settings, BlockingLLM()) as responder:
+    with llm_serving(settings, BlockingLLM(AGENT_REPLY)) as responder:
         yield responder
 
 
