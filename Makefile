@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lock bench clean-data
+.PHONY: run test lint install lock bench clean-data
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,16 @@ run: install
 	DEBUG=1 $(BIN)/python manage.py seed_demo
 	DEBUG=1 $(BIN)/python -m callsphere.run
 
-test: install
+test: install lint
 	sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
+
+# Static checks, run by `make test` (and so by CI): format, lint, types, import direction (pyproject.toml).
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy callsphere identity conversations channels_app enrichment escalation
+	DJANGO_SETTINGS_MODULE=callsphere.settings_test $(BIN)/lint-imports
 
 bench: install
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

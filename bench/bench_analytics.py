@@ -64,8 +64,9 @@ def ensure_data():
     from conversations.models import Interaction
     from identity.models import Tenant
 
-    tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Bench", "short_name": "Bench",
-                                                                     "timezone": "America/New_York"})
+    tenant, _ = Tenant.objects.get_or_create(
+        slug="bench", defaults={"name": "Bench", "short_name": "Bench", "timezone": "America/New_York"}
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = 'call_logs'")
         estimate = cursor.fetchone()[0]
@@ -79,17 +80,24 @@ def ensure_data():
         cursor.execute("DELETE FROM call_logs WHERE tenant_id = %s", [tenant.pk])
         cursor.execute("DELETE FROM conversations_conversation WHERE tenant_id = %s", [tenant.pk])
         cursor.execute("DELETE FROM identity_customer WHERE tenant_id = %s", [tenant.pk])
-        cursor.execute("""
+        cursor.execute(
+            """
             INSERT INTO identity_customer (id, tenant_id, display_name, created_at, updated_at)
             SELECT md5('c' || g)::uuid, %s, 'Customer ' || g, now(), now() FROM generate_series(1, %s) g""",
-                       [tenant.pk, CUSTOMERS])
-        cursor.execute("""
+            [tenant.pk, CUSTOMERS],
+        )
+        cursor.execute(
+            """
             INSERT INTO conversations_conversation (id, tenant_id, customer_id, status, opened_at, closed_at,
                                                     last_activity_at)
             SELECT md5('v' || g)::uuid, %s, md5('c' || g)::uuid, 'closed', now() - interval '365 days', now(), now()
-            FROM generate_series(1, %s) g""", [tenant.pk, CUSTOMERS])
-        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'call_logs' "
-                       "AND indexdef NOT LIKE '%%UNIQUE%%' AND indexname NOT LIKE '%%pkey'")
+            FROM generate_series(1, %s) g""",
+            [tenant.pk, CUSTOMERS],
+        )
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'call_logs' "
+            "AND indexdef NOT LIKE '%%UNIQUE%%' AND indexname NOT LIKE '%%pkey'"
+        )
         indexes = cursor.fetchall()
         for name, _ in indexes:
             cursor.execute(f'DROP INDEX "{name}"')
@@ -107,7 +115,8 @@ def ensure_data():
 def _load(cursor, tenant, t0: float) -> None:
     for start in range(0, ROWS, BATCH):
         n = min(BATCH, ROWS - start)
-        cursor.execute("""
+        cursor.execute(
+            """
             INSERT INTO call_logs (id, tenant_id, customer_id, conversation_id, channel, direction, started_at,
                 ended_at, last_activity_at, transcript, sentiment, lead_score, intent, satisfaction, escalated,
                 metadata, enrichment_backend, enrichment_model, enrichment_version, enriched_at, updated_at)
@@ -121,7 +130,8 @@ def _load(cursor, tenant, t0: float) -> None:
             FROM (SELECT g, 1 + (g * 7919) %% %(customers)s AS c,
                          now() - make_interval(secs => (g * 104729) %% 31536000) AS ts
                   FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) g) s""",
-                       {"tenant": tenant.pk, "customers": CUSTOMERS, "lo": start + 1, "hi": start + n})
+            {"tenant": tenant.pk, "customers": CUSTOMERS, "lo": start + 1, "hi": start + n},
+        )
         print(f"  {start + n:,} rows ({time.monotonic() - t0:.0f} s)", flush=True)
 
 
@@ -141,8 +151,10 @@ def bench_timeline(tenant) -> None:
             if i >= 20:  # warm-up
                 times.append(elapsed)
                 totals.append(t.total)
-        print(f"timeline ({window.days} days, ~{statistics.mean(totals):.0f} interactions/customer): "
-              f"p50 {pct(times, 50):.2f} ms, p95 {pct(times, 95):.2f} ms, max {max(times):.2f} ms")
+        print(
+            f"timeline ({window.days} days, ~{statistics.mean(totals):.0f} interactions/customer): "
+            f"p50 {pct(times, 50):.2f} ms, p95 {pct(times, 95):.2f} ms, max {max(times):.2f} ms"
+        )
 
 
 def bench_quarterly(tenant) -> None:
@@ -160,8 +172,10 @@ def bench_quarterly(tenant) -> None:
         if i >= 5:
             times.append(elapsed)
             rows.append(len(result))
-    print(f"quarterly review (50 customers, 90 days, ~{statistics.mean(rows):.0f} result rows): "
-          f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms")
+    print(
+        f"quarterly review (50 customers, 90 days, ~{statistics.mean(rows):.0f} result rows): "
+        f"p50 {pct(times, 50):.1f} ms, p95 {pct(times, 95):.1f} ms"
+    )
 
 
 def bench_export(tenant) -> None:
@@ -187,8 +201,10 @@ def bench_export(tenant) -> None:
             peak = max(peak, process.memory_info().rss)
         elapsed = time.perf_counter() - t0
         rows = lines - (1 if fmt == "csv" else 0)
-        print(f"export {fmt}: {rows:,} rows, {size / 1e6:.0f} MB in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
-              f"peak RSS growth {(peak - base) / 1e6:.1f} MB")
+        print(
+            f"export {fmt}: {rows:,} rows, {size / 1e6:.0f} MB in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
+            f"peak RSS growth {(peak - base) / 1e6:.1f} MB"
+        )
 
 
 def main() -> None:

@@ -44,8 +44,10 @@ def pct(values: list[float], p: float) -> float:
 
 
 def summary(name: str, values: list[float], unit: str = "ms") -> str:
-    return (f"{name}: n={len(values)} median={statistics.median(values):.1f}{unit} p90={pct(values, 90):.1f}{unit} "
-            f"p99={pct(values, 99):.1f}{unit} max={max(values):.1f}{unit}")
+    return (
+        f"{name}: n={len(values)} median={statistics.median(values):.1f}{unit} p90={pct(values, 90):.1f}{unit} "
+        f"p99={pct(values, 99):.1f}{unit} max={max(values):.1f}{unit}"
+    )
 
 
 def wait_until(predicate, timeout: float = 20.0):
@@ -58,14 +60,14 @@ def wait_until(predicate, timeout: float = 20.0):
 
 
 def main() -> None:
+    from django.db import connection
+
     from escalation import services
     from escalation.models import Incident, NotificationAttempt
     from tests import processes
     from tests.escalation.conftest import PRIMARY, build_oncall, kill_tree, worker_env
     from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactory
     from tests.stubs.twilio_api import TwilioStub
-
-    from django.db import connection
 
     rtt = []
     for _ in range(200):
@@ -78,8 +80,12 @@ def main() -> None:
     PhoneNumberFactory(tenant=tenant, number="+15550100001")
     oncall = build_oncall(tenant, waits=(60, 60))
     log = Path(tempfile.mkdtemp(prefix="bench-esc-")) / "worker.log"
-    worker = processes.start_worker(log_path=log, queues="escalation", concurrency=2,
-                                    **worker_env(stub, LOG_LEVEL="WARNING", CONN_MAX_AGE=os.environ.get("CONN_MAX_AGE", "60")))
+    worker = processes.start_worker(
+        log_path=log,
+        queues="escalation",
+        concurrency=2,
+        **worker_env(stub, LOG_LEVEL="WARNING", CONN_MAX_AGE=os.environ.get("CONN_MAX_AGE", "60")),
+    )
     try:
         # 1. raise → both provider requests
         latencies, call_latencies, skews = [], [], []
@@ -89,7 +95,7 @@ def main() -> None:
             t_call = time.time()
             incident, _ = services.incident_raise(interaction=interaction, urgency=5, reason="bench")
             t0 = time.time()  # raised: the incident is committed and its first step queued
-            wait_until(lambda: len([r for r in stub.requests[before:] if r.action == "create"]) >= 2)
+            wait_until(lambda before=before: len([r for r in stub.requests[before:] if r.action == "create"]) >= 2)
             creates = [r for r in stub.requests[before:] if r.action == "create"]
             assert {r.resource for r in creates} == {"messages", "calls"} and creates[0].params["To"] == PRIMARY
             if i >= WARMUP:
@@ -111,8 +117,12 @@ def main() -> None:
                 raised.append(services.incident_raise(interaction=interaction, urgency=5, reason="bench")[0])
                 if not together:
                     wait_until(lambda: Incident.objects.get(pk=raised[-1].pk).status == "unacknowledged", timeout=30)
-            wait_until(lambda: Incident.objects.filter(pk__in=[x.pk for x in raised], status="unacknowledged").count()
-                       == count, timeout=60)
+            wait_until(
+                lambda: (
+                    Incident.objects.filter(pk__in=[x.pk for x in raised], status="unacknowledged").count() == count
+                ),
+                timeout=60,
+            )
             return raised
 
         def lateness(ladder) -> tuple[list[float], list[float]]:
@@ -125,20 +135,27 @@ def main() -> None:
                     if item:
                         request_late.append((item["_received_at"] - a.step_due_at.timestamp()) * 1000)
                 ordered = [fires[k] for k in sorted(fires)]
-                fire_late += [((cur - prev).total_seconds() - WAIT_SECONDS) * 1000 for prev, cur in zip(ordered, ordered[1:])]
+                fire_late += [
+                    ((cur - prev).total_seconds() - WAIT_SECONDS) * 1000
+                    for prev, cur in zip(ordered, ordered[1:], strict=False)
+                ]
             return fire_late, request_late
 
         isolated = run_ladders(ISOLATED, together=False)
         burst = run_ladders(LADDERS, together=True)
         iso_fire, iso_request = lateness(isolated)
         burst_fire, burst_request = lateness(burst)
-        duplicates = NotificationAttempt.objects.filter(incident__in=isolated + burst).count() - (ISOLATED + LADDERS) * 8
+        duplicates = (
+            NotificationAttempt.objects.filter(incident__in=isolated + burst).count() - (ISOLATED + LADDERS) * 8
+        )
     finally:
         kill_tree(worker)
         stub.stop()
 
-    print(f"escalation benchmark — Twilio stub, 1 Celery worker (prefork, concurrency 2), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"escalation benchmark — Twilio stub, 1 Celery worker (prefork, concurrency 2), {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(summary("database round trip (SELECT 1), for scale", rtt))
     print(summary("raised (committed, queued) → both provider requests at the stub", latencies))
     print(summary("  the same, counted from the call to incident_raise", call_latencies))

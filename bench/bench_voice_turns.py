@@ -33,8 +33,10 @@ def _post(client, tenant, path, params):
 def test_voice_webhook_latency(client):
     tenant = TenantFactory()
     PhoneNumberFactory(tenant=tenant, number="+15550109999")
-    AgentSettings.objects.create(tenant=tenant, bookable_hours={d: [["00:00", "24:00"]] for d in
-                                                                ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    AgentSettings.objects.create(
+        tenant=tenant,
+        bookable_hours={d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+    )
     timings: dict[str, list[float]] = {"answer": [], "turn": [], "status": []}
     account = tenant.twilio_account_sid
     for i in range(CALLS):
@@ -43,15 +45,19 @@ def test_voice_webhook_latency(client):
         sid = params["CallSid"]
         timings["answer"].append(_post(client, tenant, "/twilio/voice/", params))
         for turn, line in enumerate(LINES, start=1):
-            speech = twilio_payloads.gather_speech(account_sid=account, call_sid=sid, from_=caller,
-                                                   to="+15550109999", speech=line)
+            speech = twilio_payloads.gather_speech(
+                account_sid=account, call_sid=sid, from_=caller, to="+15550109999", speech=line
+            )
             timings["turn"].append(_post(client, tenant, f"/twilio/voice/gather/?turn={turn}", speech))
-        status = twilio_payloads.call_status(account_sid=account, call_sid=sid, from_=caller, to="+15550109999",
-                                             status="completed", duration=30)
+        status = twilio_payloads.call_status(
+            account_sid=account, call_sid=sid, from_=caller, to="+15550109999", status="completed", duration=30
+        )
         timings["status"].append(_post(client, tenant, "/twilio/voice/status/", status))
     print(f"\nvoice webhooks, {CALLS} calls × {len(LINES)} turns (ms):")
     for kind, values in timings.items():
         values.sort()
         p95 = values[max(0, int(len(values) * 0.95) - 1)]
-        print(f"  {kind:7s} n={len(values):3d}  p50={statistics.median(values):7.1f}  p95={p95:7.1f}  "
-              f"max={values[-1]:7.1f}")
+        print(
+            f"  {kind:7s} n={len(values):3d}  p50={statistics.median(values):7.1f}  p95={p95:7.1f}  "
+            f"max={values[-1]:7.1f}"
+        )

@@ -121,15 +121,24 @@ def ensure_redis(data_dir: Path, *, persist: bool = True) -> str:
         if not _redis_ping(sock):
             args = [
                 _redis_server_binary(),
-                "--port", "0",
-                "--unixsocket", str(sock),
-                "--unixsocketperm", "700",
-                "--dir", str(directory),
-                "--daemonize", "yes",
-                "--pidfile", str(directory / "redis.pid"),
-                "--logfile", str(directory / "redis.log"),
-                "--save", "",
-                "--appendonly", "yes" if persist else "no",
+                "--port",
+                "0",
+                "--unixsocket",
+                str(sock),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(directory),
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(directory / "redis.pid"),
+                "--logfile",
+                str(directory / "redis.log"),
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if persist else "no",
             ]
             subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
@@ -178,7 +187,7 @@ def local_secret_key(data_dir: Path) -> str:
 def celery_broker_url(redis_url: str) -> str:
     """Translate a redis-py URL into kombu's spelling (``unix://path?db=N`` → ``redis+socket://path?virtual_host=N``)."""
     if redis_url.startswith("unix://"):
-        path, _, query = redis_url[len("unix://"):].partition("?")
+        path, _, query = redis_url[len("unix://") :].partition("?")
         db = "0"
         for part in query.split("&"):
             if part.startswith("db="):

@@ -26,15 +26,18 @@ def main() -> None:
     port = os.environ.setdefault("WEB_PORT", "8000")
     seed = json.loads(subprocess.check_output([sys.executable, "manage.py", "seed_demo", "--json"], text=True))
     base = f"http://127.0.0.1:{port}"
-    print(f"""
+    print(
+        f"""
   callsphere is starting (web, worker, worker-escalation, beat).
 
-  Admin:      {base}/admin/   login {seed['admin']['username']} / {seed['admin']['password']}
+  Admin:      {base}/admin/   login {seed["admin"]["username"]} / {seed["admin"]["password"]}
   Health:     {base}/healthz
   Chat demo:  {base}/demo/   (a sample clinic page with the chat widget; try "I'd like to book for Tuesday")
   Try an SMS: .venv/bin/python manage.py simulate --server {base} sms --from +15551230001 --body "Hi, I'd like to book an appointment"
   Then:       .venv/bin/python manage.py close_idle --now     (closes the session; the worker enriches it)
-""", flush=True)
+""",
+        flush=True,
+    )
     os.execvp(sys.executable, [sys.executable, "-m", "honcho", "start", "-f", str(Path("Procfile"))])
 
 

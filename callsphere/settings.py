@@ -21,8 +21,7 @@ DATA_DIR = Path(env("CALLSPHERE_DATA_DIR", default=str(BASE_DIR / ".data")))
 DEBUG = env.bool("DEBUG", default=False)
 # Production must set SECRET_KEY. Under DEBUG (make run) a random key is made once and kept in DATA_DIR, so
 # the secrets derived from it (ack-link MACs, chat links, Fernet key) are never a constant anyone could know.
-SECRET_KEY = env("SECRET_KEY", default="") or (
-    embedded.local_secret_key(DATA_DIR) if DEBUG else env("SECRET_KEY"))
+SECRET_KEY = env("SECRET_KEY", default="") or (embedded.local_secret_key(DATA_DIR) if DEBUG else env("SECRET_KEY"))
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
 PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
@@ -123,18 +122,21 @@ CELERY_TASK_ROUTES = {"escalation.*": {"queue": "escalation"}}
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
-    "close-idle-sessions": {"task": "conversations.tasks.close_idle_sessions", "schedule": 30.0,
-                            "options": {"expires": 30.0}},
+    "close-idle-sessions": {
+        "task": "conversations.tasks.close_idle_sessions",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
     # Re-drives escalation steps and sends a lost task left behind (see escalation.services.audit).
-    "escalation-audit": {"task": "escalation.tasks.escalation_audit",
-                         "schedule": env.float("ESCALATION_AUDIT_SECONDS", default=5.0),
-                         "options": {"expires": env.float("ESCALATION_AUDIT_SECONDS", default=5.0)}},
+    "escalation-audit": {
+        "task": "escalation.tasks.escalation_audit",
+        "schedule": env.float("ESCALATION_AUDIT_SECONDS", default=5.0),
+        "options": {"expires": env.float("ESCALATION_AUDIT_SECONDS", default=5.0)},
+    },
     # Re-queues outbound SMS / callback calls / emails left pending by a lost task (channels_app.delivery).
-    "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0,
-                         "options": {"expires": 30}},
+    "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0, "options": {"expires": 30}},
     # Re-queues replies to inbound SMS, voicemail recordings and email triage whose task was lost (channels_app.tasks).
-    "inbound-redrive": {"task": "channels_app.tasks.inbound_redrive", "schedule": 30.0,
-                        "options": {"expires": 30}},
+    "inbound-redrive": {"task": "channels_app.tasks.inbound_redrive", "schedule": 30.0, "options": {"expires": 30}},
 }
 
 # --- i18n / time -------------------------------------------------------------------------------------------
@@ -216,13 +218,16 @@ EMAIL_IMAP_ALLOWED_PORTS = [int(p) for p in env.list("EMAIL_IMAP_ALLOWED_PORTS",
 EMAIL_TRUSTED_AUTHSERV_IDS = env.list("EMAIL_TRUSTED_AUTHSERV_IDS", default=["callsphere.local"] if DEBUG else [])
 # ANYMAIL_<NAME> environment variables become ANYMAIL["<NAME>"] (e.g. ANYMAIL_WEBHOOK_SECRET="user:pass",
 # ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY, ANYMAIL_POSTMARK_SERVER_TOKEN). Inbound webhooks need WEBHOOK_SECRET.
-ANYMAIL = {k[len("ANYMAIL_"):]: v for k, v in env.ENVIRON.items() if k.startswith("ANYMAIL_") and v}
+ANYMAIL = {k[len("ANYMAIL_") :]: v for k, v in env.ENVIRON.items() if k.startswith("ANYMAIL_") and v}
 if DEBUG:  # demo convenience (make run + simulate email); production must set ANYMAIL_WEBHOOK_SECRET itself
-    ANYMAIL.setdefault("WEBHOOK_SECRET", "callsphere:" + hashlib.sha256(
-        f"inbound-email:{SECRET_KEY}".encode()).hexdigest()[:32])
-CELERY_BEAT_SCHEDULE["email-imap-poll"] = {"task": "channels_app.email.tasks.email_poll_all",
-                                           "schedule": EMAIL_IMAP_POLL_SECONDS,
-                                           "options": {"expires": EMAIL_IMAP_POLL_SECONDS}}
+    ANYMAIL.setdefault(
+        "WEBHOOK_SECRET", "callsphere:" + hashlib.sha256(f"inbound-email:{SECRET_KEY}".encode()).hexdigest()[:32]
+    )
+CELERY_BEAT_SCHEDULE["email-imap-poll"] = {
+    "task": "channels_app.email.tasks.email_poll_all",
+    "schedule": EMAIL_IMAP_POLL_SECONDS,
+    "options": {"expires": EMAIL_IMAP_POLL_SECONDS},
+}
 
 # --- DRF / OpenAPI -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -247,8 +252,9 @@ SPECTACULAR_SETTINGS = {
 WEBHOOK_ALLOWED_PRIVATE_HOSTS = env.list("WEBHOOK_ALLOWED_PRIVATE_HOSTS", default=[])
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=DEBUG)  # else endpoints must be https
 # Seconds to wait before each retry (Standard Webhooks / Svix schedule: 5s, 5m, 30m, 2h, 5h, 10h, 10h).
-WEBHOOK_RETRY_SCHEDULE = [int(s) for s in env.list(
-    "WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])]
+WEBHOOK_RETRY_SCHEDULE = [
+    int(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE", default=["5", "300", "1800", "7200", "18000", "36000", "36000"])
+]
 WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=15.0)
 # Wall-clock bound of one whole attempt (a receiver trickling bytes cannot hold a worker longer than this).
@@ -259,25 +265,34 @@ WEBHOOK_TASK_SOFT_TIME_LIMIT = env.float("WEBHOOK_TASK_SOFT_TIME_LIMIT", default
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=100)
 # Parquet increments of call_logs go here (a local directory or s3://bucket/prefix); empty = export disabled.
 WAREHOUSE_EXPORT_URI = env("WAREHOUSE_EXPORT_URI", default="")
-CELERY_BEAT_SCHEDULE.update({
-    "webhook-retries": {"task": "conversations.webhooks.tasks.webhook_retry_due", "schedule": 5.0,
-                        "options": {"expires": 5.0}},
-    "warehouse-export": {"task": "conversations.warehouse.tasks.warehouse_export",
-                         "schedule": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0),
-                         "options": {"expires": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0)}},
-})
+CELERY_BEAT_SCHEDULE.update(
+    {
+        "webhook-retries": {
+            "task": "conversations.webhooks.tasks.webhook_retry_due",
+            "schedule": 5.0,
+            "options": {"expires": 5.0},
+        },
+        "warehouse-export": {
+            "task": "conversations.warehouse.tasks.warehouse_export",
+            "schedule": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0),
+            "options": {"expires": env.float("WAREHOUSE_EXPORT_INTERVAL", default=900.0)},
+        },
+    }
+)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "filters": {"redact_link_secrets": {"()": "callsphere.redaction.RedactLinkSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
-                             "filters": ["redact_link_secrets"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_link_secrets"]}
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
     # httpx logs every request URL at INFO: outbound webhook URLs may carry a customer's secret query string
     "loggers": {
-        "pgserver": {"level": "WARNING"}, "httpx": {"level": "WARNING"},
+        "pgserver": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
         # Django's own defaults give these loggers handlers of their own (a DEBUG console, runserver's), which
         # would print "Not Found: /a/<token>" unfiltered: route them through the redacting handler only.
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},

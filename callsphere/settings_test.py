@@ -31,8 +31,8 @@ if not os.environ.get("REDIS_URL"):
 
     atexit.register(_stop_private_redis)
 
-from callsphere.settings import *  # noqa: E402,F401,F403
-from callsphere.settings import DATABASES  # noqa: E402
+from callsphere.settings import *  # noqa: F403
+from callsphere.settings import DATABASES
 
 DATABASES["default"]["TEST"] = {"NAME": f"test_callsphere_{os.getpid()}"}
 SMS_BACKEND = "channels_app.providers.sms.LocmemSmsBackend"

@@ -12,7 +12,7 @@ happened) sends nothing: the newer change sends its own.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from celery import shared_task
 
@@ -61,9 +61,14 @@ def textable_phone(*, tenant, customer) -> str | None:
     the same rule as the agent's tools (``conversations.agent.tools._phone``): appointment details and chat
     links must not reach a stranger's phone, and we must not be a way to text arbitrary numbers.
     """
-    return (CustomerIdentifier.objects.filter(tenant=tenant, customer=customer, kind=IdentifierKind.PHONE,
-                                              verified=True, sms_opted_out_at__isnull=True)
-            .order_by("created_at", "pk").values_list("value", flat=True).first())
+    return (
+        CustomerIdentifier.objects.filter(
+            tenant=tenant, customer=customer, kind=IdentifierKind.PHONE, verified=True, sms_opted_out_at__isnull=True
+        )
+        .order_by("created_at", "pk")
+        .values_list("value", flat=True)
+        .first()
+    )
 
 
 def _sms_sender(appointment: Appointment, change: str) -> bool:
@@ -73,9 +78,13 @@ def _sms_sender(appointment: Appointment, change: str) -> bool:
     if not phone:
         logger.info("appointment %s: no verified phone to text the confirmation to", appointment.pk)
         return False
-    sms_send(tenant=appointment.tenant, customer=appointment.customer, to=phone,
-             body=confirmation_text(appointment, change),
-             idempotency_key=f"appointment:{appointment.pk}:v{appointment.version}")
+    sms_send(
+        tenant=appointment.tenant,
+        customer=appointment.customer,
+        to=phone,
+        body=confirmation_text(appointment, change),
+        idempotency_key=f"appointment:{appointment.pk}:v{appointment.version}",
+    )
     return True
 
 
@@ -114,12 +123,14 @@ def chat_link_send(*, interaction_id, ref: str = "") -> bool:
         logger.info("chat link for interaction %s not sent: no verified phone", interaction_id)
         return False
     url = chat_link_url(customer=interaction.customer)
-    sms_send(tenant=interaction.tenant, customer=interaction.customer, to=phone,
-             body=f"{interaction.tenant.short_name}: continue our conversation in chat: {url}",
-             idempotency_key=f"chat-link:{interaction_id}:{ref}")
+    sms_send(
+        tenant=interaction.tenant,
+        customer=interaction.customer,
+        to=phone,
+        body=f"{interaction.tenant.short_name}: continue our conversation in chat: {url}",
+        idempotency_key=f"chat-link:{interaction_id}:{ref}",
+    )
     return True
-
-
 
 
 @shared_task(acks_late=True, **PROVIDER_RETRY)

@@ -63,14 +63,18 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
     """
     now = now or timezone.now()
     with transaction.atomic():
-        message = (ChannelMessage.objects.select_for_update(of=("self",)).select_related("tenant", "interaction")
-                   .get(pk=message_id))
+        message = (
+            ChannelMessage.objects.select_for_update(of=("self",))
+            .select_related("tenant", "interaction")
+            .get(pk=message_id)
+        )
         if message.status != ChannelMessage.Status.PENDING:
             return message
         if skip is not None and (reason := skip(message)):
             code, text = reason
-            message_mark_failed(message=message, status=ChannelMessage.Status.SUPPRESSED, error_code=code,
-                                error_message=text)
+            message_mark_failed(
+                message=message, status=ChannelMessage.Status.SUPPRESSED, error_code=code, error_message=text
+            )
             return message
         delivery = OutboundDelivery.objects.filter(message=message).first()
         if delivery is None:
@@ -91,9 +95,16 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
 def known_provider_ids(*, message: ChannelMessage, since: datetime) -> set[str]:
     """Provider ids (SIDs) we already hold for this channel and recipient since ``since``: a reconciliation
     must never adopt one of them (``provider_id_once`` would reject it and the row would stay pending)."""
-    return set(ChannelMessage.objects.filter(
-        tenant_id=message.tenant_id, channel=message.channel, recipient=message.recipient, created_at__gte=since,
-    ).exclude(provider_id="").values_list("provider_id", flat=True))
+    return set(
+        ChannelMessage.objects.filter(
+            tenant_id=message.tenant_id,
+            channel=message.channel,
+            recipient=message.recipient,
+            created_at__gte=since,
+        )
+        .exclude(provider_id="")
+        .values_list("provider_id", flat=True)
+    )
 
 
 def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: str) -> bool:
@@ -137,14 +148,23 @@ def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str 
         locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
         attempts = OutboundDelivery.objects.filter(message_id=message.pk).values_list("attempts", flat=True).first()
         if attempts != claim.attempt:
-            logger.warning("outbound %s: attempt %s was superseded by attempt %s; its permanent error %s is not "
-                           "recorded", message.pk, claim.attempt, attempts, error_code or "?")
+            logger.warning(
+                "outbound %s: attempt %s was superseded by attempt %s; its permanent error %s is not recorded",
+                message.pk,
+                claim.attempt,
+                attempts,
+                error_code or "?",
+            )
             written = False
         elif locked.status != ChannelMessage.Status.PENDING:
             written = False
         else:
-            message_mark_failed(message=locked, status=ChannelMessage.Status.FAILED, error_code=error_code,
-                                error_message=error_message or f"provider error {error_code}".strip())
+            message_mark_failed(
+                message=locked,
+                status=ChannelMessage.Status.FAILED,
+                error_code=error_code,
+                error_message=error_message or f"provider error {error_code}".strip(),
+            )
             OutboundDelivery.objects.filter(message_id=message.pk, attempts=claim.attempt).update(in_flight=False)
             written = True
     message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
@@ -162,10 +182,12 @@ def delivery_release(*, claim: Claim, request_sent: bool) -> bool:
     the row was released, False when the attempt had been superseded.
     """
     released = OutboundDelivery.objects.filter(message_id=claim.message.pk, attempts=claim.attempt).update(
-        in_flight=request_sent, lease_until=timezone.now())
+        in_flight=request_sent, lease_until=timezone.now()
+    )
     if not released:
-        logger.warning("outbound %s: attempt %s was superseded by a newer claim; not released",
-                       claim.message.pk, claim.attempt)
+        logger.warning(
+            "outbound %s: attempt %s was superseded by a newer claim; not released", claim.message.pk, claim.attempt
+        )
     return bool(released)
 
 
@@ -180,12 +202,18 @@ def outbound_redrive(*, now: datetime | None = None) -> dict[str, int]:
     from channels_app.voice.tasks import voice_place_callback
 
     now = now or timezone.now()
-    rows = (ChannelMessage.objects.filter(
-        direction=Direction.OUTBOUND, status=ChannelMessage.Status.PENDING, channel__in=(
-            Channel.SMS, Channel.VOICE, Channel.EMAIL),
-        created_at__lt=now - REDRIVE_AFTER, created_at__gte=now - REDRIVE_MAX_AGE)
+    rows = (
+        ChannelMessage.objects.filter(
+            direction=Direction.OUTBOUND,
+            status=ChannelMessage.Status.PENDING,
+            channel__in=(Channel.SMS, Channel.VOICE, Channel.EMAIL),
+            created_at__lt=now - REDRIVE_AFTER,
+            created_at__gte=now - REDRIVE_MAX_AGE,
+        )
         .exclude(delivery__in_flight=True, delivery__lease_until__gt=now)
-        .select_related("interaction").order_by("created_at")[:500])
+        .select_related("interaction")
+        .order_by("created_at")[:500]
+    )
     counts = {"sms": 0, "voice": 0, "email": 0}
     for message in rows:
         if message.channel == Channel.SMS:

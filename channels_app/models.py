@@ -129,24 +129,30 @@ class InboundEmail(models.Model):
     raw_path = models.CharField(max_length=300, blank=True, help_text="The original message on default storage.")
     imap_uid = models.BigIntegerField(null=True, blank=True)
     identity_confirmed = models.BooleanField(
-        default=True, help_text="False: a sender we do not know replied on a known thread; confirm who it is.")
+        default=True, help_text="False: a sender we do not know replied on a known thread; confirm who it is."
+    )
     interaction = models.ForeignKey(Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     channel_message = models.OneToOneField(
-        ChannelMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_email")
+        ChannelMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="inbound_email"
+    )
     triage = models.JSONField(default=dict, blank=True, help_text="What the EmailTriageAgent decided.")
     received_at = models.DateTimeField()
     triaged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "message_id"], condition=~Q(message_id=""),
-                                    name="inbound_email_once_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant", "message_id"], condition=~Q(message_id=""), name="inbound_email_once_per_tenant"
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "-received_at"]),
             # the triage redrive's scan (channels_app.email.triage.email_triage_redrive): accepted, not triaged
-            models.Index(fields=["received_at"], name="inbound_email_untriaged",
-                         condition=Q(status="accepted", triaged_at__isnull=True)),
+            models.Index(
+                fields=["received_at"],
+                name="inbound_email_untriaged",
+                condition=Q(status="accepted", triaged_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -204,8 +210,7 @@ class OutboundDelivery(models.Model):
     sending again. ``lease_until`` keeps a second worker off a row whose send is still running.
     """
 
-    message = models.OneToOneField(ChannelMessage, on_delete=models.CASCADE, primary_key=True,
-                                   related_name="delivery")
+    message = models.OneToOneField(ChannelMessage, on_delete=models.CASCADE, primary_key=True, related_name="delivery")
     attempts = models.PositiveIntegerField(default=0)
     first_claimed_at = models.DateTimeField()
     claimed_at = models.DateTimeField()

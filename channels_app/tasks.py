@@ -14,7 +14,6 @@ from channels_app.sms import replies
 from channels_app.sms import services as sms
 
 
-
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
 def sms_reply(inbound_id: int) -> None:
     """Reply to one inbound SMS (idempotent: one reply per MessageSid, the engine run at most once, row-locked
@@ -44,5 +43,8 @@ def inbound_redrive() -> dict[str, int]:
     from channels_app.email.triage import email_triage_redrive
     from channels_app.voice.voicemail import voicemail_redrive
 
-    return {"sms_replies": replies.sms_reply_redrive(), "voicemails": voicemail_redrive(),
-            "emails": email_triage_redrive()}
+    return {
+        "sms_replies": replies.sms_reply_redrive(),
+        "voicemails": voicemail_redrive(),
+        "emails": email_triage_redrive(),
+    }

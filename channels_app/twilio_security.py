@@ -70,7 +70,10 @@ def twilio_webhook(
                 reason = "tenant has no Twilio auth token"
             elif not signature:
                 reason = "missing X-Twilio-Signature"
-            elif tenant.twilio_account_sid and request.POST.get("AccountSid", tenant.twilio_account_sid) != tenant.twilio_account_sid:
+            elif (
+                tenant.twilio_account_sid
+                and request.POST.get("AccountSid", tenant.twilio_account_sid) != tenant.twilio_account_sid
+            ):
                 reason = "AccountSid does not match the tenant"
             elif not RequestValidator(tenant.twilio_auth_token).validate(public_url(request), request.POST, signature):
                 reason = "invalid X-Twilio-Signature"
@@ -89,4 +92,3 @@ def twiml_response(document) -> HttpResponse:
     """HTTP 200 carrying TwiML (``text/xml``): ``document`` is a twilio ``VoiceResponse`` /
     ``MessagingResponse`` or the XML string it renders to."""
     return HttpResponse(str(document), content_type="text/xml")
-

@@ -16,8 +16,11 @@ urlpatterns = [
     path("twilio/voice/status/", voice_views.voice_status, name="twilio-voice-status"),
     path("twilio/voice/gather/", voice_views.voice_gather, name="twilio-voice-gather"),
     path("twilio/voice/no-input/", voice_views.voice_no_input, name="twilio-voice-no-input"),
-    path("twilio/voice/callback/<int:callback_request_id>/answer/", voice_views.voice_callback_answer,
-         name="twilio-voice-callback-answer"),
+    path(
+        "twilio/voice/callback/<int:callback_request_id>/answer/",
+        voice_views.voice_callback_answer,
+        name="twilio-voice-callback-answer",
+    ),
     path("twilio/voice/dial-result/", voice_views.voice_dial_result, name="twilio-voice-dial-result"),
     path("twilio/voice/voicemail/", voice_views.voice_voicemail, name="twilio-voice-voicemail"),
     path("twilio/voice/voicemail/done/", voice_views.voice_voicemail_done, name="twilio-voice-voicemail-done"),

@@ -5,8 +5,8 @@ from django.db.models import Count
 from django.template.response import TemplateResponse
 
 from conversations.admin_render import render_timeline, render_transcript
-from conversations.analytics.admin import render_customer_360
 from conversations.agent.admin import start_fresh_action  # also registers the agent's admins
+from conversations.analytics.admin import render_customer_360
 from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
 from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, scope_queryset
 from identity.models import Customer, CustomerIdentifier
@@ -74,10 +74,17 @@ class CustomerAdmin(TenantScopedAdmin):
                 return None
             self.message_user(request, f"Merged {merged} into {survivor}; nothing was deleted.")
             return None
-        return TemplateResponse(request, "admin/conversations/customer_merge.html", {
-            **self.admin_site.each_context(request), "customers": customers, "opts": self.model._meta,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME, "title": "Merge customers",
-        })
+        return TemplateResponse(
+            request,
+            "admin/conversations/customer_merge.html",
+            {
+                **self.admin_site.each_context(request),
+                "customers": customers,
+                "opts": self.model._meta,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "title": "Merge customers",
+            },
+        )
 
 
 class ChannelMessageInline(TenantScopedInline):
@@ -109,8 +116,18 @@ class IntentFilter(ScopedValuesFilter):
 
 @admin.register(Interaction)
 class InteractionAdmin(TenantScopedAdmin):
-    list_display = ["started_at", "channel", "direction", "customer", "ended_at", "sentiment", "intent",
-                    "lead_score", "satisfaction", "escalated"]
+    list_display = [
+        "started_at",
+        "channel",
+        "direction",
+        "customer",
+        "ended_at",
+        "sentiment",
+        "intent",
+        "lead_score",
+        "satisfaction",
+        "escalated",
+    ]
     list_filter = ["channel", "direction", "escalated", IntentFilter, "started_at"]
     search_fields = ["customer__identifiers__value", "customer__display_name"]
     date_hierarchy = "started_at"

@@ -56,8 +56,11 @@ def day_windows(settings: AgentSettings, day: date, tz: tzinfo) -> list[tuple[da
     out = []
     for start, end in (settings.bookable_hours or {}).get(WEEKDAYS[day.weekday()], []):
         opens = datetime.combine(day, time.fromisoformat(start), tz)
-        closes = (datetime.combine(day + timedelta(days=1), time.min, tz) if end == END_OF_DAY
-                  else datetime.combine(day, time.fromisoformat(end), tz))
+        closes = (
+            datetime.combine(day + timedelta(days=1), time.min, tz)
+            if end == END_OF_DAY
+            else datetime.combine(day, time.fromisoformat(end), tz)
+        )
         out.append((opens, closes))
     return out
 
@@ -76,7 +79,11 @@ def _check(tenant: Tenant, settings: AgentSettings, start: datetime, now: dateti
 
 
 def availability(
-    *, tenant: Tenant, day: date, resource: str = DEFAULT_RESOURCE, now: datetime | None = None,
+    *,
+    tenant: Tenant,
+    day: date,
+    resource: str = DEFAULT_RESOURCE,
+    now: datetime | None = None,
     exclude: Appointment | None = None,
 ) -> list[datetime]:
     """Bookable slot starts on local ``day`` (aware, tenant time zone), in order.
@@ -90,8 +97,11 @@ def availability(
     step = timedelta(minutes=settings.slot_minutes)
     day_start = datetime.combine(day, time.min, tz)
     booked = Appointment.objects.filter(
-        tenant=tenant, resource=resource, status=Appointment.Status.BOOKED,
-        starts_at__lt=day_start + timedelta(days=1, hours=1), ends_at__gt=day_start - timedelta(hours=1),
+        tenant=tenant,
+        resource=resource,
+        status=Appointment.Status.BOOKED,
+        starts_at__lt=day_start + timedelta(days=1, hours=1),
+        ends_at__gt=day_start - timedelta(hours=1),
     )
     if exclude is not None:
         booked = booked.exclude(pk=exclude.pk)
@@ -106,7 +116,12 @@ def availability(
 
 
 def next_available(
-    *, tenant: Tenant, after: date, days: int = 14, limit: int = 3, now: datetime | None = None,
+    *,
+    tenant: Tenant,
+    after: date,
+    days: int = 14,
+    limit: int = 3,
+    now: datetime | None = None,
     exclude: Appointment | None = None,
 ) -> list[datetime]:
     """Up to ``limit`` bookable starts on the first days from ``after`` (inclusive) that have any."""
@@ -129,15 +144,19 @@ def _near(tenant, start, now, exclude=None) -> list[datetime]:
 def upcoming_for_customer(*, customer: Customer, now: datetime | None = None) -> QuerySet[Appointment]:
     """The customer's booked appointments that have not started yet, soonest first."""
     return Appointment.objects.filter(
-        tenant_id=customer.tenant_id, customer=customer, status=Appointment.Status.BOOKED,
+        tenant_id=customer.tenant_id,
+        customer=customer,
+        status=Appointment.Status.BOOKED,
         starts_at__gte=now or timezone.now(),
     ).order_by("starts_at")
 
 
 def _announce(appointment: Appointment, change: str) -> None:
     pk, version = appointment.pk, appointment.version
-    transaction.on_commit(lambda: appointment_changed.send(
-        sender=Appointment, appointment_id=pk, change=change, version=version), robust=True)
+    transaction.on_commit(
+        lambda: appointment_changed.send(sender=Appointment, appointment_id=pk, change=change, version=version),
+        robust=True,
+    )
 
 
 def appointment_book(
@@ -165,13 +184,21 @@ def appointment_book(
     try:
         with transaction.atomic():
             appointment = Appointment.objects.create(
-                tenant=tenant, customer=customer, conversation=conversation, resource=resource,
-                starts_at=starts_at, ends_at=ends_at, booked_via=booked_via,
+                tenant=tenant,
+                customer=customer,
+                conversation=conversation,
+                resource=resource,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                booked_via=booked_via,
             )
             _announce(appointment, "booked")
     except IntegrityError:
         mine = Appointment.objects.filter(
-            tenant=tenant, customer=customer, resource=resource, starts_at=starts_at,
+            tenant=tenant,
+            customer=customer,
+            resource=resource,
+            starts_at=starts_at,
             status=Appointment.Status.BOOKED,
         ).first()
         if mine:
@@ -181,7 +208,9 @@ def appointment_book(
     return appointment
 
 
-def appointment_reschedule(*, appointment: Appointment, starts_at: datetime, now: datetime | None = None) -> Appointment:
+def appointment_reschedule(
+    *, appointment: Appointment, starts_at: datetime, now: datetime | None = None
+) -> Appointment:
     """Move a booked appointment to ``starts_at`` (same length rules as booking); bumps ``version``.
 
     Raises :class:`BookingError` like :func:`appointment_book`, or with code ``cancelled`` if it was cancelled.

@@ -24,9 +24,14 @@ def demo_api_key(tenant) -> str:
 
 def seed(tenant) -> dict:
     raw = demo_api_key(tenant)
-    prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
+    prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
     if not ApiKey.objects.filter(prefix=prefix, tenant=tenant).exists():
         api_key_create(tenant=tenant, name="demo (seed_demo)", raw_key=raw)
-    return {"api_key": raw, "api": {"base_url": settings.PUBLIC_BASE_URL + "/api/v1/",
-                                    "schema": settings.PUBLIC_BASE_URL + "/api/schema/",
-                                    "auth_header": f"Authorization: Bearer {raw}"}}
+    return {
+        "api_key": raw,
+        "api": {
+            "base_url": settings.PUBLIC_BASE_URL + "/api/v1/",
+            "schema": settings.PUBLIC_BASE_URL + "/api/schema/",
+            "auth_header": f"Authorization: Bearer {raw}",
+        },
+    }

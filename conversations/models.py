@@ -116,14 +116,19 @@ class Interaction(models.Model):
                 condition=Q(ended_at__isnull=True) | Q(ended_at__gte=models.F("started_at")), name="ended_after_start"
             ),
             models.UniqueConstraint(
-                fields=["conversation", "channel"], condition=Q(ended_at__isnull=True), name="one_open_session_per_channel"
+                fields=["conversation", "channel"],
+                condition=Q(ended_at__isnull=True),
+                name="one_open_session_per_channel",
             ),
         ]
         indexes = [
             # "this customer's interactions, newest first" (Customer 360 timeline)
             # (covering: the timeline's and quarterly review's aggregates are index-only scans)
-            models.Index(fields=["customer", "-started_at"], include=["tenant", "channel", "sentiment"],
-                         name="call_logs_customer_recent"),
+            models.Index(
+                fields=["customer", "-started_at"],
+                include=["tenant", "channel", "sentiment"],
+                name="call_logs_customer_recent",
+            ),
             # "this tenant's interactions in a date range by channel" (reports, exports)
             models.Index(fields=["tenant", "started_at", "channel"], name="call_logs_tenant_range"),
             models.Index(fields=["tenant", "updated_at"], name="call_logs_tenant_updated"),
@@ -131,8 +136,11 @@ class Interaction(models.Model):
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
             # the voicemail redrive (beat, every 30 s) scans calls with a completed recording, recent first
-            models.Index(fields=["updated_at"], condition=Q(channel="voice", metadata__recording__status="completed"),
-                         name="call_logs_recording_done"),
+            models.Index(
+                fields=["updated_at"],
+                condition=Q(channel="voice", metadata__recording__status="completed"),
+                name="call_logs_recording_done",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -191,10 +199,14 @@ class ChannelMessage(models.Model):
             models.Index(fields=["interaction", "created_at"]),
             # beat redrives (every 30 s), each by created_at over only the rows it looks for: outbound rows still
             # pending (channels_app.delivery.outbound_redrive) and inbound SMS (channels_app.sms.replies)
-            models.Index(fields=["created_at"], condition=Q(status="pending", direction="outbound"),
-                         name="msg_outbound_pending"),
-            models.Index(fields=["created_at"], condition=Q(channel="sms", direction="inbound") & ~Q(provider_id=""),
-                         name="msg_inbound_sms"),
+            models.Index(
+                fields=["created_at"], condition=Q(status="pending", direction="outbound"), name="msg_outbound_pending"
+            ),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(channel="sms", direction="inbound") & ~Q(provider_id=""),
+                name="msg_inbound_sms",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -204,9 +216,21 @@ class ChannelMessage(models.Model):
 # Forward-only ordering of Twilio message statuses (https://www.twilio.com/docs/messaging/api/message-resource
 # #message-status-values). A callback may only move a message to a higher rank; terminal statuses share one.
 MESSAGE_STATUS_RANK = {
-    "pending": 0, "accepted": 1, "scheduled": 1, "queued": 1, "sending": 2, "sent": 3,
-    "delivery_unknown": 3, "receiving": 3, "received": 4, "delivered": 4, "undelivered": 4, "failed": 4,
-    "canceled": 4, "suppressed": 4, "read": 5,
+    "pending": 0,
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivery_unknown": 3,
+    "receiving": 3,
+    "received": 4,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "suppressed": 4,
+    "read": 5,
 }
 
 
@@ -229,6 +253,7 @@ class SessionState(models.Model):
 
 # --- the agent: settings, appointments, callbacks, staff notifications (issue 3) -------------------------------
 
+
 def _default_bookable_hours() -> dict:
     weekday = [["09:00", "17:00"]]
     return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday, "sat": [], "sun": []}
@@ -246,8 +271,11 @@ def validate_e164_number(value: str) -> None:
         parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
         parsed = None
-    if (parsed is None or not phonenumbers.is_valid_number(parsed)
-            or phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != value):
+    if (
+        parsed is None
+        or not phonenumbers.is_valid_number(parsed)
+        or phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != value
+    ):
         raise ValidationError(f"{value!r} is not a valid E.164 phone number (e.g. +14155550100)")
 
 
@@ -268,11 +296,13 @@ class AgentSettings(models.Model):
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="agent_settings")
     persona = models.TextField(
-        blank=True, default="You are the friendly, concise front-desk assistant of the clinic.",
+        blank=True,
+        default="You are the friendly, concise front-desk assistant of the clinic.",
         help_text="Who the agent is (system prompt of the LLM backend).",
     )
     policies = models.TextField(
-        blank=True, default="Never give medical advice. For emergencies tell the patient to call 911.",
+        blank=True,
+        default="Never give medical advice. For emergencies tell the patient to call 911.",
         help_text="Rules the agent follows (system prompt of the LLM backend).",
     )
     bookable_hours = models.JSONField(default=_default_bookable_hours, blank=True)
@@ -282,9 +312,12 @@ class AgentSettings(models.Model):
     history_turns = models.PositiveSmallIntegerField(default=12, help_text="Turns of history given to the LLM.")
     identity_check = models.CharField(max_length=10, choices=IdentityCheck.choices, default=IdentityCheck.NEVER)
     handoff_number = models.CharField(
-        max_length=20, blank=True, default="", validators=[validate_e164_number],
+        max_length=20,
+        blank=True,
+        default="",
+        validators=[validate_e164_number],
         help_text="Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to "
-                  "during opening hours. Blank: no transfer; staff follow up.",
+        "during opening hours. Blank: no transfer; staff follow up.",
     )
 
     class Meta:
@@ -359,7 +392,8 @@ class CallbackRequest(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["conversation"], condition=Q(status__in=["requested", "in_progress"]),
+                fields=["conversation"],
+                condition=Q(status__in=["requested", "in_progress"]),
                 name="one_pending_callback_per_conversation",
             ),
         ]
@@ -399,12 +433,12 @@ class StaffNotification(models.Model):
 
 
 # Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
+from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
+from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     WebhookMessage,
 )
-from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
-from conversations.analytics.models import Dashboard  # noqa: E402,F401

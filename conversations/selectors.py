@@ -13,9 +13,7 @@ from conversations.models import Conversation, Interaction, SessionState
 def state_get_all(*, conversation: Conversation, now: datetime | None = None) -> dict[str, Any]:
     """All unexpired state of a conversation as ``{key: value}``; expired rows are never returned."""
     now = now or timezone.now()
-    return dict(
-        SessionState.objects.filter(conversation=conversation, expires_at__gt=now).values_list("key", "value")
-    )
+    return dict(SessionState.objects.filter(conversation=conversation, expires_at__gt=now).values_list("key", "value"))
 
 
 def state_get(*, conversation: Conversation, key: str, default: Any = None, now: datetime | None = None) -> Any:

@@ -39,9 +39,7 @@ def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime
             return existing
         try:
             with transaction.atomic():
-                return Conversation.objects.create(
-                    tenant=tenant, customer=customer, opened_at=at, last_activity_at=at
-                )
+                return Conversation.objects.create(tenant=tenant, customer=customer, opened_at=at, last_activity_at=at)
         except IntegrityError:
             continue  # another process opened it first
     raise RuntimeError("could not open a conversation")
@@ -98,8 +96,14 @@ def session_open(
         if current:
             return current, False
         interaction = Interaction.objects.create(
-            tenant=tenant, customer=customer, conversation=conversation, channel=channel, direction=direction,
-            started_at=at, last_activity_at=at, metadata=metadata or {},
+            tenant=tenant,
+            customer=customer,
+            conversation=conversation,
+            channel=channel,
+            direction=direction,
+            started_at=at,
+            last_activity_at=at,
+            metadata=metadata or {},
         )
         return interaction, True
 
@@ -168,8 +172,9 @@ def message_receive(
     returns the first message with ``duplicate=True``.
     """
     at = _now(at)
-    existing = ChannelMessage.objects.filter(
-        tenant=tenant, channel=channel, provider_id=provider_id).select_related("interaction")
+    existing = ChannelMessage.objects.filter(tenant=tenant, channel=channel, provider_id=provider_id).select_related(
+        "interaction"
+    )
     if first := existing.first():
         return Received(message=first, interaction=first.interaction, duplicate=True)
     try:
@@ -178,9 +183,16 @@ def message_receive(
                 tenant=tenant, customer=customer, channel=channel, at=at, idle_window=idle_window
             )
             message = ChannelMessage.objects.create(
-                tenant=tenant, interaction=interaction, channel=channel, direction=Direction.INBOUND,
-                provider_id=provider_id, sender=sender, recipient=recipient, body=text,
-                status=ChannelMessage.Status.RECEIVED, status_updated_at=at,
+                tenant=tenant,
+                interaction=interaction,
+                channel=channel,
+                direction=Direction.INBOUND,
+                provider_id=provider_id,
+                sender=sender,
+                recipient=recipient,
+                body=text,
+                status=ChannelMessage.Status.RECEIVED,
+                status_updated_at=at,
             )
             interaction_append_turn(
                 interaction=interaction, role="customer", text=text, at=at, ref=provider_id, **(turn_extra or {})
@@ -190,8 +202,12 @@ def message_receive(
         if first is None:
             raise
         return Received(message=first, interaction=first.interaction, duplicate=True)
-    transaction.on_commit(lambda: customer_message_received.send(
-        sender=Interaction, interaction_id=interaction.pk, message_id=message.pk, text=text), robust=True)
+    transaction.on_commit(
+        lambda: customer_message_received.send(
+            sender=Interaction, interaction_id=interaction.pk, message_id=message.pk, text=text
+        ),
+        robust=True,
+    )
     return Received(message=message, interaction=interaction, duplicate=False)
 
 
@@ -218,12 +234,22 @@ def message_prepare_outbound(
     try:
         with transaction.atomic():
             message = ChannelMessage.objects.create(
-                tenant_id=interaction.tenant_id, interaction=interaction, channel=interaction.channel,
-                direction=Direction.OUTBOUND, idempotency_key=idempotency_key, sender=sender,
-                recipient=recipient, body=body, status=ChannelMessage.Status.PENDING,
+                tenant_id=interaction.tenant_id,
+                interaction=interaction,
+                channel=interaction.channel,
+                direction=Direction.OUTBOUND,
+                idempotency_key=idempotency_key,
+                sender=sender,
+                recipient=recipient,
+                body=body,
+                status=ChannelMessage.Status.PENDING,
             )
-            interaction_append_turn(interaction=interaction, role=role, ref=idempotency_key,
-                                    text=body if transcript_text is None else transcript_text)
+            interaction_append_turn(
+                interaction=interaction,
+                role=role,
+                ref=idempotency_key,
+                text=body if transcript_text is None else transcript_text,
+            )
     except IntegrityError:
         return existing.get(), False
     return message, True
@@ -286,7 +312,9 @@ def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str)
 def message_mark_failed(*, message: ChannelMessage, status: str, error_code: str = "", error_message: str = "") -> None:
     """Mark a pending outbound message as ``failed`` or ``suppressed`` (opt-out) with the reason."""
     ChannelMessage.objects.filter(pk=message.pk, status=ChannelMessage.Status.PENDING).update(
-        status=status, error_code=str(error_code)[:20], error_message=error_message[:500],
+        status=status,
+        error_code=str(error_code)[:20],
+        error_message=error_message[:500],
         status_updated_at=timezone.now(),
     )
     message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
@@ -319,8 +347,11 @@ def call_open(
         raise ValueError("give exactly one of call_sid and idempotency_key")
     at = _now(at)
     existing = ChannelMessage.objects.filter(tenant=tenant).select_related("interaction")
-    existing = existing.filter(channel="voice", provider_id=call_sid) if call_sid else existing.filter(
-        idempotency_key=idempotency_key)
+    existing = (
+        existing.filter(channel="voice", provider_id=call_sid)
+        if call_sid
+        else existing.filter(idempotency_key=idempotency_key)
+    )
     if first := existing.first():
         return Received(message=first, interaction=first.interaction, duplicate=True)
     try:
@@ -332,12 +363,25 @@ def call_open(
             for stale in Interaction.objects.filter(conversation=conversation, channel="voice", ended_at__isnull=True):
                 interaction_close(interaction=stale)
             interaction = Interaction.objects.create(
-                tenant=tenant, customer=customer, conversation=conversation, channel="voice", direction=direction,
-                started_at=at, last_activity_at=at, metadata={"call_sid": call_sid, **(metadata or {})},
+                tenant=tenant,
+                customer=customer,
+                conversation=conversation,
+                channel="voice",
+                direction=direction,
+                started_at=at,
+                last_activity_at=at,
+                metadata={"call_sid": call_sid, **(metadata or {})},
             )
             message = ChannelMessage.objects.create(
-                tenant=tenant, interaction=interaction, channel="voice", direction=direction, provider_id=call_sid,
-                idempotency_key=idempotency_key, sender=sender, recipient=recipient, status=status,
+                tenant=tenant,
+                interaction=interaction,
+                channel="voice",
+                direction=direction,
+                provider_id=call_sid,
+                idempotency_key=idempotency_key,
+                sender=sender,
+                recipient=recipient,
+                status=status,
                 status_updated_at=at,
             )
     except IntegrityError:
@@ -348,7 +392,9 @@ def call_open(
     return Received(message=message, interaction=interaction, duplicate=False)
 
 
-def interaction_set_assessment(*, interaction: Interaction, urgency: int | None = None, intent: str | None = None) -> None:
+def interaction_set_assessment(
+    *, interaction: Interaction, urgency: int | None = None, intent: str | None = None
+) -> None:
     """Store a channel's live assessment: ``urgency`` (1–5, only ever raised) and/or ``intent`` (≤ 64 chars).
 
     Used by the voice agent (every turn) and the voicemail analyzer; enrichment may overwrite both when the
@@ -373,18 +419,23 @@ def callback_request_set_status(*, callback_request_id: int, status: str, only_f
     (e.g. ``requested`` → ``in_progress`` when the voice channel dials); returns True if it changed."""
     from conversations.models import CallbackRequest
 
-    return bool(CallbackRequest.objects.filter(pk=callback_request_id, status__in=only_from).update(
-        status=status, updated_at=timezone.now()))
+    return bool(
+        CallbackRequest.objects.filter(pk=callback_request_id, status__in=only_from).update(
+            status=status, updated_at=timezone.now()
+        )
+    )
 
 
 # --- session state ------------------------------------------------------------------------------------------
+
 
 def state_set(*, conversation: Conversation, key: str, value: Any, at: datetime | None = None) -> SessionState:
     """Store ``value`` (JSON-serialisable) under ``key``; it expires after the tenant's ``state_ttl``."""
     at = _now(at)
     ttl = Tenant.objects.values_list("state_ttl", flat=True).get(pk=conversation.tenant_id)
     state, _ = SessionState.objects.update_or_create(
-        conversation=conversation, key=key,
+        conversation=conversation,
+        key=key,
         defaults={"value": value, "updated_at": at, "expires_at": at + ttl},
     )
     return state
@@ -409,7 +460,9 @@ def conversation_close(*, conversation: Conversation, at: datetime | None = None
             return False
         for interaction in Interaction.objects.filter(conversation=conversation, ended_at__isnull=True):
             interaction_close(interaction=interaction, at=at)
-        transaction.on_commit(lambda: conversation_closed.send(sender=Conversation, conversation_id=conversation.pk), robust=True)
+        transaction.on_commit(
+            lambda: conversation_closed.send(sender=Conversation, conversation_id=conversation.pk), robust=True
+        )
     return True
 
 
@@ -425,14 +478,19 @@ def close_idle(*, now: datetime | None = None, close_all: bool = False) -> dict[
     open_rows = Interaction.objects.filter(ended_at__isnull=True)
     if not close_all:  # served by the partial index call_logs_open (last_activity_at WHERE ended_at IS NULL)
         open_rows = open_rows.filter(last_activity_at__lt=now - F("tenant__sms_idle_window"))
-    for interaction in open_rows.select_related("tenant").only(
-            "id", "last_activity_at", "tenant__sms_idle_window").iterator(chunk_size=500):
+    for interaction in (
+        open_rows.select_related("tenant")
+        .only("id", "last_activity_at", "tenant__sms_idle_window")
+        .iterator(chunk_size=500)
+    ):
         if close_all:
             closed["interactions"] += interaction_close(interaction=interaction, at=now)
         else:  # the session ended with its last activity; skip it if a turn arrived meanwhile
             closed["interactions"] += interaction_close(
-                interaction=interaction, at=interaction.last_activity_at,
-                only_if_idle_since=now - interaction.tenant.sms_idle_window)
+                interaction=interaction,
+                at=interaction.last_activity_at,
+                only_if_idle_since=now - interaction.tenant.sms_idle_window,
+            )
     open_conversations = Conversation.objects.filter(status=Conversation.Status.OPEN)
     if not close_all:
         open_conversations = open_conversations.filter(last_activity_at__lt=now - F("tenant__state_ttl"))

@@ -66,12 +66,18 @@ class LocalBackend:
             sentiment=round(sent, 4) if sent is not None else None,
             intent=intent_name,
             lead_score=scorers.lead_score(
-                intent_name=intent_name, lead_intents=data.lead_intents, customer_turns=len(texts),
-                sentiment_value=sent, contactable=data.contactable, urgency_level=urgent,
+                intent_name=intent_name,
+                lead_intents=data.lead_intents,
+                customer_turns=len(texts),
+                sentiment_value=sent,
+                contactable=data.contactable,
+                urgency_level=urgent,
             ),
             satisfaction=scorers.satisfaction(texts, escalated=data.escalated),
             urgency=urgent,
-            backend=self.name, model=self.model, version=self.version,
+            backend=self.name,
+            model=self.model,
+            version=self.version,
         )
 
 
@@ -110,8 +116,10 @@ class OpenAIBackend:
 
         self.model = settings.OPENAI_MODEL
         self.client = client or openai.OpenAI(
-            api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL,
-            timeout=settings.OPENAI_TIMEOUT_SECONDS, max_retries=2,
+            api_key=settings.OPENAI_API_KEY,
+            base_url=settings.OPENAI_BASE_URL,
+            timeout=settings.OPENAI_TIMEOUT_SECONDS,
+            max_retries=2,
         )
 
     def score(self, data: EnrichmentInput) -> Scores:
@@ -121,13 +129,20 @@ class OpenAIBackend:
         completion = self.client.chat.completions.create(
             model=self.model,
             messages=[
-                {"role": "system", "content": SYSTEM_PROMPT.format(
-                    channel=data.channel, intents=", ".join(data.intents) or "none",
-                    emergency=", ".join(data.emergency_phrases) or "none")},
+                {
+                    "role": "system",
+                    "content": SYSTEM_PROMPT.format(
+                        channel=data.channel,
+                        intents=", ".join(data.intents) or "none",
+                        emergency=", ".join(data.emergency_phrases) or "none",
+                    ),
+                },
                 {"role": "user", "content": transcript},
             ],
-            response_format={"type": "json_schema",
-                             "json_schema": {"name": "enrichment", "strict": True, "schema": ENRICHMENT_SCHEMA}},
+            response_format={
+                "type": "json_schema",
+                "json_schema": {"name": "enrichment", "strict": True, "schema": ENRICHMENT_SCHEMA},
+            },
         )
         raw = json.loads(completion.choices[0].message.content or "{}")
         try:
@@ -138,7 +153,9 @@ class OpenAIBackend:
                 lead_score=max(0, min(100, int(raw["lead_score"]))),
                 satisfaction=max(1, min(5, int(raw["satisfaction"]))),
                 urgency=max(1, min(5, int(raw["urgency"]))),
-                backend=self.name, model=completion.model or self.model, version=self.version,
+                backend=self.name,
+                model=completion.model or self.model,
+                version=self.version,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"enrichment answer does not match the schema: {raw!r}") from exc

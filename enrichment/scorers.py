@@ -67,8 +67,15 @@ def intent(text: str, intents: dict[str, list[str]]) -> tuple[str, float]:
     return best, min(best_score, 1.0)
 
 
-def lead_score(*, intent_name: str, lead_intents: list[str] | None, customer_turns: int, sentiment_value: float | None,
-               contactable: bool, urgency_level: int) -> int:
+def lead_score(
+    *,
+    intent_name: str,
+    lead_intents: list[str] | None,
+    customer_turns: int,
+    sentiment_value: float | None,
+    contactable: bool,
+    urgency_level: int,
+) -> int:
     """Lead score 0–100 by the documented heuristic (module docstring)."""
     score = 10.0
     if intent_name == "book_appointment":

@@ -22,9 +22,13 @@ def _input_for(interaction: Interaction) -> EnrichmentInput:
         customer_id=interaction.customer_id, verified=True, kind__in=[IdentifierKind.PHONE, IdentifierKind.EMAIL]
     ).exists()
     return EnrichmentInput(
-        channel=interaction.channel, turns=list(interaction.transcript), intents=tenant.intents or {},
-        emergency_phrases=tenant.emergency_phrases or [], lead_intents=tenant.lead_intents or [],
-        contactable=contactable, escalated=interaction.escalated,
+        channel=interaction.channel,
+        turns=list(interaction.transcript),
+        intents=tenant.intents or {},
+        emergency_phrases=tenant.emergency_phrases or [],
+        lead_intents=tenant.lead_intents or [],
+        contactable=contactable,
+        escalated=interaction.escalated,
     )
 
 
@@ -40,7 +44,7 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
     backend = backend or get_backend()
     try:
         scores: Scores = backend.score(data)
-    except Exception as exc:  # noqa: BLE001 - any LLM failure falls back to the local scorers
+    except Exception as exc:
         if isinstance(backend, LocalBackend):
             raise
         logger.warning("enrichment backend %s failed (%s); using local", backend.name, exc)
@@ -55,9 +59,20 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
         row.escalated = row.escalated or (scores.urgency or 0) >= 5
         row.enrichment_backend, row.enrichment_model = scores.backend, scores.model
         row.enrichment_version, row.enriched_at = scores.version, timezone.now()
-        row.save(update_fields=[
-            "sentiment", "intent", "lead_score", "satisfaction", "urgency", "escalated", "enrichment_backend",
-            "enrichment_model", "enrichment_version", "enriched_at", "updated_at",
-        ])
+        row.save(
+            update_fields=[
+                "sentiment",
+                "intent",
+                "lead_score",
+                "satisfaction",
+                "urgency",
+                "escalated",
+                "enrichment_backend",
+                "enrichment_model",
+                "enrichment_version",
+                "enriched_at",
+                "updated_at",
+            ]
+        )
         transaction.on_commit(lambda: interaction_enriched.send(sender=Interaction, interaction_id=row.pk))
     return row

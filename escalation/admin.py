@@ -107,9 +107,23 @@ class EscalationSettingsAdmin(TenantScopedAdmin):
 
 class AttemptInline(TenantScopedInline):
     model = NotificationAttempt
-    fields = ["step_index", "repeat", "responder", "channel", "to_number", "status", "provider_status",
-              "provider_sid", "error_code", "tries", "step_due_at", "created_at", "sent_at", "status_updated_at",
-              "acknowledged_at"]
+    fields = [
+        "step_index",
+        "repeat",
+        "responder",
+        "channel",
+        "to_number",
+        "status",
+        "provider_status",
+        "provider_sid",
+        "error_code",
+        "tries",
+        "step_due_at",
+        "created_at",
+        "sent_at",
+        "status_updated_at",
+        "acknowledged_at",
+    ]
     readonly_fields = fields
     ordering = ["created_at", "id"]
     can_delete = False
@@ -129,9 +143,27 @@ class IncidentAdmin(TenantScopedAdmin):
     list_filter = ["status", "urgency", "ack_via"]
     date_hierarchy = "raised_at"
     inlines = [AttemptInline]
-    readonly_fields = ["id", "tenant", "interaction", "customer", "urgency", "reason", "status", "raised_at",
-                       "acknowledged_at", "acknowledged_by", "ack_via", "ack_time", "exhausted_at",
-                       "admins_alerted_at", "position", "fence", "next_step_at", "policy_summary", "timeline"]
+    readonly_fields = [
+        "id",
+        "tenant",
+        "interaction",
+        "customer",
+        "urgency",
+        "reason",
+        "status",
+        "raised_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "ack_via",
+        "ack_time",
+        "exhausted_at",
+        "admins_alerted_at",
+        "position",
+        "fence",
+        "next_step_at",
+        "policy_summary",
+        "timeline",
+    ]
     exclude = ["policy_snapshot"]
     actions = ["acknowledge_selected"]
     change_list_template = "escalation/admin/incident_changelist.html"
@@ -153,18 +185,30 @@ class IncidentAdmin(TenantScopedAdmin):
     @admin.display(description="Policy (frozen at raise)")
     def policy_summary(self, obj):
         snap = obj.policy_snapshot or {}
-        return format_html_join(
-            "", "<div>{}. {} on {} — wait {} s</div>",
-            ((i + 1, s["target"], ", ".join(s["channels"]), s["wait_seconds"]) for i, s in enumerate(snap.get("steps", []))),
-        ) or "no steps"
+        return (
+            format_html_join(
+                "",
+                "<div>{}. {} on {} — wait {} s</div>",
+                (
+                    (i + 1, s["target"], ", ".join(s["channels"]), s["wait_seconds"])
+                    for i, s in enumerate(snap.get("steps", []))
+                ),
+            )
+            or "no steps"
+        )
 
     @admin.display(description="Timeline")
     def timeline(self, obj):
         rows = [(obj.raised_at, f"raised (urgency {obj.urgency}, {obj.reason})")]
         for a in obj.attempts.select_related("responder").order_by("created_at", "id"):
-            rows.append((a.created_at, f"step {a.step_index + 1}/round {a.repeat + 1}: {a.channel} → {a.responder} "
-                                       f"{a.status}{' ' + a.provider_status if a.provider_status else ''}"
-                                       f"{' (' + a.error_code + ')' if a.error_code else ''}"))
+            rows.append(
+                (
+                    a.created_at,
+                    f"step {a.step_index + 1}/round {a.repeat + 1}: {a.channel} → {a.responder} "
+                    f"{a.status}{' ' + a.provider_status if a.provider_status else ''}"
+                    f"{' (' + a.error_code + ')' if a.error_code else ''}",
+                )
+            )
             if a.sent_at:
                 rows.append((a.sent_at, f"{a.channel} → {a.responder} accepted by provider ({a.provider_sid})"))
         if obj.acknowledged_at:
@@ -172,9 +216,14 @@ class IncidentAdmin(TenantScopedAdmin):
         if obj.exhausted_at:
             rows.append((obj.exhausted_at, "ladder exhausted: unacknowledged, admins alerted"))
         rows.sort(key=lambda r: r[0])
-        return format_html("<ol>{}</ol>", format_html_join(
-            "", "<li><code>{}</code> {}</li>",
-            ((f"{at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC", text) for at, text in rows)))
+        return format_html(
+            "<ol>{}</ol>",
+            format_html_join(
+                "",
+                "<li><code>{}</code> {}</li>",
+                ((f"{at:%Y-%m-%d %H:%M:%S.%f}"[:-3] + " UTC", text) for at, text in rows),
+            ),
+        )
 
     @admin.action(description="Acknowledge the selected incidents", permissions=["change"])
     def acknowledge_selected(self, request, queryset):
@@ -182,15 +231,19 @@ class IncidentAdmin(TenantScopedAdmin):
         self.message_user(request, f"Acknowledged {done} incident(s).", messages.SUCCESS)
 
     def get_urls(self):
-        return [path("sla-export/", self.admin_site.admin_view(self.sla_export), name="escalation_sla_export"),
-                *super().get_urls()]
+        return [
+            path("sla-export/", self.admin_site.admin_view(self.sla_export), name="escalation_sla_export"),
+            *super().get_urls(),
+        ]
 
     def sla_export(self, request):
         """A form for a date range; submitting downloads the attempts CSV of the user's tenant.
 
         Staff need the view permission on incidents and on notification attempts (403 otherwise)."""
-        if not (self.has_view_permission(request)
-                and AttemptInline(self.model, self.admin_site).has_view_permission(request)):
+        if not (
+            self.has_view_permission(request)
+            and AttemptInline(self.model, self.admin_site).has_view_permission(request)
+        ):
             raise PermissionDenied
         today = timezone.now().date()
         form = ExportForm(request.GET or None, initial={"start": today - timedelta(days=90), "end": today})
@@ -199,15 +252,31 @@ class IncidentAdmin(TenantScopedAdmin):
             if tenant_id is None and not request.user.is_superuser:
                 self.message_user(request, "Your account has no clinic.", messages.ERROR)
                 return HttpResponseRedirect(reverse("admin:escalation_incident_changelist"))
-            rows = selectors.attempts_for_report(tenant_id=tenant_id, start=form.cleaned_data["start"],
-                                                 end=form.cleaned_data["end"]) if tenant_id else NotificationAttempt.objects.none()
+            rows = (
+                selectors.attempts_for_report(
+                    tenant_id=tenant_id, start=form.cleaned_data["start"], end=form.cleaned_data["end"]
+                )
+                if tenant_id
+                else NotificationAttempt.objects.none()
+            )
             if tenant_id is None:  # a superuser: every tenant
-                rows = (NotificationAttempt.objects.filter(
-                    created_at__date__gte=form.cleaned_data["start"], created_at__date__lte=form.cleaned_data["end"])
-                    .select_related("incident", "responder", "incident__acknowledged_by").order_by("created_at", "id"))
-            return csv_response(rows, filename=f"escalation-attempts-{form.cleaned_data['start']}-"
-                                                f"{form.cleaned_data['end']}.csv")
-        return TemplateResponse(request, "escalation/admin/sla_export.html", {
-            **self.admin_site.each_context(request), "form": form, "title": "Export escalation attempts (SLA)",
-            "opts": self.model._meta,
-        })
+                rows = (
+                    NotificationAttempt.objects.filter(
+                        created_at__date__gte=form.cleaned_data["start"], created_at__date__lte=form.cleaned_data["end"]
+                    )
+                    .select_related("incident", "responder", "incident__acknowledged_by")
+                    .order_by("created_at", "id")
+                )
+            return csv_response(
+                rows, filename=f"escalation-attempts-{form.cleaned_data['start']}-{form.cleaned_data['end']}.csv"
+            )
+        return TemplateResponse(
+            request,
+            "escalation/admin/sla_export.html",
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "title": "Export escalation attempts (SLA)",
+                "opts": self.model._meta,
+            },
+        )

@@ -39,8 +39,11 @@ def screen_message(*, message_id: int, text: str | None = None) -> Incident | No
     message = ChannelMessage.objects.select_related("interaction__tenant").get(pk=message_id)
     interaction = message.interaction
     tenant = interaction.tenant
-    urgency = classify(message.body if text is None else text, emergency_phrases=tenant.emergency_phrases,
-                       intent_name=interaction.intent)
+    urgency = classify(
+        message.body if text is None else text,
+        emergency_phrases=tenant.emergency_phrases,
+        intent_name=interaction.intent,
+    )
     reason = "emergency phrase" if urgency >= EMERGENCY else "urgent words"
     return _maybe_raise(interaction=interaction, urgency=urgency, reason=reason)
 
@@ -53,7 +56,7 @@ def on_customer_message(sender, *, interaction_id, message_id, text, **kwargs) -
     """
     try:
         screen_message(message_id=message_id, text=text)
-    except Exception:  # noqa: BLE001 - fall back to the queue, never drop an emergency
+    except Exception:
         logger.exception("screening message %s failed; queueing it", message_id)
         from escalation.tasks import incident_screen_message
 

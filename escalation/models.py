@@ -49,8 +49,7 @@ def _default_business_hours() -> dict:
 
 DEFAULT_SMS_TEMPLATE = "{clinic}: URGENT patient message needs a clinician. Call back {callback}. Ack: {link}"
 DEFAULT_VOICE_TEMPLATE = (
-    "This is {clinic}. An urgent patient message needs a clinician. Please call {callback}. "
-    "Press 1 to acknowledge."
+    "This is {clinic}. An urgent patient message needs a clinician. Please call {callback}. Press 1 to acknowledge."
 )
 
 
@@ -74,15 +73,18 @@ class EscalationSettings(models.Model):
         default=False, help_text="Page even during business hours (otherwise the front desk handles it)."
     )
     urgency_threshold = models.PositiveSmallIntegerField(
-        default=4, validators=[MinValueValidator(1), MaxValueValidator(5)],
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
         help_text="Messages of at least this urgency (1–5) raise an incident.",
     )
     quiet_hours_bypass_urgency = models.PositiveSmallIntegerField(
-        default=5, validators=[MinValueValidator(1), MaxValueValidator(5)],
+        default=5,
+        validators=[MinValueValidator(1), MaxValueValidator(5)],
         help_text="Incidents of at least this urgency ring responders even in their quiet hours.",
     )
-    callback_number = models.CharField(max_length=20, blank=True, validators=[_validate_e164],
-                                       help_text="E.164; default: the tenant's number")
+    callback_number = models.CharField(
+        max_length=20, blank=True, validators=[_validate_e164], help_text="E.164; default: the tenant's number"
+    )
     sms_template = models.CharField(max_length=320, default=DEFAULT_SMS_TEMPLATE)
     voice_template = models.CharField(max_length=500, default=DEFAULT_VOICE_TEMPLATE)
     ack_link_ttl_seconds = models.PositiveIntegerField(default=4 * 3600)
@@ -99,8 +101,14 @@ class Responder(models.Model):
     """A clinician who can be paged: E.164 phone, own time zone, contact channels, optional quiet hours."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="responders")
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="responder", help_text="The staff login of this clinician, if any")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="responder",
+        help_text="The staff login of this clinician, if any",
+    )
     name = models.CharField(max_length=120)
     phone = models.CharField(max_length=20, validators=[_validate_e164], help_text="E.164, e.g. +15551234567")
     email = models.EmailField(blank=True)
@@ -167,6 +175,9 @@ class ScheduleMember(models.Model):
         ordering = ["position"]
         constraints = [models.UniqueConstraint(fields=["schedule", "position"], name="schedule_position_once")]
 
+    def __str__(self) -> str:
+        return f"#{self.position} {self.responder_id}"
+
 
 class OnCallRole(models.TextChoices):
     PRIMARY = "primary", "Primary"
@@ -188,6 +199,9 @@ class ScheduleOverride(models.Model):
             models.CheckConstraint(condition=Q(ends_at__gt=models.F("starts_at")), name="override_ends_after_start"),
         ]
         indexes = [models.Index(fields=["schedule", "starts_at", "ends_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_role_display()} override {self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%H:%M} UTC"
 
 
 class EscalationPolicy(models.Model):
@@ -229,9 +243,11 @@ class EscalationStep(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["policy", "order"], name="step_order_once"),
             models.CheckConstraint(
-                condition=(Q(target__startswith="schedule_", schedule__isnull=False)
-                           | Q(target="responder", responder__isnull=False)
-                           | Q(target="team", team__isnull=False)),
+                condition=(
+                    Q(target__startswith="schedule_", schedule__isnull=False)
+                    | Q(target="responder", responder__isnull=False)
+                    | Q(target="team", team__isnull=False)
+                ),
                 name="step_target_complete",
             ),
         ]
@@ -279,7 +295,8 @@ class Incident(models.Model):
     exhausted_at = models.DateTimeField(null=True, blank=True)
     admins_alerted_at = models.DateTimeField(null=True, blank=True, help_text="When the admin alert mail was sent")
     admins_alert_lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="An admin-alert send is in flight (or waits for its retry) until then")
+        null=True, blank=True, help_text="An admin-alert send is in flight (or waits for its retry) until then"
+    )
 
     class Meta:
         constraints = [
@@ -291,8 +308,11 @@ class Incident(models.Model):
             # the auditor scans due, still-paging incidents only
             models.Index(fields=["next_step_at"], condition=Q(status="triggered"), name="incident_due"),
             # ... and exhausted incidents whose admin alert has not gone out
-            models.Index(fields=["exhausted_at"], condition=Q(status="unacknowledged", admins_alerted_at__isnull=True),
-                         name="incident_unalerted"),
+            models.Index(
+                fields=["exhausted_at"],
+                condition=Q(status="unacknowledged", admins_alerted_at__isnull=True),
+                name="incident_unalerted",
+            ),
             # ... and recently acknowledged incidents whose hang-ups may need re-driving
             models.Index(fields=["acknowledged_at"], condition=Q(status="acknowledged"), name="incident_acknowledged"),
         ]
@@ -339,9 +359,12 @@ class NotificationAttempt(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     provider_sid = models.CharField(max_length=64, blank=True)
     extra_sids = ArrayField(
-        models.CharField(max_length=64), default=list, blank=True,
+        models.CharField(max_length=64),
+        default=list,
+        blank=True,
         help_text="SIDs of further messages/calls this attempt placed (a try presumed dead that went out after "
-                  "all); their webhooks are accepted as this attempt's")
+        "all); their webhooks are accepted as this attempt's",
+    )
     provider_status = models.CharField(max_length=20, blank=True)
     error_code = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
@@ -355,20 +378,30 @@ class NotificationAttempt(models.Model):
     status_updated_at = models.DateTimeField(null=True, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     hangup_sids = ArrayField(
-        models.CharField(max_length=64), default=list, blank=True,
+        models.CharField(max_length=64),
+        default=list,
+        blank=True,
         help_text="CallSids of this attempt whose hang-up (the incident was acknowledged by someone else) the "
-                  "provider answered: ended, already over, or refused for good. Never asked again")
+        "provider answered: ended, already over, or refused for good. Never asked again",
+    )
     hangup_claims = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Hang-up requests in flight: {CallSid: ISO 8601 UTC time the request was claimed}. A claim "
-                  "older than the send timeout (stale_after) is presumed dead and may be taken again")
+        "older than the send timeout (stale_after) is presumed dead and may be taken again",
+    )
     hung_up_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the provider last confirmed a hang-up after the acknowledgement "
-                                         "(or said the call was already over)")
+        null=True,
+        blank=True,
+        help_text="When the provider last confirmed a hang-up after the acknowledgement "
+        "(or said the call was already over)",
+    )
     machine_verdicts = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Answering-machine verdicts that came while the attempt had no SID yet: {CallSid: Twilio "
-                  "AnsweredBy}. The attempt fails when the SID it records is one of them; others are ignored")
+        "AnsweredBy}. The attempt fails when the SID it records is one of them; others are ignored",
+    )
     log_interaction = models.ForeignKey(Interaction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
@@ -382,8 +415,9 @@ class NotificationAttempt(models.Model):
         ]
         indexes = [
             models.Index(fields=["tenant", "created_at"]),
-            models.Index(fields=["status", "next_try_at"], condition=Q(status__in=["pending", "sending"]),
-                         name="attempt_open"),
+            models.Index(
+                fields=["status", "next_try_at"], condition=Q(status__in=["pending", "sending"]), name="attempt_open"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import QuerySet
 
@@ -51,16 +51,19 @@ def oncall_at(*, schedule: Schedule, at: datetime) -> OnCall:
     <= at < ends_at``) replaces its role; the most recently created override wins. Inactive responders are
     never on call.
     """
-    members = [m.responder for m in schedule.members.select_related("responder").order_by("position")
-               if m.responder.active]
+    members = [
+        m.responder for m in schedule.members.select_related("responder").order_by("position") if m.responder.active
+    ]
     primary = backup = None
     if members:
         k = shift_index(schedule=schedule, at=at, tz=zoneinfo.ZoneInfo(schedule.tenant.timezone))
         primary = members[k % len(members)]
         backup = members[(k + 1) % len(members)] if len(members) > 1 else None
-    overrides = (ScheduleOverride.objects.filter(schedule=schedule, starts_at__lte=at, ends_at__gt=at,
-                                                 responder__active=True)
-                 .select_related("responder").order_by("created_at", "id"))
+    overrides = (
+        ScheduleOverride.objects.filter(schedule=schedule, starts_at__lte=at, ends_at__gt=at, responder__active=True)
+        .select_related("responder")
+        .order_by("created_at", "id")
+    )
     for override in overrides:  # later overrides win
         if override.role == OnCallRole.PRIMARY:
             primary = override.responder
@@ -126,10 +129,16 @@ def open_incident_for_responder(*, tenant: Tenant, phone: str) -> tuple[Responde
     responder = Responder.objects.filter(tenant=tenant, phone=phone).first()
     if responder is None:
         return None, None
-    paged = NotificationAttempt.objects.filter(responder=responder).exclude(
-        status=NotificationAttempt.Status.SKIPPED).values("incident_id")
-    incident = (Incident.objects.filter(tenant=tenant, status=Incident.Status.TRIGGERED, pk__in=paged)
-                .order_by("-raised_at").first())
+    paged = (
+        NotificationAttempt.objects.filter(responder=responder)
+        .exclude(status=NotificationAttempt.Status.SKIPPED)
+        .values("incident_id")
+    )
+    incident = (
+        Incident.objects.filter(tenant=tenant, status=Incident.Status.TRIGGERED, pk__in=paged)
+        .order_by("-raised_at")
+        .first()
+    )
     return responder, incident
 
 
@@ -141,12 +150,13 @@ def attempts_for_report(*, tenant_id, start: date | datetime, end: date | dateti
         start = datetime.combine(start, time.min).replace(tzinfo=_utc())
     if not isinstance(end, datetime):
         end = datetime.combine(end, time.min).replace(tzinfo=_utc()) + timedelta(days=1)
-    return (NotificationAttempt.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
-            .select_related("incident", "responder", "incident__acknowledged_by")
-            .order_by("created_at", "id"))
+    return (
+        NotificationAttempt.objects.filter(tenant_id=tenant_id, created_at__gte=start, created_at__lt=end)
+        .select_related("incident", "responder", "incident__acknowledged_by")
+        .order_by("created_at", "id")
+    )
 
 
 def _utc():
-    from datetime import timezone as dt_timezone
 
-    return dt_timezone.utc
+    return UTC

@@ -40,8 +40,13 @@ def escalation_audit() -> None:
     services.escalation_audit()
 
 
-@shared_task(acks_late=True, ignore_result=True, autoretry_for=(SMTPException, OSError), max_retries=5,
-             default_retry_delay=ALERT_RETRY_SECONDS)
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=(SMTPException, OSError),
+    max_retries=5,
+    default_retry_delay=ALERT_RETRY_SECONDS,
+)
 def incident_alert_admins(incident_id: str) -> None:
     """Email the tenant's admins that an incident was never acknowledged. An SMTP error is retried every
     ``ALERT_RETRY_SECONDS`` (5 times); beyond that, or if the worker dies, the auditor re-drives it."""

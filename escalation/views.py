@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
-from channels_app.twilio_security import twiml_response, twilio_webhook
+from channels_app.twilio_security import twilio_webhook, twiml_response
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services import (
     AckOutcome,
@@ -36,8 +36,15 @@ from escalation.services.messages import (
     call_unacknowledged_text,
 )
 
-ACK_STATUS = {AckOutcome.CONFIRM: 200, AckOutcome.ACKNOWLEDGED: 200, AckOutcome.ALREADY: 200,
-              AckOutcome.EXPIRED: 410, AckOutcome.USED: 410, AckOutcome.CLOSED: 410, AckOutcome.INVALID: 404}
+ACK_STATUS = {
+    AckOutcome.CONFIRM: 200,
+    AckOutcome.ACKNOWLEDGED: 200,
+    AckOutcome.ALREADY: 200,
+    AckOutcome.EXPIRED: 410,
+    AckOutcome.USED: 410,
+    AckOutcome.CLOSED: 410,
+    AckOutcome.INVALID: 404,
+}
 MAX_PROMPT_ROUNDS = 2
 
 
@@ -52,19 +59,23 @@ def ack(request, token: str):
     else:
         result = ack_link_inspect(raw=token)
     incident = result.incident if result.outcome is not AckOutcome.INVALID else None
-    context = {"outcome": result.outcome.value, "incident": incident,
-               "clinic": incident.tenant.short_name if incident else ""}
+    context = {
+        "outcome": result.outcome.value,
+        "incident": incident,
+        "clinic": incident.tenant.short_name if incident else "",
+    }
     response = render(request, "escalation/ack.html", context, status=ACK_STATUS[result.outcome])
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex"
     return response
 
 
-
-
 def _attempt(request, attempt_id: int) -> NotificationAttempt:
-    attempt = (NotificationAttempt.objects.select_related("incident", "responder", "tenant")
-               .filter(pk=attempt_id, tenant=request.tenant).first())
+    attempt = (
+        NotificationAttempt.objects.select_related("incident", "responder", "tenant")
+        .filter(pk=attempt_id, tenant=request.tenant)
+        .first()
+    )
     if attempt is None:
         raise Http404("no such attempt")
     sid = _sid(request)
@@ -133,7 +144,9 @@ def call_gather(request, attempt_id: int):
     if round_ >= MAX_PROMPT_ROUNDS:
         return twiml_response(call_simple_twiml("Not acknowledged. Goodbye."))
     config = EscalationSettings.objects.filter(tenant=attempt.tenant).first()
-    return twiml_response(call_prompt_twiml(tenant=attempt.tenant, config=config, attempt_id=attempt.pk, round_=round_ + 1))
+    return twiml_response(
+        call_prompt_twiml(tenant=attempt.tenant, config=config, attempt_id=attempt.pk, round_=round_ + 1)
+    )
 
 
 @twilio_webhook(tenant_fields=("From",))
@@ -144,6 +157,7 @@ def status_callback(request, attempt_id: int):
     if not status:
         return HttpResponse("MessageStatus or CallStatus is required", status=400)
     sid = request.POST.get("CallSid") or request.POST.get("MessageSid") or request.POST.get("SmsSid") or ""
-    attempt_status_update(attempt=attempt, provider_status=status, sid=sid,
-                          error_code=request.POST.get("ErrorCode", ""))
+    attempt_status_update(
+        attempt=attempt, provider_status=status, sid=sid, error_code=request.POST.get("ErrorCode", "")
+    )
     return HttpResponse(status=204)

@@ -48,8 +48,11 @@ class TenantForm(forms.ModelForm):
     """The Twilio auth token is write-only: never rendered back, and left as is when the field is blank."""
 
     twilio_auth_token = forms.CharField(
-        required=False, strip=True, widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted. Leave blank to keep the current token.")
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave blank to keep the current token.",
+    )
 
     class Meta:
         model = Tenant
@@ -85,7 +88,15 @@ class TenantAdmin(TenantScopedAdmin):
 class IdentityConflictAdmin(TenantScopedAdmin):
     list_display = ["kind", "value", "resolved_customer", "other_customer", "detected_at", "closed_at"]
     list_filter = ["kind", ("closed_at", admin.EmptyFieldListFilter)]
-    readonly_fields = ["kind", "value", "resolved_customer", "other_customer", "detected_at", "closed_at", "closed_note"]
+    readonly_fields = [
+        "kind",
+        "value",
+        "resolved_customer",
+        "other_customer",
+        "detected_at",
+        "closed_at",
+        "closed_note",
+    ]
     actions = ["merge_into_resolved"]
 
     def has_add_permission(self, request):
@@ -95,8 +106,9 @@ class IdentityConflictAdmin(TenantScopedAdmin):
     def merge_into_resolved(self, request, queryset):
         for conflict in queryset.filter(closed_at__isnull=True).select_related("resolved_customer", "other_customer"):
             try:
-                customer_merge(survivor=conflict.resolved_customer, merged=conflict.other_customer,
-                               performed_by=request.user)
+                customer_merge(
+                    survivor=conflict.resolved_customer, merged=conflict.other_customer, performed_by=request.user
+                )
             except MergeError as exc:
                 self.message_user(request, f"{conflict}: {exc}", messages.ERROR)
             else:

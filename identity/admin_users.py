@@ -168,5 +168,9 @@ class ClinicUserAdmin(UserAdmin):
         skipped = queryset.count() - targets.count()
         self.message_user(request, f"{'Reactivated' if active else 'Deactivated'} {done} user(s).")
         if skipped:
-            self.message_user(request, f"Skipped {skipped} selected user(s) you cannot change: yourself, or users "
-                                       "with permissions beyond the clinic roles.", messages.WARNING)
+            self.message_user(
+                request,
+                f"Skipped {skipped} selected user(s) you cannot change: yourself, or users "
+                "with permissions beyond the clinic roles.",
+                messages.WARNING,
+            )

@@ -15,8 +15,10 @@ from django.contrib.auth import get_user_model
 from identity.models import TenantMembership
 from identity.staff import staff_member_create
 
-DEMO_STAFF = [("clinic-admin", "Casey", "Admin", TenantMembership.Role.ADMIN),
-              ("front-desk", "Frankie", "Desk", TenantMembership.Role.STAFF)]
+DEMO_STAFF = [
+    ("clinic-admin", "Casey", "Admin", TenantMembership.Role.ADMIN),
+    ("front-desk", "Frankie", "Desk", TenantMembership.Role.STAFF),
+]
 
 
 def seed(tenant) -> dict:
@@ -26,8 +28,7 @@ def seed(tenant) -> dict:
     logins = []
     for username, first, last, role in DEMO_STAFF:
         if not user_model.objects.filter(username=username).exists():
-            user = user_model(username=username, first_name=first, last_name=last,
-                              email=f"{username}@clinic.example")
+            user = user_model(username=username, first_name=first, last_name=last, email=f"{username}@clinic.example")
             user.set_password(password)
             staff_member_create(tenant=tenant, user=user, role=role)
         logins.append({"username": username, "password": password, "role": str(role)})

@@ -14,8 +14,12 @@ USER_FIELDS = ("username", "first_name", "last_name", "email")
 class StaffUserCreationForm(UserCreationForm):
     """A new staff login: username, names, email, password (twice) and the role in the admin's clinic."""
 
-    role = forms.ChoiceField(label="Role", choices=TenantMembership.Role.choices, initial=TenantMembership.Role.STAFF,
-                             help_text="Clinic admins can also manage the clinic's staff logins and settings.")
+    role = forms.ChoiceField(
+        label="Role",
+        choices=TenantMembership.Role.choices,
+        initial=TenantMembership.Role.STAFF,
+        help_text="Clinic admins can also manage the clinic's staff logins and settings.",
+    )
 
     class Meta(UserCreationForm.Meta):
         fields = USER_FIELDS

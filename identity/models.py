@@ -43,8 +43,20 @@ def _default_intents() -> dict:
 
 
 def _default_emergency_phrases() -> list:
-    return ["chest pain", "can't breathe", "cannot breathe", "not breathing", "unconscious", "collapsed",
-            "severe bleeding", "bleeding heavily", "overdose", "suicidal", "stroke", "seizure"]
+    return [
+        "chest pain",
+        "can't breathe",
+        "cannot breathe",
+        "not breathing",
+        "unconscious",
+        "collapsed",
+        "severe bleeding",
+        "bleeding heavily",
+        "overdose",
+        "suicidal",
+        "stroke",
+        "seizure",
+    ]
 
 
 class Tenant(models.Model):

@@ -16,8 +16,23 @@ from django.core.validators import validate_email
 from identity.models import IdentifierKind
 
 JUNK_TOKENS = frozenset(
-    {"", "null", "none", "nil", "undefined", "anonymous", "unknown", "restricted", "private", "blocked",
-     "unavailable", "n/a", "na", "test", "0"}
+    {
+        "",
+        "null",
+        "none",
+        "nil",
+        "undefined",
+        "anonymous",
+        "unknown",
+        "restricted",
+        "private",
+        "blocked",
+        "unavailable",
+        "n/a",
+        "na",
+        "test",
+        "0",
+    }
 )
 # Caller IDs Twilio sends when the real number is withheld ("Anonymous", "Restricted", "Unknown" callers).
 # Source: Twilio support, "Why am I getting calls from these strange numbers?"

@@ -28,15 +28,38 @@ _V, _VC, _VAC, _ALL = ("view",), ("view", "change"), ("view", "add", "change"), 
 
 # app label → model name → actions. Front desk: read everything of the clinic, work the queues.
 _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
-    "identity": {"tenant": _V, "tenantphonenumber": _V, "customer": _VC, "customeridentifier": _VC,
-                 "identityconflict": _VC, "customermerge": _V},
-    "conversations": {"conversation": _VC, "interaction": _V, "channelmessage": _V, "sessionstate": _V,
-                      "appointment": _VC, "callbackrequest": _VC, "staffnotification": _VC, "dashboard": _V,
-                      "agentsettings": _V},
+    "identity": {
+        "tenant": _V,
+        "tenantphonenumber": _V,
+        "customer": _VC,
+        "customeridentifier": _VC,
+        "identityconflict": _VC,
+        "customermerge": _V,
+    },
+    "conversations": {
+        "conversation": _VC,
+        "interaction": _V,
+        "channelmessage": _V,
+        "sessionstate": _V,
+        "appointment": _VC,
+        "callbackrequest": _VC,
+        "staffnotification": _VC,
+        "dashboard": _V,
+        "agentsettings": _V,
+    },
     "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
-    "escalation": {"incident": _VC, "notificationattempt": _V, "responder": _V, "team": _V, "schedule": _V,
-                   "schedulemember": _V, "scheduleoverride": _V, "escalationpolicy": _V, "escalationstep": _V,
-                   "escalationsettings": _V},
+    "escalation": {
+        "incident": _VC,
+        "notificationattempt": _V,
+        "responder": _V,
+        "team": _V,
+        "schedule": _V,
+        "schedulemember": _V,
+        "scheduleoverride": _V,
+        "escalationpolicy": _V,
+        "escalationstep": _V,
+        "escalationsettings": _V,
+    },
 }
 
 # Clinic admin: the staff set, plus the clinic's own configuration (settings, numbers, keys, hooks, on-call).
@@ -44,9 +67,16 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
     "identity": {"tenant": _VC, "tenantphonenumber": _ALL},
     "conversations": {"agentsettings": _VAC, "apikey": _VAC, "webhookendpoint": _ALL, "webhookdelivery": _VC},
     "channels_app": {"emailmailbox": _ALL},
-    "escalation": {"responder": _ALL, "team": _ALL, "schedule": _ALL, "schedulemember": _ALL,
-                   "scheduleoverride": _ALL, "escalationpolicy": _ALL, "escalationstep": _ALL,
-                   "escalationsettings": _VAC},
+    "escalation": {
+        "responder": _ALL,
+        "team": _ALL,
+        "schedule": _ALL,
+        "schedulemember": _ALL,
+        "scheduleoverride": _ALL,
+        "escalationpolicy": _ALL,
+        "escalationstep": _ALL,
+        "escalationsettings": _VAC,
+    },
 }
 
 
@@ -67,9 +97,12 @@ ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
 
 def role_permission_names(role: str) -> set[str]:
     """The ``"app_label.codename"`` permissions of ``role`` (``"staff"`` / ``"admin"``). KeyError otherwise."""
-    return {f"{app_label}.{action}_{model}"
-            for app_label, models in ROLE_PERMISSIONS[role].items()
-            for model, actions in models.items() for action in actions}
+    return {
+        f"{app_label}.{action}_{model}"
+        for app_label, models in ROLE_PERMISSIONS[role].items()
+        for model, actions in models.items()
+        for action in actions
+    }
 
 
 def _permissions(role: str, using: str):

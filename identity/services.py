@@ -117,12 +117,17 @@ def _resolve_once(tenant, candidates, display_name, verified_kinds) -> Resolutio
             )
         elif ident.customer_id != owner.id:
             conflict, _ = IdentityConflict.objects.get_or_create(
-                tenant=tenant, kind=kind, value=value, resolved_customer=owner,
-                other_customer=ident.customer, closed_at=None,
+                tenant=tenant,
+                kind=kind,
+                value=value,
+                resolved_customer=owner,
+                other_customer=ident.customer,
+                closed_at=None,
             )
             resolution.conflicts.append(conflict)
             logger.warning(
-                "identity conflict: %s identifier belongs to another customer", kind,
+                "identity conflict: %s identifier belongs to another customer",
+                kind,
                 extra={"tenant": str(tenant.id), "resolved": str(owner.id), "other": str(ident.customer_id)},
             )
         elif kind in verified_kinds and not ident.verified:
@@ -143,9 +148,7 @@ def phone_set_opt_out(*, tenant: Tenant, phone: str, opted_out: bool, at: dateti
     resolution = customer_resolve(tenant=tenant, phone=e164, verified_kinds=("phone",))
     new_value = (at or timezone.now()) if opted_out else None
     with transaction.atomic():
-        ident = CustomerIdentifier.objects.select_for_update().get(
-            tenant=tenant, kind=IdentifierKind.PHONE, value=e164
-        )
+        ident = CustomerIdentifier.objects.select_for_update().get(tenant=tenant, kind=IdentifierKind.PHONE, value=e164)
         if (ident.sms_opted_out_at is not None) == opted_out:
             return False
         ident.sms_opted_out_at = new_value
@@ -167,16 +170,19 @@ def customer_merge(*, survivor: Customer, merged: Customer, performed_by=None) -
     if survivor.tenant_id != merged.tenant_id:
         raise MergeError("customers belong to different tenants")
     with transaction.atomic():
-        locked = {
-            c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[survivor.pk, merged.pk])
-        }
+        locked = {c.pk: c for c in Customer.objects.select_for_update().filter(pk__in=[survivor.pk, merged.pk])}
         survivor, merged = locked[survivor.pk], locked[merged.pk]
         if survivor.merged_into_id or merged.merged_into_id:
             raise MergeError("a customer in this merge was already merged")
         customer_pre_merge.send(sender=Customer, survivor=survivor, merged=merged)
         moved = {}
-        skip = {(Customer, "merged_into"), (IdentityConflict, "resolved_customer"),
-                (IdentityConflict, "other_customer"), (CustomerMerge, "survivor"), (CustomerMerge, "merged")}
+        skip = {
+            (Customer, "merged_into"),
+            (IdentityConflict, "resolved_customer"),
+            (IdentityConflict, "other_customer"),
+            (CustomerMerge, "survivor"),
+            (CustomerMerge, "merged"),
+        }
         for rel in Customer._meta.related_objects:
             if not (rel.one_to_many or rel.one_to_one) or (rel.related_model, rel.field.name) in skip:
                 continue
@@ -192,8 +198,10 @@ def customer_merge(*, survivor: Customer, merged: Customer, performed_by=None) -
         merged.save(update_fields=["merged_into", "updated_at"])
         now = timezone.now()
         IdentityConflict.objects.filter(
-            tenant_id=survivor.tenant_id, closed_at__isnull=True,
-            resolved_customer__in=[survivor, merged], other_customer__in=[survivor, merged],
+            tenant_id=survivor.tenant_id,
+            closed_at__isnull=True,
+            resolved_customer__in=[survivor, merged],
+            other_customer__in=[survivor, merged],
         ).update(closed_at=now, closed_note="merged")
         return CustomerMerge.objects.create(
             tenant_id=survivor.tenant_id, survivor=survivor, merged=merged, performed_by=performed_by, moved=moved

@@ -40,7 +40,8 @@ def twilio_post(client):
     def post(path: str, params: dict, *, tenant=None, signature: str | None = None, token: str | None = None):
         if signature is None:
             signature = RequestValidator(token or tenant.twilio_auth_token).compute_signature(
-                settings.PUBLIC_BASE_URL + path, params)
+                settings.PUBLIC_BASE_URL + path, params
+            )
         headers = {"HTTP_X_TWILIO_SIGNATURE": signature} if signature else {}
         return client.post(path, params, **headers)
 
@@ -72,8 +73,10 @@ def _drop_lingering_connections(django_db_setup, django_db_blocker):
     from django.db import connection
 
     with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture

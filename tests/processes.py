@@ -30,19 +30,21 @@ def test_database_url() -> str:
 def process_env(**overrides: str) -> dict[str, str]:
     """Environment for a child process: same database, Redis and secret as the tests."""
     env = dict(os.environ)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "callsphere.settings",
-        "DATABASE_URL": test_database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "SECRET_KEY": settings.SECRET_KEY,
-        "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
-        "PYTHONUNBUFFERED": "1",
-        # child processes run production settings (DEBUG off), which name no default providers
-        "SMS_BACKEND": "channels_app.providers.sms.ConsoleSmsBackend",
-        "VOICE_BACKEND": "channels_app.providers.voice.ConsoleVoiceBackend",
-        "EMAIL_URL": "consolemail://",
-        "SECURE_COOKIES": "0",  # tests talk to daphne over plain http on loopback
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "callsphere.settings",
+            "DATABASE_URL": test_database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "SECRET_KEY": settings.SECRET_KEY,
+            "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
+            "PYTHONUNBUFFERED": "1",
+            # child processes run production settings (DEBUG off), which name no default providers
+            "SMS_BACKEND": "channels_app.providers.sms.ConsoleSmsBackend",
+            "VOICE_BACKEND": "channels_app.providers.voice.ConsoleVoiceBackend",
+            "EMAIL_URL": "consolemail://",
+            "SECURE_COOKIES": "0",  # tests talk to daphne over plain http on loopback
+        }
+    )
     env.update(overrides)
     return env
 
@@ -60,8 +62,14 @@ def purge_queues(queues: str) -> int:
     return dropped
 
 
-def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log_path: Path, purge: bool = False,
-                 **env_overrides: str) -> subprocess.Popen:
+def start_worker(
+    *,
+    queues: str = "celery,escalation",
+    concurrency: int = 2,
+    log_path: Path,
+    purge: bool = False,
+    **env_overrides: str,
+) -> subprocess.Popen:
     """Start ``celery worker`` as a child process and wait until it is ready (raises RuntimeError if not).
 
     ``purge`` first empties ``queues`` (:func:`purge_queues`): only for a worker started before the test
@@ -70,10 +78,29 @@ def start_worker(*, queues: str = "celery,escalation", concurrency: int = 2, log
         purge_queues(queues)
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "callsphere", "worker", "-Q", queues, "-c", str(concurrency),
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "info",
-             "-n", f"test-{os.getpid()}@%h"],
-            cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "callsphere",
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-l",
+                "info",
+                "-n",
+                f"test-{os.getpid()}@%h",
+            ],
+            cwd=ROOT,
+            env=process_env(**env_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -111,7 +138,10 @@ def _start_daphne_once(*, log_path: Path, **env_overrides: str) -> tuple[subproc
     with open(log_path, "w") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             [sys.executable, "-m", "callsphere.web", "-b", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=process_env(**env_overrides), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=process_env(**env_overrides),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -150,4 +180,3 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05):
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
-

@@ -43,9 +43,11 @@ def test_lists_show_only_own_tenant(two_clinics, client):
 @pytest.mark.django_db
 def test_other_tenant_detail_is_not_reachable(two_clinics, client):
     _, theirs = two_clinics
-    for url in [f"/admin/conversations/interaction/{theirs.pk}/change/",
-                f"/admin/identity/customer/{theirs.customer_id}/change/",
-                f"/admin/identity/tenant/{theirs.tenant_id}/change/"]:
+    for url in [
+        f"/admin/conversations/interaction/{theirs.pk}/change/",
+        f"/admin/identity/customer/{theirs.customer_id}/change/",
+        f"/admin/identity/tenant/{theirs.tenant_id}/change/",
+    ]:
         response = client.get(url)
         assert response.status_code == 302 and "/admin/" in response["Location"], url  # "doesn't exist" redirect
         assert "theirs" not in client.get(url, follow=True).content.decode()
@@ -61,8 +63,10 @@ def test_search_by_phone_is_scoped(two_clinics, client):
 @pytest.mark.django_db
 def test_actions_only_touch_own_tenant(two_clinics, client, tenant):
     mine, theirs = two_clinics
-    response = client.post("/admin/identity/customer/", {
-        "action": "merge_customers", "_selected_action": [str(mine.customer_id), str(theirs.customer_id)]})
+    response = client.post(
+        "/admin/identity/customer/",
+        {"action": "merge_customers", "_selected_action": [str(mine.customer_id), str(theirs.customer_id)]},
+    )
     assert response.status_code == 302  # "select exactly two" — the foreign row is invisible to the action
     assert Customer.objects.filter(merged_into__isnull=False).count() == 0
 
@@ -71,8 +75,10 @@ def test_actions_only_touch_own_tenant(two_clinics, client, tenant):
 def test_transcript_html_is_escaped(tenant, django_user_model, client):
     row = interaction_for(tenant, "+14155550003", "<script>alert('x')</script><b>bold</b>")
     client.force_login(staff_for(tenant, django_user_model, "staff-x"))
-    for url in [f"/admin/conversations/interaction/{row.pk}/change/",
-                f"/admin/identity/customer/{row.customer_id}/change/"]:
+    for url in [
+        f"/admin/conversations/interaction/{row.pk}/change/",
+        f"/admin/identity/customer/{row.customer_id}/change/",
+    ]:
         body = client.get(url).content.decode()
         assert "<script>alert(" not in body and "<b>bold</b>" not in body, url
         assert "&lt;script&gt;alert(" in body, url
@@ -86,8 +92,10 @@ def test_merge_action_with_survivor_choice(tenant, django_user_model, client):
     selected = [str(a.customer_id), str(b.customer_id)]
     page = client.post("/admin/identity/customer/", {"action": "merge_customers", "_selected_action": selected})
     assert page.status_code == 200 and b"Choose the customer to keep" in page.content
-    client.post("/admin/identity/customer/", {
-        "action": "merge_customers", "_selected_action": selected, "survivor": str(b.customer_id)})
+    client.post(
+        "/admin/identity/customer/",
+        {"action": "merge_customers", "_selected_action": selected, "survivor": str(b.customer_id)},
+    )
     assert set(Interaction.objects.values_list("customer", flat=True)) == {b.customer_id}
     assert Customer.objects.get(pk=a.customer_id).merged_into_id == b.customer_id
 
@@ -112,11 +120,19 @@ def test_twilio_token_is_write_only_in_admin(tenant, django_user_model, client):
     assert page.status_code == 200 and tenant.twilio_auth_token not in page.content.decode()
     form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and k != "twilio_auth_token"}
-    data.update({"allowed_widget_origins": ",".join(tenant.allowed_widget_origins), "intents": "{}",
-                 "emergency_phrases": '["chest pain"]', "lead_intents": "[]", "state_ttl": "30 00:00:00",
-                 "sms_idle_window": "00:30:00", "twilio_auth_token": "",
-                 **{f"{p}-TOTAL_FORMS": "0" for p in ("phone_numbers", "memberships")},
-                 **{f"{p}-INITIAL_FORMS": "0" for p in ("phone_numbers", "memberships")}})
+    data.update(
+        {
+            "allowed_widget_origins": ",".join(tenant.allowed_widget_origins),
+            "intents": "{}",
+            "emergency_phrases": '["chest pain"]',
+            "lead_intents": "[]",
+            "state_ttl": "30 00:00:00",
+            "sms_idle_window": "00:30:00",
+            "twilio_auth_token": "",
+            **{f"{p}-TOTAL_FORMS": "0" for p in ("phone_numbers", "memberships")},
+            **{f"{p}-INITIAL_FORMS": "0" for p in ("phone_numbers", "memberships")},
+        }
+    )
     response = client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     tenant.refresh_from_db()

@@ -25,13 +25,22 @@ def test_staff_cannot_lift_an_opt_out_or_verify_an_identifier(tenant, django_use
     url = f"/admin/identity/customer/{row.customer_id}/change/"
     page = client.get(url).content.decode()
     assert 'name="identifiers-0-sms_opted_out_at' not in page and 'name="identifiers-0-verified"' not in page
-    client.post(url, {  # what a hand-made form post would try
-        "display_name": "x", "identifiers-TOTAL_FORMS": "1", "identifiers-INITIAL_FORMS": "1",
-        "identifiers-MIN_NUM_FORMS": "0", "identifiers-MAX_NUM_FORMS": "1000",
-        "identifiers-0-id": str(identifier.pk), "identifiers-0-customer": str(row.customer_id),
-        "identifiers-0-sms_opted_out_at_0": "", "identifiers-0-sms_opted_out_at_1": "",
-        "identifiers-0-verified": "on", "identifiers-0-DELETE": "on",
-    })
+    client.post(
+        url,
+        {  # what a hand-made form post would try
+            "display_name": "x",
+            "identifiers-TOTAL_FORMS": "1",
+            "identifiers-INITIAL_FORMS": "1",
+            "identifiers-MIN_NUM_FORMS": "0",
+            "identifiers-MAX_NUM_FORMS": "1000",
+            "identifiers-0-id": str(identifier.pk),
+            "identifiers-0-customer": str(row.customer_id),
+            "identifiers-0-sms_opted_out_at_0": "",
+            "identifiers-0-sms_opted_out_at_1": "",
+            "identifiers-0-verified": "on",
+            "identifiers-0-DELETE": "on",
+        },
+    )
     identifier.refresh_from_db()
     assert identifier.sms_opted_out_at == stopped and identifier.verified is False
 
@@ -40,21 +49,21 @@ def test_dead_letter_mail_skips_deactivated_admins(tenant, django_user_model):
     for name, active in [("current", True), ("former", False)]:
         user = django_user_model.objects.create_user(name, f"{name}@clinic.example", "pw", is_active=active)
         TenantMembership.objects.create(user=user, tenant=tenant, role="admin")
-    endpoint = WebhookEndpoint.objects.create(tenant=tenant, url="https://example.com/hook",
-                                              events=[WebhookEventType.choices[0][0]])
-    message = WebhookMessage.objects.create(tenant=tenant, event_type=WebhookEventType.choices[0][0], payload={},
-                                            dedupe_key="k")
+    endpoint = WebhookEndpoint.objects.create(
+        tenant=tenant, url="https://example.com/hook", events=[WebhookEventType.choices[0][0]]
+    )
+    message = WebhookMessage.objects.create(
+        tenant=tenant, event_type=WebhookEventType.choices[0][0], payload={}, dedupe_key="k"
+    )
     delivery = WebhookDelivery.objects.create(tenant=tenant, endpoint=endpoint, message=message)
     _tell_admins(delivery.pk)
     assert [m.to for m in mail.outbox] == [["current@clinic.example"]]
 
 
-def test_event_type_filter_lists_the_catalogue_not_other_tenants_rows(tenant, other_tenant, django_user_model,
-                                                                      client):
+def test_event_type_filter_lists_the_catalogue_not_other_tenants_rows(tenant, other_tenant, django_user_model, client):
     event = WebhookEventType.choices[-1][0]
     endpoint = WebhookEndpoint.objects.create(tenant=other_tenant, url="https://example.com/hook", events=[event])
-    message = WebhookMessage.objects.create(tenant=other_tenant, event_type="theirs.custom", payload={},
-                                            dedupe_key="k")
+    message = WebhookMessage.objects.create(tenant=other_tenant, event_type="theirs.custom", payload={}, dedupe_key="k")
     WebhookDelivery.objects.create(tenant=other_tenant, endpoint=endpoint, message=message)
     client.force_login(staff_for(tenant, django_user_model, "a"))
     response = client.get("/admin/conversations/webhookdelivery/")

@@ -24,8 +24,9 @@ def dead_broker():
         yield
 
 
-def test_emitting_a_webhook_with_the_broker_down_commits(tenant, dead_broker, django_capture_on_commit_callbacks,
-                                                          caplog):
+def test_emitting_a_webhook_with_the_broker_down_commits(
+    tenant, dead_broker, django_capture_on_commit_callbacks, caplog
+):
     WebhookEndpoint.objects.create(tenant=tenant, url="https://hooks.example.com/x", events=["incident.acknowledged"])
     with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True) as callbacks:
         message = webhook_event_emit(tenant=tenant, event_type="incident.acknowledged", payload={}, dedupe_key="k")
@@ -34,12 +35,14 @@ def test_emitting_a_webhook_with_the_broker_down_commits(tenant, dead_broker, dj
     assert delivery.status == "pending" and delivery.next_attempt_at <= timezone.now()  # the sweeper's job
 
 
-def test_cancelling_an_appointment_with_the_broker_down_commits(tenant, dead_broker,
-                                                               django_capture_on_commit_callbacks, caplog):
+def test_cancelling_an_appointment_with_the_broker_down_commits(
+    tenant, dead_broker, django_capture_on_commit_callbacks, caplog
+):
     customer = customer_resolve(tenant=tenant, phone="+14155550001").customer
     start = timezone.now() + timedelta(days=2)
-    appointment = Appointment.objects.create(tenant=tenant, customer=customer, starts_at=start,
-                                             ends_at=start + timedelta(minutes=30))
+    appointment = Appointment.objects.create(
+        tenant=tenant, customer=customer, starts_at=start, ends_at=start + timedelta(minutes=30)
+    )
     with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert appointment_cancel(appointment=appointment) is True
     assert callbacks and "Error calling" in caplog.text

@@ -43,8 +43,13 @@ def customer_with(tenant, *, typed: tuple = (), proven: tuple = ()):
 def book(tenant, customer, via="chat"):
     chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
     day = next_weekday(tenant, 2)
-    return appointment_book(tenant=tenant, customer=customer, conversation=chat.conversation, booked_via=via,
-                            starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo))
+    return appointment_book(
+        tenant=tenant,
+        customer=customer,
+        conversation=chat.conversation,
+        booked_via=via,
+        starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo),
+    )
 
 
 def confirm(appointment):

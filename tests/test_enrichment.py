@@ -25,11 +25,26 @@ def test_intent_matches_tenant_examples():
 def test_lead_score_and_csat_stay_in_range():
     for s in (-1.0, 0.0, 1.0):
         for turns in (0, 1, 10):
-            score = scorers.lead_score(intent_name="book_appointment", lead_intents=None, customer_turns=turns,
-                                       sentiment_value=s, contactable=True, urgency_level=1)
+            score = scorers.lead_score(
+                intent_name="book_appointment",
+                lead_intents=None,
+                customer_turns=turns,
+                sentiment_value=s,
+                contactable=True,
+                urgency_level=1,
+            )
             assert 0 <= score <= 100
-    assert scorers.lead_score(intent_name="book_appointment", lead_intents=None, customer_turns=3,
-                              sentiment_value=0.5, contactable=True, urgency_level=5) <= 20
+    assert (
+        scorers.lead_score(
+            intent_name="book_appointment",
+            lead_intents=None,
+            customer_turns=3,
+            sentiment_value=0.5,
+            contactable=True,
+            urgency_level=5,
+        )
+        <= 20
+    )
     assert scorers.satisfaction(["thanks", "4/5"], escalated=False) == 4
     assert scorers.satisfaction(["This is terrible, awful service"], escalated=False) <= 2
     assert scorers.satisfaction(["Great, thank you so much!"], escalated=True) == 3
@@ -73,7 +88,7 @@ class _StubOpenAI(BaseHTTPRequestHandler):
     status = 200
     requests: list = []
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
         if type(self).status != 200:
@@ -81,9 +96,17 @@ class _StubOpenAI(BaseHTTPRequestHandler):
             self.end_headers()
             return
         payload = {
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": json.dumps(type(self).answer)}}],
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": json.dumps(type(self).answer)},
+                }
+            ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         data = json.dumps(payload).encode()

@@ -10,23 +10,31 @@ from identity.normalize import normalize_email, normalize_phone
 from identity.services import MergeError, customer_merge, customer_resolve
 
 
-@pytest.mark.parametrize("raw,region,expected", [
-    ("(415) 555-2671", "US", "+14155552671"),
-    ("+44 20 7946 0958", "US", "+442079460958"),
-    ("020 7946 0958", "GB", "+442079460958"),
-    ("0000000000", "US", None),
-    ("anonymous", "US", None),
-    ("+266696687", "US", None),
-    ("12", "US", None),
-    (None, "US", None),
-])
+@pytest.mark.parametrize(
+    "raw,region,expected",
+    [
+        ("(415) 555-2671", "US", "+14155552671"),
+        ("+44 20 7946 0958", "US", "+442079460958"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("0000000000", "US", None),
+        ("anonymous", "US", None),
+        ("+266696687", "US", None),
+        ("12", "US", None),
+        (None, "US", None),
+    ],
+)
 def test_normalize_phone(raw, region, expected):
     assert normalize_phone(raw, region) == expected
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("  Ana.Lopez@Example.COM ", "ana.lopez@example.com"), ("null", None), ("not-an-email", None),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("  Ana.Lopez@Example.COM ", "ana.lopez@example.com"),
+        ("null", None),
+        ("not-an-email", None),
+    ],
+)
 def test_normalize_email(raw, expected):
     assert normalize_email(raw) == expected
 
@@ -41,7 +49,10 @@ def test_resolve_creates_then_finds_by_any_identifier(tenant):
     third = customer_resolve(tenant=tenant, email="ana@example.com", cookie="visitor-1")
     assert third.customer == first.customer
     assert set(CustomerIdentifier.objects.filter(customer=first.customer).values_list("kind", flat=True)) == {
-        "phone", "email", "cookie"}
+        "phone",
+        "email",
+        "cookie",
+    }
 
 
 @pytest.mark.django_db

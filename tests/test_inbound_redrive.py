@@ -47,9 +47,11 @@ def reply_of(inbound: ChannelMessage) -> ChannelMessage | None:
 
 @pytest.mark.django_db
 def test_webhook_answers_twiml_and_keeps_the_message_when_the_broker_is_down(
-        tenant, twilio_post, django_capture_on_commit_callbacks, caplog):
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=PATIENT, to=CLINIC,
-                                         body="Hi, can I book a cleaning?")
+    tenant, twilio_post, django_capture_on_commit_callbacks, caplog
+):
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=PATIENT, to=CLINIC, body="Hi, can I book a cleaning?"
+    )
     with broker_down(), caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
         response = twilio_post("/twilio/sms/", params, tenant=tenant)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/xml")
@@ -111,8 +113,7 @@ def test_a_duplicate_task_while_the_reply_is_being_composed_does_not_run_the_eng
 
 
 @pytest.mark.django_db
-def test_a_reply_whose_worker_died_after_the_engine_ran_gets_the_fallback_not_a_second_engine_run(
-        tenant, twilio_post):
+def test_a_reply_whose_worker_died_after_the_engine_ran_gets_the_fallback_not_a_second_engine_run(tenant, twilio_post):
     inbound = receive(tenant, twilio_post, CALL_ME)
     t0 = inbound.created_at
     # Attempt 1: reserves, runs the engine (its tool files a callback request), and dies before the reply row.
@@ -159,15 +160,25 @@ def test_inbound_redrive_runs_on_beat():
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_sms_received_while_the_broker_was_down_is_answered_on_a_real_worker(tenant, twilio_post, celery_worker):
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=PATIENT, to=CLINIC,
-                                         body="Hi, I'd like to book an appointment please")
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid,
+        from_=PATIENT,
+        to=CLINIC,
+        body="Hi, I'd like to book an appointment please",
+    )
     with broker_down():  # the request's transaction commits; queuing the reply fails (logged)
         assert twilio_post("/twilio/sms/", params, tenant=tenant).status_code == 200
     inbound = ChannelMessage.objects.get(provider_id=params["MessageSid"])
     ChannelMessage.objects.filter(pk=inbound.pk).update(created_at=timezone.now() - timedelta(minutes=2))
 
     assert channel_tasks.inbound_redrive() == {"sms_replies": 1, "voicemails": 0, "emails": 0}  # the beat task's body
-    reply = wait_for(lambda: ChannelMessage.objects.filter(
-        idempotency_key=f"reply:{params['MessageSid']}").exclude(status="pending").first(), timeout=60)
+    reply = wait_for(
+        lambda: (
+            ChannelMessage.objects.filter(idempotency_key=f"reply:{params['MessageSid']}")
+            .exclude(status="pending")
+            .first()
+        ),
+        timeout=60,
+    )
     assert reply.provider_id.startswith("SM") and reply.recipient == PATIENT
     assert [t["role"] for t in Interaction.objects.get().transcript] == ["customer", "agent"]

@@ -48,8 +48,9 @@ def pending_sms_without_task(tenant, *, key, to):
     """An outbound row whose delivery task was lost (never reached the broker)."""
     customer = customer_resolve(tenant=tenant, phone=to).customer
     interaction, _ = session_open(tenant=tenant, customer=customer, channel="sms", direction="outbound")
-    return message_prepare_outbound(interaction=interaction, sender=CLINIC, recipient=to, body="See you soon.",
-                                    idempotency_key=key)[0]
+    return message_prepare_outbound(
+        interaction=interaction, sender=CLINIC, recipient=to, body="See you soon.", idempotency_key=key
+    )[0]
 
 
 @pytest.mark.django_db
@@ -140,8 +141,15 @@ def test_callback_retry_skips_a_call_we_own_and_yesterdays_call(tenant):
         yesterday = TwilioVoiceBackend().place_call(tenant=tenant, from_=CLINIC, to=PATIENT, twiml="<Response/>")
         stub.calls[yesterday.sid]["date_created"] = formatdate(time.time() - 86400, usegmt=True)
         owned = TwilioVoiceBackend().place_call(tenant=tenant, from_=CLINIC, to=PATIENT, twiml="<Response/>")
-        earlier = call_open(tenant=tenant, customer=customer, sender=CLINIC, recipient=PATIENT, status="pending",
-                            idempotency_key="callback:earlier", direction="outbound").message
+        earlier = call_open(
+            tenant=tenant,
+            customer=customer,
+            sender=CLINIC,
+            recipient=PATIENT,
+            status="pending",
+            idempotency_key="callback:earlier",
+            direction="outbound",
+        ).message
         message_mark_sent(message=earlier, provider_id=owned.sid, status="queued")
 
         chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
@@ -157,8 +165,14 @@ def test_callback_retry_skips_a_call_we_own_and_yesterdays_call(tenant):
 
 
 def test_sending_tasks_are_requeued_when_their_worker_dies():
-    for task in (channel_tasks.sms_reply, channel_tasks.sms_deliver_task, email_deliver_task, voice_place_callback,
-                 voicemail_transcribe, voicemail_file_untranscribed_task):
+    for task in (
+        channel_tasks.sms_reply,
+        channel_tasks.sms_deliver_task,
+        email_deliver_task,
+        voice_place_callback,
+        voicemail_transcribe,
+        voicemail_file_untranscribed_task,
+    ):
         assert task.acks_late and task.reject_on_worker_lost, task.name
 
 
@@ -172,18 +186,22 @@ def test_redrive_recovers_messages_whose_task_was_lost(tenant, tmp_path):
         died = pending_sms_without_task(tenant, key="died", to="+15551230079")
         fresh = outbound_sms(tenant, key="fresh", to="+15551230080")  # its task is queued normally
         ChannelMessage.objects.filter(pk__in=[lost.pk, died.pk]).update(
-            created_at=timezone.now() - timedelta(minutes=2))
+            created_at=timezone.now() - timedelta(minutes=2)
+        )
         # The dead worker: claimed three minutes ago, its request reached Twilio, it never recorded the SID.
         delivery_claim(message_id=died.pk, now=timezone.now() - timedelta(minutes=3))
         created = TwilioSmsBackend().send(tenant=tenant, from_=CLINIC, to=died.recipient, body=died.body)
 
         assert outbound_redrive() == {"sms": 2, "voice": 0, "email": 0}  # not `fresh`: its task may still run
-        worker = processes.start_worker(log_path=tmp_path / "worker.log", SMS_BACKEND=SMS_TWILIO,
-                                        TWILIO_API_BASE=stub.base_url)
+        worker = processes.start_worker(
+            log_path=tmp_path / "worker.log", SMS_BACKEND=SMS_TWILIO, TWILIO_API_BASE=stub.base_url
+        )
         try:
             deadline = time.monotonic() + 60
-            while (ChannelMessage.objects.filter(pk__in=[lost.pk, died.pk, fresh.pk], provider_id="").exists()
-                   and time.monotonic() < deadline):
+            while (
+                ChannelMessage.objects.filter(pk__in=[lost.pk, died.pk, fresh.pk], provider_id="").exists()
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.1)
         finally:
             processes.stop(worker)
@@ -294,8 +312,10 @@ def test_a_stale_attempts_permanent_error_does_not_fail_a_message_the_live_attem
     call, no failed callback request); attempt 2's success is."""
     message, start, request = (_sms_case if resource == "messages" else _callback_case)(tenant)
     backend = {"SMS_BACKEND": SMS_TWILIO} if resource == "messages" else {"VOICE_BACKEND": VOICE_TWILIO}
-    with GatedStub(resource) as stub, override_settings(
-            TWILIO_API_BASE=stub.base_url, TWILIO_TIMEOUT_SECONDS=WAIT * 2, **backend):
+    with (
+        GatedStub(resource) as stub,
+        override_settings(TWILIO_API_BASE=stub.base_url, TWILIO_TIMEOUT_SECONDS=WAIT * 2, **backend),
+    ):
         stub.add_fault(resource, status=400, code=21211)  # taken by the first create only
         first, first_out = start()
         assert stub.arrived[0].wait(WAIT), first_out

@@ -16,8 +16,9 @@ PATIENT = "+15551230001"
 
 
 def inbound(tenant, body="Hello", sid=None, from_=PATIENT):
-    return twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=from_, to="+15550100001",
-                                       body=body, message_sid=sid)
+    return twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=from_, to="+15550100001", body=body, message_sid=sid
+    )
 
 
 def nothing_written():
@@ -43,7 +44,9 @@ def test_inbound_sms_records_turn_and_resolves_customer(tenant, twilio_post, dja
 @pytest.mark.django_db
 @pytest.mark.parametrize("signature", ["", "forged-signature", "wrong-token"])
 def test_bad_signature_is_403_and_writes_nothing(tenant, twilio_post, signature):
-    kwargs = {"token": "not-the-tenant-token", "tenant": tenant} if signature == "wrong-token" else {"signature": signature}
+    kwargs = (
+        {"token": "not-the-tenant-token", "tenant": tenant} if signature == "wrong-token" else {"signature": signature}
+    )
     response = twilio_post("/twilio/sms/", inbound(tenant), **kwargs)
     assert response.status_code == 403
     assert nothing_written()
@@ -63,7 +66,9 @@ def test_tampered_body_after_signing_is_403(tenant, client):
     from twilio.request_validator import RequestValidator
 
     params = inbound(tenant, body="original")
-    sig = RequestValidator(tenant.twilio_auth_token).compute_signature(settings.PUBLIC_BASE_URL + "/twilio/sms/", params)
+    sig = RequestValidator(tenant.twilio_auth_token).compute_signature(
+        settings.PUBLIC_BASE_URL + "/twilio/sms/", params
+    )
     response = client.post("/twilio/sms/", {**params, "Body": "tampered"}, HTTP_X_TWILIO_SIGNATURE=sig)
     assert response.status_code == 403
     assert nothing_written()
@@ -133,8 +138,13 @@ def test_status_callbacks_only_move_forward(tenant, twilio_post):
     reply = sms_reply(inbound_id=ChannelMessage.objects.get(direction="inbound").pk)
 
     def status(value):
-        params = twilio_payloads.sms_status(account_sid=tenant.twilio_account_sid, message_sid=reply.provider_id,
-                                            status=value, from_="+15550100001", to=PATIENT)
+        params = twilio_payloads.sms_status(
+            account_sid=tenant.twilio_account_sid,
+            message_sid=reply.provider_id,
+            status=value,
+            from_="+15550100001",
+            to=PATIENT,
+        )
         return twilio_post("/twilio/sms/status/", params, tenant=tenant)
 
     for value in ["sent", "delivered", "sent", "queued"]:
@@ -148,8 +158,13 @@ def test_status_callbacks_only_move_forward(tenant, twilio_post):
 def test_status_callback_needs_a_valid_signature(tenant, twilio_post):
     twilio_post("/twilio/sms/", inbound(tenant), tenant=tenant)
     reply = sms_reply(inbound_id=ChannelMessage.objects.get(direction="inbound").pk)
-    params = twilio_payloads.sms_status(account_sid=tenant.twilio_account_sid, message_sid=reply.provider_id,
-                                        status="delivered", from_="+15550100001", to=PATIENT)
+    params = twilio_payloads.sms_status(
+        account_sid=tenant.twilio_account_sid,
+        message_sid=reply.provider_id,
+        status="delivered",
+        from_="+15550100001",
+        to=PATIENT,
+    )
     assert twilio_post("/twilio/sms/status/", params, signature="nope").status_code == 403
     reply.refresh_from_db()
     assert reply.status == "queued"

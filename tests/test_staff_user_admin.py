@@ -44,8 +44,14 @@ def as_boss(people, client):
 
 
 def change_data(user, **overrides):
-    data = {"username": user.username, "first_name": user.first_name, "last_name": user.last_name,
-            "email": user.email, "role": user.membership.role, "is_active": "on"}
+    data = {
+        "username": user.username,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "email": user.email,
+        "role": user.membership.role,
+        "is_active": "on",
+    }
     data.update(overrides)
     return data
 
@@ -70,8 +76,9 @@ def test_other_tenants_users_and_superusers_are_unreachable(people, as_boss):
         assert as_boss.get(f"{base}password/").status_code == 404
         assert as_boss.get(f"{base}delete/").status_code == 403
         as_boss.post(f"{base}change/", {"username": "hijacked", "is_superuser": "on", "is_active": ""})
-        as_boss.post(f"{base}password/", {"password1": "taken-over", "password2": "taken-over",
-                                          "usable_password": "true"})
+        as_boss.post(
+            f"{base}password/", {"password1": "taken-over", "password2": "taken-over", "usable_password": "true"}
+        )
         target.refresh_from_db()
         assert target.username != "hijacked" and target.is_active and target.check_password("pw")
 
@@ -84,12 +91,23 @@ def test_clinic_admin_adds_staff_into_their_tenant_and_posted_privileges_are_ign
         assert f'name="{name}"' not in body, name
     foreign_group = Group.objects.create(name="Everything")
     foreign_group.permissions.set(Permission.objects.all())
-    response = as_boss.post(f"{USERS}add/", {
-        "username": "a-nurse", "password1": "s3cret-pass", "password2": "s3cret-pass", "first_name": "Nina",
-        "email": "nina@clinic.example", "role": "staff",
-        # none of these exist in the form: they must be ignored
-        "is_superuser": "on", "groups": [foreign_group.pk], "user_permissions": [Permission.objects.first().pk],
-        "tenant": str(other_tenant.pk), "membership-tenant": str(other_tenant.pk)})
+    response = as_boss.post(
+        f"{USERS}add/",
+        {
+            "username": "a-nurse",
+            "password1": "s3cret-pass",
+            "password2": "s3cret-pass",
+            "first_name": "Nina",
+            "email": "nina@clinic.example",
+            "role": "staff",
+            # none of these exist in the form: they must be ignored
+            "is_superuser": "on",
+            "groups": [foreign_group.pk],
+            "user_permissions": [Permission.objects.first().pk],
+            "tenant": str(other_tenant.pk),
+            "membership-tenant": str(other_tenant.pk),
+        },
+    )
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     nurse = type(people["boss"]).objects.get(username="a-nurse")
     assert nurse.is_staff and nurse.is_active and not nurse.is_superuser and nurse.check_password("s3cret-pass")
@@ -101,8 +119,9 @@ def test_clinic_admin_adds_staff_into_their_tenant_and_posted_privileges_are_ign
 
 
 def test_clinic_admin_can_add_another_clinic_admin(people, as_boss):
-    as_boss.post(f"{USERS}add/", {"username": "a-boss2", "password1": "pw-pw-pw-1", "password2": "pw-pw-pw-1",
-                                  "role": "admin"})
+    as_boss.post(
+        f"{USERS}add/", {"username": "a-boss2", "password1": "pw-pw-pw-1", "password2": "pw-pw-pw-1", "role": "admin"}
+    )
     boss2 = type(people["boss"]).objects.get(username="a-boss2")
     assert boss2.membership.role == "admin" and not boss2.is_superuser
     assert set(boss2.groups.values_list("name", flat=True)) == {ROLE_GROUP_NAMES["admin"]}
@@ -115,10 +134,19 @@ def test_change_form_has_no_privilege_fields_and_ignores_them(people, as_boss, o
     for name in ("is_superuser", "is_staff", "groups", "user_permissions", "tenant"):
         assert f'name="{name}"' not in body, name
     assert 'name="role"' in body and 'name="is_active"' in body
-    response = as_boss.post(url, change_data(desk, email="desk@new.example", role="admin", is_superuser="on",
-                                             is_staff="", groups=[Group.objects.create(name="x").pk],
-                                             user_permissions=[Permission.objects.first().pk],
-                                             tenant=str(other_tenant.pk)))
+    response = as_boss.post(
+        url,
+        change_data(
+            desk,
+            email="desk@new.example",
+            role="admin",
+            is_superuser="on",
+            is_staff="",
+            groups=[Group.objects.create(name="x").pk],
+            user_permissions=[Permission.objects.first().pk],
+            tenant=str(other_tenant.pk),
+        ),
+    )
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     desk.refresh_from_db()
     assert desk.email == "desk@new.example" and desk.is_staff and not desk.is_superuser
@@ -134,8 +162,7 @@ def test_clinic_admin_cannot_change_own_role_or_active_flag(people, as_boss):
     url = f"{USERS}{boss.pk}/change/"
     body = as_boss.get(url).content.decode()
     assert 'name="role"' not in body and 'name="is_active"' not in body and 'name="is_superuser"' not in body
-    response = as_boss.post(url, change_data(boss, first_name="Boss", role="staff", is_active="",
-                                             is_superuser="on"))
+    response = as_boss.post(url, change_data(boss, first_name="Boss", role="staff", is_active="", is_superuser="on"))
     assert response.status_code == 302
     boss.refresh_from_db()
     assert boss.first_name == "Boss" and boss.is_active and not boss.is_superuser
@@ -149,8 +176,7 @@ def test_deactivate_action_touches_only_own_staff_and_never_self(people, as_boss
     for key, active in [("desk", False), ("other", True), ("boss", True), ("root", True)]:
         people[key].refresh_from_db()
         assert people[key].is_active is active, key
-    assert LogEntry.objects.filter(user=people["boss"], object_id=str(people["desk"].pk),
-                                   action_flag=CHANGE).exists()
+    assert LogEntry.objects.filter(user=people["boss"], object_id=str(people["desk"].pk), action_flag=CHANGE).exists()
     client.logout()
     assert not client.login(username="a-desk", password="pw")
 
@@ -172,8 +198,10 @@ def test_password_reset_uses_the_admin_form_for_own_staff(people, as_boss, clien
     desk = people["desk"]
     page = as_boss.get(f"{USERS}{desk.pk}/password/")
     assert page.status_code == 200 and 'name="password1"' in page.content.decode()
-    response = as_boss.post(f"{USERS}{desk.pk}/password/", {"password1": "fresh-pass-1", "password2": "fresh-pass-1",
-                                                             "usable_password": "true"})
+    response = as_boss.post(
+        f"{USERS}{desk.pk}/password/",
+        {"password1": "fresh-pass-1", "password2": "fresh-pass-1", "usable_password": "true"},
+    )
     assert response.status_code == 302
     desk.refresh_from_db()
     assert desk.check_password("fresh-pass-1")
@@ -203,8 +231,10 @@ def test_plain_staff_and_staff_without_tenant_cannot_manage_users(people, client
     client.force_login(user)
     for url in (USERS, f"{USERS}add/", f"{USERS}{user.pk}/change/", f"{USERS}{people['desk'].pk}/password/"):
         assert client.get(url).status_code == 403, url
-    response = client.post(f"{USERS}add/", {"username": "sneaky", "password1": "pw-pw-pw-1",
-                                            "password2": "pw-pw-pw-1", "is_superuser": "on"})
+    response = client.post(
+        f"{USERS}add/",
+        {"username": "sneaky", "password1": "pw-pw-pw-1", "password2": "pw-pw-pw-1", "is_superuser": "on"},
+    )
     assert response.status_code == 403 and not type(user).objects.filter(username="sneaky").exists()
     app_labels = {app["app_label"] for app in client.get("/admin/").context["app_list"]}
     assert "auth" not in app_labels
@@ -218,7 +248,8 @@ def test_staff_without_tenant_sees_nothing_and_writes_nothing(people, client, te
     client.force_login(loner)
     app_list = client.get("/admin/").context["app_list"]
     assert not {"auth", "identity", "escalation", "channels_app", "django_celery_beat"} & {
-        app["app_label"] for app in app_list}
+        app["app_label"] for app in app_list
+    }
     for model in [m for app in app_list for m in app["models"]]:
         response = client.get(model["admin_url"])
         assert response.status_code == 404 or response.context["cl"].result_count == 0, model["admin_url"]
@@ -230,8 +261,12 @@ def test_groups_and_celery_beat_are_superuser_only(people, client):
     boss = people["boss"]
     boss.user_permissions.set(Permission.objects.filter(content_type__app_label__in=["auth", "django_celery_beat"]))
     client.force_login(boss)
-    for url in ("/admin/auth/group/", f"/admin/auth/group/{role_group('staff').pk}/change/",
-                "/admin/django_celery_beat/periodictask/", "/admin/django_celery_beat/crontabschedule/add/"):
+    for url in (
+        "/admin/auth/group/",
+        f"/admin/auth/group/{role_group('staff').pk}/change/",
+        "/admin/django_celery_beat/periodictask/",
+        "/admin/django_celery_beat/crontabschedule/add/",
+    ):
         assert client.get(url).status_code == 403, url
     app_labels = {app["app_label"] for app in client.get("/admin/").context["app_list"]}
     assert "django_celery_beat" not in app_labels

@@ -16,7 +16,7 @@ def test_access_log_has_every_request_but_no_link_secret(tmp_path):
     proc, base = processes.start_daphne(log_path=log_path)
     try:
         secrets = ["K3zEB8R3A26M.mEsGx7RZ10_nTmT_", "Zm9vYmFyOmJhejpxdXV4"]
-        assert httpx.get(f"{base}/a/{secrets[0]}").status_code == 404   # not a genuine token
+        assert httpx.get(f"{base}/a/{secrets[0]}").status_code == 404  # not a genuine token
         assert httpx.get(f"{base}/c/{secrets[1]}?utm=1").status_code in (404, 410)
         assert httpx.get(f"{base}/healthz").status_code == 200
         processes.wait_for(lambda: log_path.read_text().count('"GET ') >= 4, timeout=20)
@@ -27,13 +27,16 @@ def test_access_log_has_every_request_but_no_link_secret(tmp_path):
     assert not any(secret in log for secret in secrets)
 
 
-@pytest.mark.parametrize("line, expected", [
-    ('"GET /a/abc.def" 200', '"GET /a/[redacted]" 200'),
-    ('"POST /c/t0k:en-x?next=1" 302', '"POST /c/[redacted]?next=1" 302'),
-    ('"GET /admin/a/ " 200 "/api/v1/c/"', '"GET /admin/a/ " 200 "/api/v1/c/"'),
-    ("link https://clinic.example.com/a/abc.def sent", "link https://clinic.example.com/a/[redacted] sent"),
-    ("https://clinic.example.com/admin/a/1/", "https://clinic.example.com/admin/a/1/"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ('"GET /a/abc.def" 200', '"GET /a/[redacted]" 200'),
+        ('"POST /c/t0k:en-x?next=1" 302', '"POST /c/[redacted]?next=1" 302'),
+        ('"GET /admin/a/ " 200 "/api/v1/c/"', '"GET /admin/a/ " 200 "/api/v1/c/"'),
+        ("link https://clinic.example.com/a/abc.def sent", "link https://clinic.example.com/a/[redacted] sent"),
+        ("https://clinic.example.com/admin/a/1/", "https://clinic.example.com/admin/a/1/"),
+    ],
+)
 def test_redact_touches_only_link_paths(line, expected):
     assert redact(line) == expected
 
@@ -53,11 +56,14 @@ def test_every_handler_of_djangos_loggers_redacts():
             logger = logger.parent if logger.propagate else None
 
 
-@pytest.mark.parametrize("argv, application", [
-    (["-b", "127.0.0.1", "-p", "8000"], "callsphere.asgi:application"),
-    (["-e", "unix:/tmp/web.sock"], "callsphere.asgi:application"),
-    (["-e", "tcp:8000", "other.asgi:app"], "other.asgi:app"),
-])
+@pytest.mark.parametrize(
+    "argv, application",
+    [
+        (["-b", "127.0.0.1", "-p", "8000"], "callsphere.asgi:application"),
+        (["-e", "unix:/tmp/web.sock"], "callsphere.asgi:application"),
+        (["-e", "tcp:8000", "other.asgi:app"], "other.asgi:app"),
+    ],
+)
 def test_web_appends_our_application_only_when_none_is_given(argv, application):
     from daphne.cli import CommandLineInterface
 

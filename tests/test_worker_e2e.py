@@ -1,6 +1,5 @@
 """End to end with a real Celery worker process: inbound SMS → reply sent → session closed → enriched."""
 
-
 import pytest
 
 from channels_app import twilio_payloads
@@ -9,17 +8,24 @@ from conversations.services import close_idle
 from tests.processes import wait_for
 
 
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
 def test_sms_reply_close_and_enrich_on_a_real_worker(tenant, twilio_post, celery_worker):
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_="+15551230001",
-                                         to="+15550100001", body="Hi, I'd like to book an appointment please")
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid,
+        from_="+15551230001",
+        to="+15550100001",
+        body="Hi, I'd like to book an appointment please",
+    )
     assert twilio_post("/twilio/sms/", params, tenant=tenant).status_code == 200
 
-    reply = wait_for(lambda: ChannelMessage.objects.filter(
-        idempotency_key=f"reply:{params['MessageSid']}").exclude(status="pending").first())
+    reply = wait_for(
+        lambda: (
+            ChannelMessage.objects.filter(idempotency_key=f"reply:{params['MessageSid']}")
+            .exclude(status="pending")
+            .first()
+        )
+    )
     assert reply.provider_id.startswith("SM") and reply.recipient == "+15551230001"
     row = Interaction.objects.get()
     assert [t["role"] for t in row.transcript] == ["customer", "agent"]

@@ -99,7 +99,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.error("bad_frame", f"unknown frame type {kind!r}")
         except ChatError as exc:
             await self.error(exc.code, str(exc), id=content.get("id"))
-        except Exception:  # noqa: BLE001 - the visitor gets an error frame, the log gets the traceback
+        except Exception:
             logger.exception("chat frame failed")
             await self.error("internal", "something went wrong; please try again", id=content.get("id"))
 
@@ -112,7 +112,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except (TypeError, ValueError):
             last_seq = -1
         session, frames = await database_sync_to_async(services.chat_hello)(
-            tenant=self.tenant, visitor=str(content.get("visitor") or ""), link=str(content.get("link") or ""),
+            tenant=self.tenant,
+            visitor=str(content.get("visitor") or ""),
+            link=str(content.get("link") or ""),
             last_seq=last_seq,
         )
         self.session = session
@@ -133,7 +135,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "typing", "on": True})
         try:
             frames = await database_sync_to_async(services.chat_message)(
-                session=self.session, client_id=client_id, text=text)
+                session=self.session, client_id=client_id, text=text
+            )
         finally:
             await self.send_json({"type": "typing", "on": False})
         await self.join(self.session)
@@ -161,5 +164,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event["frame"])
 
     async def error(self, code: str, message: str, **extra):
-        await self.send_json({"type": "error", "code": code, "message": message,
-                              **{k: v for k, v in extra.items() if v is not None}})
+        await self.send_json(
+            {"type": "error", "code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+        )

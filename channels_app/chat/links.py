@@ -75,4 +75,3 @@ def chat_link_claim(token: str, *, tenant: Tenant, visitor: str) -> Customer:
     if not cache.add(key, visitor, timeout=max_age()) and cache.get(key) != visitor:
         raise InvalidLink("link already used")
     return customer
-

@@ -76,13 +76,18 @@ def _frame(interaction: Interaction, seq: int) -> dict:
 
 def replay(interaction: Interaction, last_seq: int) -> list[dict]:
     """Frames for the transcript turns after ``last_seq`` (customer, agent and staff turns)."""
-    return [_frame(interaction, i) for i in range(max(last_seq + 1, 0), len(interaction.transcript))
-            if interaction.transcript[i].get("role") in ("customer", "agent", "staff")]
+    return [
+        _frame(interaction, i)
+        for i in range(max(last_seq + 1, 0), len(interaction.transcript))
+        if interaction.transcript[i].get("role") in ("customer", "agent", "staff")
+    ]
 
 
 def _open(session: ChatSession, *, greet: bool, anonymous_before: bool = False) -> list[dict]:
     interaction, created = session_open(
-        tenant=session.tenant, customer=session.customer, channel=Channel.CHAT,
+        tenant=session.tenant,
+        customer=session.customer,
+        channel=Channel.CHAT,
         idle_window=session.tenant.sms_idle_window,
         metadata={"visitor_key": session.visitor_key, "identified_by": session.identified_by},
     )
@@ -116,28 +121,35 @@ def chat_hello(*, tenant: Tenant, visitor: str, link: str = "", last_seq: int = 
         session.customer = _attach_visitor(tenant, customer, session.visitor_key)
         session.identified_by = "link"
     else:
-        ident = CustomerIdentifier.objects.select_related("customer").filter(
-            tenant=tenant, kind=IdentifierKind.COOKIE, value=session.visitor_key).first()
+        ident = (
+            CustomerIdentifier.objects.select_related("customer")
+            .filter(tenant=tenant, kind=IdentifierKind.COOKIE, value=session.visitor_key)
+            .first()
+        )
         if ident:
             session.customer, session.identified_by = ident.customer, "cookie"
     frames: list[dict] = []
     with transaction.atomic():
         if session.customer is not None:
             _open(session, greet=True)
-    hello = {"type": "hello", "identified": session.customer is not None,
-             "session": str(session.interaction.pk) if session.interaction else None}
+    hello = {
+        "type": "hello",
+        "identified": session.customer is not None,
+        "session": str(session.interaction.pk) if session.interaction else None,
+    }
     if session.interaction is None:
-        return session, [hello, {"type": "reply", "seq": None, "role": "agent",
-                                 "text": _anonymous_greeting(tenant)}]
+        return session, [hello, {"type": "reply", "seq": None, "role": "agent", "text": _anonymous_greeting(tenant)}]
     session.interaction.refresh_from_db(fields=["transcript"])
     frames = [hello, *replay(session.interaction, last_seq)]
     return session, frames
 
 
 def _anonymous_greeting(tenant: Tenant) -> str:
-    return (f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back or "
-            "connect you with our team. If you've been in touch before, tell me your phone number or email and "
-            "I'll pick up where we left off.")
+    return (
+        f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back or "
+        "connect you with our team. If you've been in touch before, tell me your phone number or email and "
+        "I'll pick up where we left off."
+    )
 
 
 def _attach_visitor(tenant: Tenant, customer: Customer, key: str) -> Customer:
@@ -182,8 +194,9 @@ def _bind_proven(session: ChatSession, proven: verification.Answer) -> bool:
     before = session.customer.pk if session.customer is not None else None
     if proven.owner is not None:
         _fold_anonymous_visitor(session, proven.owner)
-    customer = customer_resolve(tenant=session.tenant, cookie=session.visitor_key, verified_kinds=(proven.kind,),
-                                **{proven.kind: proven.value}).customer
+    customer = customer_resolve(
+        tenant=session.tenant, cookie=session.visitor_key, verified_kinds=(proven.kind,), **{proven.kind: proven.value}
+    ).customer
     if session.customer is None or customer.pk != session.customer.pk:
         if session.interaction is not None:
             interaction_close(interaction=session.interaction)  # that session was someone else's
@@ -207,8 +220,13 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
     tenant = session.tenant
     answer = verification.challenge_answer(tenant=tenant, visitor_key=session.visitor_key, text=text)
     proven = answer if answer and answer.proven else None
-    claim = None if proven else verification.claim_needing_proof(
-        tenant=tenant, current=session.customer, given=_identifiers_in(text, tenant))
+    claim = (
+        None
+        if proven
+        else verification.claim_needing_proof(
+            tenant=tenant, current=session.customer, given=_identifiers_in(text, tenant)
+        )
+    )
     switched = False
     with transaction.atomic():
         if proven:
@@ -219,9 +237,14 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
         if session.interaction is None or session.interaction.ended_at is not None:
             _open(session, greet=False)
         received = message_receive(
-            tenant=tenant, customer=session.customer, channel=Channel.CHAT,
-            provider_id=f"chat:{session.visitor_key}:{client_id}", sender=f"visitor:{session.visitor_key}",
-            recipient="widget", text=text, idle_window=tenant.sms_idle_window,
+            tenant=tenant,
+            customer=session.customer,
+            channel=Channel.CHAT,
+            provider_id=f"chat:{session.visitor_key}:{client_id}",
+            sender=f"visitor:{session.visitor_key}",
+            recipient="widget",
+            text=text,
+            idle_window=tenant.sms_idle_window,
             turn_extra={"client_id": client_id},
         )
     interaction = received.interaction
@@ -232,9 +255,12 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]
         return [_frame(interaction, i) for i in mine + answered]
     if claim:
-        reply = engine.Reply(verification.challenge_start(tenant=tenant, visitor_key=session.visitor_key,
-                                                          claim=claim, customer=session.customer),
-                             ["verification_sent"])
+        reply = engine.Reply(
+            verification.challenge_start(
+                tenant=tenant, visitor_key=session.visitor_key, claim=claim, customer=session.customer
+            ),
+            ["verification_sent"],
+        )
     elif answer and not proven:
         reply = engine.Reply(answer.reply, ["verification_failed"])
     elif switched:
@@ -243,6 +269,7 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
         reply = engine.Reply(verification.CONFIRMED[proven.kind], ["verification_confirmed"])
     else:
         reply = engine.respond(interaction=interaction, text=text)
-    interaction_append_turn(interaction=interaction, role="agent", text=reply.text, in_reply_to=client_id,
-                            actions=reply.actions)
+    interaction_append_turn(
+        interaction=interaction, role="agent", text=reply.text, in_reply_to=client_id, actions=reply.actions
+    )
     return [_frame(interaction, i) for i in (mine[-1], len(interaction.transcript) - 1)]

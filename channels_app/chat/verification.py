@@ -49,9 +49,9 @@ _CODE = re.compile(r"^\s*(\d{6})\s*$")
 
 SENT = {
     IdentifierKind.PHONE.value: "Thanks — we've texted a 6-digit code to that number (if it can receive texts). "
-                                "Type it here to confirm it's yours, or just keep chatting.",
+    "Type it here to confirm it's yours, or just keep chatting.",
     IdentifierKind.EMAIL.value: "Thanks — we've emailed a 6-digit code to that address. "
-                                "Type it here to confirm it's yours, or just keep chatting.",
+    "Type it here to confirm it's yours, or just keep chatting.",
 }
 TOO_MANY = "I've already sent several codes. Please try again in an hour, or call the clinic."
 BUSY = "I can't send a code right now. Please try again later, or call the clinic."
@@ -104,8 +104,9 @@ def claim_needing_proof(*, tenant: Tenant, current: Customer | None, given: dict
         value = given.get(kind.value)
         if not value:
             continue
-        ident = CustomerIdentifier.objects.select_related("customer").filter(
-            tenant=tenant, kind=kind, value=value).first()
+        ident = (
+            CustomerIdentifier.objects.select_related("customer").filter(tenant=tenant, kind=kind, value=value).first()
+        )
         if ident and current is not None and ident.customer_id == current.pk and ident.verified:
             continue
         return Claim(kind=kind.value, value=value, owner=ident.customer if ident else None)
@@ -137,17 +138,32 @@ def challenge_start(*, tenant: Tenant, visitor_key: str, claim: Claim, customer:
     if refused := _refusal(tenant, visitor_key, claim):
         return refused
     code = f"{secrets.randbelow(10**6):06d}"
-    cache.set(_key(tenant, visitor_key), {"kind": claim.kind, "value": claim.value, "digest": _digest(code),
-                                          "id": uuid.uuid4().hex, "expires": time.time() + CODE_TTL_SECONDS},
-              CODE_TTL_SECONDS)
-    text = (f"{tenant.short_name}: your chat verification code is {code}. It expires in 10 minutes. "
-            "If you did not ask for it, ignore this message.")
+    cache.set(
+        _key(tenant, visitor_key),
+        {
+            "kind": claim.kind,
+            "value": claim.value,
+            "digest": _digest(code),
+            "id": uuid.uuid4().hex,
+            "expires": time.time() + CODE_TTL_SECONDS,
+        },
+        CODE_TTL_SECONDS,
+    )
+    text = (
+        f"{tenant.short_name}: your chat verification code is {code}. It expires in 10 minutes. "
+        "If you did not ask for it, ignore this message."
+    )
     if claim.kind == IdentifierKind.PHONE:
         from channels_app.sms.services import sms_send
 
-        sms_send(tenant=tenant, customer=claim.owner or customer, to=claim.value, body=text,
-                 idempotency_key=f"chat-verify:{visitor_key}:{uuid.uuid4().hex}",
-                 transcript_text=text.replace(code, "[code]"))  # the transcript is exported; the code never is
+        sms_send(
+            tenant=tenant,
+            customer=claim.owner or customer,
+            to=claim.value,
+            body=text,
+            idempotency_key=f"chat-verify:{visitor_key}:{uuid.uuid4().hex}",
+            transcript_text=text.replace(code, "[code]"),
+        )  # the transcript is exported; the code never is
     else:
         send_mail(f"{tenant.short_name} verification code", text, settings.DEFAULT_FROM_EMAIL, [claim.value])
     logger.info("chat verification code sent by %s for visitor %s", claim.kind, visitor_key[:8])
@@ -184,10 +200,14 @@ def challenge_answer(*, tenant: Tenant, visitor_key: str, text: str) -> Answer |
         return Answer(reply=TOO_MANY_TRIES)
     if hmac.compare_digest(_digest(match.group(1)), pending["digest"]):
         cache.delete(_key(tenant, visitor_key))
-        ident = CustomerIdentifier.objects.select_related("customer").filter(
-            tenant=tenant, kind=pending["kind"], value=pending["value"]).first()
-        return Answer(proven=True, kind=pending["kind"], value=pending["value"],
-                      owner=ident.customer if ident else None)
+        ident = (
+            CustomerIdentifier.objects.select_related("customer")
+            .filter(tenant=tenant, kind=pending["kind"], value=pending["value"])
+            .first()
+        )
+        return Answer(
+            proven=True, kind=pending["kind"], value=pending["value"], owner=ident.customer if ident else None
+        )
     cache.add(tries_key, 0, CODE_TTL_SECONDS)
     if cache.incr(tries_key) >= MAX_TRIES:
         cache.delete(_key(tenant, visitor_key))

@@ -15,8 +15,11 @@ from identity.admin_scoping import TenantScopedAdmin
 
 
 class EmailMailboxForm(forms.ModelForm):
-    imap_password = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                                    help_text="Leave empty to keep the stored password.")
+    imap_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the stored password.",
+    )
 
     class Meta:
         model = EmailMailbox

@@ -44,7 +44,7 @@ def sender_authenticated(msg: Message, from_address: str) -> bool:
         match = _RESULT.match(part)
         if not match or match.group(2).lower() != "pass":
             continue
-        method, props = match.group(1).lower(), dict((k.lower(), v) for k, v in _PROP.findall(match.group(3)))
+        method, props = match.group(1).lower(), {k.lower(): v for k, v in _PROP.findall(match.group(3))}
         if method == "dmarc" and props.get("header.from", "").lower().rstrip(".") == from_domain:
             return True
         if method == "dkim" and _aligned(props.get("header.d", ""), from_domain):

@@ -11,7 +11,7 @@ conversation's email thread: ``In-Reply-To`` / ``References`` point at the conve
 from __future__ import annotations
 
 import logging
-from datetime import timezone as dt_timezone
+from datetime import UTC
 
 import icalendar
 from django.utils import timezone
@@ -40,8 +40,8 @@ def appointment_ics(appointment: Appointment, change: str) -> str:
     event = icalendar.Event()
     event.add("uid", f"appointment-{appointment.pk}@{tenant_address(tenant).rpartition('@')[2]}")
     event.add("dtstamp", timezone.now())
-    event.add("dtstart", appointment.starts_at.astimezone(dt_timezone.utc))
-    event.add("dtend", appointment.ends_at.astimezone(dt_timezone.utc))
+    event.add("dtstart", appointment.starts_at.astimezone(UTC))
+    event.add("dtend", appointment.ends_at.astimezone(UTC))
     event.add("sequence", appointment.version)
     event.add("summary", f"Appointment at {tenant.short_name}")
     event.add("status", "CANCELLED" if cancelled else "CONFIRMED")
@@ -53,8 +53,12 @@ def appointment_ics(appointment: Appointment, change: str) -> str:
 def _email_of(appointment: Appointment) -> str | None:
     # Only a verified address (one we received authenticated mail from): a forged From must not be able to
     # attach an address and receive the patient's appointment details.
-    return CustomerIdentifier.objects.filter(customer=appointment.customer, kind=IdentifierKind.EMAIL,
-                                             verified=True).order_by("created_at").values_list("value", flat=True).first()
+    return (
+        CustomerIdentifier.objects.filter(customer=appointment.customer, kind=IdentifierKind.EMAIL, verified=True)
+        .order_by("created_at")
+        .values_list("value", flat=True)
+        .first()
+    )
 
 
 def email_confirmation_send(appointment: Appointment, change: str) -> bool:
@@ -63,16 +67,27 @@ def email_confirmation_send(appointment: Appointment, change: str) -> bool:
     if not to:
         return False
     tenant = appointment.tenant
-    interaction, _ = session_open(tenant=tenant, customer=appointment.customer, channel=Channel.EMAIL,
-                                  direction="outbound", idle_window=tenant.sms_idle_window)
+    interaction, _ = session_open(
+        tenant=tenant,
+        customer=appointment.customer,
+        channel=Channel.EMAIL,
+        direction="outbound",
+        idle_window=tenant.sms_idle_window,
+    )
     thread = EmailThread.objects.filter(conversation_id=interaction.conversation_id).first()
     ids = conversation_email_ids(interaction.conversation_id)
-    subject = (thread.subject if thread and thread.subject else f"Your appointment at {tenant.short_name}")
+    subject = thread.subject if thread and thread.subject else f"Your appointment at {tenant.short_name}"
     if ids and not subject.lower().startswith("re:"):
         subject = f"Re: {subject}"
     email_prepare(
-        interaction=interaction, to=to, body=confirmation_text(appointment, change), subject=subject,
-        kind=OutboundEmail.Kind.CONFIRMATION, idempotency_key=f"appointment:{appointment.pk}:v{appointment.version}:email",
-        in_reply_to=ids[-1] if ids else "", references=ids, ics=appointment_ics(appointment, change),
+        interaction=interaction,
+        to=to,
+        body=confirmation_text(appointment, change),
+        subject=subject,
+        kind=OutboundEmail.Kind.CONFIRMATION,
+        idempotency_key=f"appointment:{appointment.pk}:v{appointment.version}:email",
+        in_reply_to=ids[-1] if ids else "",
+        references=ids,
+        ics=appointment_ics(appointment, change),
     )
     return True

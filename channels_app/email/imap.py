@@ -87,7 +87,8 @@ def imap_server_check(mailbox: EmailMailbox, *, resolver=socket.getaddrinfo) -> 
     if any(not _allowed_private(mailbox.imap_host, ip) for ip in internal):
         raise UnsafeImapServer(f"{mailbox.imap_host} resolves to a non-public address")
     if mailbox.imap_security == EmailMailbox.Security.NONE and not (
-            addresses and all(_allowed_private(mailbox.imap_host, ip) for ip in addresses)):
+        addresses and all(_allowed_private(mailbox.imap_host, ip) for ip in addresses)
+    ):
         raise UnsafeImapServer("cleartext IMAP is only allowed to EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS")
 
 
@@ -111,8 +112,11 @@ def _connect(mailbox: EmailMailbox):
 
 def _claim(mailbox_id: int, now: datetime) -> str | None:
     token = secrets.token_hex(8)
-    claimed = EmailMailbox.objects.filter(pk=mailbox_id, enabled=True).filter(
-        Q(lease_until__isnull=True) | Q(lease_until__lt=now)).update(lease_until=now + LEASE, lease_token=token)
+    claimed = (
+        EmailMailbox.objects.filter(pk=mailbox_id, enabled=True)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
+        .update(lease_until=now + LEASE, lease_token=token)
+    )
     return token if claimed else None
 
 
@@ -131,8 +135,13 @@ def _sync_validity(mailbox: EmailMailbox, token: str, status: dict, result: Poll
         return max(0, start), "ALL"
     if mailbox.uidvalidity != validity:
         since = (mailbox.last_polled_at or timezone.now()) - timedelta(days=1)
-        logger.warning("mailbox %s: UIDVALIDITY changed (%s → %s); rescanning since %s", mailbox.address,
-                       mailbox.uidvalidity, validity, since.date())
+        logger.warning(
+            "mailbox %s: UIDVALIDITY changed (%s → %s); rescanning since %s",
+            mailbox.address,
+            mailbox.uidvalidity,
+            validity,
+            since.date(),
+        )
         _advance(mailbox.pk, token, uidvalidity=validity, last_uid=0)
         result.reset = True
         return 0, f"SINCE {since:%d-%b-%Y}"
@@ -156,8 +165,16 @@ def mailbox_poll(*, mailbox_id: int, limit: int | None = None) -> PollResult:
             found = sorted(int(u) for u in client.uids(search if search != "ALL" else f"UID {last_uid + 1}:*"))
             found = [u for u in found if u > last_uid]
             uids = found[:limit]
-            sizes = {int(m.uid): m.size_rfc822 for m in client.fetch(
-                uid_list=[str(u) for u in uids], headers_only=True, mark_seen=False, bulk=True)} if uids else {}
+            sizes = (
+                {
+                    int(m.uid): m.size_rfc822
+                    for m in client.fetch(
+                        uid_list=[str(u) for u in uids], headers_only=True, mark_seen=False, bulk=True
+                    )
+                }
+                if uids
+                else {}
+            )
             for uid in uids:
                 result.outcomes[uid] = _ingest_one(client, mailbox, token, uid, sizes.get(uid, 0))
             if result.reset and len(found) <= limit:
@@ -189,14 +206,14 @@ def _ingest_one(client, mailbox: EmailMailbox, token: str, uid: int, size: int) 
     with transaction.atomic():
         try:
             with transaction.atomic():
-                outcome = email_ingest(raw=raw, source=InboundEmail.Source.IMAP, mailbox=mailbox,
-                                       size=size or len(raw), imap_uid=uid)
+                outcome = email_ingest(
+                    raw=raw, source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size or len(raw), imap_uid=uid
+                )
         except DatabaseError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a bug on one message must not wedge the mailbox
+        except Exception as exc:
             logger.exception("ingesting UID %s of %s failed", uid, mailbox.address)
-            outcome = email_ingest(raw=b"", source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size,
-                                   imap_uid=uid)
+            outcome = email_ingest(raw=b"", source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size, imap_uid=uid)
             InboundEmail.objects.filter(pk=outcome.email.pk).update(reason=f"processing error: {type(exc).__name__}")
         _advance(mailbox.pk, token, last_uid=uid)
     return "duplicate" if outcome.duplicate else outcome.status

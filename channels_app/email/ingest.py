@@ -35,7 +35,7 @@ from channels_app.email.parse import MalformedEmail, ParsedEmail, message_ids, p
 from channels_app.email.reply_text import reply_of
 from channels_app.email.threading import find_tenant, resolve_thread
 from channels_app.models import EmailAttachment, EmailMailbox, InboundEmail, OutboundEmail
-from conversations.models import ChannelMessage, Channel
+from conversations.models import Channel, ChannelMessage
 from conversations.services import interaction_set_metadata, message_receive, message_status_update
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.services import customer_resolve
@@ -77,9 +77,18 @@ def _guess_message_id(data: bytes) -> str:
     return found.group(1).decode("ascii", "replace")[:255] if found else ""
 
 
-def _reject(*, tenant: Tenant | None, mailbox: EmailMailbox | None, source: str, reason: str, data: bytes,
-            size: int, imap_uid: int | None, parsed: ParsedEmail | None = None,
-            status: str = InboundEmail.Status.REJECTED) -> IngestResult:
+def _reject(
+    *,
+    tenant: Tenant | None,
+    mailbox: EmailMailbox | None,
+    source: str,
+    reason: str,
+    data: bytes,
+    size: int,
+    imap_uid: int | None,
+    parsed: ParsedEmail | None = None,
+    status: str = InboundEmail.Status.REJECTED,
+) -> IngestResult:
     message_id = parsed.message_id if parsed else _guess_message_id(data)
     if tenant is not None and message_id:
         existing = InboundEmail.objects.filter(tenant=tenant, message_id=message_id).first()
@@ -92,14 +101,24 @@ def _reject(*, tenant: Tenant | None, mailbox: EmailMailbox | None, source: str,
     try:
         with transaction.atomic():
             row = InboundEmail.objects.create(
-                tenant=tenant, mailbox=mailbox, source=source, status=status, reason=reason[:200],
-                message_id=message_id if tenant is not None else "", size=size, raw_path=raw_path,
-                imap_uid=imap_uid, received_at=now,
-                from_address=parsed.from_address if parsed else "", from_name=parsed.from_name if parsed else "",
-                subject=parsed.subject if parsed else "", to_addresses=parsed.recipients if parsed else [],
+                tenant=tenant,
+                mailbox=mailbox,
+                source=source,
+                status=status,
+                reason=reason[:200],
+                message_id=message_id if tenant is not None else "",
+                size=size,
+                raw_path=raw_path,
+                imap_uid=imap_uid,
+                received_at=now,
+                from_address=parsed.from_address if parsed else "",
+                from_name=parsed.from_name if parsed else "",
+                subject=parsed.subject if parsed else "",
+                to_addresses=parsed.recipients if parsed else [],
                 in_reply_to=" ".join(parsed.in_reply_to) if parsed else "",
                 references=" ".join(parsed.references) if parsed else "",
-                text=(parsed.text if parsed else "")[:100_000], html=(parsed.html if parsed else "")[:200_000],
+                text=(parsed.text if parsed else "")[:100_000],
+                html=(parsed.html if parsed else "")[:200_000],
             )
     except IntegrityError:
         return IngestResult(InboundEmail.objects.get(tenant=tenant, message_id=message_id), duplicate=True)
@@ -111,8 +130,14 @@ def _mark_bounced(tenant: Tenant, parsed: ParsedEmail) -> None:
     for message_id in parsed.dsn_message_ids:
         sent = OutboundEmail.objects.filter(channel_message__tenant=tenant, message_id=message_id).first()
         if sent:
-            message_status_update(channel=Channel.EMAIL, provider_id=message_id, status="undelivered",
-                                  error_code="bounce", error_message="delivery status notification", tenant=tenant)
+            message_status_update(
+                channel=Channel.EMAIL,
+                provider_id=message_id,
+                status="undelivered",
+                error_code="bounce",
+                error_message="delivery status notification",
+                tenant=tenant,
+            )
 
 
 def _customer_for(tenant: Tenant, parsed: ParsedEmail, thread_conversation):
@@ -124,8 +149,11 @@ def _customer_for(tenant: Tenant, parsed: ParsedEmail, thread_conversation):
     the message is still attached (to the thread's or the address's customer) but flagged: the agent then
     treats the sender as someone else and changes no booking. A brand-new address is its own new customer.
     """
-    known = CustomerIdentifier.objects.filter(
-        tenant=tenant, kind=IdentifierKind.EMAIL, value=parsed.from_address).select_related("customer").first()
+    known = (
+        CustomerIdentifier.objects.filter(tenant=tenant, kind=IdentifierKind.EMAIL, value=parsed.from_address)
+        .select_related("customer")
+        .first()
+    )
     if known is not None and parsed.sender_authenticated and not known.verified:
         customer_resolve(tenant=tenant, email=parsed.from_address, verified_kinds=("email",))
         known.refresh_from_db()
@@ -139,8 +167,9 @@ def _customer_for(tenant: Tenant, parsed: ParsedEmail, thread_conversation):
     if sender is not None:
         return sender, vouched
     verified = ("email",) if parsed.sender_authenticated else ()
-    return customer_resolve(tenant=tenant, email=parsed.from_address, display_name=parsed.from_name,
-                            verified_kinds=verified).customer, True
+    return customer_resolve(
+        tenant=tenant, email=parsed.from_address, display_name=parsed.from_name, verified_kinds=verified
+    ).customer, True
 
 
 def _save_attachments(row: InboundEmail, parsed: ParsedEmail) -> list[dict]:
@@ -152,8 +181,13 @@ def _save_attachments(row: InboundEmail, parsed: ParsedEmail) -> list[dict]:
             name = get_valid_filename(attachment.filename or f"attachment-{index}") or f"attachment-{index}"
             path = _store(f"email/attachments/{row.tenant_id}/{row.pk}/{index}-{name[:100]}", attachment.payload)
         EmailAttachment.objects.create(
-            email=row, filename=attachment.filename, content_type=attachment.content_type, size=size,
-            sha256=hashlib.sha256(attachment.payload).hexdigest(), storage_path=path, inline=attachment.inline,
+            email=row,
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            size=size,
+            sha256=hashlib.sha256(attachment.payload).hexdigest(),
+            storage_path=path,
+            inline=attachment.inline,
         )
         summary.append({"filename": attachment.filename, "content_type": attachment.content_type, "size": size})
     return summary
@@ -190,8 +224,11 @@ def email_ingest(
         parsed = parse(data)
     except MalformedEmail as exc:
         return _reject(tenant=tenant, reason=f"malformed: {exc}", **common)
-    if tenant is None and (ours := OutboundEmail.objects.filter(message_id=parsed.message_id).select_related(
-            "channel_message__tenant").first()):
+    if tenant is None and (
+        ours := OutboundEmail.objects.filter(message_id=parsed.message_id)
+        .select_related("channel_message__tenant")
+        .first()
+    ):
         tenant = ours.channel_message.tenant  # our own message came back (BCC, forward rule, sent folder)
     if tenant is None:
         tenant, found = find_tenant([*parsed.recipients, *(envelope_recipients or [])])
@@ -222,16 +259,31 @@ def _accept(*, tenant: Tenant, parsed: ParsedEmail, at: datetime, mailbox, sourc
             match = resolve_thread(tenant=tenant, thread_ids=parsed.thread_ids, recipients=parsed.recipients)
             customer, confirmed = _customer_for(tenant, parsed, match.conversation)
             provider_id = parsed.message_id
-            if ChannelMessage.objects.filter(channel=Channel.EMAIL, provider_id=provider_id).exclude(
-                    tenant=tenant).exists():  # the same mail sent to two tenants: keep their rows apart
+            if (
+                ChannelMessage.objects.filter(channel=Channel.EMAIL, provider_id=provider_id)
+                .exclude(tenant=tenant)
+                .exists()
+            ):  # the same mail sent to two tenants: keep their rows apart
                 provider_id = f"{tenant.pk}/{parsed.message_id}"[:255]
             row = InboundEmail.objects.create(
-                tenant=tenant, mailbox=mailbox, source=source, status=InboundEmail.Status.ACCEPTED,
-                message_id=parsed.message_id, in_reply_to=" ".join(parsed.in_reply_to),
-                references=" ".join(parsed.references), from_address=parsed.from_address,
-                from_name=parsed.from_name, to_addresses=parsed.recipients, subject=parsed.subject,
-                text=parsed.text[:100_000], reply_text=text[:20_000], html=parsed.html[:200_000], size=size,
-                imap_uid=imap_uid, identity_confirmed=confirmed, received_at=at,
+                tenant=tenant,
+                mailbox=mailbox,
+                source=source,
+                status=InboundEmail.Status.ACCEPTED,
+                message_id=parsed.message_id,
+                in_reply_to=" ".join(parsed.in_reply_to),
+                references=" ".join(parsed.references),
+                from_address=parsed.from_address,
+                from_name=parsed.from_name,
+                to_addresses=parsed.recipients,
+                subject=parsed.subject,
+                text=parsed.text[:100_000],
+                reply_text=text[:20_000],
+                html=parsed.html[:200_000],
+                size=size,
+                imap_uid=imap_uid,
+                identity_confirmed=confirmed,
+                received_at=at,
                 raw_path=_store(f"email/raw/{tenant.pk}/{at:%Y/%m}/message.eml", data),
                 reason=f"thread: {match.matched_by}" if match.matched_by else "",
             )
@@ -243,10 +295,16 @@ def _accept(*, tenant: Tenant, parsed: ParsedEmail, at: datetime, mailbox, sourc
                 extra["identity"] = "unconfirmed"
                 extra["from"] = parsed.from_address
             received = message_receive(
-                tenant=tenant, customer=customer, channel=Channel.EMAIL, provider_id=provider_id,
-                sender=parsed.from_address, recipient=mailbox.address if mailbox else "", at=at,
+                tenant=tenant,
+                customer=customer,
+                channel=Channel.EMAIL,
+                provider_id=provider_id,
+                sender=parsed.from_address,
+                recipient=mailbox.address if mailbox else "",
+                at=at,
                 text=text or ("(attachments only)" if attachments else "(no text)"),
-                idle_window=tenant.sms_idle_window, turn_extra=extra,
+                idle_window=tenant.sms_idle_window,
+                turn_extra=extra,
             )
             interaction = received.interaction
             ids = list((interaction.metadata or {}).get("message_ids", []))

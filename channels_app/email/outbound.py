@@ -20,7 +20,6 @@ from email.utils import formataddr
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
 
-from channels_app.email.threading import reply_address, tenant_address, tenant_mailbox, thread_for
 from channels_app.delivery import (
     Claim,
     delivery_claim,
@@ -28,6 +27,7 @@ from channels_app.delivery import (
     delivery_record_sent,
     delivery_release,
 )
+from channels_app.email.threading import reply_address, tenant_address, tenant_mailbox, thread_for
 from channels_app.models import InboundEmail, OutboundEmail
 from channels_app.providers import ProviderTransientError
 from conversations.models import ChannelMessage, Interaction
@@ -56,8 +56,16 @@ def reply_subject(subject: str) -> str:
 
 
 def email_prepare(
-    *, interaction: Interaction, to: str, body: str, subject: str, kind: str, idempotency_key: str,
-    in_reply_to: str = "", references: list[str] | None = None, ics: str = "",
+    *,
+    interaction: Interaction,
+    to: str,
+    body: str,
+    subject: str,
+    kind: str,
+    idempotency_key: str,
+    in_reply_to: str = "",
+    references: list[str] | None = None,
+    ics: str = "",
 ) -> tuple[ChannelMessage, bool]:
     """Create the pending outbound email (transcript turn, ChannelMessage, headers) once per key.
 
@@ -68,7 +76,10 @@ def email_prepare(
     tenant = interaction.tenant
     with transaction.atomic():
         message, created = message_prepare_outbound(
-            interaction=interaction, sender=tenant_address(tenant), recipient=to, body=body,
+            interaction=interaction,
+            sender=tenant_address(tenant),
+            recipient=to,
+            body=body,
             idempotency_key=idempotency_key,
         )
         if not created:
@@ -76,10 +87,16 @@ def email_prepare(
         thread = thread_for(conversation=interaction.conversation, subject=subject)
         refs = list(dict.fromkeys(references or []))[-MAX_REFERENCES:]
         OutboundEmail.objects.create(
-            channel_message=message, kind=kind, subject=subject[:255], from_header=_from_header(tenant)[:400],
-            reply_to=reply_address(tenant=tenant, thread=thread), in_reply_to=in_reply_to, references=" ".join(refs),
-            message_id=make_message_id(tenant_id=tenant.pk, key=idempotency_key,
-                                       domain=tenant_address(tenant).rpartition("@")[2]),
+            channel_message=message,
+            kind=kind,
+            subject=subject[:255],
+            from_header=_from_header(tenant)[:400],
+            reply_to=reply_address(tenant=tenant, thread=thread),
+            in_reply_to=in_reply_to,
+            references=" ".join(refs),
+            message_id=make_message_id(
+                tenant_id=tenant.pk, key=idempotency_key, domain=tenant_address(tenant).rpartition("@")[2]
+            ),
             ics=ics,
         )
         transaction.on_commit(lambda: email_deliver_task.delay(message.pk))
@@ -90,24 +107,34 @@ def email_reply_prepare(*, inbound: InboundEmail, body: str) -> tuple[ChannelMes
     """Prepare the threaded answer to an accepted inbound email (key ``email-reply:<inbound id>``)."""
     references = [*inbound.references.split(), inbound.message_id]
     return email_prepare(
-        interaction=inbound.interaction, to=inbound.from_address, body=body, subject=reply_subject(inbound.subject),
-        kind=OutboundEmail.Kind.REPLY, idempotency_key=f"email-reply:{inbound.pk}",
-        in_reply_to=inbound.message_id, references=references,
+        interaction=inbound.interaction,
+        to=inbound.from_address,
+        body=body,
+        subject=reply_subject(inbound.subject),
+        kind=OutboundEmail.Kind.REPLY,
+        idempotency_key=f"email-reply:{inbound.pk}",
+        in_reply_to=inbound.message_id,
+        references=references,
     )
 
 
 def conversation_email_ids(conversation_id) -> list[str]:
     """Message-IDs of the conversation's emails, oldest first (for ``References`` of a message we start)."""
-    sent = OutboundEmail.objects.filter(channel_message__interaction__conversation_id=conversation_id).order_by(
-        "created_at").values_list("message_id", "created_at")
-    received = InboundEmail.objects.filter(interaction__conversation_id=conversation_id,
-                                           status=InboundEmail.Status.ACCEPTED).values_list("message_id", "received_at")
+    sent = (
+        OutboundEmail.objects.filter(channel_message__interaction__conversation_id=conversation_id)
+        .order_by("created_at")
+        .values_list("message_id", "created_at")
+    )
+    received = InboundEmail.objects.filter(
+        interaction__conversation_id=conversation_id, status=InboundEmail.Status.ACCEPTED
+    ).values_list("message_id", "received_at")
     return [mid for mid, _ in sorted([*sent, *received], key=lambda pair: pair[1])]
 
 
 def _is_transient(exc: Exception) -> bool:
-    if isinstance(exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout,
-                        ConnectionError, TimeoutError)):
+    if isinstance(
+        exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, ConnectionError, TimeoutError)
+    ):
         return True
     if isinstance(exc, smtplib.SMTPResponseException):
         return 400 <= exc.smtp_code < 500
@@ -122,7 +149,8 @@ def _is_transient(exc: Exception) -> bool:
 def build_message(message: ChannelMessage, headers: OutboundEmail) -> EmailMessage:
     """The Django ``EmailMessage`` for one prepared outbound row (headers, text body, optional .ics)."""
     extra = {
-        "Message-ID": headers.message_id, "Reply-To": headers.reply_to,
+        "Message-ID": headers.message_id,
+        "Reply-To": headers.reply_to,
         "Auto-Submitted": "auto-replied" if headers.kind == OutboundEmail.Kind.REPLY else "auto-generated",
         "X-Auto-Response-Suppress": "All",
     }
@@ -130,8 +158,13 @@ def build_message(message: ChannelMessage, headers: OutboundEmail) -> EmailMessa
         extra["In-Reply-To"] = headers.in_reply_to
     if headers.references:
         extra["References"] = headers.references
-    email = EmailMessage(subject=headers.subject, body=message.body, from_email=headers.from_header,
-                         to=[message.recipient], headers=extra)
+    email = EmailMessage(
+        subject=headers.subject,
+        body=message.body,
+        from_email=headers.from_header,
+        to=[message.recipient],
+        headers=extra,
+    )
     if headers.ics:
         method = "CANCEL" if "METHOD:CANCEL" in headers.ics else "PUBLISH"
         email.attach("appointment.ics", headers.ics, f"text/calendar; method={method}; charset=utf-8")
@@ -163,15 +196,16 @@ def email_deliver(*, message_id: int) -> ChannelMessage:
     headers = OutboundEmail.objects.get(channel_message=message)
     try:
         get_connection(fail_silently=False).send_messages([build_message(message, headers)])
-    except Exception as exc:  # noqa: BLE001 - classified below
+    except Exception as exc:
         if _is_transient(exc):
             delivery_release(claim=claim, request_sent=False)
             raise ProviderTransientError(type(exc).__name__, request_sent=False) from exc
         # Only the class and SMTP code: the server's text ("<jane@…>: Recipient address rejected") carries
         # the address, and error fields end up in logs, admin lists and exports.
         code = getattr(exc, "smtp_code", None) or getattr(exc, "status_code", None) or ""
-        if delivery_record_failed(claim=claim, error_code=type(exc).__name__[:20],
-                                  error_message=f"{type(exc).__name__} {code}".strip()):
+        if delivery_record_failed(
+            claim=claim, error_code=type(exc).__name__[:20], error_message=f"{type(exc).__name__} {code}".strip()
+        ):
             logger.warning("outbound email %s failed permanently: %s %s", message.pk, type(exc).__name__, code)
         return message
     delivery_record_sent(message=message, provider_id=headers.message_id, status=ChannelMessage.Status.SENT)

@@ -92,7 +92,7 @@ def to_message(raw: bytes | Message) -> EmailMessage:
     data = raw if isinstance(raw, bytes | bytearray) else raw.as_bytes()
     try:
         return BytesParser(policy=policy.default).parsebytes(bytes(data))
-    except Exception as exc:  # noqa: BLE001 - the parser may raise anything on hostile input
+    except Exception as exc:
         raise MalformedEmail(f"unparsable message ({type(exc).__name__})") from exc
 
 
@@ -125,15 +125,24 @@ def _decode(part: EmailMessage) -> str:
 
 def sanitize_html(value: str) -> str:
     """``value`` cleaned by nh3: safe tags only, no images, scripts, styles, handlers or ``javascript:`` links."""
-    return nh3.clean(value or "", tags=_ALLOWED_TAGS, url_schemes={"http", "https", "mailto"},
-                     clean_content_tags={"script", "style"}, link_rel="noopener noreferrer nofollow")
+    return nh3.clean(
+        value or "",
+        tags=_ALLOWED_TAGS,
+        url_schemes={"http", "https", "mailto"},
+        clean_content_tags={"script", "style"},
+        link_rel="noopener noreferrer nofollow",
+    )
 
 
 def html_to_text(value: str, *, drop_quotes: bool = False) -> str:
     """Visible text of an HTML body (tags removed by nh3, entities decoded); optionally without blockquotes."""
     marked = _BLOCK_BREAKS.sub(lambda m: m.group(0) + "\n", value or "")
-    stripped = nh3.clean(marked, tags=set(), attributes={}, clean_content_tags={"script", "style", "head", "title"}
-                         | ({"blockquote"} if drop_quotes else set()))
+    stripped = nh3.clean(
+        marked,
+        tags=set(),
+        attributes={},
+        clean_content_tags={"script", "style", "head", "title"} | ({"blockquote"} if drop_quotes else set()),
+    )
     text = html_lib.unescape(stripped)
     return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t\r\f\v]+\n", "\n", text)).strip()
 
@@ -204,13 +213,17 @@ def parse(raw: bytes | Message) -> ParsedEmail:
                 if part.get_content_maintype() in ("multipart", "message"):
                     continue
                 payload = part.get_payload(decode=True) or b""
-                attachments.append(Attachment(
-                    filename=(part.get_filename() or "")[:200], content_type=part.get_content_type()[:127],
-                    payload=payload, inline=(part.get_content_disposition() == "inline"),
-                ))
+                attachments.append(
+                    Attachment(
+                        filename=(part.get_filename() or "")[:200],
+                        content_type=part.get_content_type()[:127],
+                        payload=payload,
+                        inline=(part.get_content_disposition() == "inline"),
+                    )
+                )
     except MalformedEmail:
         raise
-    except Exception as exc:  # noqa: BLE001 - a structurally broken MIME tree is malformed input
+    except Exception as exc:
         raise MalformedEmail(f"unreadable MIME structure ({type(exc).__name__})") from exc
     has_text_part = bool(text.strip())
     if not has_text_part and html:

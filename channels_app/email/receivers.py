@@ -10,9 +10,9 @@ import logging
 from anymail.signals import inbound
 
 from channels_app.confirmations import register_confirmation_companion
+from channels_app.email import tasks as _tasks  # noqa: F401  (registers the email tasks with Celery)
 from channels_app.email.confirmations import email_confirmation_send
 from channels_app.email.ingest import email_ingest
-from channels_app.email import tasks as _tasks  # noqa: F401  (registers the email tasks with Celery)
 from channels_app.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -29,8 +29,12 @@ def on_anymail_inbound(sender, event, esp_name, **kwargs) -> None:
     if message is None:
         return
     envelope = [message.envelope_recipient] if getattr(message, "envelope_recipient", None) else []
-    result = email_ingest(raw=message.as_bytes(), source=InboundEmail.Source.WEBHOOK,
-                          envelope_recipients=envelope, spam=bool(getattr(message, "spam_detected", False)))
+    result = email_ingest(
+        raw=message.as_bytes(),
+        source=InboundEmail.Source.WEBHOOK,
+        envelope_recipients=envelope,
+        spam=bool(getattr(message, "spam_detected", False)),
+    )
     logger.info("%s inbound email → %s%s", esp_name, result.status, " (duplicate)" if result.duplicate else "")
 
 

@@ -63,8 +63,9 @@ def thread_for(*, conversation: Conversation, subject: str = "") -> EmailThread:
         return existing
     try:
         with transaction.atomic():
-            return EmailThread.objects.create(tenant_id=conversation.tenant_id, conversation=conversation,
-                                              subject=subject[:255])
+            return EmailThread.objects.create(
+                tenant_id=conversation.tenant_id, conversation=conversation, subject=subject[:255]
+            )
     except IntegrityError:
         return EmailThread.objects.get(conversation=conversation)
 
@@ -86,16 +87,23 @@ def find_tenant(recipients: list[str]) -> tuple[Tenant | None, EmailMailbox | No
 def _by_message_ids(tenant: Tenant, ids: list[str]) -> Conversation | None:
     for message_id in ids:
         qualified = [message_id, f"{tenant.pk}/{message_id}"]
-        sent = OutboundEmail.objects.filter(channel_message__tenant=tenant, message_id=message_id).select_related(
-            "channel_message__interaction__conversation").first()
+        sent = (
+            OutboundEmail.objects.filter(channel_message__tenant=tenant, message_id=message_id)
+            .select_related("channel_message__interaction__conversation")
+            .first()
+        )
         if sent:
             return sent.channel_message.interaction.conversation
-        row = ChannelMessage.objects.filter(tenant=tenant, channel="email", provider_id__in=qualified).select_related(
-            "interaction__conversation").first()
+        row = (
+            ChannelMessage.objects.filter(tenant=tenant, channel="email", provider_id__in=qualified)
+            .select_related("interaction__conversation")
+            .first()
+        )
         if row:
             return row.interaction.conversation
-        received = InboundEmail.objects.filter(tenant=tenant, message_id=message_id,
-                                               interaction__isnull=False).select_related("interaction__conversation")
+        received = InboundEmail.objects.filter(
+            tenant=tenant, message_id=message_id, interaction__isnull=False
+        ).select_related("interaction__conversation")
         if first := received.first():
             return first.interaction.conversation
     return None

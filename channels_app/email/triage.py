@@ -62,10 +62,14 @@ from conversations.signals import escalation_requested
 logger = logging.getLogger(__name__)
 
 URGENT = 4
-URGENT_REPLY = ("{clinic}: we received your message and flagged it as urgent for our clinical team. "
-                "If this is a medical emergency, call 911 (or your local emergency number) now.")
-FALLBACK_REPLY = ("{clinic}: thank you for your message. We couldn't answer it automatically; a member of our "
-                  "team will get back to you.")
+URGENT_REPLY = (
+    "{clinic}: we received your message and flagged it as urgent for our clinical team. "
+    "If this is a medical emergency, call 911 (or your local emergency number) now."
+)
+FALLBACK_REPLY = (
+    "{clinic}: thank you for your message. We couldn't answer it automatically; a member of our "
+    "team will get back to you."
+)
 FALLBACK_HANDOFF_REASON = "The automatic email answer failed: please answer the patient's last email."
 #: key of ``InboundEmail.triage`` while a triage attempt holds the email
 CLAIM = "claim"
@@ -120,8 +124,7 @@ def _lease_end(mark) -> datetime | None:
 
 def _locked(inbound_id) -> InboundEmail | None:
     """The inbound row, locked until the surrounding transaction ends (only that row: ``of=("self",)``)."""
-    return (InboundEmail.objects.select_for_update(of=("self",)).select_related("tenant")
-            .filter(pk=inbound_id).first())
+    return InboundEmail.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=inbound_id).first()
 
 
 def triage_claim(*, inbound_id, now: datetime | None = None) -> TriageClaim | TriageOutcome:
@@ -134,8 +137,12 @@ def triage_claim(*, inbound_id, now: datetime | None = None) -> TriageClaim | Tr
     now = now or timezone.now()
     with transaction.atomic():
         inbound = _locked(inbound_id)
-        if (inbound is None or inbound.status != InboundEmail.Status.ACCEPTED or inbound.triaged_at
-                or inbound.interaction_id is None):  # no interaction: its customer was erased since
+        if (
+            inbound is None
+            or inbound.status != InboundEmail.Status.ACCEPTED
+            or inbound.triaged_at
+            or inbound.interaction_id is None
+        ):  # no interaction: its customer was erased since
             return TriageOutcome(decision="skipped")
         mark = (inbound.triage or {}).get(CLAIM)
         until = _lease_end(mark)
@@ -147,9 +154,11 @@ def triage_claim(*, inbound_id, now: datetime | None = None) -> TriageClaim | Tr
         inbound.triage = {CLAIM: {"attempt": attempt, "token": token, "lease_until": lease_until}}
         inbound.save(update_fields=["triage"])
     interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(
-        pk=inbound.interaction_id)
-    return TriageClaim(inbound=inbound, interaction=interaction, token=token, attempt=attempt,
-                       engine_ran_before=mark is not None)
+        pk=inbound.interaction_id
+    )
+    return TriageClaim(
+        inbound=inbound, interaction=interaction, token=token, attempt=attempt, engine_ran_before=mark is not None
+    )
 
 
 class EmailTriageAgent:
@@ -166,13 +175,18 @@ class EmailTriageAgent:
             return assessment, URGENT_REPLY.format(clinic=tenant.short_name), "escalated"
         fallback = FALLBACK_REPLY.format(clinic=tenant.short_name)
         if claim.engine_ran_before:
-            logger.warning("email %s: an earlier triage attempt died (attempt %s now); answering with the fallback "
-                           "instead of running the engine again", inbound.pk, claim.attempt)
+            logger.warning(
+                "email %s: an earlier triage attempt died (attempt %s now); answering with the fallback "
+                "instead of running the engine again",
+                inbound.pk,
+                claim.attempt,
+            )
             return assessment, fallback, "fallback"
         try:
-            reply = engine.respond(interaction=claim.interaction, text=text or inbound.subject,
-                                   deadline=started + triage_budget())
-        except Exception:  # noqa: BLE001 - whatever failed, the patient gets an answer and staff a notice
+            reply = engine.respond(
+                interaction=claim.interaction, text=text or inbound.subject, deadline=started + triage_budget()
+            )
+        except Exception:
             logger.exception("email %s: the engine failed; answering with the fallback", inbound.pk)
             return assessment, fallback, "fallback"
         return assessment, reply.text, "answered"
@@ -187,18 +201,27 @@ def triage_finish(*, claim: TriageClaim, assessment: Assessment, body: str, deci
         inbound = _locked(inbound_id)
         mark = (inbound.triage or {}).get(CLAIM) or {}
         if inbound.triaged_at or mark.get("token") != claim.token:
-            logger.warning("email %s: triage attempt %s was taken over while it ran; its answer is dropped",
-                           inbound_id, claim.attempt)
+            logger.warning(
+                "email %s: triage attempt %s was taken over while it ran; its answer is dropped",
+                inbound_id,
+                claim.attempt,
+            )
             return TriageOutcome(decision="superseded", urgency=assessment.urgency)
         interaction = claim.interaction
-        interaction_set_assessment(interaction=interaction, urgency=assessment.urgency,
-                                   intent=assessment.intent if assessment.intent != "other" else None)
+        interaction_set_assessment(
+            interaction=interaction,
+            urgency=assessment.urgency,
+            intent=assessment.intent if assessment.intent != "other" else None,
+        )
         if decision == "escalated":
             reason = assessment.reason or "urgent email"
             handoff_request(interaction=interaction, reason=f"Urgent email ({reason}); see the transcript.")
             interaction_id, level = interaction.pk, assessment.urgency
-            transaction.on_commit(lambda: escalation_requested.send(
-                sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason))
+            transaction.on_commit(
+                lambda: escalation_requested.send(
+                    sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason
+                )
+            )
         elif decision == "fallback":
             handoff_request(interaction=interaction, reason=FALLBACK_HANDOFF_REASON)
         inbound.interaction = interaction
@@ -249,12 +272,19 @@ def email_triage_redrive(*, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     lease_until = Cast(KT(f"triage__{CLAIM}__lease_until"), DateTimeField())  # NULL when unclaimed
-    due = (InboundEmail.objects
-           .filter(status=InboundEmail.Status.ACCEPTED, triaged_at__isnull=True, interaction__isnull=False,
-                   received_at__lt=now - REDRIVE_AFTER, received_at__gte=now - REDRIVE_MAX_AGE)
-           .annotate(lease_until=lease_until)
-           .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
-           .order_by("received_at").values_list("pk", flat=True)[:REDRIVE_BATCH])
+    due = (
+        InboundEmail.objects.filter(
+            status=InboundEmail.Status.ACCEPTED,
+            triaged_at__isnull=True,
+            interaction__isnull=False,
+            received_at__lt=now - REDRIVE_AFTER,
+            received_at__gte=now - REDRIVE_MAX_AGE,
+        )
+        .annotate(lease_until=lease_until)
+        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        .order_by("received_at")
+        .values_list("pk", flat=True)[:REDRIVE_BATCH]
+    )
     queued = 0
     for inbound_id in due:
         email_triage_task.apply_async((str(inbound_id),), expires=REDRIVE_AFTER.total_seconds())

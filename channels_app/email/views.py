@@ -45,5 +45,4 @@ def email_inbound_raw(request: HttpRequest) -> JsonResponse:
         return JsonResponse({"error": "message too large"}, status=413)
     result = email_ingest(raw=request.body, source=InboundEmail.Source.RAW)
     row = result.email
-    return JsonResponse({"id": str(row.pk), "status": row.status, "reason": row.reason,
-                         "duplicate": result.duplicate})
+    return JsonResponse({"id": str(row.pk), "status": row.status, "reason": row.reason, "duplicate": result.duplicate})

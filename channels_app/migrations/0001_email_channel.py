@@ -8,117 +8,268 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('conversations', '0004_merge_appointments_webhooks'),
-        ('identity', '0001_initial'),
+        ("conversations", "0004_merge_appointments_webhooks"),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EmailMailbox',
+            name="EmailMailbox",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('address', models.EmailField(help_text="The clinic's address, lower-case, e.g. frontdesk@clinic.com", max_length=254, unique=True)),
-                ('display_name', models.CharField(blank=True, help_text='Shown in From; default: short name.', max_length=100)),
-                ('imap_host', models.CharField(blank=True, help_text='Empty: inbound arrives by webhook only.', max_length=255)),
-                ('imap_port', models.PositiveIntegerField(default=993)),
-                ('imap_security', models.CharField(choices=[('ssl', 'Implicit TLS (port 993)'), ('starttls', 'STARTTLS (port 143)'), ('none', 'None (local test servers only)')], default='ssl', max_length=10)),
-                ('imap_username', models.CharField(blank=True, max_length=255)),
-                ('imap_password', identity.fields.EncryptedTextField(blank=True, help_text='Encrypted at rest.')),
-                ('imap_folder', models.CharField(default='INBOX', max_length=255)),
-                ('initial_sync', models.CharField(choices=[('new', 'Only mail that arrives after the first poll'), ('all', 'Everything already in the folder')], default='new', max_length=5)),
-                ('enabled', models.BooleanField(default=True)),
-                ('uidvalidity', models.BigIntegerField(blank=True, editable=False, null=True)),
-                ('last_uid', models.BigIntegerField(default=0, editable=False)),
-                ('last_polled_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_error', models.CharField(blank=True, editable=False, max_length=500)),
-                ('lease_until', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('lease_token', models.CharField(blank=True, editable=False, max_length=32)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='email_mailboxes', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "address",
+                    models.EmailField(
+                        help_text="The clinic's address, lower-case, e.g. frontdesk@clinic.com",
+                        max_length=254,
+                        unique=True,
+                    ),
+                ),
+                (
+                    "display_name",
+                    models.CharField(blank=True, help_text="Shown in From; default: short name.", max_length=100),
+                ),
+                (
+                    "imap_host",
+                    models.CharField(blank=True, help_text="Empty: inbound arrives by webhook only.", max_length=255),
+                ),
+                ("imap_port", models.PositiveIntegerField(default=993)),
+                (
+                    "imap_security",
+                    models.CharField(
+                        choices=[
+                            ("ssl", "Implicit TLS (port 993)"),
+                            ("starttls", "STARTTLS (port 143)"),
+                            ("none", "None (local test servers only)"),
+                        ],
+                        default="ssl",
+                        max_length=10,
+                    ),
+                ),
+                ("imap_username", models.CharField(blank=True, max_length=255)),
+                ("imap_password", identity.fields.EncryptedTextField(blank=True, help_text="Encrypted at rest.")),
+                ("imap_folder", models.CharField(default="INBOX", max_length=255)),
+                (
+                    "initial_sync",
+                    models.CharField(
+                        choices=[
+                            ("new", "Only mail that arrives after the first poll"),
+                            ("all", "Everything already in the folder"),
+                        ],
+                        default="new",
+                        max_length=5,
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("uidvalidity", models.BigIntegerField(blank=True, editable=False, null=True)),
+                ("last_uid", models.BigIntegerField(default=0, editable=False)),
+                ("last_polled_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_error", models.CharField(blank=True, editable=False, max_length=500)),
+                ("lease_until", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("lease_token", models.CharField(blank=True, editable=False, max_length=32)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="email_mailboxes",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'email mailboxes',
+                "verbose_name_plural": "email mailboxes",
             },
         ),
         migrations.CreateModel(
-            name='EmailThread',
+            name="EmailThread",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(default=channels_app.models._new_reply_token, max_length=32, unique=True)),
-                ('subject', models.CharField(blank=True, help_text="Subject of the thread's first message.", max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('conversation', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='email_thread', to='conversations.conversation')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("token", models.CharField(default=channels_app.models._new_reply_token, max_length=32, unique=True)),
+                (
+                    "subject",
+                    models.CharField(blank=True, help_text="Subject of the thread's first message.", max_length=255),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "conversation",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="email_thread",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='InboundEmail',
+            name="InboundEmail",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('source', models.CharField(choices=[('imap', 'IMAP'), ('webhook', 'Inbound webhook (anymail)'), ('raw', 'Raw endpoint (simulate)')], max_length=10)),
-                ('status', models.CharField(choices=[('accepted', 'Accepted'), ('ignored', 'Ignored (auto-reply / bounce)'), ('rejected', 'Rejected')], max_length=10)),
-                ('reason', models.CharField(blank=True, max_length=200)),
-                ('message_id', models.CharField(blank=True, max_length=255)),
-                ('in_reply_to', models.CharField(blank=True, max_length=255)),
-                ('references', models.TextField(blank=True)),
-                ('from_address', models.CharField(blank=True, max_length=320)),
-                ('from_name', models.CharField(blank=True, max_length=200)),
-                ('to_addresses', models.JSONField(blank=True, default=list)),
-                ('subject', models.CharField(blank=True, max_length=255)),
-                ('text', models.TextField(blank=True)),
-                ('reply_text', models.TextField(blank=True)),
-                ('html', models.TextField(blank=True, help_text='Sanitised with nh3 at ingest; still rendered escaped in admin.')),
-                ('size', models.PositiveIntegerField(default=0, help_text='Bytes of the RFC 5322 message.')),
-                ('raw_path', models.CharField(blank=True, help_text='The original message on default storage.', max_length=300)),
-                ('imap_uid', models.BigIntegerField(blank=True, null=True)),
-                ('identity_confirmed', models.BooleanField(default=True, help_text='False: a sender we do not know replied on a known thread; confirm who it is.')),
-                ('triage', models.JSONField(blank=True, default=dict, help_text='What the EmailTriageAgent decided.')),
-                ('received_at', models.DateTimeField()),
-                ('triaged_at', models.DateTimeField(blank=True, null=True)),
-                ('channel_message', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='inbound_email', to='conversations.channelmessage')),
-                ('interaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='conversations.interaction')),
-                ('mailbox', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='channels_app.emailmailbox')),
-                ('tenant', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[
+                            ("imap", "IMAP"),
+                            ("webhook", "Inbound webhook (anymail)"),
+                            ("raw", "Raw endpoint (simulate)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("accepted", "Accepted"),
+                            ("ignored", "Ignored (auto-reply / bounce)"),
+                            ("rejected", "Rejected"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("reason", models.CharField(blank=True, max_length=200)),
+                ("message_id", models.CharField(blank=True, max_length=255)),
+                ("in_reply_to", models.CharField(blank=True, max_length=255)),
+                ("references", models.TextField(blank=True)),
+                ("from_address", models.CharField(blank=True, max_length=320)),
+                ("from_name", models.CharField(blank=True, max_length=200)),
+                ("to_addresses", models.JSONField(blank=True, default=list)),
+                ("subject", models.CharField(blank=True, max_length=255)),
+                ("text", models.TextField(blank=True)),
+                ("reply_text", models.TextField(blank=True)),
+                (
+                    "html",
+                    models.TextField(
+                        blank=True, help_text="Sanitised with nh3 at ingest; still rendered escaped in admin."
+                    ),
+                ),
+                ("size", models.PositiveIntegerField(default=0, help_text="Bytes of the RFC 5322 message.")),
+                (
+                    "raw_path",
+                    models.CharField(blank=True, help_text="The original message on default storage.", max_length=300),
+                ),
+                ("imap_uid", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "identity_confirmed",
+                    models.BooleanField(
+                        default=True,
+                        help_text="False: a sender we do not know replied on a known thread; confirm who it is.",
+                    ),
+                ),
+                ("triage", models.JSONField(blank=True, default=dict, help_text="What the EmailTriageAgent decided.")),
+                ("received_at", models.DateTimeField()),
+                ("triaged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "channel_message",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="inbound_email",
+                        to="conversations.channelmessage",
+                    ),
+                ),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="conversations.interaction",
+                    ),
+                ),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="channels_app.emailmailbox",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='EmailAttachment',
+            name="EmailAttachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('filename', models.CharField(blank=True, max_length=255)),
-                ('content_type', models.CharField(max_length=127)),
-                ('size', models.PositiveIntegerField(help_text='Bytes (decoded).')),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_path', models.CharField(blank=True, help_text='Empty when not stored (too large).', max_length=300)),
-                ('inline', models.BooleanField(default=False)),
-                ('email', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='channels_app.inboundemail')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("filename", models.CharField(blank=True, max_length=255)),
+                ("content_type", models.CharField(max_length=127)),
+                ("size", models.PositiveIntegerField(help_text="Bytes (decoded).")),
+                ("sha256", models.CharField(max_length=64)),
+                (
+                    "storage_path",
+                    models.CharField(blank=True, help_text="Empty when not stored (too large).", max_length=300),
+                ),
+                ("inline", models.BooleanField(default=False)),
+                (
+                    "email",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attachments",
+                        to="channels_app.inboundemail",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='OutboundEmail',
+            name="OutboundEmail",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('reply', 'Reply'), ('confirmation', 'Appointment confirmation')], max_length=15)),
-                ('message_id', models.CharField(max_length=255, unique=True)),
-                ('in_reply_to', models.CharField(blank=True, max_length=255)),
-                ('references', models.TextField(blank=True)),
-                ('subject', models.CharField(max_length=255)),
-                ('from_header', models.CharField(max_length=400)),
-                ('reply_to', models.CharField(max_length=320)),
-                ('ics', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('channel_message', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='outbound_email', to='conversations.channelmessage')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("reply", "Reply"), ("confirmation", "Appointment confirmation")], max_length=15
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=255, unique=True)),
+                ("in_reply_to", models.CharField(blank=True, max_length=255)),
+                ("references", models.TextField(blank=True)),
+                ("subject", models.CharField(max_length=255)),
+                ("from_header", models.CharField(max_length=400)),
+                ("reply_to", models.CharField(max_length=320)),
+                ("ics", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "channel_message",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="outbound_email",
+                        to="conversations.channelmessage",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='inboundemail',
-            index=models.Index(fields=['tenant', '-received_at'], name='channels_ap_tenant__b352e3_idx'),
+            model_name="inboundemail",
+            index=models.Index(fields=["tenant", "-received_at"], name="channels_ap_tenant__b352e3_idx"),
         ),
         migrations.AddConstraint(
-            model_name='inboundemail',
-            constraint=models.UniqueConstraint(condition=models.Q(('message_id', ''), _negated=True), fields=('tenant', 'message_id'), name='inbound_email_once_per_tenant'),
+            model_name="inboundemail",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("message_id", ""), _negated=True),
+                fields=("tenant", "message_id"),
+                name="inbound_email_once_per_tenant",
+            ),
         ),
     ]

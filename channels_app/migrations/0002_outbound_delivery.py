@@ -5,22 +5,33 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0001_email_channel'),
-        ('conversations', '0005_covering_customer_timeline_index'),
+        ("channels_app", "0001_email_channel"),
+        ("conversations", "0005_covering_customer_timeline_index"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='OutboundDelivery',
+            name="OutboundDelivery",
             fields=[
-                ('message', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='delivery', serialize=False, to='conversations.channelmessage')),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('first_claimed_at', models.DateTimeField()),
-                ('claimed_at', models.DateTimeField()),
-                ('lease_until', models.DateTimeField()),
-                ('in_flight', models.BooleanField(default=False, help_text="An attempt's outcome is unknown: reconcile first.")),
+                (
+                    "message",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="delivery",
+                        serialize=False,
+                        to="conversations.channelmessage",
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("first_claimed_at", models.DateTimeField()),
+                ("claimed_at", models.DateTimeField()),
+                ("lease_until", models.DateTimeField()),
+                (
+                    "in_flight",
+                    models.BooleanField(default=False, help_text="An attempt's outcome is unknown: reconcile first."),
+                ),
             ],
         ),
     ]

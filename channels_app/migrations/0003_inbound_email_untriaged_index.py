@@ -4,16 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0002_outbound_delivery'),
-        ('conversations', '0007_redrive_indexes'),
-        ('identity', '0003_backfill_role_groups'),
+        ("channels_app", "0002_outbound_delivery"),
+        ("conversations", "0007_redrive_indexes"),
+        ("identity", "0003_backfill_role_groups"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='inboundemail',
-            index=models.Index(condition=models.Q(('status', 'accepted'), ('triaged_at__isnull', True)), fields=['received_at'], name='inbound_email_untriaged'),
+            model_name="inboundemail",
+            index=models.Index(
+                condition=models.Q(("status", "accepted"), ("triaged_at__isnull", True)),
+                fields=["received_at"],
+                name="inbound_email_untriaged",
+            ),
         ),
     ]

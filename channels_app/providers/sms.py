@@ -44,8 +44,9 @@ class SmsBackend:
         """Look a message up by SID (reconciliation after an ambiguous failure)."""
         raise NotImplementedError
 
-    def find_recent(self, *, tenant, from_: str, to: str, body: str, since: datetime | None = None,
-                    exclude: Collection[str] = ()) -> SentMessage | None:
+    def find_recent(
+        self, *, tenant, from_: str, to: str, body: str, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> SentMessage | None:
         """The newest message from ``from_`` to ``to`` with exactly ``body`` (reconciliation when no SID came
         back), created at or after ``since`` (aware) when given, whose SID is not in ``exclude`` (SIDs the
         caller already owns). None if there is none."""
@@ -89,8 +90,16 @@ class LocmemSmsBackend(SmsBackend):
     def send(self, *, tenant, from_, to, body, status_callback=None):
         sent = SentMessage(sid=_fake_sid(), status="queued", to=to, body=body)
         with self._lock:
-            self.outbox.append({"tenant": tenant.pk, "from": from_, "to": to, "body": body, "sid": sent.sid,
-                                "at": datetime.now(tz=UTC)})
+            self.outbox.append(
+                {
+                    "tenant": tenant.pk,
+                    "from": from_,
+                    "to": to,
+                    "body": body,
+                    "sid": sent.sid,
+                    "at": datetime.now(tz=UTC),
+                }
+            )
         return sent
 
     def fetch(self, *, tenant, sid):

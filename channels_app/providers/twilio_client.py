@@ -24,7 +24,7 @@ class _RebasingHttpClient(TwilioHttpClient):
     def request(self, method, url, *args, **kwargs):
         base = settings.TWILIO_API_BASE
         if base != TWILIO_HOST and url.startswith(TWILIO_HOST):
-            url = base + url[len(TWILIO_HOST):]
+            url = base + url[len(TWILIO_HOST) :]
         return super().request(method, url, *args, **kwargs)
 
 

@@ -43,8 +43,16 @@ class VoiceBackend:
     """Interface of a voice provider."""
 
     def place_call(
-        self, *, tenant, from_: str, to: str, twiml: str | None = None, status_callback: str | None = None,
-        ring_timeout: int = 30, url: str | None = None, machine_detection: str | None = None,
+        self,
+        *,
+        tenant,
+        from_: str,
+        to: str,
+        twiml: str | None = None,
+        status_callback: str | None = None,
+        ring_timeout: int = 30,
+        url: str | None = None,
+        machine_detection: str | None = None,
     ) -> PlacedCall:
         """Dial ``to`` from ``from_``; when answered run ``twiml``, or fetch TwiML from ``url`` (exactly one of the
         two; ``machine_detection`` only with ``url``); ring for ``ring_timeout`` seconds.
@@ -55,8 +63,9 @@ class VoiceBackend:
         """Look a call up by SID."""
         raise NotImplementedError
 
-    def find_recent(self, *, tenant, from_: str, to: str, since: datetime | None = None,
-                    exclude: Collection[str] = ()) -> PlacedCall | None:
+    def find_recent(
+        self, *, tenant, from_: str, to: str, since: datetime | None = None, exclude: Collection[str] = ()
+    ) -> PlacedCall | None:
         """The most recent call from ``from_`` to ``to`` (reconciliation when no SID came back), created at or
         after ``since`` (aware) when given, whose SID is not in ``exclude`` (SIDs the caller already owns)."""
         raise NotImplementedError
@@ -82,13 +91,14 @@ def _answer_kwargs(twiml: str | None, url: str | None, machine_detection: str | 
 class TwilioVoiceBackend(VoiceBackend):
     """Places calls through Twilio's Voice REST API with the tenant's credentials."""
 
-    def place_call(self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None,
-                   machine_detection=None):
-        kwargs = {"from_": from_, "to": to, "timeout": ring_timeout,
-                  **_answer_kwargs(twiml, url, machine_detection)}
+    def place_call(
+        self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None, machine_detection=None
+    ):
+        kwargs = {"from_": from_, "to": to, "timeout": ring_timeout, **_answer_kwargs(twiml, url, machine_detection)}
         if status_callback:
-            kwargs.update(status_callback=status_callback,
-                          status_callback_event=["initiated", "ringing", "answered", "completed"])
+            kwargs.update(
+                status_callback=status_callback, status_callback_event=["initiated", "ringing", "answered", "completed"]
+            )
         with translate_errors():
             call = twilio_client(tenant).calls.create(**kwargs)
         return PlacedCall(sid=call.sid, status=call.status, to=to)
@@ -126,14 +136,25 @@ class LocmemVoiceBackend(VoiceBackend):
     hangups: list[dict] = []  # {"tenant", "sid", "known" (a call placed here), "at"}, one per end_call
     _lock = threading.Lock()
 
-    def place_call(self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None,
-                   machine_detection=None):
+    def place_call(
+        self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None, machine_detection=None
+    ):
         answer = _answer_kwargs(twiml, url, machine_detection)
         placed = PlacedCall(sid="CA" + uuid.uuid4().hex, status="queued", to=to)
         with self._lock:
-            self.calls.append({"tenant": tenant.pk, "from": from_, "to": to, "twiml": answer.get("twiml"),
-                               "url": answer.get("url"), "machine_detection": answer.get("machine_detection"),
-                               "status_callback": status_callback, "sid": placed.sid, "at": datetime.now(tz=UTC)})
+            self.calls.append(
+                {
+                    "tenant": tenant.pk,
+                    "from": from_,
+                    "to": to,
+                    "twiml": answer.get("twiml"),
+                    "url": answer.get("url"),
+                    "machine_detection": answer.get("machine_detection"),
+                    "status_callback": status_callback,
+                    "sid": placed.sid,
+                    "at": datetime.now(tz=UTC),
+                }
+            )
         return placed
 
     def fetch(self, *, tenant, sid):
@@ -162,11 +183,19 @@ class ConsoleVoiceBackend(LocmemVoiceBackend):
     calls: list[dict] = []
     hangups: list[dict] = []
 
-    def place_call(self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None,
-                   machine_detection=None):
-        placed = super().place_call(tenant=tenant, from_=from_, to=to, twiml=twiml,
-                                    status_callback=status_callback, ring_timeout=ring_timeout, url=url,
-                                    machine_detection=machine_detection)
+    def place_call(
+        self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None, machine_detection=None
+    ):
+        placed = super().place_call(
+            tenant=tenant,
+            from_=from_,
+            to=to,
+            twiml=twiml,
+            status_callback=status_callback,
+            ring_timeout=ring_timeout,
+            url=url,
+            machine_detection=machine_detection,
+        )
         answer = twiml if twiml is not None else f"url={url} machine_detection={machine_detection or '-'}"
         sys.stdout.write(f"[call {placed.sid}] {from_} → {to}: {answer}\n")
         sys.stdout.flush()

@@ -13,5 +13,4 @@ def signed_post(*, server: str, path: str, params: dict[str, str], auth_token: s
     The signature is computed over ``PUBLIC_BASE_URL`` + ``path`` — the URL the server validates against.
     """
     signature = RequestValidator(auth_token).compute_signature(settings.PUBLIC_BASE_URL + path, params)
-    return httpx.post(server.rstrip("/") + path, data=params, headers={"X-Twilio-Signature": signature},
-                      timeout=15)
+    return httpx.post(server.rstrip("/") + path, data=params, headers={"X-Twilio-Signature": signature}, timeout=15)

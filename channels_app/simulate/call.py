@@ -38,7 +38,7 @@ def _post(command, tenant, server: str, path: str, params: dict) -> ET.Element |
 
 
 def _path(url: str) -> str:
-    return url[len(settings.PUBLIC_BASE_URL):] if url.startswith(settings.PUBLIC_BASE_URL) else url
+    return url[len(settings.PUBLIC_BASE_URL) :] if url.startswith(settings.PUBLIC_BASE_URL) else url
 
 
 def run(command, tenant, to: str, server: str, options) -> None:
@@ -56,7 +56,13 @@ def run(command, tenant, to: str, server: str, options) -> None:
         command.stdout.write(f"  caller: {line}")
         speech = twilio_payloads.gather_speech(account_sid=account, call_sid=sid, from_=caller, to=to, speech=line)
         document = _post(command, tenant, server, _path(gather.get("action")), speech)
-    status = twilio_payloads.call_status(account_sid=account, call_sid=sid, from_=caller, to=to,
-                                         status=options["end"], duration=max(1, round(time.monotonic() - started)),
-                                         sequence=1)
+    status = twilio_payloads.call_status(
+        account_sid=account,
+        call_sid=sid,
+        from_=caller,
+        to=to,
+        status=options["end"],
+        duration=max(1, round(time.monotonic() - started)),
+        sequence=1,
+    )
     _post(command, tenant, server, "/twilio/voice/status/", status)

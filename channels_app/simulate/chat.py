@@ -53,6 +53,7 @@ async def _session(command, tenant, server: str, options) -> None:
         await ws.send_str(json.dumps(hello))
         command.stdout.write(f"→ {json.dumps(hello)}")
         await until_reply()  # hello, then the greeting (or the session so far)
+
         async def say(text: str) -> dict:
             frame = {"type": "message", "id": secrets.token_hex(8), "text": text}
             await ws.send_str(json.dumps(frame))
@@ -75,8 +76,9 @@ def _texted_code(visitor: str) -> str:
     phone would show it (a development aid: simulate runs beside the server, on its database)."""
     from channels_app.chat.visitors import visitor_key
 
-    message = (ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:")
-               .latest("id"))
+    message = ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:").latest(
+        "id"
+    )
     match = re.search(r"\b(\d{6})\b", message.body)
     if not match:
         raise CommandError("no verification code found")

@@ -46,9 +46,16 @@ def build(*, tenant, sender: str, body: str, subject: str, reply: bool) -> Email
         msg["To"], msg["Subject"] = mailbox.address, subject
         msg.set_content(body)
         return msg
-    last = OutboundEmail.objects.filter(channel_message__tenant=tenant, channel_message__recipient=sender.lower(),
-                                        channel_message__status__in=["sent", "delivered"]).select_related(
-        "channel_message").order_by("-created_at").first()
+    last = (
+        OutboundEmail.objects.filter(
+            channel_message__tenant=tenant,
+            channel_message__recipient=sender.lower(),
+            channel_message__status__in=["sent", "delivered"],
+        )
+        .select_related("channel_message")
+        .order_by("-created_at")
+        .first()
+    )
     if last is None:
         raise CommandError(f"no email was sent to {sender} yet; book an appointment first (confirmation)")
     msg["To"], msg["Subject"] = last.reply_to, "Re: " + last.subject.removeprefix("Re: ")
@@ -61,24 +68,36 @@ def build(*, tenant, sender: str, body: str, subject: str, reply: bool) -> Email
 
 
 def run(command, tenant, to: str, server: str, options) -> None:
-    msg = build(tenant=tenant, sender=options["from_"], body=options["body"], subject=options["subject"],
-                reply=options["reply"])
+    msg = build(
+        tenant=tenant, sender=options["from_"], body=options["body"], subject=options["subject"], reply=options["reply"]
+    )
     secret = settings.ANYMAIL.get("WEBHOOK_SECRET", "")
     if not secret:
         raise CommandError("set ANYMAIL_WEBHOOK_SECRET (user:password), the same value the server uses")
     user, _, password = (secret[0] if isinstance(secret, list) else secret).partition(":")
-    response = httpx.post(server.rstrip("/") + "/email/inbound/", content=msg.as_bytes(), auth=(user, password),
-                          headers={"Content-Type": "message/rfc822"}, timeout=15)
+    response = httpx.post(
+        server.rstrip("/") + "/email/inbound/",
+        content=msg.as_bytes(),
+        auth=(user, password),
+        headers={"Content-Type": "message/rfc822"},
+        timeout=15,
+    )
     command.stdout.write(f"POST /email/inbound/ → {response.status_code} {response.text}")
     if response.status_code != 200:
         raise CommandError(response.text)
     deadline = time.monotonic() + options["wait"]
     while time.monotonic() < deadline:
-        answer = OutboundEmail.objects.filter(in_reply_to=msg["Message-ID"]).exclude(
-            channel_message__status="pending").select_related("channel_message").first()
+        answer = (
+            OutboundEmail.objects.filter(in_reply_to=msg["Message-ID"])
+            .exclude(channel_message__status="pending")
+            .select_related("channel_message")
+            .first()
+        )
         if answer:
-            command.stdout.write(f"reply ({answer.channel_message.status}, {answer.message_id}) "
-                                 f"Subject: {answer.subject}\n{answer.channel_message.body}")
+            command.stdout.write(
+                f"reply ({answer.channel_message.status}, {answer.message_id}) "
+                f"Subject: {answer.subject}\n{answer.channel_message.body}"
+            )
             return
         time.sleep(0.2)
     command.stdout.write("no reply yet — is the worker running? (make run starts it)")

@@ -41,21 +41,23 @@ def _incident_for(tenant, sid: str, deadline: float) -> Incident | None:
 
 
 def _ack(command, server: str, link: str) -> None:
-    path = link[len(settings.PUBLIC_BASE_URL):] if link.startswith(settings.PUBLIC_BASE_URL) else link
+    path = link[len(settings.PUBLIC_BASE_URL) :] if link.startswith(settings.PUBLIC_BASE_URL) else link
     with httpx.Client(base_url=server.rstrip("/"), timeout=10) as client:
         page = client.get(path)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
         if not token:
             command.stdout.write(f"GET {path} → {page.status_code} (no confirm form)")
             return
-        response = client.post(path, data={"csrfmiddlewaretoken": token.group(1)},
-                               headers={"Referer": settings.PUBLIC_BASE_URL + path})
+        response = client.post(
+            path, data={"csrfmiddlewaretoken": token.group(1)}, headers={"Referer": settings.PUBLIC_BASE_URL + path}
+        )
         command.stdout.write(f"POST {path} → {response.status_code}")
 
 
 def run(command, tenant, to: str, server: str, options) -> None:
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=options["from_"], to=to,
-                                         body=options["body"])
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=options["from_"], to=to, body=options["body"]
+    )
     response = signed_post(server=server, path="/twilio/sms/", params=params, auth_token=tenant.twilio_auth_token)
     command.stdout.write(f"POST /twilio/sms/ ({options['body']!r}) → {response.status_code}")
     if response.status_code != 200:
@@ -63,10 +65,14 @@ def run(command, tenant, to: str, server: str, options) -> None:
     started = time.monotonic()
     incident = _incident_for(tenant, params["MessageSid"], started + 10)
     if incident is None:
-        raise CommandError("no incident was raised: is escalation configured (seed_demo) and is it after hours "
-                           "or escalate_in_business_hours set? Is the message urgent enough?")
-    command.stdout.write(f"incident {incident.pk} raised (urgency {incident.urgency}, {incident.reason}); "
-                         f"policy {incident.policy_snapshot.get('name')!r}")
+        raise CommandError(
+            "no incident was raised: is escalation configured (seed_demo) and is it after hours "
+            "or escalate_in_business_hours set? Is the message urgent enough?"
+        )
+    command.stdout.write(
+        f"incident {incident.pk} raised (urgency {incident.urgency}, {incident.reason}); "
+        f"policy {incident.policy_snapshot.get('name')!r}"
+    )
     seen: dict[int, str] = {}
     acked_by_us = False
     while time.monotonic() - started < options["wait"]:
@@ -76,8 +82,10 @@ def run(command, tenant, to: str, server: str, options) -> None:
             if seen.get(a.pk) != state:
                 seen[a.pk] = state
                 t = (a.sent_at or a.created_at) - incident.raised_at
-                command.stdout.write(f"  +{t.total_seconds():6.2f}s step {a.step_index + 1} round {a.repeat + 1} "
-                                     f"{a.channel:5} → {a.responder} {a.to_number}: {state} {a.provider_sid}")
+                command.stdout.write(
+                    f"  +{t.total_seconds():6.2f}s step {a.step_index + 1} round {a.repeat + 1} "
+                    f"{a.channel:5} → {a.responder} {a.to_number}: {state} {a.provider_sid}"
+                )
                 token = AckToken.objects.filter(attempt=a).first()
                 if token and first_sight:
                     command.stdout.write(f"           ack link: {ack_link(token)}")
@@ -92,10 +100,14 @@ def run(command, tenant, to: str, server: str, options) -> None:
         time.sleep(0.2)
     incident.refresh_from_db()
     if incident.status == Incident.Status.ACKNOWLEDGED:
-        command.stdout.write(f"acknowledged by {incident.acknowledged_by} via {incident.ack_via} after "
-                             f"{incident.time_to_ack.total_seconds():.1f}s — nothing further is sent")
+        command.stdout.write(
+            f"acknowledged by {incident.acknowledged_by} via {incident.ack_via} after "
+            f"{incident.time_to_ack.total_seconds():.1f}s — nothing further is sent"
+        )
     elif incident.status == Incident.Status.UNACKNOWLEDGED:
         command.stdout.write("ladder exhausted without acknowledgement; the clinic's admins were alerted")
     else:
-        command.stdout.write(f"still paging (next step at {incident.next_step_at:%H:%M:%S} UTC); is the "
-                             "escalation worker running? (make run starts it)")
+        command.stdout.write(
+            f"still paging (next step at {incident.next_step_at:%H:%M:%S} UTC); is the "
+            "escalation worker running? (make run starts it)"
+        )

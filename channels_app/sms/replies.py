@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 REPLY_KEY_PREFIX = "reply:"
 # classify()'s normalisation in SQL (whitespace, then "." / "!" trimmed, upper-cased), only to exclude opt-outs
 # before the redrive's batch limit; classify() still decides for every row that is read.
-_KEYWORD_SQL = Func(F("body"), template="btrim(btrim(upper(%(expressions)s), E' \\t\\r\\n'), '.!')",
-                    output_field=CharField())
+_KEYWORD_SQL = Func(
+    F("body"), template="btrim(btrim(upper(%(expressions)s), E' \\t\\r\\n'), '.!')", output_field=CharField()
+)
 RESERVATIONS = "sms_reply_reservations"
 REDRIVE_BATCH = 500  # inbound SMS re-queued per run at most
 FALLBACK_HANDOFF_REASON = "The automatic SMS reply failed: please answer the patient's last text."
@@ -55,8 +56,10 @@ def compose_lease() -> timedelta:
 
 def fallback_text(inbound: ChannelMessage) -> str:
     """The reply sent when the engine's answer was lost: no PHI, staff follow up."""
-    return (f"{inbound.interaction.tenant.short_name}: sorry, we couldn't answer your message automatically. "
-            "A member of our team will get back to you.")
+    return (
+        f"{inbound.interaction.tenant.short_name}: sorry, we couldn't answer your message automatically. "
+        "A member of our team will get back to you."
+    )
 
 
 def sms_compose_reply(*, inbound: ChannelMessage) -> str:
@@ -117,7 +120,10 @@ def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMes
     with transaction.atomic():
         row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
         outbound, created = message_prepare_outbound(
-            interaction=inbound.interaction, sender=inbound.recipient, recipient=inbound.sender, body=body,
+            interaction=inbound.interaction,
+            sender=inbound.recipient,
+            recipient=inbound.sender,
+            body=body,
             idempotency_key=reply_key(inbound),
         )
         if not created:  # only an attempt that outlived its lease gets here; the first reply row stands
@@ -155,7 +161,8 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     """
     now = now or timezone.now()
     inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
-        pk=inbound_id)
+        pk=inbound_id
+    )
     reserved = sms_reply_reserve(inbound=inbound, now=now)
     if reserved is None:
         logger.info("reply to SMS %s is being composed by another attempt", inbound.pk)
@@ -164,13 +171,17 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
         return sms_deliver(message_id=reserved.pk)
     fallback = reserved.engine_ran_before and classify(inbound.body) is None
     if fallback:
-        logger.warning("reply to SMS %s: attempt %s found an earlier attempt dead while composing; sending the "
-                       "fallback instead of running the engine again", inbound.pk, reserved.attempt)
+        logger.warning(
+            "reply to SMS %s: attempt %s found an earlier attempt dead while composing; sending the "
+            "fallback instead of running the engine again",
+            inbound.pk,
+            reserved.attempt,
+        )
         body = fallback_text(inbound)
     else:
         try:
             body = sms_compose_reply(inbound=inbound)
-        except Exception:  # noqa: BLE001 - whatever failed, the patient gets an answer and staff a notice
+        except Exception:
             logger.exception("composing the reply to SMS %s failed; sending the fallback", inbound.pk)
             body, fallback = fallback_text(inbound), True
     outbound = _finish(inbound=inbound, body=body, fallback=fallback)
@@ -192,11 +203,20 @@ def sms_reply_redrive(*, now: datetime | None = None) -> int:
         tenant_id=OuterRef("tenant_id"),
         idempotency_key=Concat(Value(REPLY_KEY_PREFIX), OuterRef("provider_id"), output_field=CharField()),
     ).exclude(idempotency_key="")  # never true of a reply key; lets the planner probe the partial outbound_once
-    rows = (ChannelMessage.objects.filter(
-        channel=Channel.SMS, direction=Direction.INBOUND, created_at__lt=now - REDRIVE_AFTER,
-        created_at__gte=now - REDRIVE_MAX_AGE).exclude(provider_id="").exclude(Exists(replied))
-        .annotate(keyword=_KEYWORD_SQL).exclude(keyword__in=OPT_OUT_WORDS)  # in SQL: STOPs never get a reply
-        .select_related("interaction").order_by("created_at")[:REDRIVE_BATCH])  # and must not crowd the batch
+    rows = (
+        ChannelMessage.objects.filter(
+            channel=Channel.SMS,
+            direction=Direction.INBOUND,
+            created_at__lt=now - REDRIVE_AFTER,
+            created_at__gte=now - REDRIVE_MAX_AGE,
+        )
+        .exclude(provider_id="")
+        .exclude(Exists(replied))
+        .annotate(keyword=_KEYWORD_SQL)
+        .exclude(keyword__in=OPT_OUT_WORDS)  # in SQL: STOPs never get a reply
+        .select_related("interaction")
+        .order_by("created_at")[:REDRIVE_BATCH]
+    )  # and must not crowd the batch
     queued = 0
     for inbound in rows:
         if classify(inbound.body) is Keyword.OPT_OUT:

@@ -65,8 +65,15 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
     with transaction.atomic():
         customer = customer_resolve(tenant=tenant, phone=phone, verified_kinds=("phone",)).customer
         received = message_receive(
-            tenant=tenant, customer=customer, channel=Channel.SMS, provider_id=sid, sender=phone,
-            recipient=params.get("To", ""), text=body, idle_window=tenant.sms_idle_window, turn_extra=extra,
+            tenant=tenant,
+            customer=customer,
+            channel=Channel.SMS,
+            provider_id=sid,
+            sender=phone,
+            recipient=params.get("To", ""),
+            text=body,
+            idle_window=tenant.sms_idle_window,
+            turn_extra=extra,
         )
         if received.duplicate:
             logger.info("duplicate inbound SMS %s ignored", sid)
@@ -118,16 +125,24 @@ def sms_deliver(*, message_id: int) -> ChannelMessage:
     try:
         if claim.reconcile_since is not None:
             found = backend.find_recent(
-                tenant=message.tenant, from_=message.sender, to=message.recipient, body=message.body,
+                tenant=message.tenant,
+                from_=message.sender,
+                to=message.recipient,
+                body=message.body,
                 since=claim.reconcile_since,
-                exclude=known_provider_ids(message=message, since=claim.reconcile_since))
+                exclude=known_provider_ids(message=message, since=claim.reconcile_since),
+            )
             if found:
-                logger.info("outbound SMS %s found at the provider (%s) after an uncertain attempt", message.pk,
-                            found.sid)
+                logger.info(
+                    "outbound SMS %s found at the provider (%s) after an uncertain attempt", message.pk, found.sid
+                )
                 delivery_record_sent(message=message, provider_id=found.sid, status=found.status)
                 return message
         sent = backend.send(
-            tenant=message.tenant, from_=message.sender, to=message.recipient, body=message.body,
+            tenant=message.tenant,
+            from_=message.sender,
+            to=message.recipient,
+            body=message.body,
             status_callback=settings.PUBLIC_BASE_URL + STATUS_CALLBACK_PATH,
         )
     except ProviderPermanentError as exc:
@@ -149,8 +164,16 @@ def tenant_sender_number(tenant: Tenant) -> str:
     return number
 
 
-def sms_send(*, tenant: Tenant, customer, to: str, body: str, idempotency_key: str,
-             interaction: Interaction | None = None, transcript_text: str | None = None) -> ChannelMessage:
+def sms_send(
+    *,
+    tenant: Tenant,
+    customer,
+    to: str,
+    body: str,
+    idempotency_key: str,
+    interaction: Interaction | None = None,
+    transcript_text: str | None = None,
+) -> ChannelMessage:
     """Send an SMS we start (confirmations, links) to ``to`` (E.164), recorded in the customer's timeline.
 
     Creates the outbound turn once per ``idempotency_key`` (in ``interaction`` or the customer's open SMS
@@ -161,11 +184,20 @@ def sms_send(*, tenant: Tenant, customer, to: str, body: str, idempotency_key: s
 
     with transaction.atomic():
         if interaction is None:
-            interaction, _ = session_open(tenant=tenant, customer=customer, channel=Channel.SMS,
-                                          direction="outbound", idle_window=tenant.sms_idle_window)
+            interaction, _ = session_open(
+                tenant=tenant,
+                customer=customer,
+                channel=Channel.SMS,
+                direction="outbound",
+                idle_window=tenant.sms_idle_window,
+            )
         message, created = message_prepare_outbound(
-            interaction=interaction, sender=tenant_sender_number(tenant), recipient=to, body=body,
-            idempotency_key=idempotency_key, transcript_text=transcript_text,
+            interaction=interaction,
+            sender=tenant_sender_number(tenant),
+            recipient=to,
+            body=body,
+            idempotency_key=idempotency_key,
+            transcript_text=transcript_text,
         )
         if created:
             transaction.on_commit(lambda: sms_deliver_task.delay(message.pk))

@@ -4,11 +4,9 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels_app.sms.services import InvalidSms, sms_receive
-from channels_app.twilio_security import twiml_response, twilio_webhook
+from channels_app.twilio_security import twilio_webhook, twiml_response
 from conversations.models import Channel
 from conversations.services import message_status_update
-
-
 
 
 @twilio_webhook(tenant_fields=("To",))
@@ -29,7 +27,11 @@ def sms_status(request):
     if not sid or not status:
         return HttpResponseBadRequest("MessageSid and MessageStatus are required")
     message_status_update(
-        channel=Channel.SMS, provider_id=sid, status=status, error_code=request.POST.get("ErrorCode", ""),
-        error_message=request.POST.get("ErrorMessage", ""), tenant=request.tenant,
+        channel=Channel.SMS,
+        provider_id=sid,
+        status=status,
+        error_code=request.POST.get("ErrorCode", ""),
+        error_message=request.POST.get("ErrorMessage", ""),
+        tenant=request.tenant,
     )
     return HttpResponse(status=204)

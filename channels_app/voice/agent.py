@@ -76,7 +76,9 @@ ERROR_GOODBYE = "Sorry, something went wrong on our side. Please call again. Goo
 
 _GOODBYE = re.compile(
     r"^\W*(no[,.]?\s*)?(that'?s (all|it|everything)|(good)?bye|bye[- ]bye|nothing else|no,? thanks?( you)?|"
-    r"i'?m (all )?(done|good))\b", re.IGNORECASE)
+    r"i'?m (all )?(done|good))\b",
+    re.IGNORECASE,
+)
 _VOICEMAIL = re.compile(r"\b(leave (a |an )?(message|voicemail|voice mail)|voicemail|voice mail)\b", re.IGNORECASE)
 _SMS_ONLY = re.compile(r"[^.!?]*\b(reply|text) (STOP|HELP|START)\b[^.!?]*[.!?]?", re.IGNORECASE)
 _MAX_NO_INPUT_REPROMPTS = 1
@@ -111,9 +113,17 @@ def speakable(text: str) -> str:
 
 def call_find(*, tenant: Tenant, call_sid: str) -> Call | None:
     """Our call ``call_sid`` of ``tenant`` (tenant-scoped: another tenant's SID is None)."""
-    message = (ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation",
-                                                     "interaction__customer")
-               .filter(tenant=tenant, channel=Channel.VOICE, provider_id=call_sid).first()) if call_sid else None
+    message = (
+        (
+            ChannelMessage.objects.select_related(
+                "interaction__tenant", "interaction__conversation", "interaction__customer"
+            )
+            .filter(tenant=tenant, channel=Channel.VOICE, provider_id=call_sid)
+            .first()
+        )
+        if call_sid
+        else None
+    )
     return Call(message=message, interaction=message.interaction) if message else None
 
 
@@ -126,11 +136,13 @@ def greeting_for(interaction: Interaction, *, after_hours: bool) -> str:
     else:
         state = selectors.state_get_all(conversation=interaction.conversation)
         name = state.get("name")
-        text = (f"Welcome back{', ' + name if name else ''}! How can {interaction.tenant.short_name} help today?"
-                if state else f"Thanks for calling {interaction.tenant.short_name}. How can I help you today?")
+        text = (
+            f"Welcome back{', ' + name if name else ''}! How can {interaction.tenant.short_name} help today?"
+            if state
+            else f"Thanks for calling {interaction.tenant.short_name}. How can I help you today?"
+        )
     if after_hours:
-        text = (f"Our office is closed right now, but I can still help, or say 'leave a message' for a "
-                f"voicemail. {text}")
+        text = f"Our office is closed right now, but I can still help, or say 'leave a message' for a voicemail. {text}"
     return speakable(text)
 
 
@@ -156,9 +168,14 @@ def call_answer(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     with transaction.atomic():
         customer, phone = _caller(tenant, params)
         received = call_open(
-            tenant=tenant, customer=customer, call_sid=sid, sender=phone or params.get("From", "")[:320],
-            recipient=params.get("To", ""), status=params.get("CallStatus") or "ringing",
-            direction=Direction.INBOUND, metadata={"call_status": params.get("CallStatus") or "ringing"},
+            tenant=tenant,
+            customer=customer,
+            call_sid=sid,
+            sender=phone or params.get("From", "")[:320],
+            recipient=params.get("To", ""),
+            status=params.get("CallStatus") or "ringing",
+            direction=Direction.INBOUND,
+            metadata={"call_status": params.get("CallStatus") or "ringing"},
         )
         interaction = received.interaction
         if received.duplicate:
@@ -181,8 +198,11 @@ def _in_progress(interaction: Interaction) -> dict:
 def _locked(call: Call) -> Interaction:
     """The call's ``call_logs`` row, locked until the surrounding transaction ends. Only that row: ``of=("self",)``
     keeps the joined tenant, customer and conversation rows unlocked."""
-    return (Interaction.objects.select_for_update(of=("self",))
-            .select_related("tenant", "customer", "conversation").get(pk=call.interaction.pk))
+    return (
+        Interaction.objects.select_for_update(of=("self",))
+        .select_related("tenant", "customer", "conversation")
+        .get(pk=call.interaction.pk)
+    )
 
 
 def _append_once(*, interaction: Interaction, ref: str, role: str, text: str, **extra) -> bool:
@@ -203,8 +223,11 @@ def _escalate(interaction: Interaction, assessment: Assessment) -> None:
         return
     interaction_mark_escalated(interaction=interaction)
     interaction_id, level, reason = interaction.pk, assessment.urgency, assessment.reason or "urgent"
-    transaction.on_commit(lambda: escalation_requested.send(
-        sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason))
+    transaction.on_commit(
+        lambda: escalation_requested.send(
+            sender=Interaction, interaction_id=interaction_id, urgency=level, reason=reason
+        )
+    )
 
 
 def turn_live(interaction: Interaction, now: datetime) -> bool:
@@ -295,14 +318,25 @@ def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) 
         settled = _turn_settled(call, interaction, turn)
         if settled is not None or not text:
             return settled
-        if _append_once(interaction=interaction, ref=f"{call.sid}:{turn}", role="customer", text=text, turn=turn,
-                        confidence=params.get("Confidence", "")):
+        if _append_once(
+            interaction=interaction,
+            ref=f"{call.sid}:{turn}",
+            role="customer",
+            text=text,
+            turn=turn,
+            confidence=params.get("Confidence", ""),
+        ):
             interaction_id, message_id = interaction.pk, call.message.pk
-            transaction.on_commit(lambda: customer_message_received.send(
-                sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text))
+            transaction.on_commit(
+                lambda: customer_message_received.send(
+                    sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text
+                )
+            )
         token = uuid.uuid4().hex
-        interaction_set_metadata(interaction=interaction, updates={
-            IN_PROGRESS: {"turn": turn, "token": token, "started_at": timezone.now().isoformat()}})
+        interaction_set_metadata(
+            interaction=interaction,
+            updates={IN_PROGRESS: {"turn": turn, "token": token, "started_at": timezone.now().isoformat()}},
+        )
     return _Claim(interaction=interaction, turn=turn, token=token)
 
 
@@ -317,13 +351,22 @@ def _turn_think(*, tenant: Tenant, claim: _Claim, text: str) -> tuple[Assessment
         answer = engine.respond(interaction=claim.interaction, text=text, deadline=started + budget)
     elapsed = time.monotonic() - started
     if elapsed > budget:
-        logger.warning("voice turn of interaction %s took %.1f s, over its %.1f s budget",
-                       claim.interaction.pk, elapsed, budget)
+        logger.warning(
+            "voice turn of interaction %s took %.1f s, over its %.1f s budget", claim.interaction.pk, elapsed, budget
+        )
     return assessment, answer
 
 
-def _turn_finish(call: Call, *, tenant: Tenant, params: Mapping[str, str], claim: _Claim, text: str,
-                 assessment: Assessment, answer: engine.Reply | None) -> str:
+def _turn_finish(
+    call: Call,
+    *,
+    tenant: Tenant,
+    params: Mapping[str, str],
+    claim: _Claim,
+    text: str,
+    assessment: Assessment,
+    answer: engine.Reply | None,
+) -> str:
     """Step 3, one short transaction under the row lock: store the assessment, escalate an emergency, start a
     transfer or append the reply, mark the turn heard; return its TwiML. If the turn was given up meanwhile
     (another token), nothing is written and the stored answer is returned. If the caller hung up meanwhile
@@ -332,8 +375,9 @@ def _turn_finish(call: Call, *, tenant: Tenant, params: Mapping[str, str], claim
     with transaction.atomic():
         interaction = _locked(call)
         if _in_progress(interaction).get("token") != claim.token:
-            logger.warning("call %s turn %s was given up while the engine answered; its reply is dropped",
-                           call.sid, turn)
+            logger.warning(
+                "call %s turn %s was given up while the engine answered; its reply is dropped", call.sid, turn
+            )
             return _turn_settled(call, interaction, turn) or twiml.hold(turn=turn)
         interaction_set_assessment(interaction=interaction, urgency=assessment.urgency)
         actions: list[str] = []
@@ -399,12 +443,13 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
         return begun
     try:
         assessment, answer = _turn_think(tenant=tenant, claim=begun, text=text)
-        return _turn_finish(call, tenant=tenant, params=params, claim=begun, text=text, assessment=assessment,
-                            answer=answer)
+        return _turn_finish(
+            call, tenant=tenant, params=params, claim=begun, text=text, assessment=assessment, answer=answer
+        )
     except BaseException:
         try:
             _turn_abandon(call, begun)
-        except Exception:  # noqa: BLE001 - the original error is the one to report
+        except Exception:
             logger.exception("call %s turn %s: could not clear the in-progress mark", call.sid, turn)
         raise
 
@@ -443,15 +488,24 @@ def call_voicemail(*, tenant: Tenant, params: Mapping[str, str]) -> str:
         if call is None:
             customer, phone = _caller(tenant, params)
             interaction = call_open(
-                tenant=tenant, customer=customer, call_sid=sid, sender=phone or params.get("From", "")[:320],
-                recipient=params.get("To", ""), status=params.get("CallStatus") or "in-progress",
+                tenant=tenant,
+                customer=customer,
+                call_sid=sid,
+                sender=phone or params.get("From", "")[:320],
+                recipient=params.get("To", ""),
+                status=params.get("CallStatus") or "in-progress",
                 metadata={"call_status": params.get("CallStatus") or "in-progress"},
             ).interaction
         else:
             interaction = call.interaction
         prompt = f"Thank you for calling {tenant.short_name}. {VOICEMAIL_PROMPT}"
-        _append_once(interaction=interaction, ref=f"{sid}:voicemail:{_turns_heard(interaction)}", role="agent",
-                     text=prompt, event="voicemail")
+        _append_once(
+            interaction=interaction,
+            ref=f"{sid}:voicemail:{_turns_heard(interaction)}",
+            role="agent",
+            text=prompt,
+            event="voicemail",
+        )
     return twiml.voicemail(prompt, transcribe=not _stt_configured())
 
 
@@ -464,8 +518,13 @@ def call_voicemail_done(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     text = f"Thank you, your message has been recorded. {GOODBYE.format(name=tenant.short_name)}"
     if call is not None:
         key = params.get("RecordingSid") or f"turn-{_turns_heard(call.interaction)}"
-        _append_once(interaction=call.interaction, ref=f"{call.sid}:voicemail-done:{key}", role="agent", text=text,
-                     event="goodbye")
+        _append_once(
+            interaction=call.interaction,
+            ref=f"{call.sid}:voicemail-done:{key}",
+            role="agent",
+            text=text,
+            event="goodbye",
+        )
         interaction_set_metadata(interaction=call.interaction, updates={"ended_by": "agent"})
     return twiml.goodbye(text)
 

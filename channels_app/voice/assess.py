@@ -46,8 +46,9 @@ def _llm_backend(timeout: float | None = None):
     seconds = settings.VOICE_LLM_TIMEOUT_SECONDS
     if timeout is not None:
         seconds = max(0.1, min(seconds, timeout))
-    client = openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL,
-                           timeout=seconds, max_retries=0)
+    client = openai.OpenAI(
+        api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, timeout=seconds, max_retries=0
+    )
     return OpenAIBackend(client=client)
 
 
@@ -66,9 +67,15 @@ def assess(*, tenant, text: str, channel: str = "voice", timeout: float | None =
     if settings.OPENAI_API_KEY and (text or "").strip():
         from enrichment.backends import EnrichmentInput
 
-        data = EnrichmentInput(channel=channel, turns=[{"role": "customer", "text": text}],
-                               intents=tenant.intents or {}, emergency_phrases=phrases,
-                               lead_intents=tenant.lead_intents or [], contactable=True, escalated=False)
+        data = EnrichmentInput(
+            channel=channel,
+            turns=[{"role": "customer", "text": text}],
+            intents=tenant.intents or {},
+            emergency_phrases=phrases,
+            lead_intents=tenant.lead_intents or [],
+            contactable=True,
+            escalated=False,
+        )
         try:
             scores = _llm_backend(timeout).score(data)
         except Exception as exc:  # noqa: BLE001 - any LLM failure leaves the rules' answer

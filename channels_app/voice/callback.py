@@ -66,9 +66,12 @@ MACHINE_DETECTION = "DetectMessageEnd"
 #: AnsweredBy values after which we talk to the callee; every other one (machine_*, fax) gets the generic message
 HUMAN_ANSWERS = ("human", "unknown", "")
 _TOPICS = {  # intent → what we may say out loud to whoever picks up
-    "book": "booking an appointment", "reschedule": "moving your appointment",
-    "book_appointment": "booking an appointment", "reschedule_appointment": "moving your appointment",
-    "cancel_appointment": "your appointment", "billing": "your billing question",
+    "book": "booking an appointment",
+    "reschedule": "moving your appointment",
+    "book_appointment": "booking an appointment",
+    "reschedule_appointment": "moving your appointment",
+    "cancel_appointment": "your appointment",
+    "billing": "your billing question",
     "general_question": "your question",
 }
 _TOPIC_WORDS = [  # when the tenant's intent examples do not match the request's wording
@@ -77,8 +80,13 @@ _TOPIC_WORDS = [  # when the tenant's intent examples do not match the request's
     (re.compile(r"\b(book\w*|appointment|schedul\w*)\b", re.I), "booking an appointment"),
     (re.compile(r"\b(bill\w*|invoice|payment|insurance|cost|price)\b", re.I), "your billing question"),
 ]
-_VIA = {Channel.CHAT: "in our chat", Channel.SMS: "by text", Channel.EMAIL: "by email", Channel.VOICE: "on the phone",
-        Channel.VOICEMAIL: "in your voicemail"}
+_VIA = {
+    Channel.CHAT: "in our chat",
+    Channel.SMS: "by text",
+    Channel.EMAIL: "by email",
+    Channel.VOICE: "on the phone",
+    Channel.VOICEMAIL: "in your voicemail",
+}
 
 
 def callback_first_words(request: CallbackRequest) -> str:
@@ -102,8 +110,9 @@ def _callee_phone(request: CallbackRequest) -> str | None:
     customer's oldest verified phone, else None. Verified means proven (an SMS or call came from it, or its
     chat code was typed back): an unverified number — merely typed in chat or an email — is never called, so
     a callback cannot be aimed at a stranger's or a premium-rate number (toll fraud, harassment)."""
-    verified = CustomerIdentifier.objects.filter(tenant_id=request.tenant_id, customer_id=request.customer_id,
-                                                 kind=IdentifierKind.PHONE, verified=True)
+    verified = CustomerIdentifier.objects.filter(
+        tenant_id=request.tenant_id, customer_id=request.customer_id, kind=IdentifierKind.PHONE, verified=True
+    )
     phone = normalize_phone(request.phone, request.tenant.country) if request.phone else None
     if phone and verified.filter(value=phone).exists():
         return phone
@@ -118,23 +127,36 @@ def callback_place(*, callback_request_id: int) -> ChannelMessage | None:
     staff to follow up). Raises ProviderTransientError for a retry."""
     from channels_app.sms.services import tenant_sender_number
 
-    request = (CallbackRequest.objects.select_related("tenant", "customer", "conversation", "interaction")
-               .filter(pk=callback_request_id).first())
+    request = (
+        CallbackRequest.objects.select_related("tenant", "customer", "conversation", "interaction")
+        .filter(pk=callback_request_id)
+        .first()
+    )
     if request is None or request.status not in OPEN:
         return None
     tenant, phone = request.tenant, _callee_phone(request)
     if not phone:
         logger.warning("callback %s: no verified phone number to call", request.pk)
-        callback_request_set_status(callback_request_id=request.pk, status=CallbackRequest.Status.FAILED, only_from=OPEN)
+        callback_request_set_status(
+            callback_request_id=request.pk, status=CallbackRequest.Status.FAILED, only_from=OPEN
+        )
         return None
     with transaction.atomic():
         received = call_open(
-            tenant=tenant, customer=request.customer, sender=tenant_sender_number(tenant), recipient=phone,
-            status="pending", idempotency_key=f"callback:{request.pk}", direction=Direction.OUTBOUND,
+            tenant=tenant,
+            customer=request.customer,
+            sender=tenant_sender_number(tenant),
+            recipient=phone,
+            status="pending",
+            idempotency_key=f"callback:{request.pk}",
+            direction=Direction.OUTBOUND,
             metadata={"callback_request_id": request.pk, "call_status": "pending"},
         )
-        callback_request_set_status(callback_request_id=request.pk, status=CallbackRequest.Status.IN_PROGRESS,
-                                    only_from=(CallbackRequest.Status.REQUESTED,))
+        callback_request_set_status(
+            callback_request_id=request.pk,
+            status=CallbackRequest.Status.IN_PROGRESS,
+            only_from=(CallbackRequest.Status.REQUESTED,),
+        )
     return _dial(message_id=received.message.pk, request_id=request.pk)
 
 
@@ -146,16 +168,25 @@ def _dial(*, message_id: int, request_id: int) -> ChannelMessage:
     interaction, tenant = message.interaction, message.tenant
     try:
         if claim.reconcile_since is not None:
-            found = backend.find_recent(tenant=tenant, from_=message.sender, to=message.recipient,
-                                        since=claim.reconcile_since,
-                                        exclude=known_provider_ids(message=message, since=claim.reconcile_since))
+            found = backend.find_recent(
+                tenant=tenant,
+                from_=message.sender,
+                to=message.recipient,
+                since=claim.reconcile_since,
+                exclude=known_provider_ids(message=message, since=claim.reconcile_since),
+            )
             if found:
                 logger.info("callback call %s found at the provider after an uncertain attempt", found.sid)
                 _mark_placed(message, found.sid, found.status)
                 return message
-        placed = backend.place_call(tenant=tenant, from_=message.sender, to=message.recipient,
-                                    url=twiml.url(ANSWER_PATH.format(id=request_id)),
-                                    machine_detection=MACHINE_DETECTION, status_callback=twiml.url(twiml.STATUS_PATH))
+        placed = backend.place_call(
+            tenant=tenant,
+            from_=message.sender,
+            to=message.recipient,
+            url=twiml.url(ANSWER_PATH.format(id=request_id)),
+            machine_detection=MACHINE_DETECTION,
+            status_callback=twiml.url(twiml.STATUS_PATH),
+        )
     except ProviderPermanentError as exc:
         with transaction.atomic():
             if not delivery_record_failed(claim=claim, error_code=exc.code):
@@ -178,15 +209,17 @@ def _mark_placed(message: ChannelMessage, sid: str, status: str) -> None:
             return
         if status and status != "queued":
             message_status_update(channel=Channel.VOICE, provider_id=sid, status=status, rank=CALL_STATUS_RANK)
-        interaction_set_metadata(interaction=message.interaction,
-                                 updates={"call_sid": sid, "call_status": status or "queued"})
+        interaction_set_metadata(
+            interaction=message.interaction, updates={"call_sid": sid, "call_status": status or "queued"}
+        )
 
 
 def _spoken_number(e164: str, country: str) -> str:
     """``+15550100001`` → ``"5 5 5, 0 1 0, 0 0 0 1"``: the national format read digit by digit, a pause per group."""
     try:
-        national = phonenumbers.format_number(phonenumbers.parse(e164, country or None),
-                                              phonenumbers.PhoneNumberFormat.NATIONAL)
+        national = phonenumbers.format_number(
+            phonenumbers.parse(e164, country or None), phonenumbers.PhoneNumberFormat.NATIONAL
+        )
     except phonenumbers.NumberParseException:
         national = e164
     groups = re.findall(r"\d+", national)
@@ -196,8 +229,10 @@ def _spoken_number(e164: str, country: str) -> str:
 def callback_machine_message(*, tenant: Tenant, number: str) -> str:
     """What a voicemail box (or fax) hears: the clinic's short name and our number — nothing about the patient
     or the request, since anyone may play the box back (DESIGN.md, PHI)."""
-    return (f"Hello, this is {tenant.short_name} returning your call. Please call us back at "
-            f"{_spoken_number(number, tenant.country)}. Thank you, goodbye.")
+    return (
+        f"Hello, this is {tenant.short_name} returning your call. Please call us back at "
+        f"{_spoken_number(number, tenant.country)}. Thank you, goodbye."
+    )
 
 
 def callback_answered(*, tenant: Tenant, callback_request_id: int, params) -> str | None:
@@ -210,12 +245,16 @@ def callback_answered(*, tenant: Tenant, callback_request_id: int, params) -> st
     request answers the same branch without a second transcript turn. A ``CallSid`` other than the one we placed
     for this request gets a bare hang-up.
     """
-    request = (CallbackRequest.objects.select_related("tenant", "conversation", "interaction")
-               .filter(pk=callback_request_id, tenant=tenant).first())
+    request = (
+        CallbackRequest.objects.select_related("tenant", "conversation", "interaction")
+        .filter(pk=callback_request_id, tenant=tenant)
+        .first()
+    )
     if request is None:
         return None
-    message = (ChannelMessage.objects.filter(tenant=tenant, channel=Channel.VOICE,
-                                             idempotency_key=f"callback:{request.pk}").first())
+    message = ChannelMessage.objects.filter(
+        tenant=tenant, channel=Channel.VOICE, idempotency_key=f"callback:{request.pk}"
+    ).first()
     sid = params.get("CallSid", "")
     if message is None or not sid or (message.provider_id and message.provider_id != sid):
         logger.warning("callback %s answer webhook for an unexpected call %s", request.pk, sid or "-")
@@ -237,11 +276,16 @@ def callback_answered(*, tenant: Tenant, callback_request_id: int, params) -> st
             updates = {"answered_by": answered_by, "callback_outcome": "left_message"}
         if first:
             interaction_set_metadata(interaction=interaction, updates=updates)
-            interaction_append_turn(interaction=interaction, role="agent", text=words,
-                                    event="callback_intro" if human else "callback_machine_message")
+            interaction_append_turn(
+                interaction=interaction,
+                role="agent",
+                text=words,
+                event="callback_intro" if human else "callback_machine_message",
+            )
             if not human:
-                callback_request_set_status(callback_request_id=request.pk, status=CallbackRequest.Status.FAILED,
-                                            only_from=OPEN)
+                callback_request_set_status(
+                    callback_request_id=request.pk, status=CallbackRequest.Status.FAILED, only_from=OPEN
+                )
     return document
 
 
@@ -261,8 +305,11 @@ def on_callback_requested(sender, *, interaction_id=None, callback_request_id=No
     from channels_app.voice.tasks import voice_place_callback
 
     if callback_request_id is None and interaction_id is not None:
-        callback_request_id = (CallbackRequest.objects.filter(interaction_id=interaction_id, status__in=OPEN)
-                               .values_list("pk", flat=True).first())
+        callback_request_id = (
+            CallbackRequest.objects.filter(interaction_id=interaction_id, status__in=OPEN)
+            .values_list("pk", flat=True)
+            .first()
+        )
     if callback_request_id is None:
         logger.warning("callback_requested for interaction %s without a pending request", interaction_id)
         return

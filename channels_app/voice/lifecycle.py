@@ -79,17 +79,27 @@ def call_status_update(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
     at = min(at, timezone.now())
     with transaction.atomic():
         moved = message_status_update(
-            channel=Channel.VOICE, provider_id=sid, status=status, error_code=params.get("ErrorCode", ""),
-            error_message=params.get("ErrorMessage", ""), at=at, tenant=tenant, rank=CALL_STATUS_RANK,
+            channel=Channel.VOICE,
+            provider_id=sid,
+            status=status,
+            error_code=params.get("ErrorCode", ""),
+            error_message=params.get("ErrorMessage", ""),
+            at=at,
+            tenant=tenant,
+            rank=CALL_STATUS_RANK,
         )
         if not moved:
             logger.info("call %s: status %r not applied (unknown call, duplicate or out of order)", sid, status)
             return False
-        interaction_id = (ChannelMessage.objects.filter(tenant=tenant, channel=Channel.VOICE, provider_id=sid)
-                          .values_list("interaction_id", flat=True).get())
+        interaction_id = (
+            ChannelMessage.objects.filter(tenant=tenant, channel=Channel.VOICE, provider_id=sid)
+            .values_list("interaction_id", flat=True)
+            .get()
+        )
         # the row lock (already taken by message_status_update) orders us against the turn's last step
-        interaction: Interaction = Interaction.objects.select_for_update(of=("self",)).select_related(
-            "conversation").get(pk=interaction_id)
+        interaction: Interaction = (
+            Interaction.objects.select_for_update(of=("self",)).select_related("conversation").get(pk=interaction_id)
+        )
         updates: dict = {"call_status": status}
         if (duration := _int(params.get("CallDuration"))) is not None:
             updates["duration_seconds"] = duration
@@ -105,8 +115,11 @@ def call_status_update(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
         # with a turn in progress this is provisional: call_close_ended takes it back on an intended ending
         _note_interrupted(interaction, status=status, sid=sid, at=at)
         if live:
-            logger.info("call %s ended while turn %s is answered: closing when it is done", sid,
-                        interaction.metadata[IN_PROGRESS].get("turn"))
+            logger.info(
+                "call %s ended while turn %s is answered: closing when it is done",
+                sid,
+                interaction.metadata[IN_PROGRESS].get("turn"),
+            )
         else:
             interaction_close(interaction=interaction, at=at)
         from channels_app.voice.callback import callback_call_ended
@@ -120,8 +133,11 @@ def _note_interrupted(interaction: Interaction, *, status: str, sid: str, at: da
     for the next session's greeting: session state :data:`INTERRUPTED_CALL` = ``{"call_sid", "ended_at"}``."""
     intended = interaction.metadata.get("ended_by") in INTENDED_ENDINGS
     if status == "completed" and not intended and interaction.transcript:
-        state_set(conversation=interaction.conversation, key=INTERRUPTED_CALL,
-                  value={"call_sid": sid, "ended_at": at.isoformat()})
+        state_set(
+            conversation=interaction.conversation,
+            key=INTERRUPTED_CALL,
+            value={"call_sid": sid, "ended_at": at.isoformat()},
+        )
 
 
 def call_ended(interaction: Interaction) -> bool:

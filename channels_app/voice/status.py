@@ -13,10 +13,16 @@ from __future__ import annotations
 
 CALL_STATUS_RANK: dict[str, int] = {
     "pending": 0,
-    "queued": 1, "initiated": 1,
+    "queued": 1,
+    "initiated": 1,
     "ringing": 2,
-    "in-progress": 3, "answered": 3,
-    "completed": 4, "busy": 4, "failed": 4, "no-answer": 4, "canceled": 4,
+    "in-progress": 3,
+    "answered": 3,
+    "completed": 4,
+    "busy": 4,
+    "failed": 4,
+    "no-answer": 4,
+    "canceled": 4,
 }
 TERMINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 

@@ -6,7 +6,6 @@ from channels_app.providers import PROVIDER_RETRY
 from channels_app.voice import callback, voicemail
 
 
-
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
 def voice_place_callback(callback_request_id: int) -> None:
     """Dial one callback request (idempotent: one call per request, row-locked dial)."""
@@ -14,21 +13,30 @@ def voice_place_callback(callback_request_id: int) -> None:
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
-def voicemail_transcribe(self, call_message_id: int, recording_sid: str, recording_url: str,
-                         duration_seconds: int | None = None) -> None:
+def voicemail_transcribe(
+    self, call_message_id: int, recording_sid: str, recording_url: str, duration_seconds: int | None = None
+) -> None:
     """Transcribe and file one voicemail (idempotent: one ``voicemail`` row per RecordingSid, escalated once,
     so a worker killed mid-task puts it back on the queue). On the last attempt the voicemail is filed
     without a transcript rather than lost; a task lost altogether is re-queued by ``inbound_redrive``."""
     voicemail.voicemail_transcribe(
-        call_message_id=call_message_id, recording_sid=recording_sid, recording_url=recording_url,
-        duration_seconds=duration_seconds, give_up=self.request.retries >= self.max_retries,
+        call_message_id=call_message_id,
+        recording_sid=recording_sid,
+        recording_url=recording_url,
+        duration_seconds=duration_seconds,
+        give_up=self.request.retries >= self.max_retries,
     )
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def voicemail_file_untranscribed_task(call_message_id: int, recording_sid: str, recording_url: str,
-                                      duration_seconds: int | None = None) -> None:
+def voicemail_file_untranscribed_task(
+    call_message_id: int, recording_sid: str, recording_url: str, duration_seconds: int | None = None
+) -> None:
     """File a recording whose Twilio transcription never came, without a transcript (idempotent: once per
     RecordingSid). Queued by ``inbound_redrive``."""
-    voicemail.voicemail_file_untranscribed(call_message_id=call_message_id, recording_sid=recording_sid,
-                                           recording_url=recording_url, duration_seconds=duration_seconds)
+    voicemail.voicemail_file_untranscribed(
+        call_message_id=call_message_id,
+        recording_sid=recording_sid,
+        recording_url=recording_url,
+        duration_seconds=duration_seconds,
+    )

@@ -41,8 +41,10 @@ DIALING, TRANSFERRED, NOT_ANSWERED = "dialing", "transferred", "not_answered"
 ENDED_BY_TRANSFER = "transfer"  # metadata "ended_by": the agent handed the call on (not an interrupted call)
 
 TRANSFER_LINE = "Please hold while I connect you to our front desk."
-NOT_ANSWERED_PROMPT = ("Sorry, no one at the front desk could take your call right now. Please leave a message "
-                       "after the tone, and press the pound key when you're done.")
+NOT_ANSWERED_PROMPT = (
+    "Sorry, no one at the front desk could take your call right now. Please leave a message "
+    "after the tone, and press the pound key when you're done."
+)
 
 #: ``DialCallStatus`` values meaning the front desk picked up (the bridged call is over when Twilio posts them)
 ANSWERED_STATUSES = frozenset({"completed", "answered"})
@@ -50,8 +52,9 @@ ANSWERED_STATUSES = frozenset({"completed", "answered"})
 UNANSWERED_STATUSES = frozenset({"busy", "no-answer", "failed", "canceled"})
 
 
-def transfer_number(*, tenant: Tenant, interaction: Interaction, actions: Iterable[str],
-                    now: datetime | None = None) -> str | None:
+def transfer_number(
+    *, tenant: Tenant, interaction: Interaction, actions: Iterable[str], now: datetime | None = None
+) -> str | None:
     """The front-desk number (E.164) to transfer this call to after a turn whose tools were ``actions``, or None
     to stay with the agent: no handoff this turn, a transfer already happened on this call, no
     ``handoff_number`` configured, or the clinic is closed at ``now`` (aware; default: now)."""
@@ -68,8 +71,9 @@ def clinic_number(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     """Our Twilio number on this call (E.164): ``To`` of an inbound call, ``From`` of a call we placed —
     whichever of the two the tenant owns, in that order of preference."""
     outbound = (params.get("Direction") or "inbound").startswith("outbound")
-    ordered = [n for n in ((params.get("From"), params.get("To")) if outbound else
-                           (params.get("To"), params.get("From"))) if n]
+    ordered = [
+        n for n in ((params.get("From"), params.get("To")) if outbound else (params.get("To"), params.get("From"))) if n
+    ]
     owned = set(TenantPhoneNumber.objects.filter(tenant=tenant, number__in=ordered).values_list("number", flat=True))
     return next((n for n in ordered if n in owned), ordered[0] if ordered else "")
 
@@ -81,11 +85,19 @@ def transfer_start(*, interaction: Interaction, params: Mapping[str, str], numbe
     appends the transcript turn (``event="transfer"``).
     """
     caller_id = clinic_number(tenant=interaction.tenant, params=params)
-    interaction_set_metadata(interaction=interaction, updates={
-        TRANSFER: {"status": DIALING, "number": number, "caller_id": caller_id, "turn": turn,
-                   "started_at": timezone.now().isoformat()},
-        "ended_by": ENDED_BY_TRANSFER,
-    })
+    interaction_set_metadata(
+        interaction=interaction,
+        updates={
+            TRANSFER: {
+                "status": DIALING,
+                "number": number,
+                "caller_id": caller_id,
+                "turn": turn,
+                "started_at": timezone.now().isoformat(),
+            },
+            "ended_by": ENDED_BY_TRANSFER,
+        },
+    )
     logger.info("call of interaction %s: transferring to the front desk", interaction.pk)
     return twiml.dial(TRANSFER_LINE, number=number, caller_id=caller_id)
 
@@ -128,25 +140,41 @@ def dial_result(*, tenant: Tenant, params: Mapping[str, str]) -> str:
         caller_gone = params.get("CallStatus") == "completed"  # Twilio ignores the TwiML we answer then
         if not answered and status not in UNANSWERED_STATUSES:
             logger.warning("call %s: unknown DialCallStatus %r; offering voicemail", call.sid, status)
-        state.update({
-            "status": TRANSFERRED if answered else NOT_ANSWERED, "dial_call_status": status,
-            "dial_call_sid": params.get("DialCallSid", ""), "dial_call_duration": _int(params.get("DialCallDuration")),
-            "ended_at": timezone.now().isoformat(),
-        })
+        state.update(
+            {
+                "status": TRANSFERRED if answered else NOT_ANSWERED,
+                "dial_call_status": status,
+                "dial_call_sid": params.get("DialCallSid", ""),
+                "dial_call_duration": _int(params.get("DialCallDuration")),
+                "ended_at": timezone.now().isoformat(),
+            }
+        )
         interaction_set_metadata(interaction=interaction, updates={TRANSFER: state})
         if answered:
-            interaction_append_turn(interaction=interaction, role="system", event="transferred",
-                                    text="Call transferred to the front desk.", dial_call_status=status)
+            interaction_append_turn(
+                interaction=interaction,
+                role="system",
+                event="transferred",
+                text="Call transferred to the front desk.",
+                dial_call_status=status,
+            )
         elif caller_gone:
             interaction_append_turn(
-                interaction=interaction, role="system", event="transfer_not_answered", dial_call_status=status,
-                text=f"The front desk did not answer the transfer ({status or 'unknown'}); the caller hung up.")
+                interaction=interaction,
+                role="system",
+                event="transfer_not_answered",
+                dial_call_status=status,
+                text=f"The front desk did not answer the transfer ({status or 'unknown'}); the caller hung up.",
+            )
         else:
             interaction_append_turn(
-                interaction=interaction, role="system", event="transfer_not_answered", dial_call_status=status,
-                text=f"The front desk did not answer the transfer ({status or 'unknown'}); voicemail offered.")
-            interaction_append_turn(interaction=interaction, role="agent", text=NOT_ANSWERED_PROMPT,
-                                    event="voicemail")
+                interaction=interaction,
+                role="system",
+                event="transfer_not_answered",
+                dial_call_status=status,
+                text=f"The front desk did not answer the transfer ({status or 'unknown'}); voicemail offered.",
+            )
+            interaction_append_turn(interaction=interaction, role="agent", text=NOT_ANSWERED_PROMPT, event="voicemail")
         return transfer_document(interaction=interaction)
 
 

@@ -52,8 +52,14 @@ def gather(text: str, *, turn: int, no_input: int = 0) -> str:
     """
     response = VoiceResponse()
     listen = Gather(
-        input="speech", action=url(GATHER_PATH, turn=turn), method="POST", speech_timeout="auto",
-        timeout=GATHER_TIMEOUT, barge_in=True, language=settings.VOICE_LANGUAGE, action_on_empty_result=False,
+        input="speech",
+        action=url(GATHER_PATH, turn=turn),
+        method="POST",
+        speech_timeout="auto",
+        timeout=GATHER_TIMEOUT,
+        barge_in=True,
+        language=settings.VOICE_LANGUAGE,
+        action_on_empty_result=False,
         profanity_filter=False,
     )
     _say(listen, text)
@@ -115,9 +121,17 @@ def voicemail(text: str, *, transcribe: bool) -> str:
     if transcribe:
         kwargs = {"transcribe": True, "transcribe_callback": url(TRANSCRIPTION_PATH)}
     response.record(
-        action=url(VOICEMAIL_DONE_PATH), method="POST", max_length=VOICEMAIL_MAX_SECONDS, timeout=5,
-        finish_on_key="#", play_beep=True, trim="trim-silence", recording_status_callback=url(RECORDING_PATH),
-        recording_status_callback_method="POST", recording_status_callback_event="completed absent", **kwargs,
+        action=url(VOICEMAIL_DONE_PATH),
+        method="POST",
+        max_length=VOICEMAIL_MAX_SECONDS,
+        timeout=5,
+        finish_on_key="#",
+        play_beep=True,
+        trim="trim-silence",
+        recording_status_callback=url(RECORDING_PATH),
+        recording_status_callback_method="POST",
+        recording_status_callback_event="completed absent",
+        **kwargs,
     )
     _say(response, "I didn't hear a message. Goodbye.")
     response.hangup()

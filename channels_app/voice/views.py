@@ -8,7 +8,7 @@ number — else by the stored ``CallSid`` (:data:`channels_app.voice.security.vo
 
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 
-from channels_app.twilio_security import twiml_response, twilio_webhook
+from channels_app.twilio_security import twilio_webhook, twiml_response
 from channels_app.voice import agent, callback, lifecycle, transfer, voicemail
 from channels_app.voice.security import call_webhook, voice_webhook
 
@@ -41,8 +41,14 @@ def voice_gather(request):
 @voice_webhook
 def voice_no_input(request):
     """A Gather heard nothing (``?turn=N&n=K``): re-prompt, then voicemail, then goodbye."""
-    return twiml_response(agent.call_no_input(tenant=request.tenant, params=request.POST,
-                                      turn=_query_int(request, "turn", 1), attempt=_query_int(request, "n", 1)))
+    return twiml_response(
+        agent.call_no_input(
+            tenant=request.tenant,
+            params=request.POST,
+            turn=_query_int(request, "turn", 1),
+            attempt=_query_int(request, "n", 1),
+        )
+    )
 
 
 @voice_webhook
@@ -58,8 +64,9 @@ def voice_status(request):
 def voice_callback_answer(request, callback_request_id: int):
     """A callback call we placed was answered (``AnsweredBy`` from answering-machine detection): talk to a
     person, leave a generic message on a machine. Another tenant's request id answers 404."""
-    document = callback.callback_answered(tenant=request.tenant, callback_request_id=callback_request_id,
-                                          params=request.POST)
+    document = callback.callback_answered(
+        tenant=request.tenant, callback_request_id=callback_request_id, params=request.POST
+    )
     if document is None:
         raise Http404("no such callback request")
     return twiml_response(document)

@@ -76,8 +76,15 @@ def stt_configured() -> bool:
 
 
 def voicemail_file(
-    *, tenant: Tenant, call: Call, recording_sid: str, recording_url: str, transcript: str, source: str,
-    transcription_status: str = "completed", duration_seconds: int | None = None,
+    *,
+    tenant: Tenant,
+    call: Call,
+    recording_sid: str,
+    recording_url: str,
+    transcript: str,
+    source: str,
+    transcription_status: str = "completed",
+    duration_seconds: int | None = None,
 ) -> Interaction:
     """Write (once per ``recording_sid``) the ``voicemail`` row of ``call``'s caller and return it.
 
@@ -87,25 +94,41 @@ def voicemail_file(
     assessment = assess(tenant=tenant, text=transcript, channel=Channel.VOICEMAIL)
     with transaction.atomic():
         received = message_receive(
-            tenant=tenant, customer=call.interaction.customer, channel=Channel.VOICEMAIL, provider_id=recording_sid,
-            sender=call.message.sender, recipient=call.message.recipient, text=transcript,
+            tenant=tenant,
+            customer=call.interaction.customer,
+            channel=Channel.VOICEMAIL,
+            provider_id=recording_sid,
+            sender=call.message.sender,
+            recipient=call.message.recipient,
+            text=transcript,
             turn_extra={"recording_sid": recording_sid},
         )
         voicemail = received.interaction
         if received.duplicate:
-            if transcript and _add_late_transcript(voicemail=voicemail, transcript=transcript, source=source,
-                                                   status=transcription_status, assessment=assessment):
+            if transcript and _add_late_transcript(
+                voicemail=voicemail,
+                transcript=transcript,
+                source=source,
+                status=transcription_status,
+                assessment=assessment,
+            ):
                 return voicemail
             logger.info("voicemail %s already filed", recording_sid)
             return voicemail
-        interaction_set_metadata(interaction=voicemail, updates={
-            "call_sid": call.sid, "recording_sid": recording_sid, "recording_url": recording_url,
-            "duration_seconds": duration_seconds,
-            "transcription": {"source": source, "status": transcription_status},
-            "assessment": {"source": assessment.source, "reason": assessment.reason},
-        })
-        interaction_set_assessment(interaction=voicemail, urgency=assessment.urgency,
-                                   intent=assessment.intent if transcript else None)
+        interaction_set_metadata(
+            interaction=voicemail,
+            updates={
+                "call_sid": call.sid,
+                "recording_sid": recording_sid,
+                "recording_url": recording_url,
+                "duration_seconds": duration_seconds,
+                "transcription": {"source": source, "status": transcription_status},
+                "assessment": {"source": assessment.source, "reason": assessment.reason},
+            },
+        )
+        interaction_set_assessment(
+            interaction=voicemail, urgency=assessment.urgency, intent=assessment.intent if transcript else None
+        )
         if assessment.is_emergency:
             _escalate(voicemail, assessment)
         interaction_close(interaction=voicemail)
@@ -124,10 +147,13 @@ def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str
     if ((row.metadata or {}).get("transcription") or {}).get("status") != MISSING:
         return False
     interaction_append_turn(interaction=row, role="customer", text=transcript, late_transcription=True)
-    interaction_set_metadata(interaction=row, updates={
-        "transcription": {"source": source, "status": status},
-        "assessment": {"source": assessment.source, "reason": assessment.reason},
-    })
+    interaction_set_metadata(
+        interaction=row,
+        updates={
+            "transcription": {"source": source, "status": status},
+            "assessment": {"source": assessment.source, "reason": assessment.reason},
+        },
+    )
     interaction_set_assessment(interaction=row, urgency=assessment.urgency, intent=assessment.intent)
     if assessment.is_emergency:
         _escalate(row, assessment)
@@ -155,8 +181,10 @@ def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
     if call is None:
         return
     recording = {
-        "sid": params.get("RecordingSid", ""), "url": params.get("RecordingUrl", ""),
-        "status": params.get("RecordingStatus", ""), "duration_seconds": _int(params.get("RecordingDuration")),
+        "sid": params.get("RecordingSid", ""),
+        "url": params.get("RecordingUrl", ""),
+        "status": params.get("RecordingStatus", ""),
+        "duration_seconds": _int(params.get("RecordingDuration")),
         "received_at": timezone.now().isoformat(),
     }
     with transaction.atomic():
@@ -168,8 +196,12 @@ def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
             from channels_app.voice.tasks import voicemail_transcribe
 
             message_id = call.message.pk
-            transaction.on_commit(lambda: voicemail_transcribe.delay(
-                message_id, recording["sid"], recording["url"], recording["duration_seconds"]), robust=True)
+            transaction.on_commit(
+                lambda: voicemail_transcribe.delay(
+                    message_id, recording["sid"], recording["url"], recording["duration_seconds"]
+                ),
+                robust=True,
+            )
 
 
 def transcription_received(*, tenant: Tenant, params: Mapping[str, str]) -> Interaction | None:
@@ -181,9 +213,13 @@ def transcription_received(*, tenant: Tenant, params: Mapping[str, str]) -> Inte
     status = params.get("TranscriptionStatus", "")
     recording = (call.interaction.metadata or {}).get("recording") or {}
     return voicemail_file(
-        tenant=tenant, call=call, recording_sid=params["RecordingSid"], recording_url=params.get("RecordingUrl", ""),
+        tenant=tenant,
+        call=call,
+        recording_sid=params["RecordingSid"],
+        recording_url=params.get("RecordingUrl", ""),
         transcript=(params.get("TranscriptionText") or "").strip() if status == "completed" else "",
-        source="twilio", transcription_status=status or "completed",
+        source="twilio",
+        transcription_status=status or "completed",
         duration_seconds=recording.get("duration_seconds") if recording.get("sid") == params["RecordingSid"] else None,
     )
 
@@ -201,7 +237,7 @@ def _media_url(tenant: Tenant, recording_url: str) -> str:
     prefix = f"{TWILIO_HOST}/2010-04-01/Accounts/{tenant.twilio_account_sid}/Recordings/"
     if not tenant.twilio_account_sid or not recording_url.startswith(prefix):
         raise ProviderPermanentError(f"not a recording of this tenant's account: {recording_url[:120]}")
-    url = settings.TWILIO_API_BASE + recording_url[len(TWILIO_HOST):]
+    url = settings.TWILIO_API_BASE + recording_url[len(TWILIO_HOST) :]
     return url if url.endswith((".mp3", ".wav")) else url + ".mp3"
 
 
@@ -212,8 +248,9 @@ def recording_fetch(*, tenant: Tenant, recording_url: str) -> bytes:
     url = _media_url(tenant, recording_url)
     timeout = httpx.Timeout(settings.VOICEMAIL_FETCH_TIMEOUT_SECONDS, connect=5.0)
     try:
-        response = httpx.get(url, auth=(tenant.twilio_account_sid, tenant.twilio_auth_token), timeout=timeout,
-                             follow_redirects=True)
+        response = httpx.get(
+            url, auth=(tenant.twilio_account_sid, tenant.twilio_auth_token), timeout=timeout, follow_redirects=True
+        )
     except httpx.TransportError as exc:
         raise ProviderTransientError(f"recording fetch failed: {type(exc).__name__}") from exc
     if response.status_code in (404, 429) or response.status_code >= 500:
@@ -228,11 +265,16 @@ def speech_to_text(*, audio: bytes, filename: str = "voicemail.mp3") -> str:
     ProviderTransientError (connection, timeout, 429, 5xx) or ProviderPermanentError (other API errors)."""
     import openai
 
-    client = openai.OpenAI(api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL,
-                           timeout=settings.OPENAI_TIMEOUT_SECONDS, max_retries=0)
+    client = openai.OpenAI(
+        api_key=settings.OPENAI_API_KEY,
+        base_url=settings.OPENAI_BASE_URL,
+        timeout=settings.OPENAI_TIMEOUT_SECONDS,
+        max_retries=0,
+    )
     try:
-        result = client.audio.transcriptions.create(model=settings.VOICEMAIL_STT_MODEL,
-                                                    file=(filename, audio, "audio/mpeg"))
+        result = client.audio.transcriptions.create(
+            model=settings.VOICEMAIL_STT_MODEL, file=(filename, audio, "audio/mpeg")
+        )
     except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError) as exc:
         raise ProviderTransientError(f"speech-to-text failed: {type(exc).__name__}") from exc
     except openai.APIStatusError as exc:
@@ -240,8 +282,14 @@ def speech_to_text(*, audio: bytes, filename: str = "voicemail.mp3") -> str:
     return (getattr(result, "text", "") or "").strip()
 
 
-def voicemail_transcribe(*, call_message_id: int, recording_sid: str, recording_url: str,
-                         duration_seconds: int | None = None, give_up: bool = False) -> Interaction | None:
+def voicemail_transcribe(
+    *,
+    call_message_id: int,
+    recording_sid: str,
+    recording_url: str,
+    duration_seconds: int | None = None,
+    give_up: bool = False,
+) -> Interaction | None:
     """Fetch, transcribe (OpenAI-compatible) and file one voicemail. Transient errors propagate (the task
     retries) unless ``give_up``; then, like permanent errors, the voicemail is filed without a transcript."""
     from conversations.models import ChannelMessage
@@ -258,24 +306,43 @@ def voicemail_transcribe(*, call_message_id: int, recording_sid: str, recording_
         logger.warning("voicemail %s: transcription kept failing; filing it without a transcript", recording_sid)
         transcript, status = "", "failed"
     except ProviderPermanentError as exc:
-        logger.warning("voicemail %s: transcription failed permanently (%s %s)", recording_sid,
-                       type(exc).__name__, exc.code or exc.status or "")
+        logger.warning(
+            "voicemail %s: transcription failed permanently (%s %s)",
+            recording_sid,
+            type(exc).__name__,
+            exc.code or exc.status or "",
+        )
         transcript, status = "", "failed"
-    return voicemail_file(tenant=tenant, call=call, recording_sid=recording_sid, recording_url=recording_url,
-                          transcript=transcript, source="openai", transcription_status=status,
-                          duration_seconds=duration_seconds)
+    return voicemail_file(
+        tenant=tenant,
+        call=call,
+        recording_sid=recording_sid,
+        recording_url=recording_url,
+        transcript=transcript,
+        source="openai",
+        transcription_status=status,
+        duration_seconds=duration_seconds,
+    )
 
 
-def voicemail_file_untranscribed(*, call_message_id: int, recording_sid: str, recording_url: str,
-                                 duration_seconds: int | None = None) -> Interaction:
+def voicemail_file_untranscribed(
+    *, call_message_id: int, recording_sid: str, recording_url: str, duration_seconds: int | None = None
+) -> Interaction:
     """File a recording whose Twilio transcription never came, without a transcript (transcription status
     ``missing``), so staff get the recording link; a transcription that arrives later is added to it
     (:func:`voicemail_file`). Once per RecordingSid, like every filing."""
     message = ChannelMessage.objects.select_related("interaction__customer", "tenant").get(pk=call_message_id)
     logger.warning("voicemail %s: no transcription arrived; filing it without one", recording_sid)
-    return voicemail_file(tenant=message.tenant, call=Call(message=message, interaction=message.interaction),
-                          recording_sid=recording_sid, recording_url=recording_url, transcript="", source="twilio",
-                          transcription_status=MISSING, duration_seconds=duration_seconds)
+    return voicemail_file(
+        tenant=message.tenant,
+        call=Call(message=message, interaction=message.interaction),
+        recording_sid=recording_sid,
+        recording_url=recording_url,
+        transcript="",
+        source="twilio",
+        transcription_status=MISSING,
+        duration_seconds=duration_seconds,
+    )
 
 
 def _when(value) -> datetime | None:
@@ -303,10 +370,15 @@ def voicemail_redrive(*, now: datetime | None = None) -> int:
     wait = REDRIVE_AFTER if stt else TWILIO_TRANSCRIPTION_GRACE
     due = []
     filed_rows = ChannelMessage.objects.filter(  # served by the unique (channel, provider_id) index
-        channel=Channel.VOICEMAIL, tenant_id=OuterRef("tenant_id"), provider_id=OuterRef("recording_sid"))
-    calls = (Interaction.objects.filter(  # updated_at moved when the recording was noted: a cheap bound
-        channel=Channel.VOICE, metadata__recording__status="completed", updated_at__gte=now - REDRIVE_MAX_AGE)
-        .annotate(recording_sid=KT("metadata__recording__sid")).filter(~Exists(filed_rows)))
+        channel=Channel.VOICEMAIL, tenant_id=OuterRef("tenant_id"), provider_id=OuterRef("recording_sid")
+    )
+    calls = (
+        Interaction.objects.filter(  # updated_at moved when the recording was noted: a cheap bound
+            channel=Channel.VOICE, metadata__recording__status="completed", updated_at__gte=now - REDRIVE_MAX_AGE
+        )
+        .annotate(recording_sid=KT("metadata__recording__sid"))
+        .filter(~Exists(filed_rows))
+    )
     for call in calls.order_by("updated_at")[:REDRIVE_BATCH]:
         recording = call.metadata.get("recording") or {}
         received = _when(recording.get("received_at"))
@@ -316,8 +388,9 @@ def voicemail_redrive(*, now: datetime | None = None) -> int:
             due.append((call, recording))
     queued = 0
     for call, recording in due:
-        message = ChannelMessage.objects.filter(tenant_id=call.tenant_id, channel=Channel.VOICE,
-                                                provider_id=call.metadata.get("call_sid") or "-").first()
+        message = ChannelMessage.objects.filter(
+            tenant_id=call.tenant_id, channel=Channel.VOICE, provider_id=call.metadata.get("call_sid") or "-"
+        ).first()
         if message is None or not _mark_redriven(call=call, recording_sid=recording["sid"], now=now):
             continue
         args = (message.pk, recording["sid"], recording.get("url", ""), recording.get("duration_seconds"))

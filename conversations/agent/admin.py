@@ -60,8 +60,19 @@ class AppointmentAdmin(TenantScopedAdmin):
     date_hierarchy = "starts_at"
     list_select_related = ["customer"]
     search_fields = ["customer__display_name", "customer__identifiers__value"]
-    readonly_fields = ["tenant", "customer", "conversation", "resource", "starts_at", "ends_at", "status",
-                       "booked_via", "version", "created_at", "updated_at"]
+    readonly_fields = [
+        "tenant",
+        "customer",
+        "conversation",
+        "resource",
+        "starts_at",
+        "ends_at",
+        "status",
+        "booked_via",
+        "version",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["cancel_appointments"]
 
     def has_add_permission(self, request):
@@ -78,8 +89,18 @@ class CallbackRequestAdmin(TenantScopedAdmin):
     list_display = ["created_at", "customer", "phone", "reason", "status"]
     list_filter = ["status"]
     list_select_related = ["customer"]
-    readonly_fields = ["tenant", "customer", "conversation", "interaction", "phone", "reason", "context",
-                       "preferred_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "tenant",
+        "customer",
+        "conversation",
+        "interaction",
+        "phone",
+        "reason",
+        "context",
+        "preferred_at",
+        "created_at",
+        "updated_at",
+    ]
 
     def has_add_permission(self, request):
         return False

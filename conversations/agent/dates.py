@@ -53,8 +53,11 @@ def parse_when(text: str, *, tz: str, now: datetime) -> When:
         return When()
     local_now = now.astimezone(zoneinfo.ZoneInfo(tz))
     settings = {
-        "TIMEZONE": tz, "RETURN_AS_TIMEZONE_AWARE": True, "PREFER_DATES_FROM": "future",
-        "RELATIVE_BASE": local_now.replace(tzinfo=None), "PREFER_DAY_OF_MONTH": "first",
+        "TIMEZONE": tz,
+        "RETURN_AS_TIMEZONE_AWARE": True,
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": local_now.replace(tzinfo=None),
+        "PREFER_DAY_OF_MONTH": "first",
     }
     day: date | None = None
     at: time | None = None

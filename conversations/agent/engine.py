@@ -55,10 +55,13 @@ def _first_name(value: str) -> str:
 
 
 def _identity_prompt(session: AgentSession, text: str) -> str:
-    conv_services.interaction_set_metadata(interaction=session.interaction,
-                                           updates={"identity": "asked", "identity_pending_text": text[:1000]})
-    return (f"Hi, this is {session.tenant.short_name}. Before we go on — more than one person may use this "
-            "number — please tell me your first name.")
+    conv_services.interaction_set_metadata(
+        interaction=session.interaction, updates={"identity": "asked", "identity_pending_text": text[:1000]}
+    )
+    return (
+        f"Hi, this is {session.tenant.short_name}. Before we go on — more than one person may use this "
+        "number — please tell me your first name."
+    )
 
 
 def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
@@ -66,8 +69,10 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     given = re.sub(r"^(it'?s|this is|i am|i'?m|my name is)\s+", "", text.strip(), flags=re.I)
     confirmed = bool(expected) and _first_name(given) == expected
     stashed = (session.interaction.metadata or {}).get("identity_pending_text", "")
-    conv_services.interaction_set_metadata(interaction=session.interaction, updates={
-        "identity": "confirmed" if confirmed else "other", "identity_pending_text": ""})
+    conv_services.interaction_set_metadata(
+        interaction=session.interaction,
+        updates={"identity": "confirmed" if confirmed else "other", "identity_pending_text": ""},
+    )
     fresh = session_for(interaction=session.interaction, now=now)
     if confirmed:
         if stashed and stashed.strip():
@@ -80,7 +85,7 @@ def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | N
     backend = get_backend()
     try:
         said = backend.respond(session, text, deadline=deadline)
-    except Exception as exc:  # noqa: BLE001 - any backend failure falls back to the offline agent
+    except Exception as exc:
         if getattr(backend, "name", "") == "local":
             raise
         logger.warning("agent backend %s failed (%s); answering with the local backend", backend.name, exc)
@@ -88,8 +93,7 @@ def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | N
     return Reply(prefix + said, list(session.actions))
 
 
-def turn(*, interaction: Interaction, text: str, now: datetime | None = None,
-         deadline: float | None = None) -> Reply:
+def turn(*, interaction: Interaction, text: str, now: datetime | None = None, deadline: float | None = None) -> Reply:
     """Answer ``text`` (the customer's words, already recorded) in ``interaction``; tools run as needed.
 
     Returns the reply text and the tool names run. Never raises for a backend outage: the local backend

@@ -16,7 +16,11 @@ logger = logging.getLogger(__name__)
 
 
 def callback_request(
-    *, interaction: Interaction, phone: str, reason: str, context: dict | None = None,
+    *,
+    interaction: Interaction,
+    phone: str,
+    reason: str,
+    context: dict | None = None,
     preferred_at: datetime | None = None,
 ) -> tuple[CallbackRequest, bool]:
     """Record that the customer wants a call back on ``phone`` (E.164); ``(request, created)``.
@@ -34,14 +38,26 @@ def callback_request(
     try:
         with transaction.atomic():
             request = CallbackRequest.objects.create(
-                tenant_id=interaction.tenant_id, customer_id=interaction.customer_id,
-                conversation_id=interaction.conversation_id, interaction=interaction, phone=phone,
-                reason=reason[:500], context=context or {}, preferred_at=preferred_at,
+                tenant_id=interaction.tenant_id,
+                customer_id=interaction.customer_id,
+                conversation_id=interaction.conversation_id,
+                interaction=interaction,
+                phone=phone,
+                reason=reason[:500],
+                context=context or {},
+                preferred_at=preferred_at,
             )
-            _notify(interaction=interaction, kind=StaffNotification.Kind.CALLBACK,
-                    summary=f"Call back {phone}: {reason}"[:500])
-            transaction.on_commit(lambda: callback_requested.send(
-                sender=CallbackRequest, interaction_id=interaction.pk, callback_request_id=request.pk), robust=True)
+            _notify(
+                interaction=interaction,
+                kind=StaffNotification.Kind.CALLBACK,
+                summary=f"Call back {phone}: {reason}"[:500],
+            )
+            transaction.on_commit(
+                lambda: callback_requested.send(
+                    sender=CallbackRequest, interaction_id=interaction.pk, callback_request_id=request.pk
+                ),
+                robust=True,
+            )
     except IntegrityError:
         return existing.get(), False
     return request, True
@@ -52,8 +68,11 @@ def _notify(*, interaction: Interaction, kind: str, summary: str) -> StaffNotifi
     if notice:
         return notice
     return StaffNotification.objects.create(
-        tenant_id=interaction.tenant_id, customer_id=interaction.customer_id, interaction=interaction,
-        kind=kind, summary=summary[:500],
+        tenant_id=interaction.tenant_id,
+        customer_id=interaction.customer_id,
+        interaction=interaction,
+        kind=kind,
+        summary=summary[:500],
     )
 
 
@@ -61,16 +80,22 @@ def handoff_request(*, interaction: Interaction, reason: str) -> StaffNotificati
     """Hand the conversation to a human: mark the interaction escalated and notify staff in admin (once)."""
     with transaction.atomic():
         conv_services.interaction_mark_escalated(interaction=interaction)
-        notice = _notify(interaction=interaction, kind=StaffNotification.Kind.HANDOFF,
-                         summary=reason or "The customer asked for a person.")
+        notice = _notify(
+            interaction=interaction,
+            kind=StaffNotification.Kind.HANDOFF,
+            summary=reason or "The customer asked for a person.",
+        )
     logger.info("handoff requested for interaction %s", interaction.pk)
     return notice
 
 
 def staff_notification_mark_handled(*, notification: StaffNotification, user=None) -> bool:
     """Mark a staff notification handled by ``user``; False if it already was."""
-    return bool(StaffNotification.objects.filter(pk=notification.pk, handled_at__isnull=True).update(
-        handled_at=timezone.now(), handled_by=user))
+    return bool(
+        StaffNotification.objects.filter(pk=notification.pk, handled_at__isnull=True).update(
+            handled_at=timezone.now(), handled_by=user
+        )
+    )
 
 
 def conversation_start_fresh(*, conversation: Conversation) -> int:

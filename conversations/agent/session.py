@@ -109,11 +109,15 @@ def continuity_greeting(session: AgentSession, *, anonymous: bool = False) -> st
         when = say_when(session.local(upcoming[0].starts_at))
         return f"{hello}! Your next appointment is on {when}. How can I help today?"
     if anonymous:
-        return (f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back "
-                "or connect you with our team. If you've been in touch before, tell me your phone number or "
-                "email and I'll pick up where we left off.")
+        return (
+            f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back "
+            "or connect you with our team. If you've been in touch before, tell me your phone number or "
+            "email and I'll pick up where we left off."
+        )
     has_history = bool(selectors.recent_turns(conversation=session.conversation, limit=2)) and bool(session.state)
     if has_history:
         return f"{hello}! How can {tenant.short_name} help today?"
-    return (f"Hi{' ' + name if name else ''}! Thanks for contacting {tenant.short_name}. I can book, move or "
-            "cancel appointments, arrange a call back or connect you with our team. How can I help?")
+    return (
+        f"Hi{' ' + name if name else ''}! Thanks for contacting {tenant.short_name}. I can book, move or "
+        "cancel appointments, arrange a call back or connect you with our team. How can I help?"
+    )

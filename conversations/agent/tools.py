@@ -10,9 +10,10 @@ Channels are never imported: tools announce through ``conversations.signals`` an
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from typing import Any, Callable
+from typing import Any
 
 from django.db import transaction
 
@@ -108,8 +109,9 @@ def _phone(session: AgentSession, usable_for_sms: bool = False) -> str | None:
     call came from (the carrier vouches for it) or one whose one-time code was typed back in chat
     (:mod:`channels_app.chat.verification`). A number merely typed somewhere is never texted or called, so the
     agent cannot be used to text or call strangers (SMS pumping, toll fraud, harassment)."""
-    qs = CustomerIdentifier.objects.filter(tenant=session.tenant, customer=session.customer,
-                                           kind=IdentifierKind.PHONE, verified=True)
+    qs = CustomerIdentifier.objects.filter(
+        tenant=session.tenant, customer=session.customer, kind=IdentifierKind.PHONE, verified=True
+    )
     if usable_for_sms:
         qs = qs.filter(sms_opted_out_at__isnull=True)
     return qs.order_by("created_at", "pk").values_list("value", flat=True).first()
@@ -119,50 +121,72 @@ def _needs_verified_phone(session: AgentSession, want: str) -> str:
     """What to say when ``want`` (e.g. "arrange a call back") needs a verified phone and there is none: in chat,
     offer the code flow (typing a number there texts it a code); elsewhere, ask them to get in touch from it."""
     if session.channel == "chat":
-        return (f"I'd be glad to {want}, but I can only use a number that's been confirmed. Type your mobile number "
-                "here and I'll text it a 6-digit code to confirm it.")
-    return (f"I'd be glad to {want}, but I can only use a number that's been confirmed. Please call or text us "
-            "from that phone, or give it to us in our website chat.")
+        return (
+            f"I'd be glad to {want}, but I can only use a number that's been confirmed. Type your mobile number "
+            "here and I'll text it a 6-digit code to confirm it."
+        )
+    return (
+        f"I'd be glad to {want}, but I can only use a number that's been confirmed. Please call or text us "
+        "from that phone, or give it to us in our website chat."
+    )
 
 
 def _refused(session: AgentSession, exc: BookingError, *, intent: str, day, start) -> ToolResult:
     """A refused slot: keep the day pending and offer the nearest open times."""
     _set_pending(session, intent=intent, date=day.isoformat(), time=None)
     said = _REFUSALS[exc.code].format(when=say_when(start))
-    return ToolResult(False, f"Sorry — {said} " + _alternatives(session, [session.local(a) for a in exc.alternatives]),
-                      {"error": exc.code, "alternatives": [a.isoformat() for a in exc.alternatives]})
+    return ToolResult(
+        False,
+        f"Sorry — {said} " + _alternatives(session, [session.local(a) for a in exc.alternatives]),
+        {"error": exc.code, "alternatives": [a.isoformat() for a in exc.alternatives]},
+    )
 
 
 def _scheduled(session: AgentSession, appt, message: str) -> ToolResult:
     """A booked or moved appointment: clear what was pending and say when (``{when}`` in ``message``)."""
     _clear_pending(session)
     local_start = session.local(appt.starts_at)
-    return ToolResult(True, message.format(when=say_when(local_start)),
-                      {"appointment_id": str(appt.pk), "starts_at": local_start.isoformat()})
+    return ToolResult(
+        True,
+        message.format(when=say_when(local_start)),
+        {"appointment_id": str(appt.pk), "starts_at": local_start.isoformat()},
+    )
 
 
 # --- the tools --------------------------------------------------------------------------------------------------
+
 
 def list_availability(session: AgentSession, *, date: str) -> ToolResult:
     """Open slots on ``date`` (ISO day, tenant time zone) → ``data = {"date", "slots": ["HH:MM"], "next_open"}``."""
     day = _day(date)
     slots = availability(tenant=session.tenant, day=day, now=session.now)
     if slots:
-        return ToolResult(True, f"Open times on {say_day(day)}: {_list(slots)}.",
-                          {"date": day.isoformat(), "slots": [s.strftime("%H:%M") for s in slots]})
+        return ToolResult(
+            True,
+            f"Open times on {say_day(day)}: {_list(slots)}.",
+            {"date": day.isoformat(), "slots": [s.strftime("%H:%M") for s in slots]},
+        )
     later = next_available(tenant=session.tenant, after=day, now=session.now)
-    return ToolResult(False, f"We have no openings on {say_day(day)}. " + _alternatives(session, later),
-                      {"date": day.isoformat(), "slots": [], "next_open": [s.isoformat() for s in later]})
+    return ToolResult(
+        False,
+        f"We have no openings on {say_day(day)}. " + _alternatives(session, later),
+        {"date": day.isoformat(), "slots": [], "next_open": [s.isoformat() for s in later]},
+    )
 
 
-def note_booking_request(session: AgentSession, *, intent: str = "book", date: str | None = None,
-                         time: str | None = None) -> ToolResult:
+def note_booking_request(
+    session: AgentSession, *, intent: str = "book", date: str | None = None, time: str | None = None
+) -> ToolResult:
     """Remember a day and/or time the customer gave before booking (``intent`` book|reschedule); raises
     :class:`ToolArgumentError` for another intent. ``data = {"pending": {...}}``."""
     if intent not in ("book", "reschedule"):
         raise ToolArgumentError("intent must be book or reschedule")
-    _set_pending(session, intent=intent, date=_day(date).isoformat() if date else session.pending.get("date"),
-                 time=_time(time).strftime("%H:%M") if time else session.pending.get("time"))
+    _set_pending(
+        session,
+        intent=intent,
+        date=_day(date).isoformat() if date else session.pending.get("date"),
+        time=_time(time).strftime("%H:%M") if time else session.pending.get("time"),
+    )
     return ToolResult(True, "Noted.", {"pending": session.pending})
 
 
@@ -175,15 +199,22 @@ def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResu
     day, at = _day(date), _time(time)
     start = local_datetime(day, at, session.tz)
     try:
-        appt = appointment_book(tenant=session.tenant, customer=session.customer, starts_at=start,
-                                conversation=session.conversation, booked_via=session.channel, now=session.now)
+        appt = appointment_book(
+            tenant=session.tenant,
+            customer=session.customer,
+            starts_at=start,
+            conversation=session.conversation,
+            booked_via=session.channel,
+            now=session.now,
+        )
     except BookingError as exc:
         return _refused(session, exc, intent="book", day=day, start=start)
     return _scheduled(session, appt, "You're booked for {when}. I'll send you a confirmation.")
 
 
-def reschedule_appointment(session: AgentSession, *, time: str, date: str | None = None,
-                           appointment_id: str | None = None) -> ToolResult:
+def reschedule_appointment(
+    session: AgentSession, *, time: str, date: str | None = None, appointment_id: str | None = None
+) -> ToolResult:
     """Move the customer's next (or ``appointment_id``) appointment to ``time`` on ``date`` (default: same day).
 
     Refused for an unconfirmed email sender (``identity == "other"``); errors as :func:`book_appointment`.
@@ -192,8 +223,11 @@ def reschedule_appointment(session: AgentSession, *, time: str, date: str | None
         return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
     appt = _appointment(session, appointment_id)
     if appt is None:
-        return ToolResult(False, "I couldn't find an upcoming appointment to move. Would you like to book one?",
-                          {"error": "not_found"})
+        return ToolResult(
+            False,
+            "I couldn't find an upcoming appointment to move. Would you like to book one?",
+            {"error": "not_found"},
+        )
     day = _day(date) if date else session.local(appt.starts_at).date()
     start = local_datetime(day, _time(time), session.tz)
     try:
@@ -213,8 +247,11 @@ def cancel_appointment(session: AgentSession, *, appointment_id: str | None = No
     appointment_cancel(appointment=appt)
     _clear_pending(session)
     when = say_when(session.local(appt.starts_at))
-    return ToolResult(True, f"Your appointment on {when} is cancelled. Just ask if you'd like to book again.",
-                      {"appointment_id": str(appt.pk), "cancelled": True})
+    return ToolResult(
+        True,
+        f"Your appointment on {when} is cancelled. Just ask if you'd like to book again.",
+        {"appointment_id": str(appt.pk), "cancelled": True},
+    )
 
 
 def request_callback(session: AgentSession, *, reason: str = "", preferred_time: str | None = None) -> ToolResult:
@@ -222,21 +259,24 @@ def request_callback(session: AgentSession, *, reason: str = "", preferred_time:
     else ``ok=False`` with ``data = {"error": "no_verified_phone"}`` and an offer to confirm one."""
     phone = _phone(session)
     if not phone:
-        return ToolResult(False, _needs_verified_phone(session, "arrange a call back"),
-                          {"error": "no_verified_phone"})
+        return ToolResult(False, _needs_verified_phone(session, "arrange a call back"), {"error": "no_verified_phone"})
     request, _ = agent_services.callback_request(
-        interaction=session.interaction, phone=phone, reason=reason or "callback requested",
+        interaction=session.interaction,
+        phone=phone,
+        reason=reason or "callback requested",
         context={"pending": session.pending, "preferred_time": preferred_time},
     )
-    return ToolResult(True, "I've asked our team to call you back as soon as they can.",
-                      {"callback_request_id": request.pk})
+    return ToolResult(
+        True, "I've asked our team to call you back as soon as they can.", {"callback_request_id": request.pk}
+    )
 
 
 def handoff_to_human(session: AgentSession, *, reason: str = "") -> ToolResult:
     """Mark the interaction escalated and notify staff in admin (``StaffNotification``)."""
     agent_services.handoff_request(interaction=session.interaction, reason=reason)
-    return ToolResult(True, "I've asked a member of our team to take over — they'll be in touch shortly.",
-                      {"escalated": True})
+    return ToolResult(
+        True, "I've asked a member of our team to take over — they'll be in touch shortly.", {"escalated": True}
+    )
 
 
 def start_fresh(session: AgentSession) -> ToolResult:
@@ -250,14 +290,20 @@ def send_chat_link(session: AgentSession) -> ToolResult:
     """Text the customer a signed chat link (on commit; one SMS per turn) to continue in the widget; needs a
     verified phone that has not opted out, else ``data = {"error": "no_verified_phone"}``."""
     if not _phone(session, usable_for_sms=True):
-        return ToolResult(False, "I don't have a confirmed mobile number I can text for you.",
-                          {"error": "no_verified_phone"})
+        return ToolResult(
+            False, "I don't have a confirmed mobile number I can text for you.", {"error": "no_verified_phone"}
+        )
     interaction_id = session.interaction.pk
     ref = str(len(session.interaction.transcript))  # same turn retried → same ref → one SMS
-    transaction.on_commit(lambda: channel_switch_requested.send(
-        sender=AgentSession, interaction_id=interaction_id, channel="chat", ref=ref), robust=True)
-    return ToolResult(True, "I've texted you a link — open it to continue in our chat, right where we left off.",
-                      {"sent": True})
+    transaction.on_commit(
+        lambda: channel_switch_requested.send(
+            sender=AgentSession, interaction_id=interaction_id, channel="chat", ref=ref
+        ),
+        robust=True,
+    )
+    return ToolResult(
+        True, "I've texted you a link — open it to continue in our chat, right where we left off.", {"sent": True}
+    )
 
 
 @dataclass(frozen=True)
@@ -278,27 +324,63 @@ _DATE = {"type": "string", "description": "Local date, YYYY-MM-DD"}
 _TIME_ = {"type": "string", "description": "Local time, HH:MM 24-hour"}
 _APPT = {"type": "string", "description": "Appointment id; omit for the next upcoming one"}
 
-TOOLS: dict[str, Tool] = {t.name: t for t in [
-    Tool("list_availability", "Open appointment times on a day.", _schema({"date": _DATE}, ["date"]),
-         list_availability),
-    Tool("note_booking_request", "Remember a day/time the customer wants before booking (continuity).",
-         _schema({"intent": {"type": "string", "enum": ["book", "reschedule"]}, "date": _DATE, "time": _TIME_},
-                 ["intent"]), note_booking_request),
-    Tool("book_appointment", "Book an appointment at a local date and time.",
-         _schema({"date": _DATE, "time": _TIME_}, ["date", "time"]), book_appointment),
-    Tool("reschedule_appointment", "Move the customer's appointment to a new time (date optional: same day).",
-         _schema({"date": _DATE, "time": _TIME_, "appointment_id": _APPT}, ["time"]), reschedule_appointment),
-    Tool("cancel_appointment", "Cancel the customer's appointment.", _schema({"appointment_id": _APPT}, []),
-         cancel_appointment),
-    Tool("request_callback", "Arrange for staff to call the customer back.",
-         _schema({"reason": {"type": "string"}, "preferred_time": {"type": "string"}}, ["reason"]),
-         request_callback),
-    Tool("handoff_to_human", "Hand the conversation to a human staff member.",
-         _schema({"reason": {"type": "string"}}, ["reason"]), handoff_to_human),
-    Tool("start_fresh", "Forget the pending request and start over.", _schema({}, []), start_fresh),
-    Tool("send_chat_link", "Text the customer a link to continue this conversation in the web chat.",
-         _schema({}, []), send_chat_link),
-]}
+TOOLS: dict[str, Tool] = {
+    t.name: t
+    for t in [
+        Tool(
+            "list_availability",
+            "Open appointment times on a day.",
+            _schema({"date": _DATE}, ["date"]),
+            list_availability,
+        ),
+        Tool(
+            "note_booking_request",
+            "Remember a day/time the customer wants before booking (continuity).",
+            _schema(
+                {"intent": {"type": "string", "enum": ["book", "reschedule"]}, "date": _DATE, "time": _TIME_},
+                ["intent"],
+            ),
+            note_booking_request,
+        ),
+        Tool(
+            "book_appointment",
+            "Book an appointment at a local date and time.",
+            _schema({"date": _DATE, "time": _TIME_}, ["date", "time"]),
+            book_appointment,
+        ),
+        Tool(
+            "reschedule_appointment",
+            "Move the customer's appointment to a new time (date optional: same day).",
+            _schema({"date": _DATE, "time": _TIME_, "appointment_id": _APPT}, ["time"]),
+            reschedule_appointment,
+        ),
+        Tool(
+            "cancel_appointment",
+            "Cancel the customer's appointment.",
+            _schema({"appointment_id": _APPT}, []),
+            cancel_appointment,
+        ),
+        Tool(
+            "request_callback",
+            "Arrange for staff to call the customer back.",
+            _schema({"reason": {"type": "string"}, "preferred_time": {"type": "string"}}, ["reason"]),
+            request_callback,
+        ),
+        Tool(
+            "handoff_to_human",
+            "Hand the conversation to a human staff member.",
+            _schema({"reason": {"type": "string"}}, ["reason"]),
+            handoff_to_human,
+        ),
+        Tool("start_fresh", "Forget the pending request and start over.", _schema({}, []), start_fresh),
+        Tool(
+            "send_chat_link",
+            "Text the customer a link to continue this conversation in the web chat.",
+            _schema({}, []),
+            send_chat_link,
+        ),
+    ]
+}
 
 TOOL_SCHEMAS = [
     {"type": "function", "function": {"name": t.name, "description": t.description, "parameters": t.parameters}}

@@ -34,9 +34,12 @@ from identity.models import Tenant
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 TITLES = {
-    "sentiment": "Sentiment trend (mean, −1..1)", "channel_mix": "Channel mix (interactions)",
-    "escalation_rate": "Escalation rate", "lead_conversion": "Lead conversion (leads → booked)",
-    "csat": "CSAT (mean 1–5)", "response_times": "Response time (median seconds)",
+    "sentiment": "Sentiment trend (mean, −1..1)",
+    "channel_mix": "Channel mix (interactions)",
+    "escalation_rate": "Escalation rate",
+    "lead_conversion": "Lead conversion (leads → booked)",
+    "csat": "CSAT (mean 1–5)",
+    "response_times": "Response time (median seconds)",
 }
 
 
@@ -89,8 +92,11 @@ class DashboardAdmin(admin.ModelAdmin):
         view = self.admin_site.admin_view
         return [
             path("csv/<str:chart>/", view(self.csv_view), name="conversations_dashboard_csv"),
-            path("plotly.min.js", view(cache_control(max_age=86400, private=True)(self.plotly_view)),
-                 name="conversations_dashboard_plotly"),
+            path(
+                "plotly.min.js",
+                view(cache_control(max_age=86400, private=True)(self.plotly_view)),
+                name="conversations_dashboard_plotly",
+            ),
             *super().get_urls(),
         ]
 
@@ -113,7 +119,9 @@ class DashboardAdmin(admin.ModelAdmin):
             raise Http404
         tenant = self._tenant(request)
         first, last, start, end = date_range(request, tenant)
-        rows = dashboards.chart_rows(chart, tenant=tenant, start=start, end=end, bucket=dashboards.bucket_for(start, end))
+        rows = dashboards.chart_rows(
+            chart, tenant=tenant, start=start, end=end, bucket=dashboards.bucket_for(start, end)
+        )
         out = io.StringIO()
         fields = list(rows[0]) if rows else ["bucket"]
         writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
@@ -127,36 +135,65 @@ class DashboardAdmin(admin.ModelAdmin):
         tenant = self._tenant(request)
         first, last, start, end = date_range(request, tenant)
         bucket = dashboards.bucket_for(start, end)
-        data = {c: dashboards.chart_rows(c, tenant=tenant, start=start, end=end, bucket=bucket)
-                for c in dashboards.CHARTS}
+        data = {
+            c: dashboards.chart_rows(c, tenant=tenant, start=start, end=end, bucket=bucket) for c in dashboards.CHARTS
+        }
         query = f"start={first}&end={last}" + (f"&tenant={tenant.pk}" if request.user.is_superuser else "")
-        charts = [{"key": c, "title": TITLES[c], "rows": len(data[c]),
-                   "csv": reverse("admin:conversations_dashboard_csv", args=[c]) + "?" + query}
-                  for c in dashboards.CHARTS]
-        return TemplateResponse(request, "admin/conversations/dashboard.html", {
-            **self.admin_site.each_context(request), "opts": self.model._meta, "title": f"Dashboards — {tenant}",
-            "tenant": tenant, "first": first, "last": last, "bucket": bucket, "charts": charts,
-            "tenants": Tenant.objects.all() if request.user.is_superuser else [],
-            "chart_data": json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
-            "plotly_url": reverse("admin:conversations_dashboard_plotly"),
-        })
+        charts = [
+            {
+                "key": c,
+                "title": TITLES[c],
+                "rows": len(data[c]),
+                "csv": reverse("admin:conversations_dashboard_csv", args=[c]) + "?" + query,
+            }
+            for c in dashboards.CHARTS
+        ]
+        return TemplateResponse(
+            request,
+            "admin/conversations/dashboard.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": f"Dashboards — {tenant}",
+                "tenant": tenant,
+                "first": first,
+                "last": last,
+                "bucket": bucket,
+                "charts": charts,
+                "tenants": Tenant.objects.all() if request.user.is_superuser else [],
+                "chart_data": json.loads(json.dumps(data, cls=DjangoJSONEncoder)),
+                "plotly_url": reverse("admin:conversations_dashboard_plotly"),
+            },
+        )
 
 
 def render_customer_360(customer, days: int = 90):
     """Escaped HTML: the customer's interactions per channel and per week (sentiment, count), last ``days``."""
-    t = customer_timeline(tenant=customer.tenant, customer_id=customer.pk, start=timezone.now() - timedelta(days=days),
-                          limit=1)
+    t = customer_timeline(
+        tenant=customer.tenant, customer_id=customer.pk, start=timezone.now() - timedelta(days=days), limit=1
+    )
     if not t.total:
         return format_html("<p>{}</p>", f"No interactions in the last {days} days.")
+
     def fmt(v):
         return "–" if v is None else f"{v:+.2f}"
-    channels = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                                ((c["channel"], c["count"], fmt(c["avg_sentiment"])) for c in t.by_channel))
-    weeks = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                             ((w["week_start"], w["count"], fmt(w["avg_sentiment"])) for w in t.weekly))
+
+    channels = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((c["channel"], c["count"], fmt(c["avg_sentiment"])) for c in t.by_channel),
+    )
+    weeks = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((w["week_start"], w["count"], fmt(w["avg_sentiment"])) for w in t.weekly),
+    )
     return format_html(
         '<div class="cs-360"><p>{} interactions in the last {} days.</p>'
         '<table style="float:left;margin-right:24px"><tr><th>channel</th><th>interactions</th><th>mean sentiment</th></tr>{}</table>'
-        '<table><tr><th>week of</th><th>interactions</th><th>mean sentiment</th></tr>{}</table></div>',
-        t.total, days, channels, weeks,
+        "<table><tr><th>week of</th><th>interactions</th><th>mean sentiment</th></tr>{}</table></div>",
+        t.total,
+        days,
+        channels,
+        weeks,
     )

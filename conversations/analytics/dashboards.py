@@ -47,25 +47,50 @@ def _bucket(tenant: Tenant, kind: str):
 
 def sentiment_trend(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
     """``[{"bucket": date, "channel", "scored", "avg_sentiment"}]``."""
-    qs = (_rows(tenant, start, end).filter(sentiment__isnull=False).annotate(b=_bucket(tenant, bucket))
-          .values("b", "channel").annotate(n=Count("id"), avg=Avg("sentiment")).order_by("b", "channel"))
-    return [{"bucket": _as_date(r["b"]), "channel": r["channel"], "scored": r["n"], "avg_sentiment": _f(r["avg"])}
-            for r in qs]
+    qs = (
+        _rows(tenant, start, end)
+        .filter(sentiment__isnull=False)
+        .annotate(b=_bucket(tenant, bucket))
+        .values("b", "channel")
+        .annotate(n=Count("id"), avg=Avg("sentiment"))
+        .order_by("b", "channel")
+    )
+    return [
+        {"bucket": _as_date(r["b"]), "channel": r["channel"], "scored": r["n"], "avg_sentiment": _f(r["avg"])}
+        for r in qs
+    ]
 
 
 def channel_mix(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
     """``[{"bucket": date, "channel", "interactions"}]``."""
-    qs = (_rows(tenant, start, end).annotate(b=_bucket(tenant, bucket)).values("b", "channel")
-          .annotate(n=Count("id")).order_by("b", "channel"))
+    qs = (
+        _rows(tenant, start, end)
+        .annotate(b=_bucket(tenant, bucket))
+        .values("b", "channel")
+        .annotate(n=Count("id"))
+        .order_by("b", "channel")
+    )
     return [{"bucket": _as_date(r["b"]), "channel": r["channel"], "interactions": r["n"]} for r in qs]
 
 
 def escalation_rate(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
     """``[{"bucket": date, "interactions", "escalated", "rate"}]`` (rate 0..1, 4 decimals)."""
-    qs = (_rows(tenant, start, end).annotate(b=_bucket(tenant, bucket)).values("b")
-          .annotate(n=Count("id"), e=Count("id", filter=Q(escalated=True))).order_by("b"))
-    return [{"bucket": _as_date(r["b"]), "interactions": r["n"], "escalated": r["e"],
-             "rate": round(r["e"] / r["n"], 4) if r["n"] else 0.0} for r in qs]
+    qs = (
+        _rows(tenant, start, end)
+        .annotate(b=_bucket(tenant, bucket))
+        .values("b")
+        .annotate(n=Count("id"), e=Count("id", filter=Q(escalated=True)))
+        .order_by("b")
+    )
+    return [
+        {
+            "bucket": _as_date(r["b"]),
+            "interactions": r["n"],
+            "escalated": r["e"],
+            "rate": round(r["e"] / r["n"], 4) if r["n"] else 0.0,
+        }
+        for r in qs
+    ]
 
 
 def lead_conversion(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
@@ -74,24 +99,47 @@ def lead_conversion(*, tenant: Tenant, start: datetime, end: datetime, bucket: s
     if tenant.lead_intents:
         lead |= Q(intent__in=list(tenant.lead_intents))
     booked = Appointment.objects.filter(
-        tenant=tenant, customer_id=OuterRef("customer_id"), created_at__gte=OuterRef("started_at"),
+        tenant=tenant,
+        customer_id=OuterRef("customer_id"),
+        created_at__gte=OuterRef("started_at"),
         created_at__lt=OuterRef("started_at") + CONVERSION_WINDOW,
     )
-    qs = (_rows(tenant, start, end).filter(lead).annotate(b=_bucket(tenant, bucket), booked=Exists(booked))
-          .values("b").annotate(leads=Count("customer_id", distinct=True),
-                                won=Count("customer_id", distinct=True, filter=Q(booked=True)))
-          .order_by("b"))
-    return [{"bucket": _as_date(r["b"]), "leads": r["leads"], "booked": r["won"],
-             "rate": round(r["won"] / r["leads"], 4) if r["leads"] else 0.0} for r in qs]
+    qs = (
+        _rows(tenant, start, end)
+        .filter(lead)
+        .annotate(b=_bucket(tenant, bucket), booked=Exists(booked))
+        .values("b")
+        .annotate(
+            leads=Count("customer_id", distinct=True), won=Count("customer_id", distinct=True, filter=Q(booked=True))
+        )
+        .order_by("b")
+    )
+    return [
+        {
+            "bucket": _as_date(r["b"]),
+            "leads": r["leads"],
+            "booked": r["won"],
+            "rate": round(r["won"] / r["leads"], 4) if r["leads"] else 0.0,
+        }
+        for r in qs
+    ]
 
 
 def csat(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
     """``[{"bucket": date, "answers", "avg_csat", "csat_1".."csat_5"}]`` over interactions with a score."""
     per_score = {f"csat_{i}": Count("id", filter=Q(satisfaction=i)) for i in range(1, 6)}
-    qs = (_rows(tenant, start, end).filter(satisfaction__isnull=False).annotate(b=_bucket(tenant, bucket))
-          .values("b").annotate(n=Count("id"), avg=Avg("satisfaction"), **per_score).order_by("b"))
-    return [{"bucket": _as_date(r["b"]), "answers": r["n"], "avg_csat": _f(r["avg"]),
-             **{k: r[k] for k in per_score}} for r in qs]
+    qs = (
+        _rows(tenant, start, end)
+        .filter(satisfaction__isnull=False)
+        .annotate(b=_bucket(tenant, bucket))
+        .values("b")
+        .annotate(n=Count("id"), avg=Avg("satisfaction"), **per_score)
+        .order_by("b")
+    )
+    return [
+        {"bucket": _as_date(r["b"]), "answers": r["n"], "avg_csat": _f(r["avg"]), **{k: r[k] for k in per_score}}
+        for r in qs
+    ]
 
 
 _RESPONSE_SQL = """
@@ -122,19 +170,43 @@ GROUP BY b, channel ORDER BY b, channel
 def response_times(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
     """``[{"bucket": date, "channel", "replies", "median_seconds", "p90_seconds"}]``."""
     with connection.cursor() as cursor:
-        cursor.execute(_RESPONSE_SQL, {"bucket": bucket, "tz": tenant.timezone, "tenant": tenant.pk,
-                                       "start": start, "end": end})
+        cursor.execute(
+            _RESPONSE_SQL, {"bucket": bucket, "tz": tenant.timezone, "tenant": tenant.pk, "start": start, "end": end}
+        )
         rows = cursor.fetchall()
-    return [{"bucket": _as_date(b), "channel": ch, "replies": n, "median_seconds": round(p50, 1),
-             "p90_seconds": round(p90, 1)} for b, ch, n, p50, p90 in rows]
+    return [
+        {
+            "bucket": _as_date(b),
+            "channel": ch,
+            "replies": n,
+            "median_seconds": round(p50, 1),
+            "p90_seconds": round(p90, 1),
+        }
+        for b, ch, n, p50, p90 in rows
+    ]
 
 
 def chart_rows(chart: str, *, tenant: Tenant, start: datetime, end: datetime, bucket: str) -> list[dict]:
     """Rows of one chart by name (one of :data:`CHARTS`); raises KeyError for an unknown name."""
-    fn = {"sentiment": sentiment_trend, "channel_mix": channel_mix, "escalation_rate": escalation_rate,
-          "lead_conversion": lead_conversion, "csat": csat, "response_times": response_times}[chart]
+    fn = {
+        "sentiment": sentiment_trend,
+        "channel_mix": channel_mix,
+        "escalation_rate": escalation_rate,
+        "lead_conversion": lead_conversion,
+        "csat": csat,
+        "response_times": response_times,
+    }[chart]
     return fn(tenant=tenant, start=start, end=end, bucket=bucket)
 
 
-__all__ = ["CHARTS", "bucket_for", "chart_rows", "channel_mix", "csat", "escalation_rate",
-           "lead_conversion", "response_times", "sentiment_trend"]
+__all__ = [
+    "CHARTS",
+    "bucket_for",
+    "chart_rows",
+    "channel_mix",
+    "csat",
+    "escalation_rate",
+    "lead_conversion",
+    "response_times",
+    "sentiment_trend",
+]

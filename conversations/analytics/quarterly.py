@@ -38,15 +38,21 @@ def quarterly_review(
     end = end or timezone.now()
     start = end - timedelta(days=days)
     qs = (
-        Interaction.objects.filter(tenant=tenant, customer_id__in=customer_ids, started_at__gte=start,
-                                   started_at__lt=end)
+        Interaction.objects.filter(
+            tenant=tenant, customer_id__in=customer_ids, started_at__gte=start, started_at__lt=end
+        )
         .annotate(week=TruncWeek("started_at", tzinfo=tenant.tzinfo))
         .values("customer_id", "channel", "week")
         .annotate(n=Count("id"), avg=Avg("sentiment"))
         .order_by("customer_id", "week", "channel")
     )
     return [
-        {"customer_id": r["customer_id"], "channel": r["channel"], "week_start": _as_date(r["week"]),
-         "count": r["n"], "avg_sentiment": _f(r["avg"])}
+        {
+            "customer_id": r["customer_id"],
+            "channel": r["channel"],
+            "week_start": _as_date(r["week"]),
+            "count": r["n"],
+            "avg_sentiment": _f(r["avg"]),
+        }
         for r in qs
     ]

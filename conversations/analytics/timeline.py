@@ -74,8 +74,15 @@ def customer_timeline(
     page = list(rows.order_by("-started_at", "-id")[: limit + 1])
     if len(page) <= limit:
         by_channel, weekly = _trends_of(page, tenant.tzinfo)
-        return Timeline(customer=customer, start=start, end=end, total=len(page), interactions=page,
-                        by_channel=by_channel, weekly=weekly)
+        return Timeline(
+            customer=customer,
+            start=start,
+            end=end,
+            total=len(page),
+            interactions=page,
+            by_channel=by_channel,
+            weekly=weekly,
+        )
     by_channel = [
         {"channel": r["channel"], "count": r["n"], "avg_sentiment": _f(r["avg"])}
         for r in rows.order_by().values("channel").annotate(n=Count("id"), avg=Avg("sentiment")).order_by("channel")
@@ -83,12 +90,22 @@ def customer_timeline(
     week = TruncWeek("started_at", tzinfo=tenant.tzinfo)
     weekly = [
         {"week_start": _as_date(r["week"]), "count": r["n"], "avg_sentiment": _f(r["avg"])}
-        for r in rows.order_by().annotate(week=week).values("week")
-        .annotate(n=Count("id"), avg=Avg("sentiment")).order_by("week")
+        for r in rows.order_by()
+        .annotate(week=week)
+        .values("week")
+        .annotate(n=Count("id"), avg=Avg("sentiment"))
+        .order_by("week")
     ]
     total = sum(c["count"] for c in by_channel)
-    return Timeline(customer=customer, start=start, end=end, total=total, interactions=page[:limit],
-                    by_channel=by_channel, weekly=weekly)
+    return Timeline(
+        customer=customer,
+        start=start,
+        end=end,
+        total=total,
+        interactions=page[:limit],
+        by_channel=by_channel,
+        weekly=weekly,
+    )
 
 
 def _trends_of(rows: list[Interaction], tz) -> tuple[list[dict], list[dict]]:

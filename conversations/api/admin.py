@@ -12,8 +12,9 @@ from identity.models import Tenant
 
 
 class ApiKeyForm(forms.ModelForm):
-    scopes = forms.MultipleChoiceField(choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple,
-                                       initial=[s.value for s in ApiScope])
+    scopes = forms.MultipleChoiceField(
+        choices=ApiScope.choices, widget=forms.CheckboxSelectMultiple, initial=[s.value for s in ApiScope]
+    )
 
     class Meta:
         model = ApiKey
@@ -36,8 +37,9 @@ class ApiKeyAdmin(TenantScopedAdmin):
             obj.save(update_fields=["name", "expires_at"])
             return
         tenant = form.cleaned_data.get("tenant") or Tenant.objects.get(pk=user_tenant_id(request.user))
-        key, raw = api_key_create(tenant=tenant, name=obj.name, scopes=form.cleaned_data["scopes"],
-                                  created_by=request.user)
+        key, raw = api_key_create(
+            tenant=tenant, name=obj.name, scopes=form.cleaned_data["scopes"], created_by=request.user
+        )
         if obj.expires_at:
             ApiKey.objects.filter(pk=key.pk).update(expires_at=obj.expires_at)
         obj.pk = key.pk

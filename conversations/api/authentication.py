@@ -54,7 +54,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid API key.") from exc
         if not raw.startswith(KEY_PREFIX) or raw.count("_") < 2:
             raise exceptions.AuthenticationFailed("Invalid API key.")
-        prefix = raw[len(KEY_PREFIX):].split("_", 1)[0]
+        prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
         key = ApiKey.objects.select_related("tenant").filter(prefix=prefix).first()
         if key is None or not hmac.compare_digest(key.hashed_key, hash_key(raw)):
             raise exceptions.AuthenticationFailed("Invalid API key.")
@@ -86,5 +86,9 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     name = "ApiKeyAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "http", "scheme": "bearer", "bearerFormat": "csk_<prefix>_<secret>",
-                "description": "A per-tenant API key created in admin (API keys). Scopes limit what it reads."}
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "csk_<prefix>_<secret>",
+            "description": "A per-tenant API key created in admin (API keys). Scopes limit what it reads.",
+        }

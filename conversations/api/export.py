@@ -14,9 +14,9 @@ import itertools
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-import psycopg
 from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -47,7 +47,7 @@ def _copy_statement(queryset: QuerySet, spec: ExportSpec, fmt: str) -> tuple[str
     sql, params = compiler.as_sql()
     if fmt == "csv":
         exprs = ", ".join(
-            f't."{f}"::text AS "{f}"' if f in spec.json_fields else f"to_json(t.\"{f}\") #>> '{{}}' AS \"{f}\""
+            f't."{f}"::text AS "{f}"' if f in spec.json_fields else f'to_json(t."{f}") #>> \'{{}}\' AS "{f}"'
             for f in spec.fields
         )
         options = "FORMAT csv, HEADER true"

@@ -10,12 +10,19 @@ from conversations.models import Appointment, Channel, Conversation, Direction, 
 class InteractionFilter(df.FilterSet):
     channel = df.MultipleChoiceFilter(choices=Channel.choices, help_text="Repeat for several channels.")
     direction = df.ChoiceFilter(choices=Direction.choices)
-    started_after = df.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte",
-                                         help_text="ISO-8601; interactions that started at or after this instant.")
-    started_before = df.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt",
-                                          help_text="ISO-8601; interactions that started before this instant.")
-    updated_after = df.IsoDateTimeFilter(field_name="updated_at", lookup_expr="gt",
-                                         help_text="ISO-8601; rows changed after this instant (incremental pulls).")
+    started_after = df.IsoDateTimeFilter(
+        field_name="started_at",
+        lookup_expr="gte",
+        help_text="ISO-8601; interactions that started at or after this instant.",
+    )
+    started_before = df.IsoDateTimeFilter(
+        field_name="started_at", lookup_expr="lt", help_text="ISO-8601; interactions that started before this instant."
+    )
+    updated_after = df.IsoDateTimeFilter(
+        field_name="updated_at",
+        lookup_expr="gt",
+        help_text="ISO-8601; rows changed after this instant (incremental pulls).",
+    )
     customer = df.UUIDFilter(field_name="customer_id")
     conversation = df.UUIDFilter(field_name="conversation_id")
     intent = df.CharFilter()
@@ -25,8 +32,19 @@ class InteractionFilter(df.FilterSet):
 
     class Meta:
         model = Interaction
-        fields = ["channel", "direction", "started_after", "started_before", "updated_after", "customer",
-                  "conversation", "intent", "escalated", "sentiment_min", "sentiment_max"]
+        fields = [
+            "channel",
+            "direction",
+            "started_after",
+            "started_before",
+            "updated_after",
+            "customer",
+            "conversation",
+            "intent",
+            "escalated",
+            "sentiment_min",
+            "sentiment_max",
+        ]
 
 
 class ConversationFilter(df.FilterSet):

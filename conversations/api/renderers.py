@@ -33,8 +33,9 @@ class CSVRenderer(BaseRenderer):
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n", extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: json.dumps(v, cls=DjangoJSONEncoder) if isinstance(v, (dict, list)) else v
-                             for k, v in row.items()})
+            writer.writerow(
+                {k: json.dumps(v, cls=DjangoJSONEncoder) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+            )
         return out.getvalue().encode()
 
 

@@ -7,9 +7,26 @@ from rest_framework import serializers
 from conversations.models import Appointment, Conversation, Interaction
 
 INTERACTION_FIELDS = [
-    "id", "customer", "conversation", "channel", "direction", "started_at", "ended_at", "sentiment",
-    "lead_score", "intent", "satisfaction", "urgency", "escalated", "enrichment_backend", "enrichment_model",
-    "enrichment_version", "enriched_at", "updated_at", "transcript", "metadata",
+    "id",
+    "customer",
+    "conversation",
+    "channel",
+    "direction",
+    "started_at",
+    "ended_at",
+    "sentiment",
+    "lead_score",
+    "intent",
+    "satisfaction",
+    "urgency",
+    "escalated",
+    "enrichment_backend",
+    "enrichment_model",
+    "enrichment_version",
+    "enriched_at",
+    "updated_at",
+    "transcript",
+    "metadata",
 ]
 
 
@@ -23,8 +40,9 @@ class InteractionSerializer(serializers.ModelSerializer):
     """One ``call_logs`` row. ``sentiment`` −1..1, ``lead_score`` 0–100, ``satisfaction`` 1–5 (null until
     enriched); ``customer`` and ``conversation`` are ids; times are UTC."""
 
-    sentiment = serializers.DecimalField(max_digits=5, decimal_places=4, coerce_to_string=False, allow_null=True,
-                                         read_only=True)
+    sentiment = serializers.DecimalField(
+        max_digits=5, decimal_places=4, coerce_to_string=False, allow_null=True, read_only=True
+    )
     transcript = TurnSerializer(many=True, read_only=True)
     metadata = serializers.DictField(read_only=True, help_text="Channel specifics (MessageSid, CallSid, statuses).")
 
@@ -48,8 +66,18 @@ class AppointmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Appointment
-        fields = ["id", "customer", "conversation", "resource", "starts_at", "ends_at", "status", "booked_via",
-                  "created_at", "updated_at"]
+        fields = [
+            "id",
+            "customer",
+            "conversation",
+            "resource",
+            "starts_at",
+            "ends_at",
+            "status",
+            "booked_via",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
 

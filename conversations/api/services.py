@@ -26,9 +26,10 @@ def api_key_create(
     else:
         if not raw_key.startswith(KEY_PREFIX) or raw_key.count("_") < 2 or len(raw_key) < 40:
             raise ValueError("raw_key must look like csk_<prefix>_<secret> (at least 40 chars)")
-        prefix = raw_key[len(KEY_PREFIX):].split("_", 1)[0]
-    key = ApiKey.objects.create(tenant=tenant, name=name, prefix=prefix, hashed_key=hash_key(raw_key),
-                                scopes=scopes, created_by=created_by)
+        prefix = raw_key[len(KEY_PREFIX) :].split("_", 1)[0]
+    key = ApiKey.objects.create(
+        tenant=tenant, name=name, prefix=prefix, hashed_key=hash_key(raw_key), scopes=scopes, created_by=created_by
+    )
     return key, raw_key
 
 

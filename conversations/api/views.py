@@ -55,12 +55,20 @@ class StartsAtCursor(StartedAtCursor):
 
 def _list_schema(serializer, name: str):
     return extend_schema(
-        description=(f"{name} of the credential's tenant, newest first, as JSON pages (follow `next`). With "
-                     "`?format=csv` or `?format=ndjson` (or `Accept: text/csv` / `application/x-ndjson`) the "
-                     "whole filtered set streams in ascending time order, unpaginated; jsonb columns are "
-                     "JSON text in CSV."),
-        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv", "ndjson"],
-                                     description="Response format (default json).")],
+        description=(
+            f"{name} of the credential's tenant, newest first, as JSON pages (follow `next`). With "
+            "`?format=csv` or `?format=ndjson` (or `Accept: text/csv` / `application/x-ndjson`) the "
+            "whole filtered set streams in ascending time order, unpaginated; jsonb columns are "
+            "JSON text in CSV."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "format",
+                OpenApiTypes.STR,
+                enum=["json", "csv", "ndjson"],
+                description="Response format (default json).",
+            )
+        ],
         responses={
             (200, "application/json"): serializer(many=True),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row."),
@@ -70,8 +78,10 @@ def _list_schema(serializer, name: str):
 
 
 def _detail_schema(serializer):
-    return extend_schema(responses={(200, "application/json"): serializer}, parameters=[
-        OpenApiParameter("format", OpenApiTypes.STR, enum=["json"], description="Always json here.")])
+    return extend_schema(
+        responses={(200, "application/json"): serializer},
+        parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["json"], description="Always json here.")],
+    )
 
 
 class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
@@ -99,8 +109,10 @@ class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
         return super().list(request, *args, **kwargs)
 
 
-@extend_schema_view(list=_list_schema(s.InteractionSerializer, "Interactions (call_logs rows)"),
-                    retrieve=_detail_schema(s.InteractionSerializer))
+@extend_schema_view(
+    list=_list_schema(s.InteractionSerializer, "Interactions (call_logs rows)"),
+    retrieve=_detail_schema(s.InteractionSerializer),
+)
 class InteractionViewSet(TenantExportViewSet):
     """The unified interaction log of every channel."""
 
@@ -112,12 +124,14 @@ class InteractionViewSet(TenantExportViewSet):
     export_name = "interactions"
     export_spec = ExportSpec(
         fields=tuple(f if f not in ("customer", "conversation") else f"{f}_id" for f in s.INTERACTION_FIELDS),
-        json_fields=("transcript", "metadata"), ordering=("started_at", "id"),
+        json_fields=("transcript", "metadata"),
+        ordering=("started_at", "id"),
     )
 
 
-@extend_schema_view(list=_list_schema(s.ConversationSerializer, "Conversations"),
-                    retrieve=_detail_schema(s.ConversationSerializer))
+@extend_schema_view(
+    list=_list_schema(s.ConversationSerializer, "Conversations"), retrieve=_detail_schema(s.ConversationSerializer)
+)
 class ConversationViewSet(TenantExportViewSet):
     """Cross-channel threads."""
 
@@ -127,12 +141,15 @@ class ConversationViewSet(TenantExportViewSet):
     pagination_class = OpenedAtCursor
     required_scope = ApiScope.CONVERSATIONS_READ
     export_name = "conversations"
-    export_spec = ExportSpec(fields=("id", "customer_id", "status", "opened_at", "closed_at", "last_activity_at"),
-                             ordering=("opened_at", "id"))
+    export_spec = ExportSpec(
+        fields=("id", "customer_id", "status", "opened_at", "closed_at", "last_activity_at"),
+        ordering=("opened_at", "id"),
+    )
 
 
-@extend_schema_view(list=_list_schema(s.AppointmentSerializer, "Appointments"),
-                    retrieve=_detail_schema(s.AppointmentSerializer))
+@extend_schema_view(
+    list=_list_schema(s.AppointmentSerializer, "Appointments"), retrieve=_detail_schema(s.AppointmentSerializer)
+)
 class AppointmentViewSet(TenantExportViewSet):
     """Booked and cancelled appointments."""
 
@@ -143,24 +160,44 @@ class AppointmentViewSet(TenantExportViewSet):
     required_scope = ApiScope.APPOINTMENTS_READ
     export_name = "appointments"
     export_spec = ExportSpec(
-        fields=("id", "customer_id", "conversation_id", "resource", "starts_at", "ends_at", "status", "booked_via",
-                "created_at", "updated_at"),
+        fields=(
+            "id",
+            "customer_id",
+            "conversation_id",
+            "resource",
+            "starts_at",
+            "ends_at",
+            "status",
+            "booked_via",
+            "created_at",
+            "updated_at",
+        ),
         ordering=("starts_at", "id"),
     )
 
 
 class TimelineQuery(drf.Serializer):
-    channel = drf.ListField(child=drf.ChoiceField(choices=Channel.choices), required=False,
-                            help_text="Repeat for several channels; default all.")
+    channel = drf.ListField(
+        child=drf.ChoiceField(choices=Channel.choices),
+        required=False,
+        help_text="Repeat for several channels; default all.",
+    )
     start = drf.DateTimeField(required=False, help_text="ISO-8601, inclusive; default end − 30 days.")
     end = drf.DateTimeField(required=False, help_text="ISO-8601, exclusive; default now.")
-    limit = drf.IntegerField(required=False, min_value=1, max_value=MAX_LIMIT, default=100,
-                             help_text="Interactions listed (the trends cover the whole range).")
+    limit = drf.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_LIMIT,
+        default=100,
+        help_text="Interactions listed (the trends cover the whole range).",
+    )
 
 
 def _query(serializer_class, request) -> dict:
-    data = {k: request.query_params.getlist(k) if k in ("channel", "customer") else v
-            for k, v in request.query_params.items()}
+    data = {
+        k: request.query_params.getlist(k) if k in ("channel", "customer") else v
+        for k, v in request.query_params.items()
+    }
     query = serializer_class(data=data)
     query.is_valid(raise_exception=True)
     return query.validated_data
@@ -180,8 +217,12 @@ class CustomerTimelineView(APIView):
             raise ValidationError({"start": "must be before end"})
         try:
             timeline = customer_timeline(
-                tenant=_tenant(request), customer_id=customer_id, channels=params.get("channel"),
-                start=params.get("start"), end=params.get("end"), limit=params["limit"],
+                tenant=_tenant(request),
+                customer_id=customer_id,
+                channels=params.get("channel"),
+                start=params.get("start"),
+                end=params.get("end"),
+                limit=params["limit"],
             )
         except Customer.DoesNotExist as exc:
             raise Http404 from exc
@@ -189,8 +230,12 @@ class CustomerTimelineView(APIView):
 
 
 class QuarterlyQuery(drf.Serializer):
-    customer = drf.ListField(child=drf.UUIDField(), min_length=1, max_length=MAX_COHORT,
-                             help_text=f"Customer ids of the cohort; repeat the parameter (1–{MAX_COHORT}).")
+    customer = drf.ListField(
+        child=drf.UUIDField(),
+        min_length=1,
+        max_length=MAX_COHORT,
+        help_text=f"Customer ids of the cohort; repeat the parameter (1–{MAX_COHORT}).",
+    )
     end = drf.DateTimeField(required=False, help_text="ISO-8601, exclusive end of the 90 days; default now.")
 
 

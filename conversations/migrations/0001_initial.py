@@ -6,161 +6,289 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('identity', '0001_initial'),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('status', models.CharField(choices=[('open', 'Open'), ('closed', 'Closed')], default='open', max_length=10)),
-                ('opened_at', models.DateTimeField()),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('last_activity_at', models.DateTimeField()),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='conversations', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "status",
+                    models.CharField(choices=[("open", "Open"), ("closed", "Closed")], default="open", max_length=10),
+                ),
+                ("opened_at", models.DateTimeField()),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("last_activity_at", models.DateTimeField()),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="conversations",
+                        to="identity.customer",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="conversations", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Interaction',
+            name="Interaction",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('channel', models.CharField(choices=[('voice', 'Voice call'), ('chat', 'Web chat'), ('sms', 'SMS'), ('email', 'Email'), ('voicemail', 'Voicemail')], max_length=10)),
-                ('direction', models.CharField(choices=[('inbound', 'Inbound'), ('outbound', 'Outbound')], max_length=10)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('last_activity_at', models.DateTimeField()),
-                ('transcript', models.JSONField(blank=True, default=list)),
-                ('sentiment', models.DecimalField(blank=True, decimal_places=4, max_digits=5, null=True)),
-                ('lead_score', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('intent', models.CharField(blank=True, max_length=64)),
-                ('satisfaction', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('urgency', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('escalated', models.BooleanField(default=False)),
-                ('metadata', models.JSONField(blank=True, default=dict)),
-                ('enrichment_backend', models.CharField(blank=True, max_length=40)),
-                ('enrichment_model', models.CharField(blank=True, max_length=100)),
-                ('enrichment_version', models.CharField(blank=True, max_length=20)),
-                ('enriched_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='interactions', to='conversations.conversation')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='interactions', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='interactions', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("voice", "Voice call"),
+                            ("chat", "Web chat"),
+                            ("sms", "SMS"),
+                            ("email", "Email"),
+                            ("voicemail", "Voicemail"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "direction",
+                    models.CharField(choices=[("inbound", "Inbound"), ("outbound", "Outbound")], max_length=10),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("last_activity_at", models.DateTimeField()),
+                ("transcript", models.JSONField(blank=True, default=list)),
+                ("sentiment", models.DecimalField(blank=True, decimal_places=4, max_digits=5, null=True)),
+                ("lead_score", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("intent", models.CharField(blank=True, max_length=64)),
+                ("satisfaction", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("urgency", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("escalated", models.BooleanField(default=False)),
+                ("metadata", models.JSONField(blank=True, default=dict)),
+                ("enrichment_backend", models.CharField(blank=True, max_length=40)),
+                ("enrichment_model", models.CharField(blank=True, max_length=100)),
+                ("enrichment_version", models.CharField(blank=True, max_length=20)),
+                ("enriched_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="interactions",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="interactions", to="identity.customer"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="interactions", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'call_logs',
+                "db_table": "call_logs",
             },
         ),
         migrations.CreateModel(
-            name='ChannelMessage',
+            name="ChannelMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('channel', models.CharField(choices=[('voice', 'Voice call'), ('chat', 'Web chat'), ('sms', 'SMS'), ('email', 'Email'), ('voicemail', 'Voicemail')], max_length=10)),
-                ('direction', models.CharField(choices=[('inbound', 'Inbound'), ('outbound', 'Outbound')], max_length=10)),
-                ('provider_id', models.CharField(blank=True, help_text='MessageSid, CallSid or Message-ID', max_length=255)),
-                ('idempotency_key', models.CharField(blank=True, max_length=255)),
-                ('sender', models.CharField(max_length=320)),
-                ('recipient', models.CharField(max_length=320)),
-                ('body', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('pending', 'Pending (not yet handed to the provider)'), ('accepted', 'Accepted'), ('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('delivered', 'Delivered'), ('undelivered', 'Undelivered'), ('failed', 'Failed'), ('read', 'Read'), ('received', 'Received'), ('suppressed', 'Not sent (recipient opted out)')], max_length=12)),
-                ('error_code', models.CharField(blank=True, max_length=20)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('status_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
-                ('interaction', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.interaction')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "channel",
+                    models.CharField(
+                        choices=[
+                            ("voice", "Voice call"),
+                            ("chat", "Web chat"),
+                            ("sms", "SMS"),
+                            ("email", "Email"),
+                            ("voicemail", "Voicemail"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "direction",
+                    models.CharField(choices=[("inbound", "Inbound"), ("outbound", "Outbound")], max_length=10),
+                ),
+                (
+                    "provider_id",
+                    models.CharField(blank=True, help_text="MessageSid, CallSid or Message-ID", max_length=255),
+                ),
+                ("idempotency_key", models.CharField(blank=True, max_length=255)),
+                ("sender", models.CharField(max_length=320)),
+                ("recipient", models.CharField(max_length=320)),
+                ("body", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending (not yet handed to the provider)"),
+                            ("accepted", "Accepted"),
+                            ("queued", "Queued"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent"),
+                            ("delivered", "Delivered"),
+                            ("undelivered", "Undelivered"),
+                            ("failed", "Failed"),
+                            ("read", "Read"),
+                            ("received", "Received"),
+                            ("suppressed", "Not sent (recipient opted out)"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("error_code", models.CharField(blank=True, max_length=20)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("status_updated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="conversations.interaction",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='SessionState',
+            name="SessionState",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=100)),
-                ('value', models.JSONField()),
-                ('updated_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='state', to='conversations.conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=100)),
+                ("value", models.JSONField()),
+                ("updated_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="state",
+                        to="conversations.conversation",
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['tenant', '-last_activity_at'], name='conversatio_tenant__f47805_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["tenant", "-last_activity_at"], name="conversatio_tenant__f47805_idx"),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['customer', '-last_activity_at'], name='conversatio_custome_879e28_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["customer", "-last_activity_at"], name="conversatio_custome_879e28_idx"),
         ),
         migrations.AddConstraint(
-            model_name='conversation',
-            constraint=models.UniqueConstraint(condition=models.Q(('status', 'open')), fields=('customer',), name='one_open_conversation'),
+            model_name="conversation",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status", "open")), fields=("customer",), name="one_open_conversation"
+            ),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['customer', '-started_at'], name='call_logs_customer_recent'),
+            model_name="interaction",
+            index=models.Index(fields=["customer", "-started_at"], name="call_logs_customer_recent"),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['tenant', 'started_at', 'channel'], name='call_logs_tenant_range'),
+            model_name="interaction",
+            index=models.Index(fields=["tenant", "started_at", "channel"], name="call_logs_tenant_range"),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['tenant', 'updated_at'], name='call_logs_tenant_updated'),
+            model_name="interaction",
+            index=models.Index(fields=["tenant", "updated_at"], name="call_logs_tenant_updated"),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['conversation', 'started_at'], name='call_logs_conversation'),
+            model_name="interaction",
+            index=models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(condition=models.Q(('ended_at__isnull', True)), fields=['last_activity_at'], name='call_logs_open'),
+            model_name="interaction",
+            index=models.Index(
+                condition=models.Q(("ended_at__isnull", True)), fields=["last_activity_at"], name="call_logs_open"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.CheckConstraint(condition=models.Q(('sentiment__gte', -1), ('sentiment__lte', 1)), name='sentiment_range'),
+            model_name="interaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("sentiment__gte", -1), ("sentiment__lte", 1)), name="sentiment_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.CheckConstraint(condition=models.Q(('lead_score__lte', 100)), name='lead_score_range'),
+            model_name="interaction",
+            constraint=models.CheckConstraint(condition=models.Q(("lead_score__lte", 100)), name="lead_score_range"),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.CheckConstraint(condition=models.Q(('satisfaction__gte', 1), ('satisfaction__lte', 5)), name='csat_range'),
+            model_name="interaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("satisfaction__gte", 1), ("satisfaction__lte", 5)), name="csat_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.CheckConstraint(condition=models.Q(('urgency__gte', 1), ('urgency__lte', 5)), name='urgency_range'),
+            model_name="interaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("urgency__gte", 1), ("urgency__lte", 5)), name="urgency_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.CheckConstraint(condition=models.Q(('ended_at__isnull', True), ('ended_at__gte', models.F('started_at')), _connector='OR'), name='ended_after_start'),
+            model_name="interaction",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("ended_at__isnull", True), ("ended_at__gte", models.F("started_at")), _connector="OR"
+                ),
+                name="ended_after_start",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='interaction',
-            constraint=models.UniqueConstraint(condition=models.Q(('ended_at__isnull', True)), fields=('conversation', 'channel'), name='one_open_session_per_channel'),
+            model_name="interaction",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("ended_at__isnull", True)),
+                fields=("conversation", "channel"),
+                name="one_open_session_per_channel",
+            ),
         ),
         migrations.AddIndex(
-            model_name='channelmessage',
-            index=models.Index(fields=['interaction', 'created_at'], name='conversatio_interac_bc03ee_idx'),
+            model_name="channelmessage",
+            index=models.Index(fields=["interaction", "created_at"], name="conversatio_interac_bc03ee_idx"),
         ),
         migrations.AddConstraint(
-            model_name='channelmessage',
-            constraint=models.UniqueConstraint(condition=models.Q(('provider_id', ''), _negated=True), fields=('channel', 'provider_id'), name='provider_id_once'),
+            model_name="channelmessage",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("provider_id", ""), _negated=True),
+                fields=("channel", "provider_id"),
+                name="provider_id_once",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='channelmessage',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('tenant', 'idempotency_key'), name='outbound_once'),
+            model_name="channelmessage",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("idempotency_key", ""), _negated=True),
+                fields=("tenant", "idempotency_key"),
+                name="outbound_once",
+            ),
         ),
         migrations.AddIndex(
-            model_name='sessionstate',
-            index=models.Index(fields=['expires_at'], name='conversatio_expires_a98e3d_idx'),
+            model_name="sessionstate",
+            index=models.Index(fields=["expires_at"], name="conversatio_expires_a98e3d_idx"),
         ),
         migrations.AddConstraint(
-            model_name='sessionstate',
-            constraint=models.UniqueConstraint(fields=('conversation', 'key'), name='state_key_once'),
+            model_name="sessionstate",
+            constraint=models.UniqueConstraint(fields=("conversation", "key"), name="state_key_once"),
         ),
     ]

@@ -11,89 +11,280 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0001_initial'),
-        ('identity', '0001_initial'),
+        ("conversations", "0001_initial"),
+        ("identity", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AgentSettings',
+            name="AgentSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('persona', models.TextField(blank=True, default='You are the friendly, concise front-desk assistant of the clinic.', help_text='Who the agent is (system prompt of the LLM backend).')),
-                ('policies', models.TextField(blank=True, default='Never give medical advice. For emergencies tell the patient to call 911.', help_text='Rules the agent follows (system prompt of the LLM backend).')),
-                ('bookable_hours', models.JSONField(blank=True, default=conversations.models._default_bookable_hours)),
-                ('slot_minutes', models.PositiveSmallIntegerField(default=30)),
-                ('min_notice_minutes', models.PositiveIntegerField(default=60)),
-                ('horizon_days', models.PositiveSmallIntegerField(default=60)),
-                ('history_turns', models.PositiveSmallIntegerField(default=12, help_text='Turns of history given to the LLM.')),
-                ('identity_check', models.CharField(choices=[('never', 'Never ask'), ('phone', 'Ask a returning patient recognised only by phone (shared family phones)')], default='never', max_length=10)),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='agent_settings', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "persona",
+                    models.TextField(
+                        blank=True,
+                        default="You are the friendly, concise front-desk assistant of the clinic.",
+                        help_text="Who the agent is (system prompt of the LLM backend).",
+                    ),
+                ),
+                (
+                    "policies",
+                    models.TextField(
+                        blank=True,
+                        default="Never give medical advice. For emergencies tell the patient to call 911.",
+                        help_text="Rules the agent follows (system prompt of the LLM backend).",
+                    ),
+                ),
+                ("bookable_hours", models.JSONField(blank=True, default=conversations.models._default_bookable_hours)),
+                ("slot_minutes", models.PositiveSmallIntegerField(default=30)),
+                ("min_notice_minutes", models.PositiveIntegerField(default=60)),
+                ("horizon_days", models.PositiveSmallIntegerField(default=60)),
+                (
+                    "history_turns",
+                    models.PositiveSmallIntegerField(default=12, help_text="Turns of history given to the LLM."),
+                ),
+                (
+                    "identity_check",
+                    models.CharField(
+                        choices=[
+                            ("never", "Never ask"),
+                            ("phone", "Ask a returning patient recognised only by phone (shared family phones)"),
+                        ],
+                        default="never",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="agent_settings", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'agent settings',
+                "verbose_name_plural": "agent settings",
             },
         ),
         migrations.CreateModel(
-            name='Appointment',
+            name="Appointment",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('resource', models.CharField(default='main', help_text='The calendar (room, clinician).', max_length=60)),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('status', models.CharField(choices=[('booked', 'Booked'), ('cancelled', 'Cancelled')], default='booked', max_length=10)),
-                ('booked_via', models.CharField(blank=True, choices=[('voice', 'Voice call'), ('chat', 'Web chat'), ('sms', 'SMS'), ('email', 'Email'), ('voicemail', 'Voicemail')], max_length=10)),
-                ('version', models.PositiveIntegerField(default=1, help_text='Bumped on every change (confirmation keys).')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='appointments', to='conversations.conversation')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='appointments', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='appointments', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "resource",
+                    models.CharField(default="main", help_text="The calendar (room, clinician).", max_length=60),
+                ),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("booked", "Booked"), ("cancelled", "Cancelled")], default="booked", max_length=10
+                    ),
+                ),
+                (
+                    "booked_via",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("voice", "Voice call"),
+                            ("chat", "Web chat"),
+                            ("sms", "SMS"),
+                            ("email", "Email"),
+                            ("voicemail", "Voicemail"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "version",
+                    models.PositiveIntegerField(default=1, help_text="Bumped on every change (confirmation keys)."),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="appointments",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="appointments", to="identity.customer"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="appointments", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['customer', 'starts_at'], name='conversatio_custome_5fc0c5_idx'), models.Index(fields=['tenant', 'starts_at'], name='conversatio_tenant__567657_idx')],
-                'constraints': [models.CheckConstraint(condition=models.Q(('ends_at__gt', models.F('starts_at'))), name='appointment_ends_after_start'), django.contrib.postgres.constraints.ExclusionConstraint(condition=models.Q(('status', 'booked')), expressions=[(conversations.models.CalendarKey(django.db.models.functions.comparison.Cast('tenant', models.TextField()), 'resource'), '&&'), (conversations.models.TsTzRange('starts_at', 'ends_at', django.contrib.postgres.fields.ranges.RangeBoundary()), '&&')], name='appointment_no_double_booking')],
+                "indexes": [
+                    models.Index(fields=["customer", "starts_at"], name="conversatio_custome_5fc0c5_idx"),
+                    models.Index(fields=["tenant", "starts_at"], name="conversatio_tenant__567657_idx"),
+                ],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("ends_at__gt", models.F("starts_at"))), name="appointment_ends_after_start"
+                    ),
+                    django.contrib.postgres.constraints.ExclusionConstraint(
+                        condition=models.Q(("status", "booked")),
+                        expressions=[
+                            (
+                                conversations.models.CalendarKey(
+                                    django.db.models.functions.comparison.Cast("tenant", models.TextField()), "resource"
+                                ),
+                                "&&",
+                            ),
+                            (
+                                conversations.models.TsTzRange(
+                                    "starts_at", "ends_at", django.contrib.postgres.fields.ranges.RangeBoundary()
+                                ),
+                                "&&",
+                            ),
+                        ],
+                        name="appointment_no_double_booking",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='CallbackRequest',
+            name="CallbackRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('phone', models.CharField(blank=True, help_text='E.164 number to call.', max_length=20)),
-                ('reason', models.CharField(blank=True, help_text='What the patient wants, in their words.', max_length=500)),
-                ('context', models.JSONField(blank=True, default=dict, help_text='Pending state when the callback was asked.')),
-                ('preferred_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('requested', 'Requested'), ('in_progress', 'Calling'), ('done', 'Done'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='requested', max_length=12)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='callback_requests', to='conversations.conversation')),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='callback_requests', to='identity.customer')),
-                ('interaction', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='conversations.interaction')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("phone", models.CharField(blank=True, help_text="E.164 number to call.", max_length=20)),
+                (
+                    "reason",
+                    models.CharField(blank=True, help_text="What the patient wants, in their words.", max_length=500),
+                ),
+                (
+                    "context",
+                    models.JSONField(blank=True, default=dict, help_text="Pending state when the callback was asked."),
+                ),
+                ("preferred_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("requested", "Requested"),
+                            ("in_progress", "Calling"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="requested",
+                        max_length=12,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="callback_requests",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="callback_requests",
+                        to="identity.customer",
+                    ),
+                ),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="conversations.interaction",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['requested', 'in_progress'])), fields=('conversation',), name='one_pending_callback_per_conversation')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["requested", "in_progress"])),
+                        fields=("conversation",),
+                        name="one_pending_callback_per_conversation",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='StaffNotification',
+            name="StaffNotification",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('handoff', 'Handoff to a human'), ('callback', 'Callback requested')], max_length=10)),
-                ('summary', models.CharField(max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('handled_at', models.DateTimeField(blank=True, null=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='identity.customer')),
-                ('handled_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('interaction', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='conversations.interaction')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[("handoff", "Handoff to a human"), ("callback", "Callback requested")], max_length=10
+                    ),
+                ),
+                ("summary", models.CharField(max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("handled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "handled_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="conversations.interaction",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['tenant', 'handled_at', '-created_at'], name='conversatio_tenant__6523a7_idx')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('handled_at__isnull', True)), fields=('interaction', 'kind'), name='one_open_notice_per_kind')],
+                "indexes": [
+                    models.Index(fields=["tenant", "handled_at", "-created_at"], name="conversatio_tenant__6523a7_idx")
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("handled_at__isnull", True)),
+                        fields=("interaction", "kind"),
+                        name="one_open_notice_per_kind",
+                    )
+                ],
             },
         ),
     ]

@@ -10,147 +10,256 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0001_initial'),
-        ('identity', '0001_initial'),
+        ("conversations", "0001_initial"),
+        ("identity", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WarehouseWatermark',
+            name="WarehouseWatermark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('destination', models.CharField(max_length=500, unique=True)),
-                ('updated_at', models.DateTimeField(blank=True, null=True)),
-                ('last_id', models.UUIDField(blank=True, null=True)),
-                ('rows_exported', models.BigIntegerField(default=0)),
-                ('files_written', models.PositiveIntegerField(default=0)),
-                ('last_run_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("destination", models.CharField(max_length=500, unique=True)),
+                ("updated_at", models.DateTimeField(blank=True, null=True)),
+                ("last_id", models.UUIDField(blank=True, null=True)),
+                ("rows_exported", models.BigIntegerField(default=0)),
+                ("files_written", models.PositiveIntegerField(default=0)),
+                ("last_run_at", models.DateTimeField(blank=True, null=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Dashboard',
-            fields=[
-            ],
+            name="Dashboard",
+            fields=[],
             options={
-                'verbose_name': 'dashboard',
-                'verbose_name_plural': 'dashboards',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "dashboard",
+                "verbose_name_plural": "dashboards",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('conversations.interaction',),
+            bases=("conversations.interaction",),
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(help_text="Who or what uses it, e.g. 'warehouse loader'.", max_length=100)),
-                ('prefix', models.CharField(editable=False, max_length=16, unique=True)),
-                ('hashed_key', models.CharField(editable=False, max_length=64, unique=True)),
-                ('scopes', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('interactions:read', 'Read interactions (call_logs)'), ('conversations:read', 'Read conversations'), ('appointments:read', 'Read appointments'), ('customers:read', 'Read Customer 360 timelines'), ('reports:read', 'Read reports (quarterly review)')], max_length=40), default=conversations.api.models._all_scopes, size=None)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('expires_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('created_by', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(help_text="Who or what uses it, e.g. 'warehouse loader'.", max_length=100)),
+                ("prefix", models.CharField(editable=False, max_length=16, unique=True)),
+                ("hashed_key", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "scopes",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(
+                            choices=[
+                                ("interactions:read", "Read interactions (call_logs)"),
+                                ("conversations:read", "Read conversations"),
+                                ("appointments:read", "Read appointments"),
+                                ("customers:read", "Read Customer 360 timelines"),
+                                ("reports:read", "Read reports (quarterly review)"),
+                            ],
+                            max_length=40,
+                        ),
+                        default=conversations.api.models._all_scopes,
+                        size=None,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("expires_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        editable=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="api_keys", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-            },
-        ),
-        migrations.CreateModel(
-            name='WebhookEndpoint',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.URLField(help_text='https URL; private, loopback and link-local hosts are refused.', max_length=1000)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('events', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('conversation.closed', 'conversation.closed (with the enriched interactions)'), ('interaction.enriched', 'interaction.enriched'), ('incident.acknowledged', 'incident.acknowledged')], max_length=64), default=list, size=None)),
-                ('secret', identity.fields.EncryptedTextField(default=conversations.webhooks.models.new_webhook_secret, help_text='whsec_… (encrypted at rest).')),
-                ('previous_secret', identity.fields.EncryptedTextField(blank=True, default='')),
-                ('previous_secret_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('is_active', models.BooleanField(default=True)),
-                ('disabled_at', models.DateTimeField(blank=True, null=True)),
-                ('disabled_reason', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhook_endpoints', to='identity.tenant')),
-            ],
-        ),
-        migrations.CreateModel(
-            name='WebhookMessage',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('msg_id', models.CharField(default=conversations.webhooks.models.new_message_id, max_length=40, unique=True)),
-                ('event_type', models.CharField(max_length=64)),
-                ('dedupe_key', models.CharField(help_text='One message per (tenant, dedupe key).', max_length=200)),
-                ('payload', models.JSONField(help_text='The exact JSON body: {type, timestamp, data}.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
-            ],
-        ),
-        migrations.CreateModel(
-            name='WebhookDelivery',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed (endpoint gone or disabled)'), ('dead', 'Dead-lettered (retries exhausted)')], default='pending', max_length=10)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_attempt_at', models.DateTimeField(blank=True, null=True)),
-                ('last_status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('completed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
-                ('endpoint', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='conversations.webhookendpoint')),
-                ('message', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='conversations.webhookmessage')),
-            ],
-            options={
-                'verbose_name_plural': 'webhook deliveries',
+                "verbose_name": "API key",
             },
         ),
         migrations.CreateModel(
-            name='WebhookAttempt',
+            name="WebhookEndpoint",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveSmallIntegerField()),
-                ('attempted_at', models.DateTimeField()),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('response_excerpt', models.CharField(blank=True, max_length=500)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='conversations.webhookdelivery')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "url",
+                    models.URLField(
+                        help_text="https URL; private, loopback and link-local hosts are refused.", max_length=1000
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=200)),
+                (
+                    "events",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(
+                            choices=[
+                                ("conversation.closed", "conversation.closed (with the enriched interactions)"),
+                                ("interaction.enriched", "interaction.enriched"),
+                                ("incident.acknowledged", "incident.acknowledged"),
+                            ],
+                            max_length=64,
+                        ),
+                        default=list,
+                        size=None,
+                    ),
+                ),
+                (
+                    "secret",
+                    identity.fields.EncryptedTextField(
+                        default=conversations.webhooks.models.new_webhook_secret,
+                        help_text="whsec_… (encrypted at rest).",
+                    ),
+                ),
+                ("previous_secret", identity.fields.EncryptedTextField(blank=True, default="")),
+                ("previous_secret_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("is_active", models.BooleanField(default=True)),
+                ("disabled_at", models.DateTimeField(blank=True, null=True)),
+                ("disabled_reason", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="webhook_endpoints",
+                        to="identity.tenant",
+                    ),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="WebhookMessage",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "msg_id",
+                    models.CharField(default=conversations.webhooks.models.new_message_id, max_length=40, unique=True),
+                ),
+                ("event_type", models.CharField(max_length=64)),
+                ("dedupe_key", models.CharField(help_text="One message per (tenant, dedupe key).", max_length=200)),
+                ("payload", models.JSONField(help_text="The exact JSON body: {type, timestamp, data}.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
+            ],
+        ),
+        migrations.CreateModel(
+            name="WebhookDelivery",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed (endpoint gone or disabled)"),
+                            ("dead", "Dead-lettered (retries exhausted)"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_attempt_at", models.DateTimeField(blank=True, null=True)),
+                ("last_status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                ("completed_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
+                (
+                    "endpoint",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="conversations.webhookendpoint",
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="conversations.webhookmessage",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['delivery', 'number'],
-                'indexes': [models.Index(fields=['delivery', 'number'], name='conversatio_deliver_fb8158_idx')],
+                "verbose_name_plural": "webhook deliveries",
+            },
+        ),
+        migrations.CreateModel(
+            name="WebhookAttempt",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveSmallIntegerField()),
+                ("attempted_at", models.DateTimeField()),
+                ("status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                ("response_excerpt", models.CharField(blank=True, max_length=500)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="attempt_log",
+                        to="conversations.webhookdelivery",
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["delivery", "number"],
+                "indexes": [models.Index(fields=["delivery", "number"], name="conversatio_deliver_fb8158_idx")],
             },
         ),
         migrations.AddIndex(
-            model_name='webhookendpoint',
-            index=models.Index(fields=['tenant', 'is_active'], name='conversatio_tenant__f784a5_idx'),
+            model_name="webhookendpoint",
+            index=models.Index(fields=["tenant", "is_active"], name="conversatio_tenant__f784a5_idx"),
         ),
         migrations.AddIndex(
-            model_name='webhookmessage',
-            index=models.Index(fields=['tenant', '-created_at'], name='conversatio_tenant__22c1c8_idx'),
+            model_name="webhookmessage",
+            index=models.Index(fields=["tenant", "-created_at"], name="conversatio_tenant__22c1c8_idx"),
         ),
         migrations.AddConstraint(
-            model_name='webhookmessage',
-            constraint=models.UniqueConstraint(fields=('tenant', 'dedupe_key'), name='webhook_message_once'),
+            model_name="webhookmessage",
+            constraint=models.UniqueConstraint(fields=("tenant", "dedupe_key"), name="webhook_message_once"),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='webhook_delivery_due'),
+            model_name="webhookdelivery",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="webhook_delivery_due"
+            ),
         ),
         migrations.AddIndex(
-            model_name='webhookdelivery',
-            index=models.Index(fields=['tenant', 'status', '-created_at'], name='conversatio_tenant__5a2b57_idx'),
+            model_name="webhookdelivery",
+            index=models.Index(fields=["tenant", "status", "-created_at"], name="conversatio_tenant__5a2b57_idx"),
         ),
         migrations.AddConstraint(
-            model_name='webhookdelivery',
-            constraint=models.UniqueConstraint(fields=('endpoint', 'message'), name='webhook_delivery_once'),
+            model_name="webhookdelivery",
+            constraint=models.UniqueConstraint(fields=("endpoint", "message"), name="webhook_delivery_once"),
         ),
     ]

@@ -4,11 +4,9 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0002_agent_appointments_callbacks'),
-        ('conversations', '0003_api_keys_webhooks_warehouse_dashboard'),
+        ("conversations", "0002_agent_appointments_callbacks"),
+        ("conversations", "0003_api_keys_webhooks_warehouse_dashboard"),
     ]
 
-    operations = [
-    ]
+    operations = []

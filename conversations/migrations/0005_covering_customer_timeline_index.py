@@ -4,19 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0004_merge_appointments_webhooks'),
-        ('identity', '0001_initial'),
+        ("conversations", "0004_merge_appointments_webhooks"),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='interaction',
-            name='call_logs_customer_recent',
+            model_name="interaction",
+            name="call_logs_customer_recent",
         ),
         migrations.AddIndex(
-            model_name='interaction',
-            index=models.Index(fields=['customer', '-started_at'], include=('tenant', 'channel', 'sentiment'), name='call_logs_customer_recent'),
+            model_name="interaction",
+            index=models.Index(
+                fields=["customer", "-started_at"],
+                include=("tenant", "channel", "sentiment"),
+                name="call_logs_customer_recent",
+            ),
         ),
     ]

@@ -5,15 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0005_covering_customer_timeline_index'),
+        ("conversations", "0005_covering_customer_timeline_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='agentsettings',
-            name='handoff_number',
-            field=models.CharField(blank=True, default='', help_text='Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to during opening hours. Blank: no transfer; staff follow up.', max_length=20, validators=[conversations.models.validate_e164_number]),
+            model_name="agentsettings",
+            name="handoff_number",
+            field=models.CharField(
+                blank=True,
+                default="",
+                help_text="Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to during opening hours. Blank: no transfer; staff follow up.",
+                max_length=20,
+                validators=[conversations.models.validate_e164_number],
+            ),
         ),
     ]

@@ -8,21 +8,35 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('conversations', '0006_agentsettings_handoff_number'),
-        ('identity', '0002_clinic_role_groups'),
+        ("conversations", "0006_agentsettings_handoff_number"),
+        ("identity", "0002_clinic_role_groups"),
     ]
 
     operations = [
         AddIndexConcurrently(
-            model_name='channelmessage',
-            index=models.Index(condition=models.Q(('direction', 'outbound'), ('status', 'pending')), fields=['created_at'], name='msg_outbound_pending'),
+            model_name="channelmessage",
+            index=models.Index(
+                condition=models.Q(("direction", "outbound"), ("status", "pending")),
+                fields=["created_at"],
+                name="msg_outbound_pending",
+            ),
         ),
         AddIndexConcurrently(
-            model_name='channelmessage',
-            index=models.Index(condition=models.Q(('channel', 'sms'), ('direction', 'inbound'), models.Q(('provider_id', ''), _negated=True)), fields=['created_at'], name='msg_inbound_sms'),
+            model_name="channelmessage",
+            index=models.Index(
+                condition=models.Q(
+                    ("channel", "sms"), ("direction", "inbound"), models.Q(("provider_id", ""), _negated=True)
+                ),
+                fields=["created_at"],
+                name="msg_inbound_sms",
+            ),
         ),
         AddIndexConcurrently(
-            model_name='interaction',
-            index=models.Index(condition=models.Q(('channel', 'voice'), ('metadata__recording__status', 'completed')), fields=['updated_at'], name='call_logs_recording_done'),
+            model_name="interaction",
+            index=models.Index(
+                condition=models.Q(("channel", "voice"), ("metadata__recording__status", "completed")),
+                fields=["updated_at"],
+                name="call_logs_recording_done",
+            ),
         ),
     ]

@@ -36,15 +36,32 @@ ROWS_PER_FILE = 250_000
 ROWS_PER_BATCH = 10_000
 
 _TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema([
-    ("id", pa.string()), ("tenant_id", pa.string()), ("customer_id", pa.string()),
-    ("conversation_id", pa.string()), ("channel", pa.string()), ("direction", pa.string()),
-    ("started_at", _TS), ("ended_at", _TS), ("last_activity_at", _TS), ("sentiment", pa.decimal128(5, 4)),
-    ("lead_score", pa.int16()), ("intent", pa.string()), ("satisfaction", pa.int16()), ("urgency", pa.int16()),
-    ("escalated", pa.bool_()), ("enrichment_backend", pa.string()), ("enrichment_model", pa.string()),
-    ("enrichment_version", pa.string()), ("enriched_at", _TS), ("updated_at", _TS),
-    ("transcript", pa.string()), ("metadata", pa.string()),
-])
+SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("tenant_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("conversation_id", pa.string()),
+        ("channel", pa.string()),
+        ("direction", pa.string()),
+        ("started_at", _TS),
+        ("ended_at", _TS),
+        ("last_activity_at", _TS),
+        ("sentiment", pa.decimal128(5, 4)),
+        ("lead_score", pa.int16()),
+        ("intent", pa.string()),
+        ("satisfaction", pa.int16()),
+        ("urgency", pa.int16()),
+        ("escalated", pa.bool_()),
+        ("enrichment_backend", pa.string()),
+        ("enrichment_model", pa.string()),
+        ("enrichment_version", pa.string()),
+        ("enriched_at", _TS),
+        ("updated_at", _TS),
+        ("transcript", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
 _JSON = {"transcript", "metadata"}
 _UUID = {"id", "tenant_id", "customer_id", "conversation_id"}
 
@@ -71,7 +88,7 @@ def _rows(after_ts: datetime | None, after_id: uuid.UUID | None, until: datetime
 
 
 def _batch(rows: list[tuple]) -> pa.RecordBatch:
-    columns = list(zip(*rows))
+    columns = list(zip(*rows, strict=True))
     arrays = []
     for i, field in enumerate(SCHEMA):
         values = columns[i]

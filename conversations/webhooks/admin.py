@@ -42,8 +42,15 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
     form = EndpointForm
     list_display = ["url", "events", "is_active", "disabled_reason", "created_at"]
     list_filter = ["is_active"]
-    readonly_fields = ["signing_secret", "previous_secret_expires_at", "is_active", "disabled_at", "disabled_reason",
-                       "created_at", "updated_at"]
+    readonly_fields = [
+        "signing_secret",
+        "previous_secret_expires_at",
+        "is_active",
+        "disabled_at",
+        "disabled_reason",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["rotate_secret", "disable", "enable"]
 
     @admin.display(description="Signing secret (verify with the standardwebhooks library)")
@@ -91,12 +98,31 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 @admin.register(WebhookDelivery)
 class WebhookDeliveryAdmin(TenantScopedAdmin):
-    list_display = ["created_at", "event_type", "msg_id", "endpoint", "status", "attempts", "last_status_code",
-                    "next_attempt_at"]
+    list_display = [
+        "created_at",
+        "event_type",
+        "msg_id",
+        "endpoint",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+    ]
     list_filter = ["status", EventTypeFilter]
     list_select_related = ["message", "endpoint"]
-    readonly_fields = ["endpoint", "msg_id", "event_type", "status", "attempts", "next_attempt_at",
-                       "last_attempt_at", "last_status_code", "last_error", "completed_at", "payload"]
+    readonly_fields = [
+        "endpoint",
+        "msg_id",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_attempt_at",
+        "last_status_code",
+        "last_error",
+        "completed_at",
+        "payload",
+    ]
     exclude = ["message"]
     inlines = [AttemptInline]
     actions = ["replay"]

@@ -21,7 +21,7 @@ import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
@@ -68,17 +68,26 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - now).total_seconds())
 
 
-async def _post(*, url: str, content: bytes, headers: dict[str, str], extensions: dict, at: datetime,
-                transport: httpx.AsyncBaseTransport | None, result: AttemptResult) -> None:
+async def _post(
+    *,
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    extensions: dict,
+    at: datetime,
+    transport: httpx.AsyncBaseTransport | None,
+    result: AttemptResult,
+) -> None:
     """Send the request and read at most MAX_RESPONSE_BYTES into ``result`` (filled in as it arrives, so a
     deadline hit while reading the body keeps the status that was already received)."""
     timeout = httpx.Timeout(settings.WEBHOOK_READ_TIMEOUT, connect=settings.WEBHOOK_CONNECT_TIMEOUT)
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False,
-                                 transport=transport) as client:
+    async with httpx.AsyncClient(
+        timeout=timeout, follow_redirects=False, trust_env=False, transport=transport
+    ) as client:
         request = client.build_request("POST", url, content=content, headers=headers, extensions=extensions)
         response = await client.send(request, stream=True)
         try:
@@ -99,8 +108,15 @@ async def _post_within(total: float, **kwargs) -> None:
         await _post(**kwargs)
 
 
-def send(*, url: str, msg_id: str, body: str, secrets: list[str], at: datetime,
-         transport: httpx.AsyncBaseTransport | None = None) -> AttemptResult:
+def send(
+    *,
+    url: str,
+    msg_id: str,
+    body: str,
+    secrets: list[str],
+    at: datetime,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AttemptResult:
     """POST ``body`` to ``url`` once; never raises for network or target problems (they are in the result).
 
     The whole exchange (connect, send, response headers, up to MAX_RESPONSE_BYTES of body) must finish within
@@ -114,14 +130,28 @@ def send(*, url: str, msg_id: str, body: str, secrets: list[str], at: datetime,
         return AttemptResult(error=f"refused: {exc}")
     except SoftTimeLimitExceeded:  # a name server that never answers
         return AttemptResult(error=SOFT_LIMIT_ERROR, duration_ms=int((time.monotonic() - started) * 1000))
-    headers = {**sign_headers(msg_id=msg_id, body=body, secrets=secrets, at=at),
-               "content-type": "application/json", "user-agent": USER_AGENT, "host": target.host_header}
+    headers = {
+        **sign_headers(msg_id=msg_id, body=body, secrets=secrets, at=at),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "host": target.host_header,
+    }
     extensions = {"sni_hostname": target.hostname} if target.scheme == "https" else {}
     total = float(settings.WEBHOOK_TOTAL_TIMEOUT)
     result = AttemptResult()
     try:
-        asyncio.run(_post_within(total, url=target.connect_url, content=body.encode(), headers=headers,
-                                 extensions=extensions, at=at, transport=transport, result=result))
+        asyncio.run(
+            _post_within(
+                total,
+                url=target.connect_url,
+                content=body.encode(),
+                headers=headers,
+                extensions=extensions,
+                at=at,
+                transport=transport,
+                result=result,
+            )
+        )
     except httpx.TimeoutException as exc:
         result.error = f"timeout: {type(exc).__name__}"
     except httpx.HTTPError as exc:

@@ -42,9 +42,12 @@ def interaction_enriched_emit(*, interaction_id) -> WebhookMessage | None:
     message = None
     if _subscribed(interaction.tenant_id, WebhookEventType.INTERACTION_ENRICHED):
         stamp = interaction.enriched_at.isoformat() if interaction.enriched_at else "none"
-        message = webhook_event_emit(tenant=interaction.tenant, event_type=WebhookEventType.INTERACTION_ENRICHED,
-                                     payload=interaction_data(interaction),
-                                     dedupe_key=f"interaction.enriched:{interaction.pk}:{stamp}")
+        message = webhook_event_emit(
+            tenant=interaction.tenant,
+            event_type=WebhookEventType.INTERACTION_ENRICHED,
+            payload=interaction_data(interaction),
+            dedupe_key=f"interaction.enriched:{interaction.pk}:{stamp}",
+        )
     conversation_closed_emit(conversation_id=interaction.conversation_id)
     return message
 
@@ -61,13 +64,22 @@ def conversation_closed_emit(*, conversation_id, force: bool = False) -> Webhook
     if not force and any(i.enriched_at is None for i in interactions):
         return None
     payload = {
-        "conversation": {"id": str(conversation.pk), "status": conversation.status, "opened_at": conversation.opened_at,
-                         "closed_at": conversation.closed_at, "last_activity_at": conversation.last_activity_at},
+        "conversation": {
+            "id": str(conversation.pk),
+            "status": conversation.status,
+            "opened_at": conversation.opened_at,
+            "closed_at": conversation.closed_at,
+            "last_activity_at": conversation.last_activity_at,
+        },
         "customer": {"id": str(conversation.customer_id), "display_name": conversation.customer.display_name},
         "interactions": [interaction_data(i) for i in interactions],
     }
-    return webhook_event_emit(tenant=conversation.tenant, event_type=WebhookEventType.CONVERSATION_CLOSED,
-                              payload=payload, dedupe_key=f"conversation.closed:{conversation.pk}")
+    return webhook_event_emit(
+        tenant=conversation.tenant,
+        event_type=WebhookEventType.CONVERSATION_CLOSED,
+        payload=payload,
+        dedupe_key=f"conversation.closed:{conversation.pk}",
+    )
 
 
 def conversation_closed_sweep(*, now: datetime | None = None) -> int:
@@ -79,8 +91,14 @@ def conversation_closed_sweep(*, now: datetime | None = None) -> int:
         tenant_id=OuterRef("tenant_id"),
         dedupe_key=Concat(Value("conversation.closed:"), Cast(OuterRef("pk"), TextField())),
     )
-    overdue = (Conversation.objects.filter(status=Conversation.Status.CLOSED, closed_at__lt=now - ENRICHMENT_WAIT,
-                                           closed_at__gte=now - SWEEP_HORIZON,
-                                           tenant_id__in=tenants.values("tenant_id"))
-               .filter(~Exists(sent)).values_list("pk", flat=True)[:200])
+    overdue = (
+        Conversation.objects.filter(
+            status=Conversation.Status.CLOSED,
+            closed_at__lt=now - ENRICHMENT_WAIT,
+            closed_at__gte=now - SWEEP_HORIZON,
+            tenant_id__in=tenants.values("tenant_id"),
+        )
+        .filter(~Exists(sent))
+        .values_list("pk", flat=True)[:200]
+    )
     return sum(1 for pk in overdue if conversation_closed_emit(conversation_id=pk, force=True))

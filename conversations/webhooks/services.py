@@ -53,8 +53,9 @@ def _queue(delivery_ids: list[int], countdown: float = 0) -> None:
         webhook_deliver.apply_async(args=[pk], countdown=max(0, countdown))
 
 
-def webhook_event_emit(*, tenant: Tenant, event_type: str, payload: dict, dedupe_key: str | None = None,
-                       at: datetime | None = None) -> WebhookMessage | None:
+def webhook_event_emit(
+    *, tenant: Tenant, event_type: str, payload: dict, dedupe_key: str | None = None, at: datetime | None = None
+) -> WebhookMessage | None:
     """Record ``event_type`` with ``payload`` (the ``data`` object) for every active endpoint of ``tenant``
     subscribed to it, and queue the first attempts on commit.
 
@@ -72,9 +73,9 @@ def webhook_event_emit(*, tenant: Tenant, event_type: str, payload: dict, dedupe
     try:
         with transaction.atomic():
             message = WebhookMessage.objects.create(tenant=tenant, event_type=event_type, dedupe_key=key, payload=body)
-            created = WebhookDelivery.objects.bulk_create([
-                WebhookDelivery(tenant=tenant, endpoint=e, message=message, next_attempt_at=at) for e in endpoints
-            ])
+            created = WebhookDelivery.objects.bulk_create(
+                [WebhookDelivery(tenant=tenant, endpoint=e, message=message, next_attempt_at=at) for e in endpoints]
+            )
             ids = [d.pk for d in created]
             transaction.on_commit(lambda: _queue(ids), robust=True)
     except IntegrityError:
@@ -107,9 +108,12 @@ def _secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
 
 def _claim(delivery_id: int, now: datetime) -> WebhookDelivery | None:
     with transaction.atomic():
-        d = (WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-             .select_related("endpoint", "message")
-             .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now).first())
+        d = (
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("endpoint", "message")
+            .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+            .first()
+        )
         if d is None:
             return None
         if not d.endpoint.is_active:
@@ -117,8 +121,11 @@ def _claim(delivery_id: int, now: datetime) -> WebhookDelivery | None:
             d.last_error = f"endpoint disabled: {d.endpoint.disabled_reason or 'by staff'}"[:500]
             d.save(update_fields=["status", "completed_at", "next_attempt_at", "last_error"])
             return None
-        if d.attempts and d.last_attempt_at and not WebhookAttempt.objects.filter(
-                delivery=d, attempted_at=d.last_attempt_at).exists():
+        if (
+            d.attempts
+            and d.last_attempt_at
+            and not WebhookAttempt.objects.filter(delivery=d, attempted_at=d.last_attempt_at).exists()
+        ):
             if not _lost_attempt_recorded(d, now):
                 return None
         d.attempts += 1
@@ -162,16 +169,27 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None, t
     if d is None:
         return "skipped"
     body = json.dumps(d.message.payload, separators=(",", ":"), ensure_ascii=False)
-    result = http.send(url=d.endpoint.url, msg_id=d.message.msg_id, body=body, secrets=_secrets(d.endpoint, now),
-                       at=now, transport=transport)
+    result = http.send(
+        url=d.endpoint.url,
+        msg_id=d.message.msg_id,
+        body=body,
+        secrets=_secrets(d.endpoint, now),
+        at=now,
+        transport=transport,
+    )
     return _record(d, result, now)
 
 
 def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> str:
     with transaction.atomic():
         WebhookAttempt.objects.create(
-            delivery=d, number=d.attempts, attempted_at=now, status_code=result.status_code,
-            error=result.error[:500], duration_ms=result.duration_ms, response_excerpt=result.body_excerpt[:500],
+            delivery=d,
+            number=d.attempts,
+            attempted_at=now,
+            status_code=result.status_code,
+            error=result.error[:500],
+            duration_ms=result.duration_ms,
+            response_excerpt=result.body_excerpt[:500],
         )
         d.last_status_code, d.last_error = result.status_code, result.error[:500]
         fields = ["status", "next_attempt_at", "completed_at", "last_status_code", "last_error"]
@@ -194,27 +212,39 @@ def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> st
                 outcome = "retrying"
         d.save(update_fields=fields)
     # the endpoint's id, not its URL: a receiver's URL may carry a secret in its query string
-    logger.info("webhook %s → endpoint %s attempt %s: %s (%s)", d.message.msg_id, d.endpoint_id, d.attempts, outcome,
-                result.status_code or result.error)
+    logger.info(
+        "webhook %s → endpoint %s attempt %s: %s (%s)",
+        d.message.msg_id,
+        d.endpoint_id,
+        d.attempts,
+        outcome,
+        result.status_code or result.error,
+    )
     return outcome
 
 
 def _tell_admins(delivery_id: int) -> None:
     """Email the tenant's admins that a delivery was dead-lettered (no payload: it may carry PHI)."""
     d = WebhookDelivery.objects.select_related("endpoint", "message").get(pk=delivery_id)
-    emails = list(TenantMembership.objects.filter(tenant_id=d.tenant_id, role=TenantMembership.Role.ADMIN,
-                                                  user__is_active=True)
-                  .exclude(user__email="").values_list("user__email", flat=True))
+    emails = list(
+        TenantMembership.objects.filter(tenant_id=d.tenant_id, role=TenantMembership.Role.ADMIN, user__is_active=True)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
     if not emails:
         logger.warning("webhook %s dead-lettered; tenant %s has no admin email", d.message.msg_id, d.tenant_id)
         return
     link = f"{settings.PUBLIC_BASE_URL}/admin/conversations/webhookdelivery/{d.pk}/change/"
     send_mail(
         subject=f"Webhook delivery failed: {d.message.event_type}",
-        message=(f"We could not deliver {d.message.event_type} ({d.message.msg_id}) to {d.endpoint.url} after "
-                 f"{d.attempts} attempts (last: {d.last_error or d.last_status_code}).\n"
-                 f"Fix the endpoint, then replay it from admin: {link}\n"),
-        from_email=None, recipient_list=emails, fail_silently=True,
+        message=(
+            f"We could not deliver {d.message.event_type} ({d.message.msg_id}) to {d.endpoint.url} after "
+            f"{d.attempts} attempts (last: {d.last_error or d.last_status_code}).\n"
+            f"Fix the endpoint, then replay it from admin: {link}\n"
+        ),
+        from_email=None,
+        recipient_list=emails,
+        fail_silently=True,
     )
 
 
@@ -227,10 +257,13 @@ def webhook_retry_due(*, now: datetime | None = None, limit: int | None = None) 
     """
     now = now or timezone.now()
     limit = settings.WEBHOOK_SWEEP_BATCH if limit is None else limit
-    due = (WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-           .order_by("next_attempt_at").values_list("pk", "next_attempt_at"))
+    due = (
+        WebhookDelivery.objects.filter(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at")
+        .values_list("pk", "next_attempt_at")
+    )
     ids = []
-    for pk, at in due[:limit * 4]:
+    for pk, at in due[: limit * 4]:
         if len(ids) >= limit:
             break
         if cache.add(f"webhooks:queued:{pk}:{at.timestamp()}", 1, timeout=SWEEP_MARK):
@@ -244,9 +277,11 @@ def webhook_delivery_replay(*, delivery: WebhookDelivery, at: datetime | None = 
     schedule. Returns False if it is still pending or its endpoint is disabled."""
     at = at or timezone.now()
     with transaction.atomic():
-        updated = (WebhookDelivery.objects.filter(pk=delivery.pk, endpoint__is_active=True)
-                   .exclude(status=WebhookDelivery.Status.PENDING)
-                   .update(status=WebhookDelivery.Status.PENDING, attempts=0, next_attempt_at=at, completed_at=None))
+        updated = (
+            WebhookDelivery.objects.filter(pk=delivery.pk, endpoint__is_active=True)
+            .exclude(status=WebhookDelivery.Status.PENDING)
+            .update(status=WebhookDelivery.Status.PENDING, attempts=0, next_attempt_at=at, completed_at=None)
+        )
         if updated:
             transaction.on_commit(lambda: _queue([delivery.pk]), robust=True)
     return bool(updated)
@@ -256,19 +291,22 @@ def webhook_endpoint_disable(*, endpoint: WebhookEndpoint, reason: str, at: date
     """Stop sending to an endpoint (410 Gone or staff); pending deliveries fail when next claimed."""
     at = at or timezone.now()
     WebhookEndpoint.objects.filter(pk=endpoint.pk, is_active=True).update(
-        is_active=False, disabled_at=at, disabled_reason=reason[:200], updated_at=at)
+        is_active=False, disabled_at=at, disabled_reason=reason[:200], updated_at=at
+    )
     endpoint.refresh_from_db(fields=["is_active", "disabled_at", "disabled_reason"])
 
 
 def webhook_endpoint_enable(*, endpoint: WebhookEndpoint) -> None:
     """Re-enable an endpoint (after the receiver is fixed); replay its failed deliveries separately."""
-    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(is_active=True, disabled_at=None, disabled_reason="",
-                                                          updated_at=timezone.now())
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        is_active=True, disabled_at=None, disabled_reason="", updated_at=timezone.now()
+    )
     endpoint.refresh_from_db(fields=["is_active", "disabled_at", "disabled_reason"])
 
 
-def webhook_endpoint_rotate_secret(*, endpoint: WebhookEndpoint, overlap: timedelta = timedelta(hours=24),
-                                   at: datetime | None = None) -> str:
+def webhook_endpoint_rotate_secret(
+    *, endpoint: WebhookEndpoint, overlap: timedelta = timedelta(hours=24), at: datetime | None = None
+) -> str:
     """Give the endpoint a new ``whsec_`` secret; deliveries are signed with old and new for ``overlap``.
 
     Returns the new secret (also readable in admin).

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 from django.conf import settings
 
 
-
 class UnsafeTarget(Exception):
     """The URL may not be called (bad scheme, unresolvable, or a non-public address)."""
 
@@ -49,8 +48,9 @@ def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
             return _is_public(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip in ipaddress.IPv4Network("100.64.0.0/10"):  # carrier-grade NAT (shared address space)
         return False
-    return ip.is_global and not (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-                                 or ip.is_reserved or ip.is_unspecified)
+    return ip.is_global and not (
+        ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified
+    )
 
 
 def _allowed_private(hostname: str, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -83,8 +83,7 @@ def resolve_target(url: str, *, resolver=socket.getaddrinfo) -> Target:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError as exc:
         raise UnsafeTarget("invalid port") from exc
-    if scheme == "http" and not getattr(settings, "WEBHOOK_ALLOW_HTTP", False) \
-            and not _listed_host(hostname):
+    if scheme == "http" and not getattr(settings, "WEBHOOK_ALLOW_HTTP", False) and not _listed_host(hostname):
         raise UnsafeTarget("plain http is not allowed; use https")
     try:
         infos = resolver(hostname, port, type=socket.SOCK_STREAM)
@@ -105,8 +104,7 @@ def resolve_target(url: str, *, resolver=socket.getaddrinfo) -> Target:
     host_header = hostname if port == default_port else f"{hostname}:{port}"
     if ":" in hostname:
         host_header = f"[{hostname}]" if port == default_port else f"[{hostname}]:{port}"
-    return Target(scheme=scheme, hostname=hostname, ip=str(addresses[0]), port=port, path=path,
-                  host_header=host_header)
+    return Target(scheme=scheme, hostname=hostname, ip=str(addresses[0]), port=port, path=path, host_header=host_header)
 
 
 def _listed_host(hostname: str) -> bool:

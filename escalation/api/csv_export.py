@@ -10,10 +10,30 @@ from django.http import StreamingHttpResponse
 from escalation.models import NotificationAttempt
 
 COLUMNS = [
-    "incident_id", "incident_raised_at", "incident_status", "urgency", "step", "round", "responder", "channel",
-    "to", "status", "provider_status", "provider_sid", "error_code", "tries", "step_due_at", "created_at", "sent_at",
-    "lateness_ms", "status_updated_at", "attempt_acknowledged_at", "incident_acknowledged_at", "acknowledged_by",
-    "ack_via", "time_to_ack_seconds",
+    "incident_id",
+    "incident_raised_at",
+    "incident_status",
+    "urgency",
+    "step",
+    "round",
+    "responder",
+    "channel",
+    "to",
+    "status",
+    "provider_status",
+    "provider_sid",
+    "error_code",
+    "tries",
+    "step_due_at",
+    "created_at",
+    "sent_at",
+    "lateness_ms",
+    "status_updated_at",
+    "attempt_acknowledged_at",
+    "incident_acknowledged_at",
+    "acknowledged_by",
+    "ack_via",
+    "time_to_ack_seconds",
 ]
 
 
@@ -31,11 +51,32 @@ def attempt_row(a: NotificationAttempt) -> list:
     inc = a.incident
     lateness = round((a.sent_at - a.step_due_at).total_seconds() * 1000) if a.sent_at else ""
     tta = round(inc.time_to_ack.total_seconds(), 3) if inc.time_to_ack else ""
-    return [inc.pk, _iso(inc.raised_at), inc.status, inc.urgency, a.step_index + 1, a.repeat + 1, _text(a.responder.name),
-            a.channel, a.to_number, a.status, a.provider_status, a.provider_sid, a.error_code, a.tries,
-            _iso(a.step_due_at), _iso(a.created_at), _iso(a.sent_at), lateness, _iso(a.status_updated_at),
-            _iso(a.acknowledged_at), _iso(inc.acknowledged_at), _text(inc.acknowledged_by.name) if inc.acknowledged_by else "",
-            inc.ack_via, tta]
+    return [
+        inc.pk,
+        _iso(inc.raised_at),
+        inc.status,
+        inc.urgency,
+        a.step_index + 1,
+        a.repeat + 1,
+        _text(a.responder.name),
+        a.channel,
+        a.to_number,
+        a.status,
+        a.provider_status,
+        a.provider_sid,
+        a.error_code,
+        a.tries,
+        _iso(a.step_due_at),
+        _iso(a.created_at),
+        _iso(a.sent_at),
+        lateness,
+        _iso(a.status_updated_at),
+        _iso(a.acknowledged_at),
+        _iso(inc.acknowledged_at),
+        _text(inc.acknowledged_by.name) if inc.acknowledged_by else "",
+        inc.ack_via,
+        tta,
+    ]
 
 
 class _Echo:

@@ -61,10 +61,15 @@ class AttemptExportView(APIView):
     required_scope = ApiScope.REPORTS_READ
     renderer_classes = [CsvRenderer, JSONRenderer]
 
-    @extend_schema(parameters=[RangeQuery], responses={
-        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=f"CSV columns: {', '.join(COLUMNS)}"),
-        (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="{count, rows: [{column: value}]}"),
-    })
+    @extend_schema(
+        parameters=[RangeQuery],
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=f"CSV columns: {', '.join(COLUMNS)}"),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="{count, rows: [{column: value}]}"
+            ),
+        },
+    )
     def get(self, request):
         query = RangeQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -72,6 +77,14 @@ class AttemptExportView(APIView):
         rows = attempts_for_report(tenant_id=request_tenant_id(request), start=start, end=end)
         if request.accepted_renderer.format == "csv":
             return csv_response(rows, filename=f"escalation-attempts-{start}-{end}.csv")
-        data = [dict(zip(COLUMNS, (str(v) if not isinstance(v, (int, float, str)) else v for v in attempt_row(a))))
-                for a in rows]
+        data = [
+            dict(
+                zip(
+                    COLUMNS,
+                    (str(v) if not isinstance(v, (int, float, str)) else v for v in attempt_row(a)),
+                    strict=True,
+                )
+            )
+            for a in rows
+        ]
         return Response({"count": len(data), "start": start, "end": end, "rows": data})

@@ -9,262 +9,595 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('conversations', '0004_merge_appointments_webhooks'),
-        ('identity', '0001_initial'),
+        ("conversations", "0004_merge_appointments_webhooks"),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='EscalationPolicy',
+            name="EscalationPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('repeat_count', models.PositiveSmallIntegerField(default=0, validators=[django.core.validators.MaxValueValidator(10)])),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='escalation_policies', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                (
+                    "repeat_count",
+                    models.PositiveSmallIntegerField(
+                        default=0, validators=[django.core.validators.MaxValueValidator(10)]
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="escalation_policies",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'escalation policies',
+                "verbose_name_plural": "escalation policies",
             },
         ),
         migrations.CreateModel(
-            name='EscalationSettings',
+            name="EscalationSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('enabled', models.BooleanField(default=True)),
-                ('business_hours', models.JSONField(blank=True, default=escalation.models._default_business_hours)),
-                ('escalate_in_business_hours', models.BooleanField(default=False, help_text='Page even during business hours (otherwise the front desk handles it).')),
-                ('urgency_threshold', models.PositiveSmallIntegerField(default=4, help_text='Messages of at least this urgency (1–5) raise an incident.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('quiet_hours_bypass_urgency', models.PositiveSmallIntegerField(default=5, help_text='Incidents of at least this urgency ring responders even in their quiet hours.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('callback_number', models.CharField(blank=True, help_text="E.164; default: the tenant's number", max_length=20)),
-                ('sms_template', models.CharField(default='{clinic}: URGENT patient message needs a clinician. Call back {callback}. Ack: {link}', max_length=320)),
-                ('voice_template', models.CharField(default='This is {clinic}. An urgent patient message needs a clinician. Please call {callback}. Press 1 to acknowledge.', max_length=500)),
-                ('ack_link_ttl_seconds', models.PositiveIntegerField(default=14400)),
-                ('ring_timeout_seconds', models.PositiveSmallIntegerField(default=30)),
-                ('default_policy', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='escalation.escalationpolicy')),
-                ('tenant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='escalation_settings', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("enabled", models.BooleanField(default=True)),
+                ("business_hours", models.JSONField(blank=True, default=escalation.models._default_business_hours)),
+                (
+                    "escalate_in_business_hours",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Page even during business hours (otherwise the front desk handles it).",
+                    ),
+                ),
+                (
+                    "urgency_threshold",
+                    models.PositiveSmallIntegerField(
+                        default=4,
+                        help_text="Messages of at least this urgency (1–5) raise an incident.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "quiet_hours_bypass_urgency",
+                    models.PositiveSmallIntegerField(
+                        default=5,
+                        help_text="Incidents of at least this urgency ring responders even in their quiet hours.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ],
+                    ),
+                ),
+                (
+                    "callback_number",
+                    models.CharField(blank=True, help_text="E.164; default: the tenant's number", max_length=20),
+                ),
+                (
+                    "sms_template",
+                    models.CharField(
+                        default="{clinic}: URGENT patient message needs a clinician. Call back {callback}. Ack: {link}",
+                        max_length=320,
+                    ),
+                ),
+                (
+                    "voice_template",
+                    models.CharField(
+                        default="This is {clinic}. An urgent patient message needs a clinician. Please call {callback}. Press 1 to acknowledge.",
+                        max_length=500,
+                    ),
+                ),
+                ("ack_link_ttl_seconds", models.PositiveIntegerField(default=14400)),
+                ("ring_timeout_seconds", models.PositiveSmallIntegerField(default=30)),
+                (
+                    "default_policy",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="escalation.escalationpolicy",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="escalation_settings",
+                        to="identity.tenant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'escalation settings',
+                "verbose_name_plural": "escalation settings",
             },
         ),
         migrations.CreateModel(
-            name='Incident',
+            name="Incident",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('urgency', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('reason', models.CharField(help_text="Short non-PHI label, e.g. 'emergency phrase'", max_length=80)),
-                ('status', models.CharField(choices=[('triggered', 'Triggered (paging)'), ('acknowledged', 'Acknowledged'), ('unacknowledged', 'Unacknowledged (ladder exhausted)')], default='triggered', max_length=16)),
-                ('policy_snapshot', models.JSONField(default=dict)),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('fence', models.PositiveIntegerField(default=1)),
-                ('next_step_at', models.DateTimeField(blank=True, null=True)),
-                ('raised_at', models.DateTimeField()),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('ack_via', models.CharField(blank=True, choices=[('link', 'SMS link'), ('sms', 'SMS reply'), ('keypress', 'Keypress on the call'), ('admin', 'Admin console')], max_length=10)),
-                ('exhausted_at', models.DateTimeField(blank=True, null=True)),
-                ('admins_alerted_at', models.DateTimeField(blank=True, null=True)),
-                ('customer', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='identity.customer')),
-                ('interaction', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='conversations.interaction')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='incidents', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "urgency",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ]
+                    ),
+                ),
+                ("reason", models.CharField(help_text="Short non-PHI label, e.g. 'emergency phrase'", max_length=80)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("triggered", "Triggered (paging)"),
+                            ("acknowledged", "Acknowledged"),
+                            ("unacknowledged", "Unacknowledged (ladder exhausted)"),
+                        ],
+                        default="triggered",
+                        max_length=16,
+                    ),
+                ),
+                ("policy_snapshot", models.JSONField(default=dict)),
+                ("position", models.PositiveIntegerField(default=0)),
+                ("fence", models.PositiveIntegerField(default=1)),
+                ("next_step_at", models.DateTimeField(blank=True, null=True)),
+                ("raised_at", models.DateTimeField()),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "ack_via",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("link", "SMS link"),
+                            ("sms", "SMS reply"),
+                            ("keypress", "Keypress on the call"),
+                            ("admin", "Admin console"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("exhausted_at", models.DateTimeField(blank=True, null=True)),
+                ("admins_alerted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.PROTECT, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "interaction",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="conversations.interaction",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="incidents", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Responder',
+            name="Responder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('phone', models.CharField(help_text='E.164, e.g. +15551234567', max_length=20)),
-                ('email', models.EmailField(blank=True, max_length=254)),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[escalation.models._validate_timezone])),
-                ('channels', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('voice', 'Phone call'), ('sms', 'SMS')], max_length=8), default=escalation.models._default_channels, size=None)),
-                ('quiet_start', models.TimeField(blank=True, help_text="Local time in the responder's time zone", null=True)),
-                ('quiet_end', models.TimeField(blank=True, null=True)),
-                ('active', models.BooleanField(default=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='responders', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                ("phone", models.CharField(help_text="E.164, e.g. +15551234567", max_length=20)),
+                ("email", models.EmailField(blank=True, max_length=254)),
+                (
+                    "timezone",
+                    models.CharField(default="UTC", max_length=64, validators=[escalation.models._validate_timezone]),
+                ),
+                (
+                    "channels",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(choices=[("voice", "Phone call"), ("sms", "SMS")], max_length=8),
+                        default=escalation.models._default_channels,
+                        size=None,
+                    ),
+                ),
+                (
+                    "quiet_start",
+                    models.TimeField(blank=True, help_text="Local time in the responder's time zone", null=True),
+                ),
+                ("quiet_end", models.TimeField(blank=True, null=True)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="responders", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationAttempt',
+            name="NotificationAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('step_index', models.PositiveSmallIntegerField()),
-                ('repeat', models.PositiveSmallIntegerField()),
-                ('channel', models.CharField(choices=[('voice', 'Phone call'), ('sms', 'SMS')], max_length=8)),
-                ('to_number', models.CharField(max_length=20)),
-                ('from_number', models.CharField(max_length=20)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('sending', 'Sending'), ('sent', 'Sent (accepted by the provider)'), ('delivered', 'Delivered / answered'), ('failed', 'Failed'), ('cancelled', 'Cancelled (acknowledged first)'), ('skipped', 'Skipped (quiet hours)')], default='pending', max_length=10)),
-                ('provider_sid', models.CharField(blank=True, max_length=64)),
-                ('provider_status', models.CharField(blank=True, max_length=20)),
-                ('error_code', models.CharField(blank=True, max_length=20)),
-                ('error_message', models.CharField(blank=True, max_length=500)),
-                ('tries', models.PositiveSmallIntegerField(default=0)),
-                ('ambiguous', models.BooleanField(default=False)),
-                ('step_due_at', models.DateTimeField(help_text='When the step was due (SLA: lateness = sent_at − this)')),
-                ('created_at', models.DateTimeField()),
-                ('next_try_at', models.DateTimeField(blank=True, null=True)),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('sent_at', models.DateTimeField(blank=True, help_text='When the provider accepted the request', null=True)),
-                ('status_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('incident', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempts', to='escalation.incident')),
-                ('log_interaction', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='conversations.interaction')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
-                ('responder', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='attempts', to='escalation.responder')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("step_index", models.PositiveSmallIntegerField()),
+                ("repeat", models.PositiveSmallIntegerField()),
+                ("channel", models.CharField(choices=[("voice", "Phone call"), ("sms", "SMS")], max_length=8)),
+                ("to_number", models.CharField(max_length=20)),
+                ("from_number", models.CharField(max_length=20)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("sending", "Sending"),
+                            ("sent", "Sent (accepted by the provider)"),
+                            ("delivered", "Delivered / answered"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled (acknowledged first)"),
+                            ("skipped", "Skipped (quiet hours)"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("provider_sid", models.CharField(blank=True, max_length=64)),
+                ("provider_status", models.CharField(blank=True, max_length=20)),
+                ("error_code", models.CharField(blank=True, max_length=20)),
+                ("error_message", models.CharField(blank=True, max_length=500)),
+                ("tries", models.PositiveSmallIntegerField(default=0)),
+                ("ambiguous", models.BooleanField(default=False)),
+                (
+                    "step_due_at",
+                    models.DateTimeField(help_text="When the step was due (SLA: lateness = sent_at − this)"),
+                ),
+                ("created_at", models.DateTimeField()),
+                ("next_try_at", models.DateTimeField(blank=True, null=True)),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "sent_at",
+                    models.DateTimeField(blank=True, help_text="When the provider accepted the request", null=True),
+                ),
+                ("status_updated_at", models.DateTimeField(blank=True, null=True)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="attempts", to="escalation.incident"
+                    ),
+                ),
+                (
+                    "log_interaction",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="conversations.interaction",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
+                (
+                    "responder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="attempts", to="escalation.responder"
+                    ),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='incident',
-            name='acknowledged_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='escalation.responder'),
+            model_name="incident",
+            name="acknowledged_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="escalation.responder",
+            ),
         ),
         migrations.CreateModel(
-            name='AckToken',
+            name="AckToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=16, unique=True)),
-                ('created_at', models.DateTimeField()),
-                ('expires_at', models.DateTimeField()),
-                ('used_at', models.DateTimeField(blank=True, null=True)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
-                ('incident', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ack_tokens', to='escalation.incident')),
-                ('attempt', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='ack_token', to='escalation.notificationattempt')),
-                ('responder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='escalation.responder')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=16, unique=True)),
+                ("created_at", models.DateTimeField()),
+                ("expires_at", models.DateTimeField()),
+                ("used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
+                (
+                    "incident",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ack_tokens", to="escalation.incident"
+                    ),
+                ),
+                (
+                    "attempt",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="ack_token",
+                        to="escalation.notificationattempt",
+                    ),
+                ),
+                (
+                    "responder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="escalation.responder"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Schedule',
+            name="Schedule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('rotation_start', models.DateField()),
-                ('rotation_days', models.PositiveSmallIntegerField(default=7, validators=[django.core.validators.MinValueValidator(1)])),
-                ('handoff_time', models.TimeField(help_text="Local time in the tenant's time zone")),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='schedules', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                ("rotation_start", models.DateField()),
+                (
+                    "rotation_days",
+                    models.PositiveSmallIntegerField(
+                        default=7, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                ("handoff_time", models.TimeField(help_text="Local time in the tenant's time zone")),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="schedules", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ScheduleMember',
+            name="ScheduleMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField()),
-                ('responder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='escalation.responder')),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='escalation.schedule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveSmallIntegerField()),
+                (
+                    "responder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="escalation.responder"
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="members", to="escalation.schedule"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['position'],
+                "ordering": ["position"],
             },
         ),
         migrations.CreateModel(
-            name='ScheduleOverride',
+            name="ScheduleOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('primary', 'Primary'), ('backup', 'Backup')], default='primary', max_length=8)),
-                ('starts_at', models.DateTimeField()),
-                ('ends_at', models.DateTimeField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('responder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='escalation.responder')),
-                ('schedule', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='overrides', to='escalation.schedule')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("primary", "Primary"), ("backup", "Backup")], default="primary", max_length=8
+                    ),
+                ),
+                ("starts_at", models.DateTimeField()),
+                ("ends_at", models.DateTimeField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "responder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="escalation.responder"
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="overrides", to="escalation.schedule"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Team',
+            name="Team",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120)),
-                ('members', models.ManyToManyField(blank=True, related_name='teams', to='escalation.responder')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='teams', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=120)),
+                ("members", models.ManyToManyField(blank=True, related_name="teams", to="escalation.responder")),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="teams", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='EscalationStep',
+            name="EscalationStep",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('order', models.PositiveSmallIntegerField()),
-                ('target', models.CharField(choices=[('schedule_primary', "Schedule's primary"), ('schedule_backup', "Schedule's backup"), ('responder', 'A person'), ('team', 'Everyone on a team')], max_length=20)),
-                ('channels', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(choices=[('voice', 'Phone call'), ('sms', 'SMS')], max_length=8), default=escalation.models._default_channels, size=None)),
-                ('wait_seconds', models.PositiveIntegerField(default=60, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(86400)])),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='steps', to='escalation.escalationpolicy')),
-                ('responder', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='escalation.responder')),
-                ('schedule', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='escalation.schedule')),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='escalation.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("order", models.PositiveSmallIntegerField()),
+                (
+                    "target",
+                    models.CharField(
+                        choices=[
+                            ("schedule_primary", "Schedule's primary"),
+                            ("schedule_backup", "Schedule's backup"),
+                            ("responder", "A person"),
+                            ("team", "Everyone on a team"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "channels",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(choices=[("voice", "Phone call"), ("sms", "SMS")], max_length=8),
+                        default=escalation.models._default_channels,
+                        size=None,
+                    ),
+                ),
+                (
+                    "wait_seconds",
+                    models.PositiveIntegerField(
+                        default=60,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(86400),
+                        ],
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="steps",
+                        to="escalation.escalationpolicy",
+                    ),
+                ),
+                (
+                    "responder",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="escalation.responder",
+                    ),
+                ),
+                (
+                    "schedule",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="escalation.schedule",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="escalation.team",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['order'],
+                "ordering": ["order"],
             },
         ),
         migrations.AddConstraint(
-            model_name='escalationpolicy',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='policy_name_once'),
+            model_name="escalationpolicy",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="policy_name_once"),
         ),
         migrations.AddConstraint(
-            model_name='responder',
-            constraint=models.UniqueConstraint(fields=('tenant', 'phone'), name='responder_phone_once'),
+            model_name="responder",
+            constraint=models.UniqueConstraint(fields=("tenant", "phone"), name="responder_phone_once"),
         ),
         migrations.AddIndex(
-            model_name='notificationattempt',
-            index=models.Index(fields=['tenant', 'created_at'], name='escalation__tenant__4cd2be_idx'),
+            model_name="notificationattempt",
+            index=models.Index(fields=["tenant", "created_at"], name="escalation__tenant__4cd2be_idx"),
         ),
         migrations.AddIndex(
-            model_name='notificationattempt',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'sending'])), fields=['status', 'next_try_at'], name='attempt_open'),
+            model_name="notificationattempt",
+            index=models.Index(
+                condition=models.Q(("status__in", ["pending", "sending"])),
+                fields=["status", "next_try_at"],
+                name="attempt_open",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notificationattempt',
-            constraint=models.UniqueConstraint(fields=('incident', 'step_index', 'repeat', 'responder', 'channel'), name='attempt_once'),
+            model_name="notificationattempt",
+            constraint=models.UniqueConstraint(
+                fields=("incident", "step_index", "repeat", "responder", "channel"), name="attempt_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notificationattempt',
-            constraint=models.UniqueConstraint(condition=models.Q(('provider_sid', ''), _negated=True), fields=('channel', 'provider_sid'), name='attempt_sid_once'),
+            model_name="notificationattempt",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("provider_sid", ""), _negated=True),
+                fields=("channel", "provider_sid"),
+                name="attempt_sid_once",
+            ),
         ),
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(fields=['tenant', '-raised_at'], name='escalation__tenant__bc0ffc_idx'),
+            model_name="incident",
+            index=models.Index(fields=["tenant", "-raised_at"], name="escalation__tenant__bc0ffc_idx"),
         ),
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(condition=models.Q(('status', 'triggered')), fields=['next_step_at'], name='incident_due'),
+            model_name="incident",
+            index=models.Index(
+                condition=models.Q(("status", "triggered")), fields=["next_step_at"], name="incident_due"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='incident',
-            constraint=models.UniqueConstraint(fields=('interaction',), name='one_incident_per_interaction'),
+            model_name="incident",
+            constraint=models.UniqueConstraint(fields=("interaction",), name="one_incident_per_interaction"),
         ),
         migrations.AddConstraint(
-            model_name='incident',
-            constraint=models.CheckConstraint(condition=models.Q(('urgency__gte', 1), ('urgency__lte', 5)), name='incident_urgency_range'),
+            model_name="incident",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("urgency__gte", 1), ("urgency__lte", 5)), name="incident_urgency_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='schedule',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='schedule_name_once'),
+            model_name="schedule",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="schedule_name_once"),
         ),
         migrations.AddConstraint(
-            model_name='schedulemember',
-            constraint=models.UniqueConstraint(fields=('schedule', 'position'), name='schedule_position_once'),
+            model_name="schedulemember",
+            constraint=models.UniqueConstraint(fields=("schedule", "position"), name="schedule_position_once"),
         ),
         migrations.AddIndex(
-            model_name='scheduleoverride',
-            index=models.Index(fields=['schedule', 'starts_at', 'ends_at'], name='escalation__schedul_5c302b_idx'),
+            model_name="scheduleoverride",
+            index=models.Index(fields=["schedule", "starts_at", "ends_at"], name="escalation__schedul_5c302b_idx"),
         ),
         migrations.AddConstraint(
-            model_name='scheduleoverride',
-            constraint=models.CheckConstraint(condition=models.Q(('ends_at__gt', models.F('starts_at'))), name='override_ends_after_start'),
+            model_name="scheduleoverride",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("ends_at__gt", models.F("starts_at"))), name="override_ends_after_start"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='team',
-            constraint=models.UniqueConstraint(fields=('tenant', 'name'), name='team_name_once'),
+            model_name="team",
+            constraint=models.UniqueConstraint(fields=("tenant", "name"), name="team_name_once"),
         ),
         migrations.AddConstraint(
-            model_name='escalationstep',
-            constraint=models.UniqueConstraint(fields=('policy', 'order'), name='step_order_once'),
+            model_name="escalationstep",
+            constraint=models.UniqueConstraint(fields=("policy", "order"), name="step_order_once"),
         ),
         migrations.AddConstraint(
-            model_name='escalationstep',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('schedule__isnull', False), ('target__startswith', 'schedule_')), models.Q(('responder__isnull', False), ('target', 'responder')), models.Q(('target', 'team'), ('team__isnull', False)), _connector='OR'), name='step_target_complete'),
+            model_name="escalationstep",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("schedule__isnull", False), ("target__startswith", "schedule_")),
+                    models.Q(("responder__isnull", False), ("target", "responder")),
+                    models.Q(("target", "team"), ("team__isnull", False)),
+                    _connector="OR",
+                ),
+                name="step_target_complete",
+            ),
         ),
     ]

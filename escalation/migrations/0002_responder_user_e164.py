@@ -7,26 +7,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('escalation', '0001_initial'),
+        ("escalation", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='responder',
-            name='user',
-            field=models.OneToOneField(blank=True, help_text='The staff login of this clinician, if any', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='responder', to=settings.AUTH_USER_MODEL),
+            model_name="responder",
+            name="user",
+            field=models.OneToOneField(
+                blank=True,
+                help_text="The staff login of this clinician, if any",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="responder",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='escalationsettings',
-            name='callback_number',
-            field=models.CharField(blank=True, help_text="E.164; default: the tenant's number", max_length=20, validators=[escalation.models._validate_e164]),
+            model_name="escalationsettings",
+            name="callback_number",
+            field=models.CharField(
+                blank=True,
+                help_text="E.164; default: the tenant's number",
+                max_length=20,
+                validators=[escalation.models._validate_e164],
+            ),
         ),
         migrations.AlterField(
-            model_name='responder',
-            name='phone',
-            field=models.CharField(help_text='E.164, e.g. +15551234567', max_length=20, validators=[escalation.models._validate_e164]),
+            model_name="responder",
+            name="phone",
+            field=models.CharField(
+                help_text="E.164, e.g. +15551234567", max_length=20, validators=[escalation.models._validate_e164]
+            ),
         ),
     ]

@@ -5,31 +5,42 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0005_covering_customer_timeline_index'),
-        ('escalation', '0002_responder_user_e164'),
-        ('identity', '0001_initial'),
+        ("conversations", "0005_covering_customer_timeline_index"),
+        ("escalation", "0002_responder_user_e164"),
+        ("identity", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='incident',
-            name='admins_alert_lease_until',
-            field=models.DateTimeField(blank=True, help_text='An admin-alert send is in flight (or waits for its retry) until then', null=True),
+            model_name="incident",
+            name="admins_alert_lease_until",
+            field=models.DateTimeField(
+                blank=True, help_text="An admin-alert send is in flight (or waits for its retry) until then", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='notificationattempt',
-            name='extra_sids',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), blank=True, default=list, help_text="SIDs of further messages/calls this attempt placed (a try presumed dead that went out after all); their webhooks are accepted as this attempt's", size=None),
+            model_name="notificationattempt",
+            name="extra_sids",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=64),
+                blank=True,
+                default=list,
+                help_text="SIDs of further messages/calls this attempt placed (a try presumed dead that went out after all); their webhooks are accepted as this attempt's",
+                size=None,
+            ),
         ),
         migrations.AlterField(
-            model_name='incident',
-            name='admins_alerted_at',
-            field=models.DateTimeField(blank=True, help_text='When the admin alert mail was sent', null=True),
+            model_name="incident",
+            name="admins_alerted_at",
+            field=models.DateTimeField(blank=True, help_text="When the admin alert mail was sent", null=True),
         ),
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(condition=models.Q(('admins_alerted_at__isnull', True), ('status', 'unacknowledged')), fields=['exhausted_at'], name='incident_unalerted'),
+            model_name="incident",
+            index=models.Index(
+                condition=models.Q(("admins_alerted_at__isnull", True), ("status", "unacknowledged")),
+                fields=["exhausted_at"],
+                name="incident_unalerted",
+            ),
         ),
     ]

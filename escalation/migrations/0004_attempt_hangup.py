@@ -5,20 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('escalation', '0003_admin_alert_lease_extra_sids'),
+        ("escalation", "0003_admin_alert_lease_extra_sids"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notificationattempt',
-            name='hangup_sids',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), blank=True, default=list, help_text='CallSids of this attempt we asked the provider to end because the incident was acknowledged by someone else (one hang-up request per SID; a SID is added just before its request)', size=None),
+            model_name="notificationattempt",
+            name="hangup_sids",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=64),
+                blank=True,
+                default=list,
+                help_text="CallSids of this attempt we asked the provider to end because the incident was acknowledged by someone else (one hang-up request per SID; a SID is added just before its request)",
+                size=None,
+            ),
         ),
         migrations.AddField(
-            model_name='notificationattempt',
-            name='hung_up_at',
-            field=models.DateTimeField(blank=True, help_text='When the provider last confirmed a hang-up after the acknowledgement (or said the call was already over)', null=True),
+            model_name="notificationattempt",
+            name="hung_up_at",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="When the provider last confirmed a hang-up after the acknowledgement (or said the call was already over)",
+                null=True,
+            ),
         ),
     ]

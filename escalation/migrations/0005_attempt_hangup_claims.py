@@ -5,24 +5,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('escalation', '0004_attempt_hangup'),
+        ("escalation", "0004_attempt_hangup"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notificationattempt',
-            name='hangup_claims',
-            field=models.JSONField(blank=True, default=dict, help_text='Hang-up requests in flight: {CallSid: ISO 8601 UTC time the request was claimed}. A claim older than the send timeout (stale_after) is presumed dead and may be taken again'),
+            model_name="notificationattempt",
+            name="hangup_claims",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Hang-up requests in flight: {CallSid: ISO 8601 UTC time the request was claimed}. A claim older than the send timeout (stale_after) is presumed dead and may be taken again",
+            ),
         ),
         migrations.AlterField(
-            model_name='notificationattempt',
-            name='hangup_sids',
-            field=django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=64), blank=True, default=list, help_text='CallSids of this attempt whose hang-up (the incident was acknowledged by someone else) the provider answered: ended, already over, or refused for good. Never asked again', size=None),
+            model_name="notificationattempt",
+            name="hangup_sids",
+            field=django.contrib.postgres.fields.ArrayField(
+                base_field=models.CharField(max_length=64),
+                blank=True,
+                default=list,
+                help_text="CallSids of this attempt whose hang-up (the incident was acknowledged by someone else) the provider answered: ended, already over, or refused for good. Never asked again",
+                size=None,
+            ),
         ),
         migrations.AddIndex(
-            model_name='incident',
-            index=models.Index(condition=models.Q(('status', 'acknowledged')), fields=['acknowledged_at'], name='incident_acknowledged'),
+            model_name="incident",
+            index=models.Index(
+                condition=models.Q(("status", "acknowledged")), fields=["acknowledged_at"], name="incident_acknowledged"
+            ),
         ),
     ]

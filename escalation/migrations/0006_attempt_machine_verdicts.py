@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('escalation', '0005_attempt_hangup_claims'),
+        ("escalation", "0005_attempt_hangup_claims"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notificationattempt',
-            name='machine_verdicts',
-            field=models.JSONField(blank=True, default=dict, help_text='Answering-machine verdicts that came while the attempt had no SID yet: {CallSid: Twilio AnsweredBy}. The attempt fails when the SID it records is one of them; others are ignored'),
+            model_name="notificationattempt",
+            name="machine_verdicts",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Answering-machine verdicts that came while the attempt had no SID yet: {CallSid: Twilio AnsweredBy}. The attempt fails when the SID it records is one of them; others are ignored",
+            ),
         ),
     ]

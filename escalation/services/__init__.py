@@ -31,8 +31,24 @@ from escalation.services.incidents import (
 )
 
 __all__ = [
-    "AckOutcome", "AckResult", "Outbound", "ack_by_keypress", "ack_link_inspect", "ack_by_link", "ack_by_sms",
-    "attempt_answered_by_machine", "attempt_deliver", "attempt_send", "attempt_status_update",
-    "attempts_dispatch", "escalation_audit", "incident_acknowledge", "incident_alert_admins",
-    "incident_fall_through", "incident_raise", "incident_run_step", "incident_should_raise", "policy_snapshot",
+    "AckOutcome",
+    "AckResult",
+    "Outbound",
+    "ack_by_keypress",
+    "ack_link_inspect",
+    "ack_by_link",
+    "ack_by_sms",
+    "attempt_answered_by_machine",
+    "attempt_deliver",
+    "attempt_send",
+    "attempt_status_update",
+    "attempts_dispatch",
+    "escalation_audit",
+    "incident_acknowledge",
+    "incident_alert_admins",
+    "incident_fall_through",
+    "incident_raise",
+    "incident_run_step",
+    "incident_should_raise",
+    "policy_snapshot",
 ]

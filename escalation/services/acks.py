@@ -25,13 +25,13 @@ RECENT_PAGE = timedelta(hours=24)
 
 
 class AckOutcome(enum.Enum):
-    CONFIRM = "confirm"            # GET: genuine and usable; show the confirm button
+    CONFIRM = "confirm"  # GET: genuine and usable; show the confirm button
     ACKNOWLEDGED = "acknowledged"  # this request acknowledged the incident
-    ALREADY = "already"            # the incident was already acknowledged (by anyone): nothing to do
+    ALREADY = "already"  # the incident was already acknowledged (by anyone): nothing to do
     EXPIRED = "expired"
     USED = "used"
-    CLOSED = "closed"              # the incident is no longer paging (exhausted)
-    INVALID = "invalid"            # unknown, tampered or wrong-tenant token
+    CLOSED = "closed"  # the incident is no longer paging (exhausted)
+    INVALID = "invalid"  # unknown, tampered or wrong-tenant token
 
 
 @dataclass
@@ -77,8 +77,9 @@ def ack_by_link(*, raw: str, now: datetime | None = None) -> AckResult:
             return AckResult(problem, token.incident if token else None)
         token.used_at = now
         token.save(update_fields=["used_at"])
-        done = incident_acknowledge(incident=token.incident, responder=token.responder,
-                                    via=Incident.AckVia.LINK, attempt=token.attempt, at=now)
+        done = incident_acknowledge(
+            incident=token.incident, responder=token.responder, via=Incident.AckVia.LINK, attempt=token.attempt, at=now
+        )
     return AckResult(AckOutcome.ACKNOWLEDGED if done else AckOutcome.ALREADY, token.incident)
 
 
@@ -92,13 +93,17 @@ def ack_by_sms(*, tenant: Tenant, phone: str, body: str) -> bool:
     if responder is None:
         return False
     if incident is not None:
-        attempt = (NotificationAttempt.objects.filter(incident=incident, responder=responder, channel="sms")
-                   .order_by("-created_at").first())
+        attempt = (
+            NotificationAttempt.objects.filter(incident=incident, responder=responder, channel="sms")
+            .order_by("-created_at")
+            .first()
+        )
         incident_acknowledge(incident=incident, responder=responder, via=Incident.AckVia.SMS, attempt=attempt)
         return True
     # a late ACK (someone else was faster) is still claimed if this responder was paged recently
-    return NotificationAttempt.objects.filter(responder=responder,
-                                              created_at__gte=timezone.now() - RECENT_PAGE).exists()
+    return NotificationAttempt.objects.filter(
+        responder=responder, created_at__gte=timezone.now() - RECENT_PAGE
+    ).exists()
 
 
 def ack_by_keypress(*, attempt: NotificationAttempt, digits: str) -> AckResult:
@@ -106,8 +111,9 @@ def ack_by_keypress(*, attempt: NotificationAttempt, digits: str) -> AckResult:
     incident = attempt.incident
     if (digits or "").strip() != "1":
         return AckResult(AckOutcome.INVALID, incident)
-    done = incident_acknowledge(incident=incident, responder=attempt.responder, via=Incident.AckVia.KEYPRESS,
-                                attempt=attempt)
+    done = incident_acknowledge(
+        incident=incident, responder=attempt.responder, via=Incident.AckVia.KEYPRESS, attempt=attempt
+    )
     if done:
         return AckResult(AckOutcome.ACKNOWLEDGED, incident)
     incident.refresh_from_db(fields=["status"])

@@ -60,9 +60,24 @@ Status = NotificationAttempt.Status
 # Forward-only rank of Twilio statuses (messages: https://www.twilio.com/docs/messaging/api/message-resource
 # #message-status-values; calls: https://www.twilio.com/docs/voice/api/call-resource#call-status-values).
 PROVIDER_RANK = {
-    "": 0, "accepted": 1, "scheduled": 1, "queued": 1, "initiated": 2, "sending": 2, "ringing": 3, "sent": 3,
-    "in-progress": 4, "answered": 4, "delivered": 5, "undelivered": 5, "failed": 5, "read": 6, "completed": 6,
-    "busy": 6, "no-answer": 6, "canceled": 6,
+    "": 0,
+    "accepted": 1,
+    "scheduled": 1,
+    "queued": 1,
+    "initiated": 2,
+    "sending": 2,
+    "ringing": 3,
+    "sent": 3,
+    "in-progress": 4,
+    "answered": 4,
+    "delivered": 5,
+    "undelivered": 5,
+    "failed": 5,
+    "read": 6,
+    "completed": 6,
+    "busy": 6,
+    "no-answer": 6,
+    "canceled": 6,
 }
 FAILED_PROVIDER_STATUSES = {"undelivered", "failed", "busy", "no-answer", "canceled"}
 #: Twilio call statuses after which the call rings nobody and talks to nobody.
@@ -117,8 +132,12 @@ class Outbound:
 def outbound_prepare(*, attempt: NotificationAttempt, config: EscalationSettings | None) -> Outbound:
     """Render what a claimed attempt sends (the SMS needs its ack token to exist)."""
     content = attempt_sms_body(attempt, config) if attempt.channel == "sms" else call_url(attempt.pk)
-    return Outbound(attempt=attempt, content=content, callback=settings.PUBLIC_BASE_URL + _status_path(attempt.pk),
-                    ring_timeout=config.ring_timeout_seconds if config else 30)
+    return Outbound(
+        attempt=attempt,
+        content=content,
+        callback=settings.PUBLIC_BASE_URL + _status_path(attempt.pk),
+        ring_timeout=config.ring_timeout_seconds if config else 30,
+    )
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -150,7 +169,7 @@ def attempts_dispatch(*, outbound: list[Outbound]) -> None:
     def run(item: Outbound) -> None:
         try:
             attempt_deliver(outbound=item)
-        except Exception:  # noqa: BLE001 - logged; the auditor reconciles the claim once it is stale
+        except Exception:
             logger.exception("sending attempt %s failed unexpectedly", item.attempt.pk)
         finally:
             connections.close_all()  # this thread's own connections; a kept one would idle per thread
@@ -167,8 +186,11 @@ def _claim(attempt_id: int, now: datetime) -> tuple[NotificationAttempt, bool] |
         if incident_id is None:
             return None
         incident = Incident.objects.select_for_update().get(pk=incident_id)
-        attempt = (NotificationAttempt.objects.select_for_update(of=("self",))
-                   .select_related("tenant", "responder").get(pk=attempt_id))
+        attempt = (
+            NotificationAttempt.objects.select_for_update(of=("self",))
+            .select_related("tenant", "responder")
+            .get(pk=attempt_id)
+        )
         paging = incident.status == Incident.Status.TRIGGERED
         if attempt.status == Status.PENDING:
             if not paging and not attempt.ambiguous:  # an ambiguous one is looked up first, to record the truth
@@ -234,12 +256,23 @@ def attempt_deliver(*, outbound: Outbound) -> NotificationAttempt:
 def _send(outbound: Outbound) -> tuple[str, str]:
     attempt = outbound.attempt
     if attempt.channel == "sms":
-        sent = get_sms_backend().send(tenant=attempt.tenant, from_=attempt.from_number, to=attempt.to_number,
-                                      body=outbound.content, status_callback=outbound.callback)
+        sent = get_sms_backend().send(
+            tenant=attempt.tenant,
+            from_=attempt.from_number,
+            to=attempt.to_number,
+            body=outbound.content,
+            status_callback=outbound.callback,
+        )
         return sent.sid, sent.status
     placed = get_voice_backend().place_call(
-        tenant=attempt.tenant, from_=attempt.from_number, to=attempt.to_number, url=outbound.content,
-        machine_detection=MACHINE_DETECTION, status_callback=outbound.callback, ring_timeout=outbound.ring_timeout)
+        tenant=attempt.tenant,
+        from_=attempt.from_number,
+        to=attempt.to_number,
+        url=outbound.content,
+        machine_detection=MACHINE_DETECTION,
+        status_callback=outbound.callback,
+        ring_timeout=outbound.ring_timeout,
+    )
     return placed.sid, placed.status
 
 
@@ -262,11 +295,21 @@ def _reconcile(attempt: NotificationAttempt, config) -> tuple[str, str] | None:
             backend = get_sms_backend() if attempt.channel == "sms" else get_voice_backend()
             found = backend.fetch(tenant=tenant, sid=attempt.provider_sid)
         elif attempt.channel == "sms":
-            found = get_sms_backend().find_recent(tenant=tenant, from_=attempt.from_number, to=attempt.to_number,
-                                                  body=attempt_sms_body(attempt, config), since=since)
+            found = get_sms_backend().find_recent(
+                tenant=tenant,
+                from_=attempt.from_number,
+                to=attempt.to_number,
+                body=attempt_sms_body(attempt, config),
+                since=since,
+            )
         else:
-            found = get_voice_backend().find_recent(tenant=tenant, from_=attempt.from_number, to=attempt.to_number,
-                                                    since=since, exclude=_known_call_sids(attempt, since))
+            found = get_voice_backend().find_recent(
+                tenant=tenant,
+                from_=attempt.from_number,
+                to=attempt.to_number,
+                since=since,
+                exclude=_known_call_sids(attempt, since),
+            )
     except LookupError:
         found = None
     return (found.sid, found.status) if found is not None else None
@@ -275,10 +318,17 @@ def _reconcile(attempt: NotificationAttempt, config) -> tuple[str, str] | None:
 def _known_call_sids(attempt: NotificationAttempt, since: datetime) -> set[str]:
     """SIDs of calls that other attempts of the last hour (same tenant and numbers; their retries may have
     placed calls after ``since``) recorded: pages of the same person by another step or incident."""
-    rows = (NotificationAttempt.objects.filter(tenant_id=attempt.tenant_id, channel="voice",
-                                               to_number=attempt.to_number, from_number=attempt.from_number,
-                                               created_at__gte=since - timedelta(hours=1))
-            .exclude(pk=attempt.pk).values_list("provider_sid", "extra_sids"))
+    rows = (
+        NotificationAttempt.objects.filter(
+            tenant_id=attempt.tenant_id,
+            channel="voice",
+            to_number=attempt.to_number,
+            from_number=attempt.from_number,
+            created_at__gte=since - timedelta(hours=1),
+        )
+        .exclude(pk=attempt.pk)
+        .values_list("provider_sid", "extra_sids")
+    )
     return {sid for primary, extra in rows for sid in (primary, *extra) if sid}
 
 
@@ -290,12 +340,16 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
-        incident_status = (Incident.objects.select_for_update().filter(pk=attempt.incident_id)
-                           .values_list("status", flat=True).first())
-        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
-               .get(pk=attempt.pk))
-        if (incident_status == Incident.Status.ACKNOWLEDGED and row.channel == "voice" and sid
-                and row.acknowledged_at is None):
+        incident_status = (
+            Incident.objects.select_for_update().filter(pk=attempt.incident_id).values_list("status", flat=True).first()
+        )
+        row = NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder").get(pk=attempt.pk)
+        if (
+            incident_status == Incident.Status.ACKNOWLEDGED
+            and row.channel == "voice"
+            and sid
+            and row.acknowledged_at is None
+        ):
             from escalation.services.hangups import incident_end_calls_on_commit
 
             incident_end_calls_on_commit(row.incident_id)
@@ -305,8 +359,9 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
             if sid and sid != row.provider_sid and sid not in row.extra_sids:
                 row.extra_sids = [*row.extra_sids, sid]
                 row.save(update_fields=["extra_sids"])
-                logger.warning("attempt %s: try %s went out as %s after a later try was claimed",
-                               attempt.pk, attempt.tries, sid)
+                logger.warning(
+                    "attempt %s: try %s went out as %s after a later try was claimed", attempt.pk, attempt.tries, sid
+                )
         elif row.status == Status.SENDING:
             row.status = Status.SENT
             row.provider_sid = sid
@@ -326,8 +381,18 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
             else:
                 row.error_code = row.provider_status if fall_through else ""
                 row.error_message = ""
-            row.save(update_fields=["status", "provider_sid", "extra_sids", "provider_status", "sent_at",
-                                    "status_updated_at", "error_code", "error_message"])
+            row.save(
+                update_fields=[
+                    "status",
+                    "provider_sid",
+                    "extra_sids",
+                    "provider_status",
+                    "sent_at",
+                    "status_updated_at",
+                    "error_code",
+                    "error_message",
+                ]
+            )
             attempt_mirror_update(attempt=row)
     if fall_through:
         incident_fall_through(incident_id=row.incident_id, step_index=row.step_index, repeat=row.repeat)
@@ -337,7 +402,8 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
 def _finish(attempt: NotificationAttempt, status: str, *, code: str = "", message: str = "") -> NotificationAttempt:
     now = timezone.now()
     NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
-        status=status, error_code=str(code)[:20], error_message=message[:500], status_updated_at=now)
+        status=status, error_code=str(code)[:20], error_message=message[:500], status_updated_at=now
+    )
     attempt.refresh_from_db()
     attempt_mirror_update(attempt=attempt)
     return attempt
@@ -356,21 +422,32 @@ def _retry_later(attempt: NotificationAttempt, exc: ProviderTransientError) -> N
     now = timezone.now()
     with transaction.atomic():
         updated = NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
-            status=Status.PENDING, next_try_at=now + timedelta(seconds=delay), ambiguous=ambiguous,
-            error_code=str(exc.code or exc.status or "")[:20], error_message=str(exc)[:500])
+            status=Status.PENDING,
+            next_try_at=now + timedelta(seconds=delay),
+            ambiguous=ambiguous,
+            error_code=str(exc.code or exc.status or "")[:20],
+            error_message=str(exc)[:500],
+        )
         if updated:
             from escalation.tasks import attempt_send_task
 
             attempt_id = attempt.pk
             transaction.on_commit(lambda: attempt_send_task.apply_async((attempt_id,), countdown=delay), robust=True)
-    logger.warning("attempt %s: transient error (%s), retry %s in %.1fs%s", attempt.pk, exc, attempt.tries + 1,
-                   delay, " after reconciling" if ambiguous else "")
+    logger.warning(
+        "attempt %s: transient error (%s), retry %s in %.1fs%s",
+        attempt.pk,
+        exc,
+        attempt.tries + 1,
+        delay,
+        " after reconciling" if ambiguous else "",
+    )
     attempt.refresh_from_db()
     return attempt
 
 
-def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str, sid: str = "",
-                          error_code: str = "") -> bool:
+def attempt_status_update(
+    *, attempt: NotificationAttempt, provider_status: str, sid: str = "", error_code: str = ""
+) -> bool:
     """Apply a Twilio status callback: forward only (by :data:`PROVIDER_RANK`), never out of a final state.
 
     ``delivered`` (SMS) or an answered call moves ``sent`` → ``delivered``; ``failed`` / ``undelivered`` /
@@ -383,8 +460,7 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
     now = timezone.now()
     fall_through = False
     with transaction.atomic():
-        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
-               .get(pk=attempt.pk))
+        row = NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder").get(pk=attempt.pk)
         if sid and row.provider_sid and sid != row.provider_sid:
             return False
         if sid and not row.provider_sid and sid in row.extra_sids:
@@ -397,8 +473,11 @@ def attempt_status_update(*, attempt: NotificationAttempt, provider_status: str,
         # while still ``sending`` only provider_status moves; _mark_sent derives the status from it
         if row.status in (Status.SENT, Status.DELIVERED):
             new = _status_from_provider(row.status, provider_status)
-            if (row.status == Status.SENT and provider_status in ("canceled", "completed")
-                    and (sid or row.provider_sid) in {*row.hangup_sids, *row.hangup_claims}):
+            if (
+                row.status == Status.SENT
+                and provider_status in ("canceled", "completed")
+                and (sid or row.provider_sid) in {*row.hangup_sids, *row.hangup_claims}
+            ):
                 new = Status.CANCELLED  # never answered; we hung it up because someone else acknowledged
             if new != row.status:
                 fall_through = new == Status.FAILED
@@ -434,14 +513,14 @@ def attempt_answered_by_machine(*, attempt: NotificationAttempt, sid: str = "", 
     """
     now = timezone.now()
     with transaction.atomic():
-        row = (NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder")
-               .get(pk=attempt.pk))
+        row = NotificationAttempt.objects.select_for_update(of=("self",)).select_related("responder").get(pk=attempt.pk)
         message = _machine_message(answered_by)
         if row.status in (Status.PENDING, Status.SENDING):
             # held whatever ``extra_sids`` says: a reconciling try may yet record that call as the attempt's
             if not sid:
-                logger.warning("attempt %s: %s without a CallSid before the call's SID came back; ignored",
-                               row.pk, message)
+                logger.warning(
+                    "attempt %s: %s without a CallSid before the call's SID came back; ignored", row.pk, message
+                )
                 return False
             if row.machine_verdicts.get(sid) == answered_by:
                 return False  # Twilio retried the request

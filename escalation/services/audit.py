@@ -50,48 +50,61 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
 
     now = now or timezone.now()
     counts = {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0, "hangups": 0}
-    due = (Incident.objects.filter(status=Incident.Status.TRIGGERED, next_step_at__lte=now - GRACE)
-           .values_list("pk", "fence")[:BATCH])
+    due = Incident.objects.filter(status=Incident.Status.TRIGGERED, next_step_at__lte=now - GRACE).values_list(
+        "pk", "fence"
+    )[:BATCH]
     for incident_id, fence in due:
-        incident_step.apply_async((str(incident_id), fence), task_id=f"esc-step-{incident_id}-{fence}",
-                                  expires=REDRIVE_EXPIRES)
+        incident_step.apply_async(
+            (str(incident_id), fence), task_id=f"esc-step-{incident_id}-{fence}", expires=REDRIVE_EXPIRES
+        )
         counts["steps"] += 1
     open_attempts = NotificationAttempt.objects.filter(incident__status=Incident.Status.TRIGGERED)
-    pending = (open_attempts.filter(status=NotificationAttempt.Status.PENDING, next_try_at__lte=now - GRACE)
-               | open_attempts.filter(status=NotificationAttempt.Status.PENDING, next_try_at__isnull=True,
-                                      created_at__lte=now - PENDING_GRACE))
+    pending = open_attempts.filter(
+        status=NotificationAttempt.Status.PENDING, next_try_at__lte=now - GRACE
+    ) | open_attempts.filter(
+        status=NotificationAttempt.Status.PENDING, next_try_at__isnull=True, created_at__lte=now - PENDING_GRACE
+    )
     for attempt_id, tries in pending.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["attempts"] += 1
     # a retry left pending on an incident that stopped paging (its task lost): never sent now; if an earlier
     # try may have reached Twilio it is looked up first (attempt_send), so the audit says what really happened
     stopped = NotificationAttempt.objects.filter(status=NotificationAttempt.Status.PENDING).exclude(
-        incident__status=Incident.Status.TRIGGERED)
-    stopped.filter(ambiguous=False).update(status=NotificationAttempt.Status.CANCELLED, next_try_at=None,
-                                           status_updated_at=now)
+        incident__status=Incident.Status.TRIGGERED
+    )
+    stopped.filter(ambiguous=False).update(
+        status=NotificationAttempt.Status.CANCELLED, next_try_at=None, status_updated_at=now
+    )
     stopped_ambiguous = stopped.filter(ambiguous=True, next_try_at__lte=now - GRACE)
     for attempt_id, tries in stopped_ambiguous.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["attempts"] += 1
-    stale = NotificationAttempt.objects.filter(status=NotificationAttempt.Status.SENDING,
-                                               claimed_at__lte=now - stale_after())
+    stale = NotificationAttempt.objects.filter(
+        status=NotificationAttempt.Status.SENDING, claimed_at__lte=now - stale_after()
+    )
     for attempt_id, tries in stale.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["stale"] += 1
     # the partial index incident_unalerted serves this; a held lease means a sender (or its retry) is on it
     unalerted = Incident.objects.filter(
         Q(admins_alert_lease_until__isnull=True) | Q(admins_alert_lease_until__lte=now),
-        status=Incident.Status.UNACKNOWLEDGED, admins_alerted_at__isnull=True, exhausted_at__lte=now - PENDING_GRACE)
+        status=Incident.Status.UNACKNOWLEDGED,
+        admins_alerted_at__isnull=True,
+        exhausted_at__lte=now - PENDING_GRACE,
+    )
     for incident_id in unalerted.values_list("pk", flat=True)[:BATCH]:
-        incident_alert_admins.apply_async((str(incident_id),), task_id=f"esc-alert-{incident_id}",
-                                          expires=REDRIVE_EXPIRES)
+        incident_alert_admins.apply_async(
+            (str(incident_id),), task_id=f"esc-alert-{incident_id}", expires=REDRIVE_EXPIRES
+        )
         counts["alerts"] += 1
     # the acknowledgement queues the hang-up itself: give that task PENDING_GRACE before re-driving it; a live
     # claim (a request under way, or a hold for the retry of a transiently failed one) is left to its task
-    for incident_id in incidents_with_unclaimed_hangups(acknowledged_from=now - HANGUP_WINDOW,
-                                                        acknowledged_to=now - PENDING_GRACE, now=now, limit=BATCH):
-        incident_end_calls_task.apply_async((str(incident_id),), task_id=f"esc-hangup-{incident_id}",
-                                            expires=REDRIVE_EXPIRES)
+    for incident_id in incidents_with_unclaimed_hangups(
+        acknowledged_from=now - HANGUP_WINDOW, acknowledged_to=now - PENDING_GRACE, now=now, limit=BATCH
+    ):
+        incident_end_calls_task.apply_async(
+            (str(incident_id),), task_id=f"esc-hangup-{incident_id}", expires=REDRIVE_EXPIRES
+        )
         counts["hangups"] += 1
     if any(counts.values()):
         logger.warning("escalation auditor re-drove %s", counts)

@@ -56,15 +56,19 @@ def _may_still_ring() -> Q:
     """Voice attempts with a call that may still ring or talk: a CallSid whose last known Twilio status is not
     final, or a duplicate try's SID (``extra_sids``); never the attempt the acknowledgement came through
     (``acknowledged_at`` set: its own TwiML ends that call)."""
-    return (Q(channel="voice", acknowledged_at__isnull=True)
-            & ((~Q(provider_sid="") & ~Q(provider_status__in=FINAL_CALL_STATUSES)) | ~Q(extra_sids=[])))
+    return Q(channel="voice", acknowledged_at__isnull=True) & (
+        (~Q(provider_sid="") & ~Q(provider_status__in=FINAL_CALL_STATUSES)) | ~Q(extra_sids=[])
+    )
 
 
 def calls_to_end(*, incident_id) -> list[NotificationAttempt]:
     """The incident's voice attempts (``tenant`` loaded) with a CallSid that may still ring or talk and whose
     hang-up the provider has not answered yet (a live claim included: see :func:`unclaimed_call_sids`)."""
-    rows = (NotificationAttempt.objects.filter(_may_still_ring(), incident_id=incident_id)
-            .select_related("tenant").order_by("pk"))
+    rows = (
+        NotificationAttempt.objects.filter(_may_still_ring(), incident_id=incident_id)
+        .select_related("tenant")
+        .order_by("pk")
+    )
     return [row for row in rows if _live_call_sids(row)]
 
 
@@ -95,17 +99,23 @@ def unclaimed_call_sids(attempt: NotificationAttempt, *, now: datetime | None = 
     return [sid for sid in _live_call_sids(attempt) if not _claim_live(attempt, sid, now)]
 
 
-def incidents_with_unclaimed_hangups(*, acknowledged_from: datetime, acknowledged_to: datetime,
-                                     now: datetime | None = None, limit: int = 500) -> list:
+def incidents_with_unclaimed_hangups(
+    *, acknowledged_from: datetime, acknowledged_to: datetime, now: datetime | None = None, limit: int = 500
+) -> list:
     """Ids of incidents acknowledged in [``acknowledged_from``, ``acknowledged_to``] with a page call still to
     hang up that no live request nor retrying task holds (what a lost hang-up task leaves behind); at most
     ``limit``."""
     now = now or timezone.now()
-    rows = (NotificationAttempt.objects.filter(
-        _may_still_ring(), incident__status=Incident.Status.ACKNOWLEDGED,
-        incident__acknowledged_at__gte=acknowledged_from, incident__acknowledged_at__lte=acknowledged_to)
+    rows = (
+        NotificationAttempt.objects.filter(
+            _may_still_ring(),
+            incident__status=Incident.Status.ACKNOWLEDGED,
+            incident__acknowledged_at__gte=acknowledged_from,
+            incident__acknowledged_at__lte=acknowledged_to,
+        )
         .only("incident_id", "provider_sid", "provider_status", "extra_sids", "hangup_sids", "hangup_claims")
-        .order_by("incident_id", "pk"))
+        .order_by("incident_id", "pk")
+    )
     found: list = []
     for row in rows.iterator():
         if row.incident_id not in found and unclaimed_call_sids(row, now=now):

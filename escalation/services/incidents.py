@@ -40,8 +40,7 @@ logger = logging.getLogger(__name__)
 #: ``visibility_timeout`` (settings: 3600 s), so a delayed task must stay far below it; a step further out is
 #: re-queued when the early task runs, and the auditor covers lost ones.
 MAX_COUNTDOWN = 300
-FINISHED = (NotificationAttempt.Status.FAILED, NotificationAttempt.Status.SKIPPED,
-            NotificationAttempt.Status.CANCELLED)
+FINISHED = (NotificationAttempt.Status.FAILED, NotificationAttempt.Status.SKIPPED, NotificationAttempt.Status.CANCELLED)
 
 
 def policy_snapshot(policy: EscalationPolicy | None) -> dict:
@@ -49,10 +48,20 @@ def policy_snapshot(policy: EscalationPolicy | None) -> dict:
     if policy is None:
         return {"policy_id": None, "name": "", "repeat_count": 0, "steps": []}
     return {
-        "policy_id": policy.pk, "name": policy.name, "repeat_count": policy.repeat_count,
-        "steps": [{"target": s.target, "schedule_id": s.schedule_id, "responder_id": s.responder_id,
-                   "team_id": s.team_id, "channels": list(s.channels), "wait_seconds": s.wait_seconds}
-                  for s in policy.steps.order_by("order")],
+        "policy_id": policy.pk,
+        "name": policy.name,
+        "repeat_count": policy.repeat_count,
+        "steps": [
+            {
+                "target": s.target,
+                "schedule_id": s.schedule_id,
+                "responder_id": s.responder_id,
+                "team_id": s.team_id,
+                "channels": list(s.channels),
+                "wait_seconds": s.wait_seconds,
+            }
+            for s in policy.steps.order_by("order")
+        ],
     }
 
 
@@ -66,8 +75,9 @@ def incident_should_raise(*, config: EscalationSettings | None, urgency: int, at
     return not selectors.is_business_hours(tenant=config.tenant, config=config, at=at)
 
 
-def incident_raise(*, interaction: Interaction, urgency: int, reason: str,
-                   at: datetime | None = None) -> tuple[Incident, bool]:
+def incident_raise(
+    *, interaction: Interaction, urgency: int, reason: str, at: datetime | None = None
+) -> tuple[Incident, bool]:
     """Raise the incident of ``interaction`` (once: a unique constraint) and start its ladder on commit.
 
     Freezes the tenant's default policy onto the incident, marks the interaction escalated, and queues the
@@ -82,9 +92,16 @@ def incident_raise(*, interaction: Interaction, urgency: int, reason: str,
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
-                tenant_id=interaction.tenant_id, interaction=interaction, customer_id=interaction.customer_id,
-                urgency=max(1, min(5, int(urgency))), reason=(reason or "urgent")[:80], policy_snapshot=snapshot,
-                position=0, fence=1, next_step_at=at, raised_at=at,
+                tenant_id=interaction.tenant_id,
+                interaction=interaction,
+                customer_id=interaction.customer_id,
+                urgency=max(1, min(5, int(urgency))),
+                reason=(reason or "urgent")[:80],
+                policy_snapshot=snapshot,
+                position=0,
+                fence=1,
+                next_step_at=at,
+                raised_at=at,
             )
             interaction_mark_escalated(interaction=interaction)
             _queue_step_on_commit(incident.pk, incident.fence, at)
@@ -118,8 +135,12 @@ def incident_run_step(*, incident_id, fence: int, now: datetime | None = None, d
     """
     now = now or timezone.now()
     with transaction.atomic():
-        incident = (Incident.objects.select_for_update(of=("self",)).select_related("tenant", "interaction")
-                    .filter(pk=incident_id).first())
+        incident = (
+            Incident.objects.select_for_update(of=("self",))
+            .select_related("tenant", "interaction")
+            .filter(pk=incident_id)
+            .first()
+        )
         if incident is None or incident.status != Incident.Status.TRIGGERED or incident.fence != fence:
             return StepOutcome()
         if incident.next_step_at and incident.next_step_at > now:  # an early (capped-countdown) task
@@ -146,8 +167,9 @@ def incident_run_step(*, incident_id, fence: int, now: datetime | None = None, d
     return StepOutcome(fired=True, attempt_ids=live, outbound=outbound)
 
 
-def _create_attempts(incident: Incident, step: dict, step_index: int, repeat: int,
-                     now: datetime) -> tuple[list[NotificationAttempt], list]:
+def _create_attempts(
+    incident: Incident, step: dict, step_index: int, repeat: int, now: datetime
+) -> tuple[list[NotificationAttempt], list]:
     """Create the step's attempts already claimed for their first try (``sending``; quiet hours → ``skipped``),
     their ack tokens and timeline rows; return them and the prepared provider requests.
 
@@ -172,13 +194,24 @@ def _create_attempts(incident: Incident, step: dict, step_index: int, repeat: in
         for channel in step["channels"]:
             if channel not in responder.channels:
                 continue
-            rows.append(NotificationAttempt(
-                tenant=tenant, incident=incident, step_index=step_index, repeat=repeat, responder=responder,
-                channel=channel, to_number=responder.phone, from_number=sender, step_due_at=due, created_at=now,
-                status=NotificationAttempt.Status.SKIPPED if quiet else NotificationAttempt.Status.SENDING,
-                tries=0 if quiet else 1, claimed_at=None if quiet else now,
-                error_message="quiet hours (responder's time zone)" if quiet else "",
-            ))
+            rows.append(
+                NotificationAttempt(
+                    tenant=tenant,
+                    incident=incident,
+                    step_index=step_index,
+                    repeat=repeat,
+                    responder=responder,
+                    channel=channel,
+                    to_number=responder.phone,
+                    from_number=sender,
+                    step_due_at=due,
+                    created_at=now,
+                    status=NotificationAttempt.Status.SKIPPED if quiet else NotificationAttempt.Status.SENDING,
+                    tries=0 if quiet else 1,
+                    claimed_at=None if quiet else now,
+                    error_message="quiet hours (responder's time zone)" if quiet else "",
+                )
+            )
     live = [a for a in rows if a.status == NotificationAttempt.Status.SENDING]
     if incident.interaction_id and live:
         attempt_mirrors_create(attempts=live, incident=incident)  # sets attempt.log_interaction
@@ -216,8 +249,14 @@ def incident_fall_through(*, incident_id, step_index: int, repeat: int, now: dat
     return True
 
 
-def incident_acknowledge(*, incident: Incident, responder: Responder | None, via: str,
-                         attempt: NotificationAttempt | None = None, at: datetime | None = None) -> bool:
+def incident_acknowledge(
+    *,
+    incident: Incident,
+    responder: Responder | None,
+    via: str,
+    attempt: NotificationAttempt | None = None,
+    at: datetime | None = None,
+) -> bool:
     """Acknowledge: stop the ladder (fence moves on, no next step), cancel every pending attempt at once, and
     on commit hang up the other page calls still queued, ringing or in progress (a Celery task on the
     ``escalation`` queue: :func:`~escalation.services.hangups.incident_end_calls`). ``attempt`` is the one
@@ -238,9 +277,9 @@ def incident_acknowledge(*, incident: Incident, responder: Responder | None, via
         row.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "ack_via", "fence", "next_step_at"])
         # retries not yet sent stop now; one whose earlier try may have reached Twilio (ambiguous) stays pending
         # until its task looks it up, so the audit records whether it went out
-        NotificationAttempt.objects.filter(incident=row, status=NotificationAttempt.Status.PENDING,
-                                           ambiguous=False).update(
-            status=NotificationAttempt.Status.CANCELLED, status_updated_at=at, next_try_at=None)
+        NotificationAttempt.objects.filter(
+            incident=row, status=NotificationAttempt.Status.PENDING, ambiguous=False
+        ).update(status=NotificationAttempt.Status.CANCELLED, status_updated_at=at, next_try_at=None)
         if attempt is not None:
             NotificationAttempt.objects.filter(pk=attempt.pk, acknowledged_at__isnull=True).update(acknowledged_at=at)
         _emit_acknowledged(row)
@@ -263,12 +302,18 @@ def _end_other_calls_on_commit(incident: Incident) -> None:
 def _emit_acknowledged(incident: Incident) -> None:
     """The ``incident.acknowledged`` outbound webhook (once per incident; no PHI: ids, times and channel)."""
     webhook_event_emit(
-        tenant=incident.tenant, event_type="incident.acknowledged", dedupe_key=f"incident.acknowledged:{incident.pk}",
+        tenant=incident.tenant,
+        event_type="incident.acknowledged",
+        dedupe_key=f"incident.acknowledged:{incident.pk}",
         payload={
-            "incident_id": str(incident.pk), "interaction_id": str(incident.interaction_id or "") or None,
-            "customer_id": str(incident.customer_id or "") or None, "urgency": incident.urgency,
-            "reason": incident.reason, "raised_at": incident.raised_at.isoformat(),
-            "acknowledged_at": incident.acknowledged_at.isoformat(), "ack_via": incident.ack_via,
+            "incident_id": str(incident.pk),
+            "interaction_id": str(incident.interaction_id or "") or None,
+            "customer_id": str(incident.customer_id or "") or None,
+            "urgency": incident.urgency,
+            "reason": incident.reason,
+            "raised_at": incident.raised_at.isoformat(),
+            "acknowledged_at": incident.acknowledged_at.isoformat(),
+            "ack_via": incident.ack_via,
             "acknowledged_by_responder_id": incident.acknowledged_by_id,
             "seconds_to_ack": round((incident.acknowledged_at - incident.raised_at).total_seconds(), 3),
         },
@@ -312,30 +357,39 @@ def incident_alert_admins(*, incident_id, now: datetime | None = None) -> int:
 
     now = now or timezone.now()
     free = Q(admins_alert_lease_until__isnull=True) | Q(admins_alert_lease_until__lte=now)
-    claimed = (Incident.objects.filter(free, pk=incident_id, status=Incident.Status.UNACKNOWLEDGED,
-                                       admins_alerted_at__isnull=True)
-               .update(admins_alert_lease_until=now + ALERT_LEASE))
+    claimed = Incident.objects.filter(
+        free, pk=incident_id, status=Incident.Status.UNACKNOWLEDGED, admins_alerted_at__isnull=True
+    ).update(admins_alert_lease_until=now + ALERT_LEASE)
     if not claimed:
         return 0
     incident = Incident.objects.select_related("tenant").get(pk=incident_id)
-    emails = list(TenantMembership.objects.filter(tenant=incident.tenant, role=TenantMembership.Role.ADMIN,
-                                                  user__is_active=True)
-                  .exclude(user__email="").values_list("user__email", flat=True))
+    emails = list(
+        TenantMembership.objects.filter(tenant=incident.tenant, role=TenantMembership.Role.ADMIN, user__is_active=True)
+        .exclude(user__email="")
+        .values_list("user__email", flat=True)
+    )
     if emails:
         link = f"{settings.PUBLIC_BASE_URL}/admin/escalation/incident/{incident.pk}/change/"
         try:
-            send_mail(f"[{incident.tenant.short_name}] URGENT incident not acknowledged",
-                      f"No on-call responder acknowledged urgent incident {str(incident.pk)[:8]} "
-                      f"(raised {incident.raised_at:%Y-%m-%d %H:%M} UTC). Please follow up now: {link}",
-                      None, emails)
+            send_mail(
+                f"[{incident.tenant.short_name}] URGENT incident not acknowledged",
+                f"No on-call responder acknowledged urgent incident {str(incident.pk)[:8]} "
+                f"(raised {incident.raised_at:%Y-%m-%d %H:%M} UTC). Please follow up now: {link}",
+                None,
+                emails,
+            )
         except OSError:  # smtplib.SMTPException is an OSError; so are socket timeouts and refusals
             Incident.objects.filter(pk=incident_id, admins_alerted_at__isnull=True).update(
-                admins_alert_lease_until=timezone.now() + timedelta(seconds=ALERT_RETRY_SECONDS))
+                admins_alert_lease_until=timezone.now() + timedelta(seconds=ALERT_RETRY_SECONDS)
+            )
             logger.warning("incident %s: admin alert mail failed; retrying", incident_id, exc_info=True)
             raise
     else:
-        logger.error("incident %s unacknowledged and tenant %s has no admin with an email address",
-                     incident_id, incident.tenant.slug)
+        logger.error(
+            "incident %s unacknowledged and tenant %s has no admin with an email address",
+            incident_id,
+            incident.tenant.slug,
+        )
     Incident.objects.filter(pk=incident_id).update(admins_alerted_at=timezone.now(), admins_alert_lease_until=None)
     return len(emails)
 

@@ -78,9 +78,11 @@ def voice_text(*, tenant: Tenant, config: EscalationSettings | None) -> str:
 
 # --- acknowledge links ----------------------------------------------------------------------------------
 
+
 def _mac(token: AckToken) -> str:
-    msg = "|".join(str(x) for x in (token.key, token.tenant_id, token.incident_id, token.attempt_id,
-                                    token.responder_id)).encode()
+    msg = "|".join(
+        str(x) for x in (token.key, token.tenant_id, token.incident_id, token.attempt_id, token.responder_id)
+    ).encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), b"escalation-ack:" + msg, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:12]).decode().rstrip("=")
 
@@ -88,8 +90,12 @@ def _mac(token: AckToken) -> str:
 def ack_token_create(*, attempt: NotificationAttempt, ttl_seconds: int, at: datetime) -> AckToken:
     """A fresh ack token for an SMS attempt, bound to its tenant, incident, attempt and responder."""
     return AckToken.objects.create(
-        key=secrets.token_urlsafe(9)[:12], tenant_id=attempt.tenant_id, incident_id=attempt.incident_id,
-        attempt=attempt, responder_id=attempt.responder_id, created_at=at,
+        key=secrets.token_urlsafe(9)[:12],
+        tenant_id=attempt.tenant_id,
+        incident_id=attempt.incident_id,
+        attempt=attempt,
+        responder_id=attempt.responder_id,
+        created_at=at,
         expires_at=at + timedelta(seconds=ttl_seconds),
     )
 
@@ -124,6 +130,7 @@ def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
 
 # --- calls ------------------------------------------------------------------------------------------------
 
+
 def call_url(attempt_id: int, name: str = "escalation-call") -> str:
     """Absolute URL of one of our call webhooks for an attempt (what Twilio requests and signs). The default,
     ``escalation-call``, is the ``Url`` every page call is placed with: Twilio requests it once the call is
@@ -131,12 +138,15 @@ def call_url(attempt_id: int, name: str = "escalation-call") -> str:
     return settings.PUBLIC_BASE_URL + reverse(name, args=[attempt_id])
 
 
-def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, attempt_id: int,
-                      round_: int = 1) -> str:
+def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, attempt_id: int, round_: int = 1) -> str:
     """``<Gather numDigits="1">`` saying the page twice; digits go to the gather webhook. No key → goodbye."""
     response = VoiceResponse()
-    gather = response.gather(num_digits=1, action=call_url(attempt_id, "escalation-call-gather") + f"?round={round_}",
-                             method="POST", timeout=6)
+    gather = response.gather(
+        num_digits=1,
+        action=call_url(attempt_id, "escalation-call-gather") + f"?round={round_}",
+        method="POST",
+        timeout=6,
+    )
     text = voice_text(tenant=tenant, config=config)
     gather.say(text)
     gather.pause(length=1)
@@ -153,8 +163,10 @@ def call_acknowledged_text(tenant: Tenant) -> str:
 
 def call_colleague_acknowledged_text(tenant: Tenant) -> str:
     """Said to a responder answering (or pressing 1) after someone else acknowledged: nothing left to do."""
-    return (f"This is {tenant.short_name}. This urgent page was already acknowledged by a colleague. "
-            "No action is needed from you. Thank you. Goodbye.")
+    return (
+        f"This is {tenant.short_name}. This urgent page was already acknowledged by a colleague. "
+        "No action is needed from you. Thank you. Goodbye."
+    )
 
 
 def call_unacknowledged_text(tenant: Tenant, config: EscalationSettings | None) -> str:
@@ -164,8 +176,10 @@ def call_unacknowledged_text(tenant: Tenant, config: EscalationSettings | None) 
         number = f" on {_spoken(callback_number(tenant, config))}"
     except ValueError:  # the tenant has no number left: still say what to do
         number = ""
-    return (f"This is {tenant.short_name}. No one has acknowledged this urgent page yet. "
-            f"Please call the clinic now{number}. Goodbye.")
+    return (
+        f"This is {tenant.short_name}. No one has acknowledged this urgent page yet. "
+        f"Please call the clinic now{number}. Goodbye."
+    )
 
 
 def call_simple_twiml(text: str) -> str:

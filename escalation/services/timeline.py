@@ -18,14 +18,20 @@ CHANNEL_LABEL = {"sms": "SMS", "voice": "call"}
 
 
 def _metadata(attempt: NotificationAttempt) -> dict:
-    return {"escalation": {
-        "incident_id": str(attempt.incident_id),
-        "attempt_id": attempt.pk,  # None until inserted
-        "step": attempt.step_index + 1, "repeat": attempt.repeat + 1, "responder": attempt.responder.name,
-        "to": attempt.to_number,
-        "status": attempt.status, "provider_status": attempt.provider_status, "provider_sid": attempt.provider_sid,
-        "error_code": attempt.error_code,
-    }}
+    return {
+        "escalation": {
+            "incident_id": str(attempt.incident_id),
+            "attempt_id": attempt.pk,  # None until inserted
+            "step": attempt.step_index + 1,
+            "repeat": attempt.repeat + 1,
+            "responder": attempt.responder.name,
+            "to": attempt.to_number,
+            "status": attempt.status,
+            "provider_status": attempt.provider_status,
+            "provider_sid": attempt.provider_sid,
+            "error_code": attempt.error_code,
+        }
+    }
 
 
 def attempt_mirrors_create(*, attempts: list[NotificationAttempt], incident: Incident) -> list[Interaction]:
@@ -35,15 +41,26 @@ def attempt_mirrors_create(*, attempts: list[NotificationAttempt], incident: Inc
     rows = []
     for attempt in attempts:
         at = attempt.created_at
-        text = (f"Urgent page by {CHANNEL_LABEL.get(attempt.channel, attempt.channel)} to on-call "
-                f"{attempt.responder.name} (step {attempt.step_index + 1}, round {attempt.repeat + 1})")
-        rows.append(Interaction(
-            tenant_id=attempt.tenant_id, customer_id=source.customer_id, conversation_id=source.conversation_id,
-            channel=attempt.channel, direction=Direction.OUTBOUND, started_at=at, ended_at=at, last_activity_at=at,
-            transcript=[{"role": "system", "text": text, "at": at.isoformat()}], metadata=_metadata(attempt),
-        ))
+        text = (
+            f"Urgent page by {CHANNEL_LABEL.get(attempt.channel, attempt.channel)} to on-call "
+            f"{attempt.responder.name} (step {attempt.step_index + 1}, round {attempt.repeat + 1})"
+        )
+        rows.append(
+            Interaction(
+                tenant_id=attempt.tenant_id,
+                customer_id=source.customer_id,
+                conversation_id=source.conversation_id,
+                channel=attempt.channel,
+                direction=Direction.OUTBOUND,
+                started_at=at,
+                ended_at=at,
+                last_activity_at=at,
+                transcript=[{"role": "system", "text": text, "at": at.isoformat()}],
+                metadata=_metadata(attempt),
+            )
+        )
     rows = Interaction.objects.bulk_create(rows)
-    for attempt, row in zip(attempts, rows):
+    for attempt, row in zip(attempts, rows, strict=True):
         attempt.log_interaction = row
     return rows
 
@@ -52,4 +69,5 @@ def attempt_mirror_update(*, attempt: NotificationAttempt) -> None:
     """Copy the attempt's current status and SID into its timeline row (the row belongs to escalation)."""
     if attempt.log_interaction_id:
         Interaction.objects.filter(pk=attempt.log_interaction_id).update(
-            metadata=_metadata(attempt), updated_at=timezone.now())
+            metadata=_metadata(attempt), updated_at=timezone.now()
+        )

@@ -10,7 +10,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -19,108 +18,266 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Tenant',
+            name="Tenant",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=200)),
-                ('slug', models.SlugField(max_length=80, unique=True)),
-                ('short_name', models.CharField(help_text="Used in SMS and spoken text, e.g. 'Sunrise Clinic'.", max_length=40)),
-                ('timezone', models.CharField(default='UTC', max_length=64, validators=[identity.models._validate_timezone])),
-                ('country', models.CharField(default='US', help_text='ISO 3166 region for parsing local numbers.', max_length=2)),
-                ('state_ttl', models.DurationField(default=identity.models._default_state_ttl, help_text='How long session state lives.')),
-                ('sms_idle_window', models.DurationField(default=identity.models._default_sms_idle_window, help_text='An SMS exchange closes after this much silence.')),
-                ('twilio_account_sid', models.CharField(blank=True, max_length=64)),
-                ('twilio_auth_token', identity.fields.EncryptedTextField(blank=True, help_text='Encrypted at rest.')),
-                ('widget_public_key', models.CharField(default=identity.models._new_widget_key, max_length=64, unique=True)),
-                ('allowed_widget_origins', django.contrib.postgres.fields.ArrayField(base_field=models.CharField(max_length=255), blank=True, default=list, size=None)),
-                ('sms_help_text', models.CharField(default='Reply STOP to opt out. For emergencies call 911.', help_text="Sent in answer to HELP (with the clinic's short name before it).", max_length=320)),
-                ('intents', models.JSONField(blank=True, default=identity.models._default_intents, help_text='intent name → example phrases')),
-                ('emergency_phrases', models.JSONField(blank=True, default=identity.models._default_emergency_phrases)),
-                ('lead_intents', models.JSONField(blank=True, default=list, help_text='Intents that count as a lead.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=200)),
+                ("slug", models.SlugField(max_length=80, unique=True)),
+                (
+                    "short_name",
+                    models.CharField(help_text="Used in SMS and spoken text, e.g. 'Sunrise Clinic'.", max_length=40),
+                ),
+                (
+                    "timezone",
+                    models.CharField(default="UTC", max_length=64, validators=[identity.models._validate_timezone]),
+                ),
+                (
+                    "country",
+                    models.CharField(
+                        default="US", help_text="ISO 3166 region for parsing local numbers.", max_length=2
+                    ),
+                ),
+                (
+                    "state_ttl",
+                    models.DurationField(
+                        default=identity.models._default_state_ttl, help_text="How long session state lives."
+                    ),
+                ),
+                (
+                    "sms_idle_window",
+                    models.DurationField(
+                        default=identity.models._default_sms_idle_window,
+                        help_text="An SMS exchange closes after this much silence.",
+                    ),
+                ),
+                ("twilio_account_sid", models.CharField(blank=True, max_length=64)),
+                ("twilio_auth_token", identity.fields.EncryptedTextField(blank=True, help_text="Encrypted at rest.")),
+                (
+                    "widget_public_key",
+                    models.CharField(default=identity.models._new_widget_key, max_length=64, unique=True),
+                ),
+                (
+                    "allowed_widget_origins",
+                    django.contrib.postgres.fields.ArrayField(
+                        base_field=models.CharField(max_length=255), blank=True, default=list, size=None
+                    ),
+                ),
+                (
+                    "sms_help_text",
+                    models.CharField(
+                        default="Reply STOP to opt out. For emergencies call 911.",
+                        help_text="Sent in answer to HELP (with the clinic's short name before it).",
+                        max_length=320,
+                    ),
+                ),
+                (
+                    "intents",
+                    models.JSONField(
+                        blank=True, default=identity.models._default_intents, help_text="intent name → example phrases"
+                    ),
+                ),
+                ("emergency_phrases", models.JSONField(blank=True, default=identity.models._default_emergency_phrases)),
+                ("lead_intents", models.JSONField(blank=True, default=list, help_text="Intents that count as a lead.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Customer',
+            name="Customer",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('display_name', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('merged_into', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='customers', to='identity.tenant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("display_name", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "merged_into",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="identity.customer",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="customers", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CustomerMerge',
+            name="CustomerMerge",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('performed_at', models.DateTimeField(auto_now_add=True)),
-                ('moved', models.JSONField(default=dict)),
-                ('merged', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='identity.customer')),
-                ('performed_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('survivor', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("performed_at", models.DateTimeField(auto_now_add=True)),
+                ("moved", models.JSONField(default=dict)),
+                (
+                    "merged",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "performed_by",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "survivor",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TenantMembership',
+            name="TenantMembership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('admin', 'Clinic admin'), ('staff', 'Staff')], default='staff', max_length=10)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='identity.tenant')),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='membership', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("admin", "Clinic admin"), ("staff", "Staff")], default="staff", max_length=10
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="identity.tenant"
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="membership",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='TenantPhoneNumber',
+            name="TenantPhoneNumber",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.CharField(help_text='E.164, e.g. +15550100000', max_length=20, unique=True)),
-                ('label', models.CharField(blank=True, max_length=60)),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='phone_numbers', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.CharField(help_text="E.164, e.g. +15550100000", max_length=20, unique=True)),
+                ("label", models.CharField(blank=True, max_length=60)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="phone_numbers", to="identity.tenant"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='IdentityConflict',
+            name="IdentityConflict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('auth', 'Authenticated identity'), ('phone', 'Phone (E.164)'), ('email', 'Email'), ('cookie', 'Browser cookie')], max_length=10)),
-                ('value', models.CharField(max_length=320)),
-                ('detected_at', models.DateTimeField(auto_now_add=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_note', models.CharField(blank=True, max_length=200)),
-                ('other_customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.customer')),
-                ('resolved_customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("auth", "Authenticated identity"),
+                            ("phone", "Phone (E.164)"),
+                            ("email", "Email"),
+                            ("cookie", "Browser cookie"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("value", models.CharField(max_length=320)),
+                ("detected_at", models.DateTimeField(auto_now_add=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_note", models.CharField(blank=True, max_length=200)),
+                (
+                    "other_customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "resolved_customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.customer"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('closed_at__isnull', True)), fields=('tenant', 'kind', 'value', 'resolved_customer', 'other_customer'), name='identity_conflict_open_once')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("closed_at__isnull", True)),
+                        fields=("tenant", "kind", "value", "resolved_customer", "other_customer"),
+                        name="identity_conflict_open_once",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='CustomerIdentifier',
+            name="CustomerIdentifier",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('auth', 'Authenticated identity'), ('phone', 'Phone (E.164)'), ('email', 'Email'), ('cookie', 'Browser cookie')], max_length=10)),
-                ('value', models.CharField(max_length=320)),
-                ('verified', models.BooleanField(default=False)),
-                ('sms_opted_out_at', models.DateTimeField(blank=True, help_text='Set when this phone texted STOP; no outbound SMS while set.', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('customer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='identifiers', to='identity.customer')),
-                ('tenant', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='identity.tenant')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("auth", "Authenticated identity"),
+                            ("phone", "Phone (E.164)"),
+                            ("email", "Email"),
+                            ("cookie", "Browser cookie"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("value", models.CharField(max_length=320)),
+                ("verified", models.BooleanField(default=False)),
+                (
+                    "sms_opted_out_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Set when this phone texted STOP; no outbound SMS while set.", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "customer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="identifiers", to="identity.customer"
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="identity.tenant"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['customer', 'kind'], name='identity_cu_custome_3e0a92_idx')],
-                'constraints': [models.UniqueConstraint(fields=('tenant', 'kind', 'value'), name='identifier_unique_per_tenant')],
+                "indexes": [models.Index(fields=["customer", "kind"], name="identity_cu_custome_3e0a92_idx")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("tenant", "kind", "value"), name="identifier_unique_per_tenant")
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='customer',
-            index=models.Index(fields=['tenant', '-created_at'], name='identity_cu_tenant__522c37_idx'),
+            model_name="customer",
+            index=models.Index(fields=["tenant", "-created_at"], name="identity_cu_tenant__522c37_idx"),
         ),
     ]

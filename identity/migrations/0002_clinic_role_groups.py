@@ -18,12 +18,10 @@ def create_role_groups(apps, schema_editor):
 
 
 def remove_role_groups(apps, schema_editor):
-    apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias).filter(
-        name__in=GROUP_NAMES).delete()
+    apps.get_model("auth", "Group").objects.using(schema_editor.connection.alias).filter(name__in=GROUP_NAMES).delete()
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("identity", "0001_initial"),
         ("auth", "0012_alter_user_first_name_max_length"),

@@ -23,7 +23,6 @@ def backfill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [("identity", "0002_clinic_role_groups")]
 
     operations = [migrations.RunPython(backfill, migrations.RunPython.noop)]

@@ -28,6 +28,7 @@ def open_session(tenant, customer):
 def use_openai(settings):
     """Point the agent at an OpenAI stub server (``tests.stubs.openai_api``): ``use_openai(server)``. The client's
     own timeout is long, so only a test's explicit deadline can cut a request short."""
+
     def configure(server):
         settings.AGENT_BACKEND = "openai"
         settings.OPENAI_API_KEY = "sk-test-stub"

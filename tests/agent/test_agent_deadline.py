@@ -16,8 +16,9 @@ from tests.stubs.openai_api import openai_stub, tool_call
 pytestmark = pytest.mark.django_db
 
 
-def test_a_slow_llm_is_cut_off_at_the_deadline_and_the_local_backend_answers(tenant, customer, open_session,
-                                                                             use_openai):
+def test_a_slow_llm_is_cut_off_at_the_deadline_and_the_local_backend_answers(
+    tenant, customer, open_session, use_openai
+):
     release, finished = threading.Event(), threading.Event()
 
     def slow(body):
@@ -36,8 +37,9 @@ def test_a_slow_llm_is_cut_off_at_the_deadline_and_the_local_backend_answers(ten
     assert len(server.requests) == 1  # no client-side retry past the deadline
 
 
-def test_when_the_llm_fails_after_a_tool_acted_the_tool_answers_and_nothing_runs_twice(tenant, customer,
-                                                                                   open_session, use_openai):
+def test_when_the_llm_fails_after_a_tool_acted_the_tool_answers_and_nothing_runs_twice(
+    tenant, customer, open_session, use_openai
+):
     tuesday = next_weekday(tenant, 1)
     stub = {}
 

@@ -18,8 +18,9 @@ WEDNESDAY = 2
 def test_window_ending_at_24_00_offers_slots_up_to_midnight(tenant, customer):
     AgentSettings.objects.create(tenant=tenant, bookable_hours={"wed": [["22:00", "24:00"]]})
     day = next_weekday(tenant, WEDNESDAY)
-    assert availability(tenant=tenant, day=day) == [local(tenant, day, h, m) for h, m in
-                                                     [(22, 0), (22, 30), (23, 0), (23, 30)]]
+    assert availability(tenant=tenant, day=day) == [
+        local(tenant, day, h, m) for h, m in [(22, 0), (22, 30), (23, 0), (23, 30)]
+    ]
     last = appointment_book(tenant=tenant, customer=customer, starts_at=local(tenant, day, 23, 30))
     assert last.ends_at == local(tenant, day + timedelta(days=1), 0)
     with pytest.raises(BookingError) as caught:  # Thursday has no window: midnight is not bookable

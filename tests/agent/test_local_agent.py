@@ -95,16 +95,21 @@ def test_double_booking_is_refused_by_the_database(tenant, customer):
     Appointment.objects.create(tenant=tenant, customer=customer, starts_at=start, ends_at=start + timedelta(minutes=30))
     other = CustomerFactory(tenant=tenant)
     with pytest.raises(IntegrityError), transaction.atomic():  # overlapping, not equal: still refused
-        Appointment.objects.create(tenant=tenant, customer=other, starts_at=start + timedelta(minutes=15),
-                                   ends_at=start + timedelta(minutes=45))
+        Appointment.objects.create(
+            tenant=tenant,
+            customer=other,
+            starts_at=start + timedelta(minutes=15),
+            ends_at=start + timedelta(minutes=45),
+        )
     with pytest.raises(BookingError) as caught:
         appointment_book(tenant=tenant, customer=other, starts_at=start)
     assert caught.value.code == "taken" and start not in caught.value.alternatives
     # a cancelled appointment frees its slot; another resource is a different calendar
     Appointment.objects.update(status="cancelled")
     assert appointment_book(tenant=tenant, customer=other, starts_at=start).customer == other
-    Appointment.objects.create(tenant=tenant, customer=customer, resource="room-2", starts_at=start,
-                               ends_at=start + timedelta(minutes=30))
+    Appointment.objects.create(
+        tenant=tenant, customer=customer, resource="room-2", starts_at=start, ends_at=start + timedelta(minutes=30)
+    )
 
 
 def test_taken_slot_offers_alternatives_and_keeps_the_day(tenant, customer, open_session):
@@ -158,7 +163,9 @@ def test_handoff_marks_escalated_and_notifies_staff(tenant, customer, open_sessi
     assert StaffNotification.objects.count() == 1
 
 
-def test_callback_request_records_context_and_signals(tenant, customer, open_session, django_capture_on_commit_callbacks):
+def test_callback_request_records_context_and_signals(
+    tenant, customer, open_session, django_capture_on_commit_callbacks
+):
     from conversations.signals import callback_requested
 
     seen = []

@@ -38,8 +38,14 @@ def test_tool_call_round_trip_books(tenant, customer, open_session, use_openai):
     assert server.requests[0]["headers"]["authorization"] == "Bearer sk-test-stub"
     assert first["model"] == "stub-model"
     assert {t["function"]["name"] for t in first["tools"]} >= {
-        "book_appointment", "reschedule_appointment", "cancel_appointment", "list_availability",
-        "request_callback", "handoff_to_human", "start_fresh"}
+        "book_appointment",
+        "reschedule_appointment",
+        "cancel_appointment",
+        "list_availability",
+        "request_callback",
+        "handoff_to_human",
+        "start_fresh",
+    }
     system = first["messages"][0]
     assert system["role"] == "system" and tenant.timezone in system["content"] and tenant.name in system["content"]
     assert first["messages"][-1] == {"role": "user", "content": "Book me Tuesday at 2pm"}

@@ -45,8 +45,9 @@ def test_no_callback_to_an_unverified_number_and_chat_offers_the_code(tenant, ty
 
 
 def test_other_channels_ask_for_the_number_to_get_in_touch_itself(tenant, typed_only):
-    result = call_tool(session_for(interaction=open_(tenant, typed_only, "email")), "request_callback",
-                       {"reason": "call me"})
+    result = call_tool(
+        session_for(interaction=open_(tenant, typed_only, "email")), "request_callback", {"reason": "call me"}
+    )
     assert not result.ok and "call or text us from that phone" in result.say
     assert not CallbackRequest.objects.exists()
 
@@ -69,10 +70,10 @@ def test_no_chat_link_texted_to_an_unverified_number(tenant, typed_only, django_
     assert not result.ok and result.data == {"error": "no_verified_phone"} and seen == []
 
 
-def test_a_phone_that_texted_in_counts_as_verified(tenant, typed_only, twilio_post,
-                                                   django_capture_on_commit_callbacks):
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=TYPED, to="+15550100001",
-                                         body="hi")
+def test_a_phone_that_texted_in_counts_as_verified(tenant, typed_only, twilio_post, django_capture_on_commit_callbacks):
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=TYPED, to="+15550100001", body="hi"
+    )
     with django_capture_on_commit_callbacks():  # the SMS reply is not needed here
         assert twilio_post("/twilio/sms/", params, tenant=tenant).status_code == 200
     assert CustomerIdentifier.objects.get(value=TYPED).verified  # the carrier vouches for From

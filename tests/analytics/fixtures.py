@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from tests.factories import ConversationFactory, CustomerFactory, InteractionFactory
 
-UTC = timezone.utc
+UTC = UTC
 END = datetime(2026, 3, 20, tzinfo=UTC)
 
 
@@ -27,8 +27,15 @@ def build(tenant, other_tenant) -> dict:
     conv_b = ConversationFactory(customer=b, tenant=tenant)
 
     def row(conv, channel, started, sentiment, **kw):
-        return InteractionFactory(conversation=conv, channel=channel, started_at=started, last_activity_at=started,
-                                  ended_at=started, sentiment=None if sentiment is None else Decimal(sentiment), **kw)
+        return InteractionFactory(
+            conversation=conv,
+            channel=channel,
+            started_at=started,
+            last_activity_at=started,
+            ended_at=started,
+            sentiment=None if sentiment is None else Decimal(sentiment),
+            **kw,
+        )
 
     rows = {
         "i1": row(conv_a, "sms", at(2026, 3, 2, 15), "0.5"),

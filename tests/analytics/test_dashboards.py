@@ -17,14 +17,18 @@ RANGE = {"start": "2026-03-01", "end": "2026-03-14"}
 @pytest.fixture
 def data(tenant, other_tenant):
     d = build(tenant, other_tenant)
-    turns = [{"role": "customer", "text": "hi", "at": "2026-03-02T15:00:00+00:00"},
-             {"role": "agent", "text": "hello", "at": "2026-03-02T15:00:30+00:00"},
-             {"role": "customer", "text": "book", "at": "2026-03-02T15:01:00+00:00"},
-             {"role": "customer", "text": "please", "at": "2026-03-02T15:01:30+00:00"},
-             {"role": "agent", "text": "done", "at": "2026-03-02T15:02:30+00:00"}]
+    turns = [
+        {"role": "customer", "text": "hi", "at": "2026-03-02T15:00:00+00:00"},
+        {"role": "agent", "text": "hello", "at": "2026-03-02T15:00:30+00:00"},
+        {"role": "customer", "text": "book", "at": "2026-03-02T15:01:00+00:00"},
+        {"role": "customer", "text": "please", "at": "2026-03-02T15:01:30+00:00"},
+        {"role": "agent", "text": "done", "at": "2026-03-02T15:02:30+00:00"},
+    ]
     Interaction.objects.filter(pk=d["i1"].pk).update(transcript=turns, lead_score=80, satisfaction=4)
     Interaction.objects.filter(pk=d["b1"].pk).update(lead_score=70, satisfaction=2)
-    appt = Appointment.objects.create(tenant=tenant, customer=d["a"], starts_at=at(2026, 3, 20), ends_at=at(2026, 3, 20, 1))
+    appt = Appointment.objects.create(
+        tenant=tenant, customer=d["a"], starts_at=at(2026, 3, 20), ends_at=at(2026, 3, 20, 1)
+    )
     Appointment.objects.filter(pk=appt.pk).update(created_at=at(2026, 3, 4))
     return d
 
@@ -49,19 +53,28 @@ def rows(client, chart, **extra):
 def test_chart_csvs_have_the_hand_checked_numbers(staff, data):
     mix = rows(staff, "channel_mix")
     assert [(r["bucket"], r["channel"], r["interactions"]) for r in mix] == [
-        ("2026-03-02", "sms", "1"), ("2026-03-03", "voice", "1"), ("2026-03-05", "voice", "1"),
+        ("2026-03-02", "sms", "1"),
+        ("2026-03-03", "voice", "1"),
+        ("2026-03-05", "voice", "1"),
         ("2026-03-08", "sms", "1"),  # 03:00 UTC on the 9th is the 8th in New York
-        ("2026-03-10", "chat", "1"), ("2026-03-11", "sms", "1"),
+        ("2026-03-10", "chat", "1"),
+        ("2026-03-11", "sms", "1"),
     ]  # the other tenant's row on 2026-03-04 is not there
     esc = {r["bucket"]: (r["escalated"], r["rate"]) for r in rows(staff, "escalation_rate")}
     assert esc["2026-03-03"] == ("1", "1.0") and esc["2026-03-02"] == ("0", "0.0")
     leads = rows(staff, "lead_conversion")
-    assert [(r["bucket"], r["leads"], r["booked"]) for r in leads] == [("2026-03-02", "1", "1"), ("2026-03-05", "1", "0")]
+    assert [(r["bucket"], r["leads"], r["booked"]) for r in leads] == [
+        ("2026-03-02", "1", "1"),
+        ("2026-03-05", "1", "0"),
+    ]
     rt = rows(staff, "response_times")
     assert [(r["bucket"], r["channel"], r["replies"], r["median_seconds"], r["p90_seconds"]) for r in rt] == [
-        ("2026-03-02", "sms", "2", "45.0", "57.0")]  # 30 s and 60 s (from the last customer turn)
+        ("2026-03-02", "sms", "2", "45.0", "57.0")
+    ]  # 30 s and 60 s (from the last customer turn)
     assert [(r["bucket"], r["answers"], r["avg_csat"], r["csat_4"]) for r in rows(staff, "csat")] == [
-        ("2026-03-02", "1", "4.0", "1"), ("2026-03-05", "1", "2.0", "0")]
+        ("2026-03-02", "1", "4.0", "1"),
+        ("2026-03-05", "1", "2.0", "0"),
+    ]
     sent = rows(staff, "sentiment")
     assert ("2026-03-03", "voice", "-0.25") in [(r["bucket"], r["channel"], r["avg_sentiment"]) for r in sent]
 

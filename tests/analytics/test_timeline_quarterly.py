@@ -40,8 +40,9 @@ def test_timeline_channel_and_range_filters(tenant, data):
         {"week_start": date(2026, 3, 2), "count": 2, "avg_sentiment": 0.3},
         {"week_start": date(2026, 3, 9), "count": 1, "avg_sentiment": 0.3},
     ]
-    t = customer_timeline(tenant=tenant, customer_id=data["a"].id, start=data["i2"].started_at,
-                          end=data["i4"].started_at, limit=1)
+    t = customer_timeline(
+        tenant=tenant, customer_id=data["a"].id, start=data["i2"].started_at, end=data["i4"].started_at, limit=1
+    )
     assert t.total == 2 and [i.id for i in t.interactions] == [data["i3"].id]
 
 
@@ -62,14 +63,17 @@ def test_timeline_of_another_tenants_customer_is_not_found(tenant, data):
 def test_quarterly_review_per_customer_channel_week(tenant, data):
     rows = quarterly_review(tenant=tenant, customer_ids=[data["a"].id, data["b"].id], end=END)
     a, b = data["a"].id, data["b"].id
-    expected = sorted([
-        (a, "sms", date(2025, 12, 15), 1, -0.5),  # the boundary row (Friday 19:00 local)
-        (a, "sms", date(2026, 3, 2), 2, 0.3),
-        (a, "voice", date(2026, 3, 2), 1, -0.25),
-        (a, "chat", date(2026, 3, 9), 1, None),
-        (a, "sms", date(2026, 3, 9), 1, 0.3),
-        (b, "voice", date(2026, 3, 2), 1, 1.0),
-    ], key=lambda r: (str(r[0]), r[2], r[1]))
+    expected = sorted(
+        [
+            (a, "sms", date(2025, 12, 15), 1, -0.5),  # the boundary row (Friday 19:00 local)
+            (a, "sms", date(2026, 3, 2), 2, 0.3),
+            (a, "voice", date(2026, 3, 2), 1, -0.25),
+            (a, "chat", date(2026, 3, 9), 1, None),
+            (a, "sms", date(2026, 3, 9), 1, 0.3),
+            (b, "voice", date(2026, 3, 2), 1, 1.0),
+        ],
+        key=lambda r: (str(r[0]), r[2], r[1]),
+    )
     got = [(r["customer_id"], r["channel"], r["week_start"], r["count"], r["avg_sentiment"]) for r in rows]
     assert sorted(got, key=lambda r: (str(r[0]), r[2], r[1])) == expected
     assert got == sorted(got, key=lambda r: (r[0], r[2], r[1]))  # documented order

@@ -18,9 +18,14 @@ pytestmark = pytest.mark.django_db
 
 def test_increments_by_watermark(tmp_path, tenant):
     dest = str(tmp_path / "lake")
-    rows = [InteractionFactory(conversation__customer__tenant=tenant, sentiment=Decimal("0.25"),
-                               transcript=[{"role": "customer", "text": "hi", "at": "2026-01-01T00:00:00+00:00"}])
-            for _ in range(5)]
+    rows = [
+        InteractionFactory(
+            conversation__customer__tenant=tenant,
+            sentiment=Decimal("0.25"),
+            transcript=[{"role": "customer", "text": "hi", "at": "2026-01-01T00:00:00+00:00"}],
+        )
+        for _ in range(5)
+    ]
     later = timezone.now() + SETTLE + timedelta(seconds=1)
     first = warehouse_export_run(destination=dest, now=later, rows_per_file=2)
     assert first["rows"] == 5 and len(first["files"]) == 3  # 2 + 2 + 1
@@ -45,7 +50,7 @@ def test_two_runs_in_the_same_second_never_overwrite_each_others_files(tmp_path,
     second_row = InteractionFactory(conversation__customer__tenant=tenant)
     second = warehouse_export_run(destination=dest, now=later)  # same second, one new row
     assert first["rows"] == second["rows"] == 1 and set(first["files"]).isdisjoint(second["files"])
-    assert read_back(first["files"][0])[0]["id"] == str(first_row.id)   # still there, not overwritten
+    assert read_back(first["files"][0])[0]["id"] == str(first_row.id)  # still there, not overwritten
     assert read_back(second["files"][0])[0]["id"] == str(second_row.id)
 
 

@@ -8,8 +8,11 @@ pytestmark = pytest.mark.django_db
 
 
 def test_create_shows_key_once_and_revoke(admin_client, tenant):
-    response = admin_client.post("/admin/conversations/apikey/add/", {
-        "tenant": str(tenant.pk), "name": "loader", "scopes": ["interactions:read"]}, follow=True)
+    response = admin_client.post(
+        "/admin/conversations/apikey/add/",
+        {"tenant": str(tenant.pk), "name": "loader", "scopes": ["interactions:read"]},
+        follow=True,
+    )
     assert response.status_code == 200
     shown = [str(m) for m in response.context["messages"] if "csk_" in str(m)]
     raw = shown[0].rsplit(" ", 1)[-1]

@@ -22,9 +22,12 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def data(tenant, other_tenant):
     d = build(tenant, other_tenant)
-    d["appt"] = Appointment.objects.create(tenant=tenant, customer=d["a"], starts_at=END, ends_at=END + timedelta(hours=1))
-    d["foreign_appt"] = Appointment.objects.create(tenant=other_tenant, customer=d["foreign"], starts_at=END,
-                                                   ends_at=END + timedelta(hours=1))
+    d["appt"] = Appointment.objects.create(
+        tenant=tenant, customer=d["a"], starts_at=END, ends_at=END + timedelta(hours=1)
+    )
+    d["foreign_appt"] = Appointment.objects.create(
+        tenant=other_tenant, customer=d["foreign"], starts_at=END, ends_at=END + timedelta(hours=1)
+    )
     return d
 
 
@@ -60,13 +63,17 @@ def test_key_of_tenant_a_cannot_read_tenant_b(api, tenant, data):
     get = api(tenant)
     ids = {r["id"] for r in get("/api/v1/interactions/", {"page_size": 1000}).json()["results"]}
     assert str(data["foreign_i"].id) not in ids and str(data["i1"].id) in ids
-    for path in (f"/api/v1/interactions/{data['foreign_i'].id}/",
-                 f"/api/v1/conversations/{data['foreign_i'].conversation_id}/",
-                 f"/api/v1/appointments/{data['foreign_appt'].id}/",
-                 f"/api/v1/customers/{data['foreign'].id}/timeline/"):
+    for path in (
+        f"/api/v1/interactions/{data['foreign_i'].id}/",
+        f"/api/v1/conversations/{data['foreign_i'].conversation_id}/",
+        f"/api/v1/appointments/{data['foreign_appt'].id}/",
+        f"/api/v1/customers/{data['foreign'].id}/timeline/",
+    ):
         assert get(path).status_code == 404, path
-    assert get("/api/v1/reports/quarterly-review/",
-               {"customer": [str(data["a"].id), str(data["foreign"].id)]}).status_code == 404
+    assert (
+        get("/api/v1/reports/quarterly-review/", {"customer": [str(data["a"].id), str(data["foreign"].id)]}).status_code
+        == 404
+    )
     csv_text = b"".join(get("/api/v1/interactions/", {"format": "csv"}).streaming_content).decode()
     assert str(data["foreign_i"].id) not in csv_text
     # own rows are found by the same routes
@@ -84,7 +91,9 @@ def test_interaction_filters(api, tenant, data):
     assert ids(escalated="true") == {str(data["i2"].id)}
     assert ids(sentiment_min="0.3", sentiment_max="0.5") == {str(data[k].id) for k in ("i1", "i5")}
     assert ids(started_after="2026-03-09T00:00:00Z", started_before="2026-03-11T00:00:00Z") == {
-        str(data["i3"].id), str(data["i4"].id)}
+        str(data["i3"].id),
+        str(data["i4"].id),
+    }
     assert ids(customer=str(data["b"].id)) == {str(data["b1"].id)}
     assert get("/api/v1/interactions/", {"started_after": "not a date"}).status_code == 400
 
@@ -119,15 +128,22 @@ def test_csv_and_ndjson_streams(api, tenant, data):
 
     conv = b"".join(get("/api/v1/conversations/", {"format": "ndjson"}).streaming_content).decode().splitlines()
     assert len(conv) == 2
-    appts = list(csv.DictReader(io.StringIO(
-        b"".join(get("/api/v1/appointments/", {"format": "csv"}).streaming_content).decode())))
+    appts = list(
+        csv.DictReader(
+            io.StringIO(b"".join(get("/api/v1/appointments/", {"format": "csv"}).streaming_content).decode())
+        )
+    )
     assert [a["id"] for a in appts] == [str(data["appt"].id)]
 
 
 def test_ndjson_keeps_json_columns_verbatim(api, tenant):
     turns = [{"role": "customer", "text": 'quote " and \\ and ünïcode', "at": "2026-03-01T10:00:00+00:00"}]
-    row = InteractionFactory(conversation__customer__tenant=tenant, transcript=turns, metadata={"MessageSid": "SM1"},
-                             sentiment=Decimal("0.1"))
+    row = InteractionFactory(
+        conversation__customer__tenant=tenant,
+        transcript=turns,
+        metadata={"MessageSid": "SM1"},
+        sentiment=Decimal("0.1"),
+    )
     lines = b"".join(api(tenant)("/api/v1/interactions/", {"format": "ndjson"}).streaming_content).splitlines()
     got = json.loads(lines[0])
     assert got["id"] == str(row.id) and got["transcript"] == turns and got["metadata"] == {"MessageSid": "SM1"}
@@ -136,21 +152,34 @@ def test_ndjson_keeps_json_columns_verbatim(api, tenant):
 def test_timeline_endpoint(api, tenant, data):
     get = api(tenant)
     body = get(f"/api/v1/customers/{data['a'].id}/timeline/", {"end": END.isoformat()}).json()
-    assert body["total"] == 5 and [i["id"] for i in body["interactions"]][:2] == [str(data["i5"].id), str(data["i4"].id)]
-    assert body["weekly"] == [{"week_start": "2026-03-02", "count": 3, "avg_sentiment": 0.1167},
-                              {"week_start": "2026-03-09", "count": 2, "avg_sentiment": 0.3}]
-    body = get(f"/api/v1/customers/{data['a'].id}/timeline/",
-               {"end": END.isoformat(), "channel": ["voice"], "limit": 1}).json()
+    assert body["total"] == 5 and [i["id"] for i in body["interactions"]][:2] == [
+        str(data["i5"].id),
+        str(data["i4"].id),
+    ]
+    assert body["weekly"] == [
+        {"week_start": "2026-03-02", "count": 3, "avg_sentiment": 0.1167},
+        {"week_start": "2026-03-09", "count": 2, "avg_sentiment": 0.3},
+    ]
+    body = get(
+        f"/api/v1/customers/{data['a'].id}/timeline/", {"end": END.isoformat(), "channel": ["voice"], "limit": 1}
+    ).json()
     assert body["by_channel"] == [{"channel": "voice", "count": 1, "avg_sentiment": -0.25}]
     assert get(f"/api/v1/customers/{data['a'].id}/timeline/", {"channel": "fax"}).status_code == 400
 
 
 def test_quarterly_endpoint(api, tenant, data):
-    body = api(tenant)("/api/v1/reports/quarterly-review/",
-                       {"customer": [str(data["a"].id), str(data["b"].id)], "end": END.isoformat()}).json()
+    body = api(tenant)(
+        "/api/v1/reports/quarterly-review/",
+        {"customer": [str(data["a"].id), str(data["b"].id)], "end": END.isoformat()},
+    ).json()
     assert len(body["rows"]) == 6
-    assert {"customer_id": str(data["b"].id), "channel": "voice", "week_start": "2026-03-02", "count": 1,
-            "avg_sentiment": 1.0} in body["rows"]
+    assert {
+        "customer_id": str(data["b"].id),
+        "channel": "voice",
+        "week_start": "2026-03-02",
+        "count": 1,
+        "avg_sentiment": 1.0,
+    } in body["rows"]
     assert api(tenant)("/api/v1/reports/quarterly-review/").status_code == 400
 
 

@@ -3,7 +3,6 @@
 import gc
 
 import psutil
-
 import pytest
 from asgiref.sync import async_to_sync
 from django.db import connection
@@ -28,8 +27,15 @@ FROM generate_series(1, %(n)s) AS g
 
 def _insert(conversation, n: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, {"tenant": conversation.tenant_id, "customer": conversation.customer_id,
-                                "conversation": conversation.pk, "n": n})
+        cursor.execute(
+            INSERT,
+            {
+                "tenant": conversation.tenant_id,
+                "customer": conversation.customer_id,
+                "conversation": conversation.pk,
+                "n": n,
+            },
+        )
 
 
 def _peak_while_streaming(get, fmt: str) -> tuple[int, int]:
@@ -69,8 +75,9 @@ def test_asgi_export_is_an_async_stream(tenant):
     raw = api_key_create(tenant=tenant, name="asgi")[1]
 
     async def fetch():
-        response = await AsyncClient().get("/api/v1/interactions/", {"format": "ndjson"},
-                                           headers={"authorization": f"Bearer {raw}"})
+        response = await AsyncClient().get(
+            "/api/v1/interactions/", {"format": "ndjson"}, headers={"authorization": f"Bearer {raw}"}
+        )
         assert response.status_code == 200 and response.is_async
         chunks = [chunk async for chunk in response.streaming_content]
         return chunks

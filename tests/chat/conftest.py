@@ -12,16 +12,24 @@ import pytest
 from tests import processes
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
 def daphne(django_db_setup, django_db_blocker, tmp_path_factory):
     """A daphne process on this run's test database and Redis; yields its base URL."""
     with django_db_blocker.unblock():
-        proc, base = processes.start_daphne(log_path=tmp_path_factory.mktemp("daphne") / "daphne.log",
-                                            CHAT_RATE_LIMIT="8")
+        proc, base = processes.start_daphne(
+            log_path=tmp_path_factory.mktemp("daphne") / "daphne.log", CHAT_RATE_LIMIT="8"
+        )
     yield base
     processes.stop(proc)
 
@@ -35,8 +43,9 @@ class WsClient:
         headers = {"Origin": origin} if origin else {}
         url = base.replace("http", "ws", 1) + f"/ws/chat/?key={key}"
         try:
-            self.ws = self.loop.run_until_complete(self.session.ws_connect(
-                url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10)))
+            self.ws = self.loop.run_until_complete(
+                self.session.ws_connect(url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10))
+            )
         except BaseException:  # a refused handshake: release the session and the loop, then let it raise
             self._shut()
             raise

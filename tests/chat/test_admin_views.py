@@ -36,8 +36,10 @@ def staff(client, django_user_model, tenant):
 
 
 def test_chat_html_is_escaped_in_admin(chat, staff, client):
-    for url in [f"/admin/conversations/interaction/{chat.pk}/change/",
-                f"/admin/identity/customer/{chat.customer_id}/change/"]:
+    for url in [
+        f"/admin/conversations/interaction/{chat.pk}/change/",
+        f"/admin/identity/customer/{chat.customer_id}/change/",
+    ]:
         html = client.get(url).content.decode()
         assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html, url
         assert "<script>alert(" not in html and "<img src=x" not in html
@@ -45,8 +47,11 @@ def test_chat_html_is_escaped_in_admin(chat, staff, client):
 
 def test_start_fresh_admin_action(chat, staff, client):
     state_set(conversation=chat.conversation, key="pending", value={"intent": "book", "date": "2030-01-01"})
-    response = client.post("/admin/conversations/conversation/", {
-        "action": "start_fresh_action", "_selected_action": [str(chat.conversation_id)]}, follow=True)
+    response = client.post(
+        "/admin/conversations/conversation/",
+        {"action": "start_fresh_action", "_selected_action": [str(chat.conversation_id)]},
+        follow=True,
+    )
     assert response.status_code == 200
     assert not SessionState.objects.filter(conversation=chat.conversation).exists()
 
@@ -55,8 +60,9 @@ def test_handoff_is_listed_for_staff_and_can_be_marked_handled(chat, staff, clie
     notice = handoff_request(interaction=chat, reason=EVIL)
     html = client.get("/admin/conversations/staffnotification/?state=open").content.decode()
     assert "&lt;script&gt;" in html and "<script>alert(" not in html
-    client.post("/admin/conversations/staffnotification/", {
-        "action": "mark_handled", "_selected_action": [str(notice.pk)]})
+    client.post(
+        "/admin/conversations/staffnotification/", {"action": "mark_handled", "_selected_action": [str(notice.pk)]}
+    )
     notice.refresh_from_db()
     assert notice.handled_at is not None and notice.handled_by == staff
     assert StaffNotification.objects.filter(handled_at__isnull=True).count() == 0

@@ -30,8 +30,9 @@ VISITOR = "v" * 8 + "0123456789abcdef"
 
 def texted_code(visitor: str = VISITOR) -> str:
     """The verification code the server texted for ``visitor`` (read from the outbound SMS it recorded)."""
-    message = ChannelMessage.objects.filter(
-        idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:").latest("id")
+    message = ChannelMessage.objects.filter(idempotency_key__startswith=f"chat-verify:{visitor_key(visitor)}:").latest(
+        "id"
+    )
     return re.search(r"\b(\d{6})\b", message.body).group(1)
 
 
@@ -51,8 +52,13 @@ def pending_tuesday(tenant, sms, since) -> date:
 
 
 def test_widget_from_a_non_allowed_origin_is_refused(tenant, ws_connect):
-    for origin in ["https://evil.example", "https://clinic.example.com.evil.example", "http://clinic.example.com",
-                   None, "null"]:
+    for origin in [
+        "https://evil.example",
+        "https://clinic.example.com.evil.example",
+        "http://clinic.example.com",
+        None,
+        "null",
+    ]:
         with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
             ws_connect(tenant, origin=origin)
         assert caught.value.status == 403, origin
@@ -89,8 +95,7 @@ def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
     echo, challenge = frames[-2], frames[-1]
     assert echo == {"type": "message", "seq": 0, "id": "msg-000001", "text": "It's me, my number is (555) 123-0001"}
     assert challenge["text"] == SENT["phone"]  # the same sentence as for a number nobody has
-    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR),
-                                                 customer=customer).exists()
+    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR), customer=customer).exists()
 
     ws.send({"type": "message", "id": "msg-000002", "text": texted_code()})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
@@ -130,8 +135,7 @@ def test_someone_elses_number_without_the_code_reveals_and_changes_nothing(tenan
         texts.append(ws.until(lambda f: f["type"] == "reply")[-1]["text"])
     assert "doesn't match" in texts[0] and "too many times" in texts[4]
     assert not any("Tuesday" in t for t in texts)
-    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR),
-                                                 customer=customer).exists()
+    assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR), customer=customer).exists()
     # the real code, after five wrong tries, is void
     assert texted_code() == code  # no new code was texted meanwhile
     ws.send({"type": "message", "id": "msg-200000", "text": code})
@@ -219,7 +223,18 @@ def test_simulate_chat_command_talks_to_a_running_server(tenant, daphne):
     customer, sms = sms_booking_started(tenant)
     tuesday = pending_tuesday(tenant, sms, started)
     out = StringIO()
-    call_command("simulate", "--server", daphne, "--tenant", tenant.slug, "chat", "--phone", PATIENT,
-                 "--text", "10am please", stdout=out)
+    call_command(
+        "simulate",
+        "--server",
+        daphne,
+        "--tenant",
+        tenant.slug,
+        "chat",
+        "--phone",
+        PATIENT,
+        "--text",
+        "10am please",
+        stdout=out,
+    )
     assert "Welcome back" in out.getvalue() and "You're booked" in out.getvalue()
     assert Appointment.objects.get(customer=customer).starts_at == local(tenant, tuesday, 10)

@@ -75,8 +75,9 @@ def test_a_new_number_is_attached_verified_only_once_its_code_is_typed_back(tena
 def test_ones_own_unverified_number_is_proven_by_its_code_and_a_verified_one_needs_none(tenant):
     session = session_for(tenant)
     say(session, "hello")
-    legacy = CustomerIdentifier.objects.create(tenant=tenant, customer=session.customer, kind="phone",
-                                               value=PATIENT, verified=False)  # typed in chat before codes
+    legacy = CustomerIdentifier.objects.create(
+        tenant=tenant, customer=session.customer, kind="phone", value=PATIENT, verified=False
+    )  # typed in chat before codes
     assert say(session, f"call me on {PATIENT}", 2) == verification.SENT["phone"]
     say(session, texted_codes(PATIENT)[0], 3)
     legacy.refresh_from_db()
@@ -102,8 +103,9 @@ def test_codes_per_number_are_limited_whoever_asks(tenant):
 
 def test_codes_per_tenant_are_limited(tenant, other_tenant, settings):
     settings.CHAT_VERIFY_CODES_PER_TENANT_HOUR = 2
-    replies = [say(session_for(tenant, f"visitor{n:02d}" + "x" * 9), f"my number is 415 555 26{n:02d}")
-               for n in range(3)]
+    replies = [
+        say(session_for(tenant, f"visitor{n:02d}" + "x" * 9), f"my number is 415 555 26{n:02d}") for n in range(3)
+    ]
     assert replies == [verification.SENT["phone"]] * 2 + [verification.BUSY]
     assert ChannelMessage.objects.filter(tenant=tenant, idempotency_key__startswith="chat-verify:").count() == 2
     # the limit is per tenant

@@ -45,8 +45,10 @@ def test_the_raw_visitor_id_is_stored_nowhere_and_the_stored_key_identifies_nobo
     assert cache.get("chat-link-used:" + hashlib.sha256(token.encode()).hexdigest()) == key
     assert cache.get(f"chat-verify:{tenant.pk}:{key}") is not None  # the email code pending for this visitor
     stored = [json.dumps([i.metadata, i.transcript]) for i in Interaction.objects.all()]
-    stored += [json.dumps([m.provider_id, m.sender, m.recipient, m.idempotency_key, m.body])
-               for m in ChannelMessage.objects.all()]
+    stored += [
+        json.dumps([m.provider_id, m.sender, m.recipient, m.idempotency_key, m.body])
+        for m in ChannelMessage.objects.all()
+    ]
     stored += list(CustomerIdentifier.objects.values_list("value", flat=True))
     assert stored and not [s for s in stored if VISITOR in s]
 

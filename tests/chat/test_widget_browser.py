@@ -12,8 +12,8 @@ from channels_app import twilio_payloads
 from channels_app.simulate.base import signed_post
 from conversations.models import Appointment, ChannelMessage, Interaction
 from tests.clock import local, next_weekdays_since
-from tests.processes import wait_for
 from tests.factories import TenantFactory
+from tests.processes import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PATIENT = "+15551230001"
@@ -21,12 +21,20 @@ AGENT = "#callsphere-widget .cs-msg.cs-agent"
 
 
 def text_sms(base, tenant, body):
-    params = twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=PATIENT, to="+15550100001",
-                                         body=body)
-    assert signed_post(server=base, path="/twilio/sms/", params=params,
-                       auth_token=tenant.twilio_auth_token).status_code == 200
-    return wait_for(lambda: ChannelMessage.objects.filter(
-        idempotency_key=f"reply:{params['MessageSid']}").exclude(status="pending").first())
+    params = twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=PATIENT, to="+15550100001", body=body
+    )
+    assert (
+        signed_post(server=base, path="/twilio/sms/", params=params, auth_token=tenant.twilio_auth_token).status_code
+        == 200
+    )
+    return wait_for(
+        lambda: (
+            ChannelMessage.objects.filter(idempotency_key=f"reply:{params['MessageSid']}")
+            .exclude(status="pending")
+            .first()
+        )
+    )
 
 
 @pytest.mark.worker
@@ -39,8 +47,11 @@ def test_sms_then_chat_link_then_booking_end_to_end(tenant, daphne, celery_worke
     assert "What time on Tuesday" in reply.body
     reply = text_sms(daphne, tenant, "Could you text me a link so I can continue in chat?")
     assert "texted you a link" in reply.body
-    link_sms = wait_for(lambda: ChannelMessage.objects.filter(
-        idempotency_key__startswith="chat-link:").exclude(status="pending").first())
+    link_sms = wait_for(
+        lambda: (
+            ChannelMessage.objects.filter(idempotency_key__startswith="chat-link:").exclude(status="pending").first()
+        )
+    )
     url = re.search(r"https?://\S+", link_sms.body).group(0)
     assert url.startswith(settings.PUBLIC_BASE_URL + "/c/") and PATIENT not in url and "Tuesday" not in url
 
@@ -59,8 +70,13 @@ def test_sms_then_chat_link_then_booking_end_to_end(tenant, daphne, celery_worke
     day = appointment.starts_at.astimezone(tenant.tzinfo).date()
     assert day.weekday() == 1 and day in next_weekdays_since(tenant, 1, started), day  # the next Tuesday
     assert appointment.starts_at == local(tenant, day, 14) and appointment.booked_via == "chat"
-    confirmation = wait_for(lambda: ChannelMessage.objects.filter(
-        idempotency_key=f"appointment:{appointment.pk}:v1").exclude(status="pending").first())
+    confirmation = wait_for(
+        lambda: (
+            ChannelMessage.objects.filter(idempotency_key=f"appointment:{appointment.pk}:v1")
+            .exclude(status="pending")
+            .first()
+        )
+    )
     assert confirmation.recipient == PATIENT and "2:00 PM" in confirmation.body and confirmation.provider_id
     rows = list(Interaction.objects.order_by("channel"))
     assert [r.channel for r in rows] == ["chat", "sms"]
@@ -97,7 +113,7 @@ def test_widget_shows_html_as_text_isolates_styles_and_survives_a_dropped_connec
     page.keyboard.press("Enter")
     page.locator(AGENT).nth(2).wait_for(timeout=30000)
     assert len(sockets) >= 2
-    texts = [t for t in page.locator("#callsphere-widget .cs-msg.cs-customer").all_text_contents()]
+    texts = list(page.locator("#callsphere-widget .cs-msg.cs-customer").all_text_contents())
     assert texts == [evil, "still there?"]
     row = Interaction.objects.get(channel="chat")
     assert [t["text"] for t in row.transcript if t["role"] == "customer"] == [evil, "still there?"]

@@ -48,12 +48,25 @@ def mailbox(tenant):
 
 @pytest.fixture
 def patient(tenant):
-    return customer_resolve(tenant=tenant, phone=PATIENT_PHONE, email=PATIENT_EMAIL, display_name="Jane Doe",
-                            verified_kinds=("phone", "email")).customer
+    return customer_resolve(
+        tenant=tenant,
+        phone=PATIENT_PHONE,
+        email=PATIENT_EMAIL,
+        display_name="Jane Doe",
+        verified_kinds=("phone", "email"),
+    ).customer
 
 
-def plain(*, body: str, subject: str = "Question", sender: str = f"Jane Doe <{PATIENT_EMAIL}>", to: str = CLINIC,
-          headers: dict | None = None, message_id: str | None = None, auth: bool = True) -> EmailMessage:
+def plain(
+    *,
+    body: str,
+    subject: str = "Question",
+    sender: str = f"Jane Doe <{PATIENT_EMAIL}>",
+    to: str = CLINIC,
+    headers: dict | None = None,
+    message_id: str | None = None,
+    auth: bool = True,
+) -> EmailMessage:
     """A simple text/plain message as a mail client sends it (``auth``: as our MTA hands it on, with an
     Authentication-Results header vouching for the From domain)."""
     msg = EmailMessage()
@@ -66,8 +79,9 @@ def plain(*, body: str, subject: str = "Question", sender: str = f"Jane Doe <{PA
     return authenticated(msg) if auth else msg
 
 
-def gmail_reply(original: EmailMessage, *, body: str, sender: str = f"Jane Doe <{PATIENT_EMAIL}>",
-                auth: bool = True) -> EmailMessage:
+def gmail_reply(
+    original: EmailMessage, *, body: str, sender: str = f"Jane Doe <{PATIENT_EMAIL}>", auth: bool = True
+) -> EmailMessage:
     """A reply as Gmail builds it: multipart/alternative, quoted history in text ("On … wrote:" + "> ") and in
     HTML (``div.gmail_quote`` + ``blockquote``), In-Reply-To / References set, sent to the Reply-To address."""
     original_text = original.get_body(preferencelist=("plain",)).get_content()
@@ -88,7 +102,8 @@ def gmail_reply(original: EmailMessage, *, body: str, sender: str = f"Jane Doe <
         f'<div dir="ltr">{body}<div><br></div><div>Thanks,<br>Jane</div></div><br><div class="gmail_quote">'
         f'<div dir="ltr" class="gmail_attr">On {when} {author} wrote:<br></div>'
         f'<blockquote class="gmail_quote" style="margin:0px 0px 0px 0.8ex">{html_quote}</blockquote></div>',
-        subtype="html")
+        subtype="html",
+    )
     return authenticated(msg) if auth else msg
 
 
@@ -112,8 +127,23 @@ class ImapServer:
     def start(self) -> None:
         log = open(self.log_dir / f"pymap-{time.monotonic_ns()}.log", "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from pymap.main import main; sys.exit(main())", "--host", "127.0.0.1", "--port", str(self.port), "dict",
-             "--demo-user", self.user, "--demo-password", self.password], stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-c",
+                "import sys; from pymap.main import main; sys.exit(main())",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "dict",
+                "--demo-user",
+                self.user,
+                "--demo-password",
+                self.password,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

@@ -40,11 +40,18 @@ def booked(tenant, mailbox, patient):
     sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
     interaction_append_turn(interaction=sms, role="customer", text="Book me Wednesday 10am")
     day = next_weekday(tenant, 2)
-    return appointment_book(tenant=tenant, customer=patient, conversation=sms.conversation, booked_via="sms",
-                            starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo))
+    return appointment_book(
+        tenant=tenant,
+        customer=patient,
+        conversation=sms.conversation,
+        booked_via="sms",
+        starts_at=datetime.combine(day, time(10, 0), tenant.tzinfo),
+    )
 
 
-def test_confirmation_reply_reschedules_and_answers_in_thread(tenant, mailbox, patient, booked, django_capture_on_commit_callbacks):
+def test_confirmation_reply_reschedules_and_answers_in_thread(
+    tenant, mailbox, patient, booked, django_capture_on_commit_callbacks
+):
     assert appointment_send_confirmation(appointment_id=booked.pk, change="booked", version=booked.version) == "sms"
     _deliver_pending()
     assert len(mail.outbox) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
@@ -26,20 +27,28 @@ def _ingest(msg, **kwargs):
     return email_ingest(raw=msg if isinstance(msg, bytes) else msg.as_bytes(), source="webhook", **kwargs)
 
 
-@pytest.mark.parametrize("headers,sender", [
-    ({"Auto-Submitted": "auto-replied"}, None),
-    ({"Precedence": "bulk"}, None),
-    ({"Precedence": "junk"}, None),
-    ({"Precedence": "list"}, None),
-    ({"X-Autoreply": "yes"}, None),
-    ({"List-Id": "<news.example.com>"}, None),
-    ({}, "MAILER-DAEMON@mx.example.com"),
-    ({"Return-Path": "<>"}, None),
-])
-def test_auto_replies_are_recorded_but_never_answered(tenant, mailbox, patient, headers, sender,
-                                                      django_capture_on_commit_callbacks):
-    msg = plain(body="I am out of the office until Monday.", subject="Out of office", headers=headers,
-                **({"sender": sender} if sender else {}))
+@pytest.mark.parametrize(
+    "headers,sender",
+    [
+        ({"Auto-Submitted": "auto-replied"}, None),
+        ({"Precedence": "bulk"}, None),
+        ({"Precedence": "junk"}, None),
+        ({"Precedence": "list"}, None),
+        ({"X-Autoreply": "yes"}, None),
+        ({"List-Id": "<news.example.com>"}, None),
+        ({}, "MAILER-DAEMON@mx.example.com"),
+        ({"Return-Path": "<>"}, None),
+    ],
+)
+def test_auto_replies_are_recorded_but_never_answered(
+    tenant, mailbox, patient, headers, sender, django_capture_on_commit_callbacks
+):
+    msg = plain(
+        body="I am out of the office until Monday.",
+        subject="Out of office",
+        headers=headers,
+        **({"sender": sender} if sender else {}),
+    )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = _ingest(msg)
     assert result.status == "ignored" and result.reason
@@ -128,8 +137,9 @@ def test_attachments_are_metadata_on_storage_never_in_the_transcript(tenant, mai
 
 
 @pytest.mark.parametrize("business_hours,expected", [({}, 1), ({str(d): [["00:00", "00:00"]] for d in range(1, 8)}, 0)])
-def test_urgent_email_after_hours_raises_exactly_one_incident(tenant, mailbox, patient, business_hours, expected,
-                                                              django_capture_on_commit_callbacks):
+def test_urgent_email_after_hours_raises_exactly_one_incident(
+    tenant, mailbox, patient, business_hours, expected, django_capture_on_commit_callbacks
+):
     EscalationSettings.objects.create(tenant=tenant, business_hours=business_hours, escalate_in_business_hours=False)
     msg = plain(body="My father collapsed and is not responding, please help", subject="Help")
     with django_capture_on_commit_callbacks(execute=True):
@@ -150,10 +160,12 @@ def test_urgent_email_after_hours_raises_exactly_one_incident(tenant, mailbox, p
 
 def test_malicious_html_is_inert_in_admin(tenant, mailbox, patient, client):
     msg = plain(body="see html")
-    msg.add_alternative('<p>Hi <b>there</b></p><script>alert("pwned")</script>'
-                        '<img src="x" onerror="alert(1)"><a href="javascript:alert(2)" onclick="steal()">click</a>'
-                        '<iframe src="https://evil.example"></iframe><style>body{display:none}</style>',
-                        subtype="html")
+    msg.add_alternative(
+        '<p>Hi <b>there</b></p><script>alert("pwned")</script>'
+        '<img src="x" onerror="alert(1)"><a href="javascript:alert(2)" onclick="steal()">click</a>'
+        '<iframe src="https://evil.example"></iframe><style>body{display:none}</style>',
+        subtype="html",
+    )
     result = _ingest(msg)
     stored = result.email.html
     for bad in ("<script", "onerror", "javascript:", "<iframe", "onclick", "<img", "<style"):
@@ -190,8 +202,14 @@ def test_anymail_inbound_webhook_feeds_the_same_ingest(tenant, mailbox, patient,
     key, token, timestamp = "mailgun-signing-key", "a" * 50, "1767225600"
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
     msg = plain(body="Booking question via Mailgun", to=f"Sunrise <{CLINIC}>")
-    form = {"body-mime": msg.as_string(), "recipient": CLINIC, "sender": PATIENT_EMAIL, "timestamp": timestamp,
-            "token": token, "signature": signature}
+    form = {
+        "body-mime": msg.as_string(),
+        "recipient": CLINIC,
+        "sender": PATIENT_EMAIL,
+        "timestamp": timestamp,
+        "token": token,
+        "signature": signature,
+    }
     url = "/email/anymail/mailgun/inbound_mime/"
     settings.ANYMAIL = {"MAILGUN_WEBHOOK_SIGNING_KEY": key}
     assert client.post(url, form).status_code == 403  # no WEBHOOK_SECRET: fail closed

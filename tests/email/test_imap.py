@@ -29,9 +29,14 @@ def imap_mailbox(tenant, imap_server):
     tenant.short_name = "Sunrise Clinic"
     tenant.save(update_fields=["short_name"])
     return EmailMailbox.objects.create(
-        tenant=tenant, address=CLINIC, imap_host="127.0.0.1", imap_port=imap_server.port,
-        imap_security=EmailMailbox.Security.NONE, imap_username=imap_server.user,
-        imap_password=imap_server.password, initial_sync=EmailMailbox.InitialSync.ALL,
+        tenant=tenant,
+        address=CLINIC,
+        imap_host="127.0.0.1",
+        imap_port=imap_server.port,
+        imap_security=EmailMailbox.Security.NONE,
+        imap_username=imap_server.user,
+        imap_password=imap_server.password,
+        initial_sync=EmailMailbox.InitialSync.ALL,
     )
 
 
@@ -74,8 +79,9 @@ def test_uidvalidity_change_rescans_without_duplicates(imap_mailbox, imap_server
 
 
 def test_oversize_and_malformed_messages_never_stop_the_poller(imap_mailbox, imap_server):
-    imap_server.append(plain(body="x" * 6000, subject="huge"), b"Subject: no sender\r\n\r\nbody\r\n",
-                       plain(body="Fine message"))
+    imap_server.append(
+        plain(body="x" * 6000, subject="huge"), b"Subject: no sender\r\n\r\nbody\r\n", plain(body="Fine message")
+    )
     with override_settings(EMAIL_INBOUND_MAX_BYTES=4000):
         result = mailbox_poll(mailbox_id=imap_mailbox.pk)
     assert result.error == ""
@@ -106,13 +112,13 @@ def test_a_held_lease_keeps_a_second_poller_out(imap_mailbox):
 
     from django.utils import timezone
 
-    EmailMailbox.objects.filter(pk=imap_mailbox.pk).update(lease_until=timezone.now() + timedelta(minutes=1),
-                                                            lease_token="other")
+    EmailMailbox.objects.filter(pk=imap_mailbox.pk).update(
+        lease_until=timezone.now() + timedelta(minutes=1), lease_token="other"
+    )
     assert mailbox_poll(mailbox_id=imap_mailbox.pk).polled is False
 
 
-def test_uidvalidity_reset_with_nothing_in_the_rescan_window_does_not_reimport_the_mailbox(
-        imap_mailbox, imap_server):
+def test_uidvalidity_reset_with_nothing_in_the_rescan_window_does_not_reimport_the_mailbox(imap_mailbox, imap_server):
     """R8: an empty SINCE rescan must still move the watermark to the server's end (UIDNEXT - 1)."""
     imap_server.append(plain(body="Old one"))
     mailbox_poll(mailbox_id=imap_mailbox.pk)
@@ -133,19 +139,28 @@ def test_uidvalidity_reset_with_nothing_in_the_rescan_window_does_not_reimport_t
     assert _inbound_turns() == 2
 
 
-@pytest.mark.parametrize("host, port, security, reason", [
-    ("127.0.0.1", 993, "ssl", "non-public address"),  # not in EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS
-    ("169.254.169.254", 993, "ssl", "non-public address"),  # cloud metadata
-    ("10.0.0.5", 143, "starttls", "non-public address"),
-    ("imap.example.com", 6379, "ssl", "port 6379 is not allowed"),
-    ("93.184.216.34", 143, "none", "cleartext IMAP"),
-])
-def test_tenant_imap_settings_cannot_point_the_poller_at_internal_hosts(tenant, settings, host, port, security,
-                                                                      reason):
+@pytest.mark.parametrize(
+    "host, port, security, reason",
+    [
+        ("127.0.0.1", 993, "ssl", "non-public address"),  # not in EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS
+        ("169.254.169.254", 993, "ssl", "non-public address"),  # cloud metadata
+        ("10.0.0.5", 143, "starttls", "non-public address"),
+        ("imap.example.com", 6379, "ssl", "port 6379 is not allowed"),
+        ("93.184.216.34", 143, "none", "cleartext IMAP"),
+    ],
+)
+def test_tenant_imap_settings_cannot_point_the_poller_at_internal_hosts(tenant, settings, host, port, security, reason):
     """S14: refused before any connection; recorded in last_error for staff."""
     settings.EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS = []
-    box = EmailMailbox.objects.create(tenant=tenant, address=CLINIC, imap_host=host, imap_port=port,
-                                      imap_security=security, imap_username="u", imap_password="p")
+    box = EmailMailbox.objects.create(
+        tenant=tenant,
+        address=CLINIC,
+        imap_host=host,
+        imap_port=port,
+        imap_security=security,
+        imap_username="u",
+        imap_password="p",
+    )
     result = mailbox_poll(mailbox_id=box.pk)
     assert result.error.startswith("UnsafeImapServer") and reason in result.error
     box.refresh_from_db()
@@ -169,16 +184,23 @@ def tls_server(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
     listener = socket.create_server(("127.0.0.1", 0))
@@ -211,8 +233,15 @@ def test_imap_tls_verifies_the_server_certificate(tenant, settings, tls_server):
     """S4: a certificate we do not trust ends the poll; the same server under a configured CA is accepted."""
     port, ca_file = tls_server
     settings.EMAIL_IMAP_ALLOWED_PORTS = [port]
-    box = EmailMailbox.objects.create(tenant=tenant, address=CLINIC, imap_host="127.0.0.1", imap_port=port,
-                                      imap_security="ssl", imap_username="u", imap_password="p")
+    box = EmailMailbox.objects.create(
+        tenant=tenant,
+        address=CLINIC,
+        imap_host="127.0.0.1",
+        imap_port=port,
+        imap_security="ssl",
+        imap_username="u",
+        imap_password="p",
+    )
     result = mailbox_poll(mailbox_id=box.pk)
     assert "CERTIFICATE_VERIFY_FAILED" in result.error
     settings.EMAIL_IMAP_CA_FILE = ca_file

@@ -71,8 +71,14 @@ def smtp(settings):
 def pending(tenant, mailbox, patient):
     """A prepared outbound email; its queued task is never run here (no worker), the test delivers it."""
     interaction, _ = session_open(tenant=tenant, customer=patient, channel=Channel.EMAIL)
-    message, created = email_prepare(interaction=interaction, to=PATIENT_EMAIL, body="See you Tuesday.",
-                                     subject="Your visit", kind="confirmation", idempotency_key="t-1")
+    message, created = email_prepare(
+        interaction=interaction,
+        to=PATIENT_EMAIL,
+        body="See you Tuesday.",
+        subject="Your visit",
+        kind="confirmation",
+        idempotency_key="t-1",
+    )
     assert created
     return message
 
@@ -90,8 +96,9 @@ def test_no_row_lock_is_held_while_the_smtp_server_talks(smtp, pending):
 
     def try_lock() -> None:  # runs on the SMTP server's thread, i.e. another database connection
         with connections["default"].cursor() as cursor:
-            cursor.execute("SELECT status FROM conversations_channelmessage WHERE id = %s FOR UPDATE NOWAIT",
-                           [pending.pk])
+            cursor.execute(
+                "SELECT status FROM conversations_channelmessage WHERE id = %s FOR UPDATE NOWAIT", [pending.pk]
+            )
             seen["status"] = cursor.fetchone()[0]
         connections["default"].close()
 
@@ -112,10 +119,13 @@ def test_refused_connection_is_transient_and_the_retry_sends(settings, smtp, pen
     assert email_deliver(message_id=pending.pk).status == ChannelMessage.Status.SENT and smtp.accepted == 1
 
 
-@pytest.mark.parametrize("reply, status", [
-    ("450 4.2.1 mailbox busy <jane.doe@example.com>", ChannelMessage.Status.PENDING),
-    ("550 5.1.1 <jane.doe@example.com>: Recipient address rejected", ChannelMessage.Status.FAILED),
-])
+@pytest.mark.parametrize(
+    "reply, status",
+    [
+        ("450 4.2.1 mailbox busy <jane.doe@example.com>", ChannelMessage.Status.PENDING),
+        ("550 5.1.1 <jane.doe@example.com>: Recipient address rejected", ChannelMessage.Status.FAILED),
+    ],
+)
 def test_smtp_replies_are_classified_and_never_store_the_address(smtp, pending, reply, status):
     smtp.rcpt_reply = reply
     if status == ChannelMessage.Status.PENDING:

@@ -54,17 +54,23 @@ def test_reply_extraction_drops_history_and_signature(text):
 
 def test_html_only_reply_drops_the_blockquote():
     msg = plain(body="ignored")
-    msg.set_content('<div>Can you make it 3 PM?</div><div class="gmail_quote">On Mon, Mar 2, 2026 at 9:12 AM '
-                    'Sunrise Clinic wrote:<blockquote>Your appointment is confirmed.</blockquote></div>',
-                    subtype="html")
+    msg.set_content(
+        '<div>Can you make it 3 PM?</div><div class="gmail_quote">On Mon, Mar 2, 2026 at 9:12 AM '
+        "Sunrise Clinic wrote:<blockquote>Your appointment is confirmed.</blockquote></div>",
+        subtype="html",
+    )
     parsed = parse(msg.as_bytes())
     assert not parsed.has_text_part
     assert reply_of(parsed) == "Can you make it 3 PM?"
 
 
 def test_threading_ids_and_addresses_are_normalised():
-    msg = plain(body="hi", sender='"Doe, Jane" <Jane.Doe@Example.COM>', to="Front <Frontdesk+abc123@Sunrise.example>",
-                headers={"In-Reply-To": "<b@x>", "References": "<a@x> <b@x>"})
+    msg = plain(
+        body="hi",
+        sender='"Doe, Jane" <Jane.Doe@Example.COM>',
+        to="Front <Frontdesk+abc123@Sunrise.example>",
+        headers={"In-Reply-To": "<b@x>", "References": "<a@x> <b@x>"},
+    )
     parsed = parse(msg.as_bytes())
     assert parsed.from_address == "jane.doe@example.com" and parsed.from_name == "Doe, Jane"
     assert parsed.recipients == ["frontdesk+abc123@sunrise.example"]
@@ -78,8 +84,10 @@ def test_message_without_message_id_gets_a_stable_synthetic_one():
 
 
 def test_sanitize_html_keeps_text_and_safe_markup_only():
-    cleaned = sanitize_html('<p onclick="x()">Hi <a href="javascript:evil()">x</a><a href="https://ok.example">ok</a>'
-                            '<script>evil()</script><img src="https://track.example/p.gif"></p>')
+    cleaned = sanitize_html(
+        '<p onclick="x()">Hi <a href="javascript:evil()">x</a><a href="https://ok.example">ok</a>'
+        '<script>evil()</script><img src="https://track.example/p.gif"></p>'
+    )
     assert cleaned.startswith("<p>Hi ") and 'href="https://ok.example"' in cleaned
     for bad in ("onclick", "javascript", "<script", "evil()", "<img"):
         assert bad not in cleaned

@@ -30,13 +30,16 @@ def test_authenticated_mail_from_the_patients_verified_address_is_confirmed(tena
     assert result.email.interaction.metadata.get("identity") != "other"
 
 
-@pytest.mark.parametrize("tamper", [
-    "no header",  # a forged From straight to the webhook / an MTA that checked nothing
-    "untrusted authserv-id",  # someone else's verdict
-    "forged header below ours",  # our MTA said fail; the attacker's own "pass" further down is ignored
-    "dkim for another domain",  # signed by the attacker's domain, not aligned with From
-    "dmarc fail",
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "no header",  # a forged From straight to the webhook / an MTA that checked nothing
+        "untrusted authserv-id",  # someone else's verdict
+        "forged header below ours",  # our MTA said fail; the attacker's own "pass" further down is ignored
+        "dkim for another domain",  # signed by the attacker's domain, not aligned with From
+        "dmarc fail",
+    ],
+)
 def test_forged_sender_is_attached_but_unconfirmed(tenant, mailbox, patient, tamper):
     msg = plain(body="Please cancel my appointment", auth=False)
     if tamper == "untrusted authserv-id":
@@ -67,12 +70,18 @@ def test_unverified_address_is_not_confirmed_until_authenticated_mail_arrives(te
 
 
 def test_confirmation_email_goes_only_to_a_verified_address(tenant, mailbox):
-    customer = customer_resolve(tenant=tenant, phone="+15551230002", email="someone@example.com",
-                                verified_kinds=("phone",)).customer
+    customer = customer_resolve(
+        tenant=tenant, phone="+15551230002", email="someone@example.com", verified_kinds=("phone",)
+    ).customer
     sms, _ = session_open(tenant=tenant, customer=customer, channel="sms")
     tuesday = next_weekday(tenant, 1)  # a weekday (default hours 09:00-17:00), at least a day ahead
-    appointment = appointment_book(tenant=tenant, customer=customer, conversation=sms.conversation,
-                                   booked_via="sms", starts_at=local(tenant, tuesday, 10))
+    appointment = appointment_book(
+        tenant=tenant,
+        customer=customer,
+        conversation=sms.conversation,
+        booked_via="sms",
+        starts_at=local(tenant, tuesday, 10),
+    )
     assert email_confirmation_send(appointment, "booked") is False
     assert not OutboundEmail.objects.exists()
     CustomerIdentifier.objects.filter(customer=customer, kind="email").update(verified=True)

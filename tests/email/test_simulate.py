@@ -19,25 +19,46 @@ from tests.processes import wait_for as _wait_for
 SECRET = "sim:inbound-secret-123"
 
 
-
-
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(tenant, mailbox, patient, celery_worker,
-                                                                        tmp_path, settings):
+def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(
+    tenant, mailbox, patient, celery_worker, tmp_path, settings
+):
     sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
-    appointment = appointment_book(tenant=tenant, customer=patient, conversation=sms.conversation, booked_via="sms",
-                                   starts_at=local(tenant, next_weekday(tenant, 2), 10))  # next Wednesday
+    appointment = appointment_book(
+        tenant=tenant,
+        customer=patient,
+        conversation=sms.conversation,
+        booked_via="sms",
+        starts_at=local(tenant, next_weekday(tenant, 2), 10),
+    )  # next Wednesday
     # the worker sends the confirmation (SMS + email with .ics) from the appointment_changed signal
     _wait_for(lambda: OutboundEmail.objects.filter(kind="confirmation", channel_message__status="sent").first())
 
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
-    server, base = processes.start_daphne(log_path=tmp_path / "daphne.log", ANYMAIL_WEBHOOK_SECRET=SECRET,
-                                          EMAIL_TRUSTED_AUTHSERV_IDS=",".join(settings.EMAIL_TRUSTED_AUTHSERV_IDS))
+    server, base = processes.start_daphne(
+        log_path=tmp_path / "daphne.log",
+        ANYMAIL_WEBHOOK_SECRET=SECRET,
+        EMAIL_TRUSTED_AUTHSERV_IDS=",".join(settings.EMAIL_TRUSTED_AUTHSERV_IDS),
+    )
     out = io.StringIO()
     try:
-        call_command("simulate", "--server", base, "--tenant", tenant.slug, "email", "--from", PATIENT_EMAIL,
-                     "--reply", "--body", "Can you make it 3 PM?", "--wait", "40", stdout=out)
+        call_command(
+            "simulate",
+            "--server",
+            base,
+            "--tenant",
+            tenant.slug,
+            "email",
+            "--from",
+            PATIENT_EMAIL,
+            "--reply",
+            "--body",
+            "Can you make it 3 PM?",
+            "--wait",
+            "40",
+            stdout=out,
+        )
     finally:
         processes.stop(server)
     printed = out.getvalue()

@@ -54,8 +54,9 @@ def triage_in_flight(inbound_id, llm: BlockingLLM):
     """Run :func:`triage.email_triage` from another thread and yield once the engine waits on the LLM. On exit
     the LLM answers; ``result["outcome"]`` then holds what that run returned."""
     result: dict = {}
-    with in_flight(lambda: triage.email_triage(inbound_id=inbound_id), waiting=llm.agent_called,
-                   release=llm.release) as running:
+    with in_flight(
+        lambda: triage.email_triage(inbound_id=inbound_id), waiting=llm.agent_called, release=llm.release
+    ) as running:
         yield result
     result["outcome"] = running["value"]
 
@@ -116,7 +117,8 @@ def test_an_attempt_taken_over_while_it_ran_drops_its_late_answer(inbound, llm):
         row = InboundEmail.objects.get(pk=inbound.pk)
         expired = (timezone.now() - timedelta(seconds=1)).isoformat()
         InboundEmail.objects.filter(pk=inbound.pk).update(
-            triage={triage.CLAIM: {**row.triage[triage.CLAIM], "lease_until": expired}})
+            triage={triage.CLAIM: {**row.triage[triage.CLAIM], "lease_until": expired}}
+        )
         taken_over = triage.email_triage(inbound_id=inbound.pk)
         assert taken_over.decision == "fallback"
     assert result["outcome"].decision == "superseded"

@@ -50,12 +50,14 @@ def replies(inbound: InboundEmail) -> list[ChannelMessage]:
 
 
 def test_an_email_accepted_while_the_broker_is_down_is_triaged_by_the_redrive(
-        tenant, mailbox, patient, client, settings, django_capture_on_commit_callbacks, caplog):
+    tenant, mailbox, patient, client, settings, django_capture_on_commit_callbacks, caplog
+):
     settings.ANYMAIL = {"WEBHOOK_SECRET": SECRET}
     auth = "Basic " + base64.b64encode(SECRET.encode()).decode()
     with broker_down(), caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
-        response = client.post("/email/inbound/", plain(body=QUESTION).as_bytes(), content_type="message/rfc822",
-                               HTTP_AUTHORIZATION=auth)
+        response = client.post(
+            "/email/inbound/", plain(body=QUESTION).as_bytes(), content_type="message/rfc822", HTTP_AUTHORIZATION=auth
+        )
     # the sender is told the email is stored (its retry would only be a duplicate); queuing was only logged
     assert response.status_code == 200 and response.json()["status"] == "accepted"
     assert "Error calling" in caplog.text and take_queued() == []
@@ -113,7 +115,8 @@ def test_a_live_claim_is_left_alone(tenant, mailbox, patient):
 
 
 def test_triaged_emails_and_live_claims_never_crowd_an_untriaged_one_out_of_the_batch(
-        tenant, mailbox, patient, monkeypatch):
+    tenant, mailbox, patient, monkeypatch
+):
     monkeypatch.setattr(triage, "REDRIVE_BATCH", 2)
     triaged = [ingest(f"Question {n}: do you take new patients?", ago=timedelta(minutes=30 - n)) for n in range(3)]
     for inbound in triaged:  # older than the lost one and more than a batch: first by received_at

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from escalation import services, tasks
 from escalation.models import (
+    AckToken,
     EscalationPolicy,
     EscalationSettings,
     EscalationStep,
@@ -38,17 +40,21 @@ def build_oncall(tenant, *, waits=(60, 60), repeat: int = 0, always: bool = True
     backup = Responder.objects.create(tenant=tenant, name="Dr. Blake Rivera", phone=BACKUP, timezone="Europe/London")
     # shift 0 started yesterday (tenant time) and lasts a year: primary holds position 0, backup position 1
     start = (dt.datetime.now(tenant.tzinfo) - dt.timedelta(days=1)).date()
-    schedule = Schedule.objects.create(tenant=tenant, name="Clinicians", rotation_start=start,
-                                       rotation_days=365, handoff_time=dt.time(0, 0))
+    schedule = Schedule.objects.create(
+        tenant=tenant, name="Clinicians", rotation_start=start, rotation_days=365, handoff_time=dt.time(0, 0)
+    )
     ScheduleMember.objects.create(schedule=schedule, responder=primary, position=0)
     ScheduleMember.objects.create(schedule=schedule, responder=backup, position=1)
     policy = EscalationPolicy.objects.create(tenant=tenant, name="After hours", repeat_count=repeat)
-    EscalationStep.objects.create(policy=policy, order=0, target="schedule_primary", schedule=schedule,
-                                  wait_seconds=waits[0])
-    EscalationStep.objects.create(policy=policy, order=1, target="schedule_backup", schedule=schedule,
-                                  wait_seconds=waits[1])
-    config = EscalationSettings.objects.create(tenant=tenant, default_policy=policy, escalate_in_business_hours=always,
-                                               callback_number=CLINIC_NUMBER)
+    EscalationStep.objects.create(
+        policy=policy, order=0, target="schedule_primary", schedule=schedule, wait_seconds=waits[0]
+    )
+    EscalationStep.objects.create(
+        policy=policy, order=1, target="schedule_backup", schedule=schedule, wait_seconds=waits[1]
+    )
+    config = EscalationSettings.objects.create(
+        tenant=tenant, default_policy=policy, escalate_in_business_hours=always, callback_number=CLINIC_NUMBER
+    )
     return {"primary": primary, "backup": backup, "schedule": schedule, "policy": policy, "config": config}
 
 
@@ -70,9 +76,17 @@ def patient_interaction(esc_tenant):
     customer = CustomerFactory(tenant=esc_tenant, display_name=PATIENT_NAME)
     IdentifierFactory(customer=customer, tenant=esc_tenant, kind="phone", value=PATIENT_PHONE)
     return InteractionFactory(
-        conversation__customer=customer, conversation__tenant=esc_tenant, customer=customer, tenant=esc_tenant,
-        transcript=[{"role": "customer", "text": f"I'm {PATIENT_NAME}, born {PATIENT_DOB}, {SYMPTOM}",
-                     "at": "2026-01-01T02:00:00+00:00"}],
+        conversation__customer=customer,
+        conversation__tenant=esc_tenant,
+        customer=customer,
+        tenant=esc_tenant,
+        transcript=[
+            {
+                "role": "customer",
+                "text": f"I'm {PATIENT_NAME}, born {PATIENT_DOB}, {SYMPTOM}",
+                "at": "2026-01-01T02:00:00+00:00",
+            }
+        ],
         metadata={"date_of_birth": PATIENT_DOB},
     )
 
@@ -99,9 +113,13 @@ def twilio_stub(twilio_stub_server, settings):
 
 
 def worker_env(stub: TwilioStub, **extra: str) -> dict[str, str]:
-    return {"SMS_BACKEND": "channels_app.providers.sms.TwilioSmsBackend",
-            "VOICE_BACKEND": "channels_app.providers.voice.TwilioVoiceBackend",
-            "TWILIO_API_BASE": stub.base_url, "TWILIO_TIMEOUT_SECONDS": "1.5", **extra}
+    return {
+        "SMS_BACKEND": "channels_app.providers.sms.TwilioSmsBackend",
+        "VOICE_BACKEND": "channels_app.providers.voice.TwilioVoiceBackend",
+        "TWILIO_API_BASE": stub.base_url,
+        "TWILIO_TIMEOUT_SECONDS": "1.5",
+        **extra,
+    }
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
@@ -128,10 +146,24 @@ def start_beat(log_path: Path, tmp_dir: Path, **env: str) -> subprocess.Popen:
     """``celery beat`` with a file scheduler (the auditor every second) against the test database."""
     log = open(log_path, "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "callsphere", "beat", "-l", "info",
-         "-S", "celery.beat:PersistentScheduler", "-s", str(tmp_dir / "beat-schedule")],
-        cwd=processes.ROOT, env=processes.process_env(ESCALATION_AUDIT_SECONDS="1", **env),
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "callsphere",
+            "beat",
+            "-l",
+            "info",
+            "-S",
+            "celery.beat:PersistentScheduler",
+            "-s",
+            str(tmp_dir / "beat-schedule"),
+        ],
+        cwd=processes.ROOT,
+        env=processes.process_env(ESCALATION_AUDIT_SECONDS="1", **env),
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -146,9 +178,13 @@ def stub_worker(django_db_setup, django_db_blocker, tmp_path_factory, twilio_stu
 
     def start(**extra: str) -> subprocess.Popen:
         with django_db_blocker.unblock():
-            proc = processes.start_worker(log_path=tmp_path_factory.mktemp("worker") / "worker.log",
-                                          queues="escalation", concurrency=2, purge=not started,
-                                          **worker_env(twilio_stub_server, **extra))
+            proc = processes.start_worker(
+                log_path=tmp_path_factory.mktemp("worker") / "worker.log",
+                queues="escalation",
+                concurrency=2,
+                purge=not started,
+                **worker_env(twilio_stub_server, **extra),
+            )
         started.append(proc)
         return proc
 
@@ -157,3 +193,22 @@ def stub_worker(django_db_setup, django_db_blocker, tmp_path_factory, twilio_stu
         if proc.poll() is None:
             kill_tree(proc)  # the test is over; a warm shutdown would only cost seconds
     twilio_stub_server.reset()
+
+
+@pytest.fixture
+def paged(oncall, patient_interaction):
+    incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="x")
+    outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, dispatch=False)
+    for item in outcome.outbound:
+        services.attempt_deliver(outbound=item)
+    incident.refresh_from_db()
+    token = AckToken.objects.get(incident=incident)
+    return incident, token
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """``incident_end_calls_task.delay`` calls made on commit (argument tuples); :func:`run` executes them."""
+    calls: list[tuple] = []
+    monkeypatch.setattr(tasks.incident_end_calls_task, "delay", lambda *args: calls.append(args))
+    return calls

@@ -21,14 +21,6 @@ from tests.processes import wait_for
 from tests.stubs.twilio_api import status_callback_params
 
 
-@pytest.fixture
-def queued(monkeypatch):
-    """``incident_end_calls_task.delay`` calls made on commit (argument tuples); :func:`run` executes them."""
-    calls: list[tuple] = []
-    monkeypatch.setattr(tasks.incident_end_calls_task, "delay", lambda *args: calls.append(args))
-    return calls
-
-
 def run(queued: list[tuple]) -> None:
     """What the escalation worker does with the queued tasks (the task body, in this process)."""
     while queued:
@@ -64,8 +56,15 @@ def signed_post(client, path, tenant, params):
 
 def press_1(client, attempt):
     tenant = attempt.tenant
-    params = {"AccountSid": tenant.twilio_account_sid, "CallSid": attempt.provider_sid, "From": CLINIC_NUMBER,
-              "To": attempt.to_number, "CallStatus": "in-progress", "Direction": "outbound-api", "Digits": "1"}
+    params = {
+        "AccountSid": tenant.twilio_account_sid,
+        "CallSid": attempt.provider_sid,
+        "From": CLINIC_NUMBER,
+        "To": attempt.to_number,
+        "CallStatus": "in-progress",
+        "Direction": "outbound-api",
+        "Digits": "1",
+    }
     return signed_post(client, f"/twilio/escalation/call/{attempt.pk}/gather/?round=1", tenant, params)
 
 
@@ -74,14 +73,16 @@ def statuses(stub, sids):
 
 
 @pytest.mark.django_db
-def test_ack_by_sms_link_hangs_up_every_live_call_once(oncall, patient_interaction, twilio_stub, queued,
-                                                       django_capture_on_commit_callbacks):
+def test_ack_by_sms_link_hangs_up_every_live_call_once(
+    oncall, patient_interaction, twilio_stub, queued, django_capture_on_commit_callbacks
+):
     incident = page_both(patient_interaction)
     primary, backup = call_of(incident, PRIMARY), call_of(incident, BACKUP)
     twilio_stub.set_status("calls", backup.provider_sid, "ringing")
     with django_capture_on_commit_callbacks(execute=True):
-        assert services.incident_acknowledge(incident=incident, responder=oncall["backup"], via="link",
-                                             attempt=sms_of(incident, BACKUP))
+        assert services.incident_acknowledge(
+            incident=incident, responder=oncall["backup"], via="link", attempt=sms_of(incident, BACKUP)
+        )
     assert queued == [(str(incident.pk),)]
     run(queued)
 
@@ -101,9 +102,9 @@ def test_ack_by_sms_link_hangs_up_every_live_call_once(oncall, patient_interacti
 
 
 @pytest.mark.django_db
-def test_keypress_call_is_left_alone_and_the_others_end_cancelled(oncall, patient_interaction, twilio_stub,
-                                                                   queued, client,
-                                                                   django_capture_on_commit_callbacks):
+def test_keypress_call_is_left_alone_and_the_others_end_cancelled(
+    oncall, patient_interaction, twilio_stub, queued, client, django_capture_on_commit_callbacks
+):
     incident = page_both(patient_interaction)
     primary, backup = call_of(incident, PRIMARY), call_of(incident, BACKUP)
     twilio_stub.set_status("calls", backup.provider_sid, "in-progress")
@@ -119,16 +120,24 @@ def test_keypress_call_is_left_alone_and_the_others_end_cancelled(oncall, patien
 
     # Twilio reports the primary's call canceled: it was hung up because of the ack, not a failed page
     item = twilio_stub.calls[primary.provider_sid]
-    assert signed_post(client, f"/twilio/escalation/status/{primary.pk}/", incident.tenant,
-                       status_callback_params(item, "canceled")).status_code == 204
+    assert (
+        signed_post(
+            client,
+            f"/twilio/escalation/status/{primary.pk}/",
+            incident.tenant,
+            status_callback_params(item, "canceled"),
+        ).status_code
+        == 204
+    )
     primary.refresh_from_db()
     assert (primary.status, primary.provider_status, primary.error_code) == ("cancelled", "canceled", "")
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("gone", ["completed", "unknown"])
-def test_call_already_over_counts_as_ended(oncall, patient_interaction, twilio_stub, queued, gone,
-                                           django_capture_on_commit_callbacks):
+def test_call_already_over_counts_as_ended(
+    oncall, patient_interaction, twilio_stub, queued, gone, django_capture_on_commit_callbacks
+):
     """Twilio answers 400/21220 for a call that already ended, 404 for one it does not know: done, no retry."""
     incident = page_both(patient_interaction)
     primary = call_of(incident, PRIMARY)
@@ -137,8 +146,9 @@ def test_call_already_over_counts_as_ended(oncall, patient_interaction, twilio_s
     else:
         del twilio_stub.calls[primary.provider_sid]
     with django_capture_on_commit_callbacks(execute=True):
-        services.incident_acknowledge(incident=incident, responder=oncall["backup"], via="link",
-                                      attempt=sms_of(incident, BACKUP))
+        services.incident_acknowledge(
+            incident=incident, responder=oncall["backup"], via="link", attempt=sms_of(incident, BACKUP)
+        )
     run(queued)  # does not raise: nothing to retry
 
     assert len(twilio_stub.updates(sid=primary.provider_sid)) == 1
@@ -150,8 +160,9 @@ def test_call_already_over_counts_as_ended(oncall, patient_interaction, twilio_s
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("applied", [False, True], ids=["503-not-applied", "503-after-applying"])
-def test_transient_error_is_retried_only_for_that_call(oncall, patient_interaction, twilio_stub, queued, applied,
-                                                       django_capture_on_commit_callbacks):
+def test_transient_error_is_retried_only_for_that_call(
+    oncall, patient_interaction, twilio_stub, queued, applied, django_capture_on_commit_callbacks
+):
     incident = page_both(patient_interaction)
     primary, backup = call_of(incident, PRIMARY), call_of(incident, BACKUP)
     twilio_stub.add_fault("calls", action="update", status=503, to=PRIMARY, create=applied)
@@ -173,8 +184,9 @@ def test_transient_error_is_retried_only_for_that_call(oncall, patient_interacti
 
 
 @pytest.mark.django_db
-def test_call_whose_sid_comes_back_after_the_ack_is_hung_up(oncall, patient_interaction, twilio_stub, queued,
-                                                           django_capture_on_commit_callbacks):
+def test_call_whose_sid_comes_back_after_the_ack_is_hung_up(
+    oncall, patient_interaction, twilio_stub, queued, django_capture_on_commit_callbacks
+):
     """The call request was in flight when the responder acked by SMS: its SID arrives later and it hangs up."""
     incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="x")
     outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, dispatch=False)
@@ -208,15 +220,18 @@ def test_locmem_backend_records_hangups(oncall, patient_interaction, queued, dja
 
 @pytest.mark.worker
 @pytest.mark.django_db(transaction=True)
-def test_worker_hangs_up_the_primary_when_the_backup_presses_1(esc_tenant, patient_interaction, stub_worker,
-                                                               twilio_stub_server, client):
+def test_worker_hangs_up_the_primary_when_the_backup_presses_1(
+    esc_tenant, patient_interaction, stub_worker, twilio_stub_server, client
+):
     """End to end: real worker on the escalation queue, the ack over HTTP, the hang-up through the stub."""
     stub = twilio_stub_server
     build_oncall(esc_tenant, waits=(1, 60))
     stub_worker()
     incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="emergency phrase")
-    wait_for(lambda: NotificationAttempt.objects.filter(incident=incident, channel="voice", status="sent").count() == 2,
-             timeout=15)
+    wait_for(
+        lambda: NotificationAttempt.objects.filter(incident=incident, channel="voice", status="sent").count() == 2,
+        timeout=15,
+    )
     primary, backup = call_of(incident, PRIMARY), call_of(incident, BACKUP)
     stub.set_status("calls", backup.provider_sid, "in-progress")
 

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_ack_emits_incident_acknowledged_once(oncall, patient_interaction, esc_tenant):
-    WebhookEndpoint.objects.create(tenant=esc_tenant, url="https://hooks.example.com/cs",
-                                   events=["incident.acknowledged"])
+    WebhookEndpoint.objects.create(
+        tenant=esc_tenant, url="https://hooks.example.com/cs", events=["incident.acknowledged"]
+    )
     incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="emergency phrase")
     assert services.incident_acknowledge(incident=incident, responder=oncall["primary"], via="link")
     assert not services.incident_acknowledge(incident=incident, responder=oncall["backup"], via="sms")

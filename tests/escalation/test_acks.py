@@ -23,17 +23,6 @@ from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactor
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def paged(oncall, patient_interaction):
-    incident, _ = services.incident_raise(interaction=patient_interaction, urgency=5, reason="x")
-    outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, dispatch=False)
-    for item in outcome.outbound:
-        services.attempt_deliver(outbound=item)
-    incident.refresh_from_db()
-    token = AckToken.objects.get(incident=incident)
-    return incident, token
-
-
 def link_path(token):
     return f"/a/{ack_token_string(token)}"
 
@@ -63,7 +52,11 @@ def test_post_acknowledges_once_and_reuse_is_idempotent(paged):
     response = csrf_post(client, link_path(token))
     assert response.status_code == 200 and b"Acknowledged" in response.content
     incident.refresh_from_db()
-    assert (incident.status, incident.ack_via, incident.acknowledged_by_id) == ("acknowledged", "link", token.responder_id)
+    assert (incident.status, incident.ack_via, incident.acknowledged_by_id) == (
+        "acknowledged",
+        "link",
+        token.responder_id,
+    )
     attempt = NotificationAttempt.objects.get(pk=token.attempt_id)
     assert attempt.acknowledged_at == incident.acknowledged_at
     again = csrf_post(client, link_path(token))
@@ -98,12 +91,15 @@ def test_used_link_of_a_still_open_incident_is_refused(paged):
     assert incident.status == "triggered"
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),   # MAC changed
-    lambda s: ("y" if s[0] == "x" else "x") + s[1:],    # key changed
-    lambda s: s.split(".")[0],                          # MAC missing
-    lambda s: "nonsense",
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda s: s[:-1] + ("A" if s[-1] != "A" else "B"),  # MAC changed
+        lambda s: ("y" if s[0] == "x" else "x") + s[1:],  # key changed
+        lambda s: s.split(".")[0],  # MAC missing
+        lambda s: "nonsense",
+    ],
+)
 def test_tampered_link_is_refused(paged, mangle):
     incident, token = paged
     path = f"/a/{mangle(ack_token_string(token))}"
@@ -119,8 +115,14 @@ def test_token_rebound_to_another_tenant_is_refused(paged):
     other = TenantFactory()
     PhoneNumberFactory(tenant=other, number="+15550100009")
     other_interaction = InteractionFactory(conversation__tenant=other, conversation__customer__tenant=other)
-    other_incident = Incident.objects.create(tenant=other, interaction=other_interaction, urgency=5, reason="x",
-                                             raised_at=timezone.now(), next_step_at=timezone.now())
+    other_incident = Incident.objects.create(
+        tenant=other,
+        interaction=other_interaction,
+        urgency=5,
+        reason="x",
+        raised_at=timezone.now(),
+        next_step_at=timezone.now(),
+    )
     raw = ack_token_string(token)
     AckToken.objects.filter(pk=token.pk).update(tenant=other, incident=other_incident)
     assert csrf_post(Client(enforce_csrf_checks=True), f"/a/{raw}").status_code == 404
@@ -157,14 +159,23 @@ def call_post(client, path, tenant, params):
 
 
 def call_params(tenant, attempt, **extra):
-    return {"AccountSid": tenant.twilio_account_sid, "CallSid": attempt.provider_sid, "From": CLINIC_NUMBER,
-            "To": attempt.to_number, "CallStatus": "in-progress", "Direction": "outbound-api", **extra}
+    return {
+        "AccountSid": tenant.twilio_account_sid,
+        "CallSid": attempt.provider_sid,
+        "From": CLINIC_NUMBER,
+        "To": attempt.to_number,
+        "CallStatus": "in-progress",
+        "Direction": "outbound-api",
+        **extra,
+    }
 
 
 def test_keypress_1_acknowledges(paged, client):
     incident, _ = paged
     call = NotificationAttempt.objects.get(incident=incident, channel="voice")
-    prompt = call_post(client, f"/twilio/escalation/call/{call.pk}/", incident.tenant, call_params(incident.tenant, call))
+    prompt = call_post(
+        client, f"/twilio/escalation/call/{call.pk}/", incident.tenant, call_params(incident.tenant, call)
+    )
     assert prompt.status_code == 200 and b'numDigits="1"' in prompt.content and b"Press 1" in prompt.content
     path = f"/twilio/escalation/call/{call.pk}/gather/?round=1"
     wrong = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="2"))
@@ -175,18 +186,28 @@ def test_keypress_1_acknowledges(paged, client):
     assert ok.status_code == 200 and b"Acknowledged" in ok.content
     incident.refresh_from_db()
     assert (incident.status, incident.ack_via) == ("acknowledged", "keypress")
-    assert set(NotificationAttempt.objects.filter(incident=incident).values_list("acknowledged_at", flat=True)) != {None}
+    assert set(NotificationAttempt.objects.filter(incident=incident).values_list("acknowledged_at", flat=True)) != {
+        None
+    }
 
 
 def test_voicemail_is_not_an_ack(paged, client):
     incident, _ = paged
     call = NotificationAttempt.objects.get(incident=incident, channel="voice")
-    machine = call_post(client, f"/twilio/escalation/call/{call.pk}/", incident.tenant,
-                        call_params(incident.tenant, call, AnsweredBy="machine_end_beep"))
+    machine = call_post(
+        client,
+        f"/twilio/escalation/call/{call.pk}/",
+        incident.tenant,
+        call_params(incident.tenant, call, AnsweredBy="machine_end_beep"),
+    )
     assert b"<Hangup" in machine.content and b"<Gather" not in machine.content and b"<Say" not in machine.content
     for status in ("in-progress", "completed"):
-        call_post(client, f"/twilio/escalation/status/{call.pk}/", incident.tenant,
-                  call_params(incident.tenant, call, CallStatus=status))
+        call_post(
+            client,
+            f"/twilio/escalation/status/{call.pk}/",
+            incident.tenant,
+            call_params(incident.tenant, call, CallStatus=status),
+        )
     incident.refresh_from_db()
     call.refresh_from_db()
     # nobody was reached: the call failed (the SMS is still out, so the step waits for it)
@@ -204,8 +225,12 @@ def test_call_webhooks_are_signed_and_tenant_scoped(paged, client, other_tenant)
     params = {**call_params(other_tenant, call, Digits="1"), "From": "+15550100002"}
     assert call_post(client, path, other_tenant, params).status_code == 404
     # a CallSid that is not the attempt's
-    assert call_post(client, path, incident.tenant,
-                     call_params(incident.tenant, call, Digits="1", CallSid="CA" + "0" * 32)).status_code == 404
+    assert (
+        call_post(
+            client, path, incident.tenant, call_params(incident.tenant, call, Digits="1", CallSid="CA" + "0" * 32)
+        ).status_code
+        == 404
+    )
     incident.refresh_from_db()
     assert incident.status == "triggered"
 
@@ -213,8 +238,12 @@ def test_call_webhooks_are_signed_and_tenant_scoped(paged, client, other_tenant)
 def test_status_callbacks_move_forward_only(paged, client):
     incident, _ = paged
     sms = NotificationAttempt.objects.get(incident=incident, channel="sms")
-    base = {"AccountSid": incident.tenant.twilio_account_sid, "MessageSid": sms.provider_sid, "From": CLINIC_NUMBER,
-            "To": sms.to_number}
+    base = {
+        "AccountSid": incident.tenant.twilio_account_sid,
+        "MessageSid": sms.provider_sid,
+        "From": CLINIC_NUMBER,
+        "To": sms.to_number,
+    }
     for status in ("delivered", "sent", "queued"):
         call_post(client, f"/twilio/escalation/status/{sms.pk}/", incident.tenant, {**base, "MessageStatus": status})
     sms.refresh_from_db()
@@ -227,9 +256,18 @@ def test_unanswered_call_and_undelivered_sms_fall_through(paged, client):
         key = "MessageStatus" if attempt.channel == "sms" else "CallStatus"
         sid = "MessageSid" if attempt.channel == "sms" else "CallSid"
         status = "undelivered" if attempt.channel == "sms" else "no-answer"
-        call_post(client, f"/twilio/escalation/status/{attempt.pk}/", incident.tenant,
-                  {"AccountSid": incident.tenant.twilio_account_sid, sid: attempt.provider_sid, "From": CLINIC_NUMBER,
-                   "To": attempt.to_number, key: status})
+        call_post(
+            client,
+            f"/twilio/escalation/status/{attempt.pk}/",
+            incident.tenant,
+            {
+                "AccountSid": incident.tenant.twilio_account_sid,
+                sid: attempt.provider_sid,
+                "From": CLINIC_NUMBER,
+                "To": attempt.to_number,
+                key: status,
+            },
+        )
     incident.refresh_from_db()
     assert incident.next_step_at <= timezone.now()
     assert set(NotificationAttempt.objects.filter(incident=incident).values_list("status", flat=True)) == {"failed"}

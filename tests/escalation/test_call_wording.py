@@ -11,7 +11,7 @@ import pytest
 from escalation import services
 from escalation.models import NotificationAttempt
 from tests.escalation.conftest import PATIENT_DOB, PATIENT_NAME, SYMPTOM
-from tests.escalation.test_acks import call_params, call_post, paged  # noqa: F401 - paged is a fixture
+from tests.escalation.test_acks import call_params, call_post
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +24,12 @@ def prompt(client, call):
 
 
 def press(client, call, digits="1"):
-    return call_post(client, f"/twilio/escalation/call/{call.pk}/gather/?round=1", call.tenant,
-                     call_params(call.tenant, call, Digits=digits))
+    return call_post(
+        client,
+        f"/twilio/escalation/call/{call.pk}/gather/?round=1",
+        call.tenant,
+        call_params(call.tenant, call, Digits=digits),
+    )
 
 
 def says(response) -> bytes:

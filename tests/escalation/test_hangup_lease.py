@@ -17,10 +17,10 @@ from escalation import services, tasks
 from escalation.models import Incident, NotificationAttempt
 from escalation.services import hangups
 from escalation.services.attempts import stale_after
-from escalation.services.hangups import RETRY_HOLD
 from escalation.services.audit import HANGUP_WINDOW, PENDING_GRACE, REDRIVE_EXPIRES
+from escalation.services.hangups import RETRY_HOLD
 from tests.escalation.conftest import BACKUP, PRIMARY
-from tests.escalation.test_ack_ends_calls import call_of, page_both, queued, signed_post  # noqa: F401 - queued
+from tests.escalation.test_ack_ends_calls import call_of, page_both, signed_post
 from tests.stubs.twilio_api import status_callback_params
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +30,9 @@ pytestmark = pytest.mark.django_db
 def redrives(monkeypatch):
     """What the auditor queues with ``incident_end_calls_task.apply_async``: ``(args, options)`` pairs."""
     sent: list[tuple] = []
-    monkeypatch.setattr(tasks.incident_end_calls_task, "apply_async",
-                        lambda args, **options: sent.append((args, options)))
+    monkeypatch.setattr(
+        tasks.incident_end_calls_task, "apply_async", lambda args, **options: sent.append((args, options))
+    )
     return sent
 
 
@@ -48,7 +49,8 @@ def acknowledged_with_claims(interaction, queued, capture, *, claims: dict[str, 
     for to, age in claims.items():
         call = call_of(incident, to)
         NotificationAttempt.objects.filter(pk=call.pk).update(
-            hangup_claims={call.provider_sid: (now - age).isoformat()})
+            hangup_claims={call.provider_sid: (now - age).isoformat()}
+        )
     return incident, now
 
 
@@ -57,12 +59,17 @@ def test_the_task_is_requeued_if_its_worker_is_lost():
     assert task.acks_late and task.reject_on_worker_lost
 
 
-def test_a_dead_claim_expires_and_the_auditor_redrives_the_hangup(oncall, patient_interaction, twilio_stub, queued,
-                                                                  redrives, django_capture_on_commit_callbacks):
+def test_a_dead_claim_expires_and_the_auditor_redrives_the_hangup(
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
     lease = stale_after()
     incident, now = acknowledged_with_claims(
-        patient_interaction, queued, django_capture_on_commit_callbacks, ago=timedelta(minutes=1),
-        claims={PRIMARY: lease + timedelta(seconds=1), BACKUP: timedelta(seconds=1)})  # dead, live
+        patient_interaction,
+        queued,
+        django_capture_on_commit_callbacks,
+        ago=timedelta(minutes=1),
+        claims={PRIMARY: lease + timedelta(seconds=1), BACKUP: timedelta(seconds=1)},
+    )  # dead, live
     primary, backup = call_of(incident, PRIMARY), call_of(incident, BACKUP)
 
     assert services.escalation_audit(now=now)["hangups"] == 1
@@ -80,14 +87,18 @@ def test_a_dead_claim_expires_and_the_auditor_redrives_the_hangup(oncall, patien
     assert services.escalation_audit(now=now + HANGUP_WINDOW)["hangups"] == 0  # long over by then
 
 
-def test_asking_again_for_a_call_the_dead_worker_did_end_is_harmless(oncall, patient_interaction, twilio_stub,
-                                                                     queued, redrives,
-                                                                     django_capture_on_commit_callbacks):
+def test_asking_again_for_a_call_the_dead_worker_did_end_is_harmless(
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
     """The worker's request went through before it died (and Twilio's status callback never came): the
     re-driven request gets 21220 (call already over), which counts as ended."""
     incident, now = acknowledged_with_claims(
-        patient_interaction, queued, django_capture_on_commit_callbacks, ago=timedelta(minutes=1),
-        claims={PRIMARY: stale_after() + timedelta(seconds=1)})
+        patient_interaction,
+        queued,
+        django_capture_on_commit_callbacks,
+        ago=timedelta(minutes=1),
+        claims={PRIMARY: stale_after() + timedelta(seconds=1)},
+    )
     primary = call_of(incident, PRIMARY)
     twilio_stub.set_status("calls", primary.provider_sid, "canceled")
 
@@ -100,25 +111,38 @@ def test_asking_again_for_a_call_the_dead_worker_did_end_is_harmless(oncall, pat
     assert len(twilio_stub.updates(sid=primary.provider_sid)) == 1
 
 
-def test_a_status_callback_of_a_call_under_a_claim_is_a_cancellation(oncall, patient_interaction, twilio_stub,
-                                                                     queued, client,
-                                                                     django_capture_on_commit_callbacks):
+def test_a_status_callback_of_a_call_under_a_claim_is_a_cancellation(
+    oncall, patient_interaction, twilio_stub, queued, client, django_capture_on_commit_callbacks
+):
     """Twilio may report the call canceled before our hang-up request returned: not a failed page."""
-    incident, _ = acknowledged_with_claims(patient_interaction, queued, django_capture_on_commit_callbacks,
-                                           ago=timedelta(seconds=5), claims={PRIMARY: timedelta(seconds=1)})
+    incident, _ = acknowledged_with_claims(
+        patient_interaction,
+        queued,
+        django_capture_on_commit_callbacks,
+        ago=timedelta(seconds=5),
+        claims={PRIMARY: timedelta(seconds=1)},
+    )
     primary = call_of(incident, PRIMARY)
     item = twilio_stub.calls[primary.provider_sid]
-    assert signed_post(client, f"/twilio/escalation/status/{primary.pk}/", incident.tenant,
-                       status_callback_params(item, "canceled")).status_code == 204
+    assert (
+        signed_post(
+            client,
+            f"/twilio/escalation/status/{primary.pk}/",
+            incident.tenant,
+            status_callback_params(item, "canceled"),
+        ).status_code
+        == 204
+    )
     primary.refresh_from_db()
     assert (primary.status, primary.error_code) == ("cancelled", "")
 
 
-def test_the_auditor_leaves_a_fresh_acknowledgement_to_its_own_task(oncall, patient_interaction, twilio_stub,
-                                                                    queued, redrives,
-                                                                    django_capture_on_commit_callbacks):
-    incident, now = acknowledged_with_claims(patient_interaction, queued, django_capture_on_commit_callbacks,
-                                             ago=timedelta(0), claims={})
+def test_the_auditor_leaves_a_fresh_acknowledgement_to_its_own_task(
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
+    incident, now = acknowledged_with_claims(
+        patient_interaction, queued, django_capture_on_commit_callbacks, ago=timedelta(0), claims={}
+    )
     assert services.escalation_audit(now=now)["hangups"] == 0  # its task was queued a moment ago
     assert services.escalation_audit(now=now + PENDING_GRACE)["hangups"] == 1  # ... and was lost
     assert redrives[0][0] == (str(incident.pk),)
@@ -145,9 +169,11 @@ def throttled_hangup(interaction, queued, capture, twilio_stub, *, times: int = 
 
 
 def test_after_a_transient_error_the_auditor_leaves_the_retrying_task_alone(
-        oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks):
-    incident, primary, held = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks,
-                                               twilio_stub)
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
+    incident, primary, held = throttled_hangup(
+        patient_interaction, queued, django_capture_on_commit_callbacks, twilio_stub
+    )
     for at in (incident.acknowledged_at + PENDING_GRACE, held, held + stale_after() - timedelta(seconds=1)):
         assert services.escalation_audit(now=at)["hangups"] == 0, at  # the retry may still come
     assert redrives == [] and len(twilio_stub.updates(sid=primary.provider_sid)) == 1
@@ -160,9 +186,11 @@ def test_after_a_transient_error_the_auditor_leaves_the_retrying_task_alone(
 
 
 def test_the_retry_takes_its_hold_over_and_a_second_failure_holds_it_again(
-        oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks):
-    incident, primary, held = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks,
-                                               twilio_stub, times=2)
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
+    incident, primary, held = throttled_hangup(
+        patient_interaction, queued, django_capture_on_commit_callbacks, twilio_stub, times=2
+    )
     with pytest.raises(ProviderTransientError):
         tasks.incident_end_calls_task(str(incident.pk))  # the retry, at once (the backoff's jitter allows it)
     primary.refresh_from_db()
@@ -178,8 +206,9 @@ def test_the_retry_takes_its_hold_over_and_a_second_failure_holds_it_again(
     assert len(twilio_stub.updates(sid=primary.provider_sid)) == 3 and redrives == []
 
 
-def test_a_hold_is_taken_over_by_one_run_only(oncall, patient_interaction, twilio_stub, queued, redrives,
-                                              django_capture_on_commit_callbacks):
+def test_a_hold_is_taken_over_by_one_run_only(
+    oncall, patient_interaction, twilio_stub, queued, redrives, django_capture_on_commit_callbacks
+):
     """Two runs reach the held SID (the retry and a redelivered copy): the first turns the hold into an
     ordinary claim of a request under way, which the second must leave alone."""
     _, primary, _ = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks, twilio_stub)

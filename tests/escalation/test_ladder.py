@@ -44,8 +44,9 @@ def test_one_incident_per_interaction(oncall, patient_interaction):
     patient_interaction.refresh_from_db()
     assert patient_interaction.escalated
     with pytest.raises(IntegrityError), transaction.atomic():  # the database itself refuses a second one
-        Incident.objects.create(tenant=first.tenant, interaction=patient_interaction, urgency=5, reason="dup",
-                                raised_at=timezone.now())
+        Incident.objects.create(
+            tenant=first.tenant, interaction=patient_interaction, urgency=5, reason="dup", raised_at=timezone.now()
+        )
 
 
 def test_policy_is_frozen_on_the_incident(oncall, patient_interaction):
@@ -64,18 +65,26 @@ def test_step_pages_primary_by_call_and_sms(oncall, patient_interaction, twilio_
     assert outcome.fired and len(outcome.attempt_ids) == 2
     deliver(outcome)
     attempts = NotificationAttempt.objects.filter(incident=incident)
-    assert {(a.channel, a.to_number, a.status) for a in attempts} == {("sms", PRIMARY, "sent"), ("voice", PRIMARY, "sent")}
+    assert {(a.channel, a.to_number, a.status) for a in attempts} == {
+        ("sms", PRIMARY, "sent"),
+        ("voice", PRIMARY, "sent"),
+    }
     assert {a.provider_sid[:2] for a in attempts} == {"SM", "CA"}
     assert len(twilio_stub.created("messages", to=PRIMARY)) == 1 and len(twilio_stub.created("calls", to=PRIMARY)) == 1
     call = twilio_stub.created("calls")[0]
     voice = attempts.get(channel="voice")
     # answered → Twilio fetches the live prompt from our webhook, after answering-machine detection
     assert (call["url"], call["machine_detection"], call["twiml"]) == (
-        f"https://clinic.example.com/twilio/escalation/call/{voice.pk}/", "Enable", "")
+        f"https://clinic.example.com/twilio/escalation/call/{voice.pk}/",
+        "Enable",
+        "",
+    )
     assert call["status_callback"].endswith(f"/twilio/escalation/status/{voice.pk}/")
     # mirrored into the patient's call_logs timeline as outbound rows
     logs = [a.log_interaction for a in attempts]
-    assert all(r.direction == "outbound" and r.customer_id == patient_interaction.customer_id and r.ended_at for r in logs)
+    assert all(
+        r.direction == "outbound" and r.customer_id == patient_interaction.customer_id and r.ended_at for r in logs
+    )
     assert {r.metadata["escalation"]["status"] for r in logs} == {"sent"}
 
 
@@ -177,8 +186,7 @@ def test_ack_cancels_pending_and_the_next_step_never_fires(oncall, patient_inter
     assert not services.incident_run_step(incident_id=incident.pk, fence=fence, now=later).fired
     # only the hang-up of the primary's call is re-driven: the task the acknowledgement queues on commit never
     # ran here (this test's transaction does not commit), so the call is still to end and nobody claimed it
-    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0,
-                                                    "hangups": 1}
+    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0, "hangups": 1}
     assert len(twilio_stub.creates("messages")) == 1 and len(twilio_stub.creates("calls")) == 1
     assert NotificationAttempt.objects.filter(incident=incident).count() == 2
     incident.refresh_from_db()
@@ -222,8 +230,11 @@ def test_repeat_runs_the_ladder_again(esc_tenant, patient_interaction, twilio_st
         now += timedelta(seconds=61)
         incident.refresh_from_db()
         assert services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=now).fired
-    keys = sorted(NotificationAttempt.objects.filter(incident=incident).values_list("repeat", "step_index", "to_number")
-                  .distinct())
+    keys = sorted(
+        NotificationAttempt.objects.filter(incident=incident)
+        .values_list("repeat", "step_index", "to_number")
+        .distinct()
+    )
     assert keys == [(0, 0, PRIMARY), (0, 1, BACKUP), (1, 0, PRIMARY), (1, 1, BACKUP)]
 
 
@@ -246,8 +257,9 @@ def test_stale_sending_claim_is_reconciled(oncall, patient_interaction, twilio_s
     deliver(outcome)
     sms = NotificationAttempt.objects.get(incident=incident, channel="sms")
     sid = sms.provider_sid
-    NotificationAttempt.objects.filter(pk=sms.pk).update(status="sending", provider_sid="",
-                                                         claimed_at=timezone.now() - timedelta(minutes=5))
+    NotificationAttempt.objects.filter(pk=sms.pk).update(
+        status="sending", provider_sid="", claimed_at=timezone.now() - timedelta(minutes=5)
+    )
     services.attempt_send(attempt_id=sms.pk)
     sms.refresh_from_db()
     assert (sms.status, sms.provider_sid) == ("sent", sid)
@@ -255,8 +267,8 @@ def test_stale_sending_claim_is_reconciled(oncall, patient_interaction, twilio_s
 
 
 def test_retry_left_pending_after_the_ack_is_cancelled_or_reconciled(oncall, patient_interaction, twilio_stub):
-    twilio_stub.add_fault("messages", status=429)             # not sent: cancelled by the ack
-    twilio_stub.add_fault("calls", status=503, create=True)   # maybe sent: looked up, found, recorded as sent
+    twilio_stub.add_fault("messages", status=429)  # not sent: cancelled by the ack
+    twilio_stub.add_fault("calls", status=503, create=True)  # maybe sent: looked up, found, recorded as sent
     incident, outcome = raise_and_fire(patient_interaction)
     deliver(outcome)
     services.incident_acknowledge(incident=incident, responder=None, via="admin")

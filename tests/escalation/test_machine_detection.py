@@ -15,7 +15,7 @@ from escalation import services
 from escalation.models import NotificationAttempt
 from escalation.services import attempts
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PATIENT_NAME, PRIMARY
-from tests.escalation.test_acks import call_params, call_post, paged  # noqa: F401 - paged is a fixture
+from tests.escalation.test_acks import call_params, call_post
 from tests.escalation.test_ladder import raise_and_fire
 
 pytestmark = pytest.mark.django_db
@@ -24,9 +24,13 @@ pytestmark = pytest.mark.django_db
 def answer(client, attempt: NotificationAttempt, answered_by: str, sid: str | None = None):
     """Twilio's request of the call's ``Url`` after answering-machine detection (signed)."""
     tenant = attempt.tenant
-    params = twilio_payloads.callback_answer(account_sid=tenant.twilio_account_sid,
-                                             call_sid=sid or attempt.provider_sid, from_=CLINIC_NUMBER,
-                                             to=attempt.to_number, answered_by=answered_by)
+    params = twilio_payloads.callback_answer(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=sid or attempt.provider_sid,
+        from_=CLINIC_NUMBER,
+        to=attempt.to_number,
+        answered_by=answered_by,
+    )
     return call_post(client, f"/twilio/escalation/call/{attempt.pk}/", attempt.tenant, params)
 
 
@@ -34,8 +38,13 @@ def report(client, attempt: NotificationAttempt, status: str):
     """A status callback of the attempt's SMS (``MessageStatus``) or call (``CallStatus``)."""
     tenant = attempt.tenant
     if attempt.channel == "sms":
-        params = {"AccountSid": tenant.twilio_account_sid, "MessageSid": attempt.provider_sid,
-                  "From": CLINIC_NUMBER, "To": attempt.to_number, "MessageStatus": status}
+        params = {
+            "AccountSid": tenant.twilio_account_sid,
+            "MessageSid": attempt.provider_sid,
+            "From": CLINIC_NUMBER,
+            "To": attempt.to_number,
+            "MessageStatus": status,
+        }
     else:
         params = call_params(tenant, attempt, CallStatus=status)
     assert call_post(client, f"/twilio/escalation/status/{attempt.pk}/", tenant, params).status_code == 204
@@ -112,7 +121,8 @@ def test_machine_on_a_duplicate_try_call_leaves_the_attempt_alone(paged, client)
 
 @pytest.mark.parametrize("verdict_from", ["this-try", "earlier-try"])
 def test_a_machine_verdict_before_the_sid_came_back_fails_only_the_call_it_came_from(
-        oncall, patient_interaction, twilio_stub, client, verdict_from):
+    oncall, patient_interaction, twilio_stub, client, verdict_from
+):
     """Twilio's prompt request can beat its answer to the create request, so a verdict that comes while the
     attempt is ``sending`` is held by CallSid. It may come from this try's call (the attempt fails once that SID
     is recorded) or from an earlier try presumed dead whose call went out late and is still live: that call is
@@ -142,7 +152,10 @@ def test_a_machine_verdict_before_the_sid_came_back_fails_only_the_call_it_came_
     assert call.provider_sid == sid
     if verdict_from == "this-try":
         assert (call.status, call.error_code, call.error_message) == (
-            "failed", "answering-machine", "answered by machine_start")
+            "failed",
+            "answering-machine",
+            "answered by machine_start",
+        )
         assert call.log_interaction.metadata["escalation"]["status"] == "failed"
         assert incident.next_step_at <= timezone.now()  # fell through
         return
@@ -156,8 +169,9 @@ def test_a_machine_verdict_before_the_sid_came_back_fails_only_the_call_it_came_
     assert incident.next_step_at > timezone.now()
 
 
-def test_a_machine_verdict_between_tries_fails_the_call_the_retry_finds(oncall, patient_interaction, twilio_stub,
-                                                                       client):
+def test_a_machine_verdict_between_tries_fails_the_call_the_retry_finds(
+    oncall, patient_interaction, twilio_stub, client
+):
     """Twilio placed the call but answered 500, and the call reached voicemail before the retry: the verdict is
     held while the attempt is ``pending`` and the retry, which finds that call instead of calling again, fails."""
     twilio_stub.add_fault("calls", status=500, create=True)
@@ -174,8 +188,7 @@ def test_a_machine_verdict_between_tries_fails_the_call_the_retry_finds(oncall, 
     assert (call.status, call.provider_sid, call.error_code) == ("failed", placed["sid"], "answering-machine")
 
 
-def test_a_url_placed_call_is_reconciled_and_still_detects_a_machine(oncall, patient_interaction, twilio_stub,
-                                                                     client):
+def test_a_url_placed_call_is_reconciled_and_still_detects_a_machine(oncall, patient_interaction, twilio_stub, client):
     """Twilio placed the call but answered 500: the retry finds it (``find_recent``) instead of calling again."""
     twilio_stub.add_fault("calls", status=500, create=True)
     incident, outcome = raise_and_fire(patient_interaction)
@@ -188,7 +201,9 @@ def test_a_url_placed_call_is_reconciled_and_still_detects_a_machine(oncall, pat
     (placed,) = twilio_stub.created("calls", to=PRIMARY)
     assert len(twilio_stub.creates("calls")) == 1 and (call.status, call.provider_sid) == ("sent", placed["sid"])
     assert (placed["url"], placed["machine_detection"]) == (
-        f"https://clinic.example.com/twilio/escalation/call/{call.pk}/", "Enable")
+        f"https://clinic.example.com/twilio/escalation/call/{call.pk}/",
+        "Enable",
+    )
     assert is_bare_hangup(answer(client, call, "machine_start"))
     call.refresh_from_db()
     assert call.status == "failed"

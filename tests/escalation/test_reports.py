@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, timedelta
 
 import pytest
 
@@ -48,8 +47,10 @@ def staff(django_user_model, tenant, name="frontdesk"):
 
 def report_day(incident):
     """The UTC day the report files the incident's attempts under (they are all created at its first step)."""
-    [day] = {at.astimezone(dt_timezone.utc).date()
-             for at in NotificationAttempt.objects.filter(incident=incident).values_list("created_at", flat=True)}
+    [day] = {
+        at.astimezone(UTC).date()
+        for at in NotificationAttempt.objects.filter(incident=incident).values_list("created_at", flat=True)
+    }
     return day
 
 
@@ -63,7 +64,10 @@ def test_api_csv_has_only_the_callers_tenant(client, django_user_model, acked_in
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
     rows = read_csv(response)
     assert {r["incident_id"] for r in rows} == {str(acked_incident.pk)}
-    assert {(r["channel"], r["to"], r["status"]) for r in rows} == {("sms", PRIMARY, "sent"), ("voice", PRIMARY, "sent")}
+    assert {(r["channel"], r["to"], r["status"]) for r in rows} == {
+        ("sms", PRIMARY, "sent"),
+        ("voice", PRIMARY, "sent"),
+    }
     for r in rows:
         assert r["created_at"] and r["sent_at"] and r["incident_acknowledged_at"] and r["ack_via"] == "sms"
         assert r["acknowledged_by"] == "Dr. Avery Chen" and float(r["time_to_ack_seconds"]) >= 0
@@ -109,7 +113,6 @@ def staff_with_perms(django_user_model, tenant):
     user = staff(django_user_model, tenant, "ops")
     user.user_permissions.set(Permission.objects.filter(content_type__app_label="escalation"))
     return user
-
 
 
 def test_api_key_with_reports_scope_reads_its_tenant_only(client, acked_incident, foreign_incident):

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.django_db
 
 # --- R1: the "unacknowledged" admin alert is at-least-once ----------------------------------------------------
 
+
 @pytest.fixture
 def exhausted(oncall, patient_interaction, django_user_model):
     admin = django_user_model.objects.create_user("boss", "boss@clinic.example", "x")
@@ -100,6 +101,7 @@ def test_a_sender_that_died_holding_the_lease_is_redriven_after_it(exhausted):
 
 # --- R5: a slow Twilio request is not presumed dead, and a duplicate call still takes the keypress -----------
 
+
 def test_stale_after_outlasts_a_slow_connect_plus_read(settings):
     settings.TWILIO_TIMEOUT_SECONDS = 10.0
     assert attempts_service.stale_after() >= timedelta(seconds=2 * 10.0 + 5)
@@ -120,32 +122,55 @@ def test_duplicate_call_of_a_reclaimed_try_still_acknowledges(oncall, patient_in
     assert call.provider_sid == second and call.extra_sids == [first]
 
     # a status callback of the duplicate does not rewrite the attempt's status
-    status = call_post(client, f"/twilio/escalation/status/{call.pk}/", incident.tenant,
-                       call_params(incident.tenant, call, CallSid=first, CallStatus="no-answer"))
+    status = call_post(
+        client,
+        f"/twilio/escalation/status/{call.pk}/",
+        incident.tenant,
+        call_params(incident.tenant, call, CallSid=first, CallStatus="no-answer"),
+    )
     assert status.status_code == 204
     call.refresh_from_db()
     assert call.status == "sent"
-    prompt = call_post(client, f"/twilio/escalation/call/{call.pk}/", incident.tenant,
-                       call_params(incident.tenant, call, CallSid=first))
+    prompt = call_post(
+        client,
+        f"/twilio/escalation/call/{call.pk}/",
+        incident.tenant,
+        call_params(incident.tenant, call, CallSid=first),
+    )
     assert prompt.status_code == 200 and b"<Gather" in prompt.content
     assert PATIENT_NAME.split()[-1].encode() not in prompt.content
-    gather = call_post(client, f"/twilio/escalation/call/{call.pk}/gather/?round=1", incident.tenant,
-                       call_params(incident.tenant, call, CallSid=first, Digits="1"))
+    gather = call_post(
+        client,
+        f"/twilio/escalation/call/{call.pk}/gather/?round=1",
+        incident.tenant,
+        call_params(incident.tenant, call, CallSid=first, Digits="1"),
+    )
     assert gather.status_code == 200 and b"Acknowledged" in gather.content
     incident.refresh_from_db()
     assert (incident.status, incident.ack_via) == ("acknowledged", "keypress")
     # a SID of no try of this attempt is still refused
-    assert call_post(client, f"/twilio/escalation/call/{call.pk}/", incident.tenant,
-                     call_params(incident.tenant, call, CallSid="CA" + "0" * 32)).status_code == 404
+    assert (
+        call_post(
+            client,
+            f"/twilio/escalation/call/{call.pk}/",
+            incident.tenant,
+            call_params(incident.tenant, call, CallSid="CA" + "0" * 32),
+        ).status_code
+        == 404
+    )
 
 
 # --- R6: sender threads keep no database connection -------------------------------------------------------------
 
+
 def _backends(application_name: str) -> int:
     """Connections to the test database opened under ``application_name`` (other than this thread's own)."""
     with connection.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = %s AND pid <> pg_backend_pid()", [application_name])
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = %s AND pid <> pg_backend_pid()",
+            [application_name],
+        )
         return cur.fetchone()[0]
 
 
@@ -173,19 +198,23 @@ def test_sender_threads_close_their_connections(oncall, patient_interaction, twi
 
 # --- R7: reconciling a call never latches onto an older or another attempt's call ------------------------------
 
+
 def _stale_unsent_call(incident) -> NotificationAttempt:
     """The voice attempt as a worker that died before its request left would leave it."""
     call = NotificationAttempt.objects.get(incident=incident, channel="voice")
-    NotificationAttempt.objects.filter(pk=call.pk).update(status="sending", provider_sid="", provider_status="",
-                                                         claimed_at=timezone.now() - timedelta(minutes=5))
+    NotificationAttempt.objects.filter(pk=call.pk).update(
+        status="sending", provider_sid="", provider_status="", claimed_at=timezone.now() - timedelta(minutes=5)
+    )
     return call
 
 
 def test_reconcile_ignores_a_call_older_than_the_attempt(oncall, patient_interaction, twilio_stub):
-    old = TwilioVoiceBackend().place_call(tenant=oncall["policy"].tenant, from_=CLINIC_NUMBER, to=PRIMARY,
-                                          twiml="<Response/>")
+    old = TwilioVoiceBackend().place_call(
+        tenant=oncall["policy"].tenant, from_=CLINIC_NUMBER, to=PRIMARY, twiml="<Response/>"
+    )
     twilio_stub.calls[old.sid]["date_created"] = formatdate(
-        (timezone.now() - timedelta(minutes=10)).timestamp(), usegmt=True)  # yesterday's unrelated call
+        (timezone.now() - timedelta(minutes=10)).timestamp(), usegmt=True
+    )  # yesterday's unrelated call
     incident, outcome = raise_and_fire(patient_interaction)
     call = _stale_unsent_call(incident)
     services.attempt_send(attempt_id=call.pk)
@@ -207,6 +236,7 @@ def test_reconcile_skips_a_call_recorded_on_another_attempt(oncall, patient_inte
 
 # --- R9: re-drives expire and are named ---------------------------------------------------------------------
 
+
 def test_auditor_redrives_expire_and_have_deterministic_ids(oncall, patient_interaction):
     with celery_app.connection_for_write() as conn:
         broker = conn.default_channel.client  # the real Redis the workers read
@@ -220,11 +250,14 @@ def test_auditor_redrives_expire_and_have_deterministic_ids(oncall, patient_inte
     attempt_ids = {f"esc-send-{pk}-1" for pk in outcome.attempt_ids}
     assert attempt_ids <= ids  # stale 'sending' claims: re-driven under a name of the try they follow
     assert all(h["expires"] for h in headers)
-    assert settings.CELERY_BEAT_SCHEDULE["escalation-audit"]["options"]["expires"] <= (
-        settings.CELERY_BEAT_SCHEDULE["escalation-audit"]["schedule"])
+    assert (
+        settings.CELERY_BEAT_SCHEDULE["escalation-audit"]["options"]["expires"]
+        <= (settings.CELERY_BEAT_SCHEDULE["escalation-audit"]["schedule"])
+    )
 
 
 # --- R11: the auditor's unalerted scan has its partial index ------------------------------------------------------
+
 
 def test_unalerted_scan_has_a_partial_index():
     with connection.cursor() as cur:
@@ -234,6 +267,7 @@ def test_unalerted_scan_has_a_partial_index():
 
 
 # --- R13: timeline rows record their step -----------------------------------------------------------------------
+
 
 def test_timeline_rows_record_step_and_round(oncall, patient_interaction, twilio_stub):
     incident, outcome = raise_and_fire(patient_interaction)
@@ -247,11 +281,11 @@ def test_timeline_rows_record_step_and_round(oncall, patient_interaction, twilio
 
 # --- S7: view-only staff cannot acknowledge nor export ----------------------------------------------------------
 
+
 def _staff(django_user_model, tenant, name, *codenames):
     user = django_user_model.objects.create_user(name, f"{name}@clinic.example", "pw", is_staff=True)
     TenantMembership.objects.create(user=user, tenant=tenant, role="staff")
-    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="escalation",
-                                                          codename__in=codenames))
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="escalation", codename__in=codenames))
     return user
 
 
@@ -277,8 +311,9 @@ def test_sla_export_needs_view_permission(oncall, patient_interaction, client, d
     assert client.get(url).status_code == 403
     client.force_login(_staff(django_user_model, incident.tenant, "half", "view_incident"))
     assert client.get(url).status_code == 403
-    client.force_login(_staff(django_user_model, incident.tenant, "reporter", "view_incident",
-                              "view_notificationattempt"))
+    client.force_login(
+        _staff(django_user_model, incident.tenant, "reporter", "view_incident", "view_notificationattempt")
+    )
     response = client.get(url)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
 

@@ -42,8 +42,9 @@ def test_attempt_writes_lock_the_attempt_not_the_responder(oncall, patient_inter
     call = voice.attempt
     writes = [
         lambda: services.attempt_deliver(outbound=voice),  # records the SID
-        lambda: services.attempt_status_update(attempt=call, provider_status="in-progress",
-                                               sid=NotificationAttempt.objects.get(pk=call.pk).provider_sid),
+        lambda: services.attempt_status_update(
+            attempt=call, provider_status="in-progress", sid=NotificationAttempt.objects.get(pk=call.pk).provider_sid
+        ),
         lambda: services.attempt_answered_by_machine(attempt=call, answered_by="machine_start"),
     ]
     for write in writes:

@@ -13,7 +13,15 @@ from django.utils import timezone
 from channels_app import twilio_payloads
 from conversations.signals import escalation_requested
 from escalation import selectors, services
-from escalation.models import EscalationSettings, Incident, NotificationAttempt, Responder, Schedule, ScheduleMember, ScheduleOverride
+from escalation.models import (
+    EscalationSettings,
+    Incident,
+    NotificationAttempt,
+    Responder,
+    Schedule,
+    ScheduleMember,
+    ScheduleOverride,
+)
 from escalation.services.messages import (
     attempt_sms_body,
     call_acknowledged_text,
@@ -26,18 +34,21 @@ from escalation.services.messages import (
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_DOB, PATIENT_NAME, PATIENT_PHONE, PRIMARY, SYMPTOM
 
 pytestmark = pytest.mark.django_db
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: The links our texts and TwiML contain: the ack link, the call webhooks of an attempt (by id).
-OUR_LINKS = re.compile(r"https://clinic\.example\.com/(?:a/[\w-]+\.[\w-]+"
-                       r"|twilio/escalation/call/\d+/(?:gather/\?round=\d+)?)(?![\w./?=-])")
+OUR_LINKS = re.compile(
+    r"https://clinic\.example\.com/(?:a/[\w-]+\.[\w-]+"
+    r"|twilio/escalation/call/\d+/(?:gather/\?round=\d+)?)(?![\w./?=-])"
+)
 
 
 def test_rotation_hands_off_at_local_time_across_dst(esc_tenant):
     a = Responder.objects.create(tenant=esc_tenant, name="A", phone="+15557770201")
     b = Responder.objects.create(tenant=esc_tenant, name="B", phone="+15557770202")
     c = Responder.objects.create(tenant=esc_tenant, name="C", phone="+15557770203")
-    schedule = Schedule.objects.create(tenant=esc_tenant, name="Daily", rotation_start=dt.date(2026, 3, 7),
-                                       rotation_days=1, handoff_time=dt.time(8, 0))
+    schedule = Schedule.objects.create(
+        tenant=esc_tenant, name="Daily", rotation_start=dt.date(2026, 3, 7), rotation_days=1, handoff_time=dt.time(8, 0)
+    )
     for i, r in enumerate([a, b, c]):
         ScheduleMember.objects.create(schedule=schedule, responder=r, position=i)
     ny = ZoneInfo("America/New_York")  # DST starts 2026-03-08 02:00
@@ -49,8 +60,12 @@ def test_rotation_hands_off_at_local_time_across_dst(esc_tenant):
     assert selectors.oncall_at(schedule=schedule, at=at(2026, 3, 9, 9, 0)).backup == a
     # an override replaces the primary for its window only; the newest override wins
     start = at(2026, 3, 8, 20, 0)
-    ScheduleOverride.objects.create(schedule=schedule, responder=c, starts_at=start, ends_at=start + dt.timedelta(hours=4))
-    ScheduleOverride.objects.create(schedule=schedule, responder=a, starts_at=start, ends_at=start + dt.timedelta(hours=1))
+    ScheduleOverride.objects.create(
+        schedule=schedule, responder=c, starts_at=start, ends_at=start + dt.timedelta(hours=4)
+    )
+    ScheduleOverride.objects.create(
+        schedule=schedule, responder=a, starts_at=start, ends_at=start + dt.timedelta(hours=1)
+    )
     assert selectors.oncall_at(schedule=schedule, at=start + dt.timedelta(minutes=30)).primary == a
     assert selectors.oncall_at(schedule=schedule, at=start + dt.timedelta(hours=2)).primary == c
     assert selectors.oncall_at(schedule=schedule, at=start + dt.timedelta(hours=4)).primary == b
@@ -66,8 +81,9 @@ def test_quiet_hours_are_read_on_the_responders_clock(oncall, patient_interactio
     assert 9 <= night_in_tokyo.astimezone(ZoneInfo("America/New_York")).hour <= 10
     assert selectors.in_quiet_hours(responder=primary, at=night_in_tokyo)
     assert not selectors.in_quiet_hours(responder=primary, at=night_in_tokyo + dt.timedelta(hours=12))
-    incident, _ = services.incident_raise(interaction=patient_interaction, urgency=4, reason="urgent words",
-                                          at=night_in_tokyo)
+    incident, _ = services.incident_raise(
+        interaction=patient_interaction, urgency=4, reason="urgent words", at=night_in_tokyo
+    )
     outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=night_in_tokyo)
     assert outcome.fired and outcome.attempt_ids == []
     assert set(NotificationAttempt.objects.filter(incident=incident).values_list("status", flat=True)) == {"skipped"}
@@ -83,22 +99,28 @@ def test_emergency_urgency_rings_through_quiet_hours(oncall, patient_interaction
 
 
 def inbound(tenant, body):
-    return twilio_payloads.inbound_sms(account_sid=tenant.twilio_account_sid, from_=PATIENT_PHONE, to=CLINIC_NUMBER,
-                                       body=body)
+    return twilio_payloads.inbound_sms(
+        account_sid=tenant.twilio_account_sid, from_=PATIENT_PHONE, to=CLINIC_NUMBER, body=body
+    )
 
 
-@pytest.mark.parametrize(("body", "business_hours", "raised"), [
-    ("I have chest pain", {}, True),                                      # after hours, emergency phrase
-    ("I have chest pain", {str(d): [["00:00", "00:00"]] for d in range(1, 8)}, False),  # open all day
-    ("can I book a cleaning?", {}, False),                                # not urgent
-])
-def test_urgent_sms_raises_an_incident_after_hours(oncall, esc_tenant, twilio_post, django_capture_on_commit_callbacks,
-                                                   body, business_hours, raised, monkeypatch):
+@pytest.mark.parametrize(
+    ("body", "business_hours", "raised"),
+    [
+        ("I have chest pain", {}, True),  # after hours, emergency phrase
+        ("I have chest pain", {str(d): [["00:00", "00:00"]] for d in range(1, 8)}, False),  # open all day
+        ("can I book a cleaning?", {}, False),  # not urgent
+    ],
+)
+def test_urgent_sms_raises_an_incident_after_hours(
+    oncall, esc_tenant, twilio_post, django_capture_on_commit_callbacks, body, business_hours, raised, monkeypatch
+):
     from escalation import tasks
 
     monkeypatch.setattr(tasks.incident_step, "apply_async", lambda *a, **k: None)
-    EscalationSettings.objects.filter(tenant=esc_tenant).update(escalate_in_business_hours=False,
-                                                                business_hours=business_hours)
+    EscalationSettings.objects.filter(tenant=esc_tenant).update(
+        escalate_in_business_hours=False, business_hours=business_hours
+    )
     with django_capture_on_commit_callbacks(execute=True):
         assert twilio_post("/twilio/sms/", inbound(esc_tenant, body), tenant=esc_tenant).status_code == 200
     incidents = list(Incident.objects.filter(tenant=esc_tenant))
@@ -137,14 +159,23 @@ def test_texts_carry_no_patient_details(oncall, patient_interaction, twilio_stub
     tenant, config = incident.tenant, oncall["config"]
     sms_attempt = NotificationAttempt.objects.get(incident=incident, channel="sms")
     rendered = [
-        attempt_sms_body(sms_attempt, config), voice_text(tenant=tenant, config=config),
+        attempt_sms_body(sms_attempt, config),
+        voice_text(tenant=tenant, config=config),
         call_prompt_twiml(tenant=tenant, config=config, attempt_id=sms_attempt.pk),
-        call_acknowledged_text(tenant), call_colleague_acknowledged_text(tenant),
+        call_acknowledged_text(tenant),
+        call_colleague_acknowledged_text(tenant),
         call_unacknowledged_text(tenant, config),
-        *[m["body"] for m in twilio_stub.created("messages")], *[c["twiml"] + c["url"] for c in twilio_stub.created("calls")],
+        *[m["body"] for m in twilio_stub.created("messages")],
+        *[c["twiml"] + c["url"] for c in twilio_stub.created("calls")],
     ]
-    forbidden = [*PATIENT_NAME.lower().split(), PATIENT_DOB, "1950", *SYMPTOM.lower().split(), PATIENT_PHONE,
-                 PATIENT_PHONE[2:]]
+    forbidden = [
+        *PATIENT_NAME.lower().split(),
+        PATIENT_DOB,
+        "1950",
+        *SYMPTOM.lower().split(),
+        PATIENT_PHONE,
+        PATIENT_PHONE[2:],
+    ]
     for text in rendered:
         # our own links carry only ids and the random ack token (which could spell "1950" or "pain" by
         # chance): take out exactly those shapes; anything else in a URL is checked like the rest of the text

@@ -32,8 +32,19 @@ def test_simulate_emergency_pages_and_acks_by_link(esc_tenant, stub_worker, tmp_
     daphne, base = processes.start_daphne(log_path=tmp_path / "daphne.log")
     try:
         out = io.StringIO()
-        call_command("simulate", "--server", base, "--tenant", esc_tenant.slug, "emergency", "--wait", "20",
-                     "--ack-after", "1", stdout=out)
+        call_command(
+            "simulate",
+            "--server",
+            base,
+            "--tenant",
+            esc_tenant.slug,
+            "emergency",
+            "--wait",
+            "20",
+            "--ack-after",
+            "1",
+            stdout=out,
+        )
     finally:
         processes.stop(daphne)
     text = out.getvalue()

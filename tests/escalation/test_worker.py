@@ -41,13 +41,18 @@ def run_on(worker, task, *args) -> None:
     wait_for(lambda: f"[{task_id}] succeeded" in worker.log_path.read_text(), timeout=30)
 
 
-def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, stub_worker, twilio_stub_server,
-                                                                     twilio_post):
+def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(
+    esc_tenant, stub_worker, twilio_stub_server, twilio_post
+):
     stub = twilio_stub_server
     build_oncall(esc_tenant, waits=(2, 60), repeat=1)  # the repeat would page the primary 60 s after the backup
     worker = stub_worker()
-    params = twilio_payloads.inbound_sms(account_sid=esc_tenant.twilio_account_sid, from_=PATIENT_PHONE,
-                                         to=CLINIC_NUMBER, body="My father has chest pain and is sweating")
+    params = twilio_payloads.inbound_sms(
+        account_sid=esc_tenant.twilio_account_sid,
+        from_=PATIENT_PHONE,
+        to=CLINIC_NUMBER,
+        body="My father has chest pain and is sweating",
+    )
     assert twilio_post("/twilio/sms/", params, tenant=esc_tenant).status_code == 200
     incident = wait_for(lambda: Incident.objects.filter(tenant=esc_tenant).first())
     assert incident.interaction.escalated
@@ -57,8 +62,10 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
     # no acknowledgement within 2 s: the backup is called and texted (when, exactly: checked below)
     wait_for(lambda: pages(stub, BACKUP) == (1, 1), timeout=15)
     # the worker records each send once Twilio answered: wait for that before acknowledging
-    wait_for(lambda: NotificationAttempt.objects.filter(incident=incident, step_index=1, status="sent").count() == 2,
-             timeout=15)
+    wait_for(
+        lambda: NotificationAttempt.objects.filter(incident=incident, step_index=1, status="sent").count() == 2,
+        timeout=15,
+    )
 
     # the backup opens the link from their SMS and acknowledges
     body = stub.created("messages", to=BACKUP)[0]["body"]
@@ -78,14 +85,17 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(esc_tenant, 
     # and nothing fires later: not the repeat when its step falls due, nor anything the auditor would re-drive
     later = timezone.now() + timedelta(hours=1)
     assert not services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=later).fired
-    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0,
-                                                    "hangups": 0}
+    assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0, "hangups": 0}
     assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)
 
     # the audit trail: every attempt with its timestamps, and who acknowledged when
     attempts = list(NotificationAttempt.objects.filter(incident=incident).order_by("step_index", "channel"))
     assert [(a.step_index, a.channel, a.to_number, a.status) for a in attempts] == [
-        (0, "sms", PRIMARY, "sent"), (0, "voice", PRIMARY, "sent"), (1, "sms", BACKUP, "sent"), (1, "voice", BACKUP, "sent")]
+        (0, "sms", PRIMARY, "sent"),
+        (0, "voice", PRIMARY, "sent"),
+        (1, "sms", BACKUP, "sent"),
+        (1, "voice", BACKUP, "sent"),
+    ]
     for a in attempts:
         assert a.step_due_at <= a.created_at <= a.sent_at <= incident.acknowledged_at and a.provider_sid
     # the backup's step was due exactly the primary's wait after the primary was paged (and fired no earlier)
@@ -100,8 +110,9 @@ def stale_after_for(timeout: str) -> float:
         return stale_after().total_seconds()
 
 
-def test_worker_killed_mid_ladder_completes_without_duplicates(esc_tenant, stub_worker, twilio_stub_server,
-                                                               patient_interaction, tmp_path):
+def test_worker_killed_mid_ladder_completes_without_duplicates(
+    esc_tenant, stub_worker, twilio_stub_server, patient_interaction, tmp_path
+):
     """SIGKILL while the backup's call request is in flight (and the next step's delayed task is held by the
     dying worker): after a restart the auditor re-drives the lost step and reconciles the in-flight call."""
     stub = twilio_stub_server
@@ -119,13 +130,21 @@ def test_worker_killed_mid_ladder_completes_without_duplicates(esc_tenant, stub_
 
         stub_worker(TWILIO_TIMEOUT_SECONDS=timeout)
         wait_for(lambda: Incident.objects.get(pk=incident.pk).status == "unacknowledged", timeout=30)
-        wait_for(lambda: not NotificationAttempt.objects.filter(incident=incident, status__in=["pending", "sending"])
-                 .exists(), timeout=stale + 30)
+        wait_for(
+            lambda: (
+                not NotificationAttempt.objects.filter(incident=incident, status__in=["pending", "sending"]).exists()
+            ),
+            timeout=stale + 30,
+        )
     finally:
         kill_tree(beat)
     attempts = NotificationAttempt.objects.filter(incident=incident)
     assert sorted((a.step_index, a.channel, a.status) for a in attempts) == [
-        (0, "sms", "sent"), (0, "voice", "sent"), (1, "sms", "sent"), (1, "voice", "sent")]
+        (0, "sms", "sent"),
+        (0, "voice", "sent"),
+        (1, "sms", "sent"),
+        (1, "voice", "sent"),
+    ]
     assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)  # nothing sent twice
     call = attempts.get(to_number=BACKUP, channel="voice")
     assert call.provider_sid == stub.created("calls", to=BACKUP)[0]["sid"] and call.ambiguous

@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 
 def tool_call(name: str, arguments: dict, call_id: str = "call_1") -> dict:
-    return {"content": None, "tool_calls": [
-        {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}]}
+    return {
+        "content": None,
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        ],
+    }
 
 
 def text(content: str) -> dict:
@@ -26,7 +30,7 @@ def text(content: str) -> dict:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "StubServer"
+    server: StubServer
 
     def log_message(self, *args):  # keep test output clean
         pass
@@ -34,18 +38,26 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
-        self.server.requests.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body})
+        self.server.requests.append(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "json": body}
+        )
         if self.path.rstrip("/") != "/v1/chat/completions":
             return self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
         if self.server.fail_status:
             return self._send(self.server.fail_status, {"error": {"message": "stub failure", "type": "server_error"}})
         message = {"role": "assistant", **self.server.responder(body)}
         finish = "tool_calls" if message.get("tool_calls") else "stop"
-        self._send(200, {
-            "id": f"chatcmpl-{len(self.server.requests)}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model", "stub"), "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        })
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{len(self.server.requests)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", "stub"),
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+        )
 
     def _send(self, status: int, payload: dict):
         data = json.dumps(payload).encode()

@@ -149,14 +149,20 @@ class TwilioStub:
     def creates(self, resource: str, *, to: str | None = None) -> list[Recorded]:
         """Create requests received (including failed ones), optionally for one recipient."""
         with self._lock:
-            return [r for r in self.requests if r.resource == resource and r.action == "create"
-                    and (to is None or r.params.get("To") == to)]
+            return [
+                r
+                for r in self.requests
+                if r.resource == resource and r.action == "create" and (to is None or r.params.get("To") == to)
+            ]
 
     def updates(self, resource: str = "calls", *, sid: str | None = None) -> list[Recorded]:
         """Update requests received (including failed ones), optionally for one SID (``params["Sid"]``)."""
         with self._lock:
-            return [r for r in self.requests if r.resource == resource and r.action == "update"
-                    and (sid is None or r.params.get("Sid") == sid)]
+            return [
+                r
+                for r in self.requests
+                if r.resource == resource and r.action == "update" and (sid is None or r.params.get("Sid") == sid)
+            ]
 
     def set_status(self, resource: str, sid: str, status: str) -> None:
         """Change a stored resource's status (what a later fetch/list returns)."""
@@ -168,8 +174,7 @@ class TwilioStub:
     def _take_fault(self, resource: str, to: str, action: str = "create") -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if (fault.resource == resource and fault.action == action
-                        and (fault.to is None or fault.to == to)):
+                if fault.resource == resource and fault.action == action and (fault.to is None or fault.to == to):
                     if fault.times is not None:
                         fault.times -= 1
                         if fault.times <= 0:
@@ -182,23 +187,53 @@ class TwilioStub:
         prefix, plural = ("SM", "Messages") if resource == "messages" else ("CA", "Calls")
         sid = prefix + uuid.uuid4().hex
         item = {
-            "sid": sid, "account_sid": account_sid, "to": params.get("To", ""), "from": params.get("From", ""),
-            "status": "queued", "direction": "outbound-api", "date_created": now, "date_updated": now,
-            "api_version": "2010-04-01", "uri": f"{API}{account_sid}/{plural}/{sid}.json",
-            "price": None, "price_unit": "USD",
+            "sid": sid,
+            "account_sid": account_sid,
+            "to": params.get("To", ""),
+            "from": params.get("From", ""),
+            "status": "queued",
+            "direction": "outbound-api",
+            "date_created": now,
+            "date_updated": now,
+            "api_version": "2010-04-01",
+            "uri": f"{API}{account_sid}/{plural}/{sid}.json",
+            "price": None,
+            "price_unit": "USD",
         }
         if resource == "messages":
-            item.update({"body": params.get("Body", ""), "num_segments": "1", "num_media": "0", "date_sent": None,
-                         "error_code": None, "error_message": None, "messaging_service_sid": None,
-                         "subresource_uris": {"media": f"{API}{account_sid}/Messages/{sid}/Media.json"}})
+            item.update(
+                {
+                    "body": params.get("Body", ""),
+                    "num_segments": "1",
+                    "num_media": "0",
+                    "date_sent": None,
+                    "error_code": None,
+                    "error_message": None,
+                    "messaging_service_sid": None,
+                    "subresource_uris": {"media": f"{API}{account_sid}/Messages/{sid}/Media.json"},
+                }
+            )
         else:
-            item.update({"parent_call_sid": None, "start_time": None, "end_time": None, "duration": None,
-                         "answered_by": None, "caller_name": None, "forwarded_from": None,
-                         "phone_number_sid": None, "queue_time": "0", "trunk_sid": None,
-                         "twiml": params.get("Twiml", ""), "url": params.get("Url", ""),
-                         "machine_detection": params.get("MachineDetection", ""),
-                         "timeout": params.get("Timeout", ""), "status_callback": params.get("StatusCallback", ""),
-                         "subresource_uris": {}})
+            item.update(
+                {
+                    "parent_call_sid": None,
+                    "start_time": None,
+                    "end_time": None,
+                    "duration": None,
+                    "answered_by": None,
+                    "caller_name": None,
+                    "forwarded_from": None,
+                    "phone_number_sid": None,
+                    "queue_time": "0",
+                    "trunk_sid": None,
+                    "twiml": params.get("Twiml", ""),
+                    "url": params.get("Url", ""),
+                    "machine_detection": params.get("MachineDetection", ""),
+                    "timeout": params.get("Timeout", ""),
+                    "status_callback": params.get("StatusCallback", ""),
+                    "subresource_uris": {},
+                }
+            )
         item["_received_at"] = time.time()  # when the create request arrived (not part of the JSON)
         if params.get("StatusCallback"):
             item["_status_callback"] = params["StatusCallback"]
@@ -228,14 +263,21 @@ class TwilioStub:
 
             def _error(self, status: int, code: int | None) -> None:
                 code = code or (20429 if status == 429 else 20500 if status >= 500 else 20001)
-                self._send(status, {"code": code, "message": ERROR_MESSAGES.get(code, "Error"),
-                                    "more_info": f"https://www.twilio.com/docs/errors/{code}", "status": status})
+                self._send(
+                    status,
+                    {
+                        "code": code,
+                        "message": ERROR_MESSAGES.get(code, "Error"),
+                        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                        "status": status,
+                    },
+                )
 
             def _route(self) -> tuple[str, str, str | None] | None:
                 path = urlparse(self.path).path
                 if not path.startswith(API):
                     return None
-                parts = path[len(API):].split("/")
+                parts = path[len(API) :].split("/")
                 account = parts[0]
                 if len(parts) == 2 and parts[1] in ("Messages.json", "Calls.json"):
                     return account, parts[1][:-5].lower(), None
@@ -243,7 +285,7 @@ class TwilioStub:
                     return account, parts[1].lower(), parts[2][:-5]
                 return None
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 route = self._route()
                 length = int(self.headers.get("Content-Length") or 0)
                 params = {k: v[-1] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
@@ -292,7 +334,7 @@ class TwilioStub:
                     return self._error(fault.status, fault.code)
                 self._send(200, payload)
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 route = self._route()
                 if route is None:
                     return self._error(404, 20404)
@@ -306,16 +348,29 @@ class TwilioStub:
                         if item is None or item["account_sid"] != account:
                             return self._error(404, 20404)
                         return self._send(200, item)
-                    items = [i for i in reversed(list(store.values())) if i["account_sid"] == account
-                             and ("To" not in query or i["to"] == query["To"])
-                             and ("From" not in query or i["from"] == query["From"])]
+                    items = [
+                        i
+                        for i in reversed(list(store.values()))
+                        if i["account_sid"] == account
+                        and ("To" not in query or i["to"] == query["To"])
+                        and ("From" not in query or i["from"] == query["From"])
+                    ]
                 size = int(query.get("PageSize", 50))
                 uri = urlparse(self.path).path
-                self._send(200, {
-                    resource: [{k: v for k, v in i.items() if not k.startswith("_")} for i in items[:size]],
-                    "end": min(size, len(items)) - 1, "first_page_uri": uri, "next_page_uri": None,
-                    "page": 0, "page_size": size, "previous_page_uri": None, "start": 0, "uri": uri,
-                })
+                self._send(
+                    200,
+                    {
+                        resource: [{k: v for k, v in i.items() if not k.startswith("_")} for i in items[:size]],
+                        "end": min(size, len(items)) - 1,
+                        "first_page_uri": uri,
+                        "next_page_uri": None,
+                        "page": 0,
+                        "page_size": size,
+                        "previous_page_uri": None,
+                        "start": 0,
+                        "uri": uri,
+                    },
+                )
 
         return Handler
 
@@ -328,8 +383,13 @@ def status_callback_params(item: dict, status: str, **extra: str) -> dict[str, s
     """
     common = {"AccountSid": item["account_sid"], "From": item["from"], "To": item["to"], "ApiVersion": "2010-04-01"}
     if item["sid"].startswith("SM"):
-        params = {**common, "MessageSid": item["sid"], "MessageStatus": status, "SmsSid": item["sid"],
-                  "SmsStatus": status}
+        params = {
+            **common,
+            "MessageSid": item["sid"],
+            "MessageStatus": status,
+            "SmsSid": item["sid"],
+            "SmsStatus": status,
+        }
     else:
         params = {**common, "CallSid": item["sid"], "CallStatus": status, "Direction": "outbound-api"}
     params.update(extra)

@@ -23,7 +23,7 @@ def says(document: str) -> list[str]:
 
 def path_of(url: str) -> str:
     assert url.startswith(settings.PUBLIC_BASE_URL), url
-    return url[len(settings.PUBLIC_BASE_URL):]
+    return url[len(settings.PUBLIC_BASE_URL) :]
 
 
 class Phone:
@@ -44,8 +44,9 @@ class Phone:
         return document
 
     def answer(self) -> str:
-        params = twilio_payloads.inbound_call(account_sid=self.tenant.twilio_account_sid, from_=self.caller,
-                                              to=CLINIC, call_sid=self.sid)
+        params = twilio_payloads.inbound_call(
+            account_sid=self.tenant.twilio_account_sid, from_=self.caller, to=CLINIC, call_sid=self.sid
+        )
         return self._remember(self.post("/twilio/voice/", params, tenant=self.tenant))
 
     def gather_action(self) -> str:
@@ -54,21 +55,29 @@ class Phone:
         return path_of(gather.get("action"))
 
     def say(self, text: str) -> str:
-        params = twilio_payloads.gather_speech(account_sid=self.tenant.twilio_account_sid, call_sid=self.sid,
-                                               from_=self.caller, to=CLINIC, speech=text)
+        params = twilio_payloads.gather_speech(
+            account_sid=self.tenant.twilio_account_sid, call_sid=self.sid, from_=self.caller, to=CLINIC, speech=text
+        )
         return self._remember(self.post(self.gather_action(), params, tenant=self.tenant))
 
     def silence(self) -> str:
         redirect = self.last.find("Redirect")
-        params = twilio_payloads.gather_speech(account_sid=self.tenant.twilio_account_sid, call_sid=self.sid,
-                                               from_=self.caller, to=CLINIC, speech="")
+        params = twilio_payloads.gather_speech(
+            account_sid=self.tenant.twilio_account_sid, call_sid=self.sid, from_=self.caller, to=CLINIC, speech=""
+        )
         return self._remember(self.post(path_of(redirect.text), params, tenant=self.tenant))
 
     def status(self, status: str, duration: int | None = None):
         self.sequence += 1
-        params = twilio_payloads.call_status(account_sid=self.tenant.twilio_account_sid, call_sid=self.sid,
-                                             from_=self.caller, to=CLINIC, status=status, duration=duration,
-                                             sequence=self.sequence)
+        params = twilio_payloads.call_status(
+            account_sid=self.tenant.twilio_account_sid,
+            call_sid=self.sid,
+            from_=self.caller,
+            to=CLINIC,
+            status=status,
+            duration=duration,
+            sequence=self.sequence,
+        )
         return self.post("/twilio/voice/status/", params, tenant=self.tenant)
 
 
@@ -77,8 +86,10 @@ def open_all_day(tenant):
     """The clinic is open (no after-hours voicemail offer in the greeting), whatever the wall clock says: every
     day is one window up to the end of the day ("24:00"), so not a second of it is closed."""
     day = [["00:00", "24:00"]]
-    AgentSettings.objects.update_or_create(tenant=tenant, defaults={"bookable_hours": {
-        d: day for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}})
+    AgentSettings.objects.update_or_create(
+        tenant=tenant,
+        defaults={"bookable_hours": dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), day)},
+    )
     return tenant
 
 

@@ -44,7 +44,9 @@ class VoiceStub:
 
     def add_recording(self, *, account_sid: str, auth_token: str, recording_sid: str, audio: bytes, text: str) -> None:
         self.recordings[f"/2010-04-01/Accounts/{account_sid}/Recordings/{recording_sid}.mp3"] = (
-            audio, (account_sid, auth_token))
+            audio,
+            (account_sid, auth_token),
+        )
         self.transcripts[audio] = text
 
     def _handler(self):
@@ -65,11 +67,12 @@ class VoiceStub:
 
             def _record(self, body: bytes) -> str:
                 auth = self.headers.get("Authorization", "")
-                stub.requests.append({"method": self.command, "path": urlparse(self.path).path, "auth": auth,
-                                      "body": body})
+                stub.requests.append(
+                    {"method": self.command, "path": urlparse(self.path).path, "auth": auth, "body": body}
+                )
                 return auth
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 auth = self._record(b"")
                 found = stub.recordings.get(urlparse(self.path).path)
                 if found is None:
@@ -79,7 +82,7 @@ class VoiceStub:
                     return self._reply(401, b'{"code": 20003, "message": "Authenticate", "status": 401}')
                 self._reply(200, audio, "audio/mpeg")
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 self._record(body)
                 path = urlparse(self.path).path
@@ -87,16 +90,34 @@ class VoiceStub:
                     text = next((t for audio, t in stub.transcripts.items() if audio in body), "")
                     return self._reply(200, json.dumps({"text": text}).encode())
                 if path == "/v1/chat/completions":
-                    return self._reply(200, json.dumps({
-                        "id": "chatcmpl-stub", "object": "chat.completion", "created": 0, "model": "stub-model",
-                        "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                            "role": "assistant", "content": json.dumps(stub.scores)}}],
-                    }).encode())
+                    return self._reply(
+                        200,
+                        json.dumps(
+                            {
+                                "id": "chatcmpl-stub",
+                                "object": "chat.completion",
+                                "created": 0,
+                                "model": "stub-model",
+                                "choices": [
+                                    {
+                                        "index": 0,
+                                        "finish_reason": "stop",
+                                        "message": {"role": "assistant", "content": json.dumps(stub.scores)},
+                                    }
+                                ],
+                            }
+                        ).encode(),
+                    )
                 if path.endswith("/Calls.json"):
                     params = {k: v[-1] for k, v in parse_qs(body.decode()).items()}
-                    call = {"sid": "CA" + uuid.uuid4().hex, "status": "queued", "to": params.get("To"),
-                            "from": params.get("From"), "twiml": params.get("Twiml", ""),
-                            "status_callback": params.get("StatusCallback", "")}
+                    call = {
+                        "sid": "CA" + uuid.uuid4().hex,
+                        "status": "queued",
+                        "to": params.get("To"),
+                        "from": params.get("From"),
+                        "twiml": params.get("Twiml", ""),
+                        "status_callback": params.get("StatusCallback", ""),
+                    }
                     stub.calls.append(call)
                     return self._reply(201, json.dumps(call).encode())
                 self._reply(404, b"{}")

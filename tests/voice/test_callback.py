@@ -34,8 +34,13 @@ def chat_request(tenant, reason="Please call me back about booking an appointmen
 
 def answer(twilio_post, tenant, call, answered_by="human"):
     """Twilio fetching the callback's answer Url once AMD has decided (signed)."""
-    params = twilio_payloads.callback_answer(account_sid=tenant.twilio_account_sid, call_sid=call.provider_id,
-                                             from_=CLINIC, to=PATIENT, answered_by=answered_by)
+    params = twilio_payloads.callback_answer(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=call.provider_id,
+        from_=CLINIC,
+        to=PATIENT,
+        answered_by=answered_by,
+    )
     return twilio_post(path_of(LocmemVoiceBackend.calls[-1]["url"]), params, tenant=tenant)
 
 
@@ -53,8 +58,10 @@ def test_callback_is_placed_once_with_context_and_no_phi_beyond_what_was_given(t
     assert response.status_code == 200 and response["Content-Type"].startswith("text/xml")
     document = response.content.decode()
     spoken = says(document)[0]
-    assert spoken == (f"Hello, this is {tenant.short_name} calling you back about booking an appointment, "
-                      "as you asked in our chat. How can I help?")
+    assert spoken == (
+        f"Hello, this is {tenant.short_name} calling you back about booking an appointment, "
+        "as you asked in our chat. How can I help?"
+    )
     assert "rash" not in document  # the patient's own words are never read out to whoever picks up
     assert "Ana" not in document  # nor their name: it may be someone else or a voicemail box (S11)
     gather = ET.fromstring(document).find("Gather")
@@ -72,8 +79,14 @@ def test_callback_is_placed_once_with_context_and_no_phi_beyond_what_was_given(t
 def test_unanswered_callback_is_marked_failed_for_staff(tenant, twilio_post):
     request = chat_request(tenant)
     call = callback_place(callback_request_id=request.pk)
-    params = twilio_payloads.call_status(account_sid=tenant.twilio_account_sid, call_sid=call.provider_id,
-                                         from_=CLINIC, to=PATIENT, status="no-answer", direction="outbound-api")
+    params = twilio_payloads.call_status(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=call.provider_id,
+        from_=CLINIC,
+        to=PATIENT,
+        status="no-answer",
+        direction="outbound-api",
+    )
     assert twilio_post("/twilio/voice/status/", params, tenant=tenant).status_code == 204
     request.refresh_from_db()
     assert request.status == "failed" and call.interaction.__class__.objects.get(pk=call.interaction_id).ended_at
@@ -112,13 +125,15 @@ def test_uncertain_placement_is_reconciled_not_dialled_twice(tenant):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.worker
 def test_callback_requested_in_chat_is_dialled_by_the_worker_and_answered_by_the_voice_agent(
-        tenant, twilio_post, tmp_path):
+    tenant, twilio_post, tmp_path
+):
     """The whole path: the agent's request_callback → callback_requested on commit → our receiver → the
     voice_place_callback task in a real worker → the real twilio client → a local stub of Twilio's API; then
     Twilio's webhooks for the answered call run the normal turn loop and close the request."""
     with TwilioStub() as stub:
-        worker = processes.start_worker(log_path=tmp_path / "worker.log", VOICE_BACKEND=TWILIO,
-                                        TWILIO_API_BASE=stub.base_url)
+        worker = processes.start_worker(
+            log_path=tmp_path / "worker.log", VOICE_BACKEND=TWILIO, TWILIO_API_BASE=stub.base_url
+        )
         try:
             request = chat_request(tenant)
             deadline = time.monotonic() + 30
@@ -137,19 +152,47 @@ def test_callback_requested_in_chat_is_dialled_by_the_worker_and_answered_by_the
 
     account, sid = tenant.twilio_account_sid, placed["sid"]
     for status in ["ringing", "in-progress"]:
-        twilio_post("/twilio/voice/status/", twilio_payloads.call_status(
-            account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, status=status, direction="outbound-api"),
-            tenant=tenant)
-    greeting = twilio_post(path_of(sent["Url"]), twilio_payloads.callback_answer(
-        account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, answered_by="human"), tenant=tenant)
+        twilio_post(
+            "/twilio/voice/status/",
+            twilio_payloads.call_status(
+                account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, status=status, direction="outbound-api"
+            ),
+            tenant=tenant,
+        )
+    greeting = twilio_post(
+        path_of(sent["Url"]),
+        twilio_payloads.callback_answer(
+            account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, answered_by="human"
+        ),
+        tenant=tenant,
+    )
     assert "calling you back about booking an appointment" in says(greeting.content.decode())[0]
-    answer = twilio_post("/twilio/voice/gather/?turn=1", twilio_payloads.gather_speech(
-        account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, speech="Yes, Tuesday at 10am please",
-        direction="outbound-api"), tenant=tenant)
+    answer = twilio_post(
+        "/twilio/voice/gather/?turn=1",
+        twilio_payloads.gather_speech(
+            account_sid=account,
+            call_sid=sid,
+            from_=CLINIC,
+            to=PATIENT,
+            speech="Yes, Tuesday at 10am please",
+            direction="outbound-api",
+        ),
+        tenant=tenant,
+    )
     assert answer.status_code == 200 and b"<Gather" in answer.content
-    twilio_post("/twilio/voice/status/", twilio_payloads.call_status(
-        account_sid=account, call_sid=sid, from_=CLINIC, to=PATIENT, status="completed", duration=61,
-        direction="outbound-api"), tenant=tenant)
+    twilio_post(
+        "/twilio/voice/status/",
+        twilio_payloads.call_status(
+            account_sid=account,
+            call_sid=sid,
+            from_=CLINIC,
+            to=PATIENT,
+            status="completed",
+            duration=61,
+            direction="outbound-api",
+        ),
+        tenant=tenant,
+    )
     request = CallbackRequest.objects.get(pk=request.pk)
     assert request.status == "done"
     row = Interaction.objects.get(channel="voice")

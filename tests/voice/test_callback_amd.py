@@ -22,13 +22,19 @@ def placed_call(tenant):
 
 
 def answer_params(tenant, call, answered_by):
-    return twilio_payloads.callback_answer(account_sid=tenant.twilio_account_sid, call_sid=call.provider_id,
-                                           from_=CLINIC, to=PATIENT, answered_by=answered_by)
+    return twilio_payloads.callback_answer(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=call.provider_id,
+        from_=CLINIC,
+        to=PATIENT,
+        answered_by=answered_by,
+    )
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("answered_by", ["machine_end_beep", "machine_end_silence", "machine_end_other",
-                                         "machine_start", "fax"])
+@pytest.mark.parametrize(
+    "answered_by", ["machine_end_beep", "machine_end_silence", "machine_end_other", "machine_start", "fax"]
+)
 def test_machine_gets_a_generic_message_and_the_request_is_marked_for_staff(tenant, twilio_post, answered_by):
     request, call, path = placed_call(tenant)
     response = twilio_post(path, answer_params(tenant, call, answered_by), tenant=tenant)
@@ -36,8 +42,10 @@ def test_machine_gets_a_generic_message_and_the_request_is_marked_for_staff(tena
     document = ET.fromstring(response.content)
     assert [child.tag for child in document] == ["Say", "Hangup"]  # no Gather: nobody to talk with
     spoken = says(response.content.decode())[0]
-    assert spoken == (f"Hello, this is {tenant.short_name} returning your call. "
-                      "Please call us back at 5 5 5, 0 1 0, 0 0 0 1. Thank you, goodbye.")
+    assert spoken == (
+        f"Hello, this is {tenant.short_name} returning your call. "
+        "Please call us back at 5 5 5, 0 1 0, 0 0 0 1. Thank you, goodbye."
+    )
     for detail in ("Ana", "rash", "appointment", "booking", "chat"):
         assert detail not in spoken  # nothing about the patient or the request on a box anyone may play back
     request.refresh_from_db()
@@ -46,9 +54,15 @@ def test_machine_gets_a_generic_message_and_the_request_is_marked_for_staff(tena
     assert row.metadata["answered_by"] == answered_by and row.metadata["callback_outcome"] == "left_message"
     assert [(t["event"], t["text"]) for t in row.transcript] == [("callback_machine_message", spoken)]
     # the call then completes: the request stays failed (not "done": the patient was not reached)
-    completed = twilio_payloads.call_status(account_sid=tenant.twilio_account_sid, call_sid=call.provider_id,
-                                            from_=CLINIC, to=PATIENT, status="completed", duration=14,
-                                            direction="outbound-api")
+    completed = twilio_payloads.call_status(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=call.provider_id,
+        from_=CLINIC,
+        to=PATIENT,
+        status="completed",
+        duration=14,
+        direction="outbound-api",
+    )
     assert twilio_post("/twilio/voice/status/", completed, tenant=tenant).status_code == 204
     request.refresh_from_db()
     assert request.status == CallbackRequest.Status.FAILED
@@ -87,8 +101,13 @@ def test_forged_answer_request_is_403_and_changes_nothing(tenant, twilio_post):
 @pytest.mark.django_db
 def test_another_tenants_callback_id_is_404(tenant, other_tenant, twilio_post):
     request, call, path = placed_call(tenant)
-    params = twilio_payloads.callback_answer(account_sid=other_tenant.twilio_account_sid, call_sid=call.provider_id,
-                                             from_="+15550100002", to=PATIENT, answered_by="human")
+    params = twilio_payloads.callback_answer(
+        account_sid=other_tenant.twilio_account_sid,
+        call_sid=call.provider_id,
+        from_="+15550100002",
+        to=PATIENT,
+        answered_by="human",
+    )
     assert twilio_post(path, params, tenant=other_tenant).status_code == 404
     assert Interaction.objects.get(pk=call.interaction_id).transcript == []
 
@@ -106,14 +125,22 @@ def test_answer_for_a_call_we_did_not_place_for_this_request_hangs_up_silently(t
 def test_twilio_backend_sends_url_and_machine_detection_or_twiml(tenant):
     with TwilioStub() as stub, override_settings(VOICE_BACKEND=TWILIO, TWILIO_API_BASE=stub.base_url):
         backend = TwilioVoiceBackend()
-        backend.place_call(tenant=tenant, from_=CLINIC, to=PATIENT, url="https://example.test/answer/",
-                           machine_detection="DetectMessageEnd")
+        backend.place_call(
+            tenant=tenant,
+            from_=CLINIC,
+            to=PATIENT,
+            url="https://example.test/answer/",
+            machine_detection="DetectMessageEnd",
+        )
         backend.place_call(tenant=tenant, from_=CLINIC, to=PATIENT, twiml="<Response/>")  # unchanged callers
         amd, inline = (r.params for r in stub.creates("calls"))
     assert (amd["Url"], amd["MachineDetection"]) == ("https://example.test/answer/", "DetectMessageEnd")
     assert "Twiml" not in amd
     assert inline["Twiml"] == "<Response/>" and "Url" not in inline and "MachineDetection" not in inline
-    for bad in ({}, {"twiml": "<Response/>", "url": "https://example.test/"},
-                {"twiml": "<Response/>", "machine_detection": "Enable"}):
+    for bad in (
+        {},
+        {"twiml": "<Response/>", "url": "https://example.test/"},
+        {"twiml": "<Response/>", "machine_detection": "Enable"},
+    ):
         with pytest.raises(ValueError):
             LocmemVoiceBackend().place_call(tenant=tenant, from_=CLINIC, to=PATIENT, **bad)

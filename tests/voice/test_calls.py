@@ -57,8 +57,9 @@ def test_each_turn_is_appended_as_it_happens_and_a_replayed_turn_is_answered_onc
     assert row.transcript[1]["text"] == "Hi, my name is Ana" and row.transcript[1]["turn"] == 1
     assert phone.gather_action().endswith("turn=2")
     # Twilio replays the same Gather action (turn 1): the same answer, no new turns, no second engine run
-    params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech="Hi, my name is Ana")
+    params = twilio_payloads.gather_speech(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech="Hi, my name is Ana"
+    )
     replay = phone.post(action, params, tenant=tenant)
     assert says(replay.content.decode()) == says(reply)
     assert len(Interaction.objects.get().transcript) == 3
@@ -68,15 +69,17 @@ def test_each_turn_is_appended_as_it_happens_and_a_replayed_turn_is_answered_onc
 
 @pytest.mark.django_db
 def test_emergency_words_tell_the_caller_help_is_coming_and_escalate_once(
-        phone, tenant, escalations, django_capture_on_commit_callbacks):
+    phone, tenant, escalations, django_capture_on_commit_callbacks
+):
     phone.answer()
     with django_capture_on_commit_callbacks(execute=True):
         document = phone.say("My husband has chest pain and can't breathe")
     assert "emergency" in says(document)[0] and "911" in says(document)[0]
     row = Interaction.objects.get()
     assert row.escalated and row.urgency == 5
-    assert escalations == [{"signal": escalation_requested, "interaction_id": row.pk, "urgency": 5,
-                            "reason": "emergency phrase"}]
+    assert escalations == [
+        {"signal": escalation_requested, "interaction_id": row.pk, "urgency": 5, "reason": "emergency phrase"}
+    ]
     with django_capture_on_commit_callbacks(execute=True):
         phone.say("he is still in pain, chest pain")
     assert len(escalations) == 1  # one incident request per interaction
@@ -156,8 +159,9 @@ def test_missing_call_sid_is_400_and_writes_nothing(twilio_post, tenant):
 @pytest.mark.django_db
 def test_speech_for_another_tenants_call_is_not_applied(phone, tenant, other_tenant, twilio_post):
     phone.answer()
-    params = twilio_payloads.gather_speech(account_sid=other_tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to="+15550100002", speech="hello")
+    params = twilio_payloads.gather_speech(
+        account_sid=other_tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to="+15550100002", speech="hello"
+    )
     response = twilio_post("/twilio/voice/gather/?turn=1", params, tenant=other_tenant)
     assert response.status_code == 200 and phone.last.find("Gather") is not None
     assert len(Interaction.objects.get().transcript) == 1
@@ -168,18 +172,25 @@ def test_each_speech_turn_is_announced_once_as_a_customer_message(phone, django_
     from conversations.signals import customer_message_received
 
     heard = []
-    customer_message_received.connect(lambda sender, **kw: heard.append(kw), weak=False,
-                                      dispatch_uid="tests.voice.heard")
+    customer_message_received.connect(
+        lambda sender, **kw: heard.append(kw), weak=False, dispatch_uid="tests.voice.heard"
+    )
     try:
         phone.answer()
         with django_capture_on_commit_callbacks(execute=True):
             action = phone.gather_action()
             phone.say("I need a refill of my prescription")
-            params = twilio_payloads.gather_speech(account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid,
-                                                   from_=CALLER, to=CLINIC, speech="I need a refill of my prescription")
+            params = twilio_payloads.gather_speech(
+                account_sid=phone.tenant.twilio_account_sid,
+                call_sid=phone.sid,
+                from_=CALLER,
+                to=CLINIC,
+                speech="I need a refill of my prescription",
+            )
             phone.post(action, params, tenant=phone.tenant)  # replayed: not announced again
     finally:
         customer_message_received.disconnect(dispatch_uid="tests.voice.heard")
     call = ChannelMessage.objects.get(provider_id=phone.sid)
     assert [(h["interaction_id"], h["message_id"], h["text"]) for h in heard] == [
-        (call.interaction_id, call.pk, "I need a refill of my prescription")]
+        (call.interaction_id, call.pk, "I need a refill of my prescription")
+    ]

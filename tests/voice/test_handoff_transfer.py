@@ -7,9 +7,8 @@ gives the tenant no opening window on any day.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings
@@ -34,8 +33,9 @@ def _zone_where_it_is_noon() -> str:
 
 
 def _agent_settings(tenant, *, bookable_hours: dict, handoff_number: str) -> None:
-    AgentSettings.objects.update_or_create(tenant=tenant, defaults={
-        "bookable_hours": bookable_hours, "handoff_number": handoff_number})
+    AgentSettings.objects.update_or_create(
+        tenant=tenant, defaults={"bookable_hours": bookable_hours, "handoff_number": handoff_number}
+    )
 
 
 @pytest.fixture
@@ -64,10 +64,16 @@ def phone(twilio_post, tenant):
 def dial_result_params(tenant, phone: Phone, status: str, duration: int | None = None) -> dict[str, str]:
     """What Twilio posts to a ``<Dial action>``: the parent call's parameters plus ``DialCallStatus``,
     ``DialCallSid``, ``DialCallDuration`` and ``DialBridged`` (https://www.twilio.com/docs/voice/twiml/dial#action)."""
-    params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech="")
-    params.update({"DialCallStatus": status, "DialCallSid": DIAL_CALL_SID,
-                   "DialBridged": "true" if status in ("completed", "answered") else "false"})
+    params = twilio_payloads.gather_speech(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech=""
+    )
+    params.update(
+        {
+            "DialCallStatus": status,
+            "DialCallSid": DIAL_CALL_SID,
+            "DialBridged": "true" if status in ("completed", "answered") else "false",
+        }
+    )
     if duration is not None:
         params["DialCallDuration"] = str(duration)
     return params
@@ -78,8 +84,9 @@ def post_dial_result(phone: Phone, tenant, status: str, duration: int | None = N
     ``phone.last``)."""
     dial = phone.last.find("Dial")
     assert dial is not None, "the last TwiML has no <Dial>"
-    response = phone.post(path_of(dial.get("action")), dial_result_params(tenant, phone, status, duration),
-                          tenant=tenant)
+    response = phone.post(
+        path_of(dial.get("action")), dial_result_params(tenant, phone, status, duration), tenant=tenant
+    )
     phone.last = ET.fromstring(response.content)
     assert response.status_code == 200 and response["Content-Type"].startswith("text/xml")
     return response.content.decode()
@@ -122,8 +129,12 @@ def test_answered_transfer_hangs_up_and_is_recorded_once(phone, tenant, open_now
     assert phone.last.find("Dial") is None and phone.last.find("Gather") is None
     row = Interaction.objects.get()
     transfer = row.metadata["transfer"]
-    assert (transfer["status"], transfer["dial_call_status"], transfer["dial_call_sid"],
-            transfer["dial_call_duration"]) == ("transferred", dial_status, DIAL_CALL_SID, 95)
+    assert (
+        transfer["status"],
+        transfer["dial_call_status"],
+        transfer["dial_call_sid"],
+        transfer["dial_call_duration"],
+    ) == ("transferred", dial_status, DIAL_CALL_SID, 95)
     assert (row.transcript[-1]["role"], row.transcript[-1]["event"]) == ("system", "transferred")
     turns = len(row.transcript)
 
@@ -154,7 +165,9 @@ def test_unanswered_transfer_offers_voicemail_once(phone, tenant, open_now, dial
     assert row.metadata["transfer"]["status"] == "not_answered"
     assert row.metadata["transfer"]["dial_call_status"] == dial_status
     assert [(t["role"], t["event"]) for t in row.transcript[-2:]] == [
-        ("system", "transfer_not_answered"), ("agent", "voicemail")]
+        ("system", "transfer_not_answered"),
+        ("agent", "voicemail"),
+    ]
     turns = len(row.transcript)
 
     again = phone.post("/twilio/voice/dial-result/", dial_result_params(tenant, phone, dial_status), tenant=tenant)
@@ -163,9 +176,18 @@ def test_unanswered_transfer_offers_voicemail_once(phone, tenant, open_now, dial
     assert len(row.transcript) == turns
 
     # the caller leaves a message: the usual voicemail path takes over
-    done = phone.post("/twilio/voice/voicemail/done/", twilio_payloads.record_action(
-        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC,
-        recording_sid="RE" + "c" * 32, duration=9), tenant=tenant)
+    done = phone.post(
+        "/twilio/voice/voicemail/done/",
+        twilio_payloads.record_action(
+            account_sid=tenant.twilio_account_sid,
+            call_sid=phone.sid,
+            from_=CALLER,
+            to=CLINIC,
+            recording_sid="RE" + "c" * 32,
+            duration=9,
+        ),
+        tenant=tenant,
+    )
     assert done.status_code == 200 and "Goodbye" in says(done.content.decode())[-1]
 
 
@@ -178,17 +200,21 @@ def test_caller_hanging_up_while_the_desk_rings_is_recorded_without_a_voicemail_
     row = Interaction.objects.get()
     assert row.metadata["transfer"]["status"] == "not_answered"
     assert [(t["role"], t["event"]) for t in row.transcript[-2:]] == [
-        ("agent", "transfer"), ("system", "transfer_not_answered")]
+        ("agent", "transfer"),
+        ("system", "transfer_not_answered"),
+    ]
 
 
 @pytest.mark.django_db
 def test_replayed_gather_action_of_the_transfer_turn_dials_the_same_number_without_a_second_turn(
-        phone, tenant, open_now):
+    phone, tenant, open_now
+):
     document = transfer_to_front_desk(phone)
     row = Interaction.objects.get()
     turns = len(row.transcript)
-    params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech=ASK_FOR_A_PERSON)
+    params = twilio_payloads.gather_speech(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech=ASK_FOR_A_PERSON
+    )
     replay = phone.post("/twilio/voice/gather/?turn=2", params, tenant=tenant)
     assert replay.status_code == 200 and replay.content.decode() == document
     row.refresh_from_db()
@@ -220,8 +246,12 @@ def test_without_a_front_desk_number_the_agent_promises_a_follow_up_instead(phon
 def test_forged_dial_result_is_403_and_writes_nothing(phone, tenant, open_now):
     transfer_to_front_desk(phone)
     before = Interaction.objects.get()
-    forged = phone.post("/twilio/voice/dial-result/", dial_result_params(tenant, phone, "completed"), tenant=tenant,
-                        signature="bm90IGEgc2lnbmF0dXJl")
+    forged = phone.post(
+        "/twilio/voice/dial-result/",
+        dial_result_params(tenant, phone, "completed"),
+        tenant=tenant,
+        signature="bm90IGEgc2lnbmF0dXJl",
+    )
     assert forged.status_code == 403
     after = Interaction.objects.get()
     assert after.transcript == before.transcript and after.metadata["transfer"]["status"] == "dialing"
@@ -231,8 +261,9 @@ def test_forged_dial_result_is_403_and_writes_nothing(phone, tenant, open_now):
 def test_dial_result_for_an_unknown_call_writes_nothing(phone, tenant, open_now):
     transfer_to_front_desk(phone)
     stranger = Phone(phone.post, tenant)  # a CallSid we never saw
-    response = stranger.post("/twilio/voice/dial-result/", dial_result_params(tenant, stranger, "completed"),
-                             tenant=tenant)
+    response = stranger.post(
+        "/twilio/voice/dial-result/", dial_result_params(tenant, stranger, "completed"), tenant=tenant
+    )
     assert response.status_code == 200 and b"<Hangup" in response.content
     assert Interaction.objects.get().metadata["transfer"]["status"] == "dialing"
 

@@ -95,7 +95,10 @@ def test_a_hang_up_while_the_engine_thinks_closes_the_row_once_after_the_reply_i
     [(closed_id, transcript)] = closes
     assert closed_id == row.pk
     assert [(role, event) for role, event, _ in transcript] == [
-        ("agent", "greeting"), ("customer", None), ("agent", "reply")]
+        ("agent", "greeting"),
+        ("customer", None),
+        ("agent", "reply"),
+    ]
     assert transcript[-1][2] == AGENT_REPLY
     assert interrupted(done)["call_sid"] == phone.sid  # a reply nobody heard: still an interrupted call
 
@@ -104,7 +107,8 @@ def test_a_hang_up_while_the_engine_thinks_closes_the_row_once_after_the_reply_i
 
 
 def test_a_goodbye_turn_the_caller_hung_up_on_closes_once_and_is_not_an_interrupted_call(
-        phone, slow_urgency_check, closes):
+    phone, slow_urgency_check, closes
+):
     phone.answer()
     row = Interaction.objects.get()
     with turn_in_flight(phone.tenant, phone.sid, slow_urgency_check, words=GOODBYE_WORDS) as result:
@@ -161,8 +165,10 @@ def test_a_turn_whose_worker_died_after_the_hang_up_is_closed_by_the_idle_sweepe
     """No thread here: step 1 committed its mark and the worker died before step 3 (no LLM is involved)."""
     phone.answer()
     row = Interaction.objects.get()
-    interaction_set_metadata(interaction=row, updates={agent.IN_PROGRESS: {
-        "turn": 1, "token": "dead-worker", "started_at": timezone.now().isoformat()}})
+    interaction_set_metadata(
+        interaction=row,
+        updates={agent.IN_PROGRESS: {"turn": 1, "token": "dead-worker", "started_at": timezone.now().isoformat()}},
+    )
     assert phone.status("completed", 12).status_code == 204
     assert Interaction.objects.get(pk=row.pk).ended_at is None  # the close waits for a turn that never ends
     assert close_idle(now=timezone.now())["interactions"] == 0  # not idle yet

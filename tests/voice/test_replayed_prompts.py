@@ -29,8 +29,9 @@ def post_twice(phone, path: str, params: dict) -> str:
 
 
 def silence_params(phone) -> dict:
-    return twilio_payloads.gather_speech(account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid,
-                                         from_=CALLER, to=CLINIC, speech="")
+    return twilio_payloads.gather_speech(
+        account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech=""
+    )
 
 
 def test_replayed_no_input_requests_append_each_prompt_once(phone):
@@ -54,8 +55,9 @@ def test_a_later_silence_of_another_turn_is_still_recorded(phone):
 
 def test_replayed_voicemail_fallback_appends_its_prompt_once(phone, tenant):
     phone.answer()
-    params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech="")
+    params = twilio_payloads.gather_speech(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech=""
+    )
     document = post_twice(phone, "/twilio/voice/voicemail/", params)
     assert "<Record" in document
     assert events() == ["greeting", "voicemail"]
@@ -64,8 +66,14 @@ def test_replayed_voicemail_fallback_appends_its_prompt_once(phone, tenant):
 def test_replayed_record_action_appends_its_goodbye_once(phone, tenant):
     phone.answer()
     phone.say("Can I leave a message please")
-    params = twilio_payloads.record_action(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=7)
+    params = twilio_payloads.record_action(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=phone.sid,
+        from_=CALLER,
+        to=CLINIC,
+        recording_sid=RE_SID,
+        duration=7,
+    )
     document = post_twice(phone, "/twilio/voice/voicemail/done/", params)
     assert "<Hangup" in document
     assert events() == ["greeting", "voicemail", "goodbye"]

@@ -14,28 +14,53 @@ RE_SID = "RE" + "a" * 32
 
 
 def snapshot():
-    return (Interaction.objects.count(), ChannelMessage.objects.count(), Customer.objects.count(),
-            Conversation.objects.count(), [(i.pk, i.transcript, i.metadata, i.ended_at) for i in Interaction.objects.all()],
-            list(ChannelMessage.objects.values_list("status", flat=True)))
+    return (
+        Interaction.objects.count(),
+        ChannelMessage.objects.count(),
+        Customer.objects.count(),
+        Conversation.objects.count(),
+        [(i.pk, i.transcript, i.metadata, i.ended_at) for i in Interaction.objects.all()],
+        list(ChannelMessage.objects.values_list("status", flat=True)),
+    )
 
 
 def forged_requests(tenant, sid):
     account = tenant.twilio_account_sid
     return [
         ("/twilio/voice/", twilio_payloads.inbound_call(account_sid=account, from_=CALLER, to=CLINIC)),
-        ("/twilio/voice/gather/?turn=1", twilio_payloads.gather_speech(
-            account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, speech="chest pain")),
-        ("/twilio/voice/no-input/?turn=1&n=1", twilio_payloads.gather_speech(
-            account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, speech="")),
-        ("/twilio/voice/status/", twilio_payloads.call_status(
-            account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, status="completed", duration=5)),
+        (
+            "/twilio/voice/gather/?turn=1",
+            twilio_payloads.gather_speech(
+                account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, speech="chest pain"
+            ),
+        ),
+        (
+            "/twilio/voice/no-input/?turn=1&n=1",
+            twilio_payloads.gather_speech(account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, speech=""),
+        ),
+        (
+            "/twilio/voice/status/",
+            twilio_payloads.call_status(
+                account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, status="completed", duration=5
+            ),
+        ),
         ("/twilio/voice/voicemail/", twilio_payloads.inbound_call(account_sid=account, from_=CALLER, to=CLINIC)),
-        ("/twilio/voice/voicemail/done/", twilio_payloads.record_action(
-            account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=5)),
-        ("/twilio/voice/recording/", twilio_payloads.recording_status(
-            account_sid=account, call_sid=sid, recording_sid=RE_SID)),
-        ("/twilio/voice/transcription/", twilio_payloads.transcription(
-            account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, text="chest pain")),
+        (
+            "/twilio/voice/voicemail/done/",
+            twilio_payloads.record_action(
+                account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=5
+            ),
+        ),
+        (
+            "/twilio/voice/recording/",
+            twilio_payloads.recording_status(account_sid=account, call_sid=sid, recording_sid=RE_SID),
+        ),
+        (
+            "/twilio/voice/transcription/",
+            twilio_payloads.transcription(
+                account_sid=account, call_sid=sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, text="chest pain"
+            ),
+        ),
     ]
 
 
@@ -53,7 +78,8 @@ def test_forged_voice_webhooks_are_403_and_write_nothing(phone, tenant, twilio_p
             response = twilio_post(path, params, token="not-the-tenant-token")
         else:
             signature = RequestValidator(tenant.twilio_auth_token).compute_signature(
-                settings.PUBLIC_BASE_URL + path, params)
+                settings.PUBLIC_BASE_URL + path, params
+            )
             tampered = {**params, "CallStatus": "canceled", "SpeechResult": "forged words"}
             response = client.post(path, tampered, HTTP_X_TWILIO_SIGNATURE=signature)
         assert response.status_code == 403, (path, response.status_code)
@@ -63,31 +89,41 @@ def test_forged_voice_webhooks_are_403_and_write_nothing(phone, tenant, twilio_p
 @pytest.mark.django_db
 def test_signature_over_another_turn_url_is_403(phone, tenant, client):
     phone.answer()
-    params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech="hello")
+    params = twilio_payloads.gather_speech(
+        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech="hello"
+    )
     signature = RequestValidator(tenant.twilio_auth_token).compute_signature(
-        settings.PUBLIC_BASE_URL + "/twilio/voice/gather/?turn=1", params)
+        settings.PUBLIC_BASE_URL + "/twilio/voice/gather/?turn=1", params
+    )
     assert client.post("/twilio/voice/gather/?turn=7", params, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 403
 
 
 @pytest.mark.django_db
 def test_recording_callback_for_an_unknown_call_is_403(tenant, twilio_post):
-    params = twilio_payloads.recording_status(account_sid=tenant.twilio_account_sid, call_sid="CA" + "0" * 32,
-                                              recording_sid=RE_SID)
+    params = twilio_payloads.recording_status(
+        account_sid=tenant.twilio_account_sid, call_sid="CA" + "0" * 32, recording_sid=RE_SID
+    )
     assert twilio_post("/twilio/voice/recording/", params, tenant=tenant).status_code == 403
 
 
 @pytest.mark.django_db
 def test_out_of_order_status_callbacks_never_move_a_call_backwards(phone, django_capture_on_commit_callbacks):
     closed = []
-    interaction_closed.connect(lambda sender, **kw: closed.append(kw["interaction_id"]), weak=False,
-                               dispatch_uid="tests.voice.closed")
+    interaction_closed.connect(
+        lambda sender, **kw: closed.append(kw["interaction_id"]), weak=False, dispatch_uid="tests.voice.closed"
+    )
     try:
         phone.answer()
         phone.say("I'd like to book an appointment")
         with django_capture_on_commit_callbacks(execute=True):
-            for status, duration in [("in-progress", None), ("completed", 42), ("ringing", None),
-                                     ("in-progress", None), ("busy", None), ("completed", 99)]:
+            for status, duration in [
+                ("in-progress", None),
+                ("completed", 42),
+                ("ringing", None),
+                ("in-progress", None),
+                ("busy", None),
+                ("completed", 99),
+            ]:
                 assert phone.status(status, duration).status_code == 204
     finally:
         interaction_closed.disconnect(dispatch_uid="tests.voice.closed")
@@ -125,10 +161,14 @@ def test_a_call_dropped_mid_booking_keeps_the_pending_state(phone):
 @pytest.mark.django_db
 def test_status_callback_for_another_tenants_call_changes_nothing(phone, other_tenant, twilio_post):
     phone.answer()
-    params = twilio_payloads.call_status(account_sid=other_tenant.twilio_account_sid, call_sid=phone.sid,
-                                         from_=CALLER, to="+15550100002", status="completed", duration=3)
+    params = twilio_payloads.call_status(
+        account_sid=other_tenant.twilio_account_sid,
+        call_sid=phone.sid,
+        from_=CALLER,
+        to="+15550100002",
+        status="completed",
+        duration=3,
+    )
     assert twilio_post("/twilio/voice/status/", params, tenant=other_tenant).status_code == 204
     assert ChannelMessage.objects.get(provider_id=phone.sid).status == "ringing"
     assert Interaction.objects.get().ended_at is None
-
-

@@ -12,13 +12,27 @@ from tests import processes
 @pytest.mark.django_db(transaction=True)
 def test_simulate_call_against_a_running_server(tenant, tmp_path):
     day = [["00:00", "24:00"]]  # open around the clock: the greeting never offers after-hours voicemail
-    AgentSettings.objects.create(tenant=tenant, bookable_hours={d: day for d in
-                                                                ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    AgentSettings.objects.create(
+        tenant=tenant, bookable_hours=dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), day)
+    )
     server, base = processes.start_daphne(log_path=tmp_path / "daphne.log")
     out = io.StringIO()
     try:
-        call_command("simulate", "--server", base, "--tenant", tenant.slug, "call", "--from", "+15551230077",
-                     "--say", "Hi, my name is Ana", "--say", "What's my name?", stdout=out)
+        call_command(
+            "simulate",
+            "--server",
+            base,
+            "--tenant",
+            tenant.slug,
+            "call",
+            "--from",
+            "+15551230077",
+            "--say",
+            "Hi, my name is Ana",
+            "--say",
+            "What's my name?",
+            stdout=out,
+        )
     finally:
         processes.stop(server)
     printed = out.getvalue()

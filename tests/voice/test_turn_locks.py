@@ -38,7 +38,8 @@ def signed_post(client: Client):
 
     def post(path: str, params: dict, *, tenant):
         signature = RequestValidator(tenant.twilio_auth_token).compute_signature(
-            settings.PUBLIC_BASE_URL + path, params)
+            settings.PUBLIC_BASE_URL + path, params
+        )
         return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=signature)
 
     return post
@@ -57,8 +58,9 @@ def turn_in_flight(tenant, sid: str, llm: BlockingLLM, words: str = WORDS):
     caller = Phone(signed_post(Client()), tenant, call_sid=sid)
 
     def work():
-        params = twilio_payloads.gather_speech(account_sid=tenant.twilio_account_sid, call_sid=sid,
-                                               from_=CALLER, to=CLINIC, speech=words)
+        params = twilio_payloads.gather_speech(
+            account_sid=tenant.twilio_account_sid, call_sid=sid, from_=CALLER, to=CLINIC, speech=words
+        )
         response = caller.post("/twilio/voice/gather/?turn=1", params, tenant=tenant)
         return response.status_code, response.content.decode()
 
@@ -71,8 +73,9 @@ def turn_in_flight(tenant, sid: str, llm: BlockingLLM, words: str = WORDS):
 def replay(phone: Phone, *, speech: str) -> str:
     """Twilio posting the Gather action of turn 1 again (``speech=""``: our hold's ``<Redirect>``, which carries
     no ``SpeechResult``); returns the TwiML answered."""
-    params = twilio_payloads.gather_speech(account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid,
-                                           from_=CALLER, to=CLINIC, speech=speech)
+    params = twilio_payloads.gather_speech(
+        account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, speech=speech
+    )
     response = phone.post("/twilio/voice/gather/?turn=1", params, tenant=phone.tenant)
     assert response.status_code == 200, response.content
     return response.content.decode()
@@ -83,8 +86,12 @@ def is_hold(document: str, turn: int = 1) -> bool:
     root = ET.fromstring(document)
     verbs = [node.tag for node in root]
     pause, redirect = root.find("Pause"), root.find("Redirect")
-    return (verbs == ["Pause", "Redirect"] and pause.get("length") == "2"
-            and path_of(redirect.text) == f"/twilio/voice/gather/?turn={turn}" and redirect.get("method") == "POST")
+    return (
+        verbs == ["Pause", "Redirect"]
+        and pause.get("length") == "2"
+        and path_of(redirect.text) == f"/twilio/voice/gather/?turn={turn}"
+        and redirect.get("method") == "POST"
+    )
 
 
 def test_no_lock_is_held_on_the_call_or_its_conversation_while_the_engine_waits_for_the_llm(phone, llm):
@@ -102,7 +109,10 @@ def test_no_lock_is_held_on_the_call_or_its_conversation_while_the_engine_waits_
     assert result["status"] == 200 and says(result["document"]) == [AGENT_REPLY]
     done = Interaction.objects.get(pk=row.pk)
     assert [(t["role"], t.get("event")) for t in done.transcript] == [
-        ("agent", "greeting"), ("customer", None), ("agent", "reply")]
+        ("agent", "greeting"),
+        ("customer", None),
+        ("agent", "reply"),
+    ]
     assert done.metadata["turns_heard"] == 1 and not done.metadata[agent.IN_PROGRESS]
     # the urgency check went out before the agent's completion, and neither waited on a lock
     assert ["tools" in r["json"] for r in llm.server.requests] == [False, True]
@@ -135,5 +145,8 @@ def test_a_turn_in_progress_for_too_long_is_given_up_and_its_late_answer_dropped
     assert result["document"] == given_up  # the late request answers what was stored, not its own reply
     done = Interaction.objects.get(pk=row.pk)
     assert [(t["role"], t.get("event")) for t in done.transcript] == [
-        ("agent", "greeting"), ("customer", None), ("agent", "turn_lost")]
+        ("agent", "greeting"),
+        ("customer", None),
+        ("agent", "turn_lost"),
+    ]
     assert done.metadata["turns_heard"] == 1 and not done.metadata[agent.IN_PROGRESS]

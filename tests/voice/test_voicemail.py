@@ -27,8 +27,9 @@ URGENT = "Hi, this is Ana. My father collapsed and has chest pain, please call m
 @pytest.fixture
 def escalations():
     received = []
-    escalation_requested.connect(lambda sender, **kw: received.append(kw), weak=False,
-                                 dispatch_uid="tests.voice.vm_escalations")
+    escalation_requested.connect(
+        lambda sender, **kw: received.append(kw), weak=False, dispatch_uid="tests.voice.vm_escalations"
+    )
     yield received
     escalation_requested.disconnect(dispatch_uid="tests.voice.vm_escalations")
 
@@ -40,25 +41,45 @@ def leave_message(phone: Phone, tenant, *, duration=14):
     record = phone.last.find("Record")
     assert record is not None and "message" in says(document)[0]
     account = tenant.twilio_account_sid
-    done = phone.post("/twilio/voice/voicemail/done/", twilio_payloads.record_action(
-        account_sid=account, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=duration),
-        tenant=tenant)
+    done = phone.post(
+        "/twilio/voice/voicemail/done/",
+        twilio_payloads.record_action(
+            account_sid=account, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=duration
+        ),
+        tenant=tenant,
+    )
     assert done.status_code == 200 and "Goodbye" in says(done.content.decode())[-1]
-    status = phone.post("/twilio/voice/recording/", twilio_payloads.recording_status(
-        account_sid=account, call_sid=phone.sid, recording_sid=RE_SID, duration=duration), tenant=tenant)
+    status = phone.post(
+        "/twilio/voice/recording/",
+        twilio_payloads.recording_status(
+            account_sid=account, call_sid=phone.sid, recording_sid=RE_SID, duration=duration
+        ),
+        tenant=tenant,
+    )
     assert status.status_code == 204
     return record
 
 
 def transcription(phone, tenant, text, status="completed"):
-    return phone.post("/twilio/voice/transcription/", twilio_payloads.transcription(
-        account_sid=tenant.twilio_account_sid, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID,
-        text=text, status=status), tenant=tenant)
+    return phone.post(
+        "/twilio/voice/transcription/",
+        twilio_payloads.transcription(
+            account_sid=tenant.twilio_account_sid,
+            call_sid=phone.sid,
+            from_=CALLER,
+            to=CLINIC,
+            recording_sid=RE_SID,
+            text=text,
+            status=status,
+        ),
+        tenant=tenant,
+    )
 
 
 @pytest.mark.django_db
 def test_urgent_voicemail_is_filed_with_transcript_urgency_intent_and_escalated(
-        phone, tenant, escalations, django_capture_on_commit_callbacks):
+    phone, tenant, escalations, django_capture_on_commit_callbacks
+):
     record = leave_message(phone, tenant)
     assert record.get("transcribe") == "true"
     with django_capture_on_commit_callbacks(execute=True):
@@ -74,8 +95,9 @@ def test_urgent_voicemail_is_filed_with_transcript_urgency_intent_and_escalated(
     assert voicemail.metadata["transcription"] == {"source": "twilio", "status": "completed"}
     assert call.metadata["voicemail_interaction_id"] == str(voicemail.pk)
     assert call.metadata["recording"]["status"] == "completed"
-    assert escalations == [{"signal": escalation_requested, "interaction_id": voicemail.pk, "urgency": 5,
-                            "reason": "emergency phrase"}]
+    assert escalations == [
+        {"signal": escalation_requested, "interaction_id": voicemail.pk, "urgency": 5, "reason": "emergency phrase"}
+    ]
 
 
 @pytest.mark.django_db
@@ -100,8 +122,13 @@ def test_failed_transcription_still_files_the_voicemail_for_staff(phone, tenant)
 @pytest.mark.django_db
 def test_absent_recording_files_nothing(phone, tenant):
     phone.answer()
-    params = twilio_payloads.recording_status(account_sid=tenant.twilio_account_sid, call_sid=phone.sid,
-                                              recording_sid=RE_SID, status="absent", error_code="16102")
+    params = twilio_payloads.recording_status(
+        account_sid=tenant.twilio_account_sid,
+        call_sid=phone.sid,
+        recording_sid=RE_SID,
+        status="absent",
+        error_code="16102",
+    )
     assert phone.post("/twilio/voice/recording/", params, tenant=tenant).status_code == 204
     assert not Interaction.objects.filter(channel="voicemail").exists()
     assert Interaction.objects.get().metadata["recording"]["status"] == "absent"
@@ -118,28 +145,38 @@ def test_number_fallback_goes_straight_to_voicemail(twilio_post, tenant, open_al
 
 def stt_settings(stub):
     # the voice LLM timeout (4 s, a caller is waiting) is no limit to test here: a loaded machine must not flip it
-    return override_settings(VOICEMAIL_TRANSCRIBER="openai", OPENAI_API_KEY="sk-test",
-                             OPENAI_BASE_URL=stub.base_url + "/v1", TWILIO_API_BASE=stub.base_url,
-                             VOICE_LLM_TIMEOUT_SECONDS=30)
+    return override_settings(
+        VOICEMAIL_TRANSCRIBER="openai",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL=stub.base_url + "/v1",
+        TWILIO_API_BASE=stub.base_url,
+        VOICE_LLM_TIMEOUT_SECONDS=30,
+    )
 
 
 @pytest.mark.django_db
 def test_openai_transcription_fetches_the_recording_with_the_tenants_credentials(
-        phone, tenant, voice_stub, django_capture_on_commit_callbacks):
-    voice_stub.add_recording(account_sid=tenant.twilio_account_sid, auth_token=tenant.twilio_auth_token,
-                             recording_sid=RE_SID, audio=b"ID3-fake-mp3-audio", text=URGENT)
+    phone, tenant, voice_stub, django_capture_on_commit_callbacks
+):
+    voice_stub.add_recording(
+        account_sid=tenant.twilio_account_sid,
+        auth_token=tenant.twilio_auth_token,
+        recording_sid=RE_SID,
+        audio=b"ID3-fake-mp3-audio",
+        text=URGENT,
+    )
     with stt_settings(voice_stub):
         with django_capture_on_commit_callbacks() as queued:
             record = leave_message(phone, tenant)
         # the LLM (same stub) judges the message an emergency; the rules agree ("chest pain")
-        voice_stub.scores = {"sentiment": -0.8, "intent": "emergency", "lead_score": 0, "satisfaction": 2,
-                             "urgency": 5}
+        voice_stub.scores = {"sentiment": -0.8, "intent": "emergency", "lead_score": 0, "satisfaction": 2, "urgency": 5}
         assert record.get("transcribe") is None  # Twilio is not asked to transcribe
         assert len(queued) >= 1  # the transcription task, queued on commit
         call = ChannelMessage.objects.get(provider_id=phone.sid)
         recording_url = twilio_payloads.recording_url(account_sid=tenant.twilio_account_sid, recording_sid=RE_SID)
-        voicemail = voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url,
-                                         duration_seconds=14)
+        voicemail = voicemail_transcribe(
+            call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url, duration_seconds=14
+        )
         voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url)  # redelivered
     assert Interaction.objects.filter(channel="voicemail").count() == 1
     assert voicemail.transcript[0]["text"] == URGENT and voicemail.escalated and voicemail.urgency == 5
@@ -158,13 +195,15 @@ def test_recording_url_of_another_account_is_never_fetched(phone, tenant, voice_
     foreign = twilio_payloads.recording_url(account_sid="AC" + "9" * 32, recording_sid=RE_SID)
     with stt_settings(voice_stub):
         voicemail = voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=foreign)
-        evil = voicemail_transcribe(call_message_id=call.pk, recording_sid="RE" + "c" * 32,
-                                    recording_url="https://attacker.example/" + RE_SID)
+        evil = voicemail_transcribe(
+            call_message_id=call.pk, recording_sid="RE" + "c" * 32, recording_url="https://attacker.example/" + RE_SID
+        )
     assert not any(r["method"] == "GET" for r in voice_stub.requests)
     assert voicemail.metadata["transcription"]["status"] == "failed" and evil.transcript[0]["text"] == ""
 
 
 # --- lost work: the broker down, a task lost, a transcription that never came ---------------------------------
+
 
 @pytest.fixture
 def empty_queue():
@@ -198,9 +237,15 @@ def test_the_redrive_outlasts_a_normal_transcription_but_not_an_urgent_patients_
 
 @pytest.mark.django_db
 def test_recording_callback_with_the_broker_down_answers_and_the_redrive_transcribes_it_later(
-        phone, tenant, voice_stub, escalations, empty_queue, django_capture_on_commit_callbacks, caplog):
-    voice_stub.add_recording(account_sid=tenant.twilio_account_sid, auth_token=tenant.twilio_auth_token,
-                             recording_sid=RE_SID, audio=b"ID3-fake-mp3-audio", text=URGENT)
+    phone, tenant, voice_stub, escalations, empty_queue, django_capture_on_commit_callbacks, caplog
+):
+    voice_stub.add_recording(
+        account_sid=tenant.twilio_account_sid,
+        auth_token=tenant.twilio_auth_token,
+        recording_sid=RE_SID,
+        audio=b"ID3-fake-mp3-audio",
+        text=URGENT,
+    )
     with stt_settings(voice_stub):
         with broker_down(), caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True):
             leave_message(phone, tenant)  # the recording callback still answers 204
@@ -220,8 +265,9 @@ def test_recording_callback_with_the_broker_down_answers_and_the_redrive_transcr
         assert voicemail_redrive(now=redriven + REDRIVE_AFTER - timedelta(seconds=1)) == 0
 
         with django_capture_on_commit_callbacks(execute=True):  # what the queued task does
-            voicemail = voicemail_transcribe(call_message_id=args[0], recording_sid=args[1],
-                                             recording_url=args[2], duration_seconds=args[3])
+            voicemail = voicemail_transcribe(
+                call_message_id=args[0], recording_sid=args[1], recording_url=args[2], duration_seconds=args[3]
+            )
         assert voicemail_redrive(now=redriven + REDRIVE_AFTER) == 0  # filed
     assert voicemail.transcript[0]["text"] == URGENT and voicemail.escalated and voicemail.urgency == 5
     assert [e["interaction_id"] for e in escalations] == [voicemail.pk]
@@ -236,15 +282,17 @@ def test_a_recording_older_than_an_hour_is_left_to_staff(phone, tenant, empty_qu
 
 @pytest.mark.django_db
 def test_twilio_transcription_that_never_came_files_the_recording_and_a_late_one_still_escalates(
-        phone, tenant, escalations, empty_queue, django_capture_on_commit_callbacks):
+    phone, tenant, escalations, empty_queue, django_capture_on_commit_callbacks
+):
     leave_message(phone, tenant)  # Twilio transcribes; its callback never arrives (our webhook failed, say)
     at = received_at(phone)
     assert voicemail_redrive(now=at + timedelta(minutes=5)) == 0  # Twilio may still be transcribing
     assert voicemail_redrive(now=at + TWILIO_TRANSCRIPTION_GRACE + timedelta(seconds=1)) == 1
     [(name, args)] = take_queued()
     assert name == voice_tasks.voicemail_file_untranscribed_task.name
-    voicemail = voicemail_file_untranscribed(call_message_id=args[0], recording_sid=args[1], recording_url=args[2],
-                                             duration_seconds=args[3])
+    voicemail = voicemail_file_untranscribed(
+        call_message_id=args[0], recording_sid=args[1], recording_url=args[2], duration_seconds=args[3]
+    )
     assert voicemail.transcript[0]["text"] == "" and voicemail.metadata["recording_url"].endswith(RE_SID)
     assert voicemail.metadata["transcription"] == {"source": "twilio", "status": "missing"}
     assert not voicemail.escalated and escalations == []

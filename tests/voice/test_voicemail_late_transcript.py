@@ -25,8 +25,14 @@ pytestmark = pytest.mark.django_db
 
 BOOKING = "Hi, I'd like to book an appointment for next week, please call me back."
 #: what the workers would run (``webhook_deliver`` is left out: delivery is not under test)
-WORKER = {task.name: task for task in (enrich_interaction, webhook_tasks.webhook_interaction_enriched,
-                                       webhook_tasks.webhook_conversation_closed)}
+WORKER = {
+    task.name: task
+    for task in (
+        enrich_interaction,
+        webhook_tasks.webhook_interaction_enriched,
+        webhook_tasks.webhook_conversation_closed,
+    )
+}
 
 
 @pytest.fixture
@@ -38,8 +44,11 @@ def empty_queue():
 
 @pytest.fixture
 def hooks(tenant):
-    return WebhookEndpoint.objects.create(tenant=tenant, url="https://hooks.example.com/callsphere",
-                                          events=["interaction.enriched", "conversation.closed"])
+    return WebhookEndpoint.objects.create(
+        tenant=tenant,
+        url="https://hooks.example.com/callsphere",
+        events=["interaction.enriched", "conversation.closed"],
+    )
 
 
 def work(capture) -> list[tuple[str, list]]:
@@ -62,14 +71,16 @@ def messages(event_type: str, interaction: Interaction | None = None) -> list[di
 
 
 def test_a_late_transcript_is_enriched_again_and_sent_out_without_a_second_conversation_closed(
-        phone, tenant, hooks, empty_queue, tmp_path, django_capture_on_commit_callbacks):
+    phone, tenant, hooks, empty_queue, tmp_path, django_capture_on_commit_callbacks
+):
     capture = django_capture_on_commit_callbacks
     leave_message(phone, tenant)  # Twilio transcribes; its callback is late
     assert voicemail_redrive(now=received_at(phone) + TWILIO_TRANSCRIPTION_GRACE + timedelta(seconds=1)) == 1
     [(_, args)] = take_queued()
     with capture(execute=True):
-        voicemail = voicemail_file_untranscribed(call_message_id=args[0], recording_sid=args[1],
-                                                 recording_url=args[2], duration_seconds=args[3])
+        voicemail = voicemail_file_untranscribed(
+            call_message_id=args[0], recording_sid=args[1], recording_url=args[2], duration_seconds=args[3]
+        )
         conversation_close(conversation=voicemail.conversation)  # the conversation ends, the call row with it
     assert (enrich_interaction.name, [str(voicemail.pk)]) in work(capture)
     [closed] = messages("conversation.closed")  # out already, with the empty transcript
@@ -100,7 +111,8 @@ def test_a_late_transcript_is_enriched_again_and_sent_out_without_a_second_conve
 
 
 def test_a_transcript_for_a_voicemail_not_waiting_for_one_queues_no_enrichment(
-        phone, tenant, empty_queue, django_capture_on_commit_callbacks):
+    phone, tenant, empty_queue, django_capture_on_commit_callbacks
+):
     leave_message(phone, tenant)
     with django_capture_on_commit_callbacks(execute=True):
         transcription(phone, tenant, BOOKING)  # on time: filed with it, closed, enriched once

@@ -33,22 +33,35 @@ def record(phone: Phone, recording_sid: str) -> None:
     """A call that reached voicemail: answered, and its completed recording noted by the recording callback."""
     phone.answer()
     account = phone.tenant.twilio_account_sid
-    response = phone.post("/twilio/voice/recording/", twilio_payloads.recording_status(
-        account_sid=account, call_sid=phone.sid, recording_sid=recording_sid), tenant=phone.tenant)
+    response = phone.post(
+        "/twilio/voice/recording/",
+        twilio_payloads.recording_status(account_sid=account, call_sid=phone.sid, recording_sid=recording_sid),
+        tenant=phone.tenant,
+    )
     assert response.status_code == 204
 
 
 def file_with_transcription(phone: Phone, recording_sid: str) -> None:
     """Twilio's transcription callback arrives: the recording is filed as a voicemail."""
-    response = phone.post("/twilio/voice/transcription/", twilio_payloads.transcription(
-        account_sid=phone.tenant.twilio_account_sid, call_sid=phone.sid, from_=phone.caller, to=CLINIC,
-        recording_sid=recording_sid, text="Please call me back about my bill."), tenant=phone.tenant)
+    response = phone.post(
+        "/twilio/voice/transcription/",
+        twilio_payloads.transcription(
+            account_sid=phone.tenant.twilio_account_sid,
+            call_sid=phone.sid,
+            from_=phone.caller,
+            to=CLINIC,
+            recording_sid=recording_sid,
+            text="Please call me back about my bill.",
+        ),
+        tenant=phone.tenant,
+    )
     assert response.status_code == 204
 
 
 @pytest.mark.django_db
 def test_filed_recordings_never_crowd_an_unfiled_one_out_of_the_batch(
-        twilio_post, tenant, open_all_day, monkeypatch, empty_queue):
+    twilio_post, tenant, open_all_day, monkeypatch, empty_queue
+):
     monkeypatch.setattr(voicemail, "REDRIVE_BATCH", BATCH)
     for n in range(FILED):  # older calls, all filed (their rows are the first by updated_at)
         phone = Phone(twilio_post, tenant, caller=f"+1555123010{n}")

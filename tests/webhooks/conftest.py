@@ -20,9 +20,9 @@ def allow_loopback(settings):
 
 @pytest.fixture
 def endpoint(tenant, receiver):
-    return WebhookEndpoint.objects.create(tenant=tenant, url=receiver.url,
-                                          events=["interaction.enriched", "conversation.closed",
-                                                  "incident.acknowledged"])
+    return WebhookEndpoint.objects.create(
+        tenant=tenant, url=receiver.url, events=["interaction.enriched", "conversation.closed", "incident.acknowledged"]
+    )
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def start(answers: list[tuple[int, dict]] | None = None) -> Receiver:
     receiver = Receiver(answers=list(answers or [(200, {})]))
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server API
+        def do_POST(self):
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
             status, headers = receiver.answers.pop(0) if len(receiver.answers) > 1 else receiver.answers[0]
@@ -81,8 +81,14 @@ def start_trickle(*, interval: float = 0.1, duration: float = 20.0) -> Trickler:
                     return
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length:")), 0)
+            length = next(
+                (
+                    int(line.split(b":", 1)[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                ),
+                0,
+            )
             while len(body) < length:
                 body += self.request.recv(4096)
             trickler.requests.append(body)

@@ -11,8 +11,10 @@ pytestmark = pytest.mark.django_db
 
 def test_private_url_is_refused_when_registering(admin_client, tenant, settings):
     settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS = []
-    response = admin_client.post("/admin/conversations/webhookendpoint/add/", {
-        "tenant": str(tenant.pk), "url": "https://169.254.169.254/latest", "events": ["conversation.closed"]})
+    response = admin_client.post(
+        "/admin/conversations/webhookendpoint/add/",
+        {"tenant": str(tenant.pk), "url": "https://169.254.169.254/latest", "events": ["conversation.closed"]},
+    )
     assert response.status_code == 200 and "cannot be used" in response.content.decode()
     assert not WebhookEndpoint.objects.exists()
 

@@ -22,8 +22,9 @@ def test_conversation_closed_is_signed_enriched_and_retried(tenant, receiver, tm
     customer = CustomerFactory(tenant=tenant)
     interaction, _ = session_open(tenant=tenant, customer=customer, channel="sms")
     interaction_append_turn(interaction=interaction, role="customer", text="Thanks, that was great, book me in!")
-    worker = processes.start_worker(log_path=tmp_path / "worker.log", WEBHOOK_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
-                                    WEBHOOK_RETRY_SCHEDULE="1,1")
+    worker = processes.start_worker(
+        log_path=tmp_path / "worker.log", WEBHOOK_ALLOWED_PRIVATE_HOSTS="127.0.0.1", WEBHOOK_RETRY_SCHEDULE="1,1"
+    )
     try:
         conversation_close(conversation=interaction.conversation)
         deadline = time.monotonic() + 60

@@ -16,15 +16,17 @@ from tests import processes
 
 
 def emit(tenant, key="incident.acknowledged:slow"):
-    message = webhook_event_emit(tenant=tenant, event_type="incident.acknowledged", payload={"incident": "1"},
-                                 dedupe_key=key)
+    message = webhook_event_emit(
+        tenant=tenant, event_type="incident.acknowledged", payload={"incident": "1"}, dedupe_key=key
+    )
     return WebhookDelivery.objects.get(message=message)
 
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("allow_loopback")
-def test_trickling_headers_hit_the_total_deadline_and_follow_the_schedule(tenant, trickler, settings,
-                                                                         django_capture_on_commit_callbacks):
+def test_trickling_headers_hit_the_total_deadline_and_follow_the_schedule(
+    tenant, trickler, settings, django_capture_on_commit_callbacks
+):
     settings.WEBHOOK_TOTAL_TIMEOUT, settings.WEBHOOK_READ_TIMEOUT = 1, 15  # each byte arrives within 0.1 s
     settings.WEBHOOK_RETRY_SCHEDULE = [5]
     from conversations.webhooks.models import WebhookEndpoint
@@ -52,8 +54,9 @@ def test_an_attempt_whose_task_died_counts_and_the_schedule_ends(tenant, endpoin
     t = timezone.now() - timedelta(hours=1)
 
     def died_during(attempt: int) -> None:
-        WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=attempt, last_attempt_at=t,
-                                                              next_attempt_at=t + LEASE)
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(
+            attempts=attempt, last_attempt_at=t, next_attempt_at=t + LEASE
+        )
 
     died_during(2)  # the next retry (300 s after the lost attempt) is not due until t + 300 s
     assert webhook_delivery_attempt(delivery_id=delivery.pk, now=t + LEASE) == "skipped"
@@ -84,9 +87,14 @@ def test_soft_time_limit_in_a_real_worker_is_recorded_and_retried(tenant, tmp_pa
     # later on a loaded machine) fires first, and short enough to end before the hard limit (soft + 15 s).
     trickler = start_trickle(duration=10)
     WebhookEndpoint.objects.create(tenant=tenant, url=trickler.url, events=["incident.acknowledged"])
-    worker = processes.start_worker(log_path=tmp_path / "worker.log", WEBHOOK_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
-                                    WEBHOOK_RETRY_SCHEDULE="1,1", WEBHOOK_TOTAL_TIMEOUT="30",
-                                    WEBHOOK_TASK_SOFT_TIME_LIMIT="1", purge=True)
+    worker = processes.start_worker(
+        log_path=tmp_path / "worker.log",
+        WEBHOOK_ALLOWED_PRIVATE_HOSTS="127.0.0.1",
+        WEBHOOK_RETRY_SCHEDULE="1,1",
+        WEBHOOK_TOTAL_TIMEOUT="30",
+        WEBHOOK_TASK_SOFT_TIME_LIMIT="1",
+        purge=True,
+    )
     try:
         delivery = emit(tenant)  # queued on commit; the soft limit (1 s) fires long before the 30 s deadline
         deadline = time.monotonic() + 90  # three attempts of at most the trickle's 10 s each, and two retries

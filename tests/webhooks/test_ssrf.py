@@ -15,19 +15,34 @@ from conversations.webhooks.ssrf import UnsafeTarget, resolve_target
 def fake_resolver(*addresses):
     calls = []
 
-    def resolve(host, port, type=0):  # noqa: A002 - getaddrinfo's signature
+    def resolve(host, port, type=0):
         calls.append(host)
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-                for a in addresses]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
+        ]
 
     resolve.calls = calls
     return resolve
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1",
-    "fe80::1", "fc00::1", "::ffff:127.0.0.1", "64:ff9b::a00:1", "224.0.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "64:ff9b::a00:1",
+        "224.0.0.1",
+    ],
+)
 def test_non_public_addresses_are_refused(address, settings):
     settings.WEBHOOK_ALLOWED_PRIVATE_HOSTS = []
     with pytest.raises(UnsafeTarget):
@@ -59,8 +74,14 @@ def test_public_target_is_pinned_to_the_checked_ip(settings):
     original = delivery.resolve_target
     delivery.resolve_target = lambda url: target
     try:
-        result = delivery.send(url="https://hooks.example.com:8443/in?x=1", msg_id="msg_1", body="{}",
-                               secrets=["whsec_" + "A" * 44], at=timezone.now(), transport=transport)
+        result = delivery.send(
+            url="https://hooks.example.com:8443/in?x=1",
+            msg_id="msg_1",
+            body="{}",
+            secrets=["whsec_" + "A" * 44],
+            at=timezone.now(),
+            transport=transport,
+        )
     finally:
         delivery.resolve_target = original
     assert result.ok
@@ -76,4 +97,6 @@ def test_loopback_receiver_is_refused_by_default(tenant, endpoint, receiver, set
     d = WebhookDelivery.objects.get(message=message)
     assert webhook_delivery_attempt(delivery_id=d.pk) == "retrying"
     assert receiver.requests == []
-    assert WebhookAttempt.objects.get(delivery=d).error.startswith("refused: 127.0.0.1 does not resolve to a public address")
+    assert WebhookAttempt.objects.get(delivery=d).error.startswith(
+        "refused: 127.0.0.1 does not resolve to a public address"
+    )

@@ -17,13 +17,22 @@ from conversations.agent.tools import call_tool
 
 _INTENTS = [
     ("start_fresh", re.compile(r"\b(start (over|fresh|again)|fresh start|reset|forget (it|that|everything))\b", re.I)),
-    ("handoff", re.compile(r"\b(human|real person|receptionist|operator)\b|\b(speak|talk|connect|transfer)\b.{0,30}"
-                           r"\b(person|someone|somebody|staff|team|doctor|nurse)\b", re.I)),
+    (
+        "handoff",
+        re.compile(
+            r"\b(human|real person|receptionist|operator)\b|\b(speak|talk|connect|transfer)\b.{0,30}"
+            r"\b(person|someone|somebody|staff|team|doctor|nurse)\b",
+            re.I,
+        ),
+    ),
     ("link", re.compile(r"\b(text|send|sms|message)\b.{0,20}\blink\b|\bcontinue\b.{0,15}\bchat\b", re.I)),
     ("callback", re.compile(r"\b(call me( back)?|callback|call back|ring me|give me a call|phone me)\b", re.I)),
     ("cancel", re.compile(r"\bcancel\b", re.I)),
     ("reschedule", re.compile(r"\b(reschedule|move|change|push back|bring forward)\b", re.I)),
-    ("availability", re.compile(r"\b(availab\w*|openings?|free (slots?|times?)|open (slots?|times?)|what times)\b", re.I)),
+    (
+        "availability",
+        re.compile(r"\b(availab\w*|openings?|free (slots?|times?)|open (slots?|times?)|what times)\b", re.I),
+    ),
     ("book", re.compile(r"\b(book\w*|appointment|schedule|see (the|a) (doctor|dentist|nurse)|come in|visit)\b", re.I)),
 ]
 _RECALL = re.compile(r"\b(do you remember( me)?|what('?s| is) my name|who am i)\b", re.I)
@@ -71,7 +80,10 @@ class LocalBackend:
 
         upcoming = session.upcoming()
         wants_move = intent == "reschedule" or (
-            pending.get("intent") != "book" and upcoming and not when.empty and (intent is None or _MAKE_IT.search(text))
+            pending.get("intent") != "book"
+            and upcoming
+            and not when.empty
+            and (intent is None or _MAKE_IT.search(text))
         )
         if wants_move or pending.get("intent") == "reschedule":
             return prefix + self._reschedule(session, when.day, when.at)
@@ -79,8 +91,10 @@ class LocalBackend:
             return prefix + self._book(session, when.day, when.at)
         if prefix:
             return prefix + "How can I help today?"
-        return ("I can book, move or cancel appointments, arrange a call back, or connect you with our team. "
-                "What would you like to do?")
+        return (
+            "I can book, move or cancel appointments, arrange a call back, or connect you with our team. "
+            "What would you like to do?"
+        )
 
     def _remember_name(self, session: AgentSession, text: str) -> str:
         match = _NAME.search(text)
@@ -118,8 +132,10 @@ class LocalBackend:
             call_tool(session, "note_booking_request", {"intent": "reschedule", "date": day and day.isoformat()})
             if day is None:
                 return "Sure — when would you like to move it to?"
-            return f"What time on {say_day(day)} would you like instead? " + call_tool(
-                session, "list_availability", {"date": day.isoformat()}).say
+            return (
+                f"What time on {say_day(day)} would you like instead? "
+                + call_tool(session, "list_availability", {"date": day.isoformat()}).say
+            )
         args = {"time": at.strftime("%H:%M")}
         if day:
             args["date"] = day.isoformat()

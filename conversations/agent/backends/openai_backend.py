@@ -38,20 +38,23 @@ def system_prompt(session: AgentSession) -> str:
     tenant, s = session.tenant, session.settings
     local_now = session.local(session.now)
     upcoming = [f"- {a.pk}: {say_when(session.local(a.starts_at))}" for a in session.upcoming()]
-    hours = "; ".join(f"{d}: " + (", ".join(f"{a}-{b}" for a, b in w) or "closed")
-                      for d, w in (s.bookable_hours or {}).items())
-    return "\n".join([
-        s.persona.strip(),
-        f"Clinic: {tenant.name} ({tenant.short_name}). Channel: {session.channel}.",
-        f"Policies: {s.policies.strip()}",
-        f"Now: {local_now:%A %Y-%m-%d %H:%M} ({tenant.timezone}). All dates and times you pass to tools are "
-        "local to this time zone: date YYYY-MM-DD, time HH:MM (24-hour).",
-        f"Bookable hours: {hours}; slots of {s.slot_minutes} minutes.",
-        f"Remembered from earlier in this conversation (any channel): {json.dumps(session.state, default=str)}",
-        "Upcoming appointments:\n" + ("\n".join(upcoming) or "none"),
-        "When the customer gives a day but no time, call note_booking_request so another channel can continue. "
-        "Keep replies short (they may be sent by SMS). Never include links or medical advice.",
-    ])
+    hours = "; ".join(
+        f"{d}: " + (", ".join(f"{a}-{b}" for a, b in w) or "closed") for d, w in (s.bookable_hours or {}).items()
+    )
+    return "\n".join(
+        [
+            s.persona.strip(),
+            f"Clinic: {tenant.name} ({tenant.short_name}). Channel: {session.channel}.",
+            f"Policies: {s.policies.strip()}",
+            f"Now: {local_now:%A %Y-%m-%d %H:%M} ({tenant.timezone}). All dates and times you pass to tools are "
+            "local to this time zone: date YYYY-MM-DD, time HH:MM (24-hour).",
+            f"Bookable hours: {hours}; slots of {s.slot_minutes} minutes.",
+            f"Remembered from earlier in this conversation (any channel): {json.dumps(session.state, default=str)}",
+            "Upcoming appointments:\n" + ("\n".join(upcoming) or "none"),
+            "When the customer gives a day but no time, call note_booking_request so another channel can continue. "
+            "Keep replies short (they may be sent by SMS). Never include links or medical advice.",
+        ]
+    )
 
 
 def history_messages(session: AgentSession, text: str) -> list[dict]:
@@ -59,15 +62,22 @@ def history_messages(session: AgentSession, text: str) -> list[dict]:
     turns = selectors.recent_turns(conversation=session.conversation, limit=session.settings.history_turns)
     if turns and turns[-1].get("role") == "customer" and turns[-1].get("text") == text:
         turns = turns[:-1]
-    messages = [{"role": ROLE_MAP[t["role"]], "content": t.get("text", "")}
-                for t in turns if t.get("role") in ROLE_MAP and t.get("text")]
+    messages = [
+        {"role": ROLE_MAP[t["role"]], "content": t.get("text", "")}
+        for t in turns
+        if t.get("role") in ROLE_MAP and t.get("text")
+    ]
     return [*messages, {"role": "user", "content": text}]
 
 
 def make_client() -> openai.OpenAI:
     """An ``openai.OpenAI`` client for ``OPENAI_BASE_URL`` with our timeout and no client-side retries."""
-    return openai.OpenAI(api_key=settings.OPENAI_API_KEY or "unset", base_url=settings.OPENAI_BASE_URL,
-                         timeout=settings.OPENAI_TIMEOUT_SECONDS, max_retries=1)
+    return openai.OpenAI(
+        api_key=settings.OPENAI_API_KEY or "unset",
+        base_url=settings.OPENAI_BASE_URL,
+        timeout=settings.OPENAI_TIMEOUT_SECONDS,
+        max_retries=1,
+    )
 
 
 class OpenAIBackend:
@@ -100,7 +110,11 @@ class OpenAIBackend:
                 client = client.with_options(timeout=left, max_retries=0)
             try:
                 completion = client.chat.completions.create(
-                    model=self.model, messages=messages, tools=TOOL_SCHEMAS, tool_choice="auto", temperature=0.2,
+                    model=self.model,
+                    messages=messages,
+                    tools=TOOL_SCHEMAS,
+                    tool_choice="auto",
+                    temperature=0.2,
                 )
                 message = completion.choices[0].message
             except (openai.OpenAIError, IndexError, AttributeError) as exc:
@@ -109,12 +123,20 @@ class OpenAIBackend:
                 raise BackendUnavailable(str(exc)) from exc
             if not message.tool_calls:
                 return (message.content or "").strip() or "Sorry, could you say that again?"
-            messages.append({
-                "role": "assistant", "content": message.content or "",
-                "tool_calls": [{"id": c.id, "type": "function",
-                                "function": {"name": c.function.name, "arguments": c.function.arguments}}
-                               for c in message.tool_calls],
-            })
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": message.content or "",
+                    "tool_calls": [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.function.name, "arguments": c.function.arguments},
+                        }
+                        for c in message.tool_calls
+                    ],
+                }
+            )
             for call in message.tool_calls:
                 try:
                     args = json.loads(call.function.arguments or "{}")

@@ -19,7 +19,7 @@ from identity.models import Tenant, TenantMembership, TenantPhoneNumber
 
 DEMO_SLUG = "demo"
 DEMO_NUMBER = "+15550100000"
-DEMO_ACCOUNT_SID = "AC" + "d3m0".encode().hex().ljust(32, "0")
+DEMO_ACCOUNT_SID = "AC" + b"d3m0".hex().ljust(32, "0")
 DEMO_ADMIN = "admin"
 
 
@@ -27,12 +27,18 @@ def seed_tenant() -> tuple[Tenant, str]:
     """Create the demo tenant, its number and the admin user if missing; return (tenant, admin password)."""
     password = os.environ.get("DEMO_ADMIN_PASSWORD", "callsphere-demo")
     with transaction.atomic():
-        tenant, created = Tenant.objects.get_or_create(slug=DEMO_SLUG, defaults={
-            "name": "Sunrise Family Clinic", "short_name": "Sunrise Clinic", "timezone": "America/New_York",
-            "country": "US", "twilio_account_sid": DEMO_ACCOUNT_SID,
-            "twilio_auth_token": os.environ.get("DEMO_TWILIO_AUTH_TOKEN") or secrets.token_hex(16),
-            "allowed_widget_origins": [settings.PUBLIC_BASE_URL],
-        })
+        tenant, created = Tenant.objects.get_or_create(
+            slug=DEMO_SLUG,
+            defaults={
+                "name": "Sunrise Family Clinic",
+                "short_name": "Sunrise Clinic",
+                "timezone": "America/New_York",
+                "country": "US",
+                "twilio_account_sid": DEMO_ACCOUNT_SID,
+                "twilio_auth_token": os.environ.get("DEMO_TWILIO_AUTH_TOKEN") or secrets.token_hex(16),
+                "allowed_widget_origins": [settings.PUBLIC_BASE_URL],
+            },
+        )
         TenantPhoneNumber.objects.get_or_create(number=DEMO_NUMBER, defaults={"tenant": tenant, "label": "Main line"})
         user_model = get_user_model()
         user = user_model.objects.filter(username=DEMO_ADMIN).first()
@@ -51,8 +57,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         tenant, password = seed_tenant()
         out = {
-            "tenant_id": str(tenant.id), "tenant_slug": tenant.slug, "phone_number": DEMO_NUMBER,
-            "twilio_account_sid": tenant.twilio_account_sid, "twilio_auth_token": tenant.twilio_auth_token,
+            "tenant_id": str(tenant.id),
+            "tenant_slug": tenant.slug,
+            "phone_number": DEMO_NUMBER,
+            "twilio_account_sid": tenant.twilio_account_sid,
+            "twilio_auth_token": tenant.twilio_auth_token,
             "widget_key": tenant.widget_public_key,
             "admin": {"url": settings.PUBLIC_BASE_URL + "/admin/", "username": DEMO_ADMIN, "password": password},
         }
@@ -67,5 +76,7 @@ class Command(BaseCommand):
         if options["json"]:
             self.stdout.write(json.dumps(out, indent=2))
         else:
-            self.stdout.write(f"demo tenant {tenant.name} ({tenant.id}) on {DEMO_NUMBER}; "
-                              f"admin {out['admin']['url']} {DEMO_ADMIN} / {password}")
+            self.stdout.write(
+                f"demo tenant {tenant.name} ({tenant.id}) on {DEMO_NUMBER}; "
+                f"admin {out['admin']['url']} {DEMO_ADMIN} / {password}"
+            )
