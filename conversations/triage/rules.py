@@ -1,0 +1,159 @@
+"""The rules engine: red flags found by the knowledge base's patterns, judged in context by medspaCy's ConText.
+
+One spaCy pipeline per language (``spacy.blank`` + sentencizer, no model download): targets are the knowledge
+base's red-flag patterns (every match kept, overlaps included — medspaCy's TargetMatcher would keep only the
+longest of two overlapping flags, and an urgent flag must never hide an emergency one), numeric red flags
+(:mod:`conversations.triage.numbers`) and the clinic's own phrases; ConText (Chapman et al., J Biomed Inform 2007; medspaCy's implementation) then marks each target
+negated, historical, hypothetical, resolved, a joke, paperwork (ADMIN), "not urgent", recent or mild, with
+our own rules from the knowledge base instead of the clinical-notes defaults (those were written for
+physicians' notes, not patients' texts). A target in a suppressing context is no red flag now; one in a
+softening context counts as urgent at most.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+from conversations.triage import numbers
+from conversations.triage.kb import KnowledgeBase, Language, load
+
+GROUP = "medspacy_spans"
+SUPPRESS = {
+    "NEGATED_EXISTENCE": "is_negated",
+    "HISTORICAL": "is_historical",
+    "HYPOTHETICAL": "is_hypothetical",
+    "RESOLVED": "cs_resolved",
+    "JOKE": "cs_joke",
+    "ADMIN": "cs_admin",
+}
+SOFTEN = {"NOT_URGENT": "cs_not_urgent", "RECENT": "cs_recent", "MILD": "cs_mild"}
+_ATTRS = {**SUPPRESS, **SOFTEN}
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One red-flag mention: ``code``, ``level`` after context, span in the normalised text, context labels."""
+
+    code: str
+    level: str
+    start: int
+    end: int
+    text: str
+    context: tuple[str, ...]
+
+
+def _register_extensions() -> None:
+    from spacy.tokens import Span
+
+    for attr in ("cs_resolved", "cs_joke", "cs_admin", "cs_not_urgent", "cs_recent", "cs_mild"):
+        if not Span.has_extension(attr):
+            Span.set_extension(attr, default=False)
+    if not Span.has_extension("cs_rule"):
+        Span.set_extension("cs_rule", default=-1)
+
+
+@lru_cache(maxsize=8)
+def _pipeline(code: str):
+    """Build the spaCy pipeline of language ``code`` (cached; ~0.3 s once per process)."""
+    import spacy
+    from medspacy.context import ConText, ConTextRule
+
+    _register_extensions()
+    language = load().languages[code]
+    nlp = spacy.blank(code)
+    nlp.add_pipe("sentencizer")
+    context: ConText = nlp.add_pipe(
+        "medspacy_context",
+        config={
+            "rules": None,
+            "input_span_type": "group",
+            "span_group_name": GROUP,
+            "span_attrs": {category: {attr: True} for category, attr in _ATTRS.items()},
+            "prune_on_target_overlap": True,
+        },
+    )
+    context_rules = []
+    for rule in language.context:
+        for pattern in rule.patterns:
+            context_rules.append(
+                ConTextRule(
+                    f"{rule.category}:{pattern[:40]}",
+                    rule.category,
+                    pattern=pattern,
+                    direction=rule.direction,
+                    max_scope=rule.max_scope,
+                    terminated_by=set(rule.terminated_by) or None,
+                )
+            )
+    context.add(context_rules)
+    return nlp
+
+
+@lru_cache(maxsize=8)
+def _flag_patterns(code: str) -> tuple[tuple[int, re.Pattern], ...]:
+    language = load().languages[code]
+    return tuple(
+        (index, re.compile("|".join(f"(?:{p})" for p in flag.patterns))) for index, flag in enumerate(language.flags)
+    )
+
+
+def _targets(doc, text: str, language: Language, kb: KnowledgeBase, phrases: tuple[str, ...]) -> None:
+    """Every red-flag mention as a span in the ``GROUP`` span group (``cs_rule`` = the flag's index)."""
+    found: list[tuple[str, int, int, int]] = []
+    for index, pattern in _flag_patterns(language.code):
+        flag = language.flags[index]
+        if flag.requires is not None and not flag.requires.search(text):
+            continue
+        found.extend((flag.code, index, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start())
+    found.extend((hit.code, -1, hit.start, hit.end) for hit in numbers.find(text, language, kb.thresholds))
+    for phrase in phrases:
+        found.extend(
+            ("clinic_emergency_phrase", -1, m.start(), m.end())
+            for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", text)
+        )
+    spans = []
+    for code, index, start, end in found:
+        span = doc.char_span(start, end, label=code, alignment_mode="expand")
+        if span is not None and len(span):
+            span._.cs_rule = index
+            spans.append(span)
+    doc.spans[GROUP] = spans
+
+
+def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) -> list[Finding]:
+    """Red-flag findings of ``text`` (already normalised) in ``language_code``, each judged in context.
+
+    ``phrases`` are the clinic's own emergency phrases, normalised. Raises KeyError for an unknown language.
+    """
+    kb = load()
+    language = kb.languages[language_code]
+    with _lock:  # spaCy pipelines are not documented as thread-safe; a call takes about a millisecond
+        nlp = _pipeline(language_code)
+        doc = nlp.make_doc(text)
+        for name, component in nlp.pipeline:
+            if name == "medspacy_context":
+                _targets(doc, text, language, kb, phrases)
+            doc = component(doc)
+        results = []
+        for span in doc.spans[GROUP]:
+            category = kb.categories.get(span.label_)
+            if category is None:
+                continue
+            flag = language.flags[span._.cs_rule] if span._.cs_rule >= 0 else None
+            labels = tuple(c for c, attr in _ATTRS.items() if getattr(span._, attr, False))
+            level = category.level
+            if any(c in SUPPRESS for c in labels):
+                level = "routine"
+            elif level == "emergency" and any(
+                c == "NOT_URGENT"
+                or (c == "RECENT" and not (flag is not None and flag.ignore_recent))
+                or (c == "MILD" and flag is not None and flag.mild)
+                for c in labels
+            ):
+                level = "urgent"
+            results.append(Finding(span.label_, level, span.start_char, span.end_char, span.text, labels))
+    return results
