@@ -192,6 +192,11 @@ CHAT_VERIFY_CODES_PER_TENANT_HOUR = env.int("CHAT_VERIFY_CODES_PER_TENANT_HOUR",
 VOICE_TTS_VOICE = env("VOICE_TTS_VOICE", default="Polly.Joanna")
 VOICE_LANGUAGE = env("VOICE_LANGUAGE", default="en-US")
 VOICE_LLM_TIMEOUT_SECONDS = env.float("VOICE_LLM_TIMEOUT_SECONDS", default=4.0)
+# Triage (conversations.triage): the LLM's second opinion on every inbound message when OPENAI_API_KEY is set
+# (TRIAGE_LLM=0 turns it off), within the channel's deadline and at most TRIAGE_LLM_TIMEOUT_SECONDS.
+TRIAGE_LLM = env.bool("TRIAGE_LLM", default=True)
+TRIAGE_LLM_TIMEOUT_SECONDS = env.float("TRIAGE_LLM_TIMEOUT_SECONDS", default=4.0)
+TRIAGE_MODEL = env("TRIAGE_MODEL", default="")
 VOICE_TURN_BUDGET_SECONDS = env.float("VOICE_TURN_BUDGET_SECONDS", default=8.0)  # one caller turn; see voice.agent
 VOICEMAIL_TRANSCRIBER = env("VOICEMAIL_TRANSCRIBER", default="twilio")
 VOICEMAIL_STT_MODEL = env("VOICEMAIL_STT_MODEL", default="whisper-1")

@@ -408,6 +408,8 @@ class StaffNotification(models.Model):
     class Kind(models.TextChoices):
         HANDOFF = "handoff", "Handoff to a human"
         CALLBACK = "callback", "Callback requested"
+        EMERGENCY = "emergency", "Emergency in opening hours"
+        URGENT = "urgent", "Urgent: call back today"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -415,6 +417,7 @@ class StaffNotification(models.Model):
     interaction = models.ForeignKey(Interaction, null=True, on_delete=models.SET_NULL, related_name="+")
     summary = models.CharField(max_length=500)
     created_at = models.DateTimeField(auto_now_add=True)
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When staff were texted/emailed about it.")
     handled_at = models.DateTimeField(null=True, blank=True)
     handled_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -435,6 +438,7 @@ class StaffNotification(models.Model):
 # Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
 from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
+from conversations.triage.models import TriageDecision  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401
     WebhookAttempt,

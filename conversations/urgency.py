@@ -1,25 +1,17 @@
-"""Urgency (1–5) of a customer's words by the tenant's rules; shared by every channel and by enrichment.
+"""Urgency (1–5) of a customer's words: the triage rules (:mod:`conversations.triage`), no network.
 
-5 if one of the tenant's emergency phrases occurs (case-insensitive substring); 4 for urgency words
-("urgent", "asap", "emergency", "right away", "immediately", "severe", "worst"); 2 for a prescription or
-medication intent; else 1. The tenant's ``emergency_phrases`` is the clinic's own list (identity.Tenant).
+5 emergency (a red flag in context), 4 urgent (a same-day callback), 2 a prescription question, else 1. The
+tenant's ``emergency_phrases`` are added to the core rules, never replacing them.
 """
 
 from __future__ import annotations
 
-import re
+from conversations.triage import assess_rules
 
 EMERGENCY = 5
-_URGENT_WORDS = re.compile(r"\b(urgent|urgently|asap|emergency|right away|immediately|severe|worst)\b", re.I)
 
 
 def classify(text: str, *, emergency_phrases: list[str], intent_name: str = "") -> int:
-    """Urgency 1–5 of ``text`` (see module docstring)."""
-    lowered = (text or "").lower()
-    if any(p.lower() in lowered for p in emergency_phrases or [] if p):
-        return EMERGENCY
-    if _URGENT_WORDS.search(text or ""):
-        return 4
-    if intent_name == "prescription":
-        return 2
-    return 1
+    """Urgency 1–5 of ``text`` (see the module docstring); ``intent_name`` "prescription" lifts 1 to 2."""
+    urgency = assess_rules(text or "", phrases=emergency_phrases or []).urgency
+    return max(urgency, 2) if intent_name == "prescription" and urgency < 4 else urgency

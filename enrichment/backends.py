@@ -60,8 +60,11 @@ class LocalBackend:
             return Scores(None, "", None, None, None, self.name, self.model, self.version)
         joined = " ".join(texts)
         sent = scorers.sentiment(joined)
-        intent_name, _ = scorers.intent(joined, data.intents)
-        urgent = urgency.classify(joined, emergency_phrases=data.emergency_phrases, intent_name=intent_name)
+        intent_name = scorers.triage_intent(texts, data.intents)
+        urgent = max(
+            urgency.classify(text, emergency_phrases=data.emergency_phrases, intent_name=intent_name)
+            for text in texts[-50:]
+        )
         return Scores(
             sentiment=round(sent, 4) if sent is not None else None,
             intent=intent_name,

@@ -1,7 +1,9 @@
 """Local scorers: no network, deterministic, documented heuristics.
 
 - sentiment: VADER's compound score (−1..1) of the customer's words (Hutto & Gilbert, ICWSM 2014).
-- intent: the tenant's intents, each with example phrases; the intent whose examples share the most
+- intent: the triage engine's intent (``conversations.triage``: booking, reschedule, cancel, billing,
+  prescription, results, general question) of the customer's turns, newest first; when it finds none, the
+  tenant's own intents, each with example phrases; the intent whose examples share the most
   content words with the text (Jaccard over lower-cased tokens without stop words, with a bonus for an exact
   example phrase inside the text) wins if it scores at least ``INTENT_THRESHOLD``; otherwise ``"other"``.
 - urgency (1–5): ``conversations.urgency.classify`` (the same rule every channel uses live).
@@ -65,6 +67,18 @@ def intent(text: str, intents: dict[str, list[str]]) -> tuple[str, float]:
     if best_score < INTENT_THRESHOLD:
         return "other", best_score
     return best, min(best_score, 1.0)
+
+
+def triage_intent(texts: list[str], intents: dict[str, list[str]]) -> str:
+    """The intent of the customer's ``texts``: the triage engine's (newest turn first), else the tenant's
+    example phrases (:func:`intent`), else ``"other"``."""
+    from conversations.triage import assess_rules
+
+    for text in reversed(texts[-20:]):
+        found = assess_rules(text).intent
+        if found != "other":
+            return found
+    return intent(" ".join(texts), intents)[0]
 
 
 def lead_score(

@@ -1,7 +1,8 @@
 """Entry points other apps reach through signals and dotted-path settings (imports point one way).
 
-- ``conversations.signals.customer_message_received`` → :func:`on_customer_message`: urgent inbound
-  messages raise an incident (tenant's emergency phrases, urgency threshold, business hours).
+- ``conversations.signals.customer_message_received`` → :func:`on_customer_message`: every inbound message is
+  triaged; an emergency pages after hours (or alerts staff in opening hours), an urgent one is queued for a
+  staff callback.
 - ``conversations.signals.escalation_requested`` → :func:`on_escalation_requested`: a channel judged an
   interaction urgent.
 - ``settings.SMS_INBOUND_HANDLERS`` → :func:`claim_responder_sms`: an on-call responder's "ACK" / "1".
@@ -15,37 +16,44 @@ from collections.abc import Mapping
 from django.utils import timezone
 
 from conversations.models import ChannelMessage, Interaction
-from conversations.urgency import EMERGENCY, classify
+from conversations.triage import assess_rules
 from escalation.models import EscalationSettings, Incident
 from escalation.services import ack_by_sms, incident_raise, incident_should_raise
+from escalation.services.staff_alerts import staff_alert_emergency, staff_alert_urgent
 from identity.models import Tenant
 from identity.normalize import normalize_phone
 
 logger = logging.getLogger(__name__)
 
+EMERGENCY, URGENT = 5, 4
+
 
 def _maybe_raise(*, interaction: Interaction, urgency: int, reason: str) -> Incident | None:
+    """Act on a triaged interaction: an emergency pages after hours (tenant settings) or alerts staff in opening
+    hours; an urgent one joins the staff callback queue. Only emergencies page (the triage rules' "urgent" is a
+    callback, never a page). Returns the incident raised, if any."""
+    if urgency < EMERGENCY:
+        if urgency >= URGENT:
+            staff_alert_urgent(interaction=interaction, reason=reason)
+        return None
     if Incident.objects.filter(interaction=interaction).exists():
         return None
     config = EscalationSettings.objects.filter(tenant_id=interaction.tenant_id).select_related("tenant").first()
     if not incident_should_raise(config=config, urgency=urgency, at=timezone.now()):
+        staff_alert_emergency(interaction=interaction, reason=reason)
         return None
     incident, created = incident_raise(interaction=interaction, urgency=urgency, reason=reason)
     return incident if created else None
 
 
 def screen_message(*, message_id: int, text: str | None = None) -> Incident | None:
-    """Classify one inbound customer message by the tenant's rules and raise an incident if it pages."""
+    """Triage one inbound customer message by the rules (:mod:`conversations.triage`, no network) and act on it
+    (:func:`_maybe_raise`). The LLM's second opinion runs with the reply (``conversations.engine``) and can
+    only raise the level, through ``escalation_requested``."""
     message = ChannelMessage.objects.select_related("interaction__tenant").get(pk=message_id)
     interaction = message.interaction
-    tenant = interaction.tenant
-    urgency = classify(
-        message.body if text is None else text,
-        emergency_phrases=tenant.emergency_phrases,
-        intent_name=interaction.intent,
-    )
-    reason = "emergency phrase" if urgency >= EMERGENCY else "urgent words"
-    return _maybe_raise(interaction=interaction, urgency=urgency, reason=reason)
+    result = assess_rules(message.body if text is None else text, phrases=interaction.tenant.emergency_phrases or [])
+    return _maybe_raise(interaction=interaction, urgency=result.urgency, reason=result.reason or "urgent")
 
 
 def on_customer_message(sender, *, interaction_id, message_id, text, **kwargs) -> None:

@@ -59,3 +59,11 @@ def incident_screen_message(message_id: int) -> None:
     from escalation.hooks import screen_message
 
     screen_message(message_id=message_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def staff_alert_send_task(notification_id: int) -> None:
+    """Text the on-duty line and email staff about an emergency in opening hours (at most once)."""
+    from escalation.services.staff_alerts import staff_alert_send
+
+    staff_alert_send(notification_id=notification_id)

@@ -1,10 +1,10 @@
 """The EmailTriageAgent: what happens to an accepted inbound email (runs in a Celery task after ingest).
 
-1. Urgency of the new text (subject + reply, not the quoted history) by the tenant's emergency phrases and,
-   with ``OPENAI_API_KEY`` set, the LLM backend (:func:`channels_app.voice.assess.assess`, shared with voice).
-2. Urgent (4–5): ``escalation_requested`` on commit — the escalation app decides from its own settings
-   (business hours, threshold, ``escalate_in_business_hours``) whether to page, and raises at most one
-   incident per interaction — plus a staff handoff; the patient gets a safety answer, not the agent.
+1. Triage of the new text (subject + reply, not the quoted history): :mod:`conversations.triage` (the rules,
+   plus the LLM's second opinion when configured), through :func:`channels_app.voice.assess.assess`.
+2. Emergency: the safety reply in the patient's language (911 / 988 / Poison Control); urgent: "flagged as
+   urgent"; both with ``escalation_requested`` on commit — the escalation app pages only emergencies, after
+   hours, and alerts staff in opening hours, at most once per interaction — plus a staff handoff.
 3. Otherwise the agent engine answers (``conversations.engine.respond``; tools may book / move / cancel).
 4. Either answer goes back as a threaded reply (:func:`channels_app.email.outbound.email_reply_prepare`).
 
@@ -58,6 +58,8 @@ from conversations.agent.services import handoff_request
 from conversations.models import Interaction
 from conversations.services import interaction_set_assessment
 from conversations.signals import escalation_requested
+from conversations.triage import safety_reply
+from conversations.triage.records import triage_record
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +172,11 @@ class EmailTriageAgent:
         inbound, tenant = claim.inbound, claim.inbound.tenant
         text = inbound.reply_text or ""
         started = time.monotonic()
-        assessment = assess(tenant=tenant, text=f"{inbound.subject}\n{text}".strip(), channel="email")
+        assessment = assess(
+            tenant=tenant, text=f"{inbound.subject}\n{text}".strip(), channel="email", timeout=triage_budget()
+        )
+        if assessment.is_emergency and assessment.result is not None:
+            return assessment, safety_reply(assessment.result, clinic=tenant.short_name), "escalated"
         if assessment.urgency >= URGENT:
             return assessment, URGENT_REPLY.format(clinic=tenant.short_name), "escalated"
         fallback = FALLBACK_REPLY.format(clinic=tenant.short_name)
@@ -184,7 +190,10 @@ class EmailTriageAgent:
             return assessment, fallback, "fallback"
         try:
             reply = engine.respond(
-                interaction=claim.interaction, text=text or inbound.subject, deadline=started + triage_budget()
+                interaction=claim.interaction,
+                text=text or inbound.subject,
+                deadline=started + triage_budget(),
+                assessed=assessment.result,
             )
         except Exception:
             logger.exception("email %s: the engine failed; answering with the fallback", inbound.pk)
@@ -213,6 +222,8 @@ def triage_finish(*, claim: TriageClaim, assessment: Assessment, body: str, deci
             urgency=assessment.urgency,
             intent=assessment.intent if assessment.intent != "other" else None,
         )
+        if assessment.result is not None:
+            triage_record(interaction=interaction, channel="email", result=assessment.result)
         if decision == "escalated":
             reason = assessment.reason or "urgent email"
             handoff_request(interaction=interaction, reason=f"Urgent email ({reason}); see the transcript.")

@@ -37,7 +37,7 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -56,6 +56,8 @@ from conversations.services import (
     interaction_set_metadata,
 )
 from conversations.signals import customer_message_received, escalation_requested
+from conversations.triage import safety_reply
+from conversations.triage.records import triage_record
 from identity.models import Tenant
 from identity.normalize import normalize_phone
 from identity.services import customer_resolve
@@ -230,6 +232,17 @@ def _escalate(interaction: Interaction, assessment: Assessment) -> None:
     )
 
 
+def _safety_line(tenant: Tenant, assessment: Assessment) -> str:
+    """The triage safety reply (911 / 988 / Poison Control) spoken in the call's voice language (the TTS voice
+    reads one language; other languages hear the English line), or :data:`EMERGENCY_REPLY`."""
+    result = assessment.result
+    if result is None:
+        return EMERGENCY_REPLY
+    if result.language != settings.VOICE_LANGUAGE[:2].lower():
+        result = replace(result, language="en")
+    return safety_reply(result, clinic=tenant.short_name, after_hours=None)
+
+
 def turn_live(interaction: Interaction, now: datetime) -> bool:
     """True while a turn is being answered on the call's row and is not stale (see :func:`_is_stale`); read it
     under the row lock to order against the turn's steps."""
@@ -346,9 +359,13 @@ def _turn_think(*, tenant: Tenant, claim: _Claim, text: str) -> tuple[Assessment
     short transactions). Returns the assessment and the engine's reply (None when the engine was not asked)."""
     started, budget = time.monotonic(), _turn_budget()
     assessment = assess(tenant=tenant, text=text, timeout=budget)
+    if assessment.result is not None:
+        triage_record(interaction=claim.interaction, channel="voice", result=assessment.result)
     answer = None
     if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text)):
-        answer = engine.respond(interaction=claim.interaction, text=text, deadline=started + budget)
+        answer = engine.respond(
+            interaction=claim.interaction, text=text, deadline=started + budget, assessed=assessment.result
+        )
     elapsed = time.monotonic() - started
     if elapsed > budget:
         logger.warning(
@@ -384,7 +401,7 @@ def _turn_finish(
         updates: dict = {"turns_heard": turn, IN_PROGRESS: None}
         if assessment.is_emergency:
             _escalate(interaction, assessment)
-            reply, event = f"{EMERGENCY_REPLY} {EMERGENCY_FOLLOW_UP}", "emergency"
+            reply, event = f"{_safety_line(tenant, assessment)} {EMERGENCY_FOLLOW_UP}", "emergency"
             document = twiml.gather(reply, turn=turn + 1)
         elif answer is None and _VOICEMAIL.search(text):
             reply, event = VOICEMAIL_PROMPT, "voicemail"

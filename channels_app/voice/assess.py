@@ -1,89 +1,50 @@
-"""Urgency (1–5) and intent of what a caller said: the tenant's rules, plus the LLM backend when configured.
+"""Urgency and intent of what a caller (or an email, or a voicemail) said: :mod:`conversations.triage`.
 
-Rules: ``conversations.urgency.classify`` with the tenant's ``emergency_phrases`` (the rule every channel uses)
-and ``enrichment.scorers.intent`` over the tenant's ``intents``. With ``OPENAI_API_KEY`` set, the enrichment
-OpenAI backend (any OpenAI-compatible server at ``OPENAI_BASE_URL``) also scores the text, with a short timeout
-(``VOICE_LLM_TIMEOUT_SECONDS``, lowered further by a caller's ``timeout``, no retries — a caller is waiting); the
-higher urgency wins, the LLM's intent is preferred when it named one. An LLM failure is logged and the rules'
-answer stands, so a flaky LLM never lowers urgency nor drops a call.
+A thin adapter that keeps the channels' :class:`Assessment` shape: the triage service runs the clinic's rules
+(the core red-flag knowledge base plus the tenant's ``emergency_phrases``) and, with ``OPENAI_API_KEY`` set,
+the LLM's second opinion within ``timeout`` (at most ``VOICE_LLM_TIMEOUT_SECONDS``; a caller is waiting). The
+rules are the floor: an LLM failure, timeout or lower answer never lowers them.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from conversations import urgency as urgency_rules
-from enrichment import scorers
+from conversations import triage
+from conversations.triage.service import TriageResult
 
-logger = logging.getLogger(__name__)
-
-EMERGENCY = urgency_rules.EMERGENCY
+EMERGENCY = 5
 
 
 @dataclass(frozen=True)
 class Assessment:
-    """``urgency`` 1–5, ``intent`` (a tenant intent name or ``"other"``), ``source`` (``rules`` or ``rules+llm``),
-    ``reason`` a short non-PHI label for escalation (``"emergency phrase"``, ``"urgency words"``, ``"llm"``)."""
+    """``urgency`` 1–5, ``intent`` (an intent name or ``"other"``), ``source`` (``rules`` or ``rules+llm``),
+    ``reason`` a short non-PHI label for escalation (``"red flag: stroke"``), and the full ``result``."""
 
     urgency: int
     intent: str
     source: str
     reason: str
+    result: TriageResult | None = None
 
     @property
     def is_emergency(self) -> bool:
         return self.urgency >= EMERGENCY
 
 
-def _llm_backend(timeout: float | None = None):
-    import openai
-
-    from enrichment.backends import OpenAIBackend
-
-    seconds = settings.VOICE_LLM_TIMEOUT_SECONDS
-    if timeout is not None:
-        seconds = max(0.1, min(seconds, timeout))
-    client = openai.OpenAI(
-        api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, timeout=seconds, max_retries=0
-    )
-    return OpenAIBackend(client=client)
-
-
 def assess(*, tenant, text: str, channel: str = "voice", timeout: float | None = None) -> Assessment:
-    """Assess ``text`` (the caller's words) for ``tenant``; never raises for an LLM failure.
-
-    ``timeout`` (seconds) caps the LLM call below ``VOICE_LLM_TIMEOUT_SECONDS`` (the voice turn's budget);
-    None keeps the setting. Runs no transaction of its own and should be called outside one (it may wait on
-    the network for that long).
-    """
-    phrases = tenant.emergency_phrases or []
-    intent_name, _ = scorers.intent(text or "", tenant.intents or {})
-    level = urgency_rules.classify(text, emergency_phrases=phrases, intent_name=intent_name)
-    reason = "emergency phrase" if level >= EMERGENCY else "urgency words" if level >= 4 else ""
-    source = "rules"
-    if settings.OPENAI_API_KEY and (text or "").strip():
-        from enrichment.backends import EnrichmentInput
-
-        data = EnrichmentInput(
-            channel=channel,
-            turns=[{"role": "customer", "text": text}],
-            intents=tenant.intents or {},
-            emergency_phrases=phrases,
-            lead_intents=tenant.lead_intents or [],
-            contactable=True,
-            escalated=False,
-        )
-        try:
-            scores = _llm_backend(timeout).score(data)
-        except Exception as exc:  # noqa: BLE001 - any LLM failure leaves the rules' answer
-            logger.warning("LLM urgency check failed (%s); using the tenant's rules", type(exc).__name__)
-        else:
-            source = "rules+llm"
-            if (scores.urgency or 0) > level:
-                level, reason = scores.urgency, "llm"
-            if scores.intent and scores.intent != "other":
-                intent_name = scores.intent
-    return Assessment(urgency=level, intent=intent_name, source=source, reason=reason)
+    """Triage ``text`` for ``tenant``; never raises for an LLM failure. ``timeout`` (seconds) caps the LLM below
+    ``VOICE_LLM_TIMEOUT_SECONDS``. Call it outside a transaction (it may wait on the network that long)."""
+    seconds = (
+        settings.VOICE_LLM_TIMEOUT_SECONDS if timeout is None else min(settings.VOICE_LLM_TIMEOUT_SECONDS, timeout)
+    )
+    result = triage.assess(text or "", phrases=tenant.emergency_phrases or [], timeout=seconds)
+    return Assessment(
+        urgency=result.urgency,
+        intent=result.intent,
+        source=result.engine,
+        reason=result.reason or ("urgent" if result.level == "urgent" else ""),
+        result=result,
+    )

@@ -40,7 +40,7 @@ from channels_app.providers import ProviderPermanentError, ProviderTransientErro
 from channels_app.providers.twilio_client import TWILIO_HOST
 from channels_app.voice.agent import Call, _escalate, call_find
 from channels_app.voice.assess import assess
-from conversations.models import Channel, ChannelMessage, Interaction
+from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.services import (
     interaction_append_turn,
     interaction_close,
@@ -48,6 +48,8 @@ from conversations.services import (
     interaction_set_metadata,
     message_receive,
 )
+from conversations.triage import safety_reply
+from conversations.triage.records import triage_record
 from identity.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -131,9 +133,29 @@ def voicemail_file(
         )
         if assessment.is_emergency:
             _escalate(voicemail, assessment)
+            _text_safety_reply(tenant=tenant, voicemail=voicemail, to=call.message.sender, assessment=assessment)
+        if assessment.result is not None:
+            triage_record(interaction=voicemail, channel=Channel.VOICEMAIL, result=assessment.result)
         interaction_close(interaction=voicemail)
         interaction_set_metadata(interaction=call.interaction, updates={"voicemail_interaction_id": str(voicemail.pk)})
     return voicemail
+
+
+def _text_safety_reply(*, tenant, voicemail: Interaction, to: str, assessment) -> None:
+    """The caller has hung up: text them the safety reply (911 / 988 / Poison Control, their language) once per
+    voicemail (idempotency key ``voicemail-safety:<interaction id>``); STOP is honoured by SMS delivery."""
+    if assessment.result is None or not to:
+        return
+    from channels_app.sms.services import sms_send
+
+    body = safety_reply(assessment.result, clinic=tenant.short_name)
+    sms_send(
+        tenant=tenant,
+        customer=voicemail.customer,
+        to=to,
+        body=f"{tenant.short_name}: {body}",
+        idempotency_key=f"voicemail-safety:{voicemail.pk}",
+    )
 
 
 def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str, status: str, assessment) -> bool:
@@ -157,6 +179,12 @@ def _add_late_transcript(*, voicemail: Interaction, transcript: str, source: str
     interaction_set_assessment(interaction=row, urgency=assessment.urgency, intent=assessment.intent)
     if assessment.is_emergency:
         _escalate(row, assessment)
+        caller = (
+            ChannelMessage.objects.filter(interaction=row, direction=Direction.INBOUND)
+            .values_list("sender", flat=True)
+            .first()
+        )
+        _text_safety_reply(tenant=row.tenant, voicemail=row, to=caller or "", assessment=assessment)
     interaction_id = str(row.pk)
     transaction.on_commit(lambda: _enrich_again(interaction_id), robust=True)
     logger.info("voicemail %s: late transcription added; enrichment queued again", row.pk)

@@ -14,6 +14,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from conversations import services as conv_services
 from conversations.agent.backends import get_backend
@@ -26,10 +27,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Reply:
-    """The engine's answer: ``text`` to send on the session's channel and ``actions`` taken (tool names)."""
+    """The engine's answer: ``text`` to send on the session's channel, ``actions`` taken (tool names) and the
+    ``triage`` of the customer's turn."""
 
     text: str
     actions: list[str] = field(default_factory=list)
+    triage: Any = None  # conversations.triage.TriageResult of the customer's turn, when it was triaged
 
 
 def _identified_by(interaction: Interaction) -> str:

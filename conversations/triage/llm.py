@@ -37,8 +37,8 @@ class SecondOpinion:
 
 
 def configured() -> bool:
-    """True when an OpenAI-compatible backend is configured (``OPENAI_API_KEY``)."""
-    return bool(settings.OPENAI_API_KEY)
+    """True when an OpenAI-compatible backend is configured (``OPENAI_API_KEY``) and ``TRIAGE_LLM`` is on."""
+    return bool(settings.OPENAI_API_KEY) and bool(getattr(settings, "TRIAGE_LLM", True))
 
 
 def ask(text: str, *, codes: list[str], timeout: float) -> SecondOpinion:

@@ -68,6 +68,51 @@ def _fahrenheit(match: re.Match) -> float | None:
     return None
 
 
+_DIGIT_WORDS = {
+    "zero": 0,
+    "oh": 0,
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "uno": 1,
+    "dos": 2,
+    "tres": 3,
+    "cuatro": 4,
+    "cinco": 5,
+    "seis": 6,
+    "siete": 7,
+    "ocho": 8,
+    "nueve": 9,
+}
+_SPOKEN_F = re.compile(
+    r"\b(?:a |one )?hundred(?P<point> point| and| and a|)? (?P<d>zero|oh|one|two|three|four|five|six|seven|eight|nine)\b"
+)
+_SPOKEN_C = re.compile(
+    r"\b(?P<tens>treinta|cuarenta) y (?P<d>uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)\b|\bcuarenta\b"
+)
+
+
+def _spoken_temperatures(text: str) -> list[tuple[int, int, float]]:
+    """Temperatures said in words (voice transcripts): "a hundred point five" (°F), "treinta y ocho" (°C)."""
+    found = []
+    for m in _SPOKEN_F.finditer(text):
+        digit = _DIGIT_WORDS[m.group("d")]
+        found.append((m.start(), m.end(), 100 + (digit / 10 if m.group("point") == " point" else digit)))
+    for m in _SPOKEN_C.finditer(text):
+        celsius = (
+            40.0 if not m.group("tens") else (30 if m.group("tens") == "treinta" else 40) + _DIGIT_WORDS[m.group("d")]
+        )
+        if 34 <= celsius <= 43:
+            found.append((m.start(), m.end(), celsius * 9 / 5 + 32))
+    return found
+
+
 def find(text: str, language: Language, thresholds: dict[str, float]) -> list[NumberHit]:
     """Numeric red flags in ``text`` (normalised) for ``language``."""
     patterns = _compiled(language)
@@ -81,10 +126,13 @@ def find(text: str, language: Language, thresholds: dict[str, float]) -> list[Nu
             ages.append((count * per, m))
     infant = [m for days, m in ages if days <= thresholds["infant_age_days"]]
     if infant:
-        temps = [(f, m) for m in _TEMP.finditer(text) if (f := _fahrenheit(m)) is not None]
-        fever = [m for f, m in temps if f >= thresholds["infant_fever_f"]]
-        if fever:
-            hits.append(NumberHit("infant_fever", fever[0].start(), fever[0].end()))
+        temps = sorted(
+            [(m.start(), m.end(), f) for m in _TEMP.finditer(text) if (f := _fahrenheit(m)) is not None]
+            + _spoken_temperatures(text)
+        )
+        # the last reading is the baby's now ("had 99 this morning, now 101"; "ER at 100.4 — mine is 98.9")
+        if temps and temps[-1][2] >= thresholds["infant_fever_f"]:
+            hits.append(NumberHit("infant_fever", temps[-1][0], temps[-1][1]))
         elif not temps and (word := patterns["fever"].search(text)) and not word.group().startswith("temp"):
             hits.append(NumberHit("infant_fever", infant[0].start(), infant[0].end()))
     for m in patterns["glucose"].finditer(text):

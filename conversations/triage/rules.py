@@ -101,8 +101,10 @@ def _flag_patterns(code: str) -> tuple[tuple[int, re.Pattern], ...]:
     )
 
 
-def _targets(doc, text: str, language: Language, kb: KnowledgeBase, phrases: tuple[str, ...]) -> None:
-    """Every red-flag mention as a span in the ``GROUP`` span group (``cs_rule`` = the flag's index)."""
+def _matches(
+    text: str, language: Language, kb: KnowledgeBase, phrases: tuple[str, ...]
+) -> list[tuple[str, int, int, int]]:
+    """Every red-flag mention: ``(code, flag index or -1, start, end)`` in ``text``."""
     found: list[tuple[str, int, int, int]] = []
     for index, pattern in _flag_patterns(language.code):
         flag = language.flags[index]
@@ -115,6 +117,11 @@ def _targets(doc, text: str, language: Language, kb: KnowledgeBase, phrases: tup
             ("clinic_emergency_phrase", -1, m.start(), m.end())
             for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", text)
         )
+    return found
+
+
+def _targets(doc, found: list[tuple[str, int, int, int]]) -> None:
+    """The mentions as spans in the ``GROUP`` span group (``cs_rule`` = the flag's index), for ConText."""
     spans = []
     for code, index, start, end in found:
         span = doc.char_span(start, end, label=code, alignment_mode="expand")
@@ -131,15 +138,30 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
     """
     kb = load()
     language = kb.languages[language_code]
+    found = _matches(text, language, kb, phrases)
+    if not found:  # most messages: no red flag, no need to tokenise or run ConText
+        return []
+    # Two ConText passes, emergency flags then urgent ones: ConText drops a modifier that overlaps any target,
+    # so a long urgent match ("out of my seizure medication") must not hide "medication" from "seizure".
+    passes = [
+        [f for f in found if kb.categories[f[0]].level == "emergency"],
+        [f for f in found if kb.categories[f[0]].level != "emergency"],
+    ]
     with _lock:  # spaCy pipelines are not documented as thread-safe; a call takes about a millisecond
         nlp = _pipeline(language_code)
         doc = nlp.make_doc(text)
         for name, component in nlp.pipeline:
             if name == "medspacy_context":
-                _targets(doc, text, language, kb, phrases)
+                break
             doc = component(doc)
+        spans = []
+        for group in passes:
+            if group:
+                _targets(doc, group)
+                doc = nlp.get_pipe("medspacy_context")(doc)
+                spans.extend(doc.spans[GROUP])
         results = []
-        for span in doc.spans[GROUP]:
+        for span in spans:
             category = kb.categories.get(span.label_)
             if category is None:
                 continue

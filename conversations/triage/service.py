@@ -154,12 +154,13 @@ def assess(
 def safety_reply(result: TriageResult, *, clinic: str, after_hours: bool | None = None) -> str:
     """The safety message for an emergency in the patient's language: 988 for suicide or self-harm, Poison
     Control for poisoning, 911 otherwise (several when several apply), then who we are alerting. No patient
-    data. ``after_hours`` None leaves out the alerting sentence. Returns "" for a non-emergency."""
+    data. ``after_hours`` True/False names who is alerted (on-call clinician / clinic team); None says "the care
+    team". Returns "" for a non-emergency."""
     if not result.is_emergency:
         return ""
     kb = load()
     replies = kb.languages.get(result.language, kb.languages[kb.default_language]).replies
     lines = [replies[kind] for kind in result.reply_kinds or ("emergency",)]
-    if after_hours is not None:
-        lines.append(replies["alerted_after_hours" if after_hours else "alerted_in_hours"].format(clinic=clinic))
+    key = "alerted" if after_hours is None else "alerted_after_hours" if after_hours else "alerted_in_hours"
+    lines.append(replies[key].format(clinic=clinic))
     return " ".join(lines)
