@@ -254,7 +254,12 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
     if received.duplicate:
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]
         return [_frame(interaction, i) for i in mine + answered]
-    if claim:
+    # Safety before service: an emergency gets the safety reply even in a message that also gives a phone
+    # number; a verification code (``answer``) is never triaged (it would reach the LLM).
+    assessed = None if answer else engine.triage_turn(interaction=interaction, text=text)
+    if assessed is not None and assessed.is_emergency:
+        reply = engine.respond(interaction=interaction, text=text, assessed=assessed)
+    elif claim:
         reply = engine.Reply(
             verification.challenge_start(
                 tenant=tenant, visitor_key=session.visitor_key, claim=claim, customer=session.customer
@@ -268,7 +273,7 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
     elif proven:
         reply = engine.Reply(verification.CONFIRMED[proven.kind], ["verification_confirmed"])
     else:
-        reply = engine.respond(interaction=interaction, text=text)
+        reply = engine.respond(interaction=interaction, text=text, assessed=assessed)
     interaction_append_turn(
         interaction=interaction, role="agent", text=reply.text, in_reply_to=client_id, actions=reply.actions
     )

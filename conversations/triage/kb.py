@@ -64,6 +64,7 @@ class Language:
     numbers: dict[str, object]
     intents: tuple[tuple[str, re.Pattern], ...]
     replies: dict[str, str]
+    not_urgent: re.Pattern
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,10 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
         )
         for raw in data.get("context", [])
     )
-    numbers = {k: _expand(v, macros) if isinstance(v, str) else v for k, v in data.get("numbers", {}).items()}
+    numbers = {
+        k: _expand(v, macros) if isinstance(v, str) else [_expand(x, macros) for x in v] if isinstance(v, list) else v
+        for k, v in data.get("numbers", {}).items()
+    }
     intents = tuple(
         (raw["name"], re.compile("|".join(_expand(p, macros) for p in raw["patterns"])))
         for raw in data.get("intent", [])
@@ -122,6 +126,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
         numbers=numbers,
         intents=intents,
         replies=dict(data.get("replies", {})),
+        not_urgent=re.compile("|".join(_expand(p, macros) for p in data.get("not_urgent", ["(?!x)x"]))),
     )
 
 

@@ -94,9 +94,14 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
     clinic = tuple(p for p in (normalise(p) for p in phrases or ()) if p)
     found = rules.findings(norm, language, phrases=clinic) if norm else []
     level = max((f.level for f in found), key=RANK.__getitem__, default="routine")
+    if level == "emergency" and kb.languages[language].not_urgent.search(norm):
+        level = "urgent"  # the patient says it is not urgent: a clinician calls back today, nobody is paged
+        found = [replace(f, level="urgent") if f.level == "emergency" else f for f in found]
     live = [f for f in found if f.level == level and level != "routine"]
     codes = tuple(dict.fromkeys(f.code for f in live))
-    intent = _intent(norm, language) if norm else "other"
+    if len(codes) > 1:  # the clinic's phrase matched what a core rule names better
+        codes = tuple(c for c in codes if c != "clinic_emergency_phrase")
+    intent = "emergency" if level == "emergency" else _intent(norm, language) if norm else "other"
     urgency = URGENCY.get(level, 2 if intent == "prescription" else 1)
     return TriageResult(
         level=level,

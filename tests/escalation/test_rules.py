@@ -127,7 +127,7 @@ def test_urgent_sms_raises_an_incident_after_hours(
     assert len(incidents) == (1 if raised else 0)
     if raised:
         assert incidents[0].interaction.escalated and incidents[0].urgency == 5
-        assert incidents[0].reason == "emergency phrase"
+        assert incidents[0].reason == "red flag: chest_pain_cardiac"
 
 
 def test_threshold_and_disabled_settings(oncall, esc_tenant):

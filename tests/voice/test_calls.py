@@ -78,7 +78,12 @@ def test_emergency_words_tell_the_caller_help_is_coming_and_escalate_once(
     row = Interaction.objects.get()
     assert row.escalated and row.urgency == 5
     assert escalations == [
-        {"signal": escalation_requested, "interaction_id": row.pk, "urgency": 5, "reason": "emergency phrase"}
+        {
+            "signal": escalation_requested,
+            "interaction_id": row.pk,
+            "urgency": 5,
+            "reason": "red flag: chest_pain_cardiac, breathing_difficulty",
+        }
     ]
     with django_capture_on_commit_callbacks(execute=True):
         phone.say("he is still in pain, chest pain")

@@ -96,7 +96,12 @@ def test_urgent_voicemail_is_filed_with_transcript_urgency_intent_and_escalated(
     assert call.metadata["voicemail_interaction_id"] == str(voicemail.pk)
     assert call.metadata["recording"]["status"] == "completed"
     assert escalations == [
-        {"signal": escalation_requested, "interaction_id": voicemail.pk, "urgency": 5, "reason": "emergency phrase"}
+        {
+            "signal": escalation_requested,
+            "interaction_id": voicemail.pk,
+            "urgency": 5,
+            "reason": "red flag: chest_pain_cardiac, unresponsive",
+        }
     ]
 
 

@@ -1,0 +1,105 @@
+"""The rules engine on messages written the way patients write: context (negation, history, questions, jokes,
+resolved, "not urgent"), numbers with units and ages, Spanish, typographic apostrophes, the clinic's phrases,
+and the safety reply's lines. No database, no network."""
+
+from __future__ import annotations
+
+import pytest
+
+from conversations.triage import assess_rules, safety_reply
+from conversations.triage.kb import load
+
+
+@pytest.mark.parametrize(
+    ("text", "level", "code"),
+    [
+        ("I can\u2019t breathe right", "emergency", "breathing_difficulty"),  # curly apostrophe
+        ("cant breath and my lips look kinda blue", "emergency", "breathing_difficulty"),
+        ("my dad's face is drooping on one side and he's slurring his words", "emergency", "stroke"),
+        ("I'm having a panic attack, my chest hurts", "emergency", "chest_pain_cardiac"),
+        ("i took the whole bottle of my sleeping pills like an hour ago", "emergency", "overdose_poisoning"),
+        ("I want to kill myself", "emergency", "suicide_self_harm"),
+        ("im 28 weeks pregnant and bleeding alot", "emergency", "obstetric_bleeding"),
+        ("my 2 month old has a fever of 104.5 and she's really floppy", "emergency", "infant_fever"),
+        ("3 wk old baby temp 38.2C", "emergency", "infant_fever"),
+        ("um our baby she's five weeks and it says a hundred point nine", "emergency", "infant_fever"),
+        ("diabetic, sugar is 48 and I'm shaking", "emergency", "hypoglycaemia"),
+        ("mi esposa se desmay\u00f3 y no responde", "emergency", "unresponsive"),
+        ("mi bebe de 3 semanas tiene 38.5 de temperatura", "emergency", "infant_fever"),
+        ("me quiero matar, ya tengo las pastillas", "emergency", "suicide_self_harm"),
+    ],
+)
+def test_emergencies_in_lay_words(text, level, code):
+    result = assess_rules(text)
+    assert result.level == level and code in result.codes, result
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I had chest pain last year, want a follow-up",
+        "do you still run the stroke awareness class?",
+        "what's the max tylenol so I don't overdose?",
+        "booking for my son, not urgent",
+        "omg your receptionist is hilarious i can't breathe \U0001f602 can I move my appt",
+        "no chest pain, just a bad cough since monday",
+        "the bleeding stopped yesterday, just want a checkup",
+        "this wait is killing me lol, any openings friday?",
+        "my 6 week old is 99.1, is that normal?",
+        "no tengo dolor de pecho, solo quiero una cita",
+        "casi me da un infarto cuando vi la cuenta jajaja",
+    ],
+)
+def test_hard_negatives_do_not_page(text):
+    assert assess_rules(text).level != "emergency", text
+
+
+def test_a_family_member_in_danger_now_is_still_an_emergency():
+    assert assess_rules("my mom might be having a stroke, her arm went limp").level == "emergency"
+
+
+def test_explicit_not_urgent_softens_to_a_callback_but_never_to_nothing():
+    assert assess_rules("not urgent but my chest has felt tight on and off").level == "urgent"
+
+
+def test_clinic_phrases_add_to_the_core_rules_and_cannot_remove_them():
+    assert assess_rules("the dog ate my insulin pen cap", phrases=["insulin pen cap"]).level == "emergency"
+    assert assess_rules("I can't breathe", phrases=[]).level == "emergency"  # an empty list switches nothing off
+
+
+def test_language_intent_and_knowledge_base_version_are_reported():
+    result = assess_rules("hola, quiero cancelar mi cita del martes")
+    assert (result.language, result.intent, result.level) == ("es", "cancel_appointment", "routine")
+    assert result.kb_version == load().version and result.engine == "rules"
+    assert assess_rules("why was I billed twice").intent == "billing"
+    assert assess_rules("can I schedule a physical").intent == "book_appointment"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "absent"),
+    [
+        ("I want to end my life tonight", "988", "1-800-222-1222"),
+        ("my toddler swallowed a button battery", "1-800-222-1222", "988"),
+        ("my husband collapsed and isn't breathing", "911", "988"),
+        ("me quiero morir", "988", "1-800"),
+    ],
+)
+def test_safety_reply_names_the_right_line(text, expected, absent):
+    reply = safety_reply(assess_rules(text), clinic="Sunrise Clinic")
+    assert expected in reply and absent not in reply
+    assert "book" not in reply.lower()
+
+
+def test_safety_reply_is_in_the_patients_language_and_carries_no_symptom():
+    reply = safety_reply(assess_rules("mi papá tiene la cara chueca y no puede hablar"), clinic="Sunrise Clinic")
+    assert "Llame al 911" in reply and "Sunrise Clinic" in reply
+    assert "cara" not in reply and "hablar" not in reply
+
+
+def test_every_category_cites_a_public_source():
+    kb = load()
+    assert all(c.source for c in kb.categories.values())
+    assert {"en", "es"} <= set(kb.languages)
+    flagged = {f.code for lang in kb.languages.values() for f in lang.flags}
+    emergency = {code for code, c in kb.categories.items() if c.level == "emergency"} - {"clinic_emergency_phrase"}
+    assert emergency <= flagged
