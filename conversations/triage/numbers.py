@@ -51,7 +51,7 @@ def _compiled(language: Language) -> dict[str, re.Pattern]:
         "infant": re.compile(str(n["infant"])),
         **{f"age{i}": re.compile(str(a)) for i, a in enumerate(n["age"] if isinstance(n["age"], list) else [n["age"]])},
         "fever": re.compile(str(n["fever_words"])),
-        "glucose": re.compile(rf"(?:{n['glucose_words']})\W+(?:\w+\W+){{0,3}}?(?=\d)"),
+        "glucose": re.compile(rf"(?:{n['glucose_words']})\W+(?:\w+\W+){{0,5}}?(?=\d)"),
         "pills": re.compile(
             rf"(?:{n['pill_verbs']})\W+(?:\w+\W+){{0,3}}?(?P<n>\d{{1,3}}|{words})\W+(?:\w+\W+){{0,3}}?(?:{n['pill_nouns']})"
         ),
@@ -94,7 +94,9 @@ _SPOKEN_F = re.compile(
     r"\b(?:a |one )?hundred(?P<point> point| and| and a|)? (?P<d>zero|oh|one|two|three|four|five|six|seven|eight|nine)\b"
 )
 _SPOKEN_C = re.compile(
-    r"\b(?P<tens>treinta|cuarenta) y (?P<d>uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve)\b|\bcuarenta\b"
+    r"\b(?P<tens>treinta|cuarenta|thirty|forty)(?: y |[ -])"
+    r"(?P<d>uno|dos|tres|cuatro|cinco|seis|siete|ocho|nueve|one|two|three|four|five|six|seven|eight|nine)\b"
+    r"(?: (?:point|punto|coma) (?P<dec>\w+))?|\bcuarenta\b"
 )
 
 
@@ -105,9 +107,11 @@ def _spoken_temperatures(text: str) -> list[tuple[int, int, float]]:
         digit = _DIGIT_WORDS[m.group("d")]
         found.append((m.start(), m.end(), 100 + (digit / 10 if m.group("point") == " point" else digit)))
     for m in _SPOKEN_C.finditer(text):
-        celsius = (
-            40.0 if not m.group("tens") else (30 if m.group("tens") == "treinta" else 40) + _DIGIT_WORDS[m.group("d")]
-        )
+        if not m.group("tens"):
+            celsius = 40.0
+        else:
+            celsius = (30 if m.group("tens") in ("treinta", "thirty") else 40) + _DIGIT_WORDS[m.group("d")]
+            celsius += _DIGIT_WORDS.get(m.group("dec") or "", 0) / 10
         if 34 <= celsius <= 43:
             found.append((m.start(), m.end(), celsius * 9 / 5 + 32))
     return found

@@ -35,6 +35,5 @@ def use_openai(settings):
         settings.OPENAI_BASE_URL = server.base_url
         settings.AGENT_MODEL = "stub-model"
         settings.OPENAI_TIMEOUT_SECONDS = 60
-        settings.TRIAGE_LLM = False  # these tests count the agent's requests; triage has its own LLM tests
 
     return configure

@@ -117,7 +117,6 @@ def llm_serving(settings, responder):
         settings.OPENAI_BASE_URL = server.base_url
         settings.AGENT_MODEL = "stub-model"
         settings.OPENAI_TIMEOUT_SECONDS = 60
-        settings.TRIAGE_LLM = False  # these tests count the agent's requests; triage has its own LLM tests
         responder.server = server
         try:
             yield responder
