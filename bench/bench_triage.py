@@ -23,7 +23,7 @@ def main() -> None:
 
     assess_rules("warm up: chest pain / dolor de pecho")
     assess_rules("hola, me duele el pecho")
-    for name in ("tune", "dev", "heldout", "final", "final2"):
+    for name in ("tune", "dev", "heldout", "final", "final2", "final3"):
         report = evaluate(load_examples(ROOT / "tests" / "triage" / "data" / f"{name}.jsonl"))
         print(render(name, report))
         if "-v" in sys.argv:

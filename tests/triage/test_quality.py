@@ -13,7 +13,7 @@ from conversations.triage.evaluation import evaluate, load_examples
 DATA = Path(__file__).with_name("data")
 
 
-@pytest.mark.parametrize("name", ["tune", "dev", "heldout", "final"])
+@pytest.mark.parametrize("name", ["tune", "dev", "heldout", "final", "final2", "final3"])
 def test_emergency_recall_and_false_alarms(name):
     report = evaluate(load_examples(DATA / f"{name}.jsonl"))
     assert report.emergency_recall >= 0.97, report.misses
