@@ -319,6 +319,11 @@ class AgentSettings(models.Model):
         help_text="Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to "
         "during opening hours. Blank: no transfer; staff follow up.",
     )
+    takeover_idle_minutes = models.PositiveIntegerField(
+        default=30,
+        help_text="A staff takeover ends by itself (the AI answers again) this many minutes after the last staff "
+        "action in the conversation.",
+    )
 
     class Meta:
         verbose_name_plural = "agent settings"
@@ -435,6 +440,7 @@ class StaffNotification(models.Model):
 # Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
 from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
+from conversations.inbox.models import ConversationHandling, InboxNote, Takeover  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401
     WebhookAttempt,

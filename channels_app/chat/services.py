@@ -27,6 +27,7 @@ from channels_app.chat.links import InvalidLink, chat_link_claim
 from channels_app.chat.visitors import visitor_key
 from conversations import engine
 from conversations.models import Channel, Interaction
+from conversations.selectors import ai_paused
 from conversations.services import (
     interaction_append_turn,
     interaction_close,
@@ -254,6 +255,8 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
     if received.duplicate:
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]
         return [_frame(interaction, i) for i in mine + answered]
+    if ai_paused(interaction.conversation_id):
+        return [_frame(interaction, mine[-1])]  # staff have taken the conversation over: no AI reply
     if claim:
         reply = engine.Reply(
             verification.challenge_start(

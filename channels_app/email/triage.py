@@ -56,6 +56,7 @@ from channels_app.voice.assess import Assessment, assess
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Interaction
+from conversations.selectors import ai_paused
 from conversations.services import interaction_set_assessment
 from conversations.signals import escalation_requested
 
@@ -247,6 +248,8 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
         if claim.decision == "in_progress":
             logger.info("email %s is being triaged by another attempt (until %s)", inbound_id, claim.lease_until)
         return claim
+    if ai_paused(claim.interaction.conversation_id, at=claim.inbound.received_at):
+        return TriageOutcome(decision="staff")  # staff have taken the conversation over: they answer
     assessment, body, decision = EmailTriageAgent().think(claim)
     outcome = triage_finish(claim=claim, assessment=assessment, body=body, decision=decision)
     logger.info("email %s triaged: %s (urgency %s)", inbound_id, outcome.decision, outcome.urgency)

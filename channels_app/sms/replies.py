@@ -27,6 +27,7 @@ from channels_app.sms.services import sms_deliver
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
+from conversations.selectors import ai_paused
 from conversations.services import interaction_set_metadata, message_prepare_outbound
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,8 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
         pk=inbound_id
     )
+    if ai_paused(inbound.interaction.conversation_id, at=inbound.created_at):
+        return None  # staff have taken the conversation over (conversations.inbox)
     reserved = sms_reply_reserve(inbound=inbound, now=now)
     if reserved is None:
         logger.info("reply to SMS %s is being composed by another attempt", inbound.pk)

@@ -347,7 +347,8 @@ def _turn_think(*, tenant: Tenant, claim: _Claim, text: str) -> tuple[Assessment
     started, budget = time.monotonic(), _turn_budget()
     assessment = assess(tenant=tenant, text=text, timeout=budget)
     answer = None
-    if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text)):
+    paused = selectors.ai_paused(claim.interaction.conversation_id)  # staff hold the conversation: no AI answer
+    if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text) or paused):
         answer = engine.respond(interaction=claim.interaction, text=text, deadline=started + budget)
     elapsed = time.monotonic() - started
     if elapsed > budget:

@@ -1,0 +1,29 @@
+"""Reads of the staff inbox: the cross-channel thread of a conversation."""
+
+from __future__ import annotations
+
+from conversations.models import Conversation, Interaction
+
+MAX_THREAD_TURNS = 2000
+
+
+def conversation_thread(*, conversation: Conversation, limit: int = MAX_THREAD_TURNS) -> list[dict]:
+    """Every turn of every session of the conversation, oldest first (the last ``limit``); each turn is
+    ``{"interaction", "channel", "role", "text", "at", "staff_user_id"?, "staff_name"?}``."""
+    turns: list[dict] = []
+    rows = Interaction.objects.filter(conversation=conversation).order_by("started_at", "id")
+    for interaction_id, channel, transcript in rows.values_list("id", "channel", "transcript").iterator(chunk_size=50):
+        for turn in transcript or []:
+            item = {
+                "interaction": interaction_id,
+                "channel": channel,
+                "role": turn.get("role", ""),
+                "text": turn.get("text", ""),
+                "at": turn.get("at", ""),
+            }
+            if turn.get("role") == "staff":
+                item["staff_user_id"] = turn.get("staff_user_id")
+                item["staff_name"] = turn.get("staff_name", "")
+            turns.append(item)
+    turns.sort(key=lambda t: t["at"])
+    return turns[-limit:]
