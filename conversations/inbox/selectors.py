@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from conversations.models import Conversation, Interaction
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import Q
+
+from conversations.models import Conversation, Interaction, TranscriptDocument
 
 MAX_THREAD_TURNS = 2000
 
@@ -27,3 +30,13 @@ def conversation_thread(*, conversation: Conversation, limit: int = MAX_THREAD_T
             turns.append(item)
     turns.sort(key=lambda t: t["at"])
     return turns[-limit:]
+
+
+def transcript_matches(query: str) -> Q:
+    """A filter on ``Interaction`` rows whose transcript text matches ``query`` (web-search syntax: words,
+    "quoted phrases", -excluded), served by the GIN index ``call_logs_transcript_fts``."""
+    return Q(
+        pk__in=Interaction.objects.annotate(doc=TranscriptDocument("transcript"))
+        .filter(doc=SearchQuery(query[:200], config="english", search_type="websearch"))
+        .values("pk")
+    )
