@@ -215,4 +215,5 @@ class ConversationAdmin(TenantScopedAdmin):
 
 # API keys, webhook endpoints/deliveries and the dashboards register themselves (issue 7).
 from conversations.api import admin as _api_admin  # noqa: E402,F401
+from conversations.inbox import admin as _inbox_admin  # noqa: E402,F401
 from conversations.webhooks import admin as _webhooks_admin  # noqa: E402,F401

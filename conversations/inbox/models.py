@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from conversations.models import Conversation  # defined before conversations.models imports this module
 from identity.models import Tenant
 
 
@@ -99,3 +100,12 @@ class InboxNote(models.Model):
 
     def __str__(self) -> str:
         return f"Note {self.pk} on {self.conversation_id}"
+
+
+class InboxConversation(Conversation):
+    """Admin entry of the staff inbox (a proxy of ``Conversation``; no table of its own)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "inbox"
+        verbose_name_plural = "inbox"

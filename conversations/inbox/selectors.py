@@ -1,11 +1,21 @@
-"""Reads of the staff inbox: the cross-channel thread of a conversation."""
+"""Reads of the staff inbox: the list, the cross-channel thread, the patient card, full-text search."""
 
 from __future__ import annotations
 
-from django.contrib.postgres.search import SearchQuery
-from django.db.models import Q
+from dataclasses import dataclass
+from typing import Any
 
-from conversations.models import Conversation, Interaction, TranscriptDocument
+from django.contrib.postgres.aggregates import ArrayAgg
+from django.contrib.postgres.search import SearchQuery
+from django.db.models import BooleanField, Case, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.utils import timezone
+
+from conversations.inbox.models import ConversationHandling
+from conversations.models import Appointment, Conversation, Interaction, TranscriptDocument
+from identity.models import Customer, CustomerIdentifier, IdentifierKind
+
+URGENT = 4  # urgency at or above this puts a conversation at the top of the inbox
 
 MAX_THREAD_TURNS = 2000
 
@@ -40,3 +50,147 @@ def transcript_matches(query: str) -> Q:
         .filter(doc=SearchQuery(query[:200], config="english", search_type="websearch"))
         .values("pk")
     )
+
+
+# --- the inbox list ------------------------------------------------------------------------------------------
+
+INBOX_PAGE = 50
+
+
+@dataclass
+class InboxFilters:
+    """``who``: ``all`` | ``mine`` | ``unassigned``; ``channel``; ``urgency`` (minimum 1–5); ``status``:
+    ``active`` (open, not resolved: the default) | ``open`` | ``pending`` | ``resolved`` | ``closed``; ``q``: words
+    from the transcripts (full-text)."""
+
+    who: str = "all"
+    channel: str = ""
+    urgency: int | None = None
+    status: str = "active"
+    q: str = ""
+
+
+def customer_label(customer: Customer, identifiers: list[CustomerIdentifier] | None = None) -> str:
+    """How staff see a patient: the name they gave or staff entered, else a phone or email on file, else
+    "Web visitor" — never an id."""
+    if customer.display_name.strip():
+        return customer.display_name.strip()
+    idents = identifiers if identifiers is not None else list(customer.identifiers.all())
+    for kind in (IdentifierKind.PHONE, IdentifierKind.EMAIL):
+        for ident in idents:
+            if ident.kind == kind:
+                return ident.value
+    return "Web visitor"
+
+
+def inbox_queryset(*, tenant_id, user=None, filters: InboxFilters | None = None) -> QuerySet[Conversation]:
+    """The tenant's conversations for the inbox, those needing a human first (hand-off, urgent, waiting for a
+    staff reply, assigned to ``user``), then the rest by last activity. Annotated with ``needs``, ``urgency_max``,
+    ``channels``, ``last_text``, ``last_role``, ``waiting_since`` and the handling row (``select_related``)."""
+    f = filters or InboxFilters()
+    sessions = Interaction.objects.filter(conversation=OuterRef("pk"))
+    latest = sessions.order_by("-last_activity_at")
+    last_turn = KeyTransform(-1, "transcript")
+    qs = (
+        Conversation.objects.filter(tenant_id=tenant_id)
+        .select_related("customer", "handling", "handling__assignee", "handling__taken_over_by")
+        .prefetch_related("customer__identifiers")
+        .annotate(
+            urgency_max=Subquery(sessions.values("conversation").annotate(m=Max("urgency")).values("m")[:1]),
+            channels=Subquery(
+                sessions.values("conversation").annotate(c=ArrayAgg("channel", distinct=True)).values("c")[:1]
+            ),
+            last_text=Subquery(latest.annotate(t=KeyTextTransform("text", last_turn)).values("t")[:1]),
+            last_role=Subquery(latest.annotate(r=KeyTextTransform("role", last_turn)).values("r")[:1]),
+            waiting_since=F("handling__customer_waiting_since"),
+        )
+    )
+    urgent = Q(urgency_max__gte=URGENT)
+    mine = Q(handling__assignee=user) if user is not None and getattr(user, "pk", None) else Q(pk__in=[])
+    needs = (Q(handling__needs_human=True) | urgent | Q(handling__customer_waiting_since__isnull=False) | mine) & ~Q(
+        handling__status=ConversationHandling.Status.RESOLVED
+    )
+    qs = qs.annotate(needs=Case(When(needs, then=Value(True)), default=Value(False), output_field=BooleanField()))
+    if f.status == "active":
+        qs = qs.filter(status=Conversation.Status.OPEN).exclude(handling__status=ConversationHandling.Status.RESOLVED)
+    elif f.status == "closed":
+        qs = qs.filter(status=Conversation.Status.CLOSED)
+    elif f.status in ConversationHandling.Status.values:
+        if f.status == ConversationHandling.Status.OPEN:
+            qs = qs.filter(Q(handling__isnull=True) | Q(handling__status=f.status), status=Conversation.Status.OPEN)
+        else:
+            qs = qs.filter(handling__status=f.status)
+    if f.who == "mine" and user is not None:
+        qs = qs.filter(handling__assignee=user)
+    elif f.who == "unassigned":
+        qs = qs.filter(Q(handling__isnull=True) | Q(handling__assignee__isnull=True))
+    if f.channel:
+        qs = qs.filter(Exists(sessions.filter(channel=f.channel)))
+    if f.urgency:
+        qs = qs.filter(urgency_max__gte=f.urgency)
+    if f.q.strip():
+        qs = qs.filter(Exists(sessions.filter(tenant_id=tenant_id).filter(transcript_matches(f.q))))
+    return qs.order_by(F("needs").desc(), F("waiting_since").asc(nulls_last=True), "-last_activity_at")
+
+
+def inbox_rows(*, tenant_id, user=None, filters: InboxFilters | None = None, limit: int = INBOX_PAGE) -> list[dict]:
+    """One page of the inbox as plain dicts for the template (see :func:`inbox_queryset`)."""
+    rows = []
+    now = timezone.now()
+    c: Any  # annotated Conversation rows
+    for c in inbox_queryset(tenant_id=tenant_id, user=user, filters=filters)[:limit]:
+        handling = getattr(c, "handling", None) if _has_handling(c) else None
+        rows.append(
+            {
+                "id": c.pk,
+                "name": customer_label(c.customer, list(c.customer.identifiers.all())),
+                "channels": sorted(c.channels or []),
+                "last_text": (c.last_text or "")[:140],
+                "last_role": c.last_role or "",
+                "waiting_since": c.waiting_since,
+                "urgency": c.urgency_max,
+                "needs": c.needs,
+                "needs_human": bool(handling and handling.needs_human),
+                "assignee": _staff_name(handling.assignee) if handling and handling.assignee else "",
+                "taken_over": bool(handling and handling.ai_paused_until and handling.ai_paused_until > now),
+                "unread": bool(handling and handling.unread),
+                "status": handling.status if handling else ConversationHandling.Status.OPEN,
+                "closed": c.status == Conversation.Status.CLOSED,
+                "last_activity_at": c.last_activity_at,
+            }
+        )
+    return rows
+
+
+def _has_handling(conversation: Conversation) -> bool:
+    try:
+        conversation.handling  # noqa: B018
+    except ConversationHandling.DoesNotExist:
+        return False
+    return True
+
+
+def _staff_name(user) -> str:
+    return (user.get_full_name() or user.get_username()) if user else ""
+
+
+def patient_card(*, conversation: Conversation) -> dict:
+    """The patient card of the conversation view: name, identifiers (with STOP), upcoming appointments,
+    escalated sessions (the incidents live in ``escalation``, which this app may not import)."""
+    customer = conversation.customer
+    identifiers = list(customer.identifiers.exclude(kind=IdentifierKind.COOKIE).order_by("kind", "-verified"))
+    return {
+        "name": customer_label(customer, identifiers),
+        "identifiers": identifiers,
+        "appointments": list(
+            Appointment.objects.filter(
+                customer=customer, status=Appointment.Status.BOOKED, starts_at__gte=timezone.now()
+            ).order_by("starts_at")[:5]
+        ),
+        "escalated": list(
+            Interaction.objects.filter(customer=customer, escalated=True)
+            .order_by("-started_at")
+            .values("id", "channel", "started_at", "urgency")[:5]
+        ),
+        "conversations": Conversation.objects.filter(customer=customer).count(),
+    }
