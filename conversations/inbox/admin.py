@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.contrib import admin, messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -106,6 +106,8 @@ class InboxAdmin(admin.ModelAdmin):
         }
 
     def inbox_view(self, request):
+        if self._tenant_id(request) is None:  # a superuser without a clinic: the ordinary admin index
+            return HttpResponseRedirect(reverse("admin:index"))
         return TemplateResponse(
             request,
             "admin/conversations/inbox.html",
@@ -197,3 +199,19 @@ class InboxAdmin(admin.ModelAdmin):
         except ValueError as exc:
             messages.error(request, str(exc))
         return back
+
+
+_site_login = admin.site.login
+
+
+def _login_to_inbox(request, extra_context=None):
+    """After signing in, staff land in the inbox (unless the login was for another page, ``?next=``)."""
+    if REDIRECT_FIELD_NAME not in request.GET and REDIRECT_FIELD_NAME not in request.POST:
+        extra_context = {
+            REDIRECT_FIELD_NAME: reverse("admin:conversations_inboxconversation_changelist"),
+            **(extra_context or {}),
+        }
+    return _site_login(request, extra_context)
+
+
+admin.site.login = _login_to_inbox  # type: ignore[method-assign]

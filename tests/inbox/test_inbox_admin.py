@@ -100,3 +100,9 @@ def test_conversation_view_reply_note_takeover_release(clinic_a, client):
     client.post(f"{base}/act/", {"action": "release"})
     assert not ai_paused(person.conversation_id)
     assert Conversation.objects.get(pk=person.conversation_id).handling.needs_human is False
+
+
+def test_login_lands_in_the_inbox(client):
+    form = client.get("/admin/login/").content.decode()
+    assert 'name="next" value="/admin/conversations/inboxconversation/"' in form
+    assert 'name="next" value="/admin/identity/"' in client.get("/admin/login/?next=/admin/identity/").content.decode()
