@@ -72,7 +72,8 @@ def _frame(interaction: Interaction, seq: int) -> dict:
     turn = interaction.transcript[seq]
     if turn.get("role") == "customer":
         return {"type": "message", "seq": seq, "id": turn.get("client_id", ""), "text": turn.get("text", "")}
-    return {"type": "reply", "seq": seq, "role": turn.get("role", "agent"), "text": turn.get("text", "")}
+    frame = {"type": "reply", "seq": seq, "role": turn.get("role", "agent"), "text": turn.get("text", "")}
+    return {**frame, "name": turn.get("staff_name", "")} if turn.get("role") == "staff" else frame
 
 
 def replay(interaction: Interaction, last_seq: int) -> list[dict]:

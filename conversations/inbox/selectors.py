@@ -45,11 +45,16 @@ def conversation_thread(*, conversation: Conversation, limit: int = MAX_THREAD_T
 def transcript_matches(query: str) -> Q:
     """A filter on ``Interaction`` rows whose transcript text matches ``query`` (web-search syntax: words,
     "quoted phrases", -excluded), served by the GIN index ``call_logs_transcript_fts``."""
-    return Q(
-        pk__in=Interaction.objects.annotate(doc=TranscriptDocument("transcript"))
-        .filter(doc=SearchQuery(query[:200], config="english", search_type="websearch"))
-        .values("pk")
+    return Q(pk__in=transcript_search(query).values("pk"))
+
+
+def transcript_search(query: str, *, tenant_id=None) -> QuerySet[Interaction]:
+    """``Interaction`` rows (of ``tenant_id``, if given) whose transcript text matches ``query`` (web-search
+    syntax), found through the GIN index ``call_logs_transcript_fts``."""
+    rows = Interaction.objects.annotate(doc=TranscriptDocument("transcript")).filter(
+        doc=SearchQuery(query[:200], config="english", search_type="websearch")
     )
+    return rows.filter(tenant_id=tenant_id) if tenant_id is not None else rows
 
 
 # --- the inbox list ------------------------------------------------------------------------------------------
@@ -129,7 +134,7 @@ def inbox_queryset(*, tenant_id, user=None, filters: InboxFilters | None = None)
     if f.urgency:
         qs = qs.filter(urgency_max__gte=f.urgency)
     if f.q.strip():
-        qs = qs.filter(Exists(sessions.filter(tenant_id=tenant_id).filter(transcript_matches(f.q))))
+        qs = qs.filter(pk__in=transcript_search(f.q, tenant_id=tenant_id).values("conversation_id"))
     return qs.order_by(F("needs").desc(), F("waiting_since").asc(nulls_last=True), "-last_activity_at")
 
 
