@@ -7,7 +7,7 @@ conversations (default 100,000) of one tenant, each with a two-turn transcript d
 BENCH_REPEAT runs of:
 
 1. ``call_logs`` rows matching a word (the admin search: ``transcript_matches``), first 100 by ``started_at``;
-2. the inbox's first page (50 conversations) filtered by the word (``inbox_queryset(q=…)``), among the active
+2. the inbox's first page (50 conversations) filtered by the word (``inbox_page``: two ordered queries and the page's annotations), among the active
    (open) conversations — the inbox's default — and among all of them;
 
 and whether the plan uses the GIN index ``call_logs_transcript_fts``.
@@ -152,7 +152,7 @@ def timed(fn) -> tuple[float, float]:
 def main() -> None:
     use_bench_database()
     tenant = ensure_data()
-    from conversations.inbox.selectors import InboxFilters, inbox_queryset, transcript_matches
+    from conversations.inbox.selectors import InboxFilters, inbox_page, transcript_matches
     from conversations.models import Interaction
 
     for word in ("chest", "refill", "appointment"):
@@ -164,8 +164,8 @@ def main() -> None:
             f"GIN index used: {'call_logs_transcript_fts' in plan}"
         )
         for status in ("active", "all"):
-            inbox = inbox_queryset(tenant_id=tenant.pk, filters=InboxFilters(status=status, q=word))
-            p50, p95 = timed(lambda inbox=inbox: list(inbox.values_list("id", flat=True)[:50]))
+            filters = InboxFilters(status=status, q=word)
+            p50, p95 = timed(lambda filters=filters: inbox_page(tenant_id=tenant.pk, filters=filters))
             print(
                 f"inbox search     {word!r:14} first 50 conversations ({status:6}): p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
             )

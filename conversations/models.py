@@ -149,6 +149,8 @@ class Interaction(models.Model):
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
+            # the staff inbox puts conversations with an urgent session first
+            models.Index(fields=["tenant", "conversation"], condition=Q(urgency__gte=4), name="call_logs_urgent"),
             # full-text search over what was said (staff inbox, call_logs admin): see TranscriptDocument
             GinIndex(TranscriptDocument("transcript"), name="call_logs_transcript_fts"),
             # the voicemail redrive (beat, every 30 s) scans calls with a completed recording, recent first

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.contrib.postgres.aggregates import ArrayAgg
 from django.contrib.postgres.search import SearchQuery
-from django.db.models import BooleanField, Case, Exists, F, Max, OuterRef, Q, QuerySet, Subquery, Value, When
+from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
 
@@ -88,34 +88,21 @@ def customer_label(customer: Customer, identifiers: list[CustomerIdentifier] | N
     return "Web visitor"
 
 
-def inbox_queryset(*, tenant_id, user=None, filters: InboxFilters | None = None) -> QuerySet[Conversation]:
-    """The tenant's conversations for the inbox, those needing a human first (hand-off, urgent, waiting for a
-    staff reply, assigned to ``user``), then the rest by last activity. Annotated with ``needs``, ``urgency_max``,
-    ``channels``, ``last_text``, ``last_role``, ``waiting_since`` and the handling row (``select_related``)."""
-    f = filters or InboxFilters()
-    sessions = Interaction.objects.filter(conversation=OuterRef("pk"))
-    latest = sessions.order_by("-last_activity_at")
-    last_turn = KeyTransform(-1, "transcript")
-    qs = (
-        Conversation.objects.filter(tenant_id=tenant_id)
-        .select_related("customer", "handling", "handling__assignee", "handling__taken_over_by")
-        .prefetch_related("customer__identifiers")
-        .annotate(
-            urgency_max=Subquery(sessions.values("conversation").annotate(m=Max("urgency")).values("m")[:1]),
-            channels=Subquery(
-                sessions.values("conversation").annotate(c=ArrayAgg("channel", distinct=True)).values("c")[:1]
-            ),
-            last_text=Subquery(latest.annotate(t=KeyTextTransform("text", last_turn)).values("t")[:1]),
-            last_role=Subquery(latest.annotate(r=KeyTextTransform("role", last_turn)).values("r")[:1]),
-            waiting_since=F("handling__customer_waiting_since"),
-        )
-    )
-    urgent = Q(urgency_max__gte=URGENT)
+def _needs_human(*, tenant_id, user=None) -> Q:
+    """Conversations that need a human: hand-off requested, a patient waiting for staff, assigned to ``user``, or an
+    urgent session (urgency ≥ 4: the partial index ``call_logs_urgent``) — unless resolved."""
     mine = Q(handling__assignee=user) if user is not None and getattr(user, "pk", None) else Q(pk__in=[])
-    needs = (Q(handling__needs_human=True) | urgent | Q(handling__customer_waiting_since__isnull=False) | mine) & ~Q(
-        handling__status=ConversationHandling.Status.RESOLVED
-    )
-    qs = qs.annotate(needs=Case(When(needs, then=Value(True)), default=Value(False), output_field=BooleanField()))
+    urgent = Interaction.objects.filter(tenant_id=tenant_id, urgency__gte=URGENT).values("conversation_id")
+    return (
+        Q(handling__needs_human=True) | Q(handling__customer_waiting_since__isnull=False) | mine | Q(pk__in=urgent)
+    ) & ~Q(handling__status=ConversationHandling.Status.RESOLVED)
+
+
+def inbox_queryset(*, tenant_id, user=None, filters: InboxFilters | None = None) -> QuerySet[Conversation]:
+    """The tenant's conversations the inbox lists with ``filters`` (unordered, not annotated; see
+    :func:`inbox_page`)."""
+    f = filters or InboxFilters()
+    qs = Conversation.objects.filter(tenant_id=tenant_id)
     if f.status == "active":
         qs = qs.filter(status=Conversation.Status.OPEN).exclude(handling__status=ConversationHandling.Status.RESOLVED)
     elif f.status == "closed":
@@ -130,20 +117,65 @@ def inbox_queryset(*, tenant_id, user=None, filters: InboxFilters | None = None)
     elif f.who == "unassigned":
         qs = qs.filter(Q(handling__isnull=True) | Q(handling__assignee__isnull=True))
     if f.channel:
-        qs = qs.filter(Exists(sessions.filter(channel=f.channel)))
+        qs = qs.filter(Exists(Interaction.objects.filter(conversation=OuterRef("pk"), channel=f.channel)))
     if f.urgency:
-        qs = qs.filter(urgency_max__gte=f.urgency)
+        qs = qs.filter(
+            pk__in=Interaction.objects.filter(tenant_id=tenant_id, urgency__gte=f.urgency).values("conversation_id")
+        )
     if f.q.strip():
         qs = qs.filter(pk__in=transcript_search(f.q, tenant_id=tenant_id).values("conversation_id"))
-    return qs.order_by(F("needs").desc(), F("waiting_since").asc(nulls_last=True), "-last_activity_at")
+    return qs
+
+
+def inbox_page(*, tenant_id, user=None, filters: InboxFilters | None = None, limit: int = INBOX_PAGE) -> list[Any]:
+    """One page of the inbox: the conversations needing a human first (the longest-waiting patient first), then
+    the others by last activity; each annotated with ``urgency_max``, ``channels``, ``last_text``, ``last_role``.
+
+    Two short ordered queries (needing a human, then the rest) and the annotations computed for the page only,
+    so the cost does not grow with the number of conversations a filter or a search matches."""
+    base = inbox_queryset(tenant_id=tenant_id, user=user, filters=filters)
+    needs = _needs_human(tenant_id=tenant_id, user=user)
+    first = list(
+        base.filter(needs)
+        .order_by(F("handling__customer_waiting_since").asc(nulls_last=True), "-last_activity_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    rest: list = []
+    if len(first) < limit:  # then ``first`` holds every conversation needing a human: skip those in Python
+        # (an ``exclude(needs)`` in SQL misleads the planner's row estimates into a nested loop over the search)
+        recent = base.order_by("-last_activity_at").values_list("pk", flat=True)[: limit + len(first)]
+        rest = [pk for pk in recent if pk not in set(first)][: limit - len(first)]
+    sessions = Interaction.objects.filter(conversation=OuterRef("pk"))
+    latest = sessions.order_by("-last_activity_at")
+    last_turn = KeyTransform(-1, "transcript")
+    rows: dict[Any, Any] = {
+        c.pk: c
+        for c in Conversation.objects.filter(pk__in=[*first, *rest])
+        .select_related("customer", "handling", "handling__assignee", "handling__taken_over_by")
+        .prefetch_related("customer__identifiers")
+        .annotate(
+            urgency_max=Subquery(sessions.values("conversation").annotate(m=Max("urgency")).values("m")[:1]),
+            channels=Subquery(
+                sessions.values("conversation").annotate(c=ArrayAgg("channel", distinct=True)).values("c")[:1]
+            ),
+            last_text=Subquery(latest.annotate(t=KeyTextTransform("text", last_turn)).values("t")[:1]),
+            last_role=Subquery(latest.annotate(r=KeyTextTransform("role", last_turn)).values("r")[:1]),
+        )
+    }
+    needing = set(first)
+    page = []
+    for pk in [*first, *rest]:
+        if pk in rows:
+            rows[pk].needs = pk in needing
+            page.append(rows[pk])
+    return page
 
 
 def inbox_rows(*, tenant_id, user=None, filters: InboxFilters | None = None, limit: int = INBOX_PAGE) -> list[dict]:
-    """One page of the inbox as plain dicts for the template (see :func:`inbox_queryset`)."""
+    """One page of the inbox as plain dicts for the template (see :func:`inbox_page`)."""
     rows = []
     now = timezone.now()
-    c: Any  # annotated Conversation rows
-    for c in inbox_queryset(tenant_id=tenant_id, user=user, filters=filters)[:limit]:
+    for c in inbox_page(tenant_id=tenant_id, user=user, filters=filters, limit=limit):
         handling = getattr(c, "handling", None) if _has_handling(c) else None
         rows.append(
             {
@@ -152,7 +184,7 @@ def inbox_rows(*, tenant_id, user=None, filters: InboxFilters | None = None, lim
                 "channels": sorted(c.channels or []),
                 "last_text": (c.last_text or "")[:140],
                 "last_role": c.last_role or "",
-                "waiting_since": c.waiting_since,
+                "waiting_since": handling.customer_waiting_since if handling else None,
                 "urgency": c.urgency_max,
                 "needs": c.needs,
                 "needs_human": bool(handling and handling.needs_human),

@@ -106,3 +106,16 @@ def test_login_lands_in_the_inbox(client):
     form = client.get("/admin/login/").content.decode()
     assert 'name="next" value="/admin/conversations/inboxconversation/"' in form
     assert 'name="next" value="/admin/identity/"' in client.get("/admin/login/?next=/admin/identity/").content.decode()
+
+
+def test_urgent_and_waiting_come_first_and_urgency_filters(clinic_a, tenant, client):
+    calm, person = clinic_a
+    urgent = talk(tenant, "+14155550003", "My chest hurts badly", name="Una Urgent")
+    services.interaction_set_assessment(interaction=urgent, urgency=5)
+    services.interaction_append_turn(interaction=calm, role="customer", text="Still there?")  # newest activity
+    url = "/admin/conversations/inboxconversation/"
+    rows = client.get(url).context["rows"]
+    assert {r["id"] for r in rows[:2]} == {person.conversation_id, urgent.conversation_id}
+    assert rows[2]["id"] == calm.conversation_id and not rows[2]["needs"]
+    assert [r["id"] for r in client.get(url, {"urgency": "4"}).context["rows"]] == [urgent.conversation_id]
+    assert "cs-urgency-5" in client.get(url).content.decode()
