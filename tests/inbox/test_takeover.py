@@ -30,6 +30,7 @@ from conversations.selectors import ai_paused
 from identity.models import CustomerIdentifier, TenantMembership
 from identity.services import customer_resolve, phone_set_opt_out
 from tests.email.conftest import CLINIC, PATIENT_EMAIL, mailbox, plain  # noqa: F401 (fixture)
+from tests.voice.conftest import open_all_day  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +225,16 @@ def test_demo_key_gains_every_scope_on_reseed(tenant):
     seed(tenant)
     assert sorted(ApiKey.objects.get(tenant=tenant).scopes) == sorted(ApiScope.values)
     assert "conversations:write" in ApiScope.values
+
+
+def test_voice_turn_gets_no_ai_answer_while_taken_over(tenant, staff, twilio_post, open_all_day):  # noqa: F811
+    from tests.voice.conftest import Phone
+
+    phone = Phone(twilio_post, tenant)
+    phone.answer()
+    conversation = _conversation()
+    conversation_take_over(conversation=conversation, user=staff)
+    phone.say("I'd like to book an appointment for Tuesday")
+    row = Interaction.objects.get(channel="voice")
+    assert row.transcript[-2]["role"] == "customer"
+    assert row.transcript[-1]["event"] != "reply"  # the engine was not asked; the caller is told goodbye
