@@ -458,7 +458,13 @@ class StaffNotification(models.Model):
 # Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
 from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
-from conversations.inbox.models import ConversationHandling, InboxConversation, InboxNote, Takeover  # noqa: E402,F401
+from conversations.inbox.models import (  # noqa: E402,F401
+    CannedResponse,
+    ConversationHandling,
+    InboxConversation,
+    InboxNote,
+    Takeover,
+)
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401
     WebhookAttempt,

@@ -18,9 +18,15 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
-from conversations.inbox.models import ConversationHandling, InboxConversation, InboxNote
+from conversations.inbox.models import CannedResponse, ConversationHandling, InboxConversation, InboxNote
 from conversations.inbox.outbox import SENDERS, ChannelUnavailable
-from conversations.inbox.selectors import InboxFilters, conversation_thread, inbox_rows, patient_card
+from conversations.inbox.selectors import (
+    InboxFilters,
+    canned_responses_for,
+    conversation_thread,
+    inbox_rows,
+    patient_card,
+)
 from conversations.inbox.services import (
     conversation_assign,
     conversation_mark_read,
@@ -31,7 +37,7 @@ from conversations.inbox.services import (
     staff_message_send,
 )
 from conversations.models import Channel, Conversation
-from identity.admin_scoping import user_tenant_id
+from identity.admin_scoping import TenantScopedAdmin, user_tenant_id
 
 
 def _parse_at(value: str) -> datetime | None:
@@ -54,6 +60,15 @@ def _filters(request) -> InboxFilters:
         status=get.get("status") or "active",
         q=(get.get("q") or "")[:200],
     )
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(TenantScopedAdmin):
+    """Saved replies of the clinic, offered in the inbox's reply box."""
+
+    list_display = ["title", "body"]
+    search_fields = ["title", "body"]
+    ordering = ["title"]
 
 
 @admin.register(InboxConversation)
@@ -145,6 +160,8 @@ class InboxAdmin(admin.ModelAdmin):
             card=patient_card(conversation=conversation),
             reply_channels=[(c, Channel(c).label) for c in (Channel.CHAT, Channel.SMS, Channel.EMAIL) if c in SENDERS],
             statuses=ConversationHandling.Status.choices,
+            canned=(canned := canned_responses_for(conversation=conversation, user=request.user)),
+            canned_texts=[text for _, text in canned],
             **self._thread_context(conversation),
         )
         return TemplateResponse(request, "admin/conversations/inbox_conversation.html", context)

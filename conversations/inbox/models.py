@@ -109,3 +109,20 @@ class InboxConversation(Conversation):
         proxy = True
         verbose_name = "inbox"
         verbose_name_plural = "inbox"
+
+
+class CannedResponse(models.Model):
+    """A tenant's saved reply for the inbox's reply box. ``body`` may use ``{patient_first_name}``,
+    ``{patient_name}``, ``{staff_first_name}`` and ``{clinic}``; unknown placeholders stay as typed."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    title = models.CharField(max_length=100)
+    body = models.TextField(max_length=1600)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "inbox_canned_responses"
+        constraints = [models.UniqueConstraint(fields=["tenant", "title"], name="canned_title_once")]
+
+    def __str__(self) -> str:
+        return self.title

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from django.db.models import Exists, F, Max, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.utils import timezone
 
-from conversations.inbox.models import ConversationHandling
+from conversations.inbox.models import CannedResponse, ConversationHandling
 from conversations.models import Appointment, Conversation, Interaction, TranscriptDocument
 from identity.models import Customer, CustomerIdentifier, IdentifierKind
 
@@ -231,3 +232,26 @@ def patient_card(*, conversation: Conversation) -> dict:
         ),
         "conversations": Conversation.objects.filter(customer=customer).count(),
     }
+
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def canned_responses_for(*, conversation: Conversation, user) -> list[tuple[str, str]]:
+    """The tenant's canned responses as ``(title, text)`` with the placeholders filled in for this patient and
+    staff member (plain substitution of ``{name}``: no attribute or format-spec access; unknown ones stay)."""
+    name = conversation.customer.display_name.strip()
+    values = {
+        "patient_name": name,
+        "patient_first_name": name.split(" ")[0] if name else "",
+        "staff_first_name": (getattr(user, "first_name", "") or "").strip(),
+        "clinic": conversation.tenant.short_name,
+    }
+
+    def fill(text: str) -> str:
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    return [
+        (c.title, fill(c.body))
+        for c in CannedResponse.objects.filter(tenant_id=conversation.tenant_id).order_by("title")[:100]
+    ]

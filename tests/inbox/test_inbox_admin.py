@@ -119,3 +119,18 @@ def test_urgent_and_waiting_come_first_and_urgency_filters(clinic_a, tenant, cli
     assert rows[2]["id"] == calm.conversation_id and not rows[2]["needs"]
     assert [r["id"] for r in client.get(url, {"urgency": "4"}).context["rows"]] == [urgent.conversation_id]
     assert "cs-urgency-5" in client.get(url).content.decode()
+
+
+def test_canned_responses_fill_variables_and_stay_in_their_clinic(clinic_a, tenant, other_tenant, client):
+    from conversations.inbox.models import CannedResponse
+
+    calm, _ = clinic_a
+    CannedResponse.objects.create(
+        tenant=tenant,
+        title="Hello",
+        body="Hi {patient_first_name}, {staff_first_name} of {clinic} here. {unknown.__class__}",
+    )
+    CannedResponse.objects.create(tenant=other_tenant, title="Theirs", body="Not yours")
+    page = client.get(f"/admin/conversations/inboxconversation/{calm.conversation_id}/")
+    assert page.context["canned"] == [("Hello", f"Hi Carl, Anna of {tenant.short_name} here. {{unknown.__class__}}")]
+    assert "Not yours" not in page.content.decode()
