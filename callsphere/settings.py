@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "identity.middleware.TenantTimezoneMiddleware",  # staff see their clinic's local time
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -99,8 +100,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis: cache, channel layer, celery broker ------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+# redis-py 8 defaults socket_timeout to 5 s, which aborts channels_redis's idle blocking BZPOPMIN (itself 5 s)
+# and tears every websocket consumer down every ~5 s (django/channels_redis#422). Keep a timeout, above it.
 CHANNEL_LAYERS = {
-    "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}},
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+    },
 }
 
 CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels_app import staff as _staff_senders  # noqa: F401 (staff messages on SMS, email, chat)
 from channels_app.confirmations import appointment_confirm_task, chat_link_task  # registers the tasks too
 from channels_app.email import receivers as _email_receivers  # noqa: F401 (anymail inbound, email confirmations)
 from conversations.signals import appointment_changed, channel_switch_requested

@@ -1,12 +1,13 @@
 """Operator console: customers with their cross-channel timeline, conversations, and ``call_logs``."""
 
 from django.contrib import admin, messages
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.template.response import TemplateResponse
 
 from conversations.admin_render import render_timeline, render_transcript
 from conversations.agent.admin import start_fresh_action  # also registers the agent's admins
 from conversations.analytics.admin import render_customer_360
+from conversations.inbox.selectors import transcript_matches
 from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
 from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, scope_queryset
 from identity.models import Customer, CustomerIdentifier
@@ -35,6 +36,7 @@ class IdentifierInline(TenantScopedInline):
 class CustomerAdmin(TenantScopedAdmin):
     list_display = ["__str__", "identifiers_list", "created_at"]
     search_fields = ["display_name", "identifiers__value"]
+    ordering = ["-created_at"]
     readonly_fields = ["merged_into", "created_at", "updated_at", "customer_360", "timeline"]
     inlines = [IdentifierInline]
     actions = ["merge_customers"]
@@ -114,6 +116,27 @@ class IntentFilter(ScopedValuesFilter):
     title, parameter_name, field = "intent", "intent", "intent"
 
 
+class UrgencyFilter(admin.SimpleListFilter):
+    title, parameter_name = "urgency", "urgency"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("5", "5 (emergency)"),
+            ("4", "4 (urgent)"),
+            ("3", "3"),
+            ("2", "2"),
+            ("1", "1 (routine)"),
+            ("none", "Not assessed"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "none":
+            return queryset.filter(urgency__isnull=True)
+        if self.value() in ("1", "2", "3", "4", "5"):
+            return queryset.filter(urgency=int(self.value()))
+        return queryset
+
+
 @admin.register(Interaction)
 class InteractionAdmin(TenantScopedAdmin):
     list_display = [
@@ -122,15 +145,18 @@ class InteractionAdmin(TenantScopedAdmin):
         "direction",
         "customer",
         "ended_at",
+        "urgency",
         "sentiment",
         "intent",
         "lead_score",
         "satisfaction",
         "escalated",
     ]
-    list_filter = ["channel", "direction", "escalated", IntentFilter, "started_at"]
+    list_filter = ["channel", "direction", UrgencyFilter, "escalated", IntentFilter, "started_at"]
     search_fields = ["customer__identifiers__value", "customer__display_name"]
+    search_help_text = "Words from the conversation (full-text), or the patient's name, phone or email."
     date_hierarchy = "started_at"
+    ordering = ["-started_at"]
     list_select_related = ["customer"]
     readonly_fields = [f.name for f in Interaction._meta.fields if f.name != "transcript"] + ["transcript_html"]
     exclude = ["transcript"]
@@ -138,6 +164,15 @@ class InteractionAdmin(TenantScopedAdmin):
 
     def has_add_permission(self, request):
         return False
+
+    def get_search_results(self, request, queryset, search_term):
+        """What was said (PostgreSQL full-text search on the GIN index), or the patient's name / identifiers."""
+        if not search_term.strip():
+            return queryset, False
+        customers = scope_queryset(Customer.objects.all(), request.user).filter(
+            Q(display_name__icontains=search_term) | Q(identifiers__value__icontains=search_term)
+        )
+        return queryset.filter(transcript_matches(search_term) | Q(customer__in=customers.values("pk"))), False
 
     @admin.display(description="Transcript")
     def transcript_html(self, obj):
@@ -168,6 +203,7 @@ class ConversationAdmin(TenantScopedAdmin):
     list_display = ["id", "customer", "status", "opened_at", "last_activity_at", "closed_at"]
     list_filter = ["status"]
     search_fields = ["customer__identifiers__value", "customer__display_name"]
+    ordering = ["-last_activity_at"]
     list_select_related = ["customer"]
     readonly_fields = ["customer", "status", "opened_at", "last_activity_at", "closed_at"]
     inlines = [InteractionInline, StateInline]
@@ -179,5 +215,6 @@ class ConversationAdmin(TenantScopedAdmin):
 
 # API keys, webhook endpoints/deliveries and the dashboards register themselves (issue 7).
 from conversations.api import admin as _api_admin  # noqa: E402,F401
+from conversations.inbox import admin as _inbox_admin  # noqa: E402,F401
 from conversations.triage import admin as _triage_admin  # noqa: E402,F401
 from conversations.webhooks import admin as _webhooks_admin  # noqa: E402,F401

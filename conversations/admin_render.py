@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 ROLE_LABELS = {"customer": "Customer", "agent": "Agent", "staff": "Staff", "system": "System"}
+
+
+def local_time(value) -> str:
+    """An aware datetime or ISO-8601 string in the active time zone (the clinic's, for its staff)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value[:19].replace("T", " ")
+    if value is None:
+        return ""
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
 
 
 def render_transcript(turns: list[dict]) -> SafeString:
@@ -18,7 +33,7 @@ def render_transcript(turns: list[dict]) -> SafeString:
         (
             (
                 t.get("role", ""),
-                (t.get("at") or "")[:19].replace("T", " "),
+                local_time(t.get("at") or ""),
                 ROLE_LABELS.get(t.get("role"), t.get("role", "?")),
                 t.get("text", ""),
             )
@@ -43,8 +58,8 @@ def render_timeline(interactions) -> SafeString:
                 '<div><strong>{}</strong> {} · {} → {} · <a href="{}">open</a></div><div>{}</div>{}</div>',
                 i.get_channel_display(),
                 i.direction,
-                f"{i.started_at:%Y-%m-%d %H:%M} UTC",
-                f"{i.ended_at:%H:%M}" if i.ended_at else "open",
+                local_time(i.started_at),
+                local_time(i.ended_at)[11:] if i.ended_at else "open",
                 f"/admin/conversations/interaction/{i.pk}/change/",
                 scores,
                 render_transcript(i.transcript),

@@ -11,3 +11,6 @@ class ConversationsConfig(AppConfig):
         from conversations.webhooks import receivers, tasks  # noqa: F401
 
         receivers.connect()
+        from conversations.inbox import receivers as inbox_receivers
+
+        inbox_receivers.connect()

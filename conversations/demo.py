@@ -13,7 +13,7 @@ import hmac
 from django.conf import settings
 
 from conversations.api.models import KEY_PREFIX, ApiKey
-from conversations.api.services import api_key_create
+from conversations.api.services import api_key_create, api_key_grant_all_scopes
 
 
 def demo_api_key(tenant) -> str:
@@ -27,6 +27,8 @@ def seed(tenant) -> dict:
     prefix = raw[len(KEY_PREFIX) :].split("_", 1)[0]
     if not ApiKey.objects.filter(prefix=prefix, tenant=tenant).exists():
         api_key_create(tenant=tenant, name="demo (seed_demo)", raw_key=raw)
+    else:  # a key seeded before a scope was added must still hold every scope
+        api_key_grant_all_scopes(tenant=tenant, prefix=prefix)
     return {
         "api_key": raw,
         "api": {

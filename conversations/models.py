@@ -5,6 +5,8 @@ import uuid
 from django.conf import settings
 from django.contrib.postgres.constraints import ExclusionConstraint
 from django.contrib.postgres.fields import DateTimeRangeField, DecimalRangeField, RangeBoundary, RangeOperators
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVectorField
 from django.db import models
 from django.db.models import Func, Q
 from django.db.models.functions import Cast
@@ -30,6 +32,18 @@ class CalendarKey(Func):
     template = "numrange(hashtextextended(%(expressions)s, 0), hashtextextended(%(expressions)s, 0), '[]')"
     arg_joiner = " || ':' || "
     output_field = DecimalRangeField()
+
+
+class TranscriptDocument(Func):
+    """The full-text document of a transcript: the ``text`` of every turn (roles, times and refs left out),
+    English stemming. The GIN index ``call_logs_transcript_fts`` is on exactly this expression, so a query
+    ``.annotate(doc=TranscriptDocument("transcript")).filter(doc=SearchQuery(q, config="english"))`` uses it."""
+
+    template = (
+        "jsonb_to_tsvector('english'::regconfig, jsonb_path_query_array(%(expressions)s, '$[*].text'::jsonpath), "
+        "'[\"string\"]'::jsonb)"
+    )
+    output_field = SearchVectorField()
 
 
 class Channel(models.TextChoices):
@@ -135,6 +149,10 @@ class Interaction(models.Model):
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
+            # the staff inbox puts conversations with an urgent session first
+            models.Index(fields=["tenant", "conversation"], condition=Q(urgency__gte=4), name="call_logs_urgent"),
+            # full-text search over what was said (staff inbox, call_logs admin): see TranscriptDocument
+            GinIndex(TranscriptDocument("transcript"), name="call_logs_transcript_fts"),
             # the voicemail redrive (beat, every 30 s) scans calls with a completed recording, recent first
             models.Index(
                 fields=["updated_at"],
@@ -319,6 +337,11 @@ class AgentSettings(models.Model):
         help_text="Front desk number (E.164, e.g. +14155550100) a caller asking for a person is transferred to "
         "during opening hours. Blank: no transfer; staff follow up.",
     )
+    takeover_idle_minutes = models.PositiveIntegerField(
+        default=30,
+        help_text="A staff takeover ends by itself (the AI answers again) this many minutes after the last staff "
+        "action in the conversation.",
+    )
 
     class Meta:
         verbose_name_plural = "agent settings"
@@ -438,6 +461,13 @@ class StaffNotification(models.Model):
 # Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
 from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
+from conversations.inbox.models import (  # noqa: E402,F401
+    CannedResponse,
+    ConversationHandling,
+    InboxConversation,
+    InboxNote,
+    Takeover,
+)
 from conversations.triage.models import TriageDecision  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401

@@ -34,3 +34,24 @@ def recent_turns(*, conversation: Conversation, limit: int = 20) -> list[dict]:
             break
     turns.sort(key=lambda t: t.get("at", ""))
     return turns
+
+
+def ai_paused(conversation_id, *, at: datetime | None = None) -> bool:
+    """True while staff have taken the conversation over: the AI must not answer on any channel.
+
+    Called at the top of every AI reply path (SMS reply, chat, email triage, voice turn). With ``at`` (when the
+    patient's message arrived) it is also True if a takeover covered that moment, so a reply task that runs
+    late (a retry, a redrive after "Return to AI") never answers a message staff were handling.
+    """
+    from django.db.models import Q
+
+    from conversations.inbox.models import Takeover
+
+    def covering(moment: datetime) -> Q:
+        return Q(started_at__lte=moment, paused_until__gt=moment) & (
+            Q(released_at__isnull=True) | Q(released_at__gt=moment)
+        )
+
+    now = timezone.now()
+    condition = covering(now) if at is None else covering(now) | covering(at)
+    return Takeover.objects.filter(condition, conversation_id=conversation_id).exists()

@@ -220,13 +220,15 @@ def message_prepare_outbound(
     idempotency_key: str,
     role: str = "agent",
     transcript_text: str | None = None,
+    turn_extra: dict | None = None,
 ) -> tuple[ChannelMessage, bool]:
     """Create the pending outbound message and its transcript turn once per ``idempotency_key``.
 
     Returns ``(message, created)``; a second call with the same key returns the first row untouched. The
     provider send happens afterwards (see the channel's delivery service), which fills in ``provider_id``.
     ``transcript_text`` is what the transcript records instead of ``body`` when the body holds a secret (a
-    one-time code): transcripts leave through the API, webhooks, the warehouse and the LLM.
+    one-time code): transcripts leave through the API, webhooks, the warehouse and the LLM. ``turn_extra`` adds
+    keys to the turn (a staff message: ``staff_user_id``, ``staff_name``).
     """
     existing = ChannelMessage.objects.filter(tenant_id=interaction.tenant_id, idempotency_key=idempotency_key)
     if first := existing.first():
@@ -249,6 +251,7 @@ def message_prepare_outbound(
                 role=role,
                 ref=idempotency_key,
                 text=body if transcript_text is None else transcript_text,
+                **(turn_extra or {}),
             )
     except IntegrityError:
         return existing.get(), False

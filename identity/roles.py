@@ -46,6 +46,7 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
         "staffnotification": _VC,
         "dashboard": _V,
         "agentsettings": _V,
+        "cannedresponse": _V,
     },
     "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
     "escalation": {
@@ -65,7 +66,13 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
 # Clinic admin: the staff set, plus the clinic's own configuration (settings, numbers, keys, hooks, on-call).
 _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
     "identity": {"tenant": _VC, "tenantphonenumber": _ALL},
-    "conversations": {"agentsettings": _VAC, "apikey": _VAC, "webhookendpoint": _ALL, "webhookdelivery": _VC},
+    "conversations": {
+        "agentsettings": _VAC,
+        "apikey": _VAC,
+        "webhookendpoint": _ALL,
+        "webhookdelivery": _VC,
+        "cannedresponse": _ALL,
+    },
     "channels_app": {"emailmailbox": _ALL},
     "escalation": {
         "responder": _ALL,

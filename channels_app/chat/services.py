@@ -27,6 +27,7 @@ from channels_app.chat.links import InvalidLink, chat_link_claim
 from channels_app.chat.visitors import visitor_key
 from conversations import engine
 from conversations.models import Channel, Interaction
+from conversations.selectors import ai_paused
 from conversations.services import (
     interaction_append_turn,
     interaction_close,
@@ -71,7 +72,8 @@ def _frame(interaction: Interaction, seq: int) -> dict:
     turn = interaction.transcript[seq]
     if turn.get("role") == "customer":
         return {"type": "message", "seq": seq, "id": turn.get("client_id", ""), "text": turn.get("text", "")}
-    return {"type": "reply", "seq": seq, "role": turn.get("role", "agent"), "text": turn.get("text", "")}
+    frame = {"type": "reply", "seq": seq, "role": turn.get("role", "agent"), "text": turn.get("text", "")}
+    return {**frame, "name": turn.get("staff_name", "")} if turn.get("role") == "staff" else frame
 
 
 def replay(interaction: Interaction, last_seq: int) -> list[dict]:
@@ -255,10 +257,13 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]
         return [_frame(interaction, i) for i in mine + answered]
     # Safety before service: an emergency gets the safety reply even in a message that also gives a phone
-    # number; a verification code (``answer``) is never triaged (it would reach the LLM).
+    # number, and even while staff hold the conversation; a verification code (``answer``) is never triaged
+    # (it would reach the LLM).
     assessed = None if answer else engine.triage_turn(interaction=interaction, text=text)
     if assessed is not None and assessed.is_emergency:
         reply = engine.respond(interaction=interaction, text=text, assessed=assessed)
+    elif ai_paused(interaction.conversation_id):
+        return [_frame(interaction, mine[-1])]  # staff have taken the conversation over: no AI reply
     elif claim:
         reply = engine.Reply(
             verification.challenge_start(

@@ -66,10 +66,13 @@ def email_prepare(
     in_reply_to: str = "",
     references: list[str] | None = None,
     ics: str = "",
+    role: str = "agent",
+    turn_extra: dict | None = None,
 ) -> tuple[ChannelMessage, bool]:
     """Create the pending outbound email (transcript turn, ChannelMessage, headers) once per key.
 
-    ``interaction`` is an ``email`` row; returns ``(message, created)``. Delivery is queued on commit.
+    ``interaction`` is an ``email`` row; returns ``(message, created)``. Delivery is queued on commit. ``role`` and
+    ``turn_extra`` shape the transcript turn (a staff reply: role ``staff`` with the staff user's id).
     """
     from channels_app.email.tasks import email_deliver_task
 
@@ -81,6 +84,8 @@ def email_prepare(
             recipient=to,
             body=body,
             idempotency_key=idempotency_key,
+            role=role,
+            turn_extra=turn_extra,
         )
         if not created:
             return message, False

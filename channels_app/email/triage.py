@@ -56,9 +56,10 @@ from channels_app.voice.assess import Assessment, assess
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Interaction
+from conversations.selectors import ai_paused
 from conversations.services import interaction_set_assessment
 from conversations.signals import escalation_requested
-from conversations.triage import safety_reply
+from conversations.triage import assess_rules, safety_reply
 from conversations.triage.records import triage_record
 
 logger = logging.getLogger(__name__)
@@ -258,6 +259,11 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
         if claim.decision == "in_progress":
             logger.info("email %s is being triaged by another attempt (until %s)", inbound_id, claim.lease_until)
         return claim
+    paused = ai_paused(claim.interaction.conversation_id, at=claim.inbound.received_at)
+    text = f"{claim.inbound.subject}\n{claim.inbound.reply_text or ''}"
+    if paused and not assess_rules(text, phrases=claim.inbound.tenant.emergency_phrases or []).is_emergency:
+        return TriageOutcome(decision="staff")  # staff have taken the conversation over: they answer (an
+        # emergency still gets the safety reply: safety before service)
     assessment, body, decision = EmailTriageAgent().think(claim)
     outcome = triage_finish(claim=claim, assessment=assessment, body=body, decision=decision)
     logger.info("email %s triaged: %s (urgency %s)", inbound_id, outcome.decision, outcome.urgency)

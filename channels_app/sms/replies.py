@@ -27,7 +27,9 @@ from channels_app.sms.services import sms_deliver
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
+from conversations.selectors import ai_paused
 from conversations.services import interaction_set_metadata, message_prepare_outbound
+from conversations.triage import assess_rules
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,11 @@ def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMes
     return outbound
 
 
+def _emergency(inbound: ChannelMessage) -> bool:
+    tenant = inbound.interaction.tenant
+    return assess_rules(inbound.body or "", phrases=tenant.emergency_phrases or []).is_emergency
+
+
 def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage | None:
     """Compose and deliver the reply to one inbound SMS, once (idempotency key ``reply:<MessageSid>``).
 
@@ -163,6 +170,9 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
         pk=inbound_id
     )
+    if ai_paused(inbound.interaction.conversation_id, at=inbound.created_at) and not _emergency(inbound):
+        return None  # staff have taken the conversation over (conversations.inbox); an emergency still gets
+        # the safety reply (safety before service)
     reserved = sms_reply_reserve(inbound=inbound, now=now)
     if reserved is None:
         logger.info("reply to SMS %s is being composed by another attempt", inbound.pk)

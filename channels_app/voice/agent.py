@@ -362,7 +362,8 @@ def _turn_think(*, tenant: Tenant, claim: _Claim, text: str) -> tuple[Assessment
     if assessment.result is not None:
         triage_record(interaction=claim.interaction, channel="voice", result=assessment.result)
     answer = None
-    if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text)):
+    paused = selectors.ai_paused(claim.interaction.conversation_id)  # staff hold the conversation: no AI answer
+    if not (assessment.is_emergency or _VOICEMAIL.search(text) or _GOODBYE.search(text) or paused):
         answer = engine.respond(
             interaction=claim.interaction, text=text, deadline=started + budget, assessed=assessment.result
         )

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from conversations import services as conv_services
+from conversations.inbox.services import conversation_flag_needs_human
 from conversations.models import CallbackRequest, Conversation, Interaction, StaffNotification
 from conversations.signals import callback_requested
 
@@ -77,7 +78,8 @@ def _notify(*, interaction: Interaction, kind: str, summary: str) -> StaffNotifi
 
 
 def handoff_request(*, interaction: Interaction, reason: str) -> StaffNotification:
-    """Hand the conversation to a human: mark the interaction escalated and notify staff in admin (once)."""
+    """Hand the conversation to a human: mark the interaction escalated, notify staff in admin (once) and put the
+    conversation at the top of the staff inbox (needs a human)."""
     with transaction.atomic():
         conv_services.interaction_mark_escalated(interaction=interaction)
         notice = _notify(
@@ -85,6 +87,7 @@ def handoff_request(*, interaction: Interaction, reason: str) -> StaffNotificati
             kind=StaffNotification.Kind.HANDOFF,
             summary=reason or "The customer asked for a person.",
         )
+        conversation_flag_needs_human(conversation=interaction.conversation, reason=notice.summary)
     logger.info("handoff requested for interaction %s", interaction.pk)
     return notice
 

@@ -25,6 +25,7 @@ class ApiScope(models.TextChoices):
 
     INTERACTIONS_READ = "interactions:read", "Read interactions (call_logs)"
     CONVERSATIONS_READ = "conversations:read", "Read conversations"
+    CONVERSATIONS_WRITE = "conversations:write", "Send staff messages, take over and release conversations"
     APPOINTMENTS_READ = "appointments:read", "Read appointments"
     CUSTOMERS_READ = "customers:read", "Read Customer 360 timelines"
     REPORTS_READ = "reports:read", "Read reports (quarterly review)"

@@ -38,3 +38,14 @@ def api_key_revoke(*, api_key: ApiKey) -> bool:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
     api_key.refresh_from_db(fields=["revoked_at"])
     return bool(updated)
+
+
+def api_key_grant_all_scopes(*, tenant: Tenant, prefix: str) -> bool:
+    """Give the tenant's key ``prefix`` every :class:`ApiScope` (the demo key); True if it changed."""
+    scopes = [s.value for s in ApiScope]
+    key = ApiKey.objects.filter(tenant=tenant, prefix=prefix).first()
+    if key is None or sorted(key.scopes or []) == sorted(scopes):
+        return False
+    key.scopes = scopes
+    key.save(update_fields=["scopes"])
+    return True

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from conversations.api import views
+from conversations.api import staff, views
 
 router = SimpleRouter()
 router.register("interactions", views.InteractionViewSet, basename="interaction")
@@ -11,6 +11,16 @@ router.register("conversations", views.ConversationViewSet, basename="conversati
 router.register("appointments", views.AppointmentViewSet, basename="appointment")
 
 urlpatterns = [
+    path(
+        "conversations/<uuid:conversation_id>/messages/",
+        staff.ConversationMessagesView.as_view(),
+        name="conversation-messages",
+    ),
+    path(
+        "conversations/<uuid:conversation_id>/release/",
+        staff.ConversationReleaseView.as_view(),
+        name="conversation-release",
+    ),
     path("customers/<uuid:customer_id>/timeline/", views.CustomerTimelineView.as_view(), name="customer-timeline"),
     path("reports/quarterly-review/", views.QuarterlyReviewView.as_view(), name="quarterly-review"),
     *router.urls,

@@ -3,7 +3,8 @@
 Paging is for after hours (the on-call schedule). In opening hours an emergency — a patient already told to
 call 911 by the safety reply — must still be seen by a human within minutes: a staff notification marked
 "emergency" (top of admin), plus, at once, an SMS to the clinic's on-duty line (``AgentSettings.handoff_number``,
-the human line the voice agent transfers to) and an email to the clinic's active staff. An urgent message
+the human line the voice agent transfers to) and an email to the clinic's active staff; the conversation goes to
+the top of the staff inbox (needs a human). An urgent message
 (not an emergency) becomes an "urgent" notification: the callback queue, no SMS. No patient data leaves in
 the SMS or the email: the clinic's name and the admin link only.
 """
@@ -27,8 +28,11 @@ def _notify(*, interaction: Interaction, kind: str, summary: str) -> tuple[Staff
     existing = StaffNotification.objects.filter(interaction=interaction, kind=kind, handled_at__isnull=True)
     if notice := existing.first():
         return notice, False
+    from conversations.inbox.services import conversation_flag_needs_human
+
     try:
         with transaction.atomic():
+            conversation_flag_needs_human(conversation=interaction.conversation, reason=summary)
             return (
                 StaffNotification.objects.create(
                     tenant_id=interaction.tenant_id,

@@ -53,6 +53,7 @@
     ".cs-log { flex: 1; overflow-y: auto; padding: 12px; display: flex; flex-direction: column; gap: 8px; background: #f6f8fa; }",
     ".cs-msg { max-width: 85%; padding: 8px 11px; border-radius: 12px; white-space: pre-wrap; word-wrap: break-word; line-height: 1.4; }",
     ".cs-agent, .cs-staff { align-self: flex-start; background: #fff; border: 1px solid #d0d7de; }",
+    ".cs-who { font-size: 11px; font-weight: 600; color: #57606a; margin-bottom: 2px; }",
     ".cs-customer { align-self: flex-end; background: #1f6feb; color: #fff; }",
     ".cs-pending { opacity: .6; }",
     ".cs-failed { background: #cf222e; }",
@@ -153,7 +154,8 @@
         return;
       }
       if (shown[frame.seq]) { return; }
-      bubble(frame.role === "staff" ? "staff" : "agent", frame.text, frame.seq);
+      var shownNode = bubble(frame.role === "staff" ? "staff" : "agent", frame.text, frame.seq);
+      if (frame.role === "staff" && frame.name) { shownNode.insertBefore(el("div", "cs-who", String(frame.name)), shownNode.firstChild); }
       markShown(frame.seq);
       typing.textContent = "";
     } else if (frame.type === "typing") {

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0007_redrive_indexes"),
+        ("conversations", "0012_inbox_canned_responses"),
         ("identity", "0003_backfill_role_groups"),
     ]
 
