@@ -1,7 +1,8 @@
 """Public pages and Twilio webhooks of escalation.
 
 - ``/a/<token>``: the acknowledge link. GET shows a confirm page and changes nothing (link scanners and
-  previewers GET links); POST (CSRF-protected form) acknowledges.
+  previewers GET links); POST (the confirm page's form) acknowledges. The link's token is the credential, not a
+  cookie: see :func:`ack` for why the POST is CSRF-exempt.
 - ``/twilio/escalation/call/<attempt>/`` and ``…/gather/``: the page call's prompt (``<Gather numDigits="1">``;
   the ``Url`` the call was placed with, requested with ``AnsweredBy`` once answering-machine detection decided)
   and its keypress; ``/twilio/escalation/status/<attempt>/``: status callbacks of page SMS and calls. All are
@@ -14,7 +15,7 @@ from __future__ import annotations
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from channels_app.twilio_security import twilio_webhook, twiml_response
@@ -23,6 +24,8 @@ from escalation.services import (
     AckOutcome,
     ack_by_keypress,
     ack_by_link,
+    ack_form_nonce,
+    ack_form_nonce_valid,
     ack_link_inspect,
     attempt_answered_by_machine,
     attempt_status_update,
@@ -49,22 +52,41 @@ MAX_PROMPT_ROUNDS = 2
 
 
 @never_cache
-@csrf_protect
-@ensure_csrf_cookie
+@csrf_exempt
 @require_http_methods(["GET", "POST"])
 def ack(request, token: str):
-    """GET: confirm page; POST: acknowledge. Statuses: 200 ok / already, 410 expired or used, 404 invalid."""
-    if request.method == "POST":
+    """GET: confirm page (changes nothing); POST: acknowledge. 200 ok / already, 400 stale form (the confirm
+    page again), 410 expired or used, 404 invalid.
+
+    Why the POST is CSRF-exempt, and why that is safe: the link is opened from outside (an SMS app, its in-app
+    browser, a link preview), and the page sends ``Referrer-Policy: no-referrer`` so the secret path never leaks
+    onward; browsers then send ``Origin: null`` with the form, which Django's Origin check rejects (issue 11). CSRF
+    is the abuse of *ambient* authority — credentials a browser attaches on its own (cookies, HTTP auth). This
+    view has none: it reads no session or cookie and sets none; what authorises the POST is the secret in the
+    URL itself, a single-use token whose HMAC binds tenant, incident, attempt and responder
+    (``escalation.services.messages``). A cross-site page can only forge this POST if it already knows the
+    token, and then it could acknowledge by itself anyway. :func:`~escalation.services.acks.ack_by_link`
+    re-validates the token under ``select_for_update`` and consumes it in the same transaction, so a replay or a
+    double tap acknowledges at most once. The form also carries a nonce (signed, bound to this token, 1 h) so a
+    POST counts only as a submission of the confirm page we rendered: a client that POSTs to a bare link acks
+    nothing.
+    """
+    if request.method == "POST" and ack_form_nonce_valid(raw=token, nonce=request.POST.get("nonce", "")):
         result = ack_by_link(raw=token)
+        status = ACK_STATUS[result.outcome]
     else:
         result = ack_link_inspect(raw=token)
+        status = ACK_STATUS[result.outcome]
+        if request.method == "POST" and result.outcome is AckOutcome.CONFIRM:
+            status = 400  # a stale or missing nonce: nothing acknowledged, the confirm page again
     incident = result.incident if result.outcome is not AckOutcome.INVALID else None
     context = {
         "outcome": result.outcome.value,
         "incident": incident,
         "clinic": incident.tenant.short_name if incident else "",
+        "nonce": ack_form_nonce(raw=token) if result.outcome is AckOutcome.CONFIRM else "",
     }
-    response = render(request, "escalation/ack.html", context, status=ACK_STATUS[result.outcome])
+    response = render(request, "escalation/ack.html", context, status=status)
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex"
     return response

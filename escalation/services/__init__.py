@@ -10,7 +10,16 @@
 - :mod:`~escalation.services.audit`: the beat auditor.
 """
 
-from escalation.services.acks import AckOutcome, AckResult, ack_by_keypress, ack_by_link, ack_by_sms, ack_link_inspect
+from escalation.services.acks import (
+    AckOutcome,
+    AckResult,
+    ack_by_keypress,
+    ack_by_link,
+    ack_by_sms,
+    ack_form_nonce,
+    ack_form_nonce_valid,
+    ack_link_inspect,
+)
 from escalation.services.attempts import (
     Outbound,
     attempt_answered_by_machine,
@@ -38,6 +47,8 @@ __all__ = [
     "ack_link_inspect",
     "ack_by_link",
     "ack_by_sms",
+    "ack_form_nonce",
+    "ack_form_nonce_valid",
     "attempt_answered_by_machine",
     "attempt_deliver",
     "attempt_send",

@@ -72,8 +72,8 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(
     path = re.search(r"https://clinic\.example\.com(/a/\S+)$", body).group(1)
     client = Client(enforce_csrf_checks=True)
     page = client.get(path)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
-    assert client.post(path, {"csrfmiddlewaretoken": csrf}).status_code == 200
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.content.decode()).group(1)
+    assert client.post(path, {"nonce": nonce}, HTTP_ORIGIN="null").status_code == 200
 
     incident.refresh_from_db()
     assert (incident.status, incident.acknowledged_by.phone, incident.ack_via) == ("acknowledged", BACKUP, "link")
