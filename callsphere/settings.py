@@ -120,6 +120,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"escalation.*": {"queue": "escalation"}}
 CELERY_TIMEZONE = "UTC"
+# Dead-man's switch (escalation.services.heartbeat): /healthz/escalation answers 503 and the web process texts the
+# tenants' admins once no heartbeat (beat's auditor, the escalation-queue canary) is younger than this (seconds).
+ESCALATION_HEARTBEAT_MAX_AGE = env.float("ESCALATION_HEARTBEAT_MAX_AGE", default=30.0)
+# How often the web process's watchdog thread checks the heartbeats (seconds; 0 = no thread, /healthz only).
+ESCALATION_WATCHDOG_SECONDS = env.float("ESCALATION_WATCHDOG_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "close-idle-sessions": {

@@ -442,3 +442,67 @@ class AckToken(models.Model):
 
     def __str__(self) -> str:
         return f"ack {self.key}"
+
+
+class PipelineHeartbeat(models.Model):
+    """The latest proof of life of one part of the escalation pipeline (not tenant data: the pipeline is shared).
+
+    ``auditor``: written by the beat auditor each run (beat → ``escalation`` queue → worker); ``canary``: a task
+    the auditor queues on the ``escalation`` queue, ``lag_seconds`` from queueing to running it.
+    """
+
+    class Source(models.TextChoices):
+        AUDITOR = "auditor", "Beat's auditor"
+        CANARY = "canary", "Canary through the escalation queue"
+
+    source = models.CharField(max_length=16, choices=Source.choices, primary_key=True)
+    at = models.DateTimeField()
+    lag_seconds = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.source} @ {self.at:%H:%M:%S} UTC"
+
+
+class PipelineOutage(models.Model):
+    """A period in which the pipeline gave no heartbeat for ``ESCALATION_HEARTBEAT_MAX_AGE`` seconds.
+
+    At most one is open (``ended_at`` NULL) at a time, by constraint: two web processes detecting the same outage
+    share one row, so its admin texts go out once.
+    """
+
+    pipeline = models.CharField(max_length=16, default="escalation")
+    started_at = models.DateTimeField(help_text="When it was detected")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The newest heartbeat then")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline"], condition=Q(ended_at__isnull=True), name="one_open_outage")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} outage from {self.started_at:%Y-%m-%d %H:%M} UTC"
+
+
+class OutageAlert(models.Model):
+    """One admin text about one outage: at most one per (outage, tenant, number), by constraint.
+
+    The row is the claim (inserted before the send); ``sent_at`` / ``provider_sid`` record the provider's answer.
+    A send that failed keeps ``sent_at`` NULL and is tried again once ``claimed_at`` is older than the lease.
+    """
+
+    outage = models.ForeignKey(PipelineOutage, on_delete=models.CASCADE, related_name="alerts")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    to_number = models.CharField(max_length=20)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["outage", "tenant", "to_number"], name="outage_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"outage alert → {self.to_number}"

@@ -160,3 +160,43 @@ def attempts_for_report(*, tenant_id, start: date | datetime, end: date | dateti
 def _utc():
 
     return UTC
+
+
+@dataclass(frozen=True)
+class PipelineHealth:
+    """The escalation pipeline's heartbeats at ``checked_at``: ``ok`` when every source beat within
+    ``max_age_seconds`` (settings: ``ESCALATION_HEARTBEAT_MAX_AGE``); ``beats`` maps each source to
+    ``{"at", "age_seconds", "lag_seconds"}`` (None: never beat); ``outage_since`` is the open outage's start."""
+
+    ok: bool
+    checked_at: datetime
+    max_age_seconds: float
+    beats: dict
+    stale: list[str]
+    outage_since: datetime | None
+
+
+def pipeline_health(*, now: datetime | None = None) -> PipelineHealth:
+    """Read the heartbeats and the open outage (two small queries; changes nothing)."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from escalation.models import PipelineHeartbeat, PipelineOutage
+
+    now = now or timezone.now()
+    max_age = float(settings.ESCALATION_HEARTBEAT_MAX_AGE)
+    rows = {row.source: row for row in PipelineHeartbeat.objects.all()}
+    beats: dict = {}
+    stale = []
+    for source in PipelineHeartbeat.Source.values:
+        row = rows.get(source)
+        if row is None:
+            beats[source] = None
+            stale.append(source)
+            continue
+        age = max(0.0, (now - row.at).total_seconds())
+        beats[source] = {"at": row.at, "age_seconds": round(age, 1), "lag_seconds": round(row.lag_seconds, 3)}
+        if age > max_age:
+            stale.append(source)
+    outage = PipelineOutage.objects.filter(ended_at__isnull=True).values_list("started_at", flat=True).first()
+    return PipelineHealth(not stale, now, max_age, beats, stale, outage)

@@ -3,6 +3,7 @@
 - ``/a/<token>``: the acknowledge link. GET shows a confirm page and changes nothing (link scanners and
   previewers GET links); POST (the confirm page's form) acknowledges. The link's token is the credential, not a
   cookie: see :func:`ack` for why the POST is CSRF-exempt.
+- ``/healthz/escalation``: the pipeline's dead-man's switch, for an external uptime monitor.
 - ``/twilio/escalation/call/<attempt>/`` and ``…/gather/``: the page call's prompt (``<Gather numDigits="1">``;
   the ``Url`` the call was placed with, requested with ``AnsweredBy`` once answering-machine detection decided)
   and its keypress; ``/twilio/escalation/status/<attempt>/``: status callbacks of page SMS and calls. All are
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -90,6 +91,27 @@ def ack(request, token: str):
     response["Referrer-Policy"] = "no-referrer"
     response["X-Robots-Tag"] = "noindex"
     return response
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def pipeline_healthz(request):
+    """200 while beat's auditor and the escalation-queue canary both beat within ``ESCALATION_HEARTBEAT_MAX_AGE``
+    seconds (default 30), else 503 — and the check itself opens the outage and texts the admins once
+    (:func:`~escalation.services.heartbeat.pipeline_watch`). JSON: ``ok``, ``stale``, ``beats`` (age and
+    canary queue lag in seconds), ``outage_since``. No tenant data."""
+    from escalation.services.heartbeat import pipeline_watch
+
+    health = pipeline_watch()
+    beats = {source: (None if b is None else {**b, "at": b["at"].isoformat()}) for source, b in health.beats.items()}
+    body = {
+        "ok": health.ok,
+        "max_age_seconds": health.max_age_seconds,
+        "stale": health.stale,
+        "beats": beats,
+        "outage_since": health.outage_since.isoformat() if health.outage_since else None,
+    }
+    return JsonResponse(body, status=200 if health.ok else 503)
 
 
 def _attempt(request, attempt_id: int) -> NotificationAttempt:

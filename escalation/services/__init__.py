@@ -7,7 +7,8 @@
 - :mod:`~escalation.services.acks`: the three ways to acknowledge (link, SMS reply, keypress);
 - :mod:`~escalation.services.messages`: page texts, call TwiML, ack-link tokens;
 - :mod:`~escalation.services.timeline`: the attempts mirrored into ``call_logs``;
-- :mod:`~escalation.services.audit`: the beat auditor.
+- :mod:`~escalation.services.audit`: the beat auditor;
+- :mod:`~escalation.services.heartbeat`: the pipeline's dead-man's switch (heartbeats, outages, admin texts).
 """
 
 from escalation.services.acks import (
