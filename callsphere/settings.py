@@ -176,6 +176,8 @@ TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
 OUTBOUND_SEND_LEASE_SECONDS = env.float("OUTBOUND_SEND_LEASE_SECONDS", default=max(60.0, 4 * TWILIO_TIMEOUT_SECONDS))
 # Inbound SMS handlers tried before the patient flow (f(tenant, params) -> bool; True = claimed).
 SMS_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_sms"]
+# Incoming-call handlers tried before the voice agent (f(tenant, params) -> TwiML str, or None to pass).
+VOICE_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_call"]
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")

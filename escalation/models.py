@@ -506,3 +506,43 @@ class OutageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"outage alert → {self.to_number}"
+
+
+class ResponderContact(models.Model):
+    """A call or SMS from a responder's number to the clinic line: claimed before the patient flow (a responder
+    is never taken for a patient, so their words never raise an incident), once per MessageSid / CallSid.
+
+    ``action`` is what it did; ``reply_text`` the SMS answer (no PHI). A ``connect`` bridges the responder to the
+    patient: by SMS, a call placed to the responder (``bridge_sid``) that ``<Dial>``s the patient with the clinic's
+    number as caller id; on a call, the same ``<Dial>`` at once. The responder's own words are not stored.
+    """
+
+    class Action(models.TextChoices):
+        MENU = "menu", "Offered 1 (acknowledge) / 2 (connect)"
+        ACK = "ack", "Acknowledged"
+        CONNECT = "connect", "Connected to the patient"
+        ALREADY = "already", "Already acknowledged by a colleague"
+        NONE = "none", "No page open for them"
+        NO_NUMBER = "no_number", "No patient number on file"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    responder = models.ForeignKey(Responder, on_delete=models.CASCADE, related_name="contacts")
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="contacts")
+    channel = models.CharField(max_length=8, choices=ContactChannel.choices)
+    provider_sid = models.CharField(max_length=64, help_text="The inbound MessageSid or CallSid")
+    received_at = models.DateTimeField()
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reply_text = models.CharField(max_length=320, blank=True)
+    followed_up_at = models.DateTimeField(null=True, blank=True, help_text="When the reply/bridge was claimed")
+    reply_sid = models.CharField(max_length=64, blank=True)
+    bridge_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "channel", "provider_sid"], name="responder_contact_once"),
+        ]
+        indexes = [models.Index(fields=["tenant", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} from {self.responder_id}: {self.action}"

@@ -68,6 +68,14 @@ def incident_alert_admins(incident_id: str) -> None:
     services.incident_alert_admins(incident_id=incident_id)
 
 
+@shared_task(ignore_result=True)
+def responder_contact_followup_task(contact_id: int) -> None:
+    """Answer a responder's SMS (and place the bridge call for a "2"), at most once."""
+    from escalation.services.responders import responder_contact_followup
+
+    responder_contact_followup(contact_id=contact_id)
+
+
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=(Exception,), retry_backoff=1, max_retries=5)
 def incident_screen_message(message_id: int) -> None:
     """Fallback when screening an inbound message in the web process failed: screen it again here."""

@@ -11,4 +11,5 @@ urlpatterns = [
     path("twilio/escalation/call/<int:attempt_id>/", views.call_prompt, name="escalation-call"),
     path("twilio/escalation/call/<int:attempt_id>/gather/", views.call_gather, name="escalation-call-gather"),
     path("twilio/escalation/status/<int:attempt_id>/", views.status_callback, name="escalation-status"),
+    path("twilio/escalation/responder/<uuid:incident_id>/", views.responder_key, name="escalation-responder-key"),
 ]

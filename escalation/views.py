@@ -39,6 +39,7 @@ from escalation.services.messages import (
     call_simple_twiml,
     call_unacknowledged_text,
 )
+from escalation.services.responders import responder_call_key
 
 ACK_STATUS = {
     AckOutcome.CONFIRM: 200,
@@ -191,6 +192,13 @@ def call_gather(request, attempt_id: int):
     return twiml_response(
         call_prompt_twiml(tenant=attempt.tenant, config=config, attempt_id=attempt.pk, round_=round_ + 1)
     )
+
+
+@twilio_webhook(tenant_fields=("To",))
+def responder_key(request, incident_id):
+    """A key pressed on a responder's own call to the clinic line (``To`` is the clinic's number): 1 acknowledges,
+    2 acknowledges and connects them to the patient (``escalation.services.responders``)."""
+    return twiml_response(responder_call_key(tenant=request.tenant, params=request.POST, incident_id=incident_id))
 
 
 @twilio_webhook(tenant_fields=("From",))
