@@ -88,6 +88,11 @@ class EscalationSettings(models.Model):
     sms_template = models.CharField(max_length=320, default=DEFAULT_SMS_TEMPLATE)
     voice_template = models.CharField(max_length=500, default=DEFAULT_VOICE_TEMPLATE)
     ack_link_ttl_seconds = models.PositiveIntegerField(default=4 * 3600)
+    sla_ack_seconds = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(1)],
+        help_text="SLA target: seconds from raise to acknowledgement (default 5 min); later is a breach.",
+    )
     ring_timeout_seconds = models.PositiveSmallIntegerField(default=30)
 
     class Meta:
@@ -297,6 +302,14 @@ class Incident(models.Model):
     admins_alert_lease_until = models.DateTimeField(
         null=True, blank=True, help_text="An admin-alert send is in flight (or waits for its retry) until then"
     )
+    sla_due_at = models.DateTimeField(
+        null=True, blank=True, help_text="raised_at + the tenant's SLA target (sla_ack_seconds), frozen at raise"
+    )
+    sla_breached = models.BooleanField(default=False, help_text="Not acknowledged by sla_due_at")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(Responder, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_via = models.CharField(max_length=10, choices=AckVia.choices, blank=True)
+    resolution_note = models.TextField(blank=True, help_text="Clinic-internal (may hold PHI): never texted")
 
     class Meta:
         constraints = [
@@ -315,6 +328,12 @@ class Incident(models.Model):
             ),
             # ... and recently acknowledged incidents whose hang-ups may need re-driving
             models.Index(fields=["acknowledged_at"], condition=Q(status="acknowledged"), name="incident_acknowledged"),
+            # ... and open incidents whose SLA breach flag may be due
+            models.Index(
+                fields=["sla_due_at"],
+                condition=Q(sla_breached=False, status__in=["triggered", "unacknowledged"]),
+                name="incident_sla_open",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -508,6 +527,31 @@ class OutageAlert(models.Model):
         return f"outage alert → {self.to_number}"
 
 
+class IncidentNotice(models.Model):
+    """A text that follows an acknowledgement: ``colleague_ack`` to each other responder who was paged ("acknowledged
+    by Dr. Chen", no PHI), ``patient_holding`` to the patient. At most one per (incident, kind, number): the row,
+    inserted before the send, is the claim."""
+
+    class Kind(models.TextChoices):
+        COLLEAGUE_ACK = "colleague_ack", "Colleague told it was acknowledged"
+        PATIENT_HOLDING = "patient_holding", "Patient told a clinician will call"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    to_number = models.CharField(max_length=20)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["incident", "kind", "to_number"], name="incident_notice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.to_number}"
+
+
 class ResponderContact(models.Model):
     """A call or SMS from a responder's number to the clinic line: claimed before the patient flow (a responder
     is never taken for a patient, so their words never raise an incident), once per MessageSid / CallSid.
@@ -524,6 +568,7 @@ class ResponderContact(models.Model):
         ALREADY = "already", "Already acknowledged by a colleague"
         NONE = "none", "No page open for them"
         NO_NUMBER = "no_number", "No patient number on file"
+        RESOLVED = "resolved", "Resolved"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     responder = models.ForeignKey(Responder, on_delete=models.CASCADE, related_name="contacts")

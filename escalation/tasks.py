@@ -68,6 +68,14 @@ def incident_alert_admins(incident_id: str) -> None:
     services.incident_alert_admins(incident_id=incident_id)
 
 
+@shared_task(acks_late=True, ignore_result=True)
+def incident_notify_acknowledged_task(incident_id: str) -> None:
+    """Text the paged colleagues "acknowledged by …" and the patient a holding message (each at most once)."""
+    from escalation.services.notices import incident_notify_acknowledged
+
+    incident_notify_acknowledged(incident_id=incident_id)
+
+
 @shared_task(ignore_result=True)
 def responder_contact_followup_task(contact_id: int) -> None:
     """Answer a responder's SMS (and place the bridge call for a "2"), at most once."""

@@ -4,8 +4,8 @@
 flow: a message or call from an active responder's number (E.164, same tenant) is claimed — never recorded as a
 patient interaction, never screened for urgency, so it never raises an incident. While an incident that paged
 them is open (or one they acknowledged in the last :data:`RECENT`), they read / hear "1 to acknowledge, 2 to be
-connected to the patient"; ``2`` bridges them to the patient from the clinic's number (``<Dial callerId>``),
-so neither side sees the other's personal number. SMS answers carry no PHI; one row per MessageSid / CallSid
+connected to the patient"; ``2`` bridges them to the patient from the clinic's number (``<Dial callerId>``), so
+neither side sees the other's personal number; "RESOLVED <note>" by SMS resolves it. SMS answers carry no PHI; one row per MessageSid / CallSid
 (``ResponderContact``), and the reply / bridge call goes out once, from a task on the ``escalation`` queue.
 """
 
@@ -23,7 +23,7 @@ from channels_app.providers import ProviderError
 from channels_app.providers.sms import get_sms_backend
 from channels_app.providers.voice import get_voice_backend
 from escalation.models import ContactChannel, Incident, NotificationAttempt, Responder, ResponderContact
-from escalation.services.incidents import incident_acknowledge
+from escalation.services.incidents import incident_acknowledge, incident_resolve
 from escalation.services.messages import bridge_twiml, responder_menu_twiml, tenant_number
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.normalize import normalize_phone
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 RECENT = timedelta(hours=12)
 ACK_WORDS = frozenset({"ACK", "1"})
 CONNECT_WORDS = frozenset({"2", "CALL"})
+#: "RESOLVED <note>" from the responder closes the loop (the note is kept on the incident, never texted).
+RESOLVE_WORD = "RESOLVED"
 Action = ResponderContact.Action
 
 
@@ -109,6 +111,7 @@ def sms_reply_text(*, clinic: str, action: str) -> str:
         Action.ALREADY: f"{clinic}: this page was already acknowledged by a colleague. No action is needed.",
         Action.NONE: f"{clinic}: no urgent page is open for you. This is the clinic's automated patient line.",
         Action.NO_NUMBER: f"{clinic}: acknowledged. No patient phone number is on file; see the incident in admin.",
+        Action.RESOLVED: f"{clinic}: the page is marked resolved. Thank you.",
     }[Action(action)]
 
 
@@ -138,7 +141,11 @@ def responder_sms_claim(*, tenant: Tenant, params: Mapping[str, str], now: datet
             logger.info("duplicate responder SMS %s ignored", sid)
             return True
         action = Action.NONE if incident is None else Action.MENU
-        if incident is not None and word in ACK_WORDS | CONNECT_WORDS:
+        if incident is not None and word.startswith(RESOLVE_WORD):
+            note = (params.get("Body") or "").strip()[len(RESOLVE_WORD) :].strip(" :-.\n")
+            incident_resolve(incident=incident, note=note, via=Incident.AckVia.SMS, responder=responder, at=now)
+            action = Action.RESOLVED
+        elif incident is not None and word in ACK_WORDS | CONNECT_WORDS:
             action = _acknowledge(incident, responder, Incident.AckVia.SMS, ContactChannel.SMS)
             if action == Action.ACK and word in CONNECT_WORDS:
                 action = Action.CONNECT if patient_number(incident) else Action.NO_NUMBER
