@@ -24,6 +24,13 @@ ADMIN_PHONE = "+15557770199"
 AUDITOR, CANARY = PipelineHeartbeat.Source.AUDITOR, PipelineHeartbeat.Source.CANARY
 
 
+@pytest.fixture(autouse=True)
+def _no_earlier_beats(db):
+    """Start from no heartbeat and no outage (a web process of another module's test may have left rows)."""
+    PipelineHeartbeat.objects.all().delete()
+    PipelineOutage.objects.all().delete()
+
+
 def make_admin(tenant, phone=ADMIN_PHONE, role="admin", username=None):
     user = get_user_model().objects.create_user(
         username=username or f"admin-{phone}", password="x", is_staff=True, email="a@example.com"

@@ -21,6 +21,8 @@ def test_stopping_the_escalation_worker_is_noticed_once_and_clears(
     esc_tenant, stub_worker, twilio_stub_server, tmp_path, django_db_blocker
 ):
     stub = twilio_stub_server
+    PipelineHeartbeat.objects.all().delete()  # rows an earlier test's processes may have left
+    PipelineOutage.objects.all().delete()
     build_oncall(esc_tenant)
     make_admin(esc_tenant)
     worker = stub_worker(**FAST)
