@@ -244,6 +244,11 @@ class IncidentAdmin(TenantScopedAdmin):
             rows.append((obj.exhausted_at, "ladder exhausted: unacknowledged, admins alerted"))
         if obj.resolved_at:
             rows.append((obj.resolved_at, f"resolved by {obj.resolved_by or 'staff'} via {obj.resolved_via}"))
+        for access in obj.portal_accesses.select_related("responder", "user").order_by("at"):
+            who = access.responder or access.user or "–"
+            rows.append(
+                (access.at, f"portal: {access.get_action_display()} by {who} from {access.ip or '?'} {access.detail}")
+            )
         rows.sort(key=lambda r: r[0])
         return format_html(
             "<ol>{}</ol>",

@@ -88,6 +88,11 @@ class EscalationSettings(models.Model):
     sms_template = models.CharField(max_length=320, default=DEFAULT_SMS_TEMPLATE)
     voice_template = models.CharField(max_length=500, default=DEFAULT_VOICE_TEMPLATE)
     ack_link_ttl_seconds = models.PositiveIntegerField(default=4 * 3600)
+    portal_ttl_seconds = models.PositiveIntegerField(
+        default=12 * 3600,
+        validators=[MinValueValidator(60)],
+        help_text="The responder portal behind an ack link opens for this long after the page (default 12 h).",
+    )
     sla_ack_seconds = models.PositiveIntegerField(
         default=300,
         validators=[MinValueValidator(1)],
@@ -591,3 +596,54 @@ class ResponderContact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} from {self.responder_id}: {self.action}"
+
+
+class PortalCode(models.Model):
+    """A one-time code texted to the paged responder to open the incident portal behind their ack link.
+
+    Only an HMAC of the code is stored (``SECRET_KEY``, bound to the link's key); it expires after 10 minutes and
+    allows 5 wrong tries.
+    """
+
+    token = models.ForeignKey(AckToken, on_delete=models.CASCADE, related_name="portal_codes")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    failures = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["token", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"portal code for {self.token_id} (expires {self.expires_at:%H:%M} UTC)"
+
+
+class PortalAccess(models.Model):
+    """Every step on the responder portal: who (responder and/or staff user), what, when, from where."""
+
+    class Action(models.TextChoices):
+        CODE_SENT = "code_sent", "Code texted"
+        CODE_FAILED = "code_failed", "Wrong or expired code"
+        VERIFIED = "verified", "Code accepted"
+        VIEW = "view", "Viewed the incident (PHI shown)"
+        CALL = "call", "Called the patient (bridge)"
+        RESOLVE = "resolve", "Resolved"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="portal_accesses")
+    responder = models.ForeignKey(Responder, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=12, choices=Action.choices)
+    at = models.DateTimeField()
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    detail = models.CharField(max_length=100, blank=True, help_text="e.g. the bridge call's SID")
+
+    class Meta:
+        indexes = [models.Index(fields=["incident", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} of {self.incident_id} at {self.at:%Y-%m-%d %H:%M:%S} UTC"

@@ -7,6 +7,7 @@ from escalation import views
 
 urlpatterns = [
     path("a/<str:token>", views.ack, name="escalation-ack"),
+    path("a/<str:token>/portal", views.portal, name="escalation-portal"),
     path("healthz/escalation", views.pipeline_healthz, name="healthz-escalation"),
     path("twilio/escalation/call/<int:attempt_id>/", views.call_prompt, name="escalation-call"),
     path("twilio/escalation/call/<int:attempt_id>/gather/", views.call_gather, name="escalation-call-gather"),

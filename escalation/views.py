@@ -13,10 +13,12 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from channels_app.twilio_security import twilio_webhook, twiml_response
@@ -39,7 +41,19 @@ from escalation.services.messages import (
     call_simple_twiml,
     call_unacknowledged_text,
 )
-from escalation.services.responders import responder_call_key
+from escalation.services.portal import COOKIE as PORTAL_COOKIE
+from escalation.services.portal import (
+    Gate,
+    portal_call_patient,
+    portal_code_send,
+    portal_code_verify,
+    portal_cookie,
+    portal_open,
+    portal_resolve,
+    portal_seconds_left,
+    portal_view,
+)
+from escalation.services.responders import page_call_connect, responder_call_key
 
 ACK_STATUS = {
     AckOutcome.CONFIRM: 200,
@@ -87,9 +101,64 @@ def ack(request, token: str):
         "incident": incident,
         "clinic": incident.tenant.short_name if incident else "",
         "nonce": ack_form_nonce(raw=token) if result.outcome is AckOutcome.CONFIRM else "",
+        "portal_url": reverse("escalation-portal", args=[token]),
     }
     response = render(request, "escalation/ack.html", context, status=status)
     response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _meta(request) -> dict:
+    return {"ip": request.META.get("REMOTE_ADDR", ""), "user_agent": request.META.get("HTTP_USER_AGENT", "")}
+
+
+PORTAL_STATUS = {Gate.OPEN: 200, Gate.PROVE: 200, Gate.NOT_ACKED: 403, Gate.EXPIRED: 410, Gate.INVALID: 404}
+
+
+@never_cache
+@csrf_protect
+@require_http_methods(["GET", "POST"])
+def portal(request, token: str):
+    """The responder portal (``escalation.services.portal``): no PHI until the link's responder proved it is them
+    (a texted code or their staff login). Unlike the ack POST, these forms act on a cookie (the verified code),
+    i.e. ambient authority, so they are CSRF-protected; the page's ``Referrer-Policy: same-origin`` keeps the
+    secret path from other sites while the browser still sends a real ``Origin`` to us."""
+    p = portal_open(raw=token, cookie=request.COOKIES.get(PORTAL_COOKIE, ""), user=request.user)
+    meta = _meta(request)
+    incident = p.incident if p.gate is not Gate.INVALID else None
+    context: dict = {
+        "gate": p.gate.value,
+        "clinic": incident.tenant.short_name if incident else "",
+        "ack_url": reverse("escalation-ack", args=[token]),
+    }
+    action = request.POST.get("action", "") if request.method == "POST" else ""
+    if p.gate is Gate.PROVE and action == "send":
+        context["sent"] = portal_code_send(portal=p, meta=meta)
+        context["code_form"] = True
+    elif p.gate is Gate.PROVE and action == "verify":
+        if p.token is not None and portal_code_verify(portal=p, code=request.POST.get("code", ""), meta=meta):
+            redirect = HttpResponseRedirect(request.path)
+            redirect.set_cookie(
+                PORTAL_COOKIE,
+                portal_cookie(p.token),
+                max_age=portal_seconds_left(p.token),
+                path=request.path,
+                secure=settings.SESSION_COOKIE_SECURE,
+                httponly=True,
+                samesite="Lax",
+            )
+            return redirect
+        context.update(code_form=True, error="That code is wrong or has expired.")
+    elif p.gate is Gate.OPEN and action == "call":
+        context["called"] = bool(portal_call_patient(portal=p, meta=meta, user=request.user))
+        context["call_tried"] = True
+    elif p.gate is Gate.OPEN and action == "resolve":
+        portal_resolve(portal=p, note=request.POST.get("note", ""), meta=meta, user=request.user)
+    if p.gate is Gate.OPEN:
+        context.update(portal_view(portal=p, meta=meta, user=request.user))
+    response = render(request, "escalation/portal.html", context, status=PORTAL_STATUS[p.gate])
+    response["Referrer-Policy"] = "same-origin"
     response["X-Robots-Tag"] = "noindex"
     return response
 
@@ -174,10 +243,13 @@ def call_prompt(request, attempt_id: int):
 
 @twilio_webhook(tenant_fields=("From",))
 def call_gather(request, attempt_id: int):
-    """The digit pressed: ``1`` acknowledges; anything else re-prompts once, then says goodbye. Any digit
+    """The digit pressed: ``1`` acknowledges; ``2`` acknowledges and connects them to the patient from the clinic's
+    number; anything else re-prompts once, then says goodbye. Any digit
     after someone else acknowledged, or after the ladder ran out (``incident_acknowledge`` accepts no late
     acknowledgement), is told what happened (:func:`_not_paging_text`)."""
     attempt = _attempt(request, attempt_id)
+    if request.POST.get("Digits", "").strip() == "2" and (bridge := page_call_connect(attempt=attempt)):
+        return twiml_response(bridge)  # acknowledged by this responder: connect them to the patient
     result = ack_by_keypress(attempt=attempt, digits=request.POST.get("Digits", ""))
     if result.outcome is AckOutcome.ACKNOWLEDGED:
         return twiml_response(call_simple_twiml(call_acknowledged_text(attempt.tenant)))

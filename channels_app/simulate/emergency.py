@@ -88,6 +88,10 @@ def run(command, tenant, to: str, server: str, options) -> None:
                 token = AckToken.objects.filter(attempt=a).first()
                 if token and first_sight:
                     command.stdout.write(f"           ack link: {ack_link(token)}")
+                    command.stdout.write(
+                        "           open it on a phone (or a 375 px browser window) as the clinician would: tap "
+                        "Acknowledge, then 'Open the incident' (a code is texted) and 'Call patient'"
+                    )
         incident.refresh_from_db()
         if incident.status != Incident.Status.TRIGGERED:
             break

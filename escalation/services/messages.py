@@ -148,7 +148,7 @@ def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, atte
         method="POST",
         timeout=6,
     )
-    text = voice_text(tenant=tenant, config=config)
+    text = voice_text(tenant=tenant, config=config) + " Press 2 to be connected to the patient."
     gather.say(text)
     gather.pause(length=1)
     gather.say(text)

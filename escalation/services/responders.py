@@ -246,3 +246,19 @@ def responder_contact_followup(*, contact_id: int, now: datetime | None = None) 
     if updates:
         ResponderContact.objects.filter(pk=contact_id).update(**updates)
     return True
+
+
+def page_call_connect(*, attempt: NotificationAttempt) -> str | None:
+    """``2`` pressed on a page call: acknowledge as the called responder if still paging, then TwiML that
+    ``<Dial>``s the patient with the clinic's number (the call's own ``From``) as caller id. None when that does
+    not apply (a colleague acknowledged, the ladder ran out, or no patient number): the caller says what happened."""
+    incident = Incident.objects.select_related("tenant").get(pk=attempt.incident_id)
+    if incident.status == Incident.Status.TRIGGERED:
+        _acknowledge(incident, attempt.responder, Incident.AckVia.KEYPRESS, ContactChannel.VOICE)
+        incident.refresh_from_db(fields=["status", "acknowledged_by"])
+    if incident.status != Incident.Status.ACKNOWLEDGED or incident.acknowledged_by_id != attempt.responder_id:
+        return None
+    patient = patient_number(incident)
+    if not patient:
+        return None
+    return bridge_twiml(tenant=incident.tenant, caller_id=attempt.from_number, patient=patient)

@@ -208,7 +208,7 @@ def test_keypress_1_acknowledges(paged, client):
     )
     assert prompt.status_code == 200 and b'numDigits="1"' in prompt.content and b"Press 1" in prompt.content
     path = f"/twilio/escalation/call/{call.pk}/gather/?round=1"
-    wrong = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="2"))
+    wrong = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="3"))
     assert b"<Gather" in wrong.content
     incident.refresh_from_db()
     assert incident.status == "triggered"
@@ -313,3 +313,21 @@ def test_late_sms_ack_after_someone_else_acknowledged_is_still_claimed(paged, tw
     assert Interaction.objects.count() == before
     incident.refresh_from_db()
     assert incident.ack_via == "admin"
+
+
+def test_keypress_2_on_the_page_call_acknowledges_and_dials_the_patient_from_the_clinic_number(paged, client):
+    from tests.escalation.conftest import PATIENT_PHONE
+
+    incident, _ = paged
+    call = NotificationAttempt.objects.get(incident=incident, channel="voice")
+    prompt = call_post(
+        client, f"/twilio/escalation/call/{call.pk}/", incident.tenant, call_params(incident.tenant, call)
+    )
+    assert b"Press 2 to be connected to the patient" in prompt.content
+    path = f"/twilio/escalation/call/{call.pk}/gather/?round=1"
+    bridge = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="2"))
+    assert f'<Dial callerId="{CLINIC_NUMBER}" timeout="30"><Number>{PATIENT_PHONE}</Number></Dial>'.encode() in (
+        bridge.content
+    )
+    incident.refresh_from_db()
+    assert (incident.status, incident.ack_via, incident.acknowledged_by.phone) == ("acknowledged", "keypress", PRIMARY)
