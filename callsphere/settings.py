@@ -126,6 +126,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 CELERY_TASK_ROUTES = {"escalation.*": {"queue": "escalation"}}
 CELERY_TIMEZONE = "UTC"
+# Dead-man's switch (escalation.services.heartbeat): /healthz/escalation answers 503 and the web process texts the
+# tenants' admins once no heartbeat (beat's auditor, the escalation-queue canary) is younger than this (seconds).
+ESCALATION_HEARTBEAT_MAX_AGE = env.float("ESCALATION_HEARTBEAT_MAX_AGE", default=30.0)
+# How often the web process's watchdog thread checks the heartbeats (seconds; 0 = no thread, /healthz only).
+ESCALATION_WATCHDOG_SECONDS = env.float("ESCALATION_WATCHDOG_SECONDS", default=5.0)
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "close-idle-sessions": {
@@ -177,6 +182,8 @@ TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
 OUTBOUND_SEND_LEASE_SECONDS = env.float("OUTBOUND_SEND_LEASE_SECONDS", default=max(60.0, 4 * TWILIO_TIMEOUT_SECONDS))
 # Inbound SMS handlers tried before the patient flow (f(tenant, params) -> bool; True = claimed).
 SMS_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_sms"]
+# Incoming-call handlers tried before the voice agent (f(tenant, params) -> TwiML str, or None to pass).
+VOICE_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_call"]
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="") or None
 OPENAI_MODEL = env("OPENAI_MODEL", default="gpt-4o-mini")

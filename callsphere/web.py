@@ -4,7 +4,8 @@
 defaults to ``callsphere.asgi:application``). Daphne writes one access-log line per request to standard output
 (``daphne.access.AccessLogGenerator``), path included; our acknowledge links (``/a/<token>``) and chat links
 (``/c/<token>``) carry their secret in the path, so those segments become ``[redacted]`` (see
-:mod:`callsphere.redaction`) before the line reaches stdout, the terminal or a log shipper.
+:mod:`callsphere.redaction`) before the line reaches stdout, the terminal or a log shipper. It also runs the
+escalation pipeline's watchdog thread (``escalation.watchdog``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,21 @@ def main(argv: list[str] | None = None) -> None:
 
     args = daphne_args(list(sys.argv[1:] if argv is None else argv))
     sys.stdout = RedactingStream(sys.stdout)
+    _start_watchdog()
     CommandLineInterface().run(args)
+
+
+def _start_watchdog() -> None:
+    """The escalation pipeline's dead-man's switch runs in the web process (``escalation.watchdog``)."""
+    import os
+
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callsphere.settings")
+    django.setup()
+    from escalation.watchdog import start
+
+    start()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from escalation.models import (
     ScheduleOverride,
     Team,
 )
-from escalation.services import incident_acknowledge
+from escalation.services import incident_acknowledge, incident_resolve
 from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, user_tenant_id
 
 
@@ -132,6 +132,16 @@ class AttemptInline(TenantScopedInline):
         return False
 
 
+class ResolveForm(forms.Form):
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), max_length=2000, help_text="Clinic-internal")
+
+
+def _responder_of(request) -> Responder | None:
+    """The staff user's own responder record in their tenant, if any (who resolved it)."""
+    tenant_id = user_tenant_id(request.user)
+    return Responder.objects.filter(user=request.user, tenant_id=tenant_id).first() if tenant_id else None
+
+
 class ExportForm(forms.Form):
     start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
@@ -139,8 +149,19 @@ class ExportForm(forms.Form):
 
 @admin.register(Incident)
 class IncidentAdmin(TenantScopedAdmin):
-    list_display = ["short_id", "raised_at", "status", "urgency", "reason", "acknowledged_by", "ack_via", "ack_time"]
-    list_filter = ["status", "urgency", "ack_via"]
+    list_display = [
+        "short_id",
+        "raised_at",
+        "status",
+        "urgency",
+        "reason",
+        "acknowledged_by",
+        "ack_via",
+        "ack_time",
+        "sla_breached",
+        "resolved_at",
+    ]
+    list_filter = ["status", "urgency", "ack_via", "sla_breached"]
     date_hierarchy = "raised_at"
     inlines = [AttemptInline]
     readonly_fields = [
@@ -158,6 +179,12 @@ class IncidentAdmin(TenantScopedAdmin):
         "ack_time",
         "exhausted_at",
         "admins_alerted_at",
+        "sla_due_at",
+        "sla_breached",
+        "resolved_at",
+        "resolved_by",
+        "resolved_via",
+        "resolution_note",
         "position",
         "fence",
         "next_step_at",
@@ -165,7 +192,7 @@ class IncidentAdmin(TenantScopedAdmin):
         "timeline",
     ]
     exclude = ["policy_snapshot"]
-    actions = ["acknowledge_selected"]
+    actions = ["acknowledge_selected", "resolve_selected"]
     change_list_template = "escalation/admin/incident_changelist.html"
 
     def has_add_permission(self, request):
@@ -215,6 +242,13 @@ class IncidentAdmin(TenantScopedAdmin):
             rows.append((obj.acknowledged_at, f"acknowledged by {obj.acknowledged_by or '–'} via {obj.ack_via}"))
         if obj.exhausted_at:
             rows.append((obj.exhausted_at, "ladder exhausted: unacknowledged, admins alerted"))
+        if obj.resolved_at:
+            rows.append((obj.resolved_at, f"resolved by {obj.resolved_by or 'staff'} via {obj.resolved_via}"))
+        for access in obj.portal_accesses.select_related("responder", "user").order_by("at"):
+            who = access.responder or access.user or "–"
+            rows.append(
+                (access.at, f"portal: {access.get_action_display()} by {who} from {access.ip or '?'} {access.detail}")
+            )
         rows.sort(key=lambda r: r[0])
         return format_html(
             "<ol>{}</ol>",
@@ -229,6 +263,31 @@ class IncidentAdmin(TenantScopedAdmin):
     def acknowledge_selected(self, request, queryset):
         done = sum(incident_acknowledge(incident=i, responder=None, via=Incident.AckVia.ADMIN) for i in queryset)
         self.message_user(request, f"Acknowledged {done} incident(s).", messages.SUCCESS)
+
+    @admin.action(description="Resolve the selected incidents (with a note)", permissions=["change"])
+    def resolve_selected(self, request, queryset):
+        """An intermediate page asks for the note; confirming resolves each (acknowledging one still paging)."""
+        form = ResolveForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            note = form.cleaned_data["note"]
+            done = sum(
+                incident_resolve(incident=i, note=note, via=Incident.AckVia.ADMIN, responder=_responder_of(request))
+                for i in queryset
+            )
+            self.message_user(request, f"Resolved {done} incident(s).", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "escalation/admin/incident_resolve.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Resolve incidents",
+                "form": form,
+                "incidents": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
 
     def get_urls(self):
         return [
@@ -276,6 +335,13 @@ class IncidentAdmin(TenantScopedAdmin):
             {
                 **self.admin_site.each_context(request),
                 "form": form,
+                "weeks": (
+                    selectors.sla_weekly(
+                        tenant_id=user_tenant_id(request.user), start=today - timedelta(weeks=12), end=today
+                    )
+                    if user_tenant_id(request.user)
+                    else []
+                ),
                 "title": "Export escalation attempts (SLA)",
                 "opts": self.model._meta,
             },

@@ -5,7 +5,9 @@
   staff callback.
 - ``conversations.signals.escalation_requested`` → :func:`on_escalation_requested`: a channel judged an
   interaction urgent.
-- ``settings.SMS_INBOUND_HANDLERS`` → :func:`claim_responder_sms`: an on-call responder's "ACK" / "1".
+- ``settings.SMS_INBOUND_HANDLERS`` → :func:`claim_responder_sms` and ``settings.VOICE_INBOUND_HANDLERS`` →
+  :func:`claim_responder_call`: a responder texting or calling the clinic line is not a patient
+  (:mod:`escalation.services.responders`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from conversations.models import ChannelMessage, Interaction
 from conversations.triage import assess_rules
 from escalation.models import EscalationSettings, Incident
 from escalation.services import ack_by_sms, incident_raise, incident_should_raise
+from escalation.services.responders import responder_call_answer, responder_sms_claim
 from escalation.services.staff_alerts import staff_alert_emergency, staff_alert_urgent
 from identity.models import Tenant
 from identity.normalize import normalize_phone
@@ -81,9 +84,18 @@ def on_escalation_requested(sender, *, interaction_id, urgency: int, reason: str
 
 
 def claim_responder_sms(tenant: Tenant, params: Mapping[str, str]) -> bool:
-    """``SMS_INBOUND_HANDLERS`` hook: claim "ACK" / "1" from a responder's number (acknowledges their newest
-    paging incident) before the patient flow sees it. Returns False for everything else."""
+    """``SMS_INBOUND_HANDLERS`` hook: claim every SMS from an active responder's number before the patient flow
+    sees it ("1"/"ACK" acknowledges, "2" connects them to the patient, anything else gets the menu). A number
+    that once was a responder's (inactive now) still has a late "ACK" claimed. False: a patient's message."""
+    if responder_sms_claim(tenant=tenant, params=params):
+        return True
     phone = normalize_phone(params.get("From"), tenant.country)
     if not phone:
         return False
     return ack_by_sms(tenant=tenant, phone=phone, body=params.get("Body", ""))
+
+
+def claim_responder_call(tenant: Tenant, params: Mapping[str, str]) -> str | None:
+    """``VOICE_INBOUND_HANDLERS`` hook: TwiML for a call from an active responder's number (never the patient
+    agent); None for everyone else."""
+    return responder_call_answer(tenant=tenant, params=params)

@@ -88,6 +88,16 @@ class EscalationSettings(models.Model):
     sms_template = models.CharField(max_length=320, default=DEFAULT_SMS_TEMPLATE)
     voice_template = models.CharField(max_length=500, default=DEFAULT_VOICE_TEMPLATE)
     ack_link_ttl_seconds = models.PositiveIntegerField(default=4 * 3600)
+    portal_ttl_seconds = models.PositiveIntegerField(
+        default=12 * 3600,
+        validators=[MinValueValidator(60)],
+        help_text="The responder portal behind an ack link opens for this long after the page (default 12 h).",
+    )
+    sla_ack_seconds = models.PositiveIntegerField(
+        default=300,
+        validators=[MinValueValidator(1)],
+        help_text="SLA target: seconds from raise to acknowledgement (default 5 min); later is a breach.",
+    )
     ring_timeout_seconds = models.PositiveSmallIntegerField(default=30)
 
     class Meta:
@@ -297,6 +307,14 @@ class Incident(models.Model):
     admins_alert_lease_until = models.DateTimeField(
         null=True, blank=True, help_text="An admin-alert send is in flight (or waits for its retry) until then"
     )
+    sla_due_at = models.DateTimeField(
+        null=True, blank=True, help_text="raised_at + the tenant's SLA target (sla_ack_seconds), frozen at raise"
+    )
+    sla_breached = models.BooleanField(default=False, help_text="Not acknowledged by sla_due_at")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(Responder, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resolved_via = models.CharField(max_length=10, choices=AckVia.choices, blank=True)
+    resolution_note = models.TextField(blank=True, help_text="Clinic-internal (may hold PHI): never texted")
 
     class Meta:
         constraints = [
@@ -315,6 +333,12 @@ class Incident(models.Model):
             ),
             # ... and recently acknowledged incidents whose hang-ups may need re-driving
             models.Index(fields=["acknowledged_at"], condition=Q(status="acknowledged"), name="incident_acknowledged"),
+            # ... and open incidents whose SLA breach flag may be due
+            models.Index(
+                fields=["sla_due_at"],
+                condition=Q(sla_breached=False, status__in=["triggered", "unacknowledged"]),
+                name="incident_sla_open",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -442,3 +466,184 @@ class AckToken(models.Model):
 
     def __str__(self) -> str:
         return f"ack {self.key}"
+
+
+class PipelineHeartbeat(models.Model):
+    """The latest proof of life of one part of the escalation pipeline (not tenant data: the pipeline is shared).
+
+    ``auditor``: written by the beat auditor each run (beat → ``escalation`` queue → worker); ``canary``: a task
+    the auditor queues on the ``escalation`` queue, ``lag_seconds`` from queueing to running it.
+    """
+
+    class Source(models.TextChoices):
+        AUDITOR = "auditor", "Beat's auditor"
+        CANARY = "canary", "Canary through the escalation queue"
+
+    source = models.CharField(max_length=16, choices=Source.choices, primary_key=True)
+    at = models.DateTimeField()
+    lag_seconds = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.source} @ {self.at:%H:%M:%S} UTC"
+
+
+class PipelineOutage(models.Model):
+    """A period in which the pipeline gave no heartbeat for ``ESCALATION_HEARTBEAT_MAX_AGE`` seconds.
+
+    At most one is open (``ended_at`` NULL) at a time, by constraint: two web processes detecting the same outage
+    share one row, so its admin texts go out once.
+    """
+
+    pipeline = models.CharField(max_length=16, default="escalation")
+    started_at = models.DateTimeField(help_text="When it was detected")
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The newest heartbeat then")
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pipeline"], condition=Q(ended_at__isnull=True), name="one_open_outage")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pipeline} outage from {self.started_at:%Y-%m-%d %H:%M} UTC"
+
+
+class OutageAlert(models.Model):
+    """One admin text about one outage: at most one per (outage, tenant, number), by constraint.
+
+    The row is the claim (inserted before the send); ``sent_at`` / ``provider_sid`` record the provider's answer.
+    A send that failed keeps ``sent_at`` NULL and is tried again once ``claimed_at`` is older than the lease.
+    """
+
+    outage = models.ForeignKey(PipelineOutage, on_delete=models.CASCADE, related_name="alerts")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    to_number = models.CharField(max_length=20)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["outage", "tenant", "to_number"], name="outage_alert_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"outage alert → {self.to_number}"
+
+
+class IncidentNotice(models.Model):
+    """A text that follows an acknowledgement: ``colleague_ack`` to each other responder who was paged ("acknowledged
+    by Dr. Chen", no PHI), ``patient_holding`` to the patient. At most one per (incident, kind, number): the row,
+    inserted before the send, is the claim."""
+
+    class Kind(models.TextChoices):
+        COLLEAGUE_ACK = "colleague_ack", "Colleague told it was acknowledged"
+        PATIENT_HOLDING = "patient_holding", "Patient told a clinician will call"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    to_number = models.CharField(max_length=20)
+    claimed_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["incident", "kind", "to_number"], name="incident_notice_once")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} → {self.to_number}"
+
+
+class ResponderContact(models.Model):
+    """A call or SMS from a responder's number to the clinic line: claimed before the patient flow (a responder
+    is never taken for a patient, so their words never raise an incident), once per MessageSid / CallSid.
+
+    ``action`` is what it did; ``reply_text`` the SMS answer (no PHI). A ``connect`` bridges the responder to the
+    patient: by SMS, a call placed to the responder (``bridge_sid``) that ``<Dial>``s the patient with the clinic's
+    number as caller id; on a call, the same ``<Dial>`` at once. The responder's own words are not stored.
+    """
+
+    class Action(models.TextChoices):
+        MENU = "menu", "Offered 1 (acknowledge) / 2 (connect)"
+        ACK = "ack", "Acknowledged"
+        CONNECT = "connect", "Connected to the patient"
+        ALREADY = "already", "Already acknowledged by a colleague"
+        NONE = "none", "No page open for them"
+        NO_NUMBER = "no_number", "No patient number on file"
+        RESOLVED = "resolved", "Resolved"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    responder = models.ForeignKey(Responder, on_delete=models.CASCADE, related_name="contacts")
+    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.CASCADE, related_name="contacts")
+    channel = models.CharField(max_length=8, choices=ContactChannel.choices)
+    provider_sid = models.CharField(max_length=64, help_text="The inbound MessageSid or CallSid")
+    received_at = models.DateTimeField()
+    action = models.CharField(max_length=10, choices=Action.choices)
+    reply_text = models.CharField(max_length=320, blank=True)
+    followed_up_at = models.DateTimeField(null=True, blank=True, help_text="When the reply/bridge was claimed")
+    reply_sid = models.CharField(max_length=64, blank=True)
+    bridge_sid = models.CharField(max_length=64, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "channel", "provider_sid"], name="responder_contact_once"),
+        ]
+        indexes = [models.Index(fields=["tenant", "-received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.channel} from {self.responder_id}: {self.action}"
+
+
+class PortalCode(models.Model):
+    """A one-time code texted to the paged responder to open the incident portal behind their ack link.
+
+    Only an HMAC of the code is stored (``SECRET_KEY``, bound to the link's key); it expires after 10 minutes and
+    allows 5 wrong tries.
+    """
+
+    token = models.ForeignKey(AckToken, on_delete=models.CASCADE, related_name="portal_codes")
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    failures = models.PositiveSmallIntegerField(default=0)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["token", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"portal code for {self.token_id} (expires {self.expires_at:%H:%M} UTC)"
+
+
+class PortalAccess(models.Model):
+    """Every step on the responder portal: who (responder and/or staff user), what, when, from where."""
+
+    class Action(models.TextChoices):
+        CODE_SENT = "code_sent", "Code texted"
+        CODE_FAILED = "code_failed", "Wrong or expired code"
+        VERIFIED = "verified", "Code accepted"
+        VIEW = "view", "Viewed the incident (PHI shown)"
+        CALL = "call", "Called the patient (bridge)"
+        RESOLVE = "resolve", "Resolved"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="portal_accesses")
+    responder = models.ForeignKey(Responder, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=12, choices=Action.choices)
+    at = models.DateTimeField()
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)
+    detail = models.CharField(max_length=100, blank=True, help_text="e.g. the bridge call's SID")
+
+    class Meta:
+        indexes = [models.Index(fields=["incident", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} of {self.incident_id} at {self.at:%Y-%m-%d %H:%M:%S} UTC"

@@ -160,3 +160,115 @@ def attempts_for_report(*, tenant_id, start: date | datetime, end: date | dateti
 def _utc():
 
     return UTC
+
+
+@dataclass(frozen=True)
+class PipelineHealth:
+    """The escalation pipeline's heartbeats at ``checked_at``: ``ok`` when every source beat within
+    ``max_age_seconds`` (settings: ``ESCALATION_HEARTBEAT_MAX_AGE``); ``beats`` maps each source to
+    ``{"at", "age_seconds", "lag_seconds"}`` (None: never beat); ``outage_since`` is the open outage's start."""
+
+    ok: bool
+    checked_at: datetime
+    max_age_seconds: float
+    beats: dict
+    stale: list[str]
+    outage_since: datetime | None
+
+
+def pipeline_health(*, now: datetime | None = None) -> PipelineHealth:
+    """Read the heartbeats and the open outage (two small queries; changes nothing)."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from escalation.models import PipelineHeartbeat, PipelineOutage
+
+    now = now or timezone.now()
+    max_age = float(settings.ESCALATION_HEARTBEAT_MAX_AGE)
+    rows = {row.source: row for row in PipelineHeartbeat.objects.all()}
+    beats: dict = {}
+    stale = []
+    for source in PipelineHeartbeat.Source.values:
+        row = rows.get(source)
+        if row is None:
+            beats[source] = None
+            stale.append(source)
+            continue
+        age = max(0.0, (now - row.at).total_seconds())
+        beats[source] = {"at": row.at, "age_seconds": round(age, 1), "lag_seconds": round(row.lag_seconds, 3)}
+        if age > max_age:
+            stale.append(source)
+    outage = PipelineOutage.objects.filter(ended_at__isnull=True).values_list("started_at", flat=True).first()
+    return PipelineHealth(not stale, now, max_age, beats, stale, outage)
+
+
+def sla_breached(incident: Incident, now: datetime | None = None) -> bool:
+    """Acknowledged after ``sla_due_at``, or still not acknowledged past it (the stored flag, or computed when
+    the auditor has not set it yet). Incidents without a target (raised before SLAs existed) never breach."""
+    if incident.sla_breached:
+        return True
+    if incident.sla_due_at is None:
+        return False
+    if incident.acknowledged_at is not None:
+        return incident.acknowledged_at > incident.sla_due_at
+    from django.utils import timezone
+
+    return (now or timezone.now()) > incident.sla_due_at
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Linear-interpolated percentile (PostgreSQL ``percentile_cont``): ``p`` in 0..1; None for no values."""
+    if not values:
+        return None
+    xs = sorted(values)
+    rank = p * (len(xs) - 1)
+    low = int(rank)
+    high = min(low + 1, len(xs) - 1)
+    return xs[low] + (xs[high] - xs[low]) * (rank - low)
+
+
+SLA_WEEK_COLUMNS = [
+    "week_start",
+    "incidents",
+    "acknowledged",
+    "median_time_to_ack_seconds",
+    "p90_time_to_ack_seconds",
+    "breached",
+    "breach_rate",
+    "sla_target_seconds",
+]
+
+
+def sla_weekly(*, tenant_id, start: date, end: date, now: datetime | None = None) -> list[dict]:
+    """Per ISO week (Monday 00:00 UTC) of incidents raised from ``start`` to ``end`` (UTC days, both included):
+    count, acknowledged, median and p90 time to acknowledge (seconds, acknowledged incidents only), breaches and
+    breach rate (breached / incidents, 0..1, 4 decimals). Weeks without incidents are left out."""
+    first = datetime.combine(start, time.min).replace(tzinfo=_utc())
+    last = datetime.combine(end, time.min).replace(tzinfo=_utc()) + timedelta(days=1)
+    config = EscalationSettings.objects.filter(tenant_id=tenant_id).first()
+    target = config.sla_ack_seconds if config else 300
+    weeks: dict[date, list[Incident]] = {}
+    rows = Incident.objects.filter(tenant_id=tenant_id, raised_at__gte=first, raised_at__lt=last).only(
+        "raised_at", "acknowledged_at", "sla_due_at", "sla_breached"
+    )
+    for incident in rows.order_by("raised_at"):
+        day = incident.raised_at.astimezone(_utc()).date()
+        weeks.setdefault(day - timedelta(days=day.weekday()), []).append(incident)
+    out = []
+    for week, incidents in sorted(weeks.items()):
+        ttas = [(i.acknowledged_at - i.raised_at).total_seconds() for i in incidents if i.acknowledged_at]
+        breached = sum(sla_breached(i, now) for i in incidents)
+        median, p90 = percentile(ttas, 0.5), percentile(ttas, 0.9)
+        out.append(
+            {
+                "week_start": week,
+                "incidents": len(incidents),
+                "acknowledged": len(ttas),
+                "median_time_to_ack_seconds": None if median is None else round(median, 3),
+                "p90_time_to_ack_seconds": None if p90 is None else round(p90, 3),
+                "breached": breached,
+                "breach_rate": round(breached / len(incidents), 4),
+                "sla_target_seconds": target,
+            }
+        )
+    return out

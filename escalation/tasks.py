@@ -2,12 +2,16 @@
 service. All are idempotent (fence, claims, constraints), hence ``acks_late``: a worker killed mid-task has
 the message redelivered, and the redelivery does nothing that already happened."""
 
+from datetime import datetime
 from smtplib import SMTPException
 
 from celery import shared_task
+from django.utils import timezone
 
 from channels_app.providers import PROVIDER_RETRY
 from escalation import services
+from escalation.models import PipelineHeartbeat
+from escalation.services import heartbeat
 from escalation.services.hangups import incident_end_calls
 from escalation.services.incidents import ALERT_RETRY_SECONDS
 
@@ -36,8 +40,19 @@ def incident_end_calls_task(incident_id: str) -> None:
 @shared_task(ignore_result=True, expires=10)
 def escalation_audit() -> None:
     """Beat, every few seconds: re-drive overdue steps, lost sends, stale claims, unsent admin alerts and
-    lost hang-ups of recently acknowledged incidents."""
+    lost hang-ups of recently acknowledged incidents. Then the proof of life (``services.heartbeat``): the
+    ``auditor`` heartbeat, and a canary queued on the ``escalation`` queue."""
     services.escalation_audit()
+    heartbeat.heartbeat_record(source=PipelineHeartbeat.Source.AUDITOR)
+    heartbeat.pipeline_canary_queue()
+
+
+@shared_task(ignore_result=True)
+def escalation_canary(sent_at: str) -> None:
+    """Record the ``canary`` heartbeat and how long it waited in the ``escalation`` queue (seconds)."""
+    now = timezone.now()
+    lag = (now - datetime.fromisoformat(sent_at)).total_seconds()
+    heartbeat.heartbeat_record(source=PipelineHeartbeat.Source.CANARY, at=now, lag_seconds=lag)
 
 
 @shared_task(
@@ -51,6 +66,22 @@ def incident_alert_admins(incident_id: str) -> None:
     """Email the tenant's admins that an incident was never acknowledged. An SMTP error is retried every
     ``ALERT_RETRY_SECONDS`` (5 times); beyond that, or if the worker dies, the auditor re-drives it."""
     services.incident_alert_admins(incident_id=incident_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def incident_notify_acknowledged_task(incident_id: str) -> None:
+    """Text the paged colleagues "acknowledged by …" and the patient a holding message (each at most once)."""
+    from escalation.services.notices import incident_notify_acknowledged
+
+    incident_notify_acknowledged(incident_id=incident_id)
+
+
+@shared_task(ignore_result=True)
+def responder_contact_followup_task(contact_id: int) -> None:
+    """Answer a responder's SMS (and place the bridge call for a "2"), at most once."""
+    from escalation.services.responders import responder_contact_followup
+
+    responder_contact_followup(contact_id=contact_id)
 
 
 @shared_task(acks_late=True, ignore_result=True, autoretry_for=(Exception,), retry_backoff=1, max_retries=5)

@@ -44,13 +44,12 @@ def _ack(command, server: str, link: str) -> None:
     path = link[len(settings.PUBLIC_BASE_URL) :] if link.startswith(settings.PUBLIC_BASE_URL) else link
     with httpx.Client(base_url=server.rstrip("/"), timeout=10) as client:
         page = client.get(path)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-        if not token:
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+        if not nonce:
             command.stdout.write(f"GET {path} → {page.status_code} (no confirm form)")
             return
-        response = client.post(
-            path, data={"csrfmiddlewaretoken": token.group(1)}, headers={"Referer": settings.PUBLIC_BASE_URL + path}
-        )
+        # as a phone's browser posts it after the page's Referrer-Policy: no-referrer (no cookie needed)
+        response = client.post(path, data={"nonce": nonce.group(1)}, headers={"Origin": "null"})
         command.stdout.write(f"POST {path} → {response.status_code}")
 
 
@@ -89,6 +88,10 @@ def run(command, tenant, to: str, server: str, options) -> None:
                 token = AckToken.objects.filter(attempt=a).first()
                 if token and first_sight:
                     command.stdout.write(f"           ack link: {ack_link(token)}")
+                    command.stdout.write(
+                        "           open it on a phone (or a 375 px browser window) as the clinician would: tap "
+                        "Acknowledge, then 'Open the incident' (a code is texted) and 'Call patient'"
+                    )
         incident.refresh_from_db()
         if incident.status != Incident.Status.TRIGGERED:
             break

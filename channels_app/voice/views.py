@@ -6,7 +6,9 @@ number — else by the stored ``CallSid`` (:data:`channels_app.voice.security.vo
 ``text/xml``; pure callbacks answer 204.
 """
 
+from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
+from django.utils.module_loading import import_string
 
 from channels_app.twilio_security import twilio_webhook, twiml_response
 from channels_app.voice import agent, callback, lifecycle, transfer, voicemail
@@ -22,7 +24,11 @@ def _query_int(request, name: str, default: int) -> int:
 
 @twilio_webhook(tenant_fields=("To",))
 def voice_inbound(request):
-    """An incoming call: open the call (once per CallSid) and greet."""
+    """An incoming call: open the call (once per CallSid) and greet. Handlers in ``settings.VOICE_INBOUND_HANDLERS``
+    (``f(tenant, params) -> TwiML | None``) may answer it first — e.g. an on-call clinician's own call."""
+    for path in getattr(settings, "VOICE_INBOUND_HANDLERS", []):
+        if (claimed := import_string(path)(request.tenant, request.POST)) is not None:
+            return twiml_response(claimed)
     try:
         return twiml_response(agent.call_answer(tenant=request.tenant, params=request.POST))
     except agent.InvalidCall as exc:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from django.http import StreamingHttpResponse
 
 from escalation.models import NotificationAttempt
+from escalation.selectors import sla_breached
 
 COLUMNS = [
     "incident_id",
@@ -34,6 +35,8 @@ COLUMNS = [
     "acknowledged_by",
     "ack_via",
     "time_to_ack_seconds",
+    "sla_due_at",
+    "sla_breached",
 ]
 
 
@@ -76,6 +79,8 @@ def attempt_row(a: NotificationAttempt) -> list:
         _text(inc.acknowledged_by.name) if inc.acknowledged_by else "",
         inc.ack_via,
         tta,
+        _iso(inc.sla_due_at),
+        "true" if sla_breached(inc) else "false",
     ]
 
 

@@ -1,4 +1,5 @@
-"""``GET /api/v1/escalation/attempts/``: the SLA export of notification attempts for a date range.
+"""``GET /api/v1/escalation/attempts/``: the SLA export of notification attempts for a date range;
+``GET /api/v1/escalation/sla/weekly/``: median / p90 time to acknowledge and the breach rate per week.
 
 Authenticated by the API's default classes (per-tenant API keys with ``reports:read``, or a staff session
 with a tenant membership — ``conversations.api.permissions.TenantScoped``); rows are always the caller's
@@ -7,8 +8,11 @@ tenant's. CSV by default (streamed), JSON with ``?format=json`` or ``Accept: app
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import timedelta
 
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -21,7 +25,7 @@ from conversations.api.authentication import request_tenant_id
 from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
 from escalation.api.csv_export import COLUMNS, attempt_row, csv_response
-from escalation.selectors import attempts_for_report
+from escalation.selectors import SLA_WEEK_COLUMNS, attempts_for_report, sla_weekly
 
 MAX_RANGE = timedelta(days=366)
 DEFAULT_RANGE = timedelta(days=90)
@@ -88,3 +92,36 @@ class AttemptExportView(APIView):
             for a in rows
         ]
         return Response({"count": len(data), "start": start, "end": end, "rows": data})
+
+
+class SlaWeeklyView(APIView):
+    """Per ISO week (Monday, UTC) of incidents raised in ``[start, end]``: incidents, acknowledged, median and p90
+    time to acknowledge (seconds), breaches of the tenant's SLA target and the breach rate (0..1)."""
+
+    permission_classes = [TenantScoped]
+    required_scope = ApiScope.REPORTS_READ
+    renderer_classes = [CsvRenderer, JSONRenderer]
+
+    @extend_schema(
+        parameters=[RangeQuery],
+        responses={
+            (200, "text/csv"): OpenApiResponse(
+                OpenApiTypes.STR, description=f"CSV columns: {', '.join(SLA_WEEK_COLUMNS)}"
+            ),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="{start, end, weeks: [...]}"),
+        },
+    )
+    def get(self, request):
+        query = RangeQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        start, end = query.validated_data["start"], query.validated_data["end"]
+        weeks = sla_weekly(tenant_id=request_tenant_id(request), start=start, end=end)
+        if request.accepted_renderer.format == "csv":
+            out = io.StringIO()
+            writer = csv.DictWriter(out, fieldnames=SLA_WEEK_COLUMNS)
+            writer.writeheader()
+            writer.writerows({k: ("" if v is None else v) for k, v in w.items()} for w in weeks)
+            response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="escalation-sla-weekly-{start}-{end}.csv"'
+            return response
+        return Response({"start": start, "end": end, "weeks": weeks})

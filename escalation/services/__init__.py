@@ -7,10 +7,20 @@
 - :mod:`~escalation.services.acks`: the three ways to acknowledge (link, SMS reply, keypress);
 - :mod:`~escalation.services.messages`: page texts, call TwiML, ack-link tokens;
 - :mod:`~escalation.services.timeline`: the attempts mirrored into ``call_logs``;
-- :mod:`~escalation.services.audit`: the beat auditor.
+- :mod:`~escalation.services.audit`: the beat auditor;
+- :mod:`~escalation.services.heartbeat`: the pipeline's dead-man's switch (heartbeats, outages, admin texts).
 """
 
-from escalation.services.acks import AckOutcome, AckResult, ack_by_keypress, ack_by_link, ack_by_sms, ack_link_inspect
+from escalation.services.acks import (
+    AckOutcome,
+    AckResult,
+    ack_by_keypress,
+    ack_by_link,
+    ack_by_sms,
+    ack_form_nonce,
+    ack_form_nonce_valid,
+    ack_link_inspect,
+)
 from escalation.services.attempts import (
     Outbound,
     attempt_answered_by_machine,
@@ -25,6 +35,7 @@ from escalation.services.incidents import (
     incident_alert_admins,
     incident_fall_through,
     incident_raise,
+    incident_resolve,
     incident_run_step,
     incident_should_raise,
     policy_snapshot,
@@ -38,6 +49,8 @@ __all__ = [
     "ack_link_inspect",
     "ack_by_link",
     "ack_by_sms",
+    "ack_form_nonce",
+    "ack_form_nonce_valid",
     "attempt_answered_by_machine",
     "attempt_deliver",
     "attempt_send",
@@ -48,6 +61,7 @@ __all__ = [
     "incident_alert_admins",
     "incident_fall_through",
     "incident_raise",
+    "incident_resolve",
     "incident_run_step",
     "incident_should_raise",
     "policy_snapshot",

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
@@ -21,6 +22,9 @@ from escalation.services.messages import ack_token_lookup
 from identity.models import Tenant
 
 ACK_WORDS = frozenset({"ACK", "1"})
+#: Lifetime of the confirm page's form nonce (seconds); an older form re-renders with a fresh one.
+ACK_FORM_MAX_AGE = 3600
+_FORM_SALT = "escalation.ack-form"
 RECENT_PAGE = timedelta(hours=24)
 
 
@@ -54,6 +58,20 @@ def _check(token, now: datetime) -> AckOutcome | None:
     if token.incident.status != Incident.Status.TRIGGERED:
         return AckOutcome.CLOSED
     return None
+
+
+def ack_form_nonce(*, raw: str) -> str:
+    """The confirm form's nonce: a timestamped signature (``SECRET_KEY``) over the link's token key."""
+    return signing.TimestampSigner(salt=_FORM_SALT).sign(raw.partition(".")[0])
+
+
+def ack_form_nonce_valid(*, raw: str, nonce: str) -> bool:
+    """True if ``nonce`` came from the confirm page of this very link within :data:`ACK_FORM_MAX_AGE`."""
+    try:
+        key = signing.TimestampSigner(salt=_FORM_SALT).unsign(nonce or "", max_age=ACK_FORM_MAX_AGE)
+    except signing.BadSignature:  # SignatureExpired is a BadSignature
+        return False
+    return bool(key) and key == raw.partition(".")[0]
 
 
 def ack_link_inspect(*, raw: str, now: datetime | None = None) -> AckResult:

@@ -106,6 +106,12 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
             (str(incident_id),), task_id=f"esc-hangup-{incident_id}", expires=REDRIVE_EXPIRES
         )
         counts["hangups"] += 1
+    # SLA: still not acknowledged past its target (an acknowledgement sets the flag itself, on time or late)
+    Incident.objects.filter(
+        status__in=(Incident.Status.TRIGGERED, Incident.Status.UNACKNOWLEDGED),
+        sla_breached=False,
+        sla_due_at__lte=now,
+    ).update(sla_breached=True)
     if any(counts.values()):
         logger.warning("escalation auditor re-drove %s", counts)
     return counts

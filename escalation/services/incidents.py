@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 #: ``visibility_timeout`` (settings: 3600 s), so a delayed task must stay far below it; a step further out is
 #: re-queued when the early task runs, and the auditor covers lost ones.
 MAX_COUNTDOWN = 300
+#: SLA target without tenant settings: 5 minutes from raise to acknowledgement (EscalationSettings.sla_ack_seconds).
+DEFAULT_SLA_SECONDS = 300
 FINISHED = (NotificationAttempt.Status.FAILED, NotificationAttempt.Status.SKIPPED, NotificationAttempt.Status.CANCELLED)
 
 
@@ -102,6 +104,7 @@ def incident_raise(
                 fence=1,
                 next_step_at=at,
                 raised_at=at,
+                sla_due_at=at + timedelta(seconds=config.sla_ack_seconds if config else DEFAULT_SLA_SECONDS),
             )
             interaction_mark_escalated(interaction=interaction)
             _queue_step_on_commit(incident.pk, incident.fence, at)
@@ -274,7 +277,18 @@ def incident_acknowledge(
         row.acknowledged_at, row.acknowledged_by, row.ack_via = at, responder, via
         row.fence += 1
         row.next_step_at = None
-        row.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "ack_via", "fence", "next_step_at"])
+        row.sla_breached = row.sla_breached or bool(row.sla_due_at and at > row.sla_due_at)
+        row.save(
+            update_fields=[
+                "status",
+                "acknowledged_at",
+                "acknowledged_by",
+                "ack_via",
+                "fence",
+                "next_step_at",
+                "sla_breached",
+            ]
+        )
         # retries not yet sent stop now; one whose earlier try may have reached Twilio (ambiguous) stays pending
         # until its task looks it up, so the audit records whether it went out
         NotificationAttempt.objects.filter(
@@ -284,9 +298,49 @@ def incident_acknowledge(
             NotificationAttempt.objects.filter(pk=attempt.pk, acknowledged_at__isnull=True).update(acknowledged_at=at)
         _emit_acknowledged(row)
         _end_other_calls_on_commit(row)
-    for name in ("status", "acknowledged_at", "acknowledged_by", "ack_via", "fence", "next_step_at"):
+        _notify_on_commit(row.pk)
+    for name in ("status", "acknowledged_at", "acknowledged_by", "ack_via", "fence", "next_step_at", "sla_breached"):
         setattr(incident, name, getattr(row, name))
     logger.info("incident %s acknowledged via %s by %s", incident.pk, via, responder)
+    return True
+
+
+def _notify_on_commit(incident_id) -> None:
+    """Queue the texts that follow an acknowledgement (colleagues, the patient: ``services.notices``)."""
+    from escalation.tasks import incident_notify_acknowledged_task
+
+    incident_id = str(incident_id)
+    transaction.on_commit(lambda: incident_notify_acknowledged_task.delay(incident_id), robust=True)
+
+
+#: Longest resolution note kept (characters); it is clinic-internal and never texted.
+MAX_NOTE = 2000
+
+
+def incident_resolve(
+    *,
+    incident: Incident,
+    note: str,
+    via: str,
+    responder: Responder | None = None,
+    at: datetime | None = None,
+) -> bool:
+    """Close the loop: mark the incident resolved with ``note`` (once; True if this call resolved it). An
+    incident still paging is acknowledged first by the same person and channel (everything pending stops).
+    ``via`` is an ``Incident.AckVia`` value (``sms`` for a responder's "RESOLVED …", ``admin``)."""
+    at = at or timezone.now()
+    if incident.status == Incident.Status.TRIGGERED:
+        incident_acknowledge(incident=incident, responder=responder, via=via, at=at)
+    with transaction.atomic():
+        row = Incident.objects.select_for_update().get(pk=incident.pk)
+        if row.resolved_at is not None:
+            return False
+        row.resolved_at, row.resolved_by, row.resolved_via = at, responder, via
+        row.resolution_note = (note or "").strip()[:MAX_NOTE]
+        row.save(update_fields=["resolved_at", "resolved_by", "resolved_via", "resolution_note"])
+    for name in ("resolved_at", "resolved_by", "resolved_via", "resolution_note", "status"):
+        setattr(incident, name, getattr(row, name))
+    logger.info("incident %s resolved via %s by %s", incident.pk, via, responder)
     return True
 
 

@@ -24,6 +24,7 @@ from escalation.models import (
     DEFAULT_VOICE_TEMPLATE,
     AckToken,
     EscalationSettings,
+    Incident,
     NotificationAttempt,
 )
 from identity.models import Tenant, TenantPhoneNumber
@@ -147,7 +148,7 @@ def call_prompt_twiml(*, tenant: Tenant, config: EscalationSettings | None, atte
         method="POST",
         timeout=6,
     )
-    text = voice_text(tenant=tenant, config=config)
+    text = voice_text(tenant=tenant, config=config) + " Press 2 to be connected to the patient."
     gather.say(text)
     gather.pause(length=1)
     gather.say(text)
@@ -198,5 +199,49 @@ def attempt_sms_body(attempt: NotificationAttempt, config: EscalationSettings | 
 def call_hangup_twiml() -> str:
     """TwiML that hangs up at once (an answering machine or fax gets no message and no details)."""
     response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+# --- a responder calling the clinic line ------------------------------------------------------------------
+
+
+def responder_menu_twiml(*, tenant: Tenant, incident: Incident | None, again: bool = False, outcome: str = "") -> str:
+    """What a responder hears on calling the clinic line (no PHI). No page for them: say so, hang up. An open
+    page: ``<Gather numDigits="1">`` "press 1 to acknowledge, 2 to be connected to the patient" (after their
+    acknowledgement: "press 2"); ``outcome`` ``already`` / ``no_number``: say what happened, hang up."""
+    response = VoiceResponse()
+    clinic = tenant.short_name
+    if incident is None:
+        response.say(f"This is the automated line of {clinic}. No urgent page is open for you. Goodbye.")
+        response.hangup()
+        return str(response)
+    if outcome == "already":
+        response.say(f"This is {clinic}. This page was already acknowledged by a colleague. No action is needed.")
+        response.hangup()
+        return str(response)
+    if outcome == "no_number":
+        response.say("Acknowledged. No patient phone number is on file. Please see the incident in admin. Goodbye.")
+        response.hangup()
+        return str(response)
+    action = settings.PUBLIC_BASE_URL + reverse("escalation-responder-key", args=[incident.pk])
+    gather = response.gather(num_digits=1, action=action, method="POST", timeout=6)
+    if outcome == "ack":
+        gather.say("Acknowledged. Nobody else will be paged. Press 2 to be connected to the patient, or hang up.")
+    else:
+        prefix = "Please press 1 or 2. " if again else f"This is {clinic}. An urgent page is open. "
+        gather.say(prefix + "Press 1 to acknowledge, 2 to be connected to the patient.")
+    response.say("Goodbye.")
+    response.hangup()
+    return str(response)
+
+
+def bridge_twiml(*, tenant: Tenant, caller_id: str, patient: str) -> str:
+    """Connect the responder on the line to the patient, showing the clinic's number (``callerId``), never theirs."""
+    response = VoiceResponse()
+    response.say(f"This is {tenant.short_name}. Connecting you to the patient.")
+    dial = response.dial(caller_id=caller_id, timeout=30)
+    dial.number(patient)
+    response.say("The call with the patient has ended. Goodbye.")
     response.hangup()
     return str(response)

@@ -1,4 +1,5 @@
-"""Acknowledgement: the /a/<token> link (GET confirm, POST ack, CSRF, single use, expiry, tampering, tenant),
+"""Acknowledgement: the /a/<token> link (GET confirm, POST ack without cookies or a same-origin Origin, the form
+nonce, single use, expiry, tampering, tenant),
 an SMS reply from the responder's number, and a keypress on the page call (voicemail is not an ack)."""
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ def link_path(token):
     return f"/a/{ack_token_string(token)}"
 
 
-def csrf_post(client, path):
+def csrf_post(client, path, origin: str = "null"):
+    """GET the confirm page, then POST its form as a browser would after ``Referrer-Policy: no-referrer``
+    (``Origin: null``) — with Django's CSRF checks enforced, which the view must not need."""
     page = client.get(path)
-    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode())
-    cookie = client.cookies.get(settings.CSRF_COOKIE_NAME)
-    token = match.group(1) if match else (cookie.value if cookie else "")
-    return client.post(path, {"csrfmiddlewaretoken": token})
+    match = re.search(r'name="nonce" value="([^"]+)"', page.content.decode())
+    return client.post(path, {"nonce": match.group(1) if match else ""}, HTTP_ORIGIN=origin)
 
 
 def test_get_shows_confirm_and_changes_nothing(paged):
@@ -65,10 +66,39 @@ def test_post_acknowledges_once_and_reuse_is_idempotent(paged):
     assert incident.acknowledged_at == attempt.acknowledged_at  # unchanged
 
 
-def test_post_without_csrf_token_is_refused(paged):
+def test_confirm_page_sets_no_cookie_and_post_needs_none(paged):
+    """No ambient authority: the page sets no cookie, and a cookie-less POST from a foreign origin works."""
     incident, token = paged
-    response = Client(enforce_csrf_checks=True).post(link_path(token))
-    assert response.status_code == 403
+    client = Client(enforce_csrf_checks=True)
+    page = client.get(link_path(token))
+    assert not page.cookies and page["Referrer-Policy"] == "no-referrer"
+    assert (
+        csrf_post(Client(enforce_csrf_checks=True), link_path(token), origin="https://evil.example").status_code == 200
+    )
+    incident.refresh_from_db()
+    assert incident.status == "acknowledged"
+
+
+@pytest.mark.parametrize("nonce", [None, "", "forged", "other-link"])
+def test_post_without_the_confirm_forms_nonce_acknowledges_nothing(paged, nonce):
+    """A bare POST to the link (a scanner that "clicks" by POST) or a nonce of another link: the confirm page again."""
+    incident, token = paged
+    if nonce == "other-link":
+        nonce = services.ack_form_nonce(raw="someotherkey.mac")
+    data = {} if nonce is None else {"nonce": nonce}
+    response = Client(enforce_csrf_checks=True).post(link_path(token), data, HTTP_ORIGIN="null")
+    assert response.status_code == 400 and b"Acknowledge</button>" in response.content
+    incident.refresh_from_db()
+    token.refresh_from_db()
+    assert incident.status == "triggered" and token.used_at is None
+
+
+def test_stale_form_nonce_is_refused(paged, monkeypatch):
+    incident, token = paged
+    nonce = services.ack_form_nonce(raw=ack_token_string(token))
+    monkeypatch.setattr("escalation.services.acks.ACK_FORM_MAX_AGE", -1)
+    response = Client().post(link_path(token), {"nonce": nonce})
+    assert response.status_code == 400
     incident.refresh_from_db()
     assert incident.status == "triggered"
 
@@ -178,7 +208,7 @@ def test_keypress_1_acknowledges(paged, client):
     )
     assert prompt.status_code == 200 and b'numDigits="1"' in prompt.content and b"Press 1" in prompt.content
     path = f"/twilio/escalation/call/{call.pk}/gather/?round=1"
-    wrong = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="2"))
+    wrong = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="3"))
     assert b"<Gather" in wrong.content
     incident.refresh_from_db()
     assert incident.status == "triggered"
@@ -283,3 +313,21 @@ def test_late_sms_ack_after_someone_else_acknowledged_is_still_claimed(paged, tw
     assert Interaction.objects.count() == before
     incident.refresh_from_db()
     assert incident.ack_via == "admin"
+
+
+def test_keypress_2_on_the_page_call_acknowledges_and_dials_the_patient_from_the_clinic_number(paged, client):
+    from tests.escalation.conftest import PATIENT_PHONE
+
+    incident, _ = paged
+    call = NotificationAttempt.objects.get(incident=incident, channel="voice")
+    prompt = call_post(
+        client, f"/twilio/escalation/call/{call.pk}/", incident.tenant, call_params(incident.tenant, call)
+    )
+    assert b"Press 2 to be connected to the patient" in prompt.content
+    path = f"/twilio/escalation/call/{call.pk}/gather/?round=1"
+    bridge = call_post(client, path, incident.tenant, call_params(incident.tenant, call, Digits="2"))
+    assert f'<Dial callerId="{CLINIC_NUMBER}" timeout="30"><Number>{PATIENT_PHONE}</Number></Dial>'.encode() in (
+        bridge.content
+    )
+    incident.refresh_from_db()
+    assert (incident.status, incident.ack_via, incident.acknowledged_by.phone) == ("acknowledged", "keypress", PRIMARY)

@@ -31,7 +31,9 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def pages(stub, to):
-    return len(stub.creates("messages", to=to)), len(stub.creates("calls", to=to))
+    """Page SMS and page calls placed to ``to`` (not the "acknowledged by …" notice that follows an ack)."""
+    texts = [m for m in stub.creates("messages", to=to) if "acknowledged by" not in m.params.get("Body", "")]
+    return len(texts), len(stub.creates("calls", to=to))
 
 
 def run_on(worker, task, *args) -> None:
@@ -72,8 +74,8 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(
     path = re.search(r"https://clinic\.example\.com(/a/\S+)$", body).group(1)
     client = Client(enforce_csrf_checks=True)
     page = client.get(path)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
-    assert client.post(path, {"csrfmiddlewaretoken": csrf}).status_code == 200
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.content.decode()).group(1)
+    assert client.post(path, {"nonce": nonce}, HTTP_ORIGIN="null").status_code == 200
 
     incident.refresh_from_db()
     assert (incident.status, incident.acknowledged_by.phone, incident.ack_via) == ("acknowledged", BACKUP, "link")
@@ -87,6 +89,11 @@ def test_urgent_sms_climbs_to_the_backup_until_acknowledged_by_link(
     assert not services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=later).fired
     assert services.escalation_audit(now=later) == {"steps": 0, "attempts": 0, "stale": 0, "alerts": 0, "hangups": 0}
     assert pages(stub, PRIMARY) == (1, 1) and pages(stub, BACKUP) == (1, 1)
+    # the primary, paged too, is told once who acknowledged (the notice task runs on the worker)
+    notices = wait_for(lambda: [m for m in stub.created("messages", to=PRIMARY) if "acknowledged by" in m["body"]])
+    assert [m["body"] for m in notices] == [
+        "Sunrise Clinic: the urgent page was acknowledged by Dr. Blake Rivera. No action is needed."
+    ]
 
     # the audit trail: every attempt with its timestamps, and who acknowledged when
     attempts = list(NotificationAttempt.objects.filter(incident=incident).order_by("step_index", "channel"))
