@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Func, Q
 from django.db.models.functions import Cast
 
+from conversations.twilio_statuses import MAX_LENGTH as STATUS_MAX_LENGTH
+from conversations.twilio_statuses import MESSAGE_STATUS_RANK, MessageStatus  # noqa: F401 - re-exported
 from identity.models import Customer, Tenant
 
 
@@ -176,18 +178,7 @@ class ChannelMessage(models.Model):
     → one row), and an outbound message's ``idempotency_key`` once (a task run twice → one send).
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending (not yet handed to the provider)"
-        ACCEPTED = "accepted", "Accepted"
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        UNDELIVERED = "undelivered", "Undelivered"
-        FAILED = "failed", "Failed"
-        READ = "read", "Read"
-        RECEIVED = "received", "Received"
-        SUPPRESSED = "suppressed", "Not sent (recipient opted out)"
+    Status = MessageStatus
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="messages")
@@ -198,7 +189,7 @@ class ChannelMessage(models.Model):
     sender = models.CharField(max_length=320)
     recipient = models.CharField(max_length=320)
     body = models.TextField(blank=True)
-    status = models.CharField(max_length=12, choices=Status.choices)
+    status = models.CharField(max_length=STATUS_MAX_LENGTH, choices=MessageStatus.choices)
     error_code = models.CharField(max_length=20, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -229,27 +220,6 @@ class ChannelMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.direction} {self.provider_id or self.idempotency_key}"
-
-
-# Forward-only ordering of Twilio message statuses (https://www.twilio.com/docs/messaging/api/message-resource
-# #message-status-values). A callback may only move a message to a higher rank; terminal statuses share one.
-MESSAGE_STATUS_RANK = {
-    "pending": 0,
-    "accepted": 1,
-    "scheduled": 1,
-    "queued": 1,
-    "sending": 2,
-    "sent": 3,
-    "delivery_unknown": 3,
-    "receiving": 3,
-    "received": 4,
-    "delivered": 4,
-    "undelivered": 4,
-    "failed": 4,
-    "canceled": 4,
-    "suppressed": 4,
-    "read": 5,
-}
 
 
 class SessionState(models.Model):

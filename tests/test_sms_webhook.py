@@ -224,3 +224,21 @@ def test_close_idle_closes_only_idle_sessions_at_their_last_activity(tenant, twi
     old_row.refresh_from_db()
     assert old_row.ended_at == idle_at  # a session ends when it went quiet, not when the sweeper ran
     assert Interaction.objects.get(transcript__0__text="fresh").ended_at is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("value", ["delivery_unknown", "partially_delivered", "canceled", "scheduled"])
+def test_every_twilio_message_status_is_accepted_and_stored(tenant, twilio_post, value):
+    """Each status in Twilio's list (conversations.twilio_statuses) fits its column: 204, never a 500."""
+    twilio_post("/twilio/sms/", inbound(tenant), tenant=tenant)
+    reply = sms_reply(inbound_id=ChannelMessage.objects.get(direction="inbound").pk)
+    params = twilio_payloads.sms_status(
+        account_sid=tenant.twilio_account_sid,
+        message_sid=reply.provider_id,
+        status=value,
+        from_="+15550100001",
+        to=PATIENT,
+    )
+    assert twilio_post("/twilio/sms/status/", params, tenant=tenant).status_code == 204
+    reply.refresh_from_db()
+    assert reply.status == (value if value != "scheduled" else "queued")  # forward only: scheduled ranks as queued

@@ -41,6 +41,7 @@ from django.utils import timezone
 from channels_app.providers import ProviderPermanentError, ProviderTransientError
 from channels_app.providers.sms import get_sms_backend
 from channels_app.providers.voice import get_voice_backend
+from conversations.twilio_statuses import CALL_TERMINAL, DELIVERED, NOT_DELIVERED
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services.incidents import incident_fall_through
 from escalation.services.messages import attempt_sms_body, call_url
@@ -79,10 +80,10 @@ PROVIDER_RANK = {
     "no-answer": 6,
     "canceled": 6,
 }
-FAILED_PROVIDER_STATUSES = {"undelivered", "failed", "busy", "no-answer", "canceled"}
+FAILED_PROVIDER_STATUSES = NOT_DELIVERED
 #: Twilio call statuses after which the call rings nobody and talks to nobody.
-FINAL_CALL_STATUSES = frozenset({"completed", "busy", "no-answer", "canceled", "failed"})
-DELIVERED_PROVIDER_STATUSES = {"delivered", "read", "in-progress", "answered", "completed"}
+FINAL_CALL_STATUSES = CALL_TERMINAL
+DELIVERED_PROVIDER_STATUSES = DELIVERED
 #: ``MachineDetection`` of page calls: ``Enable`` answers ``AnsweredBy`` as soon as the callee is identified
 #: (``DetectMessageEnd`` would wait for the greeting's end, only useful to leave a voicemail, which we never do).
 MACHINE_DETECTION = "Enable"
