@@ -213,7 +213,7 @@ class ConversationAdmin(TenantScopedAdmin):
         return False
 
 
-# API keys, webhook endpoints/deliveries and the dashboards register themselves (issue 7).
+# API keys, webhook endpoints/deliveries and the dashboards register themselves.
 from conversations.api import admin as _api_admin  # noqa: E402,F401
 from conversations.inbox import admin as _inbox_admin  # noqa: E402,F401
 from conversations.triage import admin as _triage_admin  # noqa: E402,F401

@@ -239,7 +239,7 @@ class SessionState(models.Model):
         return f"{self.key} (until {self.expires_at:%Y-%m-%d})"
 
 
-# --- the agent: settings, appointments, callbacks, staff notifications (issue 3) -------------------------------
+# --- the agent: settings, appointments, callbacks, staff notifications -------------------------------
 
 
 def _default_bookable_hours() -> dict:
@@ -428,7 +428,7 @@ class StaffNotification(models.Model):
         return f"{self.get_kind_display()}: {self.summary[:60]}"
 
 
-# Models kept in their feature packages (issue 7), imported here so Django registers them in this app.
+# Models kept in their feature packages, imported here so Django registers them in this app.
 from conversations.analytics.models import Dashboard  # noqa: E402,F401
 from conversations.api.models import ApiKey  # noqa: E402,F401
 from conversations.inbox.models import (  # noqa: E402,F401

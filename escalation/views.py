@@ -76,7 +76,7 @@ def ack(request, token: str):
 
     Why the POST is CSRF-exempt, and why that is safe: the link is opened from outside (an SMS app, its in-app
     browser, a link preview), and the page sends ``Referrer-Policy: no-referrer`` so the secret path never leaks
-    onward; browsers then send ``Origin: null`` with the form, which Django's Origin check rejects (issue 11). CSRF
+    onward; browsers then send ``Origin: null`` with the form, which Django's Origin check rejects. CSRF
     is the abuse of *ambient* authority — credentials a browser attaches on its own (cookies, HTTP auth). This
     view has none: it reads no session or cookie and sets none; what authorises the POST is the secret in the
     URL itself, a single-use token whose HMAC binds tenant, incident, attempt and responder

@@ -36,12 +36,14 @@ def index_scans(redrive) -> set[tuple[str, str]]:
         (plan,) = cursor.fetchone()
     if isinstance(plan, str):
         plan = json.loads(plan)
-    scans, nodes = set(), [plan[0]["Plan"]]
+    # an Index Scan names its table alias; a Bitmap Index Scan does not — its parent Bitmap Heap Scan does
+    scans, nodes = set(), [(plan[0]["Plan"], None)]
     while nodes:
-        node = nodes.pop()
+        node, parent_alias = nodes.pop()
+        alias = node.get("Alias", parent_alias)
         if "Index Name" in node:
-            scans.add((node["Alias"], node["Index Name"]))
-        nodes.extend(node.get("Plans", []))
+            scans.add((alias, node["Index Name"]))
+        nodes.extend((child, alias) for child in node.get("Plans", []))
     return scans
 
 

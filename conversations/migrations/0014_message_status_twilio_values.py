@@ -4,15 +4,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0013_triage_decisions_and_staff_alerts'),
+        ("conversations", "0013_triage_decisions_and_staff_alerts"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='channelmessage',
-            name='status',
-            field=models.CharField(choices=[('pending', 'Pending (not yet handed to the provider)'), ('accepted', 'Accepted'), ('scheduled', 'Scheduled'), ('queued', 'Queued'), ('sending', 'Sending'), ('sent', 'Sent'), ('delivery_unknown', 'Delivery unknown'), ('receiving', 'Receiving'), ('received', 'Received'), ('delivered', 'Delivered'), ('partially_delivered', 'Partially delivered'), ('undelivered', 'Undelivered'), ('failed', 'Failed'), ('canceled', 'Canceled'), ('suppressed', 'Not sent (recipient opted out)'), ('read', 'Read')], max_length=20),
+            model_name="channelmessage",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending (not yet handed to the provider)"),
+                    ("accepted", "Accepted"),
+                    ("scheduled", "Scheduled"),
+                    ("queued", "Queued"),
+                    ("sending", "Sending"),
+                    ("sent", "Sent"),
+                    ("delivery_unknown", "Delivery unknown"),
+                    ("receiving", "Receiving"),
+                    ("received", "Received"),
+                    ("delivered", "Delivered"),
+                    ("partially_delivered", "Partially delivered"),
+                    ("undelivered", "Undelivered"),
+                    ("failed", "Failed"),
+                    ("canceled", "Canceled"),
+                    ("suppressed", "Not sent (recipient opted out)"),
+                    ("read", "Read"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

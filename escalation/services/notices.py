@@ -1,4 +1,4 @@
-"""The texts that follow an acknowledgement (issue 11, item 5), each at most once (``IncidentNotice``):
+"""The texts that follow an acknowledgement, each at most once (``IncidentNotice``):
 
 - every other responder whose page reached the provider: "<clinic>: the urgent page was acknowledged by
   <responder's name>. No action is needed." (no PHI);

@@ -1,4 +1,4 @@
-"""The responder portal behind an ack link (``/a/<token>/portal``, issue 11 items 2–3).
+"""The responder portal behind an ack link (``/a/<token>/portal``).
 
 PHI (the patient's first name and number, what they said, the clinic's notes) is shown only when all hold:
 the link is genuine (its HMAC, :func:`~escalation.services.messages.ack_token_lookup`), younger than the tenant's

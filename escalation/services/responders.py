@@ -1,4 +1,4 @@
-"""A responder calling or texting the clinic line is a responder, not a patient (issue 11, item 4).
+"""A responder calling or texting the clinic line is a responder, not a patient.
 
 ``SMS_INBOUND_HANDLERS`` / ``VOICE_INBOUND_HANDLERS`` hooks (``escalation.hooks``) call these before the patient
 flow: a message or call from an active responder's number (E.164, same tenant) is claimed — never recorded as a

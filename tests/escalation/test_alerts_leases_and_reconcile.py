@@ -1,6 +1,7 @@
-"""Regression tests of the escalation review (R1 admin alert at-least-once, R5 slow Twilio vs stale claims,
-R6 sender threads' connections, R7 reconcile time bound, R9 re-drive expiry, R11 index, R13 timeline step,
-S7 admin permissions). Real PostgreSQL, Redis, SMTP sockets and the Twilio stub; nothing of ours is mocked."""
+"""Admin alerts are sent at least once (SMTP errors, hung servers, dead senders), slow Twilio answers never
+outlive a claim, sender threads close their connections, reconciliation is time-bound, re-drives expire, the
+unalerted scan has its index, timeline rows record step and round, and admin permissions hold. Real PostgreSQL,
+Redis, SMTP sockets and the Twilio stub; nothing of ours is mocked."""
 
 from __future__ import annotations
 
