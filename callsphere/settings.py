@@ -148,6 +148,12 @@ CELERY_BEAT_SCHEDULE = {
     "outbound-redrive": {"task": "channels_app.tasks.outbound_redrive", "schedule": 30.0, "options": {"expires": 30}},
     # Re-queues replies to inbound SMS, voicemail recordings and email triage whose task was lost (channels_app.tasks).
     "inbound-redrive": {"task": "channels_app.tasks.inbound_redrive", "schedule": 30.0, "options": {"expires": 30}},
+    # Re-queues the enrichment of closed call_logs rows whose task was lost (enrichment.services).
+    "enrichment-redrive": {
+        "task": "enrichment.tasks.enrichment_redrive_task",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
 }
 
 # --- i18n / time -------------------------------------------------------------------------------------------

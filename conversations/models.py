@@ -148,6 +148,12 @@ class Interaction(models.Model):
             # "this tenant's interactions in a date range by channel" (reports, exports)
             models.Index(fields=["tenant", "started_at", "channel"], name="call_logs_tenant_range"),
             models.Index(fields=["tenant", "updated_at"], name="call_logs_tenant_updated"),
+            # enrichment redrive (every minute): closed rows whose enrichment was lost
+            models.Index(
+                fields=["ended_at"],
+                condition=Q(enriched_at__isnull=True, ended_at__isnull=False),
+                name="call_logs_unenriched",
+            ),
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -36,8 +37,9 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
     """Score one interaction and write sentiment, intent, lead score, satisfaction, urgency and provenance.
 
     Idempotent: running it again overwrites with the same (local) or a fresh (LLM) answer. If the LLM
-    backend fails, the local backend scores instead and the provenance says so. ``escalated`` is only ever
-    set here (urgency 5), never cleared. Emits ``interaction_enriched`` on commit.
+    backend fails, the local backend scores instead and the provenance says so. ``urgency`` is never lowered
+    below what live triage stored; ``escalated`` is only ever set (urgency 5), never cleared. Emits
+    ``interaction_enriched`` on commit.
     """
     interaction = Interaction.objects.select_related("tenant").get(pk=interaction_id)
     data = _input_for(interaction)
@@ -55,8 +57,9 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
         row.intent = scores.intent
         row.lead_score = scores.lead_score
         row.satisfaction = scores.satisfaction
-        row.urgency = scores.urgency
-        row.escalated = row.escalated or (scores.urgency or 0) >= 5
+        # live triage (every channel, before the reply) is the floor: enrichment may raise urgency, never lower it
+        row.urgency = max(row.urgency or 0, scores.urgency or 0) or None
+        row.escalated = row.escalated or (row.urgency or 0) >= 5
         row.enrichment_backend, row.enrichment_model = scores.backend, scores.model
         row.enrichment_version, row.enriched_at = scores.version, timezone.now()
         row.save(
@@ -76,3 +79,29 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
         )
         transaction.on_commit(lambda: interaction_enriched.send(sender=Interaction, interaction_id=row.pk))
     return row
+
+
+#: A closed row not enriched this long after it closed has lost its task (a broker outage, a dead worker).
+REDRIVE_AFTER = timedelta(minutes=2)
+#: Most rows re-queued per run (oldest first); the rest wait for the next run.
+REDRIVE_BATCH = 500
+
+
+def enrichment_redrive(*, now=None) -> int:
+    """Re-queue the enrichment of closed interactions whose task was lost: ``ended_at`` older than
+    :data:`REDRIVE_AFTER` and ``enriched_at`` NULL (partial index ``call_logs_unenriched``), oldest first, at most
+    :data:`REDRIVE_BATCH`. Enrichment is idempotent, so a row queued twice is scored twice, never wrongly.
+    Returns the number queued."""
+    from enrichment.tasks import enrich_interaction
+
+    now = now or timezone.now()
+    ids = list(
+        Interaction.objects.filter(enriched_at__isnull=True, ended_at__isnull=False, ended_at__lt=now - REDRIVE_AFTER)
+        .order_by("ended_at")
+        .values_list("pk", flat=True)[:REDRIVE_BATCH]
+    )
+    for pk in ids:
+        enrich_interaction.apply_async(args=[str(pk)], expires=60)
+    if ids:
+        logger.warning("re-queued %d interactions whose enrichment was lost", len(ids))
+    return len(ids)

@@ -164,3 +164,30 @@ def test_out_of_range_scores_are_refused_by_the_database(tenant):
     for field, value in [("sentiment", 1.5), ("lead_score", 101), ("satisfaction", 0), ("urgency", 6)]:
         with pytest.raises(IntegrityError), transaction.atomic():
             Interaction.objects.filter(pk=row.pk).update(**{field: value})
+
+
+@pytest.mark.django_db
+def test_a_lost_enrichment_is_requeued_once_its_grace_is_over(tenant, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from enrichment import tasks
+    from enrichment.services import REDRIVE_AFTER, enrichment_redrive
+
+    queued = []
+    monkeypatch.setattr(tasks.enrich_interaction, "apply_async", lambda args, **kw: queued.append(args[0]))
+    row = closed_interaction(tenant, "Can I book a checkup next week?")
+    assert enrichment_redrive() == 0  # just closed: its own task may still be on its way
+    later = timezone.now() + REDRIVE_AFTER + timedelta(seconds=1)
+    assert enrichment_redrive(now=later) == 1 and queued == [str(row.pk)]
+    tasks.enrich_interaction(queued[0])  # what the worker does
+    assert enrichment_redrive(now=later) == 0  # enriched: nothing left to re-queue
+
+
+@pytest.mark.django_db
+def test_enrichment_never_lowers_the_urgency_live_triage_stored(tenant):
+    row = closed_interaction(tenant, "ok thanks, bye")
+    Interaction.objects.filter(pk=row.pk).update(urgency=5)
+    interaction_enrich(interaction_id=row.pk)
+    assert Interaction.objects.get(pk=row.pk).urgency == 5

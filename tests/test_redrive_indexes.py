@@ -65,3 +65,9 @@ def test_voicemail_redrive_reads_only_calls_with_a_completed_recording():
 
 def test_email_triage_redrive_reads_only_accepted_untriaged_emails():
     assert ("channels_app_inboundemail", "inbound_email_untriaged") in index_scans(email_triage_redrive)
+
+
+def test_enrichment_redrive_reads_only_unenriched_closed_rows():
+    from enrichment.services import enrichment_redrive
+
+    assert ("call_logs", "call_logs_unenriched") in index_scans(enrichment_redrive)
