@@ -4,6 +4,8 @@
   its task from it.
 - ``conversation_closed(conversation_id)``: sent on commit after a conversation closes (outbound webhooks).
 - ``interaction_enriched(interaction_id)``: sent after enrichment wrote scores.
+- ``interaction_rescore_requested(interaction_id)``: a closed row's transcript changed (a late voicemail
+  transcript); enrichment scores it again. Send on commit.
 - ``customer_message_received(interaction_id, message_id, text)``: sent on commit after a new (not
   duplicate) inbound customer message was recorded on any channel; escalation screens it for urgency.
 - ``escalation_requested(interaction_id, urgency, reason)``: a channel (voice agent, voicemail analyzer,
@@ -24,6 +26,7 @@ import django.dispatch
 interaction_closed = django.dispatch.Signal()
 conversation_closed = django.dispatch.Signal()
 interaction_enriched = django.dispatch.Signal()
+interaction_rescore_requested = django.dispatch.Signal()
 customer_message_received = django.dispatch.Signal()
 escalation_requested = django.dispatch.Signal()
 callback_requested = django.dispatch.Signal()

@@ -53,7 +53,7 @@ from conversations.services import (
     interaction_set_metadata,
     message_status_update,
 )
-from enrichment import scorers
+from conversations.triage import assess_rules
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.normalize import normalize_phone
 
@@ -96,7 +96,7 @@ def callback_first_words(request: CallbackRequest) -> str:
     pending = state.get("pending") or {}
     topic = _TOPICS.get(pending.get("intent", "")) if isinstance(pending, dict) else None
     if topic is None and request.reason:
-        topic = _TOPICS.get(scorers.intent(request.reason, request.tenant.intents or {})[0])
+        topic = _TOPICS.get(assess_rules(request.reason).intent)
         topic = topic or next((phrase for pattern, phrase in _TOPIC_WORDS if pattern.search(request.reason)), None)
     via = _VIA.get(request.interaction.channel, "") if request.interaction_id else ""
     words = f"Hello, this is {request.tenant.short_name} calling you back"

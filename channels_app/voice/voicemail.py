@@ -195,9 +195,9 @@ def _enrich_again(interaction_id: str) -> None:
     """Queue the enrichment task that closing a row queues (``interaction_closed``), for a closed row whose
     transcript changed. Not by sending ``interaction_closed`` again: the row closed once. On commit, ``robust``:
     a broker outage leaves the earlier (empty-transcript) scores, logged, like a lost close."""
-    from enrichment.tasks import enrich_interaction
+    from conversations.signals import interaction_rescore_requested
 
-    enrich_interaction.delay(interaction_id)
+    interaction_rescore_requested.send(sender=Interaction, interaction_id=interaction_id)
 
 
 def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
