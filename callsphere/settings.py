@@ -175,12 +175,12 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 # --- providers ---------------------------------------------------------------------------------------------
 # The console backends only print: a default under DEBUG (make run), never silently in production, where an
 # unset backend would let the escalation ladder "page" nobody.
-SMS_BACKEND = env("SMS_BACKEND", default="channels_app.providers.sms.ConsoleSmsBackend" if DEBUG else None)
-VOICE_BACKEND = env("VOICE_BACKEND", default="channels_app.providers.voice.ConsoleVoiceBackend" if DEBUG else None)
+SMS_BACKEND = env("SMS_BACKEND", default="providers.sms.ConsoleSmsBackend" if DEBUG else None)
+VOICE_BACKEND = env("VOICE_BACKEND", default="providers.voice.ConsoleVoiceBackend" if DEBUG else None)
 if not (SMS_BACKEND and VOICE_BACKEND):
     from django.core.exceptions import ImproperlyConfigured
 
-    raise ImproperlyConfigured("set SMS_BACKEND and VOICE_BACKEND (e.g. channels_app.providers.sms.TwilioSmsBackend)")
+    raise ImproperlyConfigured("set SMS_BACKEND and VOICE_BACKEND (e.g. providers.sms.TwilioSmsBackend)")
 # Base URL of Twilio's REST API; only a local stub in tests and benchmarks changes it.
 TWILIO_API_BASE = env("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")
 TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)

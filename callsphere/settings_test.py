@@ -19,8 +19,8 @@ from callsphere import embedded
 
 os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
 os.environ["DEBUG"] = "0"  # tests run production settings, whatever a developer's .env says
-os.environ.setdefault("SMS_BACKEND", "channels_app.providers.sms.LocmemSmsBackend")
-os.environ.setdefault("VOICE_BACKEND", "channels_app.providers.voice.LocmemVoiceBackend")
+os.environ.setdefault("SMS_BACKEND", "providers.sms.LocmemSmsBackend")
+os.environ.setdefault("VOICE_BACKEND", "providers.voice.LocmemVoiceBackend")
 if not os.environ.get("REDIS_URL"):
     _redis_dir = Path(tempfile.mkdtemp(prefix="cs-redis-", dir="/tmp"))
     os.environ["REDIS_URL"] = embedded.ensure_redis(_redis_dir, persist=False)
@@ -35,8 +35,8 @@ from callsphere.settings import *  # noqa: F403
 from callsphere.settings import DATABASES
 
 DATABASES["default"]["TEST"] = {"NAME": f"test_callsphere_{os.getpid()}"}
-SMS_BACKEND = "channels_app.providers.sms.LocmemSmsBackend"
-VOICE_BACKEND = "channels_app.providers.voice.LocmemVoiceBackend"
+SMS_BACKEND = "providers.sms.LocmemSmsBackend"
+VOICE_BACKEND = "providers.voice.LocmemVoiceBackend"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 PUBLIC_BASE_URL = "https://clinic.example.com"

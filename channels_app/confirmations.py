@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from celery import shared_task
 
-from channels_app.providers import PROVIDER_RETRY
 from conversations.agent.dates import say_when
 from conversations.models import Appointment, Interaction
 from identity.models import CustomerIdentifier, IdentifierKind
+from providers import PROVIDER_RETRY
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ task was lost or died.
 
 from celery import shared_task
 
-from channels_app.providers import PROVIDER_RETRY
 from channels_app.sms import replies
 from channels_app.sms import services as sms
+from providers import PROVIDER_RETRY
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)

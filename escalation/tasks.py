@@ -8,12 +8,12 @@ from smtplib import SMTPException
 from celery import shared_task
 from django.utils import timezone
 
-from channels_app.providers import PROVIDER_RETRY
 from escalation import services
 from escalation.models import PipelineHeartbeat
 from escalation.services import heartbeat
 from escalation.services.hangups import incident_end_calls
 from escalation.services.incidents import ALERT_RETRY_SECONDS
+from providers import PROVIDER_RETRY
 
 
 @shared_task(acks_late=True, ignore_result=True)

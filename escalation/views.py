@@ -21,7 +21,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from channels_app.twilio_security import twilio_webhook, twiml_response
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services import (
     AckOutcome,
@@ -54,6 +53,7 @@ from escalation.services.portal import (
     portal_view,
 )
 from escalation.services.responders import page_call_connect, responder_call_key
+from providers.twilio_security import twilio_webhook, twiml_response
 
 ACK_STATUS = {
     AckOutcome.CONFIRM: 200,

@@ -7,7 +7,7 @@ import redis
 from django.conf import settings
 from twilio.request_validator import RequestValidator
 
-from channels_app.providers.sms import LocmemSmsBackend
+from providers.sms import LocmemSmsBackend
 from tests import processes
 from tests.factories import PhoneNumberFactory, TenantFactory
 

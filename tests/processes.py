@@ -39,8 +39,8 @@ def process_env(**overrides: str) -> dict[str, str]:
             "PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL,
             "PYTHONUNBUFFERED": "1",
             # child processes run production settings (DEBUG off), which name no default providers
-            "SMS_BACKEND": "channels_app.providers.sms.ConsoleSmsBackend",
-            "VOICE_BACKEND": "channels_app.providers.voice.ConsoleVoiceBackend",
+            "SMS_BACKEND": "providers.sms.ConsoleSmsBackend",
+            "VOICE_BACKEND": "providers.voice.ConsoleVoiceBackend",
             "EMAIL_URL": "consolemail://",
             "SECURE_COOKIES": "0",  # tests talk to daphne over plain http on loopback
         }

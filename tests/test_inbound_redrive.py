@@ -12,7 +12,6 @@ from django.utils import timezone
 
 from channels_app import tasks as channel_tasks
 from channels_app import twilio_payloads
-from channels_app.providers.sms import LocmemSmsBackend
 from channels_app.sms.replies import (
     RESERVATIONS,
     Reservation,
@@ -24,6 +23,7 @@ from channels_app.sms.replies import (
     sms_reply_reserve,
 )
 from conversations.models import CallbackRequest, ChannelMessage, Interaction, StaffNotification
+from providers.sms import LocmemSmsBackend
 from tests.broker import broker_down, take_queued
 from tests.processes import wait_for
 

@@ -21,8 +21,6 @@ from channels_app.delivery import (
 )
 from channels_app.email.tasks import email_deliver_task
 from channels_app.models import OutboundDelivery
-from channels_app.providers import ProviderTransientError
-from channels_app.providers.sms import TwilioSmsBackend
 from channels_app.sms.services import sms_deliver, sms_send
 from channels_app.voice.callback import callback_place
 from channels_app.voice.tasks import voice_place_callback, voicemail_file_untranscribed_task, voicemail_transcribe
@@ -30,13 +28,15 @@ from conversations.agent.services import callback_request
 from conversations.models import CallbackRequest, ChannelMessage
 from conversations.services import call_open, message_mark_sent, message_prepare_outbound, session_open
 from identity.services import customer_resolve
+from providers import ProviderTransientError
+from providers.sms import TwilioSmsBackend
 from tests import processes
 from tests.stubs.twilio_api import TwilioStub
 
 PATIENT = "+15551230077"
 CLINIC = "+15550100001"
-SMS_TWILIO = "channels_app.providers.sms.TwilioSmsBackend"
-VOICE_TWILIO = "channels_app.providers.voice.TwilioVoiceBackend"
+SMS_TWILIO = "providers.sms.TwilioSmsBackend"
+VOICE_TWILIO = "providers.voice.TwilioVoiceBackend"
 
 
 def outbound_sms(tenant, key="conf-1", body="Your visit is confirmed.", to=PATIENT):
@@ -136,7 +136,7 @@ def test_callback_retry_skips_a_call_we_own_and_yesterdays_call(tenant):
     # verified: only a proven phone of the customer is ever called back (channels_app.voice.callback)
     customer = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
     with TwilioStub() as stub, override_settings(VOICE_BACKEND=VOICE_TWILIO, TWILIO_API_BASE=stub.base_url):
-        from channels_app.providers.voice import TwilioVoiceBackend
+        from providers.voice import TwilioVoiceBackend
 
         yesterday = TwilioVoiceBackend().place_call(tenant=tenant, from_=CLINIC, to=PATIENT, twiml="<Response/>")
         stub.calls[yesterday.sid]["date_created"] = formatdate(time.time() - 86400, usegmt=True)

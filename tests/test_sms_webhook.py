@@ -6,11 +6,11 @@ import pytest
 from django.utils import timezone
 
 from channels_app import twilio_payloads
-from channels_app.providers.sms import LocmemSmsBackend
 from channels_app.sms.replies import sms_reply
 from channels_app.sms.services import sms_send
 from conversations.models import ChannelMessage, Conversation, Interaction
 from identity.models import Customer, CustomerIdentifier
+from providers.sms import LocmemSmsBackend
 
 PATIENT = "+15551230001"
 

@@ -29,9 +29,9 @@ from channels_app.delivery import (
 )
 from channels_app.email.threading import reply_address, tenant_address, tenant_mailbox, thread_for
 from channels_app.models import InboundEmail, OutboundEmail
-from channels_app.providers import ProviderTransientError
 from conversations.models import ChannelMessage, Interaction
 from conversations.services import message_prepare_outbound
+from providers import ProviderTransientError
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ def email_deliver(*, message_id: int) -> ChannelMessage:
 
     Claim (committed lease, see :mod:`channels_app.delivery`) → SMTP/ESP send with no transaction or row lock
     held across the network → record. Transient failures (connection refused/dropped, SMTP 4xx, ESP 429/5xx)
-    release the claim and raise :class:`~channels_app.providers.ProviderTransientError` so the task retries;
+    release the claim and raise :class:`~providers.ProviderTransientError` so the task retries;
     permanent ones (SMTP 5xx, ESP 4xx) mark the row ``failed`` with the exception class and code only, unless
     this attempt outlived its lease and a newer claim superseded it (that attempt's outcome decides). SMTP has
     no way to ask "did you get it?", so a worker killed after the server accepted the DATA may lead to one

@@ -6,7 +6,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from channels_app.providers import PROVIDER_RETRY
+from providers import PROVIDER_RETRY
 
 #: retries of a triage found ``in_progress`` (each waits for the other attempt's lease to end)
 TRIAGE_MAX_RETRIES = 3

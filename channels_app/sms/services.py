@@ -17,8 +17,6 @@ from channels_app.delivery import (
     delivery_release,
     known_provider_ids,
 )
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
-from channels_app.providers.sms import get_sms_backend
 from channels_app.sms.keywords import Keyword, classify
 from conversations.models import Channel, ChannelMessage, Interaction
 from conversations.services import (
@@ -30,6 +28,8 @@ from conversations.services import (
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant, TenantPhoneNumber
 from identity.normalize import normalize_phone
 from identity.services import customer_resolve, phone_set_opt_out
+from providers import ProviderPermanentError, ProviderTransientError
+from providers.sms import get_sms_backend
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from django.http import HttpResponse, HttpResponseBadRequest
 from twilio.twiml.messaging_response import MessagingResponse
 
 from channels_app.sms.services import InvalidSms, sms_receive
-from channels_app.twilio_security import twilio_webhook, twiml_response
 from conversations.models import Channel
 from conversations.services import message_status_update
+from providers.twilio_security import twilio_webhook, twiml_response
 
 
 @twilio_webhook(tenant_fields=("To",))

@@ -39,8 +39,6 @@ from channels_app.delivery import (
     delivery_release,
     known_provider_ids,
 )
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
-from channels_app.providers.voice import get_voice_backend
 from channels_app.voice import twiml
 from channels_app.voice.status import CALL_STATUS_RANK
 from conversations import selectors
@@ -56,6 +54,8 @@ from conversations.services import (
 from conversations.triage import assess_rules
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.normalize import normalize_phone
+from providers import ProviderPermanentError, ProviderTransientError
+from providers.voice import get_voice_backend
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ Two kinds of callbacks need more than "the tenant owning ``To``":
   :func:`channels_app.voice.transfer.clinic_number` does), and, when that is not one of our numbers, at the
   tenant of the stored ``CallSid``.
 
-Either way the signature is then checked exactly as :func:`channels_app.twilio_security.twilio_webhook` does —
+Either way the signature is then checked exactly as :func:`providers.twilio_security.twilio_webhook` does —
 same URL rebuild, same fail-closed rules: no tenant, tenant without a token, AccountSid mismatch, missing or wrong
 signature → 403 and the view never runs.
 """
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from channels_app.twilio_security import tenant_for_numbers, twilio_webhook
 from conversations.models import Channel, ChannelMessage
+from providers.twilio_security import tenant_for_numbers, twilio_webhook
 
 
 def tenant_for_call(call_sid: str):

@@ -2,8 +2,8 @@
 
 from celery import shared_task
 
-from channels_app.providers import PROVIDER_RETRY
 from channels_app.voice import callback, voicemail
+from providers import PROVIDER_RETRY
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)

@@ -1,4 +1,4 @@
-"""Twilio Voice webhooks (all signed; see ``channels_app.twilio_security`` and ``channels_app.voice.security``).
+"""Twilio Voice webhooks (all signed; see ``providers.twilio_security`` and ``channels_app.voice.security``).
 
 The incoming-call route finds the tenant by ``To``; routes about a call in progress (which may be a call we
 placed: a callback) find it by our end of the call — ``To`` inbound, ``From`` outbound, never the patient's
@@ -10,9 +10,9 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.utils.module_loading import import_string
 
-from channels_app.twilio_security import twilio_webhook, twiml_response
 from channels_app.voice import agent, callback, lifecycle, transfer, voicemail
 from channels_app.voice.security import call_webhook, voice_webhook
+from providers.twilio_security import twilio_webhook, twiml_response
 
 
 def _query_int(request, name: str, default: int) -> int:

@@ -36,8 +36,6 @@ from django.db.models import Exists, OuterRef
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
-from channels_app.providers.twilio_client import TWILIO_HOST
 from channels_app.voice.agent import Call, _escalate, call_find
 from channels_app.voice.assess import assess
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
@@ -51,6 +49,8 @@ from conversations.services import (
 from conversations.triage import safety_reply
 from conversations.triage.records import triage_record
 from identity.models import Tenant
+from providers import ProviderPermanentError, ProviderTransientError
+from providers.twilio_client import TWILIO_HOST
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ incident was acknowledged before the send. A claim is a short transaction holdin
 the attempt row (always in that order, like the ladder and the acknowledgement, so they serialise), so an
 acknowledgement either happens before the claim (the attempt is cancelled) or after it (the send goes out).
 
-Provider faults (``channels_app.providers``): permanent errors (21211 invalid number, 21610 opted out, 21614
+Provider faults (``providers``): permanent errors (21211 invalid number, 21610 opted out, 21614
 not SMS-capable, other 4xx) fail the attempt at once and let the ladder fall through; transient ones (429,
 5xx, timeouts) are retried with exponential backoff up to :data:`MAX_TRIES`. When a request may have reached
 Twilio (5xx, read timeout, a worker killed mid-request) the attempt is marked ``ambiguous`` and the next try
@@ -38,14 +38,14 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
-from channels_app.providers.sms import get_sms_backend
-from channels_app.providers.voice import get_voice_backend
 from conversations.twilio_statuses import CALL_TERMINAL, DELIVERED, NOT_DELIVERED
 from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services.incidents import incident_fall_through
 from escalation.services.messages import attempt_sms_body, call_url
 from escalation.services.timeline import attempt_mirror_update
+from providers import ProviderPermanentError, ProviderTransientError
+from providers.sms import get_sms_backend
+from providers.voice import get_voice_backend
 
 logger = logging.getLogger(__name__)
 

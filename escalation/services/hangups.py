@@ -28,10 +28,10 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app.providers import PROVIDER_RETRY, ProviderPermanentError, ProviderTransientError
-from channels_app.providers.voice import get_voice_backend
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import FINAL_CALL_STATUSES, stale_after
+from providers import PROVIDER_RETRY, ProviderPermanentError, ProviderTransientError
+from providers.voice import get_voice_backend
 
 logger = logging.getLogger(__name__)
 

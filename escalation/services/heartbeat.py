@@ -20,11 +20,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from channels_app.providers import ProviderError, ProviderPermanentError
-from channels_app.providers.sms import get_sms_backend
 from escalation import selectors
 from escalation.models import OutageAlert, PipelineHeartbeat, PipelineOutage, Responder
 from escalation.services.messages import tenant_number
+from providers import ProviderError, ProviderPermanentError
+from providers.sms import get_sms_backend
 
 logger = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from datetime import datetime
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from channels_app.providers import ProviderError
-from channels_app.providers.sms import get_sms_backend
 from conversations.models import Channel, Direction
 from conversations.services import message_prepare_outbound, session_open
 from escalation.models import Incident, IncidentNotice, NotificationAttempt, Responder
 from escalation.services.messages import tenant_number
 from escalation.services.responders import patient_number
 from identity.models import CustomerIdentifier, IdentifierKind
+from providers import ProviderError
+from providers.sms import get_sms_backend
 
 logger = logging.getLogger(__name__)
 

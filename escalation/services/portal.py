@@ -24,14 +24,14 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
-from channels_app.providers import ProviderError
-from channels_app.providers.sms import get_sms_backend
-from channels_app.providers.voice import get_voice_backend
 from conversations.models import Channel, Direction
 from conversations.services import interaction_set_metadata, session_open
 from escalation.models import AckToken, EscalationSettings, Incident, PortalAccess, PortalCode
 from escalation.services.messages import ack_token_lookup, bridge_twiml, tenant_number
 from escalation.services.responders import patient_number
+from providers import ProviderError
+from providers.sms import get_sms_backend
+from providers.voice import get_voice_backend
 
 CODE_TTL = timedelta(minutes=10)
 CODE_TRIES = 5

@@ -19,14 +19,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from channels_app.providers import ProviderError
-from channels_app.providers.sms import get_sms_backend
-from channels_app.providers.voice import get_voice_backend
 from escalation.models import ContactChannel, Incident, NotificationAttempt, Responder, ResponderContact
 from escalation.services.incidents import incident_acknowledge, incident_resolve
 from escalation.services.messages import bridge_twiml, responder_menu_twiml, tenant_number
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.normalize import normalize_phone
+from providers import ProviderError
+from providers.sms import get_sms_backend
+from providers.voice import get_voice_backend
 
 logger = logging.getLogger(__name__)
 

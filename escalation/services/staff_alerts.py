@@ -79,8 +79,8 @@ def staff_alert_send(*, notification_id: int) -> int:
     itself stays at the top of admin). Returns the number of recipients."""
     from django.core.mail import send_mail
 
-    from channels_app.providers.sms import get_sms_backend
     from identity.models import TenantMembership, TenantPhoneNumber
+    from providers.sms import get_sms_backend
 
     claimed = StaffNotification.objects.filter(pk=notification_id, alerted_at__isnull=True).update(
         alerted_at=timezone.now()

@@ -14,9 +14,9 @@ from django.db import connections
 
 from channels_app.email.outbound import email_deliver, email_prepare
 from channels_app.models import OutboundDelivery
-from channels_app.providers import ProviderTransientError
 from conversations.models import Channel, ChannelMessage
 from conversations.services import session_open
+from providers import ProviderTransientError
 from tests import processes
 from tests.email.conftest import PATIENT_EMAIL
 

@@ -104,8 +104,8 @@ def twilio_stub(twilio_stub_server, settings):
     The client timeout is 5 s, well above what a loaded machine needs for a loopback answer; a test of the
     read timeout lowers it itself (below its fault's ``delay``)."""
     twilio_stub_server.reset()
-    settings.SMS_BACKEND = "channels_app.providers.sms.TwilioSmsBackend"
-    settings.VOICE_BACKEND = "channels_app.providers.voice.TwilioVoiceBackend"
+    settings.SMS_BACKEND = "providers.sms.TwilioSmsBackend"
+    settings.VOICE_BACKEND = "providers.voice.TwilioVoiceBackend"
     settings.TWILIO_API_BASE = twilio_stub_server.base_url
     settings.TWILIO_TIMEOUT_SECONDS = 5.0
     yield twilio_stub_server
@@ -114,8 +114,8 @@ def twilio_stub(twilio_stub_server, settings):
 
 def worker_env(stub: TwilioStub, **extra: str) -> dict[str, str]:
     return {
-        "SMS_BACKEND": "channels_app.providers.sms.TwilioSmsBackend",
-        "VOICE_BACKEND": "channels_app.providers.voice.TwilioVoiceBackend",
+        "SMS_BACKEND": "providers.sms.TwilioSmsBackend",
+        "VOICE_BACKEND": "providers.voice.TwilioVoiceBackend",
         "TWILIO_API_BASE": stub.base_url,
         "TWILIO_TIMEOUT_SECONDS": "1.5",
         **extra,

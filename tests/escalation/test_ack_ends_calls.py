@@ -12,10 +12,10 @@ from django.conf import settings
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from channels_app.providers import ProviderTransientError
-from channels_app.providers.voice import LocmemVoiceBackend
 from escalation import services, tasks
 from escalation.models import Incident, NotificationAttempt
+from providers import ProviderTransientError
+from providers.voice import LocmemVoiceBackend
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PRIMARY, build_oncall
 from tests.processes import wait_for
 from tests.stubs.twilio_api import status_callback_params

@@ -19,13 +19,13 @@ from django.db import connection, connections
 from django.utils import timezone
 
 from callsphere.celery import app as celery_app
-from channels_app.providers.voice import TwilioVoiceBackend
 from conversations.models import Interaction
 from escalation import services, tasks
 from escalation.models import Incident, NotificationAttempt
 from escalation.services import attempts as attempts_service
 from escalation.services.incidents import ALERT_RETRY_SECONDS
 from identity.models import TenantMembership
+from providers.voice import TwilioVoiceBackend
 from tests import processes
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_NAME, PRIMARY
 from tests.escalation.test_acks import call_params, call_post

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from channels_app.providers import ProviderTransientError
 from escalation import services, tasks
 from escalation.models import Incident, NotificationAttempt
 from escalation.services import hangups
 from escalation.services.attempts import stale_after
 from escalation.services.audit import HANGUP_WINDOW, PENDING_GRACE, REDRIVE_EXPIRES
 from escalation.services.hangups import RETRY_HOLD
+from providers import ProviderTransientError
 from tests.escalation.conftest import BACKUP, PRIMARY
 from tests.escalation.test_ack_ends_calls import call_of, page_both, signed_post
 from tests.stubs.twilio_api import status_callback_params

@@ -14,11 +14,11 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from channels_app import twilio_payloads
-from channels_app.providers.sms import LocmemSmsBackend
 from channels_app.sms.replies import sms_reply
 from conversations.models import AgentSettings, ChannelMessage, StaffNotification, TriageDecision
 from escalation.models import EscalationSettings, Incident
 from identity.models import TenantMembership
+from providers.sms import LocmemSmsBackend
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_PHONE
 from tests.stubs.openai_api import openai_stub
 
@@ -75,7 +75,7 @@ def test_spanish_emergency_after_hours_gets_the_safety_reply_and_one_incident(
 def test_emergency_in_opening_hours_alerts_staff_once_and_pages_nobody(
     oncall, esc_tenant, twilio_post, django_capture_on_commit_callbacks, settings
 ):
-    settings.SMS_BACKEND = "channels_app.providers.sms.LocmemSmsBackend"
+    settings.SMS_BACKEND = "providers.sms.LocmemSmsBackend"
     LocmemSmsBackend.outbox.clear()
     opening_hours(esc_tenant)
     AgentSettings.objects.update_or_create(tenant=esc_tenant, defaults={"handoff_number": "+15550109999"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission
 
-from channels_app.providers.sms import LocmemSmsBackend
 from channels_app.sms.services import sms_deliver
 from conversations import services
 from conversations.agent.services import handoff_request
@@ -14,6 +13,7 @@ from conversations.models import ChannelMessage, Conversation
 from conversations.selectors import ai_paused
 from identity.models import TenantMembership
 from identity.services import customer_resolve
+from providers.sms import LocmemSmsBackend
 
 pytestmark = pytest.mark.django_db
 

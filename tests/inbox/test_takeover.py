@@ -17,7 +17,6 @@ from channels_app.email.ingest import email_ingest
 from channels_app.email.outbound import email_deliver
 from channels_app.email.triage import email_triage
 from channels_app.models import InboundEmail
-from channels_app.providers.sms import LocmemSmsBackend
 from channels_app.sms.replies import sms_reply
 from channels_app.sms.services import sms_deliver
 from conversations.agent.services import handoff_request
@@ -29,6 +28,7 @@ from conversations.models import AgentSettings, ChannelMessage, Conversation, In
 from conversations.selectors import ai_paused
 from identity.models import CustomerIdentifier, TenantMembership
 from identity.services import customer_resolve, phone_set_opt_out
+from providers.sms import LocmemSmsBackend
 from tests.email.conftest import CLINIC, PATIENT_EMAIL, mailbox, plain  # noqa: F401 (fixture)
 from tests.voice.conftest import open_all_day  # noqa: F401 (fixture)
 

@@ -8,8 +8,8 @@ import pytest
 from django.conf import settings
 
 from channels_app import twilio_payloads
-from channels_app.providers.voice import LocmemVoiceBackend
 from conversations.models import AgentSettings
+from providers.voice import LocmemVoiceBackend
 from tests.voice.stub import VoiceStub
 
 CALLER = "+15551230001"

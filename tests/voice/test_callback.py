@@ -8,19 +8,19 @@ from django.conf import settings
 from django.test import override_settings
 
 from channels_app import twilio_payloads
-from channels_app.providers import ProviderTransientError
-from channels_app.providers.voice import LocmemVoiceBackend
 from channels_app.voice.callback import callback_place
 from conversations.agent.services import callback_request
 from conversations.models import CallbackRequest, ChannelMessage, Interaction
 from conversations.services import session_open, state_set
 from identity.services import customer_resolve
+from providers import ProviderTransientError
+from providers.voice import LocmemVoiceBackend
 from tests import processes
 from tests.stubs.twilio_api import TwilioStub
 from tests.voice.conftest import CLINIC, path_of, says
 
 PATIENT = "+15551230009"
-TWILIO = "channels_app.providers.voice.TwilioVoiceBackend"
+TWILIO = "providers.voice.TwilioVoiceBackend"
 
 
 def chat_request(tenant, reason="Please call me back about booking an appointment for my rash"):

@@ -7,9 +7,9 @@ import pytest
 from django.test import override_settings
 
 from channels_app import twilio_payloads
-from channels_app.providers.voice import LocmemVoiceBackend, TwilioVoiceBackend
 from channels_app.voice.callback import callback_place
 from conversations.models import CallbackRequest, Interaction
+from providers.voice import LocmemVoiceBackend, TwilioVoiceBackend
 from tests.stubs.twilio_api import TwilioStub
 from tests.voice.conftest import CLINIC, path_of, says
 from tests.voice.test_callback import PATIENT, TWILIO, chat_request

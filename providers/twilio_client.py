@@ -15,7 +15,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from channels_app.providers import ProviderPermanentError, ProviderTransientError
+from providers import ProviderPermanentError, ProviderTransientError
 
 TWILIO_HOST = "https://api.twilio.com"
 
