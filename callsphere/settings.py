@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "callsphere.db_timeouts.StatementTimeoutMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -95,6 +96,13 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# statement_timeout per role, by path prefix (callsphere.db_timeouts): exports and reports may run longer than
+# Twilio's webhooks, which must answer within seconds; neither can hold a connection without bound.
+DB_STATEMENT_TIMEOUTS = {
+    "/api/": env.int("API_STATEMENT_TIMEOUT_MS", default=60_000),
+    "/twilio/": env.int("WEBHOOK_STATEMENT_TIMEOUT_MS", default=15_000),
+    "/email/inbound/": env.int("WEBHOOK_STATEMENT_TIMEOUT_MS", default=15_000),
+}
 
 # --- redis: cache, channel layer, celery broker ------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
@@ -232,6 +240,7 @@ CELERY_BEAT_SCHEDULE["email-imap-poll"] = {
 # --- DRF / OpenAPI -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "conversations.api.exceptions.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per-tenant API keys (``Authorization: Bearer csk_…``), then staff sessions (admin users with a tenant).

@@ -7,13 +7,14 @@ so an id of another tenant answers 404. List endpoints answer JSON pages (cursor
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers as drf
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -24,7 +25,7 @@ from conversations.analytics.timeline import MAX_LIMIT, customer_timeline
 from conversations.api import serializers as s
 from conversations.api.authentication import request_tenant_id
 from conversations.api.export import ExportSpec, streaming_export
-from conversations.api.filters import AppointmentFilter, ConversationFilter, InteractionFilter
+from conversations.api.filters import AppointmentFilter, ConversationFilter, InteractionFilter, UtcIsoDateTimeField
 from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
 from conversations.api.renderers import CSVRenderer, NDJSONRenderer
@@ -43,6 +44,19 @@ class StartedAtCursor(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        """DRF's cursor, with its position (a client-supplied string) validated as a UTC datetime: a forged
+        position is "Invalid cursor" (404, as DRF answers any bad cursor), never a database error."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = UtcIsoDateTimeField().clean(cursor.position)
+            except DjangoValidationError as exc:
+                raise NotFound(self.invalid_cursor_message) from exc
+            if position is None:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
 
 
 class OpenedAtCursor(StartedAtCursor):
