@@ -186,11 +186,14 @@ OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
 # The agent: "local" (offline slot-filling), "openai" (tool calling) or "auto" (openai when a key is set).
 AGENT_BACKEND = env("AGENT_BACKEND", default="auto")
 AGENT_MODEL = env("AGENT_MODEL", default="") or OPENAI_MODEL
-# Web chat: signed link lifetime (s), message and frame size limits, rate limits (per minute).
+# Web chat: signed link lifetime (s), message and frame size limits (the frame limit is also daphne's
+# --websocket-max-message-size, see callsphere.web), rate limits (per minute).
 CHAT_LINK_MAX_AGE = env.int("CHAT_LINK_MAX_AGE", default=24 * 3600)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=2000)
 CHAT_MAX_FRAME_BYTES = env.int("CHAT_MAX_FRAME_BYTES", default=16384)
-CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)
+CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # per visitor
+CHAT_IP_RATE_LIMIT = env.int("CHAT_IP_RATE_LIMIT", default=40)  # per client IP: visitor ids are free to make
+CHAT_TENANT_RATE_LIMIT = env.int("CHAT_TENANT_RATE_LIMIT", default=600)  # per clinic: bounds agent/LLM load
 CHAT_FRAME_LIMIT = env.int("CHAT_FRAME_LIMIT", default=120)
 CHAT_VERIFY_CODES_PER_TARGET_HOUR = env.int("CHAT_VERIFY_CODES_PER_TARGET_HOUR", default=3)
 CHAT_VERIFY_CODES_PER_TENANT_HOUR = env.int("CHAT_VERIFY_CODES_PER_TENANT_HOUR", default=100)
