@@ -112,10 +112,21 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+# A broker restart must never end a worker: retry connecting at startup and after a loss, for ever (Celery's
+# default gives up after 100 tries and the worker exits). Workers also need kombu >= 5.4, which re-registers
+# its Redis connections after a reconnect (kombu#2007; with 5.3.x a worker reconnected but consumed nothing):
+# see pyproject.toml. The supervisor (make run) / compose restart whatever still dies.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # Delayed (countdown/eta) tasks sit unacked in Redis; the visibility timeout must exceed the longest delay we
 # schedule or Redis redelivers them early. Escalation never schedules further out than this (see escalation).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # notice a dead Redis connection (a restart) within seconds instead of at the next command's error
+    "health_check_interval": 10,
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
