@@ -29,7 +29,7 @@ def test_a_worker_survives_a_redis_restart(tmp_path):
     url = embedded.ensure_redis(data)
     worker = processes.start_worker(queues="celery", concurrency=1, log_path=tmp_path / "worker.log", REDIS_URL=url)
     log: Path = worker.log_path
-    sender = Celery(broker=embedded.celery_broker_url(url))
+    sender = Celery(broker=embedded.celery_broker_url(url), set_as_current=False)  # not the tests' app
     try:
 
         def probe(n: int) -> None:
