@@ -163,3 +163,24 @@ def test_a_stream_failing_midway_ends_with_a_marker_and_frees_its_connection(ten
     assert body.count(b"\n") < 50_000
     processes.wait_for(lambda: _backends() == 0, timeout=30)
     assert httpx.get(web + "/healthz").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "path, expected", [("/api/v1/interactions/", "1min"), ("/twilio/sms/", "15s"), ("/admin/", "0")]
+)
+def test_each_role_gets_its_statement_timeout_and_gives_it_back(rf, path, expected):
+    from django.http import HttpResponse
+
+    from callsphere.db_timeouts import StatementTimeoutMiddleware
+
+    def show() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW statement_timeout")
+            return cursor.fetchone()[0]
+
+    seen = []
+    middleware = StatementTimeoutMiddleware(lambda request: seen.append(show()) or HttpResponse())
+    middleware(rf.get(path))
+    assert seen == [expected]
+    assert show() == "0"  # reset after a non-streamed response
