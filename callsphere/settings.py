@@ -114,8 +114,9 @@ CHANNEL_LAYERS = {
 CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
 # A broker restart must never end a worker: retry connecting at startup and after a loss, for ever (Celery's
 # default gives up after 100 tries and the worker exits). Workers also need kombu >= 5.4, which re-registers
-# its Redis connections after a reconnect (kombu#2007; with 5.3.x a worker reconnected but consumed nothing):
-# see pyproject.toml. The supervisor (make run) / compose restart whatever still dies.
+# its Redis connections after a reconnect (kombu#2007; with 5.3.x a worker reconnected but consumed nothing),
+# and Celery < 5.7 (5.7.0 exits on a lost Redis connection): see pyproject.toml. The supervisor (make run) and
+# compose restart whatever still dies.
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
