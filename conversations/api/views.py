@@ -67,6 +67,17 @@ class StartsAtCursor(StartedAtCursor):
     ordering = ("-starts_at", "-id")
 
 
+#: The error answers every endpoint may give (DRF's ``{"detail": …}`` or a field → messages object).
+ERRORS = {
+    (400, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid parameters."),
+    (401, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="No or bad credentials."),
+    (403, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The key lacks the scope."),
+    (404, "application/json"): OpenApiResponse(
+        OpenApiTypes.OBJECT, description="Unknown id (or another tenant's), or an invalid cursor."
+    ),
+}
+
+
 def _list_schema(serializer, name: str):
     return extend_schema(
         description=(
@@ -87,13 +98,14 @@ def _list_schema(serializer, name: str):
             (200, "application/json"): serializer(many=True),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row."),
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
+            **ERRORS,
         },
     )
 
 
 def _detail_schema(serializer):
     return extend_schema(
-        responses={(200, "application/json"): serializer},
+        responses={(200, "application/json"): serializer, **ERRORS},
         parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["json"], description="Always json here.")],
     )
 
@@ -114,6 +126,13 @@ class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action != "list":
             return [JSONRenderer()]
         return super().get_renderers()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Errors are JSON whatever format was asked for (as documented): a 400 for ``?format=csv`` is
+        ``{"field": […]}``, not a one-row CSV."""
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         fmt = getattr(request.accepted_renderer, "format", "json")
@@ -224,7 +243,7 @@ class CustomerTimelineView(APIView):
     renderer_classes = [JSONRenderer]
     required_scope = ApiScope.CUSTOMERS_READ
 
-    @extend_schema(parameters=[TimelineQuery], responses={200: s.TimelineSerializer})
+    @extend_schema(parameters=[TimelineQuery], responses={(200, "application/json"): s.TimelineSerializer, **ERRORS})
     def get(self, request, customer_id):
         params = _query(TimelineQuery, request)
         if params.get("start") and params.get("end") and params["start"] >= params["end"]:
@@ -260,7 +279,9 @@ class QuarterlyReviewView(APIView):
     renderer_classes = [JSONRenderer]
     required_scope = ApiScope.REPORTS_READ
 
-    @extend_schema(parameters=[QuarterlyQuery], responses={200: s.QuarterlyReviewSerializer})
+    @extend_schema(
+        parameters=[QuarterlyQuery], responses={(200, "application/json"): s.QuarterlyReviewSerializer, **ERRORS}
+    )
     def get(self, request):
         params = _query(QuarterlyQuery, request)
         tenant = _tenant(request)
