@@ -9,12 +9,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from callsphere.asgi_guard import FinishStartedResponses  # noqa: E402
 from callsphere.routing import websocket_urlpatterns  # noqa: E402
 from channels_app.chat.middleware import WidgetOriginMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": FinishStartedResponses(django_asgi_app),
         # The chat websocket checks the widget's Origin against its tenant's allowed origins before accepting.
         "websocket": WidgetOriginMiddleware(URLRouter(websocket_urlpatterns)),
     }

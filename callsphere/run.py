@@ -1,4 +1,5 @@
-"""``python -m callsphere.run``: start web + workers + beat (the Procfile, under honcho) and say what to try.
+"""``python -m callsphere.run``: start web + workers + beat (the Procfile, under :mod:`callsphere.supervise`,
+which restarts a process that dies instead of stopping them all) and say what to try.
 
 The embedded PostgreSQL and Redis are started once here and their URLs exported, so every process of the
 Procfile uses the same servers.
@@ -38,7 +39,7 @@ def main() -> None:
 """,
         flush=True,
     )
-    os.execvp(sys.executable, [sys.executable, "-m", "honcho", "start", "-f", str(Path("Procfile"))])
+    os.execvp(sys.executable, [sys.executable, "-m", "callsphere.supervise", str(Path("Procfile"))])
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "callsphere.db_timeouts.StatementTimeoutMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -96,6 +97,13 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# statement_timeout per role, by path prefix (callsphere.db_timeouts): exports and reports may run longer than
+# Twilio's webhooks, which must answer within seconds; neither can hold a connection without bound.
+DB_STATEMENT_TIMEOUTS = {
+    "/api/": env.int("API_STATEMENT_TIMEOUT_MS", default=60_000),
+    "/twilio/": env.int("WEBHOOK_STATEMENT_TIMEOUT_MS", default=15_000),
+    "/email/inbound/": env.int("WEBHOOK_STATEMENT_TIMEOUT_MS", default=15_000),
+}
 
 # --- redis: cache, channel layer, celery broker ------------------------------------------------------------
 REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
@@ -110,10 +118,22 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = embedded.celery_broker_url(REDIS_URL)
+# A broker restart must never end a worker: retry connecting at startup and after a loss, for ever (Celery's
+# default gives up after 100 tries and the worker exits). Workers also need kombu >= 5.4, which re-registers
+# its Redis connections after a reconnect (kombu#2007; with 5.3.x a worker reconnected but consumed nothing),
+# and Celery < 5.7 (5.7.0 exits on a lost Redis connection): see pyproject.toml. The supervisor (make run) and
+# compose restart whatever still dies.
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # Delayed (countdown/eta) tasks sit unacked in Redis; the visibility timeout must exceed the longest delay we
 # schedule or Redis redelivers them early. Escalation never schedules further out than this (see escalation).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # notice a dead Redis connection (a restart) within seconds instead of at the next command's error
+    "health_check_interval": 10,
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -197,11 +217,14 @@ OPENAI_TIMEOUT_SECONDS = env.float("OPENAI_TIMEOUT_SECONDS", default=30.0)
 # The agent: "local" (offline slot-filling), "openai" (tool calling) or "auto" (openai when a key is set).
 AGENT_BACKEND = env("AGENT_BACKEND", default="auto")
 AGENT_MODEL = env("AGENT_MODEL", default="") or OPENAI_MODEL
-# Web chat: signed link lifetime (s), message and frame size limits, rate limits (per minute).
+# Web chat: signed link lifetime (s), message and frame size limits (the frame limit is also daphne's
+# --websocket-max-message-size, see callsphere.web), rate limits (per minute).
 CHAT_LINK_MAX_AGE = env.int("CHAT_LINK_MAX_AGE", default=24 * 3600)
 CHAT_MAX_MESSAGE_CHARS = env.int("CHAT_MAX_MESSAGE_CHARS", default=2000)
 CHAT_MAX_FRAME_BYTES = env.int("CHAT_MAX_FRAME_BYTES", default=16384)
-CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)
+CHAT_RATE_LIMIT = env.int("CHAT_RATE_LIMIT", default=20)  # per visitor
+CHAT_IP_RATE_LIMIT = env.int("CHAT_IP_RATE_LIMIT", default=40)  # per client IP: visitor ids are free to make
+CHAT_TENANT_RATE_LIMIT = env.int("CHAT_TENANT_RATE_LIMIT", default=600)  # per clinic: bounds agent/LLM load
 CHAT_FRAME_LIMIT = env.int("CHAT_FRAME_LIMIT", default=120)
 CHAT_VERIFY_CODES_PER_TARGET_HOUR = env.int("CHAT_VERIFY_CODES_PER_TARGET_HOUR", default=3)
 CHAT_VERIFY_CODES_PER_TENANT_HOUR = env.int("CHAT_VERIFY_CODES_PER_TENANT_HOUR", default=100)
@@ -256,6 +279,7 @@ CELERY_BEAT_SCHEDULE["email-imap-poll"] = {
 # --- DRF / OpenAPI -----------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "conversations.api.exceptions.api_exception_handler",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # Per-tenant API keys (``Authorization: Bearer csk_…``), then staff sessions (admin users with a tenant).

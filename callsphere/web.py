@@ -6,10 +6,16 @@ defaults to ``callsphere.asgi:application``). Daphne writes one access-log line 
 (``/c/<token>``) carry their secret in the path, so those segments become ``[redacted]`` (see
 :mod:`callsphere.redaction`) before the line reaches stdout, the terminal or a log shipper. It also runs the
 escalation pipeline's watchdog thread (``escalation.watchdog``).
+
+Websocket messages are bounded by daphne (``--websocket-max-message-size``, default ``CHAT_MAX_FRAME_BYTES`` of
+the environment, 16384): an oversize chat frame never reaches Python. autobahn would answer it by dropping the
+TCP connection (``failByDrop``; the browser sees 1006); we turn that off so it sends the close frame, 1009
+"message too big", and closes cleanly.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from callsphere.redaction import RedactingStream
@@ -24,13 +30,34 @@ def daphne_args(argv: list[str]) -> list[str]:
     from daphne.cli import CommandLineInterface
 
     args = ["--access-log", "-", *argv]
+    if not any(a.startswith("--websocket-max-message-size") for a in argv):
+        limit = os.environ.get("CHAT_MAX_FRAME_BYTES", "16384")
+        args = ["--access-log", "-", "--websocket-max-message-size", limit, *argv]
     known, _ = CommandLineInterface().parser.parse_known_args([*args, _PROBE])
     return [*args, DEFAULT_APPLICATION] if known.application == _PROBE else args
+
+
+def close_cleanly_on_protocol_errors() -> None:
+    """Make autobahn send a close frame (e.g. 1009 for an oversize message) instead of dropping the connection."""
+    from daphne.ws_protocol import WebSocketFactory
+
+    original = WebSocketFactory.setProtocolOptions
+    if getattr(original, "_callsphere", False):
+        return
+
+    def set_protocol_options(self, *args, **kwargs):
+        kwargs.setdefault("failByDrop", False)
+        return original(self, *args, **kwargs)
+
+    set_protocol_options._callsphere = True  # type: ignore[attr-defined]
+    WebSocketFactory.setProtocolOptions = set_protocol_options
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run daphne's command line with the access log going to a redacting stdout."""
     from daphne.cli import CommandLineInterface
+
+    close_cleanly_on_protocol_errors()
 
     args = daphne_args(list(sys.argv[1:] if argv is None else argv))
     sys.stdout = RedactingStream(sys.stdout)

@@ -93,7 +93,9 @@ class InboundEmail(models.Model):
     """Every message handed to the ingest service, with what became of it.
 
     ``status``: ``accepted`` (a customer turn; ``channel_message`` set), ``ignored`` (auto-reply, bounce, mail
-    loop: recorded, never answered) or ``rejected`` (oversize, malformed, no tenant: ``reason`` says why).
+    loop: recorded, never answered), ``rejected`` (oversize, malformed, no tenant: ``reason`` says why) or
+    ``quarantined`` (processing failed: the raw message kept, the admins alerted — ``alerted_at``; see
+    :mod:`channels_app.email.quarantine`).
     ``message_id`` is unique per tenant, so a redelivered message (IMAP after a restart, a webhook retry, the
     same mail by both paths) is one row and one turn. ``html`` is already sanitised (nh3); ``text`` is the
     full plain text; ``reply_text`` the new part only (quoted history and signature removed).
@@ -103,6 +105,7 @@ class InboundEmail(models.Model):
         ACCEPTED = "accepted", "Accepted"
         IGNORED = "ignored", "Ignored (auto-reply / bounce)"
         REJECTED = "rejected", "Rejected"
+        QUARANTINED = "quarantined", "Quarantined (could not be processed)"
 
     class Source(models.TextChoices):
         IMAP = "imap", "IMAP"
@@ -113,7 +116,7 @@ class InboundEmail(models.Model):
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     mailbox = models.ForeignKey(EmailMailbox, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     source = models.CharField(max_length=10, choices=Source.choices)
-    status = models.CharField(max_length=10, choices=Status.choices)
+    status = models.CharField(max_length=12, choices=Status.choices)
     reason = models.CharField(max_length=200, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
     in_reply_to = models.CharField(max_length=255, blank=True)
@@ -138,6 +141,7 @@ class InboundEmail(models.Model):
     triage = models.JSONField(default=dict, blank=True, help_text="What the EmailTriageAgent decided.")
     received_at = models.DateTimeField()
     triaged_at = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When the admins were told (quarantine).")
 
     class Meta:
         constraints = [

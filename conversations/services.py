@@ -108,21 +108,33 @@ def session_open(
         return interaction, True
 
 
+def conversation_lock(*, conversation_id) -> None:
+    """Lock one conversation row (inside the caller's transaction): taken before any of its interactions'
+    rows, so every writer locks in the same order (see :func:`interaction_append_turn`)."""
+    Conversation.objects.select_for_update().filter(pk=conversation_id).values_list("pk", flat=True).first()
+
+
 def interaction_append_turn(
     *, interaction: Interaction, role: str, text: str, at: datetime | None = None, **extra: Any
 ) -> dict:
     """Append ``{"role", "text", "at", **extra}`` to the transcript under a row lock; bump activity times.
 
     Returns the turn as stored. ``at`` is UTC (ISO-8601 in the stored turn).
+
+    Lock order: the conversation row (its activity bump), then the interaction row — the order of
+    :func:`session_open` and of everything that writes inside it (an outbound SMS opens its exchange, then
+    appends), so a reply being written and a confirmation being sent in one conversation cannot deadlock.
+    A caller that locks the interaction itself first must lock the conversation before it
+    (:func:`conversation_lock`).
     """
     at = _now(at)
     turn = {"role": role, "text": text, "at": at.isoformat(), **extra}
     with transaction.atomic():
+        Conversation.objects.filter(pk=interaction.conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
         row = Interaction.objects.select_for_update().get(pk=interaction.pk)
         row.transcript = [*row.transcript, turn]
         row.last_activity_at = max(row.last_activity_at, at)
         row.save(update_fields=["transcript", "last_activity_at", "updated_at"])
-        Conversation.objects.filter(pk=row.conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
     interaction.transcript, interaction.last_activity_at = row.transcript, row.last_activity_at
     return turn
 

@@ -5,7 +5,8 @@ The signature is HMAC-SHA1 over the full URL Twilio requested plus the sorted PO
 computes it. The URL is rebuilt from ``settings.PUBLIC_BASE_URL`` + the request path and query, because
 behind a TLS-terminating proxy Django sees ``http://internal-host`` while Twilio signed the public URL.
 Everything fails closed: unknown number, tenant without a token, missing or wrong signature → 403, and the
-view never runs, so nothing is written.
+view never runs, so nothing is written. The signature is checked over the parameters as sent; the view then
+sees them with the characters PostgreSQL refuses (NUL, lone surrogates) replaced (:mod:`providers.text`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from django.views.decorators.http import require_POST
 from twilio.request_validator import RequestValidator
 
 from identity.models import Tenant, TenantPhoneNumber
+from providers.text import pg_querydict
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +63,9 @@ def twilio_webhook(
         @require_POST
         @functools.wraps(view)
         def wrapped(request, *args, **kwargs):
-            tenant = lookup(request.POST)
+            raw_post = request.POST
+            clean_post = pg_querydict(raw_post)
+            tenant = lookup(clean_post)
             signature = request.headers.get("X-Twilio-Signature", "")
             reason = None
             if tenant is None:
@@ -75,12 +79,13 @@ def twilio_webhook(
                 and request.POST.get("AccountSid", tenant.twilio_account_sid) != tenant.twilio_account_sid
             ):
                 reason = "AccountSid does not match the tenant"
-            elif not RequestValidator(tenant.twilio_auth_token).validate(public_url(request), request.POST, signature):
+            elif not RequestValidator(tenant.twilio_auth_token).validate(public_url(request), raw_post, signature):
                 reason = "invalid X-Twilio-Signature"
             if reason:
                 logger.warning("rejected Twilio webhook %s: %s", request.path, reason)
                 return HttpResponseForbidden(reason)
             request.tenant = tenant
+            request.POST = clean_post
             return view(request, *args, **kwargs)
 
         return wrapped

@@ -35,19 +35,28 @@ def take_queued(queue: str = "celery") -> list[tuple[str, list]]:
 @contextmanager
 def broker_down():
     """Point this process's Celery app at a closed loopback port (a real connection refused), then restore."""
-    from callsphere.celery import app
     from tests import processes
 
-    url = app.conf.broker_url
+    with broker_at(f"redis://127.0.0.1:{processes.free_port()}/0"):
+        yield
+
+
+@contextmanager
+def broker_at(url: str):
+    """Point this process's Celery app at ``url`` (its tasks queue there), then restore. Both spellings of the
+    setting are changed: with Django-namespaced configuration Celery 5.6 reads ``CELERY_BROKER_URL`` first."""
+    from callsphere.celery import app
+
+    saved = app.conf.broker_url, app.conf.get("CELERY_BROKER_URL")
 
     def forget_connections():
         app._pool = None
         app.amqp._producer_pool = None
 
-    app.conf.broker_url = f"redis://127.0.0.1:{processes.free_port()}/0"
+    app.conf.broker_url = app.conf.CELERY_BROKER_URL = url
     forget_connections()
     try:
         yield
     finally:
-        app.conf.broker_url = url
+        app.conf.broker_url, app.conf.CELERY_BROKER_URL = saved
         forget_connections()

@@ -18,13 +18,19 @@ Server → client
   ``{"type": "typing", "on": bool}``  the agent is composing
   ``{"type": "error", "code": "…", "message": "…", "id"?: "<client id>", "retry_after"?: seconds}``
       codes: ``bad_frame``, ``hello_first``, ``bad_visitor``, ``link_invalid``, ``link_expired``, ``link_used``, ``bad_id``,
-      ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 1009), ``rate_limited``, ``internal``.
+      ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 4009), ``too_deep`` (closed, 4008),
+      ``rate_limited``, ``internal``.
 
 Limits: ``CHAT_MAX_MESSAGE_CHARS`` (default 2000) per message, ``CHAT_MAX_FRAME_BYTES`` (default 16384) per
-frame, ``CHAT_RATE_LIMIT`` messages per visitor in a 60-second window that starts at the visitor's first message
-(default 20; a fixed window counted in Redis through Django's cache, so a reconnect does not reset it and the
-count does not depend on where calendar minutes begin; see :func:`rate_window_hit`) and ``CHAT_FRAME_LIMIT``
-frames per sliding 60 seconds per connection (default 120). Frames of a session go to the Channels group
+frame — enforced by daphne itself (``callsphere.web`` passes it as ``--websocket-max-message-size``), which closes
+the connection with 1009 before the frame reaches Python; this consumer checks again and closes with 4009 (an
+application may only close with 1000 or 3000–4999) — JSON nested at most :data:`MAX_JSON_DEPTH` deep (deeper:
+``too_deep`` and close 4008, never a recursion crash), and messages per 60-second window (opened by the first
+message, counted in Redis by the `limits` library, :mod:`channels_app.chat.limits`) per visitor
+(``CHAT_RATE_LIMIT``, default 20), per client IP (``CHAT_IP_RATE_LIMIT``, default 40: new visitor ids cost
+nothing) and per tenant (``CHAT_TENANT_RATE_LIMIT``, default 600), plus ``CHAT_FRAME_LIMIT`` frames per sliding
+60 seconds per connection (default 120). Strings in frames have NUL and lone surrogates replaced
+(:mod:`providers.text`). Frames of a session go to the Channels group
 ``chat.<call_logs id>`` so every tab of the visitor sees them. The visitor id is a bearer credential: it is
 hashed at ``hello`` (:mod:`channels_app.chat.visitors`) and only the hash is kept, in Redis keys too.
 """
@@ -34,19 +40,53 @@ from __future__ import annotations
 import logging
 import time
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from channels_app.chat import services
-from channels_app.chat.limits import rate_window_hit
+from channels_app.chat.limits import Limit, limits_hit
 from channels_app.chat.services import ChatError
+from providers.text import pg_clean
 
 logger = logging.getLogger(__name__)
 
 
+#: Close codes (autobahn lets an application close only with 1000 or 3000-4999): 1009 / 1008 + 3000.
+CLOSE_TOO_BIG = 4009
+CLOSE_POLICY = 4008
+#: Deepest JSON nesting a frame may have (the protocol needs 1; the stdlib parser recurses per level).
+MAX_JSON_DEPTH = 8
+RATE_WINDOW_SECONDS = 60
+
+
 def _limit(name: str, default: int) -> int:
     return int(getattr(settings, name, default))
+
+
+def json_depth_exceeds(text: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True if ``text`` nests arrays/objects deeper than ``limit`` (brackets inside strings do not count).
+    A linear scan, run before ``json.loads`` so a hostile frame never reaches the recursive parser."""
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -67,17 +107,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         if text_data is None or len(text_data.encode()) > _limit("CHAT_MAX_FRAME_BYTES", 16384):
             await self.error("frame_too_large", "frame too large or not text")
-            await self.close(code=1009)
+            await self.close(code=CLOSE_TOO_BIG)
+            return
+        if json_depth_exceeds(text_data):
+            await self.error("too_deep", "frames are flat JSON objects")
+            await self.close(code=CLOSE_POLICY)
             return
         try:
             content = await self.decode_json(text_data)
-        except ValueError:
+        except (ValueError, RecursionError):
             await self.error("bad_frame", "frames are JSON objects")
             return
         if not isinstance(content, dict):
             await self.error("bad_frame", "frames are JSON objects")
             return
-        await self.receive_json(content)
+        await self.receive_json(pg_clean(content))
 
     async def receive_json(self, content, **kwargs):
         now = time.monotonic()
@@ -144,12 +188,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
 
     async def over_rate_limit(self) -> int:
-        """Seconds to wait (until the visitor's current 60-second window ends) if this message is beyond the
-        ``CHAT_RATE_LIMIT`` of that window, else 0. The window starts at the visitor's first message; see
-        :func:`rate_window_hit`."""
-        key = f"chat-rate:{self.tenant.pk}:{self.session.visitor_key}"
-        count, retry = await database_sync_to_async(rate_window_hit)(key, now=time.time())
-        return retry if count > _limit("CHAT_RATE_LIMIT", 20) else 0
+        """Seconds to wait (until the full window ends) if this message is beyond the visitor's, this client
+        IP's or the tenant's limit, else 0 (see :mod:`channels_app.chat.limits`). The visitor is counted by its
+        key (a hash: the visitor id is a bearer credential and never becomes a Redis key)."""
+        tenant_id = self.tenant.pk
+        ip = (self.scope.get("client") or ("unknown",))[0]
+        full = await sync_to_async(limits_hit, thread_sensitive=False)(
+            Limit(
+                f"chat-rate:{tenant_id}:{self.session.visitor_key}", _limit("CHAT_RATE_LIMIT", 20), RATE_WINDOW_SECONDS
+            ),
+            Limit(f"chat-rate-ip:{tenant_id}:{ip}", _limit("CHAT_IP_RATE_LIMIT", 40), RATE_WINDOW_SECONDS),
+            Limit(f"chat-rate-tenant:{tenant_id}", _limit("CHAT_TENANT_RATE_LIMIT", 600), RATE_WINDOW_SECONDS),
+        )
+        if full is not None and full[0].key.startswith("chat-rate-tenant:"):
+            logger.warning("chat messages: tenant %s reached its per-minute limit", tenant_id)
+        return full[1] if full is not None else 0
 
     async def join(self, session: services.ChatSession):
         group = f"chat.{session.interaction.pk}" if session.interaction else None

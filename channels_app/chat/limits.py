@@ -1,38 +1,53 @@
-"""Fixed-window counters in Redis (through Django's cache) for the chat channel's limits.
+"""Rate limits of the chat channel, counted in Redis by the `limits` library (fixed windows).
 
-Used for the message rate per visitor (:meth:`channels_app.chat.consumer.ChatConsumer.over_rate_limit`) and the
-verification codes per visitor, per target phone/email and per tenant (:mod:`channels_app.chat.verification`).
+A window opens with the first event of its key and lasts its period (limits' Redis fixed window: ``INCR`` and an
+``EXPIRE`` set by the first hit), so a reconnect does not reset it and a burst across a calendar minute is one
+window. Used for chat messages — per visitor, per client IP and per tenant, so new visitor ids from one place
+cannot multiply the allowance (:meth:`channels_app.chat.consumer.ChatConsumer.over_rate_limit`) — and for the
+verification codes per visitor, per target and per tenant (:mod:`channels_app.chat.verification`).
+Synchronous (redis-py): call it from async code through a thread.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import time
+from dataclasses import dataclass
 
-from django.core.cache import cache
+from django.conf import settings
+from limits import RateLimitItemPerSecond
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 
-RATE_WINDOW_SECONDS = 60
+
+@dataclass(frozen=True)
+class Limit:
+    """``amount`` events per ``seconds`` for ``key`` (a string; no secret in it: it is a Redis key)."""
+
+    key: str
+    amount: int
+    seconds: int
 
 
-def rate_window_hit(key: str, *, now: float, window: int = RATE_WINDOW_SECONDS) -> tuple[int, int]:
-    """Count one event against ``key``'s fixed window; return (events in the window so far, seconds until the
-    window ends, at least 1).
+@functools.cache
+def _limiter(url: str) -> FixedWindowRateLimiter:
+    if url.startswith("unix://"):  # redis-py's spelling of the embedded server's socket; limits wants redis+unix
+        url = "redis+unix://" + url[len("unix://") :]
+    return FixedWindowRateLimiter(RedisStorage(url))
 
-    A window starts at the first event after the previous window ended and lasts ``window`` seconds: the cache
-    key ``key`` holds its start (Unix seconds, ``now`` of that first event) and expires with it; the events are
-    counted under ``<key>:<start>`` (``cache.add`` then ``cache.incr``, atomic in Redis), so a new window never
-    inherits the previous window's count. Synchronous (Django cache): call it from async code through a thread
-    (``database_sync_to_async``), as :meth:`~channels_app.chat.consumer.ChatConsumer.over_rate_limit` does.
-    """
-    for _ in range(3):
-        cache.add(key, now, window)
-        start = cache.get(key)
-        if start is None:  # the window ended between the two calls: the next event opens a new one
-            continue
-        counter = f"{key}:{start!r}"
-        cache.add(counter, 0, window + 10)  # outlives its window's start key, so incr finds it
-        try:
-            count = cache.incr(counter)
-        except ValueError:  # evicted meanwhile
-            continue
-        return count, min(window, max(1, math.ceil(start + window - now)))  # clamped: clocks of web processes differ
-    return 1, window
+
+def limiter() -> FixedWindowRateLimiter:
+    return _limiter(settings.REDIS_URL)
+
+
+def limits_hit(*checks: Limit) -> tuple[Limit, int] | None:
+    """Count one event against each limit in order; at the first that is full, stop (the event is not counted
+    further on) and return it with the seconds until its window ends (at least 1). None: every limit allowed it."""
+    rate_limiter = limiter()
+    for check in checks:
+        item = RateLimitItemPerSecond(check.amount, check.seconds)
+        if not rate_limiter.hit(item, check.key):
+            reset_at, _ = rate_limiter.get_window_stats(item, check.key)
+            return check, min(check.seconds, max(1, math.ceil(reset_at - time.time())))
+    return None

@@ -16,6 +16,7 @@ from channels.security.websocket import WebsocketDenier
 
 from channels_app.chat.origins import origin_allowed
 from identity.models import Tenant
+from providers.text import pg_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class WidgetOriginMiddleware:
         if scope["type"] == "websocket" and scope.get("path", "").startswith(self.path_prefix):
             key = (parse_qs(scope.get("query_string", b"").decode("latin-1")).get("key") or [""])[0]
             origin = dict(scope.get("headers") or []).get(b"origin", b"").decode("latin-1")
-            tenant = await _tenant(key[:64])
+            tenant = await _tenant(pg_text(key[:64]))
             if tenant is None or not origin_allowed(origin, tenant.allowed_widget_origins):
                 logger.info("chat websocket refused: origin %r, key known: %s", origin, tenant is not None)
                 return await WebsocketDenier()(scope, receive, send)

@@ -15,7 +15,7 @@ devices"), reduced to what a front desk needs: codes live 10 minutes, are stored
 (Redis) under the visitor key (:mod:`channels_app.chat.visitors`), allow 5 tries, and at most
 ``MAX_CODES_PER_HOUR`` (3) are sent per visitor, ``CHAT_VERIFY_CODES_PER_TARGET_HOUR`` (default 3) per phone or
 email of a tenant, and ``CHAT_VERIFY_CODES_PER_TENANT_HOUR`` (default 100) per tenant (one-hour fixed windows,
-:func:`channels_app.chat.limits.rate_window_hit`): visitor ids are free to make, so the last two bound SMS
+:mod:`channels_app.chat.limits`): visitor ids are free to make, so the last two bound SMS
 pumping and harassment.
 """
 
@@ -35,7 +35,7 @@ from django.core.cache import cache
 from django.core.mail import send_mail
 from django.utils.crypto import salted_hmac
 
-from channels_app.chat.limits import rate_window_hit
+from channels_app.chat.limits import Limit, limits_hit
 from identity.models import Customer, CustomerIdentifier, IdentifierKind, Tenant
 
 logger = logging.getLogger(__name__)
@@ -116,16 +116,18 @@ def claim_needing_proof(*, tenant: Tenant, current: Customer | None, given: dict
 def _refusal(tenant: Tenant, visitor_key: str, claim: Claim) -> str | None:
     """Count one code against the visitor's, the target's and the tenant's hourly windows, in that order
     (a refused code is not counted further on); the reply when one is full, else None."""
-    now = time.time()
-    if rate_window_hit(f"chat-verify-sent:{tenant.pk}:{visitor_key}", now=now, window=HOUR)[0] > MAX_CODES_PER_HOUR:
-        return TOO_MANY
     target = f"chat-verify-target:{tenant.pk}:{_target_ref(claim.kind, claim.value)}"
-    if rate_window_hit(target, now=now, window=HOUR)[0] > per_target_limit():
-        return TOO_MANY
-    if rate_window_hit(f"chat-verify-tenant:{tenant.pk}", now=now, window=HOUR)[0] > per_tenant_limit():
+    full = limits_hit(
+        Limit(f"chat-verify-sent:{tenant.pk}:{visitor_key}", MAX_CODES_PER_HOUR, HOUR),
+        Limit(target, per_target_limit(), HOUR),
+        Limit(f"chat-verify-tenant:{tenant.pk}", per_tenant_limit(), HOUR),
+    )
+    if full is None:
+        return None
+    if full[0].key.startswith("chat-verify-tenant:"):
         logger.warning("chat verification codes: tenant %s reached its hourly limit", tenant.pk)
         return BUSY
-    return None
+    return TOO_MANY
 
 
 def challenge_start(*, tenant: Tenant, visitor_key: str, claim: Claim, customer: Customer) -> str:

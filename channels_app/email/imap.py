@@ -7,12 +7,15 @@ message and one after it never does; nothing is skipped and nothing is processed
 UIDVALIDITY changes, old UIDs mean nothing: the folder is rescanned from the day before the last poll and
 already-seen messages are recognised by Message-ID. A message larger than ``EMAIL_INBOUND_MAX_BYTES`` is not
 downloaded (its size comes from ``RFC822.SIZE``); it is stored as rejected from its headers. No bad message
-stops the poller: parsing problems become rejected rows; only connection problems end a poll (recorded in
-``last_error``, retried at the next beat).
+stops the poller: messages are fetched and ingested one at a time; parsing problems become rejected rows, and a
+message whose fetch or ingest fails for any other reason is quarantined (kept raw, the admins alerted, see
+:mod:`channels_app.email.quarantine`) and the watermark moves past it. Only connection problems and transient
+database errors end a poll (recorded in ``last_error``, retried at the next beat) without moving it.
 """
 
 from __future__ import annotations
 
+import imaplib
 import ipaddress
 import logging
 import secrets
@@ -27,7 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
 
-from channels_app.email.ingest import email_ingest
+from channels_app.email.quarantine import email_ingest_or_quarantine, email_quarantine
 from channels_app.models import EmailMailbox, InboundEmail
 from conversations.webhooks.ssrf import _is_public as is_public_address
 
@@ -185,7 +188,7 @@ def mailbox_poll(*, mailbox_id: int, limit: int | None = None) -> PollResult:
                 _advance(mailbox.pk, token, last_uid=floor)
         _advance(mailbox_id, token, last_polled_at=timezone.now(), last_error="")
     except DatabaseError:
-        raise  # the task fails; the unadvanced watermark makes the next poll retry the message
+        raise  # transient (others quarantine the message): the task fails, the next poll retries the message
     except Exception as exc:  # noqa: BLE001 - connection / auth / protocol errors: record, retry next beat
         result.error = f"{type(exc).__name__}: {exc}"[:500]
         logger.warning("polling mailbox %s failed: %s", mailbox.address, result.error)
@@ -195,25 +198,38 @@ def mailbox_poll(*, mailbox_id: int, limit: int | None = None) -> PollResult:
     return result
 
 
+#: What a fetch can fail with that is the connection's problem, not the message's: end the poll, retry later.
+CONNECTION_ERRORS = (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error)
+
+
 def _ingest_one(client, mailbox: EmailMailbox, token: str, uid: int, size: int) -> str:
-    """Fetch (unless oversize) and ingest one UID, advancing ``last_uid`` in the same transaction."""
+    """Fetch (unless oversize) and ingest one UID, advancing ``last_uid`` in the same transaction; a message
+    that cannot be fetched or ingested is quarantined and the watermark still moves past it."""
     oversize = size > settings.EMAIL_INBOUND_MAX_BYTES
-    fetched = list(client.fetch(uid_list=[str(uid)], headers_only=oversize, mark_seen=False))
+    try:
+        fetched = list(client.fetch(uid_list=[str(uid)], headers_only=oversize, mark_seen=False))
+    except CONNECTION_ERRORS:
+        raise
+    except Exception as exc:  # imap-tools could not read this message's FETCH response
+        logger.exception("fetching UID %s of %s failed", uid, mailbox.address)
+        with transaction.atomic():
+            outcome = email_quarantine(
+                raw=b"",
+                source=InboundEmail.Source.IMAP,
+                mailbox=mailbox,
+                size=size,
+                imap_uid=uid,
+                reason=f"unreadable at the IMAP server: {type(exc).__name__}: {exc}",
+            )
+            _advance(mailbox.pk, token, last_uid=uid)
+        return outcome.status
     if not fetched:  # expunged between SEARCH and FETCH
         _advance(mailbox.pk, token, last_uid=uid)
         return "gone"
     raw = fetched[0].raw
     with transaction.atomic():
-        try:
-            with transaction.atomic():
-                outcome = email_ingest(
-                    raw=raw, source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size or len(raw), imap_uid=uid
-                )
-        except DatabaseError:
-            raise
-        except Exception as exc:
-            logger.exception("ingesting UID %s of %s failed", uid, mailbox.address)
-            outcome = email_ingest(raw=b"", source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size, imap_uid=uid)
-            InboundEmail.objects.filter(pk=outcome.email.pk).update(reason=f"processing error: {type(exc).__name__}")
+        outcome = email_ingest_or_quarantine(
+            raw=raw, source=InboundEmail.Source.IMAP, mailbox=mailbox, size=size or len(raw), imap_uid=uid
+        )
         _advance(mailbox.pk, token, last_uid=uid)
     return "duplicate" if outcome.duplicate else outcome.status

@@ -39,6 +39,7 @@ from conversations.models import Channel, ChannelMessage
 from conversations.services import interaction_set_metadata, message_receive, message_status_update
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.services import customer_resolve
+from providers.text import pg_text
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def _store(path: str, data: bytes) -> str:
 
 def _guess_message_id(data: bytes) -> str:
     found = re.search(rb"^message-id:[ \t]*(<[^<>\s]+>)", data[:65536], re.I | re.M)
-    return found.group(1).decode("ascii", "replace")[:255] if found else ""
+    return pg_text(found.group(1).decode("ascii", "replace")[:255]) if found else ""
 
 
 def _reject(
@@ -105,7 +106,7 @@ def _reject(
                 mailbox=mailbox,
                 source=source,
                 status=status,
-                reason=reason[:200],
+                reason=pg_text(reason)[:200],
                 message_id=message_id if tenant is not None else "",
                 size=size,
                 raw_path=raw_path,
@@ -115,7 +116,7 @@ def _reject(
                 from_name=parsed.from_name if parsed else "",
                 subject=parsed.subject if parsed else "",
                 to_addresses=parsed.recipients if parsed else [],
-                in_reply_to=" ".join(parsed.in_reply_to) if parsed else "",
+                in_reply_to=" ".join(parsed.in_reply_to)[:255] if parsed else "",
                 references=" ".join(parsed.references) if parsed else "",
                 text=(parsed.text if parsed else "")[:100_000],
                 html=(parsed.html if parsed else "")[:200_000],
@@ -271,7 +272,7 @@ def _accept(*, tenant: Tenant, parsed: ParsedEmail, at: datetime, mailbox, sourc
                 source=source,
                 status=InboundEmail.Status.ACCEPTED,
                 message_id=parsed.message_id,
-                in_reply_to=" ".join(parsed.in_reply_to),
+                in_reply_to=" ".join(parsed.in_reply_to)[:255],
                 references=" ".join(parsed.references),
                 from_address=parsed.from_address,
                 from_name=parsed.from_name,

@@ -13,6 +13,8 @@ clients do in practice:
   sender.
 - HTML is cleaned with ``nh3`` (Rust ``ammonia``): no scripts, styles, event handlers, images or non-http(s)
   links survive.
+- Every string handed on has the characters PostgreSQL refuses (NUL, e.g. a quoted-printable ``=00``, and lone
+  surrogates) replaced (:mod:`providers.text`); the original bytes stay in the raw store.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import nh3
 
 from channels_app.email.authres import sender_authenticated
 from identity.normalize import normalize_email
+from providers.text import pg_clean, pg_text
 
 _MSGID = re.compile(r"<[^<>\s]+>")
 _AUTO_SENDERS = re.compile(r"^(mailer-daemon|postmaster|no-?reply|do-?not-?reply|bounces?)([+\-@]|$)", re.I)
@@ -215,8 +218,8 @@ def parse(raw: bytes | Message) -> ParsedEmail:
                 payload = part.get_payload(decode=True) or b""
                 attachments.append(
                     Attachment(
-                        filename=(part.get_filename() or "")[:200],
-                        content_type=part.get_content_type()[:127],
+                        filename=pg_text((part.get_filename() or "")[:200]),
+                        content_type=pg_text(part.get_content_type()[:127]),
                         payload=payload,
                         inline=(part.get_content_disposition() == "inline"),
                     )
@@ -229,18 +232,18 @@ def parse(raw: bytes | Message) -> ParsedEmail:
     if not has_text_part and html:
         text = html_to_text(html)
     return ParsedEmail(
-        message_id=message_id[:255],
-        in_reply_to=message_ids(_header(msg, "In-Reply-To")),
-        references=message_ids(_header(msg, "References")),
-        from_address=from_address,
-        from_name=(from_name or "")[:200],
-        recipients=_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc", "Envelope-To"),
-        subject=_header(msg, "Subject")[:255],
-        text=text,
-        html=sanitize_html(html) if html else "",
+        message_id=pg_text(message_id[:255]),
+        in_reply_to=pg_clean(message_ids(_header(msg, "In-Reply-To"))),
+        references=pg_clean(message_ids(_header(msg, "References"))),
+        from_address=pg_text(from_address),
+        from_name=pg_text((from_name or "")[:200]),
+        recipients=pg_clean(_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc", "Envelope-To")),
+        subject=pg_text(_header(msg, "Subject")[:255]),
+        text=pg_text(text),
+        html=pg_text(sanitize_html(html)) if html else "",
         attachments=attachments,
-        auto_reason=auto,
-        dsn_message_ids=_dsn_ids(msg) if msg.get_content_type() == "multipart/report" else [],
+        auto_reason=pg_text(auto),
+        dsn_message_ids=pg_clean(_dsn_ids(msg)) if msg.get_content_type() == "multipart/report" else [],
         has_text_part=has_text_part,
         sender_authenticated=sender_authenticated(msg, from_address),
     )

@@ -12,7 +12,7 @@ from anymail.signals import inbound
 from channels_app.confirmations import register_confirmation_companion
 from channels_app.email import tasks as _tasks  # noqa: F401  (registers the email tasks with Celery)
 from channels_app.email.confirmations import email_confirmation_send
-from channels_app.email.ingest import email_ingest
+from channels_app.email.quarantine import email_ingest_or_quarantine
 from channels_app.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -22,14 +22,14 @@ def on_anymail_inbound(sender, event, esp_name, **kwargs) -> None:
     """Receiver of anymail's ``inbound`` signal: the ESP's normalised message goes to :func:`email_ingest`.
 
     Anymail has already authenticated the request (``ANYMAIL["WEBHOOK_SECRET"]`` basic auth and, where the
-    ESP signs, its signature). Bad messages are stored as rejected (200 to the ESP: retrying cannot help);
-    a database error propagates, anymail answers 5xx and the ESP retries later.
+    ESP signs, its signature). Bad messages are stored as rejected or quarantined (200 to the ESP: retrying
+    cannot help); a transient database error propagates, anymail answers 5xx and the ESP retries later.
     """
     message = event.message
     if message is None:
         return
     envelope = [message.envelope_recipient] if getattr(message, "envelope_recipient", None) else []
-    result = email_ingest(
+    result = email_ingest_or_quarantine(
         raw=message.as_bytes(),
         source=InboundEmail.Source.WEBHOOK,
         envelope_recipients=envelope,

@@ -60,3 +60,11 @@ def email_poll_mailbox(mailbox_id: int) -> None:
     from channels_app.email.imap import mailbox_poll
 
     mailbox_poll(mailbox_id=mailbox_id)
+
+
+@shared_task(ignore_result=True, autoretry_for=(OSError,), retry_backoff=5, retry_backoff_max=300, max_retries=8)
+def email_quarantine_alert_task(email_id: str) -> None:
+    """Tell the admins about one quarantined inbound email (once per row; SMTP errors retry with backoff)."""
+    from channels_app.email.quarantine import email_quarantine_alert
+
+    email_quarantine_alert(email_id=email_id)

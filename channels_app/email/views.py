@@ -4,7 +4,9 @@ Used by ``manage.py simulate email`` and by any MTA pipe (e.g. a Postfix ``pipe`
 Authenticated like anymail's webhooks: HTTP basic auth against ``ANYMAIL["WEBHOOK_SECRET"]`` (``user:pass``,
 one or a list; constant-time compare). Fails closed: without a configured secret every request gets 403.
 Answers 200 with ``{"id", "status", "reason", "duplicate"}`` for every message it stored (also rejected ones,
-so a sender does not retry what can never be accepted); 413 beyond ``EMAIL_INBOUND_MAX_BYTES``.
+so a sender does not retry what can never be accepted; a message that fails processing is ``quarantined``);
+413 beyond ``EMAIL_INBOUND_MAX_BYTES`` (10 MiB, as the README says: the body is read here up to that bound, not
+through ``request.body``, which Django caps at ``DATA_UPLOAD_MAX_MEMORY_SIZE``, 2.5 MB, for every other view).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from channels_app.email.ingest import email_ingest
+from channels_app.email.quarantine import email_ingest_or_quarantine
 from channels_app.models import InboundEmail
 
 
@@ -40,9 +42,15 @@ def email_inbound_raw(request: HttpRequest) -> JsonResponse:
     """
     if not authorized(request):
         return JsonResponse({"error": "unauthorized"}, status=403)
-    length = int(request.headers.get("Content-Length") or 0)
-    if length > settings.EMAIL_INBOUND_MAX_BYTES:
+    limit = settings.EMAIL_INBOUND_MAX_BYTES
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit():
+        return JsonResponse({"error": "bad Content-Length"}, status=400)
+    if int(length) > limit:
         return JsonResponse({"error": "message too large"}, status=413)
-    result = email_ingest(raw=request.body, source=InboundEmail.Source.RAW)
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        return JsonResponse({"error": "message too large"}, status=413)
+    result = email_ingest_or_quarantine(raw=raw, source=InboundEmail.Source.RAW)
     row = result.email
     return JsonResponse({"id": str(row.pk), "status": row.status, "reason": row.reason, "duplicate": result.duplicate})

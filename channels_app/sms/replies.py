@@ -28,7 +28,7 @@ from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.selectors import ai_paused
-from conversations.services import interaction_set_metadata, message_prepare_outbound
+from conversations.services import conversation_lock, interaction_set_metadata, message_prepare_outbound
 from conversations.triage import assess_rules
 
 logger = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
 def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMessage:
     """Create the pending reply row (once per key) and drop the reservation, in one transaction."""
     with transaction.atomic():
+        conversation_lock(conversation_id=inbound.interaction.conversation_id)  # lock order: conversation first
         row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
         outbound, created = message_prepare_outbound(
             interaction=inbound.interaction,

@@ -37,7 +37,39 @@ STATUS_CALLBACK_PATH = "/twilio/sms/status/"
 
 
 class InvalidSms(ValueError):
-    """The webhook lacks what an inbound SMS must have (MessageSid, a usable From)."""
+    """The webhook lacks what an inbound SMS must have (MessageSid, a usable From) or exceeds Twilio's bounds."""
+
+
+#: Twilio's bounds of one inbound message (https://www.twilio.com/docs/messaging/api/message-resource and the
+#: messaging webhook's parameters): a body of at most 1,600 characters, at most 10 media, 34-character SIDs.
+MAX_BODY_CHARS = 1600
+MAX_MEDIA = 10
+MAX_SID_CHARS = 64  # SIDs are 34 characters; a little slack, never a megabyte
+MAX_MEDIA_URL_CHARS = 2048
+
+
+def sms_params_check(params: Mapping[str, str]) -> dict[str, str]:
+    """The webhook's parameters within Twilio's bounds, as a plain dict; :class:`InvalidSms` (400) for what no
+    genuine Twilio request carries (a non-integer or out-of-range ``NumMedia``, an oversize SID or media URL).
+
+    A ``Body`` over :data:`MAX_BODY_CHARS` is cut there and ``BodyTruncatedFrom`` records its length, so the
+    turn says so instead of silently storing less (or a megabyte). Runs before any handler or query.
+    """
+    clean = {key: params.get(key, "") for key in params}
+    num_media = clean.get("NumMedia") or "0"
+    if not (num_media.isascii() and num_media.isdigit() and len(num_media) <= 2 and int(num_media) <= MAX_MEDIA):
+        raise InvalidSms(f"NumMedia must be an integer from 0 to {MAX_MEDIA}")
+    for key in ("MessageSid", "SmsSid", "AccountSid", "MessagingServiceSid"):
+        if len(clean.get(key, "")) > MAX_SID_CHARS:
+            raise InvalidSms(f"{key} is too long")
+    for i in range(int(num_media)):
+        if len(clean.get(f"MediaUrl{i}", "")) > MAX_MEDIA_URL_CHARS:
+            raise InvalidSms(f"MediaUrl{i} is too long")
+    body = clean.get("Body", "")
+    if len(body) > MAX_BODY_CHARS:
+        clean["Body"] = body[:MAX_BODY_CHARS]
+        clean["BodyTruncatedFrom"] = str(len(body))
+    return clean
 
 
 def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None:
@@ -48,8 +80,10 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
     of ``f(tenant, params) -> bool``) may claim a message first — e.g. an on-call clinician's "ACK" — and
     then nothing is recorded here; they return None. Raises :class:`InvalidSms` for a malformed request.
     Queuing the reply never fails the webhook (a broker outage is logged; the inbound redrive catches up);
-    the reply itself is :func:`channels_app.sms.replies.sms_reply`.
+    the reply itself is :func:`channels_app.sms.replies.sms_reply`. Parameters are bounded first
+    (:func:`sms_params_check`).
     """
+    params = sms_params_check(params)
     sid = params.get("MessageSid") or params.get("SmsSid") or ""
     phone = normalize_phone(params.get("From"), tenant.country)
     if not sid:
@@ -61,7 +95,9 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
             return None
     body = params.get("Body", "")
     media = [params.get(f"MediaUrl{i}") for i in range(int(params.get("NumMedia") or 0))]
-    extra = {"media": [m for m in media if m]} if any(media) else {}
+    extra: dict = {"media": [m for m in media if m]} if any(media) else {}
+    if "BodyTruncatedFrom" in params:
+        extra["truncated_from_chars"] = int(params["BodyTruncatedFrom"])
     with transaction.atomic():
         customer = customer_resolve(tenant=tenant, phone=phone, verified_kinds=("phone",)).customer
         received = message_receive(

@@ -6,12 +6,21 @@ and Python does no per-value work. jsonb columns are copied through as JSON text
 chunk by chunk through ``sync_to_async`` (Django would otherwise buffer a sync iterator whole: see
 ``StreamingHttpResponse.__aiter__``), in the request's thread-sensitive executor so the cursor stays on its
 connection.
+
+Failures release what they hold. The COPY starts in the view (the first chunk is pulled before the response
+exists), so a database error there is an ordinary error response. A failure after the 200 went out (a
+statement timeout, a dropped connection) cannot change the status: the stream rolls back, logs, ends with one
+:data:`INTERRUPTED` line and finishes the response normally — never an exception out of the ASGI app, which
+daphne cannot handle once a response started (it stops reaping connections). A client that goes away closes the
+generator (Django's ``response.close()`` / ``request_finished``), which cancels the COPY and frees the
+connection.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+import logging
+from collections.abc import AsyncIterator, Generator, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -21,8 +30,12 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
+logger = logging.getLogger(__name__)
+
 FLUSH_BYTES = 64 * 1024
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "ndjson": "application/x-ndjson"}
+# The last line of a stream that failed after it started (a complete export never ends with it).
+INTERRUPTED = {"csv": b"#export interrupted\n", "ndjson": b'{"error": "export_interrupted"}\n'}
 
 
 @dataclass(frozen=True)
@@ -57,7 +70,7 @@ def _copy_statement(queryset: QuerySet, spec: ExportSpec, fmt: str) -> tuple[str
     return f"COPY (SELECT {exprs} FROM ({sql}) t) TO STDOUT WITH ({options})", tuple(params)
 
 
-def export_chunks(queryset: QuerySet, spec: ExportSpec, fmt: str) -> Iterator[bytes]:
+def export_chunks(queryset: QuerySet, spec: ExportSpec, fmt: str) -> Generator[bytes, None, None]:
     """Encoded chunks (bytes, ~64 KiB) of ``queryset`` as ``fmt`` (``"csv"`` with a header row, or ``"ndjson"``).
 
     PostgreSQL renders the rows (``COPY … TO STDOUT``) and psycopg hands them over as they arrive, so memory
@@ -67,7 +80,7 @@ def export_chunks(queryset: QuerySet, spec: ExportSpec, fmt: str) -> Iterator[by
         raise ValueError(f"unknown export format {fmt!r}")
     statement, params = _copy_statement(queryset, spec, fmt)
     db = connections[queryset.db]
-    closing = False
+    closing = started = False
     try:
         # A savepoint (or its own transaction): a client leaving mid-stream cancels the COPY, which must not
         # abort an enclosing transaction.
@@ -77,6 +90,7 @@ def export_chunks(queryset: QuerySet, spec: ExportSpec, fmt: str) -> Iterator[by
                 for block in copy:
                     buffer += block
                     if len(buffer) >= FLUSH_BYTES:
+                        started = True
                         try:
                             yield bytes(buffer)
                         except GeneratorExit:
@@ -84,10 +98,52 @@ def export_chunks(queryset: QuerySet, spec: ExportSpec, fmt: str) -> Iterator[by
                             raise
                         buffer.clear()
                 if buffer:
-                    yield bytes(buffer)
+                    started = True
+                    try:
+                        yield bytes(buffer)
+                    except GeneratorExit:
+                        closing = True
+                        raise
     except (psycopg.Error, DatabaseError):
-        if not closing:
+        if closing:
+            return
+        if not started:
             raise
+        logger.exception("export stream of %s interrupted", queryset.model._meta.label)
+    except Exception:
+        if not started:
+            raise
+        logger.exception("export stream of %s interrupted", queryset.model._meta.label)
+    else:
+        return
+    yield INTERRUPTED[fmt]
+
+
+class _Stream:
+    """The export's chunks, the first one already pulled (so the COPY started in the view), iterable sync or
+    async; ``close()`` (called by Django's ``response.close()``, in the request's thread) closes the generator
+    and so cancels an unfinished COPY."""
+
+    def __init__(self, chunks: Generator[bytes, None, None]):
+        self._chunks = chunks
+        self._first = next(chunks, None)
+
+    def _take_first(self) -> list[bytes]:
+        first, self._first = self._first, None
+        return [first] if first is not None else []
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+class _SyncStream(_Stream):
+    def __iter__(self) -> Iterator[bytes]:
+        return itertools.chain(self._take_first(), self._chunks)
+
+
+class _AsyncStream(_Stream):
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _async_chunks(itertools.chain(self._take_first(), self._chunks))
 
 
 async def _async_chunks(chunks: Iterator[bytes], per_pull: int = 8) -> AsyncIterator[bytes]:
@@ -99,9 +155,9 @@ async def _async_chunks(chunks: Iterator[bytes], per_pull: int = 8) -> AsyncIter
 
 def streaming_export(request, queryset: QuerySet, spec: ExportSpec, fmt: str, filename: str) -> StreamingHttpResponse:
     """A ``StreamingHttpResponse`` of the export (async iterator under ASGI, sync under WSGI/test client)."""
-    chunks = export_chunks(queryset, spec, fmt)
     django_request = getattr(request, "_request", request)
-    content = _async_chunks(chunks) if isinstance(django_request, ASGIRequest) else chunks
+    stream_class = _AsyncStream if isinstance(django_request, ASGIRequest) else _SyncStream
+    content = stream_class(export_chunks(queryset, spec, fmt))
     response = StreamingHttpResponse(content, content_type=CONTENT_TYPES[fmt])
     response["Content-Disposition"] = f'attachment; filename="{filename}.{fmt}"'
     response["Cache-Control"] = "no-store"

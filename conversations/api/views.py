@@ -7,13 +7,14 @@ so an id of another tenant answers 404. List endpoints answer JSON pages (cursor
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers as drf
 from rest_framework import viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -24,7 +25,7 @@ from conversations.analytics.timeline import MAX_LIMIT, customer_timeline
 from conversations.api import serializers as s
 from conversations.api.authentication import request_tenant_id
 from conversations.api.export import ExportSpec, streaming_export
-from conversations.api.filters import AppointmentFilter, ConversationFilter, InteractionFilter
+from conversations.api.filters import AppointmentFilter, ConversationFilter, InteractionFilter, UtcIsoDateTimeField
 from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
 from conversations.api.renderers import CSVRenderer, NDJSONRenderer
@@ -44,6 +45,19 @@ class StartedAtCursor(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
+    def decode_cursor(self, request):
+        """DRF's cursor, with its position (a client-supplied string) validated as a UTC datetime: a forged
+        position is "Invalid cursor" (404, as DRF answers any bad cursor), never a database error."""
+        cursor = super().decode_cursor(request)
+        if cursor is not None and cursor.position is not None:
+            try:
+                position = UtcIsoDateTimeField().clean(cursor.position)
+            except DjangoValidationError as exc:
+                raise NotFound(self.invalid_cursor_message) from exc
+            if position is None:
+                raise NotFound(self.invalid_cursor_message)
+        return cursor
+
 
 class OpenedAtCursor(StartedAtCursor):
     ordering = ("-opened_at", "-id")
@@ -51,6 +65,17 @@ class OpenedAtCursor(StartedAtCursor):
 
 class StartsAtCursor(StartedAtCursor):
     ordering = ("-starts_at", "-id")
+
+
+#: The error answers every endpoint may give (DRF's ``{"detail": …}`` or a field → messages object).
+ERRORS = {
+    (400, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="Invalid parameters."),
+    (401, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="No or bad credentials."),
+    (403, "application/json"): OpenApiResponse(OpenApiTypes.OBJECT, description="The key lacks the scope."),
+    (404, "application/json"): OpenApiResponse(
+        OpenApiTypes.OBJECT, description="Unknown id (or another tenant's), or an invalid cursor."
+    ),
+}
 
 
 def _list_schema(serializer, name: str):
@@ -73,13 +98,14 @@ def _list_schema(serializer, name: str):
             (200, "application/json"): serializer(many=True),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row."),
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line."),
+            **ERRORS,
         },
     )
 
 
 def _detail_schema(serializer):
     return extend_schema(
-        responses={(200, "application/json"): serializer},
+        responses={(200, "application/json"): serializer, **ERRORS},
         parameters=[OpenApiParameter("format", OpenApiTypes.STR, enum=["json"], description="Always json here.")],
     )
 
@@ -100,6 +126,13 @@ class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action != "list":
             return [JSONRenderer()]
         return super().get_renderers()
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Errors are JSON whatever format was asked for (as documented): a 400 for ``?format=csv`` is
+        ``{"field": […]}``, not a one-row CSV."""
+        if isinstance(response, Response) and response.status_code >= 400:
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def list(self, request, *args, **kwargs):
         fmt = getattr(request.accepted_renderer, "format", "json")
@@ -210,7 +243,7 @@ class CustomerTimelineView(APIView):
     renderer_classes = [JSONRenderer]
     required_scope = ApiScope.CUSTOMERS_READ
 
-    @extend_schema(parameters=[TimelineQuery], responses={200: s.TimelineSerializer})
+    @extend_schema(parameters=[TimelineQuery], responses={(200, "application/json"): s.TimelineSerializer, **ERRORS})
     def get(self, request, customer_id):
         params = _query(TimelineQuery, request)
         if params.get("start") and params.get("end") and params["start"] >= params["end"]:
@@ -246,7 +279,9 @@ class QuarterlyReviewView(APIView):
     renderer_classes = [JSONRenderer]
     required_scope = ApiScope.REPORTS_READ
 
-    @extend_schema(parameters=[QuarterlyQuery], responses={200: s.QuarterlyReviewSerializer})
+    @extend_schema(
+        parameters=[QuarterlyQuery], responses={(200, "application/json"): s.QuarterlyReviewSerializer, **ERRORS}
+    )
     def get(self, request):
         params = _query(QuarterlyQuery, request)
         tenant = _tenant(request)
