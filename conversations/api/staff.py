@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from conversations.api.authentication import ApiKeyUser, request_tenant_id
 from conversations.api.models import ApiKey, ApiScope
 from conversations.api.permissions import TenantScoped
+from conversations.api.views import ERRORS
 from conversations.inbox.outbox import ChannelUnavailable
 from conversations.inbox.selectors import conversation_thread
 from conversations.inbox.services import (
@@ -89,12 +90,19 @@ class _ScopedByMethod(APIView):
 class ConversationMessagesView(_ScopedByMethod):
     """The conversation's turns on every channel, oldest first; POST sends a staff message and takes it over."""
 
-    @extend_schema(responses={200: ThreadTurnSerializer(many=True)})
+    @extend_schema(responses={200: ThreadTurnSerializer(many=True), **ERRORS})
     def get(self, request, conversation_id):
         conversation = _conversation(request, conversation_id)
         return Response(ThreadTurnSerializer(conversation_thread(conversation=conversation), many=True).data)
 
-    @extend_schema(request=StaffMessageIn, responses={201: StaffMessageOut})
+    @extend_schema(
+        request=StaffMessageIn,
+        responses={
+            201: StaffMessageOut,
+            (409, "application/json"): OpenApiResponse(description="Channel unavailable."),
+            **ERRORS,
+        },
+    )
     def post(self, request, conversation_id):
         conversation = _conversation(request, conversation_id)
         data = StaffMessageIn(data=request.data)
@@ -119,7 +127,7 @@ class ConversationMessagesView(_ScopedByMethod):
 class ConversationReleaseView(_ScopedByMethod):
     """Return the conversation to the AI ("Return to AI")."""
 
-    @extend_schema(request=None, responses={200: ReleaseOut})
+    @extend_schema(request=None, responses={200: ReleaseOut, **ERRORS})
     def post(self, request, conversation_id):
         conversation = _conversation(request, conversation_id)
         user = _staff_user(request)
