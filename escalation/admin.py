@@ -29,6 +29,7 @@ from escalation.models import (
     Team,
 )
 from escalation.services import incident_acknowledge
+from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, user_tenant_id
 
 
@@ -138,7 +139,7 @@ class ExportForm(forms.Form):
 
 
 @admin.register(Incident)
-class IncidentAdmin(TenantScopedAdmin):
+class IncidentAdmin(AuditedReadsAdmin):
     list_display = ["short_id", "raised_at", "status", "urgency", "reason", "acknowledged_by", "ack_via", "ack_time"]
     list_filter = ["status", "urgency", "ack_via"]
     date_hierarchy = "raised_at"
