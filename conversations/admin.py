@@ -9,7 +9,8 @@ from conversations.agent.admin import start_fresh_action  # also registers the a
 from conversations.analytics.admin import render_customer_360
 from conversations.inbox.selectors import transcript_matches
 from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
-from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, scope_queryset
+from identity.admin_audit import AuditedReadsAdmin
+from identity.admin_scoping import TenantScopedInline, scope_queryset
 from identity.models import Customer, CustomerIdentifier
 from identity.services import MergeError, customer_merge
 
@@ -33,7 +34,8 @@ class IdentifierInline(TenantScopedInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(TenantScopedAdmin):
+class CustomerAdmin(AuditedReadsAdmin):
+    audit_customer_field = "pk"
     list_display = ["__str__", "identifiers_list", "created_at"]
     search_fields = ["display_name", "identifiers__value"]
     ordering = ["-created_at"]
@@ -138,7 +140,7 @@ class UrgencyFilter(admin.SimpleListFilter):
 
 
 @admin.register(Interaction)
-class InteractionAdmin(TenantScopedAdmin):
+class InteractionAdmin(AuditedReadsAdmin):
     list_display = [
         "started_at",
         "channel",
@@ -199,7 +201,7 @@ class InteractionInline(TenantScopedInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(TenantScopedAdmin):
+class ConversationAdmin(AuditedReadsAdmin):
     list_display = ["id", "customer", "status", "opened_at", "last_activity_at", "closed_at"]
     list_filter = ["status"]
     search_fields = ["customer__identifiers__value", "customer__display_name"]

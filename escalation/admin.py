@@ -29,6 +29,7 @@ from escalation.models import (
     Team,
 )
 from escalation.services import incident_acknowledge, incident_resolve
+from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedAdmin, TenantScopedInline, user_tenant_id
 
 
@@ -148,7 +149,7 @@ class ExportForm(forms.Form):
 
 
 @admin.register(Incident)
-class IncidentAdmin(TenantScopedAdmin):
+class IncidentAdmin(AuditedReadsAdmin):
     list_display = [
         "short_id",
         "raised_at",

@@ -113,3 +113,7 @@ class IdentityConflictAdmin(TenantScopedAdmin):
                 self.message_user(request, f"{conflict}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"Merged {conflict.other_customer} into {conflict.resolved_customer}.")
+
+
+# The access audit's own admin (read-only) and the mixin patient-data admins inherit.
+from identity import admin_audit as _admin_audit  # noqa: E402,F401

@@ -213,3 +213,55 @@ class CustomerMerge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merged_id} → {self.survivor_id}"
+
+
+class AuditEvent(models.Model):
+    """One read (or privacy action) of patient data: who, which tenant and patient, what, when, from where.
+
+    Append-only: written only by :func:`identity.audit.audit_record`; a database trigger refuses UPDATE and
+    DELETE (retention purges set ``callsphere.audit_purge`` for their transaction). No PHI here: ``details``
+    holds filter names, row counts and reasons, never a name, number or message text. Foreign keys are not
+    constraints, so an event outlives (and never blocks deleting) what it points at.
+    """
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "OK"
+        DENIED = "denied", "Denied"
+        NOT_FOUND = "not_found", "Not found"
+        REFUSED = "refused", "Refused"
+
+    id = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField(db_index=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", editable=False
+    )
+    customer = models.ForeignKey(
+        Customer, null=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", editable=False
+    )
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+        editable=False,
+    )
+    actor_api_key = models.CharField(max_length=16, blank=True, help_text="Prefix of the API key, if any.")
+    actor = models.CharField(max_length=160, help_text="username, or api-key:<prefix>, or system:<name>")
+    action = models.CharField(max_length=40, db_index=True)
+    object_type = models.CharField(max_length=80, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.OK)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            models.Index(fields=["tenant", "customer", "-at"]),
+            models.Index(fields=["tenant", "actor", "-at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor} {self.action} {self.object_type}"

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.utils.html import format_html, format_html_join
 
 from channels_app.models import EmailAttachment, EmailMailbox, InboundEmail
+from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedAdmin
 
 
@@ -59,7 +60,9 @@ class EmailAttachmentInline(admin.TabularInline):
 
 
 @admin.register(InboundEmail)
-class InboundEmailAdmin(TenantScopedAdmin):
+class InboundEmailAdmin(AuditedReadsAdmin):
+    audit_customer_field = "interaction__customer_id"
+
     list_display = ["received_at", "status", "reason", "from_address", "subject", "identity_confirmed", "source"]
     list_filter = ["status", "source", "identity_confirmed"]
     search_fields = ["from_address", "subject", "message_id"]

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from conversations.agent.services import conversation_start_fresh, staff_notification_mark_handled
 from conversations.appointments import appointment_cancel
 from conversations.models import AgentSettings, Appointment, CallbackRequest, StaffNotification
+from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedAdmin
 
 
@@ -29,7 +30,7 @@ class OpenFilter(admin.SimpleListFilter):
 
 
 @admin.register(StaffNotification)
-class StaffNotificationAdmin(TenantScopedAdmin):
+class StaffNotificationAdmin(AuditedReadsAdmin):
     list_display = ["created_at", "kind", "customer", "summary", "interaction_link", "handled_at", "handled_by"]
     list_filter = [OpenFilter, "kind"]
     list_select_related = ["customer", "handled_by"]
@@ -54,7 +55,7 @@ class StaffNotificationAdmin(TenantScopedAdmin):
 
 
 @admin.register(Appointment)
-class AppointmentAdmin(TenantScopedAdmin):
+class AppointmentAdmin(AuditedReadsAdmin):
     list_display = ["starts_at", "ends_at", "customer", "resource", "status", "booked_via", "version"]
     list_filter = ["status", "resource", "booked_via"]
     date_hierarchy = "starts_at"
@@ -85,7 +86,7 @@ class AppointmentAdmin(TenantScopedAdmin):
 
 
 @admin.register(CallbackRequest)
-class CallbackRequestAdmin(TenantScopedAdmin):
+class CallbackRequestAdmin(AuditedReadsAdmin):
     list_display = ["created_at", "customer", "phone", "reason", "status"]
     list_filter = ["status"]
     list_select_related = ["customer"]

@@ -29,6 +29,9 @@ class ApiScope(models.TextChoices):
     APPOINTMENTS_READ = "appointments:read", "Read appointments"
     CUSTOMERS_READ = "customers:read", "Read Customer 360 timelines"
     REPORTS_READ = "reports:read", "Read reports (quarterly review)"
+    AUDIT_READ = "audit:read", "Read the access audit"
+    PRIVACY_READ = "privacy:read", "Export everything held about a patient"
+    PRIVACY_WRITE = "privacy:write", "Erase a patient"
 
 
 def hash_key(raw: str) -> str:

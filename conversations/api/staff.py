@@ -28,6 +28,7 @@ from conversations.inbox.services import (
     staff_message_send,
 )
 from conversations.models import Channel, Conversation
+from identity.audit import audit_record
 
 
 class ThreadTurnSerializer(serializers.Serializer):
@@ -93,7 +94,16 @@ class ConversationMessagesView(_ScopedByMethod):
     @extend_schema(responses={200: ThreadTurnSerializer(many=True), **ERRORS})
     def get(self, request, conversation_id):
         conversation = _conversation(request, conversation_id)
-        return Response(ThreadTurnSerializer(conversation_thread(conversation=conversation), many=True).data)
+        turns = conversation_thread(conversation=conversation)
+        audit_record(
+            request=request,
+            action="api.messages",
+            tenant_id=conversation.tenant_id,
+            customer_id=conversation.customer_id,
+            obj=conversation,
+            details={"rows": len(turns)},
+        )
+        return Response(ThreadTurnSerializer(turns, many=True).data)
 
     @extend_schema(
         request=StaffMessageIn,

@@ -3,12 +3,13 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from conversations.api import staff, views
+from conversations.api import audit_events, staff, views
 
 router = SimpleRouter()
 router.register("interactions", views.InteractionViewSet, basename="interaction")
 router.register("conversations", views.ConversationViewSet, basename="conversation")
 router.register("appointments", views.AppointmentViewSet, basename="appointment")
+router.register("audit-events", audit_events.AuditEventViewSet, basename="audit-event")
 
 urlpatterns = [
     path(

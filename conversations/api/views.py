@@ -7,6 +7,8 @@ so an id of another tenant answers 404. List endpoints answer JSON pages (cursor
 
 from __future__ import annotations
 
+import uuid
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils import timezone
@@ -30,6 +32,7 @@ from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
 from conversations.api.renderers import CSVRenderer, NDJSONRenderer
 from conversations.models import Appointment, Channel, Conversation, Interaction
+from identity.audit import audit_filters, audit_record
 from identity.models import Customer, Tenant
 
 STREAM_FORMATS = ("csv", "ndjson")
@@ -134,12 +137,42 @@ class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
+    def _audit_list(self, request, fmt: str, rows: int) -> None:
+        customer = request.query_params.get("customer")
+        try:
+            customer_id = uuid.UUID(customer) if customer else None
+        except ValueError:
+            customer_id = None
+        audit_record(
+            request=request,
+            action="api.export" if fmt in STREAM_FORMATS else "api.list",
+            tenant_id=request_tenant_id(request),
+            customer_id=customer_id,
+            object_type=self.queryset.model._meta.label_lower,
+            details={"filters": audit_filters(request.query_params), "rows": rows, "format": fmt},
+        )
+
     def list(self, request, *args, **kwargs):
         fmt = getattr(request.accepted_renderer, "format", "json")
         if fmt in STREAM_FORMATS:
             queryset = self.filter_queryset(self.get_queryset())
+            self._audit_list(request, fmt, queryset.count())
             return streaming_export(request, queryset, self.export_spec, fmt, self.export_name)
-        return super().list(request, *args, **kwargs)
+        response = super().list(request, *args, **kwargs)
+        if response.status_code == 200:
+            self._audit_list(request, fmt, len(response.data.get("results", [])))
+        return response
+
+    def retrieve(self, request, *args, **kwargs):
+        instance = self.get_object()
+        audit_record(
+            request=request,
+            action="api.read",
+            tenant_id=instance.tenant_id,
+            customer_id=getattr(instance, "customer_id", None),
+            obj=instance,
+        )
+        return Response(self.get_serializer(instance).data)
 
 
 @extend_schema_view(
@@ -259,6 +292,15 @@ class CustomerTimelineView(APIView):
             )
         except Customer.DoesNotExist as exc:
             raise Http404 from exc
+        audit_record(
+            request=request,
+            action="api.timeline",
+            tenant_id=request_tenant_id(request),
+            customer_id=customer_id,
+            object_type="identity.customer",
+            object_id=str(customer_id),
+            details={"filters": audit_filters(request.query_params)},
+        )
         return Response(s.TimelineSerializer(timeline).data)
 
 
@@ -290,4 +332,6 @@ class QuarterlyReviewView(APIView):
             raise Http404("unknown customer in cohort")
         end = params.get("end") or timezone.now()
         rows = quarterly_review(tenant=tenant, customer_ids=cohort, end=end)
+        for customer_id in cohort:
+            audit_record(request=request, action="api.report", tenant_id=tenant.pk, customer_id=customer_id)
         return Response(s.QuarterlyReviewSerializer({"start": end - QUARTER, "end": end, "rows": rows}).data)

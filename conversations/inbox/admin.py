@@ -38,6 +38,7 @@ from conversations.inbox.services import (
 )
 from conversations.models import Channel, Conversation
 from identity.admin_scoping import TenantScopedAdmin, user_tenant_id
+from identity.audit import audit_record
 
 
 def _parse_at(value: str) -> datetime | None:
@@ -153,6 +154,13 @@ class InboxAdmin(admin.ModelAdmin):
 
     def conversation_view(self, request, pk):
         conversation = self._conversation(request, pk)
+        audit_record(
+            request=request,
+            action="inbox.view",
+            tenant_id=conversation.tenant_id,
+            customer_id=conversation.customer_id,
+            obj=conversation,
+        )
         conversation_mark_read(conversation=conversation)
         context = self._context(
             request,

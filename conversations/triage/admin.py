@@ -5,11 +5,13 @@ from __future__ import annotations
 from django.contrib import admin
 
 from conversations.triage.models import TriageDecision
-from identity.admin_scoping import TenantScopedAdmin
+from identity.admin_audit import AuditedReadsAdmin
 
 
 @admin.register(TriageDecision)
-class TriageDecisionAdmin(TenantScopedAdmin):
+class TriageDecisionAdmin(AuditedReadsAdmin):
+    audit_customer_field = "interaction__customer_id"
+
     """Emergencies, urgent messages and every LLM second opinion; filter "disagreement" to review where the LLM
     and the rules differed (the higher level was acted on)."""
 
