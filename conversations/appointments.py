@@ -141,6 +141,20 @@ def _near(tenant, start, now, exclude=None) -> list[datetime]:
     return next_available(tenant=tenant, after=local_day + timedelta(days=1), now=now, exclude=exclude)
 
 
+def slot_problem(
+    *, tenant: Tenant, starts_at: datetime, now: datetime | None = None, exclude: Appointment | None = None
+) -> BookingError | None:
+    """Why ``starts_at`` could not be booked (or an ``exclude``-d appointment moved there) right now, as the
+    :class:`BookingError` the write would raise, or None; a read, so a change can be offered before it is made."""
+    now = now or timezone.now()
+    if reason := _check(tenant, agent_settings_for(tenant), starts_at, now):
+        return BookingError(reason, f"slot not bookable: {reason}", _near(tenant, starts_at, now, exclude))
+    day = starts_at.astimezone(tenant.tzinfo).date()
+    if starts_at not in availability(tenant=tenant, day=day, now=now, exclude=exclude):
+        return BookingError("taken", "slot already booked", _near(tenant, starts_at, now, exclude))
+    return None
+
+
 def upcoming_for_customer(*, customer: Customer, now: datetime | None = None) -> QuerySet[Appointment]:
     """The customer's booked appointments that have not started yet, soonest first."""
     return Appointment.objects.filter(

@@ -16,8 +16,12 @@ from datetime import date, datetime, time, timedelta
 import dateparser
 
 _TIME = re.compile(
-    r"\b\d{1,2}(:\d{2})?\s*(a\.?m\.?|p\.?m\.?)(?=\W|$)|\b\d{1,2}:\d{2}\b|\b(noon|midday)\b", re.IGNORECASE
+    r"\b\d{1,2}(:\d{2})?\s*(a\.?m\.?|p\.?m\.?)(?=\W|$)|\b\d{1,2}:\d{2}\b|\b(noon|midday)\b"
+    r"|(?<=\bat\s)\d{1,2}\b(?![:/.]\d|\s*(days?|weeks?|months?|hours?|hrs?|min\w*|people|of)\b)",
+    re.IGNORECASE,
 )
+_MERIDIEM = re.compile(r"a\.?m\.?|p\.?m\.?|noon|midday", re.IGNORECASE)
+_CLOCK = re.compile(r"^(\d{1,2})(?::(\d{2}))?$")
 _WEEKDAY = r"(mon|tues?|wed(nes)?|thu(rs?)?|fri|sat(ur)?|sun)(day)?"
 _MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*"
 _DATE = re.compile(
@@ -36,6 +40,7 @@ class When:
 
     day: date | None = None
     at: time | None = None
+    meridiem: bool = True  # False for "2:30" or "at 3": the hour may mean the afternoon (see :func:`fit_hours`)
 
     @property
     def empty(self) -> bool:
@@ -68,11 +73,34 @@ def parse_when(text: str, *, tz: str, now: datetime) -> When:
             day = value.date()
             if _BARE_WEEKDAY.match(phrase) and day <= local_now.date():
                 day = day + timedelta(days=7 * ((local_now.date() - day).days // 7 + 1))
+    meridiem = True
     if match := _TIME.search(cleaned):
-        value = dateparser.parse(match.group(0).replace(".", ""), languages=["en"], settings=settings)
-        if value is not None:
-            at = value.time().replace(second=0, microsecond=0, tzinfo=None)
-    return When(day=day, at=at)
+        phrase = match.group(0).strip()
+        clock = _CLOCK.match(phrase)
+        if clock and not _MERIDIEM.search(phrase):
+            hour, minute = int(clock.group(1)), int(clock.group(2) or 0)
+            if hour < 24 and minute < 60:
+                at = time(hour, minute)
+                meridiem = hour == 0 or hour >= 12 or phrase.startswith("0")
+        else:
+            value = dateparser.parse(phrase.replace(".", ""), languages=["en"], settings=settings)
+            if value is not None:
+                at = value.time().replace(second=0, microsecond=0, tzinfo=None)
+    return When(day=day, at=at, meridiem=meridiem)
+
+
+def fit_hours(at: time, *, meridiem: bool, windows: list[tuple[time, time]]) -> time:
+    """A time said without am/pm ("2:30", "at 3") as a receptionist hears it: the afternoon reading when only
+    it falls inside the bookable ``windows`` (local ``[start, end)`` wall-clock pairs) — "2:30" is 14:30 at a
+    clinic open 9 to 5, while "9" stays 9 AM. Explicit times (``meridiem``) are returned unchanged."""
+    if meridiem or not 1 <= at.hour <= 11:
+        return at
+    later = at.replace(hour=at.hour + 12)
+
+    def inside(value: time) -> bool:
+        return any(start <= value < end for start, end in windows)
+
+    return later if inside(later) and not inside(at) else at
 
 
 def local_datetime(day: date, at: time, tz: str) -> datetime:

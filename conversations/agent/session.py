@@ -7,17 +7,22 @@ greets with what was pending ("Welcome back — you were booking for Tuesday, No
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 from django.utils import timezone
 
 from conversations import selectors
 from conversations.agent.dates import say_day, say_when
-from conversations.appointments import agent_settings_for, upcoming_for_customer
+from conversations.appointments import WEEKDAYS, agent_settings_for, upcoming_for_customer
 from conversations.models import AgentSettings, Appointment, Interaction
 
-PENDING = "pending"  # state key: {"intent": "book"|"reschedule", "date": "YYYY-MM-DD"|None, "time": "HH:MM"|None}
+# State key of the ONE pending request of a conversation (a single SessionState row, unique per conversation and
+# key): {"intent": "book"|"reschedule", "date": "YYYY-MM-DD"|None, "time": "HH:MM"|None} plus, while a change
+# waits for the patient's yes, "confirm": True, "appointment_id" (the booking to move) and "proposed_in" (the
+# turn that proposed it: the same turn can never confirm its own proposal).
+PENDING = "pending"
 NAME = "name"
 
 
@@ -31,6 +36,7 @@ class AgentSession:
     state: dict
     settings: AgentSettings
     actions: list[str] = field(default_factory=list)
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def tenant(self):
@@ -72,6 +78,16 @@ class AgentSession:
 
     def local(self, value: datetime) -> datetime:
         return value.astimezone(self.tenant.tzinfo)
+
+    def bookable_windows(self, day: date | None = None) -> list[tuple[time, time]]:
+        """The bookable hours of local ``day`` (every day's when None) as wall-clock ``[start, end)`` pairs."""
+        hours = self.settings.bookable_hours or {}
+        days = [WEEKDAYS[day.weekday()]] if day else list(hours)
+        out = []
+        for name in days:
+            for start, end in hours.get(name, []):
+                out.append((time.fromisoformat(start), time.max if end == "24:00" else time.fromisoformat(end)))
+        return out
 
 
 def session_for(*, interaction: Interaction, now: datetime | None = None) -> AgentSession:

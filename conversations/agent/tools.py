@@ -28,6 +28,7 @@ from conversations.appointments import (
     appointment_reschedule,
     availability,
     next_available,
+    slot_problem,
 )
 from conversations.models import Appointment
 from conversations.signals import channel_switch_requested
@@ -86,8 +87,14 @@ _REFUSALS = {
 }
 
 
+_PROPOSAL_KEYS = ("confirm", "appointment_id", "proposed_in")
+
+
 def _set_pending(session: AgentSession, **values: Any) -> None:
     pending = {**session.pending, **values}
+    if pending.get("intent") == "book":  # one request at a time: a booking carries nothing of a proposed move
+        for key in _PROPOSAL_KEYS:
+            pending.pop(key, None)
     conv_services.state_set(conversation=session.conversation, key=PENDING, value=pending, at=session.now)
     session.state[PENDING] = pending
 
@@ -115,6 +122,29 @@ def _phone(session: AgentSession, usable_for_sms: bool = False) -> str | None:
     if usable_for_sms:
         qs = qs.filter(sms_opted_out_at__isnull=True)
     return qs.order_by("created_at", "pk").values_list("value", flat=True).first()
+
+
+def _reachable(session: AgentSession) -> bool:
+    """Whether a confirmation can reach the customer: a verified phone or a verified email (see :func:`_phone`)."""
+    return CustomerIdentifier.objects.filter(
+        tenant=session.tenant,
+        customer=session.customer,
+        kind__in=[IdentifierKind.PHONE, IdentifierKind.EMAIL],
+        verified=True,
+    ).exists()
+
+
+def _ask_for_contact(session: AgentSession, when: str) -> str:
+    """What to say when a booking has nobody to confirm it to: hold the time and ask for a contact."""
+    if session.channel == "chat":
+        return (
+            f"{when} is open and I'm holding your request. So I can send your confirmation, please type your "
+            "mobile number (I'll text it a 6-digit code) or your email address here."
+        )
+    return (
+        f"{when} is open and I'm holding your request, but I need a confirmed phone number or email to send your "
+        "confirmation to. Please text or call us from your mobile, or write to us by email."
+    )
 
 
 def _needs_verified_phone(session: AgentSession, want: str) -> str:
@@ -198,6 +228,13 @@ def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResu
     """
     day, at = _day(date), _time(time)
     start = local_datetime(day, at, session.tz)
+    if not _reachable(session):
+        if problem := slot_problem(tenant=session.tenant, starts_at=start, now=session.now):
+            return _refused(session, problem, intent="book", day=day, start=start)
+        _set_pending(session, intent="book", date=day.isoformat(), time=at.strftime("%H:%M"), confirm=False)
+        return ToolResult(
+            False, _ask_for_contact(session, say_when(session.local(start))), {"error": "no_contact", "held": True}
+        )
     try:
         appt = appointment_book(
             tenant=session.tenant,
@@ -215,13 +252,16 @@ def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResu
 def reschedule_appointment(
     session: AgentSession, *, time: str, date: str | None = None, appointment_id: str | None = None
 ) -> ToolResult:
-    """Move the customer's next (or ``appointment_id``) appointment to ``time`` on ``date`` (default: same day).
+    """PROPOSE moving the customer's next (or ``appointment_id``) appointment to ``time`` on ``date`` (default:
+    its own day); nothing moves until the customer agrees and :func:`confirm_change` runs in a LATER turn.
 
-    Refused for an unconfirmed email sender (``identity == "other"``); errors as :func:`book_appointment`.
+    The proposal is the conversation's one pending request (``data = {"needs_confirmation": True, ...}``); a slot
+    that cannot be had is refused with alternatives as in :func:`book_appointment`. Refused for an unconfirmed
+    sender (``identity == "other"``).
     """
     if session.identity == "other":
         return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
-    appt = _appointment(session, appointment_id)
+    appt = _appointment(session, appointment_id or session.pending.get("appointment_id"))
     if appt is None:
         return ToolResult(
             False,
@@ -230,11 +270,86 @@ def reschedule_appointment(
         )
     day = _day(date) if date else session.local(appt.starts_at).date()
     start = local_datetime(day, _time(time), session.tz)
+    was = say_when(session.local(appt.starts_at))
+    if start == appt.starts_at:
+        _clear_pending(session)
+        return ToolResult(True, f"You're already booked for {was}.", {"appointment_id": str(appt.pk)})
+    if problem := slot_problem(tenant=session.tenant, starts_at=start, now=session.now, exclude=appt):
+        return _refused(session, problem, intent="reschedule", day=day, start=start)
+    _set_pending(
+        session,
+        intent="reschedule",
+        date=day.isoformat(),
+        time=start.strftime("%H:%M"),
+        appointment_id=str(appt.pk),
+        confirm=True,
+        proposed_in=session.turn_id,
+    )
+    new = say_when(session.local(start))
+    return ToolResult(
+        True,
+        f"Your appointment is on {was}. Shall I move it to {new}? Reply yes to confirm — or tell me if this is "
+        "another appointment.",
+        {"needs_confirmation": True, "appointment_id": str(appt.pk), "from": was, "to": start.isoformat()},
+    )
+
+
+def confirm_change(session: AgentSession) -> ToolResult:
+    """Carry out the pending request the customer just agreed to: the proposed move (or a held booking).
+
+    Only a proposal made in an EARLIER turn can be confirmed (``proposed_in``): an LLM cannot propose and
+    confirm in one breath. ``data = {"error": "nothing_pending"|"not_confirmed_yet"}`` otherwise.
+    """
+    pending = session.pending
+    if pending.get("intent") == "book" and pending.get("date") and pending.get("time"):
+        return book_appointment(session, date=pending["date"], time=pending["time"])
+    if not (pending.get("intent") == "reschedule" and pending.get("confirm") and pending.get("time")):
+        return ToolResult(False, "There's no change waiting for your confirmation.", {"error": "nothing_pending"})
+    if pending.get("proposed_in") == session.turn_id:
+        return ToolResult(False, "", {"error": "not_confirmed_yet"})
+    if session.identity == "other":
+        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+    appt = _appointment(session, pending.get("appointment_id"))
+    if appt is None:
+        _clear_pending(session)
+        return ToolResult(False, "I couldn't find that appointment any more.", {"error": "not_found"})
+    day = _day(pending["date"])
+    start = local_datetime(day, _time(pending["time"]), session.tz)
     try:
         appt = appointment_reschedule(appointment=appt, starts_at=start, now=session.now)
     except BookingError as exc:
         return _refused(session, exc, intent="reschedule", day=day, start=start)
     return _scheduled(session, appt, "Done — your appointment is moved to {when}. I'll send you a confirmation.")
+
+
+def keep_appointment(session: AgentSession) -> ToolResult:
+    """The customer declined the proposed change: forget it; the appointment stays where it is."""
+    appt = _appointment(session, session.pending.get("appointment_id"))
+    _clear_pending(session)
+    if appt is None:
+        return ToolResult(True, "Okay — nothing has changed. How else can I help?", {"kept": True})
+    when = say_when(session.local(appt.starts_at))
+    return ToolResult(True, f"Okay — your appointment stays on {when}.", {"kept": True, "appointment_id": str(appt.pk)})
+
+
+def my_appointments(session: AgentSession) -> ToolResult:
+    """The customer's upcoming appointments (none for an unconfirmed sender): ``data = {"appointments": [ISO]}``."""
+    if session.identity == "other":
+        return ToolResult(False, "I can't share booking details here; our team can help.", {"error": "identity"})
+    upcoming = session.upcoming()
+    if not upcoming:
+        return ToolResult(
+            True, "I don't see an upcoming appointment for you. Would you like to book one?", {"appointments": []}
+        )
+    said = [say_when(session.local(a.starts_at)) for a in upcoming]
+    text = f"Your appointment is on {said[0]}."
+    if len(said) > 1:
+        text = "Your upcoming appointments: " + "; ".join(said) + "."
+    return ToolResult(
+        True,
+        text,
+        {"appointments": [{"id": str(a.pk), "starts_at": session.local(a.starts_at).isoformat()} for a in upcoming]},
+    )
 
 
 def cancel_appointment(session: AgentSession, *, appointment_id: str | None = None) -> ToolResult:
@@ -350,9 +465,28 @@ TOOLS: dict[str, Tool] = {
         ),
         Tool(
             "reschedule_appointment",
-            "Move the customer's appointment to a new time (date optional: same day).",
+            "Propose moving the customer's appointment to a new time (date optional: same day). Nothing moves "
+            "until the customer says yes in a later message and you call confirm_change.",
             _schema({"date": _DATE, "time": _TIME_, "appointment_id": _APPT}, ["time"]),
             reschedule_appointment,
+        ),
+        Tool(
+            "confirm_change",
+            "The customer agreed to the pending proposal (a move, or a held booking): carry it out.",
+            _schema({}, []),
+            confirm_change,
+        ),
+        Tool(
+            "keep_appointment",
+            "The customer declined the proposed change: keep the appointment as it is.",
+            _schema({}, []),
+            keep_appointment,
+        ),
+        Tool(
+            "my_appointments",
+            "The customer's upcoming appointments (answer 'when is my appointment?').",
+            _schema({}, []),
+            my_appointments,
         ),
         Tool(
             "cancel_appointment",

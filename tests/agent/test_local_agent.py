@@ -138,10 +138,15 @@ def test_outside_hours_and_weekends_are_refused(tenant, customer, open_session):
 def test_reschedule_with_only_a_time_and_cancel(tenant, customer, open_session):
     tuesday = next_weekday(tenant, TUESDAY)
     appointment = appointment_book(tenant=tenant, customer=customer, starts_at=local(tenant, tuesday, 14))
-    reply = turn(interaction=open_session("email"), text="Can you make it 3 PM?")
+    email = open_session("email")
+    ask = turn(interaction=email, text="Can you make it 3 PM?")
+    assert "Shall I move it" in ask.text and ask.actions == ["reschedule_appointment"]
+    appointment.refresh_from_db()
+    assert appointment.version == 1  # nothing moves before the patient says yes
+    reply = turn(interaction=email, text="Yes please")
     appointment.refresh_from_db()
     assert appointment.starts_at == local(tenant, tuesday, 15) and appointment.version == 2
-    assert "reschedule_appointment" in reply.actions and "3:00 PM" in reply.text
+    assert "confirm_change" in reply.actions and "3:00 PM" in reply.text
     reply = turn(interaction=open_session("email"), text="Please cancel my appointment")
     appointment.refresh_from_db()
     assert appointment.status == "cancelled" and reply.actions == ["cancel_appointment"]

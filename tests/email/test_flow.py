@@ -1,4 +1,5 @@
-"""Confirmation email → the patient's reply from Gmail → the agent moves the appointment and answers in-thread."""
+"""Confirmation email → the patient's reply from Gmail → the agent offers the move in-thread → "Yes please" moves the
+appointment (one booking, never two)."""
 
 from __future__ import annotations
 
@@ -71,9 +72,7 @@ def test_confirmation_reply_reschedules_and_answers_in_thread(
     outcome = email_triage(inbound_id=result.email.pk)
     assert outcome.decision == "answered"
     booked.refresh_from_db()
-    local = booked.starts_at.astimezone(tenant.tzinfo)
-    assert (local.hour, local.minute) == (15, 0)
-    assert booked.status == Appointment.Status.BOOKED
+    assert booked.version == 1  # nothing moves before the patient says yes
 
     mail.outbox.clear()
     _deliver_pending()
@@ -85,9 +84,23 @@ def test_confirmation_reply_reschedules_and_answers_in_thread(
     assert answer["Reply-To"] == confirmation["Reply-To"]
     assert answer["Message-ID"] and answer["Message-ID"] != confirmation["Message-ID"]
     text = answer.get_body(preferencelist=("plain",)).get_content()
-    assert "3:00" in text or "3 PM" in text, text
+    assert "Shall I move it" in text and "3:00 PM" in text, text
     stored = ChannelMessage.objects.get(pk=outcome.reply_id)
     assert stored.provider_id == answer["Message-ID"] and stored.status == "sent"
+
+    yes = gmail_reply(answer, body="Yes please")
+    result = email_ingest(raw=yes.as_bytes(), source=InboundEmail.Source.WEBHOOK)
+    assert result.status == "accepted" and result.email.interaction.conversation_id == booked.conversation_id
+    assert email_triage(inbound_id=result.email.pk).decision == "answered"
+    booked.refresh_from_db()
+    local = booked.starts_at.astimezone(tenant.tzinfo)
+    assert (local.hour, local.minute) == (15, 0) and booked.version == 2
+    assert booked.status == Appointment.Status.BOOKED
+    assert Appointment.objects.filter(customer=patient).count() == 1
+    mail.outbox.clear()
+    _deliver_pending()
+    done = next(m for m in mail.outbox if m.extra_headers.get("Auto-Submitted") == "auto-replied")
+    assert "moved to" in done.body and "3:00 PM" in done.body, done.body
 
     channels = set(Interaction.objects.filter(conversation=booked.conversation).values_list("channel", flat=True))
     assert {"sms", "email"} <= channels

@@ -41,8 +41,9 @@ def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(
         ANYMAIL_WEBHOOK_SECRET=SECRET,
         EMAIL_TRUSTED_AUTHSERV_IDS=",".join(settings.EMAIL_TRUSTED_AUTHSERV_IDS),
     )
-    out = io.StringIO()
-    try:
+    out, yes = io.StringIO(), io.StringIO()
+
+    def reply(body: str, stdout) -> None:
         call_command(
             "simulate",
             "--server",
@@ -54,16 +55,23 @@ def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(
             PATIENT_EMAIL,
             "--reply",
             "--body",
-            "Can you make it 3 PM?",
+            body,
             "--wait",
             "40",
-            stdout=out,
+            stdout=stdout,
         )
+
+    try:
+        reply("Can you make it 3 PM?", out)  # the agent offers the move ...
+        appointment.refresh_from_db()
+        assert appointment.starts_at.astimezone(tenant.tzinfo).hour == 10, "moved before the patient said yes"
+        reply("Yes please", yes)  # ... and makes it on the patient's yes
     finally:
         processes.stop(server)
     printed = out.getvalue()
     assert "POST /email/inbound/ → 200" in printed and '"status": "accepted"' in printed
-    assert "reply (sent" in printed, printed
+    assert "reply (sent" in printed and "Shall I move it" in printed, printed
+    assert "reply (sent" in yes.getvalue(), yes.getvalue()
     appointment.refresh_from_db()
     assert appointment.starts_at.astimezone(tenant.tzinfo).hour == 15
     assert appointment.status == Appointment.Status.BOOKED

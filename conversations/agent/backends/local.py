@@ -11,7 +11,7 @@ import re
 from datetime import date, time
 
 from conversations import services as conv_services
-from conversations.agent.dates import parse_when, say_day
+from conversations.agent.dates import When, fit_hours, parse_when, say_day
 from conversations.agent.session import NAME, AgentSession
 from conversations.agent.tools import call_tool
 
@@ -35,6 +35,23 @@ _INTENTS = [
     ),
     ("book", re.compile(r"\b(book\w*|appointment|schedule|see (the|a) (doctor|dentist|nurse)|come in|visit)\b", re.I)),
 ]
+_WHEN_IS_MINE = re.compile(
+    r"\b(when|what (time|day|date))\b.{0,25}\b(my|our|the)\b.{0,15}\b(appointment|appt|booking|visit)s?\b"
+    r"|\b(do|have) i (have|got)\b.{0,20}\b(appointment|appt|booking)s?\b"
+    r"|\bmy (next |upcoming )?(appointment|appt|booking)s?\s*\?",
+    re.I,
+)
+_ANOTHER = re.compile(
+    r"\b(another|second|separate|additional|extra|different|new)\b.{0,25}\b(appointment|appt|booking|one|visit)\b"
+    r"|\b(also|as well)\b.{0,25}\bbook\b|\bbook\b.{0,40}\b(also|as well|too)\b",
+    re.I,
+)
+_YES = re.compile(
+    r"^\W*(yes|yeah|yep|yup|sure|ok(ay)?|confirm(ed)?|correct|please do|go ahead|sounds good|perfect|great|"
+    r"that works|do it|si|sí)\b",
+    re.I,
+)
+_NO = re.compile(r"^\W*(no|nope|nah|don'?t|do not|leave it|keep it|never ?mind|cancel that)\b", re.I)
 _RECALL = re.compile(r"\b(do you remember( me)?|what('?s| is) my name|who am i)\b", re.I)
 _MAKE_IT = re.compile(r"\b(make it|instead|how about|what about)\b", re.I)
 _NAME = re.compile(r"\b(?:my name is|this is|i am|i'm)\s+([A-Z][a-zA-Z'\-]{1,30})\b", re.I)
@@ -53,11 +70,16 @@ class LocalBackend:
 
     def respond(self, session: AgentSession, text: str, deadline: float | None = None) -> str:
         """The reply to ``text``; tools run as side effects (recorded in ``session.actions``). Instant, so
-        ``deadline`` is not needed."""
+        ``deadline`` is not needed.
+
+        Like a receptionist: a time or day said while the patient holds an appointment is a request to MOVE it,
+        offered for a yes first (nothing moves unasked), unless they say it is another appointment; a time
+        without am/pm is read inside bookable hours ("2:30" → 2:30 PM)."""
         when = parse_when(text, tz=session.tz, now=session.now)
         intent = detect_intent(text)
         pending = session.pending
         prefix = self._remember_name(session, text)
+        another = bool(_ANOTHER.search(text))
 
         if _RECALL.search(text):
             name = session.state.get(NAME)
@@ -70,6 +92,18 @@ class LocalBackend:
             return call_tool(session, "send_chat_link").say
         if intent == "callback":
             return call_tool(session, "request_callback", {"reason": text[:300]}).say
+        if _WHEN_IS_MINE.search(text) and when.empty and intent != "cancel":
+            return prefix + call_tool(session, "my_appointments").say
+
+        proposed = pending.get("intent") == "reschedule" and pending.get("confirm")
+        held = pending.get("intent") == "book" and pending.get("date") and pending.get("time")
+        if (proposed or held) and when.empty and intent != "cancel":
+            if another and proposed:  # "it's another appointment": book the proposed time instead of moving
+                return prefix + self._book(session, self._day(pending), self._time(pending), fresh=True)
+            if _YES.search(text) or (held and intent == "book"):
+                return prefix + call_tool(session, "confirm_change").say
+            if _NO.search(text):
+                return prefix + call_tool(session, "keep_appointment").say
         if intent == "cancel":
             return call_tool(session, "cancel_appointment").say
         if intent == "availability" and when.at is None:
@@ -79,22 +113,34 @@ class LocalBackend:
             return prefix + call_tool(session, "list_availability", {"date": day.isoformat()}).say
 
         upcoming = session.upcoming()
-        wants_move = intent == "reschedule" or (
-            pending.get("intent") != "book"
-            and upcoming
-            and not when.empty
-            and (intent is None or _MAKE_IT.search(text))
-        )
-        if wants_move or pending.get("intent") == "reschedule":
-            return prefix + self._reschedule(session, when.day, when.at)
-        if intent == "book" or pending.get("intent") == "book" or not when.empty:
-            return prefix + self._book(session, when.day, when.at)
+        booking = pending.get("intent") == "book" or another
+        if upcoming and not booking and (intent == "reschedule" or proposed or not when.empty):
+            return prefix + self._reschedule(session, when)
+        if intent == "reschedule" and not upcoming:
+            return prefix + self._reschedule(session, when)
+        if intent == "book" or booking or not when.empty:
+            day = when.day
+            return prefix + self._book(session, day, self._fit(session, when, day or session.pending_day()))
         if prefix:
             return prefix + "How can I help today?"
         return (
             "I can book, move or cancel appointments, arrange a call back, or connect you with our team. "
             "What would you like to do?"
         )
+
+    @staticmethod
+    def _day(pending: dict) -> date | None:
+        return date.fromisoformat(pending["date"]) if pending.get("date") else None
+
+    @staticmethod
+    def _time(pending: dict) -> time | None:
+        return time.fromisoformat(pending["time"]) if pending.get("time") else None
+
+    @staticmethod
+    def _fit(session: AgentSession, when: When, day: date | None) -> time | None:
+        if when.at is None:
+            return None
+        return fit_hours(when.at, meridiem=when.meridiem, windows=session.bookable_windows(day))
 
     def _remember_name(self, session: AgentSession, text: str) -> str:
         match = _NAME.search(text)
@@ -106,10 +152,12 @@ class LocalBackend:
         session.actions.append("remember_name")
         return f"Thanks, {name}. "
 
-    def _book(self, session: AgentSession, day: date | None, at: time | None) -> str:
-        pending = session.pending
-        day = day or session.pending_day()
-        at = at or (time.fromisoformat(pending["time"]) if pending.get("time") else None)
+    def _book(self, session: AgentSession, day: date | None, at: time | None, fresh: bool = False) -> str:
+        pending = {} if fresh else session.pending
+        if pending.get("intent") != "book":
+            pending = {}
+        day = day or self._day(pending)
+        at = at or self._time(pending)
         if day is None:
             call_tool(session, "note_booking_request", {"intent": "book", "time": at and at.strftime("%H:%M")})
             return "I can book that for you. Which day suits you?"
@@ -121,22 +169,30 @@ class LocalBackend:
             return f"What time on {say_day(day)} suits you? {slots.say}"
         return call_tool(session, "book_appointment", {"date": day.isoformat(), "time": at.strftime("%H:%M")}).say
 
-    def _reschedule(self, session: AgentSession, day: date | None, at: time | None) -> str:
-        if not session.upcoming():
+    def _reschedule(self, session: AgentSession, when: When) -> str:
+        """Offer to move the appointment (the pending proposal's, else the next one) to what ``when`` says,
+        completed from the proposal or the appointment itself: "make it 3 PM" keeps the day, "move it to
+        Friday" keeps the time."""
+        upcoming = session.upcoming()
+        if not upcoming:
+            day = when.day
+            at = self._fit(session, when, day)
             call_tool(session, "note_booking_request", {"intent": "book", "date": day and day.isoformat()})
             if day and at:
                 return self._book(session, day, at)
             return "I couldn't find an upcoming appointment to move — shall I book a new one? Which day suits you?"
-        day = day or session.pending_day()
+        pending = session.pending if session.pending.get("intent") == "reschedule" else {}
+        appt = next((a for a in upcoming if str(a.pk) == pending.get("appointment_id")), upcoming[0])
+        current = session.local(appt.starts_at)
+        if when.empty and not pending.get("date"):
+            call_tool(session, "note_booking_request", {"intent": "reschedule"})
+            return "Sure — when would you like to move it to?"
+        day = when.day or self._day(pending) or current.date()
+        at = self._fit(session, when, day) or (self._time(pending) if pending.get("time") else None)
         if at is None:
-            call_tool(session, "note_booking_request", {"intent": "reschedule", "date": day and day.isoformat()})
-            if day is None:
-                return "Sure — when would you like to move it to?"
-            return (
-                f"What time on {say_day(day)} would you like instead? "
-                + call_tool(session, "list_availability", {"date": day.isoformat()}).say
-            )
-        args = {"time": at.strftime("%H:%M")}
-        if day:
-            args["date"] = day.isoformat()
-        return call_tool(session, "reschedule_appointment", args).say
+            at = current.time().replace(tzinfo=None)  # a new day, the same time
+        args = {"date": day.isoformat(), "time": at.strftime("%H:%M"), "appointment_id": str(appt.pk)}
+        result = call_tool(session, "reschedule_appointment", args)
+        if not result.ok and when.at is None and result.data.get("error") in ("taken", "outside_hours"):
+            return f"What time on {say_day(day)} would you like instead? " + result.say
+        return result.say

@@ -52,6 +52,9 @@ def system_prompt(session: AgentSession) -> str:
             f"Remembered from earlier in this conversation (any channel): {json.dumps(session.state, default=str)}",
             "Upcoming appointments:\n" + ("\n".join(upcoming) or "none"),
             "When the customer gives a day but no time, call note_booking_request so another channel can continue. "
+            "One request at a time: if the customer already has an appointment, a new day or time means MOVING it "
+            "(reschedule_appointment proposes; call confirm_change only after they say yes) unless they say it is "
+            "another appointment. A time without am/pm is the one inside bookable hours (2:30 is 14:30). "
             "Keep replies short (they may be sent by SMS). Never include links or medical advice.",
         ]
     )
