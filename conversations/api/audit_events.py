@@ -7,6 +7,7 @@ Filters: ``customer`` (id), ``actor`` (username or ``api-key:<prefix>``), ``acti
 from __future__ import annotations
 
 import django_filters as df
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import serializers, viewsets
 from rest_framework.pagination import CursorPagination
 from rest_framework.renderers import JSONRenderer
@@ -14,6 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from conversations.api.authentication import request_tenant_id
 from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
+from conversations.api.views import ERRORS
 from identity.models import AuditEvent
 
 
@@ -56,6 +58,10 @@ class AtCursor(CursorPagination):
     max_page_size = 1000
 
 
+@extend_schema_view(
+    list=extend_schema(responses={200: AuditEventSerializer(many=True), **ERRORS}),
+    retrieve=extend_schema(responses={200: AuditEventSerializer, **ERRORS}),
+)
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     """Who read which patient's data, when, from where, and with what outcome."""
 
