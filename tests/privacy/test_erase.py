@@ -98,3 +98,21 @@ def test_export_zip_and_command(rich_patient, api, tenant):
 
     call_command("erase_customer", str(rich_patient.customer_id), "--yes")
     assert tables_containing(SECRETS) == []
+
+
+@pytest.mark.django_db
+def test_admin_erase_action_asks_then_erases_for_clinic_admins_only(rich_patient, staff_client):
+    url = "/admin/identity/customer/"
+    form = {"action": "erase_customers", "_selected_action": [str(rich_patient.customer_id)]}
+    staff_client.post(url, form)  # plain staff: refused
+    assert Customer.objects.get(pk=rich_patient.customer_id).erased_at is None
+
+    from identity.models import TenantMembership
+
+    TenantMembership.objects.filter(user=staff_client.user).update(role="admin")
+    page = staff_client.post(url, form)
+    assert page.status_code == 200 and b"cannot be undone" in page.content
+    assert Customer.objects.get(pk=rich_patient.customer_id).erased_at is None
+    staff_client.post(url, {**form, "confirm": "yes"})
+    assert Customer.objects.get(pk=rich_patient.customer_id).erased_at is not None
+    assert tables_containing(SECRETS) == []
