@@ -329,6 +329,11 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
 SESSION_SAVE_EVERY_REQUEST = True
 MIDDLEWARE.insert(1, "identity.middleware.PermissionsPolicyMiddleware")
+CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session state is deleted, not just hidden
+    "task": "conversations.tasks.purge_expired_state",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
+}
 _WEAK_SECRET_KEYS = {"changeme", "change-me", "secret", "secret-key", "password", "django", "dev", "test"}
 if not DEBUG and (
     len(SECRET_KEY) < 50
