@@ -3,7 +3,7 @@ WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml requirements.lock ./
 COPY . .
-RUN pip install -c requirements.lock . && DJANGO_SETTINGS_MODULE=callsphere.settings SECRET_KEY=build \
+RUN pip install -c requirements.lock . && DJANGO_SETTINGS_MODULE=callsphere.settings SECRET_KEY=collectstatic-only-build-key-never-used-at-runtime-0123456789 \
     SMS_BACKEND=channels_app.providers.sms.TwilioSmsBackend VOICE_BACKEND=channels_app.providers.voice.TwilioVoiceBackend \
     DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput
 EXPOSE 8000

@@ -351,3 +351,36 @@ LOGGING = {
 # Default per-tenant values (a tenant row can override each).
 DEFAULT_STATE_TTL = timedelta(days=30)
 DEFAULT_SMS_IDLE_WINDOW = timedelta(minutes=30)
+
+# --- issue 14: staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env.int("PASSWORD_MIN_LENGTH", default=10)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Idle timeout: a staff session ends after this many seconds without a request (sliding: every request renews).
+SESSION_COOKIE_AGE = env.int("SESSION_IDLE_SECONDS", default=30 * 60)
+SESSION_SAVE_EVERY_REQUEST = True
+MIDDLEWARE.insert(1, "identity.middleware.PermissionsPolicyMiddleware")
+CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session state is deleted, not just hidden
+    "task": "conversations.tasks.purge_expired_state",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
+}
+_WEAK_SECRET_KEYS = {"changeme", "change-me", "secret", "secret-key", "password", "django", "dev", "test"}
+if not DEBUG and (
+    len(SECRET_KEY) < 50
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure")
+    or SECRET_KEY.lower() in _WEAK_SECRET_KEYS
+):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for DEBUG=0: use at least 50 random characters "
+        '(python -c "import secrets; print(secrets.token_urlsafe(50))")'
+    )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from callsphere import embedded
 
-os.environ.setdefault("SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("SECRET_KEY", "test-only-key-not-for-production-0123456789abcdefghijklmnopqrstuvwxyz")
 os.environ["DEBUG"] = "0"  # tests run production settings, whatever a developer's .env says
 os.environ.setdefault("SMS_BACKEND", "providers.sms.LocmemSmsBackend")
 os.environ.setdefault("VOICE_BACKEND", "providers.voice.LocmemVoiceBackend")

@@ -9,4 +9,10 @@ class ChannelsAppConfig(AppConfig):
         from channels_app.voice import receivers as voice_receivers
 
         voice_receivers.connect()
-        from channels_app import receivers  # noqa: F401  (appointment confirmations, chat links)
+        from channels_app import (
+            privacy,
+            receivers,  # noqa: F401  (appointment confirmations, chat links)
+        )
+        from identity.privacy import privacy_handler_register
+
+        privacy_handler_register(privacy.HANDLER)

@@ -10,8 +10,9 @@ from conversations.analytics.admin import render_customer_360
 from conversations.inbox.selectors import transcript_matches
 from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
 from identity.admin_audit import AuditedReadsAdmin
-from identity.admin_scoping import TenantScopedInline, scope_queryset
+from identity.admin_scoping import TenantScopedInline, scope_queryset, user_is_clinic_admin
 from identity.models import Customer, CustomerIdentifier
+from identity.privacy import ErasureRefused, customer_erase
 from identity.services import MergeError, customer_merge
 
 TIMELINE_LIMIT = 50
@@ -41,7 +42,7 @@ class CustomerAdmin(AuditedReadsAdmin):
     ordering = ["-created_at"]
     readonly_fields = ["merged_into", "created_at", "updated_at", "customer_360", "timeline"]
     inlines = [IdentifierInline]
-    actions = ["merge_customers"]
+    actions = ["merge_customers", "erase_customers"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("identifiers")
@@ -58,6 +59,33 @@ class CustomerAdmin(AuditedReadsAdmin):
     def timeline(self, obj):
         rows = Interaction.objects.filter(customer=obj).order_by("-started_at")[:TIMELINE_LIMIT]
         return render_timeline(rows)
+
+    @admin.action(description="Erase the selected patients (GDPR)…", permissions=["change"])
+    def erase_customers(self, request, queryset):
+        if not (request.user.is_superuser or user_is_clinic_admin(request.user)):
+            self.message_user(request, "Only clinic admins may erase patients.", messages.ERROR)
+            return None
+        customers = list(queryset)
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/conversations/customer_erase.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "customers": customers,
+                    "opts": self.model._meta,
+                    "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                    "title": "Erase patients",
+                },
+            )
+        for customer in customers:
+            try:
+                customer_erase(customer=customer, request=request)
+            except ErasureRefused as exc:
+                self.message_user(request, f"Customer {str(customer.pk)[:8]} not erased: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"Customer {str(customer.pk)[:8]} erased.")
+        return None
 
     @admin.action(description="Merge the two selected customers…", permissions=["change"])
     def merge_customers(self, request, queryset):

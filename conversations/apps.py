@@ -14,3 +14,7 @@ class ConversationsConfig(AppConfig):
         from conversations.inbox import receivers as inbox_receivers
 
         inbox_receivers.connect()
+        from conversations import privacy
+        from identity.privacy import privacy_handler_register
+
+        privacy_handler_register(privacy.HANDLER)

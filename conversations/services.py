@@ -464,6 +464,12 @@ def state_delete(*, conversation: Conversation, keys: list[str] | None = None) -
     return qs.delete()[0]
 
 
+def state_purge_expired(*, at: datetime | None = None, limit: int = 5000) -> int:
+    """Retention: delete expired session state (never read after ``expires_at``), at most ``limit`` rows a call."""
+    ids = list(SessionState.objects.filter(expires_at__lte=_now(at)).values_list("pk", flat=True)[:limit])
+    return SessionState.objects.filter(pk__in=ids).delete()[0] if ids else 0
+
+
 def conversation_close(*, conversation: Conversation, at: datetime | None = None) -> bool:
     """Close a conversation and its open interactions; emits ``conversation_closed`` on commit."""
     at = _now(at)

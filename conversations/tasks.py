@@ -2,10 +2,16 @@
 
 from celery import shared_task
 
-from conversations.services import close_idle
+from conversations.services import close_idle, state_purge_expired
 
 
 @shared_task
 def close_idle_sessions() -> dict:
     """Beat task: close sessions past their idle window (which queues their enrichment)."""
     return close_idle()
+
+
+@shared_task
+def purge_expired_state() -> int:
+    """Beat task (retention): delete expired session state."""
+    return state_purge_expired()

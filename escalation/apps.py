@@ -11,3 +11,7 @@ class EscalationConfig(AppConfig):
 
         customer_message_received.connect(hooks.on_customer_message, dispatch_uid="escalation.screen_message")
         escalation_requested.connect(hooks.on_escalation_requested, dispatch_uid="escalation.requested")
+        from escalation import privacy
+        from identity.privacy import privacy_handler_register
+
+        privacy_handler_register(privacy.HANDLER)

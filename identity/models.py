@@ -131,6 +131,10 @@ class Customer(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="customers")
     display_name = models.CharField(max_length=200, blank=True)
     merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    legal_hold = models.CharField(
+        max_length=200, blank=True, help_text="While set (the reason, no PHI), the patient cannot be erased."
+    )
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from conversations.api import audit_events, staff, views
+from conversations.api import audit_events, privacy, staff, views
 
 router = SimpleRouter()
 router.register("interactions", views.InteractionViewSet, basename="interaction")
@@ -23,6 +23,8 @@ urlpatterns = [
         name="conversation-release",
     ),
     path("customers/<uuid:customer_id>/timeline/", views.CustomerTimelineView.as_view(), name="customer-timeline"),
+    path("customers/<uuid:customer_id>/erase/", privacy.CustomerEraseView.as_view(), name="customer-erase"),
+    path("customers/<uuid:customer_id>/export/", privacy.CustomerExportView.as_view(), name="customer-export"),
     path("reports/quarterly-review/", views.QuarterlyReviewView.as_view(), name="quarterly-review"),
     *router.urls,
 ]

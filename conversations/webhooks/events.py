@@ -102,3 +102,18 @@ def conversation_closed_sweep(*, now: datetime | None = None) -> int:
         .values_list("pk", flat=True)[:200]
     )
     return sum(1 for pk in overdue if conversation_closed_emit(conversation_id=pk, force=True))
+
+
+def customer_erased_emit(*, tenant_id, customer_id) -> WebhookMessage | None:
+    """Emit ``customer.erased`` (``data`` = ``{"customer": {"id"}}``, no PII) so receivers delete their copies."""
+    from identity.models import Tenant
+
+    tenant = Tenant.objects.filter(pk=tenant_id).first()
+    if tenant is None:
+        return None
+    return webhook_event_emit(
+        tenant=tenant,
+        event_type=WebhookEventType.CUSTOMER_ERASED,
+        payload={"customer": {"id": str(customer_id)}},
+        dedupe_key=f"customer.erased:{customer_id}",
+    )

@@ -29,6 +29,7 @@ class WebhookEventType(models.TextChoices):
     CONVERSATION_CLOSED = "conversation.closed", "conversation.closed (with the enriched interactions)"
     INTERACTION_ENRICHED = "interaction.enriched", "interaction.enriched"
     INCIDENT_ACKNOWLEDGED = "incident.acknowledged", "incident.acknowledged"
+    CUSTOMER_ERASED = "customer.erased", "customer.erased (delete your copies of this patient)"
 
 
 def new_webhook_secret() -> str:
