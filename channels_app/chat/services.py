@@ -68,6 +68,9 @@ class ChatSession:
     extra: dict = field(default_factory=dict)
 
 
+CODE_PLACEHOLDER = "[verification code]"
+
+
 def _frame(interaction: Interaction, seq: int) -> dict:
     turn = interaction.transcript[seq]
     if turn.get("role") == "customer":
@@ -245,7 +248,7 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
             provider_id=f"chat:{session.visitor_key}:{client_id}",
             sender=f"visitor:{session.visitor_key}",
             recipient="widget",
-            text=text,
+            text=CODE_PLACEHOLDER if answer else text,  # a typed-back code never enters the transcript
             idle_window=tenant.sms_idle_window,
             turn_extra={"client_id": client_id},
         )

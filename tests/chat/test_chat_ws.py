@@ -97,9 +97,13 @@ def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
     assert challenge["text"] == SENT["phone"]  # the same sentence as for a number nobody has
     assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR), customer=customer).exists()
 
-    ws.send({"type": "message", "id": "msg-000002", "text": texted_code()})
+    code = texted_code()
+    ws.send({"type": "message", "id": "msg-000002", "text": code})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
     assert reply["seq"] == 1 and reply["text"].startswith("Welcome back") and "Tuesday" in reply["text"]
+    # the code the visitor typed back never enters a transcript (admin, API and CSV show transcripts)
+    assert not [i.pk for i in Interaction.objects.all() if code in str(i.transcript)]
+    assert not ChannelMessage.objects.filter(body__contains=code, direction="inbound").exists()
     assert CustomerIdentifier.objects.get(kind="cookie", value=visitor_key(VISITOR)).customer == customer
 
     ws.send({"type": "message", "id": "msg-000003", "text": "2 PM"})
