@@ -10,9 +10,12 @@ from django.utils import timezone
 
 from channels_app import twilio_payloads
 from channels_app.simulate.base import signed_post
+from conversations import engine
 from conversations.models import Appointment, ChannelMessage, Interaction
+from conversations.services import session_open
+from identity.services import customer_resolve
 from tests.clock import local, next_weekdays_since
-from tests.factories import TenantFactory
+from tests.factories import PhoneNumberFactory, TenantFactory
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -123,12 +126,6 @@ def test_widget_shows_html_as_text_isolates_styles_and_survives_a_dropped_connec
 def test_verifying_a_phone_mid_conversation_keeps_every_reply_without_a_reload(daphne, browser):
     """The code switches the visitor to the patient's own session, whose turn numbering starts again at 0: the
     widget must still show the "Welcome back" greeting and the booking that follow (no reload)."""
-    from conversations import engine
-    from conversations.services import session_open
-    from identity.services import customer_resolve
-
-    from tests.factories import PhoneNumberFactory
-
     tenant = TenantFactory(slug="demo", allowed_widget_origins=[daphne])
     PhoneNumberFactory(tenant=tenant, number="+15550100001")  # the clinic's number the code is texted from
     patient = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
