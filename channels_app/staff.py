@@ -157,7 +157,14 @@ class ChatStaffSender:
             interaction=row, role="staff", text=outgoing.body, ref=outgoing.idempotency_key, **outgoing.turn_extra
         )
         seq = len(row.transcript) - 1
-        frame = {"type": "reply", "seq": seq, "role": "staff", "name": outgoing.staff_name, "text": outgoing.body}
+        frame = {
+            "type": "reply",
+            "seq": seq,
+            "session": str(row.pk),
+            "role": "staff",
+            "name": outgoing.staff_name,
+            "text": outgoing.body,
+        }
         transaction.on_commit(lambda: _push_chat_frame(row.pk, frame), robust=True)
         return StaffSent(channel=self.channel, interaction=row, turn=turn)
 

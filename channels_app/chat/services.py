@@ -68,11 +68,28 @@ class ChatSession:
     extra: dict = field(default_factory=dict)
 
 
+CODE_PLACEHOLDER = "[verification code]"
+
+
 def _frame(interaction: Interaction, seq: int) -> dict:
-    turn = interaction.transcript[seq]
+    # ``session`` names the interaction whose transcript ``seq`` counts: when verification switches the visitor to
+    # another session, numbering restarts and the widget must not drop the new turns as already shown.
+    turn, session = interaction.transcript[seq], str(interaction.pk)
     if turn.get("role") == "customer":
-        return {"type": "message", "seq": seq, "id": turn.get("client_id", ""), "text": turn.get("text", "")}
-    frame = {"type": "reply", "seq": seq, "role": turn.get("role", "agent"), "text": turn.get("text", "")}
+        return {
+            "type": "message",
+            "seq": seq,
+            "session": session,
+            "id": turn.get("client_id", ""),
+            "text": turn.get("text", ""),
+        }
+    frame = {
+        "type": "reply",
+        "seq": seq,
+        "session": session,
+        "role": turn.get("role", "agent"),
+        "text": turn.get("text", ""),
+    }
     return {**frame, "name": turn.get("staff_name", "")} if turn.get("role") == "staff" else frame
 
 
@@ -245,7 +262,7 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
             provider_id=f"chat:{session.visitor_key}:{client_id}",
             sender=f"visitor:{session.visitor_key}",
             recipient="widget",
-            text=text,
+            text=CODE_PLACEHOLDER if answer else text,  # a typed-back code never enters the transcript
             idle_window=tenant.sms_idle_window,
             turn_extra={"client_id": client_id},
         )

@@ -112,7 +112,8 @@
   var ws = null;
   var ready = false;          // hello answered on the current connection
   var lastSeq = -1;           // highest transcript seq shown
-  var shown = {};             // seq -> true
+  var shown = {};             // seq -> true (seqs count turns of one session)
+  var sessionId = null;       // the session (interaction) the seqs belong to
   var outbox = [];            // [{id, text, node}] sent but not yet acknowledged (resent after reconnect)
   var attempts = 0;
   var started = false;
@@ -128,6 +129,13 @@
   }
   function note(text) { var n = el("div", "cs-note", text); log.appendChild(n); scroll(); }
   function markShown(seq) { shown[seq] = true; if (seq > lastSeq) { lastSeq = seq; } }
+  // A verified phone or email can switch the visitor to another session whose numbering starts again at 0:
+  // forget the old session's seqs so its replies are not dropped as already shown.
+  function syncSession(frame) {
+    if (!frame.session || frame.session === sessionId) { return; }
+    if (sessionId !== null) { shown = {}; lastSeq = -1; }
+    sessionId = frame.session;
+  }
 
   function onFrame(frame) {
     if (!frame || typeof frame !== "object") { return; }
@@ -138,6 +146,7 @@
       link = "";  // the link identified us; from now on the visitor id does
       for (var i = 0; i < outbox.length; i++) { transmit(outbox[i]); }
     } else if (frame.type === "message") {
+      syncSession(frame);
       if (shown[frame.seq]) { return; }
       var pending = null;
       for (var j = 0; j < outbox.length; j++) { if (outbox[j].id === frame.id) { pending = outbox[j]; outbox.splice(j, 1); break; } }
@@ -153,6 +162,7 @@
         if (!ephemeralGreeting && log.querySelectorAll(".cs-msg").length === 0) { ephemeralGreeting = bubble("agent", frame.text, null); }
         return;
       }
+      syncSession(frame);
       if (shown[frame.seq]) { return; }
       var shownNode = bubble(frame.role === "staff" ? "staff" : "agent", frame.text, frame.seq);
       if (frame.role === "staff" && frame.name) { shownNode.insertBefore(el("div", "cs-who", String(frame.name)), shownNode.firstChild); }

@@ -145,3 +145,8 @@ def test_an_unverified_typed_number_is_not_a_reachable_contact(tenant, open_sess
     chat, _ = session_open(tenant=tenant, customer=visitor, channel="chat")
     turn(interaction=chat, text="book tuesday at 10am")
     assert not Appointment.objects.exists()
+
+
+def test_can_you_move_my_appointment_asks_when_not_where(tenant, booked, open_session):
+    reply = turn(interaction=open_session("sms"), text="Can you move my appointment?")
+    assert "when would you like to move it" in reply.text.lower()

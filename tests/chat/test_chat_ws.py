@@ -93,13 +93,19 @@ def test_phone_in_chat_resumes_the_sms_booking(tenant, ws_connect):
     ws.send({"type": "message", "id": "msg-000001", "text": "It's me, my number is (555) 123-0001"})
     frames = ws.until(lambda f: f["type"] == "reply")
     echo, challenge = frames[-2], frames[-1]
+    echo_session = echo.pop("session")
     assert echo == {"type": "message", "seq": 0, "id": "msg-000001", "text": "It's me, my number is (555) 123-0001"}
     assert challenge["text"] == SENT["phone"]  # the same sentence as for a number nobody has
     assert not CustomerIdentifier.objects.filter(kind="cookie", value=visitor_key(VISITOR), customer=customer).exists()
 
-    ws.send({"type": "message", "id": "msg-000002", "text": texted_code()})
+    code = texted_code()
+    ws.send({"type": "message", "id": "msg-000002", "text": code})
     reply = ws.until(lambda f: f["type"] == "reply")[-1]
     assert reply["seq"] == 1 and reply["text"].startswith("Welcome back") and "Tuesday" in reply["text"]
+    assert reply["session"] != echo_session  # verification switched sessions: the widget resets its seqs
+    # the code the visitor typed back never enters a transcript (admin, API and CSV show transcripts)
+    assert not [i.pk for i in Interaction.objects.all() if code in str(i.transcript)]
+    assert not ChannelMessage.objects.filter(body__contains=code, direction="inbound").exists()
     assert CustomerIdentifier.objects.get(kind="cookie", value=visitor_key(VISITOR)).customer == customer
 
     ws.send({"type": "message", "id": "msg-000003", "text": "2 PM"})

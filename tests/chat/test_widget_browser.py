@@ -10,9 +10,12 @@ from django.utils import timezone
 
 from channels_app import twilio_payloads
 from channels_app.simulate.base import signed_post
+from conversations import engine
 from conversations.models import Appointment, ChannelMessage, Interaction
+from conversations.services import session_open
+from identity.services import customer_resolve
 from tests.clock import local, next_weekdays_since
-from tests.factories import TenantFactory
+from tests.factories import PhoneNumberFactory, TenantFactory
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -118,3 +121,36 @@ def test_widget_shows_html_as_text_isolates_styles_and_survives_a_dropped_connec
     row = Interaction.objects.get(channel="chat")
     assert [t["text"] for t in row.transcript if t["role"] == "customer"] == [evil, "still there?"]
     page.close()
+
+
+def test_verifying_a_phone_mid_conversation_keeps_every_reply_without_a_reload(daphne, browser):
+    """The code switches the visitor to the patient's own session, whose turn numbering starts again at 0: the
+    widget must still show the "Welcome back" greeting and the booking that follow (no reload)."""
+    tenant = TenantFactory(slug="demo", allowed_widget_origins=[daphne])
+    PhoneNumberFactory(tenant=tenant, number="+15550100001")  # the clinic's number the code is texted from
+    patient = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
+    sms, _ = session_open(tenant=tenant, customer=patient, channel="sms")
+    engine.respond(interaction=sms, text="I'd like to book for Tuesday")
+
+    page = browser.new_page()
+    page.goto(daphne + "/demo/")
+    page.locator("#callsphere-widget .cs-launcher").click()
+    page.locator(AGENT).first.wait_for(timeout=20000)
+    box = page.locator("#callsphere-widget .cs-input")
+    box.fill("hello, is anyone there?")
+    page.keyboard.press("Enter")
+    page.locator(AGENT).nth(1).wait_for(timeout=20000)
+    box.fill("my number is 555 123 0001")
+    page.keyboard.press("Enter")
+    page.locator(AGENT).nth(2).wait_for(timeout=20000)
+    sent = wait_for(lambda: ChannelMessage.objects.filter(idempotency_key__startswith="chat-verify:").first())
+    box.fill(re.search(r"\b(\d{6})\b", sent.body).group(1))
+    page.keyboard.press("Enter")
+    page.locator(AGENT, has_text="Welcome back").wait_for(timeout=20000)  # seq 1 of the new session
+    box.fill("2 PM")
+    page.keyboard.press("Enter")
+    page.locator(AGENT, has_text="You're booked").wait_for(timeout=20000)
+    customer_texts = page.locator("#callsphere-widget .cs-msg.cs-customer").all_text_contents()
+    assert customer_texts[-1] == "2 PM" and len(customer_texts) == 4
+    page.close()
+    assert Appointment.objects.get().customer_id == patient.pk

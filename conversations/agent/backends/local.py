@@ -92,7 +92,7 @@ class LocalBackend:
             return call_tool(session, "send_chat_link").say
         if intent == "callback":
             return call_tool(session, "request_callback", {"reason": text[:300]}).say
-        if _WHEN_IS_MINE.search(text) and when.empty and intent != "cancel":
+        if _WHEN_IS_MINE.search(text) and when.empty and intent not in ("cancel", "reschedule"):
             return prefix + call_tool(session, "my_appointments").say
 
         proposed = pending.get("intent") == "reschedule" and pending.get("confirm")
