@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0014_api_key_privacy_scopes"),
+        ("conversations", "0014_privacy_scopes_and_customer_erased_webhook"),
         ("conversations", "0015_call_logs_unenriched_index"),
     ]
 
