@@ -9,12 +9,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from callsphere.overload import ShedLoad  # noqa: E402
 from callsphere.routing import websocket_urlpatterns  # noqa: E402
 from channels_app.chat.middleware import WidgetOriginMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Past capacity an HTTP request gets 503 + Retry-After before any work (callsphere.overload).
+        "http": ShedLoad(django_asgi_app),
         # The chat websocket checks the widget's Origin against its tenant's allowed origins before accepting.
         "websocket": WidgetOriginMiddleware(URLRouter(websocket_urlpatterns)),
     }
