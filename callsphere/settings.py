@@ -94,7 +94,23 @@ TEMPLATES = [
 # --- database ---------------------------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL", default="") or embedded.ensure_postgres(DATA_DIR)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+# DB_POOL_MAX_SIZE > 0: a psycopg connection pool per process (Django 5.1+), so no request pays for connection
+# setup. The web process turns it on (callsphere.web sizes it); daphne runs each sync view on a thread of its own,
+# so per-thread persistent connections (CONN_MAX_AGE) would pile up there, whereas the pool bounds them: at most
+# DB_POOL_MAX_SIZE per process, and a request that cannot get one within DB_POOL_TIMEOUT seconds fails fast.
+# Celery processes keep CONN_MAX_AGE (one connection per worker process). Django's pool checks a connection
+# when it is handed out (CONN_HEALTH_CHECKS), so one PostgreSQL dropped is replaced.
+DB_POOL_MAX_SIZE = env.int("DB_POOL_MAX_SIZE", default=0)
+if DB_POOL_MAX_SIZE > 0:
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_MAX_SIZE),
+        "max_size": DB_POOL_MAX_SIZE,
+        "timeout": env.float("DB_POOL_TIMEOUT", default=5.0),
+        "max_idle": 300,
+    }
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # statement_timeout per role, by path prefix (callsphere.db_timeouts): exports and reports may run longer than

@@ -60,9 +60,23 @@ def main(argv: list[str] | None = None) -> None:
     close_cleanly_on_protocol_errors()
 
     args = daphne_args(list(sys.argv[1:] if argv is None else argv))
+    size_threads_and_pool()
     sys.stdout = RedactingStream(sys.stdout)
     _start_watchdog()
     CommandLineInterface().run(args)
+
+
+def size_threads_and_pool(cpus: int | None = None) -> tuple[int, int]:
+    """Bound this process's work by the machine: ``ASGI_THREADS`` (asgiref's pool running sync views; unbounded
+    it reached ~400 threads under overload) and ``DB_POOL_MAX_SIZE`` (the psycopg pool, see settings) default to
+    4 × CPUs, at least 4 and at most 32; either set in the environment wins. Called before Django and asgiref
+    read them. Returns ``(threads, pool size)``."""
+    import os
+
+    default = str(max(4, min(32, 4 * (cpus or os.cpu_count() or 1))))
+    threads = int(os.environ.setdefault("ASGI_THREADS", default))
+    pool = int(os.environ.setdefault("DB_POOL_MAX_SIZE", str(threads)))
+    return threads, pool
 
 
 def _start_watchdog() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -117,25 +119,35 @@ def conversation_lock(*, conversation_id) -> None:
 def interaction_append_turn(
     *, interaction: Interaction, role: str, text: str, at: datetime | None = None, **extra: Any
 ) -> dict:
-    """Append ``{"role", "text", "at", **extra}`` to the transcript under a row lock; bump activity times.
+    """Append ``{"role", "text", "at", **extra}`` to the transcript; bump activity times.
 
-    Returns the turn as stored. ``at`` is UTC (ISO-8601 in the stored turn).
-
-    Lock order: the conversation row (its activity bump), then the interaction row — the order of
-    :func:`session_open` and of everything that writes inside it (an outbound SMS opens its exchange, then
-    appends), so a reply being written and a confirmation being sent in one conversation cannot deadlock.
-    A caller that locks the interaction itself first must lock the conversation before it
-    (:func:`conversation_lock`).
+    One statement, ``UPDATE call_logs SET transcript = transcript || [turn]``: the row lock lasts only for that
+    statement (or the caller's transaction) and the transcript is never read back into Python and rewritten, so
+    concurrent appends cannot lose a turn. The conversation's ``last_activity_at`` is bumped after commit, in
+    its own statement, so this service never holds a ``call_logs`` row while waiting for a conversation row —
+    the webhook locks conversation → call_logs, and a caller holding the call_logs row (the reply worker) must
+    not then wait for the conversation (that was the webhook/worker deadlock). Returns the turn as stored;
+    ``at`` is UTC (ISO-8601 in the stored turn).
     """
     at = _now(at)
     turn = {"role": role, "text": text, "at": at.isoformat(), **extra}
-    with transaction.atomic():
-        Conversation.objects.filter(pk=interaction.conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
-        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
-        row.transcript = [*row.transcript, turn]
-        row.last_activity_at = max(row.last_activity_at, at)
-        row.save(update_fields=["transcript", "last_activity_at", "updated_at"])
-    interaction.transcript, interaction.last_activity_at = row.transcript, row.last_activity_at
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Interaction._meta.db_table} SET transcript = transcript || %s::jsonb,"
+            " last_activity_at = GREATEST(last_activity_at, %s), updated_at = %s"
+            " WHERE id = %s RETURNING transcript, last_activity_at",
+            [json.dumps([turn], cls=DjangoJSONEncoder), at, timezone.now(), interaction.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+    transcript, last_activity_at = row
+    interaction.transcript = json.loads(transcript) if isinstance(transcript, str) else transcript
+    interaction.last_activity_at = last_activity_at
+    conversation_id = interaction.conversation_id
+    transaction.on_commit(
+        lambda: Conversation.objects.filter(pk=conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
+    )
     return turn
 
 

@@ -38,7 +38,8 @@ def test_inbound_sms_records_turn_and_resolves_customer(tenant, twilio_post, dja
     assert row.transcript[0]["ref"] == params["MessageSid"]
     ident = CustomerIdentifier.objects.get(kind="phone", value=PATIENT)
     assert ident.customer == row.customer and ident.verified
-    assert len(callbacks) == 2  # customer_message_received + the reply task, both on commit
+    # customer_message_received, the reply task and the conversation's activity bump, all on commit
+    assert len(callbacks) == 3
 
 
 @pytest.mark.django_db
@@ -87,7 +88,7 @@ def test_duplicate_message_sid_is_one_turn(tenant, twilio_post, django_capture_o
         assert twilio_post("/twilio/sms/", params, tenant=tenant).status_code == 200
     assert ChannelMessage.objects.count() == 1
     assert len(Interaction.objects.get().transcript) == 1
-    assert len(callbacks) == 2  # the first delivery's two callbacks; the duplicate adds none
+    assert len(callbacks) == 3  # the first delivery's three callbacks; the duplicate adds none
 
 
 @pytest.mark.django_db

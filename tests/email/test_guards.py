@@ -103,7 +103,8 @@ def test_duplicate_message_id_is_one_turn(tenant, mailbox, patient, django_captu
     assert InboundEmail.objects.count() == 1
     assert ChannelMessage.objects.filter(channel="email", direction="inbound").count() == 1
     assert len(first.email.interaction.transcript) == 1
-    assert len(callbacks) == 2  # one customer_message_received + one triage, for the first delivery only
+    # customer_message_received, triage and the conversation's activity bump, for the first delivery only
+    assert len(callbacks) == 3
     email_triage(inbound_id=first.email.pk)
     assert email_triage(inbound_id=first.email.pk).decision == "skipped"
     assert OutboundEmail.objects.count() == 1
