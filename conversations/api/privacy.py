@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from conversations.api.authentication import request_tenant_id
 from conversations.api.models import ApiScope
 from conversations.api.permissions import TenantScoped
+from conversations.api.views import ERRORS
 from identity.models import Customer
 from identity.privacy import ErasureRefused, customer_erase, customer_export
 
@@ -31,7 +32,7 @@ class CustomerEraseView(APIView):
     renderer_classes = [JSONRenderer]
     required_scope = ApiScope.PRIVACY_WRITE
 
-    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT, **ERRORS})
     def post(self, request, customer_id):
         customer = _customer(request, customer_id)
         try:
@@ -47,7 +48,7 @@ class CustomerExportView(APIView):
     permission_classes = [TenantScoped]
     required_scope = ApiScope.PRIVACY_READ
 
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY, **ERRORS})
     def get(self, request, customer_id):
         content = customer_export(customer=_customer(request, customer_id), request=request)
         response = HttpResponse(content, content_type="application/zip")

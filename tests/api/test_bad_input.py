@@ -95,7 +95,8 @@ def _backends() -> int:
 
 @pytest.fixture
 def web(tmp_path):
-    proc, base = processes.start_daphne(log_path=tmp_path / "web.log")
+    # per-request connections (no pool), so a connection an error failed to give back shows as a backend
+    proc, base = processes.start_daphne(log_path=tmp_path / "web.log", DB_POOL_MAX_SIZE="0")
     yield base
     processes.stop(proc)
 
