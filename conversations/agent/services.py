@@ -48,7 +48,7 @@ def callback_request(
                 context=context or {},
                 preferred_at=preferred_at,
             )
-            _notify(
+            staff_notification_open(
                 interaction=interaction,
                 kind=StaffNotification.Kind.CALLBACK,
                 summary=f"Call back {phone}: {reason}"[:500],
@@ -64,17 +64,25 @@ def callback_request(
     return request, True
 
 
-def _notify(*, interaction: Interaction, kind: str, summary: str) -> StaffNotification:
-    notice = StaffNotification.objects.filter(interaction=interaction, kind=kind, handled_at__isnull=True).first()
-    if notice:
-        return notice
-    return StaffNotification.objects.create(
-        tenant_id=interaction.tenant_id,
-        customer_id=interaction.customer_id,
-        interaction=interaction,
-        kind=kind,
-        summary=summary[:500],
-    )
+def staff_notification_open(*, interaction: Interaction, kind: str, summary: str) -> tuple[StaffNotification, bool]:
+    """The open staff notification of ``kind`` for ``interaction``, created if there is none; returns
+    ``(notice, created)``. One open notice per (interaction, kind) is a constraint (``one_open_notice_per_kind``),
+    so two parallel callers get the same row. ``summary`` is cut to 500 characters."""
+    existing = StaffNotification.objects.filter(interaction=interaction, kind=kind, handled_at__isnull=True)
+    if notice := existing.first():
+        return notice, False
+    try:
+        with transaction.atomic():
+            notice = StaffNotification.objects.create(
+                tenant_id=interaction.tenant_id,
+                customer_id=interaction.customer_id,
+                interaction=interaction,
+                kind=kind,
+                summary=summary[:500],
+            )
+    except IntegrityError:  # a parallel caller created it
+        return existing.get(), False
+    return notice, True
 
 
 def handoff_request(*, interaction: Interaction, reason: str) -> StaffNotification:
@@ -82,7 +90,7 @@ def handoff_request(*, interaction: Interaction, reason: str) -> StaffNotificati
     conversation at the top of the staff inbox (needs a human)."""
     with transaction.atomic():
         conv_services.interaction_mark_escalated(interaction=interaction)
-        notice = _notify(
+        notice, _ = staff_notification_open(
             interaction=interaction,
             kind=StaffNotification.Kind.HANDOFF,
             summary=reason or "The customer asked for a person.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from conversations.models import AgentSettings, Interaction, StaffNotification
@@ -25,26 +25,16 @@ SMS_TEXT = "{clinic}: URGENT — a patient message needs a clinician now (possib
 
 
 def _notify(*, interaction: Interaction, kind: str, summary: str) -> tuple[StaffNotification, bool]:
-    existing = StaffNotification.objects.filter(interaction=interaction, kind=kind, handled_at__isnull=True)
-    if notice := existing.first():
-        return notice, False
+    """Open the staff notification (``staff_notification_open``) and, when it is new, put the conversation at the
+    top of the staff inbox — both in one transaction."""
+    from conversations.agent.services import staff_notification_open
     from conversations.inbox.services import conversation_flag_needs_human
 
-    try:
-        with transaction.atomic():
+    with transaction.atomic():
+        notice, created = staff_notification_open(interaction=interaction, kind=kind, summary=summary)
+        if created:
             conversation_flag_needs_human(conversation=interaction.conversation, reason=summary)
-            return (
-                StaffNotification.objects.create(
-                    tenant_id=interaction.tenant_id,
-                    customer_id=interaction.customer_id,
-                    interaction=interaction,
-                    kind=kind,
-                    summary=summary[:500],
-                ),
-                True,
-            )
-    except IntegrityError:  # a parallel screening created it (one_open_notice_per_kind)
-        return existing.get(), False
+    return notice, created
 
 
 def staff_alert_emergency(*, interaction: Interaction, reason: str) -> StaffNotification:
