@@ -31,7 +31,8 @@ message, counted in Redis by the `limits` library, :mod:`channels_app.chat.limit
 nothing) and per tenant (``CHAT_TENANT_RATE_LIMIT``, default 600), plus ``CHAT_FRAME_LIMIT`` frames per sliding
 60 seconds per connection (default 120). Strings in frames have NUL and lone surrogates replaced
 (:mod:`providers.text`). Frames of a session go to the Channels group
-``chat.<call_logs id>`` so every tab of the visitor sees them. The visitor id is a bearer credential: it is
+``chat.<call_logs id>`` so every tab of the visitor sees them. Database work (hello, each turn) runs on the chat
+turn pool (:mod:`channels_app.chat.turns`), never on the single thread Channels shares per process. The visitor id is a bearer credential: it is
 hashed at ``hello`` (:mod:`channels_app.chat.visitors`) and only the hash is kept, in Redis keys too.
 """
 
@@ -41,13 +42,13 @@ import logging
 import time
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from channels_app.chat import services
 from channels_app.chat.limits import Limit, limits_hit
 from channels_app.chat.services import ChatError
+from channels_app.chat.turns import in_turn_pool
 from providers.text import pg_clean
 
 logger = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             last_seq = int(content.get("last_seq", -1))
         except (TypeError, ValueError):
             last_seq = -1
-        session, frames = await database_sync_to_async(services.chat_hello)(
+        session, frames = await in_turn_pool(services.chat_hello)(
             tenant=self.tenant,
             visitor=str(content.get("visitor") or ""),
             link=str(content.get("link") or ""),
@@ -178,9 +179,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json({"type": "typing", "on": True})
         try:
-            frames = await database_sync_to_async(services.chat_message)(
-                session=self.session, client_id=client_id, text=text
-            )
+            frames = await in_turn_pool(services.chat_message)(session=self.session, client_id=client_id, text=text)
         finally:
             await self.send_json({"type": "typing", "on": False})
         await self.join(self.session)
