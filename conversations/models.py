@@ -14,6 +14,7 @@ from django.db.models.functions import Cast
 from conversations.twilio_statuses import MAX_LENGTH as STATUS_MAX_LENGTH
 from conversations.twilio_statuses import MESSAGE_STATUS_RANK, MessageStatus  # noqa: F401 - re-exported
 from identity.models import Customer, Tenant
+from identity.normalize import validate_dialable_e164
 
 
 class TsTzRange(Func):
@@ -253,24 +254,8 @@ def _default_bookable_hours() -> dict:
     return {"mon": weekday, "tue": weekday, "wed": weekday, "thu": weekday, "fri": weekday, "sat": [], "sun": []}
 
 
-def validate_e164_number(value: str) -> None:
-    """Accept only a valid phone number written in E.164 (``+14155550100``), checked with ``phonenumbers``.
-
-    Raises ``ValidationError`` for anything else (national formats, spaces, unassigned ranges).
-    """
-    import phonenumbers
-    from django.core.exceptions import ValidationError
-
-    try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
-        parsed = None
-    if (
-        parsed is None
-        or not phonenumbers.is_valid_number(parsed)
-        or phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164) != value
-    ):
-        raise ValidationError(f"{value!r} is not a valid E.164 phone number (e.g. +14155550100)")
+# Referenced by migrations under this name; the one implementation lives in identity.normalize.
+validate_e164_number = validate_dialable_e164
 
 
 class AgentSettings(models.Model):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 
 from conversations import urgency
+from conversations.llm_client import openai_client
 from enrichment import scorers
 
 logger = logging.getLogger(__name__)
@@ -115,15 +116,8 @@ class OpenAIBackend:
     name, version = "openai", "1"
 
     def __init__(self, client=None):
-        import openai
-
         self.model = settings.OPENAI_MODEL
-        self.client = client or openai.OpenAI(
-            api_key=settings.OPENAI_API_KEY,
-            base_url=settings.OPENAI_BASE_URL,
-            timeout=settings.OPENAI_TIMEOUT_SECONDS,
-            max_retries=2,
-        )
+        self.client = client or openai_client(max_retries=2)
 
     def score(self, data: EnrichmentInput) -> Scores:
         if not data.customer_texts:

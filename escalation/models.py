@@ -19,13 +19,10 @@ from django.db.models import Q
 
 from conversations.models import Interaction
 from identity.models import Customer, Tenant
+from identity.normalize import validate_e164
 
-
-def _validate_e164(value: str) -> None:
-    from identity.normalize import normalize_phone
-
-    if normalize_phone(value) != value:
-        raise ValidationError(f"{value!r} is not an E.164 phone number (e.g. +15551234567)")
+# Referenced by migrations under this name; the one implementation lives in identity.normalize.
+_validate_e164 = validate_e164
 
 
 def _validate_timezone(value: str) -> None:

@@ -65,6 +65,22 @@ def normalize_phone(raw: str | None, region: str = "US") -> str | None:
     return e164
 
 
+def validate_e164(value: str) -> None:
+    """Field validator: ``value`` is a possible phone number written exactly in E.164 (``+15551234567``), as
+    :func:`normalize_phone` would store it. Raises ``ValidationError`` otherwise (national formats, spaces,
+    junk). Used for numbers we receive calls or texts from (responders, callers)."""
+    if not value or normalize_phone(value) != value:
+        raise ValidationError(f"{value!r} is not an E.164 phone number (e.g. +15551234567)")
+
+
+def validate_dialable_e164(value: str) -> None:
+    """Field validator: :func:`validate_e164` and a number in an assigned range (``phonenumbers.is_valid_number``),
+    for numbers we dial or transfer to (a typo there fails a live call). Raises ``ValidationError``."""
+    validate_e164(value)
+    if not phonenumbers.is_valid_number(phonenumbers.parse(value, None)):
+        raise ValidationError(f"{value!r} is not a valid E.164 phone number (e.g. +14155550100)")
+
+
 def normalize_email(raw: str | None) -> str | None:
     """Return the stripped, lower-cased address, or ``None`` if it is junk or not a valid address."""
     if raw is None:

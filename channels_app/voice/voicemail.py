@@ -38,6 +38,7 @@ from django.utils import timezone
 
 from channels_app.voice.agent import Call, _escalate, call_find
 from channels_app.voice.assess import assess
+from conversations.llm_client import openai_client
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.services import (
     interaction_append_turn,
@@ -293,12 +294,7 @@ def speech_to_text(*, audio: bytes, filename: str = "voicemail.mp3") -> str:
     ProviderTransientError (connection, timeout, 429, 5xx) or ProviderPermanentError (other API errors)."""
     import openai
 
-    client = openai.OpenAI(
-        api_key=settings.OPENAI_API_KEY,
-        base_url=settings.OPENAI_BASE_URL,
-        timeout=settings.OPENAI_TIMEOUT_SECONDS,
-        max_retries=0,
-    )
+    client = openai_client(max_retries=0)
     try:
         result = client.audio.transcriptions.create(
             model=settings.VOICEMAIL_STT_MODEL, file=(filename, audio, "audio/mpeg")

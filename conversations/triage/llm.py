@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from conversations.llm_client import openai_client
+
 LEVELS = ("routine", "urgent", "emergency")
 PROMPT = (
     "You triage one message a patient sent to a medical clinic (SMS, chat, email or a phone transcript; any "
@@ -47,9 +49,7 @@ def ask(text: str, *, codes: list[str], timeout: float) -> SecondOpinion:
 
     model = getattr(settings, "TRIAGE_MODEL", "") or settings.OPENAI_MODEL
     try:
-        client = openai.OpenAI(
-            api_key=settings.OPENAI_API_KEY, base_url=settings.OPENAI_BASE_URL, timeout=timeout, max_retries=0
-        )
+        client = openai_client(timeout=timeout, max_retries=0)
         completion = client.chat.completions.create(
             model=model,
             messages=[

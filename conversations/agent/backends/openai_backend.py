@@ -22,6 +22,7 @@ from conversations import selectors
 from conversations.agent.dates import say_when
 from conversations.agent.session import AgentSession
 from conversations.agent.tools import TOOL_SCHEMAS, call_tool
+from conversations.llm_client import openai_client
 
 logger = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 4
@@ -74,13 +75,8 @@ def history_messages(session: AgentSession, text: str) -> list[dict]:
 
 
 def make_client() -> openai.OpenAI:
-    """An ``openai.OpenAI`` client for ``OPENAI_BASE_URL`` with our timeout and no client-side retries."""
-    return openai.OpenAI(
-        api_key=settings.OPENAI_API_KEY or "unset",
-        base_url=settings.OPENAI_BASE_URL,
-        timeout=settings.OPENAI_TIMEOUT_SECONDS,
-        max_retries=1,
-    )
+    """The agent's client: ``OPENAI_TIMEOUT_SECONDS``, one client-side retry (the turn's deadline bounds it)."""
+    return openai_client(max_retries=1)
 
 
 class OpenAIBackend:
