@@ -116,6 +116,9 @@ class Interaction(models.Model):
     urgency = models.PositiveSmallIntegerField(null=True, blank=True)
     escalated = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
+    #: Internal workflow state (voice turn markers, SMS reply reservations, transfer progress), written by the
+    #: channels' claim steps under the row lock; never exported (API, CSV/NDJSON, webhooks, warehouse).
+    workflow = models.JSONField(default=dict, db_default={}, blank=True, editable=False)
     enrichment_backend = models.CharField(max_length=40, blank=True)
     enrichment_model = models.CharField(max_length=100, blank=True)
     enrichment_version = models.CharField(max_length=20, blank=True)

@@ -151,14 +151,26 @@ def interaction_append_turn(
     return turn
 
 
-def interaction_set_metadata(*, interaction: Interaction, updates: dict) -> dict:
-    """Merge ``updates`` into ``interaction.metadata`` (top-level keys) under a row lock; return the result."""
+def _merge_json(interaction: Interaction, field: str, updates: dict) -> dict:
     with transaction.atomic():
         row = Interaction.objects.select_for_update().get(pk=interaction.pk)
-        row.metadata = {**row.metadata, **updates}
-        row.save(update_fields=["metadata", "updated_at"])
-    interaction.metadata = row.metadata
-    return row.metadata
+        merged = {**(getattr(row, field) or {}), **updates}
+        setattr(row, field, merged)
+        row.save(update_fields=[field, "updated_at"])
+    setattr(interaction, field, merged)
+    return merged
+
+
+def interaction_set_metadata(*, interaction: Interaction, updates: dict) -> dict:
+    """Merge ``updates`` into ``interaction.metadata`` (top-level keys) under a row lock; return the result.
+    ``metadata`` is exported: channel facts only (MessageSid, CallSid, statuses, how a call ended)."""
+    return _merge_json(interaction, "metadata", updates)
+
+
+def interaction_set_workflow(*, interaction: Interaction, updates: dict) -> dict:
+    """Merge ``updates`` into ``interaction.workflow`` (top-level keys) under a row lock; return the result.
+    ``workflow`` holds a channel's in-flight state (claims, markers, leases) and is never exported."""
+    return _merge_json(interaction, "workflow", updates)
 
 
 def interaction_mark_escalated(*, interaction: Interaction) -> None:

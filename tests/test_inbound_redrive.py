@@ -132,7 +132,7 @@ def test_a_reply_whose_worker_died_after_the_engine_ran_gets_the_fallback_not_a_
     assert CallbackRequest.objects.count() == 1
     row = Interaction.objects.get(pk=inbound.interaction_id)
     assert [t["role"] for t in row.transcript] == ["customer", "agent"]
-    assert not row.metadata.get(RESERVATIONS)  # the reservation went with the reply row
+    assert not row.workflow.get(RESERVATIONS)  # the reservation went with the reply row
     assert StaffNotification.objects.filter(interaction=row, kind="handoff", handled_at__isnull=True).exists()
 
     assert sms_reply_redrive(now=later + timedelta(minutes=1)) == 0

@@ -122,7 +122,7 @@ def test_reply_is_sent_once_and_recorded_with_its_sid(tenant, twilio_post):
     assert [t["role"] for t in row.transcript] == ["customer", "agent"]
     assert "Ana" in row.transcript[1]["text"]
     assert row.metadata["messages"][reply.provider_id]["status"] == "queued"
-    assert not row.metadata.get("sms_reply_reservations")  # the reservation went with the reply row
+    assert not row.workflow.get("sms_reply_reservations")  # the reservation went with the reply row
 
 
 @pytest.mark.django_db

@@ -36,7 +36,12 @@ from channels_app.email.reply_text import reply_of
 from channels_app.email.threading import find_tenant, resolve_thread
 from channels_app.models import EmailAttachment, EmailMailbox, InboundEmail, OutboundEmail
 from conversations.models import Channel, ChannelMessage
-from conversations.services import interaction_set_metadata, message_receive, message_status_update
+from conversations.services import (
+    interaction_set_metadata,
+    interaction_set_workflow,
+    message_receive,
+    message_status_update,
+)
 from identity.models import CustomerIdentifier, IdentifierKind, Tenant
 from identity.services import customer_resolve
 from providers.text import pg_text
@@ -310,10 +315,12 @@ def _accept(*, tenant: Tenant, parsed: ParsedEmail, at: datetime, mailbox, sourc
             interaction = received.interaction
             ids = list((interaction.metadata or {}).get("message_ids", []))
             updates = {"message_ids": [*ids, parsed.message_id][-50:], "subject": parsed.subject[:255]}
+            interaction_set_metadata(interaction=interaction, updates=updates)
             if not confirmed:
                 # The agent treats the session as someone else's: no remembered state, no booking changes.
-                updates.update({"identity": "other", "identity_unconfirmed": parsed.from_address})
-            interaction_set_metadata(interaction=interaction, updates=updates)
+                interaction_set_workflow(
+                    interaction=interaction, updates={"identity": "other", "identity_unconfirmed": parsed.from_address}
+                )
             InboundEmail.objects.filter(pk=row.pk).update(interaction=interaction, channel_message=received.message)
             row.interaction, row.channel_message = interaction, received.message
             row_id = row.pk

@@ -2,7 +2,7 @@
 
 The reply to inbound message ``<MessageSid>`` is the outbound ``ChannelMessage`` with idempotency key
 ``reply:<MessageSid>``. Before the engine runs, the reply is *reserved*: a marker
-``{"attempt": n, "lease_until": ISO-8601 UTC}`` under ``metadata["sms_reply_reservations"][<MessageSid>]`` of
+``{"attempt": n, "lease_until": ISO-8601 UTC}`` under ``workflow["sms_reply_reservations"][<MessageSid>]`` of
 the exchange's ``call_logs`` row, written under that row's lock and committed. It is removed in the same
 transaction that creates the outbound row, so the marker only ever exists while a reply is being composed or
 after an attempt died composing it. :func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``)
@@ -28,7 +28,7 @@ from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.selectors import ai_paused
-from conversations.services import conversation_lock, interaction_set_metadata, message_prepare_outbound
+from conversations.services import conversation_lock, interaction_set_workflow, message_prepare_outbound
 from conversations.triage import assess_rules
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def sms_compose_reply(*, inbound: ChannelMessage) -> str:
 
 
 def _reservations(interaction: Interaction) -> dict:
-    return dict((interaction.metadata or {}).get(RESERVATIONS) or {})
+    return dict((interaction.workflow or {}).get(RESERVATIONS) or {})
 
 
 def _live(mark: dict | None, now: datetime) -> bool:
@@ -113,7 +113,7 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
             return None
         attempt = int((mark or {}).get("attempt") or 0) + 1
         marks[inbound.provider_id] = {"attempt": attempt, "lease_until": (now + compose_lease()).isoformat()}
-        interaction_set_metadata(interaction=row, updates={RESERVATIONS: marks})
+        interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
     return Reservation(attempt=attempt, engine_ran_before=mark is not None)
 
 
@@ -133,7 +133,7 @@ def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMes
             logger.warning("reply to SMS %s was already written; this attempt's text is dropped", inbound.pk)
         marks = _reservations(row)
         if marks.pop(inbound.provider_id, None) is not None:
-            interaction_set_metadata(interaction=row, updates={RESERVATIONS: marks})
+            interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
         if fallback and created:
             handoff_request(interaction=inbound.interaction, reason=FALLBACK_HANDOFF_REASON)
     return outbound

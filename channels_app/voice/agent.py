@@ -15,7 +15,7 @@ emergency level the caller hears that help is being reached, the row is marked e
 
 No lock is held while the LLM thinks (Twilio waits 15 s for a webhook, and the status callback, the voicemail
 fallback and the patient's other channels must not wait on the call's rows). A turn is three steps: a short
-locked transaction appends the caller's words and marks the turn in progress (``metadata["turn_in_progress"] =
+locked transaction appends the caller's words and marks the turn in progress (``workflow["turn_in_progress"] =
 {"turn", "token", "started_at"}``); the urgency check and the engine run outside any transaction (the engine's
 tools take their own short transactions); a second short locked transaction appends the reply, starts the
 transfer or escalates, and sets ``turns_heard``. A replay of turn ``N`` that arrives meanwhile hears a
@@ -54,6 +54,7 @@ from conversations.services import (
     interaction_mark_escalated,
     interaction_set_assessment,
     interaction_set_metadata,
+    interaction_set_workflow,
 )
 from conversations.signals import customer_message_received, escalation_requested
 from conversations.triage import safety_reply
@@ -85,7 +86,7 @@ _VOICEMAIL = re.compile(r"\b(leave (a |an )?(message|voicemail|voice mail)|voice
 _SMS_ONLY = re.compile(r"[^.!?]*\b(reply|text) (STOP|HELP|START)\b[^.!?]*[.!?]?", re.IGNORECASE)
 _MAX_NO_INPUT_REPROMPTS = 1
 
-#: metadata key of the call's row while the engine answers a turn: ``{"turn": N, "token": hex, "started_at": ISO}``
+#: workflow key of the call's row while the engine answers a turn: ``{"turn": N, "token": hex, "started_at": ISO}``
 IN_PROGRESS = "turn_in_progress"
 #: a turn still in progress after this many ``VOICE_TURN_BUDGET_SECONDS`` is given up (its worker died or hangs)
 STALE_AFTER_BUDGETS = 3
@@ -190,11 +191,11 @@ def call_answer(*, tenant: Tenant, params: Mapping[str, str]) -> str:
 
 
 def _turns_heard(interaction: Interaction) -> int:
-    return int((interaction.metadata or {}).get("turns_heard", 0))
+    return int((interaction.workflow or {}).get("turns_heard", 0))
 
 
 def _in_progress(interaction: Interaction) -> dict:
-    return (interaction.metadata or {}).get(IN_PROGRESS) or {}
+    return (interaction.workflow or {}).get(IN_PROGRESS) or {}
 
 
 def _locked(call: Call) -> Interaction:
@@ -307,14 +308,14 @@ def _turn_settled(call: Call, interaction: Interaction, turn: int) -> str | None
         return twiml.hold(turn=turn)
     logger.warning("call %s turn %s in progress since %s: given up", call.sid, turn, marker.get("started_at"))
     interaction_append_turn(interaction=interaction, role="agent", text=TURN_LOST, turn=turn, event="turn_lost")
-    interaction_set_metadata(interaction=interaction, updates={"turns_heard": turn, IN_PROGRESS: None})
+    interaction_set_workflow(interaction=interaction, updates={"turns_heard": turn, IN_PROGRESS: None})
     _close_if_ended(call, interaction)
     return twiml.gather(TURN_LOST, turn=turn + 1)
 
 
 @dataclass
 class _Claim:
-    """Turn ``turn`` of a call is ours to answer while ``metadata["turn_in_progress"]["token"] == token``."""
+    """Turn ``turn`` of a call is ours to answer while ``workflow["turn_in_progress"]["token"] == token``."""
 
     interaction: Interaction
     turn: int
@@ -324,7 +325,7 @@ class _Claim:
 def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) -> str | _Claim | None:
     """Step 1 of a turn, one short transaction under the row lock: answer a replay or a hold (TwiML); None for
     silence on a turn that is not under way; otherwise append the caller's words (once per ``CallSid:turn``;
-    ``customer_message_received`` on commit) and mark the turn in progress (``metadata["turn_in_progress"] =
+    ``customer_message_received`` on commit) and mark the turn in progress (``workflow["turn_in_progress"] =
     {"turn", "token", "started_at"}``)."""
     with transaction.atomic():
         interaction = _locked(call)
@@ -346,7 +347,7 @@ def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) 
                 )
             )
         token = uuid.uuid4().hex
-        interaction_set_metadata(
+        interaction_set_workflow(
             interaction=interaction,
             updates={IN_PROGRESS: {"turn": turn, "token": token, "started_at": timezone.now().isoformat()}},
         )
@@ -399,7 +400,7 @@ def _turn_finish(
             return _turn_settled(call, interaction, turn) or twiml.hold(turn=turn)
         interaction_set_assessment(interaction=interaction, urgency=assessment.urgency)
         actions: list[str] = []
-        updates: dict = {"turns_heard": turn, IN_PROGRESS: None}
+        ended_by = ""
         if assessment.is_emergency:
             _escalate(interaction, assessment)
             reply, event = f"{_safety_line(tenant, assessment)} {EMERGENCY_FOLLOW_UP}", "emergency"
@@ -410,7 +411,7 @@ def _turn_finish(
         elif answer is None:
             reply, event = GOODBYE.format(name=tenant.short_name), "goodbye"
             document = twiml.goodbye(reply)
-            updates["ended_by"] = "agent"
+            ended_by = "agent"
         else:
             actions = list(answer.actions)
             number = transfer.transfer_number(tenant=tenant, interaction=interaction, actions=actions)
@@ -422,7 +423,9 @@ def _turn_finish(
                 document = twiml.gather(reply, turn=turn + 1)
         extra = {"actions": actions} if actions else {}
         interaction_append_turn(interaction=interaction, role="agent", text=reply, turn=turn, event=event, **extra)
-        interaction_set_metadata(interaction=interaction, updates=updates)
+        interaction_set_workflow(interaction=interaction, updates={"turns_heard": turn, IN_PROGRESS: None})
+        if ended_by:
+            interaction_set_metadata(interaction=interaction, updates={"ended_by": ended_by})
         _close_if_ended(call, interaction)
     return document
 
@@ -433,7 +436,7 @@ def _turn_abandon(call: Call, claim: _Claim) -> None:
     with transaction.atomic():
         interaction = _locked(call)
         if _in_progress(interaction).get("token") == claim.token:
-            interaction_set_metadata(interaction=interaction, updates={IN_PROGRESS: None})
+            interaction_set_workflow(interaction=interaction, updates={IN_PROGRESS: None})
             _close_if_ended(call, interaction)
 
 

@@ -9,7 +9,7 @@ is ignored. The first terminal status stores ``call_status`` / ``duration_second
 the ``conversation.closed`` webhook); session state is left alone, so a call that ends mid-booking keeps what
 was pending for the next channel.
 
-A caller may hang up while the agent is still answering a turn (``metadata["turn_in_progress"]``, see
+A caller may hang up while the agent is still answering a turn (``workflow["turn_in_progress"]``, see
 :mod:`channels_app.voice.agent`: no lock is held while the LLM thinks). Closing then would let enrichment and
 webhooks see a transcript without the last turn and land the reply on a closed row, so the close is deferred:
 the status is recorded and the turn's last step closes the row (:func:`call_close_ended`) once the reply,
@@ -36,6 +36,7 @@ from conversations.selectors import state_get
 from conversations.services import (
     interaction_close,
     interaction_set_metadata,
+    interaction_set_workflow,
     message_status_update,
     state_delete,
     state_set,
@@ -108,9 +109,10 @@ def call_status_update(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
             return True
         updates[CALL_ENDED_AT] = at.isoformat()
         live = turn_live(interaction, timezone.now())
-        if not live and interaction.metadata.get(IN_PROGRESS):
+        if not live and interaction.workflow.get(IN_PROGRESS):
             logger.warning("call %s ended with a stale turn in progress: given up", sid)
-            updates[IN_PROGRESS] = None  # the late answer, if it ever comes, is dropped (its token is gone)
+            # the late answer, if it ever comes, is dropped (its token is gone)
+            interaction_set_workflow(interaction=interaction, updates={IN_PROGRESS: None})
         interaction_set_metadata(interaction=interaction, updates=updates)
         # with a turn in progress this is provisional: call_close_ended takes it back on an intended ending
         _note_interrupted(interaction, status=status, sid=sid, at=at)
@@ -118,7 +120,7 @@ def call_status_update(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
             logger.info(
                 "call %s ended while turn %s is answered: closing when it is done",
                 sid,
-                interaction.metadata[IN_PROGRESS].get("turn"),
+                interaction.workflow[IN_PROGRESS].get("turn"),
             )
         else:
             interaction_close(interaction=interaction, at=at)

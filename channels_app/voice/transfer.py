@@ -6,7 +6,8 @@ tenant's ``AgentSettings.handoff_number`` is set, the caller hears :data:`TRANSF
 through to that number, with our Twilio number on the call as caller ID. Otherwise the agent's own reply stands
 ("they'll be in touch"): staff follow up from the ``StaffNotification`` the tool created either way.
 
-State lives in the call's ``call_logs`` row, ``metadata["transfer"]``::
+State lives in the call's ``call_logs`` row, ``workflow["transfer"]`` (not exported; ``metadata["ended_by"]``
+says ``"transfer"``)::
 
     {"status": "dialing" | "transferred" | "not_answered", "number": E.164, "caller_id": E.164, "turn": int,
      "started_at": ISO-8601 UTC, and once the dialled leg ended: "dial_call_status", "dial_call_sid",
@@ -30,13 +31,13 @@ from django.utils import timezone
 
 from channels_app.voice import hours, twiml
 from conversations.models import AgentSettings, Interaction
-from conversations.services import interaction_append_turn, interaction_set_metadata
+from conversations.services import interaction_append_turn, interaction_set_metadata, interaction_set_workflow
 from identity.models import Tenant, TenantPhoneNumber
 
 logger = logging.getLogger(__name__)
 
 HANDOFF_TOOL = "handoff_to_human"
-TRANSFER = "transfer"  # metadata key of the call's row
+TRANSFER = "transfer"  # workflow key of the call's row
 DIALING, TRANSFERRED, NOT_ANSWERED = "dialing", "transferred", "not_answered"
 ENDED_BY_TRANSFER = "transfer"  # metadata "ended_by": the agent handed the call on (not an interrupted call)
 
@@ -58,7 +59,7 @@ def transfer_number(
     """The front-desk number (E.164) to transfer this call to after a turn whose tools were ``actions``, or None
     to stay with the agent: no handoff this turn, a transfer already happened on this call, no
     ``handoff_number`` configured, or the clinic is closed at ``now`` (aware; default: now)."""
-    if HANDOFF_TOOL not in actions or (interaction.metadata or {}).get(TRANSFER):
+    if HANDOFF_TOOL not in actions or (interaction.workflow or {}).get(TRANSFER):
         return None
     settings = AgentSettings.objects.filter(tenant=tenant).first()
     number = settings.handoff_number if settings else ""
@@ -85,7 +86,7 @@ def transfer_start(*, interaction: Interaction, params: Mapping[str, str], numbe
     appends the transcript turn (``event="transfer"``).
     """
     caller_id = clinic_number(tenant=interaction.tenant, params=params)
-    interaction_set_metadata(
+    interaction_set_workflow(
         interaction=interaction,
         updates={
             TRANSFER: {
@@ -94,10 +95,10 @@ def transfer_start(*, interaction: Interaction, params: Mapping[str, str], numbe
                 "caller_id": caller_id,
                 "turn": turn,
                 "started_at": timezone.now().isoformat(),
-            },
-            "ended_by": ENDED_BY_TRANSFER,
+            }
         },
     )
+    interaction_set_metadata(interaction=interaction, updates={"ended_by": ENDED_BY_TRANSFER})
     logger.info("call of interaction %s: transferring to the front desk", interaction.pk)
     return twiml.dial(TRANSFER_LINE, number=number, caller_id=caller_id)
 
@@ -105,7 +106,7 @@ def transfer_start(*, interaction: Interaction, params: Mapping[str, str], numbe
 def transfer_document(*, interaction: Interaction) -> str:
     """The TwiML for the transfer's current state, so a replayed request gets the answer it got before:
     the ``<Dial>`` while dialling, a hang-up once transferred, the voicemail recording if not answered."""
-    state = (interaction.metadata or {}).get(TRANSFER) or {}
+    state = (interaction.workflow or {}).get(TRANSFER) or {}
     if state.get("status") == DIALING:
         return twiml.dial(TRANSFER_LINE, number=state["number"], caller_id=state.get("caller_id", ""))
     if state.get("status") == TRANSFERRED:
@@ -116,7 +117,7 @@ def transfer_document(*, interaction: Interaction) -> str:
 def dial_result(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     """Handle the ``<Dial action>`` request of a transfer; return the TwiML that continues the caller's call.
 
-    ``DialCallStatus`` completed / answered → metadata ``transfer.status = "transferred"``, a ``system`` turn,
+    ``DialCallStatus`` completed / answered → workflow ``transfer.status = "transferred"``, a ``system`` turn,
     hang up. busy / no-answer / failed / canceled (or anything unknown) → ``"not_answered"``, a ``system`` turn,
     the voicemail prompt as an ``agent`` turn and the ``<Record>`` TwiML (no prompt turn when the parent call's
     ``CallStatus`` is already ``completed``: the caller hung up while it rang). Applied once per call (row lock):
@@ -132,7 +133,7 @@ def dial_result(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     status = (params.get("DialCallStatus") or "").strip().lower()
     with transaction.atomic():
         interaction = Interaction.objects.select_for_update().get(pk=call.interaction.pk)
-        state = dict((interaction.metadata or {}).get(TRANSFER) or {})
+        state = dict((interaction.workflow or {}).get(TRANSFER) or {})
         if state.get("status") in (TRANSFERRED, NOT_ANSWERED):
             logger.info("replayed dial result of call %s", call.sid)
             return transfer_document(interaction=interaction)
@@ -149,7 +150,7 @@ def dial_result(*, tenant: Tenant, params: Mapping[str, str]) -> str:
                 "ended_at": timezone.now().isoformat(),
             }
         )
-        interaction_set_metadata(interaction=interaction, updates={TRANSFER: state})
+        interaction_set_workflow(interaction=interaction, updates={TRANSFER: state})
         if answered:
             interaction_append_turn(
                 interaction=interaction,

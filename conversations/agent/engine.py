@@ -58,7 +58,7 @@ def _first_name(value: str) -> str:
 
 
 def _identity_prompt(session: AgentSession, text: str) -> str:
-    conv_services.interaction_set_metadata(
+    conv_services.interaction_set_workflow(
         interaction=session.interaction, updates={"identity": "asked", "identity_pending_text": text[:1000]}
     )
     return (
@@ -71,8 +71,8 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     expected = _first_name(session.customer.display_name)
     given = re.sub(r"^(it'?s|this is|i am|i'?m|my name is)\s+", "", text.strip(), flags=re.I)
     confirmed = bool(expected) and _first_name(given) == expected
-    stashed = (session.interaction.metadata or {}).get("identity_pending_text", "")
-    conv_services.interaction_set_metadata(
+    stashed = (session.interaction.workflow or {}).get("identity_pending_text", "")
+    conv_services.interaction_set_workflow(
         interaction=session.interaction,
         updates={"identity": "confirmed" if confirmed else "other", "identity_pending_text": ""},
     )

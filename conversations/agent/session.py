@@ -61,7 +61,7 @@ class AgentSession:
     @property
     def identity(self) -> str | None:
         """``"asked"``, ``"confirmed"``, ``"other"`` or None (no identity check in this session)."""
-        return (self.interaction.metadata or {}).get("identity")
+        return (self.interaction.workflow or {}).get("identity")
 
     @property
     def pending(self) -> dict:
@@ -97,7 +97,7 @@ def session_for(*, interaction: Interaction, now: datetime | None = None) -> Age
         interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(pk=interaction.pk)
         interaction._agent_loaded = True
     state = selectors.state_get_all(conversation=interaction.conversation, now=now)
-    if (interaction.metadata or {}).get("identity") == "other":
+    if (interaction.workflow or {}).get("identity") == "other":
         state = {}
     return AgentSession(interaction=interaction, now=now, state=state, settings=agent_settings_for(interaction.tenant))
 

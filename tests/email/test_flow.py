@@ -131,7 +131,7 @@ def test_unknown_sender_on_known_thread_is_attached_but_flagged(tenant, mailbox,
     assert result.status == "accepted" and result.email.identity_confirmed is False
     interaction = result.email.interaction
     assert interaction.customer_id == patient.pk and interaction.conversation_id == booked.conversation_id
-    assert interaction.metadata["identity_unconfirmed"] == "someone@elsewhere.example"
+    assert interaction.workflow["identity_unconfirmed"] == "someone@elsewhere.example"
     email_triage(inbound_id=result.email.pk)
     booked.refresh_from_db()
     assert booked.status == Appointment.Status.BOOKED  # an unconfirmed sender cannot change the booking

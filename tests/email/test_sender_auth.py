@@ -27,7 +27,7 @@ def test_authenticated_mail_from_the_patients_verified_address_is_confirmed(tena
     result = _ingest(plain(body="Please cancel my appointment"))
     assert result.status == "accepted" and result.email.identity_confirmed
     assert result.email.interaction.customer_id == patient.pk
-    assert result.email.interaction.metadata.get("identity") != "other"
+    assert result.email.interaction.workflow.get("identity") != "other"
 
 
 @pytest.mark.parametrize(
@@ -53,8 +53,8 @@ def test_forged_sender_is_attached_but_unconfirmed(tenant, mailbox, patient, tam
         authenticated(msg, result="fail")
     result = _ingest(msg)
     assert result.status == "accepted" and not result.email.identity_confirmed
-    metadata = result.email.interaction.metadata
-    assert metadata["identity"] == "other" and metadata["identity_unconfirmed"] == PATIENT_EMAIL
+    workflow = result.email.interaction.workflow
+    assert workflow["identity"] == "other" and workflow["identity_unconfirmed"] == PATIENT_EMAIL
 
 
 def test_unverified_address_is_not_confirmed_until_authenticated_mail_arrives(tenant, mailbox):

@@ -113,8 +113,8 @@ def test_asking_for_a_person_while_open_dials_the_front_desk_from_the_clinic_num
     last = row.transcript[-1]
     assert (last["role"], last["event"], last["text"], last["turn"]) == ("agent", "transfer", TRANSFER_LINE, 2)
     assert "handoff_to_human" in last["actions"]
-    assert row.metadata["transfer"]["status"] == "dialing"
-    assert (row.metadata["transfer"]["number"], row.metadata["transfer"]["caller_id"]) == (FRONT_DESK, CLINIC)
+    assert row.workflow["transfer"]["status"] == "dialing"
+    assert (row.workflow["transfer"]["number"], row.workflow["transfer"]["caller_id"]) == (FRONT_DESK, CLINIC)
     # the handoff itself is unchanged: escalated row, one notification for staff
     assert row.escalated
     assert StaffNotification.objects.filter(interaction=row, kind=StaffNotification.Kind.HANDOFF).count() == 1
@@ -128,7 +128,7 @@ def test_answered_transfer_hangs_up_and_is_recorded_once(phone, tenant, open_now
     assert phone.last.find("Hangup") is not None and phone.last.find("Record") is None
     assert phone.last.find("Dial") is None and phone.last.find("Gather") is None
     row = Interaction.objects.get()
-    transfer = row.metadata["transfer"]
+    transfer = row.workflow["transfer"]
     assert (
         transfer["status"],
         transfer["dial_call_status"],
@@ -142,7 +142,7 @@ def test_answered_transfer_hangs_up_and_is_recorded_once(phone, tenant, open_now
     again = phone.post("/twilio/voice/dial-result/", dial_result_params(tenant, phone, dial_status, 95), tenant=tenant)
     assert again.status_code == 200 and again.content.decode() == document
     row.refresh_from_db()
-    assert len(row.transcript) == turns and row.metadata["transfer"] == transfer
+    assert len(row.transcript) == turns and row.workflow["transfer"] == transfer
 
     # the call ends: closed normally, not remembered as a call that dropped mid-way
     assert phone.status("completed", 140).status_code == 204
@@ -162,8 +162,8 @@ def test_unanswered_transfer_offers_voicemail_once(phone, tenant, open_now, dial
     assert record.get("recordingStatusCallback") == settings.PUBLIC_BASE_URL + "/twilio/voice/recording/"
     assert says(document)[0] == NOT_ANSWERED_PROMPT
     row = Interaction.objects.get()
-    assert row.metadata["transfer"]["status"] == "not_answered"
-    assert row.metadata["transfer"]["dial_call_status"] == dial_status
+    assert row.workflow["transfer"]["status"] == "not_answered"
+    assert row.workflow["transfer"]["dial_call_status"] == dial_status
     assert [(t["role"], t["event"]) for t in row.transcript[-2:]] == [
         ("system", "transfer_not_answered"),
         ("agent", "voicemail"),
@@ -198,7 +198,7 @@ def test_caller_hanging_up_while_the_desk_rings_is_recorded_without_a_voicemail_
     params["CallStatus"] = "completed"  # the parent call is over: Twilio ignores the TwiML we answer
     assert phone.post("/twilio/voice/dial-result/", params, tenant=tenant).status_code == 200
     row = Interaction.objects.get()
-    assert row.metadata["transfer"]["status"] == "not_answered"
+    assert row.workflow["transfer"]["status"] == "not_answered"
     assert [(t["role"], t["event"]) for t in row.transcript[-2:]] == [
         ("agent", "transfer"),
         ("system", "transfer_not_answered"),
@@ -254,7 +254,7 @@ def test_forged_dial_result_is_403_and_writes_nothing(phone, tenant, open_now):
     )
     assert forged.status_code == 403
     after = Interaction.objects.get()
-    assert after.transcript == before.transcript and after.metadata["transfer"]["status"] == "dialing"
+    assert after.transcript == before.transcript and after.workflow["transfer"]["status"] == "dialing"
 
 
 @pytest.mark.django_db
@@ -265,7 +265,7 @@ def test_dial_result_for_an_unknown_call_writes_nothing(phone, tenant, open_now)
         "/twilio/voice/dial-result/", dial_result_params(tenant, stranger, "completed"), tenant=tenant
     )
     assert response.status_code == 200 and b"<Hangup" in response.content
-    assert Interaction.objects.get().metadata["transfer"]["status"] == "dialing"
+    assert Interaction.objects.get().workflow["transfer"]["status"] == "dialing"
 
 
 @pytest.mark.django_db

@@ -20,7 +20,7 @@ from django.utils import timezone
 from channels_app.voice import agent
 from channels_app.voice.lifecycle import CALL_ENDED_AT, INTERRUPTED_CALL
 from conversations.models import Interaction, SessionState
-from conversations.services import close_idle, interaction_set_metadata
+from conversations.services import close_idle, interaction_set_workflow
 from conversations.signals import interaction_closed
 from tests.stubs.openai_api import BlockingLLM, llm_serving, text
 from tests.voice.conftest import says
@@ -90,7 +90,7 @@ def test_a_hang_up_while_the_engine_thinks_closes_the_row_once_after_the_reply_i
         assert interrupted(during)["call_sid"] == phone.sid  # set as before: the caller dropped mid-way
     assert says(result["document"]) == [AGENT_REPLY]
     done = Interaction.objects.get(pk=row.pk)
-    assert done.ended_at is not None and not done.metadata[agent.IN_PROGRESS]
+    assert done.ended_at is not None and not done.workflow[agent.IN_PROGRESS]
     # closed once, and enrichment's signal saw the whole turn, the agent's reply last
     [(closed_id, transcript)] = closes
     assert closed_id == row.pk
@@ -127,13 +127,13 @@ def test_a_hang_up_on_a_stale_turn_closes_at_once_and_drops_the_late_answer(phon
     phone.answer()
     row = Interaction.objects.get()
     with turn_in_flight(phone.tenant, phone.sid, llm) as result:
-        marker = Interaction.objects.get(pk=row.pk).metadata[agent.IN_PROGRESS]
+        marker = Interaction.objects.get(pk=row.pk).workflow[agent.IN_PROGRESS]
         stale = agent.STALE_AFTER_BUDGETS * settings.VOICE_TURN_BUDGET_SECONDS + 1
         long_ago = (timezone.now() - timedelta(seconds=stale)).isoformat()
-        interaction_set_metadata(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
+        interaction_set_workflow(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
         assert phone.status("completed", 40).status_code == 204
         closed = Interaction.objects.get(pk=row.pk)
-        assert closed.ended_at is not None and not closed.metadata[agent.IN_PROGRESS]  # the turn was given up
+        assert closed.ended_at is not None and not closed.workflow[agent.IN_PROGRESS]  # the turn was given up
         assert [c[0] for c in closes] == [row.pk]
     done = Interaction.objects.get(pk=row.pk)
     assert done.transcript == closed.transcript  # the late reply never landed on the closed row
@@ -147,10 +147,10 @@ def test_a_stuck_turn_given_up_after_the_hang_up_closes_the_row(phone, llm, clos
     with turn_in_flight(phone.tenant, phone.sid, llm) as result:
         assert phone.status("completed", 25).status_code == 204  # deferred: the turn is live
         assert closes == []
-        marker = Interaction.objects.get(pk=row.pk).metadata[agent.IN_PROGRESS]
+        marker = Interaction.objects.get(pk=row.pk).workflow[agent.IN_PROGRESS]
         stale = agent.STALE_AFTER_BUDGETS * settings.VOICE_TURN_BUDGET_SECONDS + 1
         long_ago = (timezone.now() - timedelta(seconds=stale)).isoformat()
-        interaction_set_metadata(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
+        interaction_set_workflow(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
         assert says(replay(phone, speech="")) == [agent.TURN_LOST]  # a late request gives the turn up
         given_up = Interaction.objects.get(pk=row.pk)
         assert given_up.ended_at is not None
@@ -165,7 +165,7 @@ def test_a_turn_whose_worker_died_after_the_hang_up_is_closed_by_the_idle_sweepe
     """No thread here: step 1 committed its mark and the worker died before step 3 (no LLM is involved)."""
     phone.answer()
     row = Interaction.objects.get()
-    interaction_set_metadata(
+    interaction_set_workflow(
         interaction=row,
         updates={agent.IN_PROGRESS: {"turn": 1, "token": "dead-worker", "started_at": timezone.now().isoformat()}},
     )

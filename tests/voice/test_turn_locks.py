@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from channels_app import twilio_payloads
 from channels_app.voice import agent
 from conversations.models import Conversation, Interaction
-from conversations.services import interaction_set_metadata
+from conversations.services import interaction_set_workflow
 from tests.stubs.openai_api import BlockingLLM, in_flight, llm_serving
 from tests.voice.conftest import CALLER, CLINIC, Phone, path_of, says
 
@@ -105,7 +105,7 @@ def test_no_lock_is_held_on_the_call_or_its_conversation_while_the_engine_waits_
         during = Interaction.objects.get(pk=row.pk)
         # step 1 is committed: the caller's words are stored and the turn is marked in progress
         assert [(t["role"], t["text"]) for t in during.transcript][-1] == ("customer", WORDS)
-        assert during.metadata[agent.IN_PROGRESS]["turn"] == 1
+        assert during.workflow[agent.IN_PROGRESS]["turn"] == 1
     assert result["status"] == 200 and says(result["document"]) == [AGENT_REPLY]
     done = Interaction.objects.get(pk=row.pk)
     assert [(t["role"], t.get("event")) for t in done.transcript] == [
@@ -113,7 +113,7 @@ def test_no_lock_is_held_on_the_call_or_its_conversation_while_the_engine_waits_
         ("customer", None),
         ("agent", "reply"),
     ]
-    assert done.metadata["turns_heard"] == 1 and not done.metadata[agent.IN_PROGRESS]
+    assert done.workflow["turns_heard"] == 1 and not done.workflow[agent.IN_PROGRESS]
     # the urgency check went out before the agent's completion, and neither waited on a lock
     assert ["tools" in r["json"] for r in llm.server.requests] == [False, True]
 
@@ -135,10 +135,10 @@ def test_a_turn_in_progress_for_too_long_is_given_up_and_its_late_answer_dropped
     phone.answer()
     row = Interaction.objects.get()
     with turn_in_flight(phone.tenant, phone.sid, llm) as result:
-        marker = Interaction.objects.get(pk=row.pk).metadata[agent.IN_PROGRESS]
+        marker = Interaction.objects.get(pk=row.pk).workflow[agent.IN_PROGRESS]
         stale = agent.STALE_AFTER_BUDGETS * settings.VOICE_TURN_BUDGET_SECONDS + 1
         long_ago = (timezone.now() - timedelta(seconds=stale)).isoformat()
-        interaction_set_metadata(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
+        interaction_set_workflow(interaction=row, updates={agent.IN_PROGRESS: {**marker, "started_at": long_ago}})
         given_up = replay(phone, speech=WORDS)
     assert says(given_up) == [agent.TURN_LOST]
     assert "/twilio/voice/gather/?turn=2" in given_up  # the caller is asked again, as turn 2
@@ -149,4 +149,4 @@ def test_a_turn_in_progress_for_too_long_is_given_up_and_its_late_answer_dropped
         ("customer", None),
         ("agent", "turn_lost"),
     ]
-    assert done.metadata["turns_heard"] == 1 and not done.metadata[agent.IN_PROGRESS]
+    assert done.workflow["turns_heard"] == 1 and not done.workflow[agent.IN_PROGRESS]
