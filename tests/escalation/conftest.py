@@ -212,3 +212,14 @@ def queued(monkeypatch):
     calls: list[tuple] = []
     monkeypatch.setattr(tasks.incident_end_calls_task, "delay", lambda *args: calls.append(args))
     return calls
+
+
+@pytest.fixture
+def foreign_incident(db):
+    other = TenantFactory()
+    PhoneNumberFactory(tenant=other, number="+15550100077")
+    build_oncall(other)
+    interaction = InteractionFactory(conversation__tenant=other, conversation__customer__tenant=other)
+    incident, _ = services.incident_raise(interaction=interaction, urgency=5, reason="x")
+    services.incident_run_step(incident_id=incident.pk, fence=incident.fence)
+    return incident
