@@ -15,14 +15,16 @@ in three short steps, and a beat task catches the ones that died:
 
 Lease length: longer than its holder can live, so that a live lease means "someone may still be acting" and
 an expired one "its holder is dead". A Celery task holds it for the task's hard time limit plus :data:`SKEW`
-(:func:`task_lease`); a single provider request for its timeouts plus :data:`SKEW`.
+(:func:`task_lease`); a provider request for its connect and read timeouts plus :data:`SKEW`
+(:func:`request_lease`).
 
 :data:`SKEW` is the one clock margin: how far apart the clocks of our hosts, the database and a provider may
 be. It pads leases, and it widens "what did an earlier attempt create at the provider since it claimed?"
 look-ups (``since = claimed_at - SKEW``).
 
 A claim lives either in columns (``lease_until`` and a token column: :func:`claim`, :func:`record`,
-:func:`release`, :func:`due`) or inside a JSON column, as a *mark* ``{"attempt": n, "token": hex,
+:func:`release`, :func:`due`; a few rows store the claim's start instead, ``claimed_at``: :func:`live_since`,
+:func:`due_since`) or inside a JSON column, as a *mark* ``{"attempt": n, "token": hex,
 "lease_until": ISO-8601 UTC}`` at some key (:func:`mark_claim`, :func:`mark_held`, :func:`mark_live`,
 :func:`mark_lease_until_sql` for redrive queries). Callers write the mark themselves, under the row lock.
 """
@@ -39,8 +41,9 @@ from django.db.models import DateTimeField, Model, Q, QuerySet
 from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 
-#: The one clock-skew margin (hosts, database, providers): pads leases and provider look-ups.
-SKEW = timedelta(seconds=30)
+#: The one clock-skew margin (hosts, database, providers; NTP keeps them far closer): pads leases and
+#: provider look-ups (Twilio's ``date_created`` has whole seconds).
+SKEW = timedelta(seconds=10)
 
 M = TypeVar("M", bound=Model)
 
@@ -53,6 +56,12 @@ def task_lease(hard_limit_seconds: float | None = None) -> timedelta:
     return timedelta(seconds=float(limit)) + SKEW
 
 
+def request_lease(timeout_seconds: float) -> timedelta:
+    """The lease of a claim held for one provider request whose connect and read are each bounded by
+    ``timeout_seconds`` (requests' timeout): twice that, plus :data:`SKEW`."""
+    return timedelta(seconds=2 * float(timeout_seconds)) + SKEW
+
+
 def new_token() -> str:
     """A fresh fencing token: 32 hex characters."""
     return uuid.uuid4().hex
@@ -61,6 +70,11 @@ def new_token() -> str:
 def is_live(lease_until: datetime | None, now: datetime) -> bool:
     """True while a lease ending at ``lease_until`` (aware, or None: unclaimed) still holds at ``now``."""
     return lease_until is not None and lease_until > now
+
+
+def live_since(claimed_at: datetime | None, lease: timedelta, now: datetime) -> bool:
+    """True while a claim taken at ``claimed_at`` (None: unclaimed) for ``lease`` still holds at ``now``."""
+    return claimed_at is not None and is_live(claimed_at + lease, now)
 
 
 def free(field: str, now: datetime) -> Q:
@@ -101,6 +115,11 @@ def release(
 ) -> bool:
     """End our claim on ``qs`` (``field`` NULL, ``token_field`` empty, plus ``also``) if it is still ours."""
     return record(qs, token, token_field=token_field, **{field: None, token_field: ""}, **also)
+
+
+def due_since(qs: QuerySet[M], now: datetime, lease: timedelta, *, field: str = "claimed_at") -> QuerySet[M]:
+    """:func:`due` for rows that store when they were claimed (``field``) rather than when the lease ends."""
+    return qs.filter(free(field, now - lease))
 
 
 # --- claims held in a JSON column --------------------------------------------------------------------------

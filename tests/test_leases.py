@@ -128,5 +128,17 @@ def test_redrive_of_json_marks_selects_unclaimed_and_expired_ones_in_sql(db):
 
 def test_a_task_lease_outlasts_the_hard_time_limit_by_the_skew(settings):
     settings.CELERY_TASK_TIME_LIMIT = 120
-    assert leases.task_lease() == timedelta(seconds=150)
+    assert leases.task_lease() == timedelta(seconds=120) + leases.SKEW
     assert leases.task_lease(45 + 15) == timedelta(seconds=60) + leases.SKEW
+    assert leases.request_lease(10.0) == timedelta(seconds=20) + leases.SKEW
+
+
+def test_rows_that_store_the_claim_time_are_due_once_it_is_a_lease_old(db):
+    tenant, now, lease = TenantFactory(), timezone.now(), timedelta(seconds=60)
+    fresh = EmailMailbox.objects.create(tenant=tenant, address="a@x.example", last_polled_at=now - lease / 2)
+    old = EmailMailbox.objects.create(tenant=tenant, address="b@x.example", last_polled_at=now - lease)
+    never = EmailMailbox.objects.create(tenant=tenant, address="c@x.example")
+    due = leases.due_since(EmailMailbox.objects.filter(tenant=tenant), now, lease, field="last_polled_at")
+    assert set(due.values_list("pk", flat=True)) == {old.pk, never.pk}
+    assert leases.live_since(fresh.last_polled_at, lease, now)
+    assert not leases.live_since(old.last_polled_at, lease, now) and not leases.live_since(None, lease, now)
