@@ -28,6 +28,7 @@ from django.utils import timezone
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import stale_after
 from escalation.services.hangups import incidents_with_unclaimed_hangups
+from identity import leases
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +80,8 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
     for attempt_id, tries in stopped_ambiguous.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["attempts"] += 1
-    stale = NotificationAttempt.objects.filter(
-        status=NotificationAttempt.Status.SENDING, claimed_at__lte=now - stale_after()
+    stale = leases.due_since(
+        NotificationAttempt.objects.filter(status=NotificationAttempt.Status.SENDING), now, stale_after()
     )
     for attempt_id, tries in stale.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
