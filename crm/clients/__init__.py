@@ -20,6 +20,14 @@ def client_for(connection: CrmConnection) -> CrmClient:
         from crm.clients.hubspot import HubSpotClient
 
         return HubSpotClient(access_token=connection.access_token)
+    if connection.provider == "salesforce":
+        from crm.clients.salesforce import SalesforceClient
+
+        return SalesforceClient(access_token=connection.access_token, instance_url=connection.instance_url)
+    if connection.provider == "zoho":
+        from crm.clients.zoho import ZohoClient
+
+        return ZohoClient(access_token=connection.access_token, api_domain=connection.instance_url)
     raise ValueError(f"no CRM client for provider {connection.provider!r}")
 
 
@@ -29,4 +37,12 @@ def refresh_tokens(connection: CrmConnection) -> TokenSet:
         from crm.clients import hubspot
 
         return hubspot.refresh(refresh_token=connection.refresh_token)
+    if connection.provider == "salesforce":
+        from crm.clients import salesforce
+
+        return salesforce.refresh(refresh_token=connection.refresh_token)
+    if connection.provider == "zoho":
+        from crm.clients import zoho
+
+        return zoho.refresh(refresh_token=connection.refresh_token, accounts_url=connection.accounts_url)
     raise ValueError(f"no CRM client for provider {connection.provider!r}")

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from crm.models import CrmConnection
 from identity.models import TenantMembership
-from tests.crm.stub import HubSpotStub
+from tests.crm.stub import HubSpotStub, SalesforceStub, ZohoStub, self_signed_tls
 from tests.factories import ConversationFactory, CustomerFactory, IdentifierFactory, InteractionFactory
 
 
@@ -21,6 +21,32 @@ def hubspot(settings):
     settings.CRM_HUBSPOT_API_BASE = stub.base
     settings.CRM_HUBSPOT_CLIENT_ID = "hs-client-id"
     settings.CRM_HUBSPOT_CLIENT_SECRET = "hs-client-secret"
+    settings.CRM_RETRY_SCHEDULE = [30, 300, 1800]
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def salesforce(settings, tmp_path, monkeypatch):
+    tls, ca_file = self_signed_tls(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)  # requests (simple-salesforce) trusts the stub's cert
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)  # and so does httpx (the token endpoint)
+    stub = SalesforceStub(tls)
+    settings.CRM_SALESFORCE_LOGIN_URL = stub.base
+    settings.CRM_SALESFORCE_API_VERSION = SalesforceStub.VERSION
+    settings.CRM_SALESFORCE_CLIENT_ID = "3MVG9sf-consumer-key"
+    settings.CRM_SALESFORCE_CLIENT_SECRET = "sf-consumer-secret"
+    settings.CRM_RETRY_SCHEDULE = [30, 300, 1800]
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture
+def zoho(settings):
+    stub = ZohoStub()
+    settings.CRM_ZOHO_ACCOUNTS_URL = stub.base
+    settings.CRM_ZOHO_CLIENT_ID = "1000.ZOHOCLIENTID"
+    settings.CRM_ZOHO_CLIENT_SECRET = "zoho-client-secret"
     settings.CRM_RETRY_SCHEDULE = [30, 300, 1800]
     yield stub
     stub.stop()
