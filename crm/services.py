@@ -389,3 +389,100 @@ def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int
             ids.append(pk)
     _queue(ids)
     return len(ids)
+
+
+def crm_delivery_replay(*, delivery: CrmDelivery, at: datetime | None = None) -> bool:
+    """Send a failed (or succeeded) delivery again from the start of the retry schedule; the record map keeps it
+    from creating a second contact or activity. False if it is pending or its connection is disabled."""
+    at = at or timezone.now()
+    with transaction.atomic():
+        updated = (
+            CrmDelivery.objects.filter(pk=delivery.pk, connection__status=CrmConnection.Status.ACTIVE)
+            .exclude(status=CrmDelivery.Status.PENDING)
+            .update(
+                status=CrmDelivery.Status.PENDING,
+                attempts=0,
+                next_attempt_at=at,
+                completed_at=None,
+                lease_expires_at=None,
+            )
+        )
+        if updated:
+            transaction.on_commit(lambda: _queue([delivery.pk]), robust=True)
+    return bool(updated)
+
+
+MAX_BACKFILL_DAYS = 365
+MAX_BACKFILL_ROWS = 20_000
+
+
+def crm_backfill(*, connection: CrmConnection, days: int, now: datetime | None = None) -> int:
+    """Queue the tenant's interactions enriched in the last ``days`` (1–365) for ``connection``, oldest first, at
+    most :data:`MAX_BACKFILL_ROWS`; returns how many rows are new. The beat sweep sends them in batches
+    (``CRM_SWEEP_BATCH`` per 30 s), so a backfill never floods the CRM's rate limits. Raises ValueError for a
+    ``days`` out of range or a disabled connection."""
+    if not 1 <= days <= MAX_BACKFILL_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_BACKFILL_DAYS}")
+    if connection.status != CrmConnection.Status.ACTIVE:
+        raise ValueError("the connection is disabled: reconnect it first")
+    now = now or timezone.now()
+    rows = (
+        Interaction.objects.filter(
+            tenant_id=connection.tenant_id,
+            enriched_at__gte=now - timedelta(days=days),
+            customer__erased_at__isnull=True,
+        )
+        .order_by("enriched_at")
+        .values_list("pk", "enriched_at")[:MAX_BACKFILL_ROWS]
+    )
+    before = CrmDelivery.objects.filter(connection=connection).count()
+    CrmDelivery.objects.bulk_create(
+        [
+            CrmDelivery(
+                tenant_id=connection.tenant_id,
+                connection=connection,
+                interaction_id=pk,
+                version=enriched_at.isoformat(),
+                next_attempt_at=now,
+            )
+            for pk, enriched_at in rows
+            if enriched_at is not None
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    return CrmDelivery.objects.filter(connection=connection).count() - before
+
+
+def crm_connection_test(*, connection: CrmConnection) -> tuple[bool, str]:
+    """An authenticated read on the CRM (refreshing the token once on 401): ``(ok, message for staff)``.
+
+    Records the error on the connection (``last_error``) or clears it; a refused refresh token disables it.
+    """
+    try:
+        try:
+            message = client_for(connection).ping()
+        except CrmAuthExpired:
+            crm_connection_refresh(connection=connection, stale_access_token=connection.access_token)
+            message = client_for(connection).ping()
+    except CrmError as exc:
+        CrmConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:500], updated_at=timezone.now())
+        return False, str(exc)
+    CrmConnection.objects.filter(pk=connection.pk).update(last_error="", updated_at=timezone.now())
+    return True, message
+
+
+def crm_connection_connect(*, tenant_id, provider: str, tokens: TokenSet, accounts_url: str = "") -> CrmConnection:
+    """Store the tokens of a completed OAuth consent: create or re-activate the tenant's connection to
+    ``provider`` (an earlier field map is kept). Returns the connection."""
+    now = timezone.now()
+    with transaction.atomic():
+        connection, _ = CrmConnection.objects.select_for_update().get_or_create(tenant_id=tenant_id, provider=provider)
+        connection.status, connection.disabled_at, connection.last_error = CrmConnection.Status.ACTIVE, None, ""
+        if accounts_url:
+            connection.accounts_url = accounts_url
+        if tokens.external_account:
+            connection.external_account = tokens.external_account
+        connection.save(update_fields=["status", "disabled_at", "last_error", "accounts_url", "external_account"])
+        _store_tokens(connection, tokens, now)
+    return connection
