@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "channels_app",
     "enrichment",
     "escalation",
+    "crm",
 ]
 
 MIDDLEWARE = [
@@ -400,3 +401,26 @@ if not DEBUG and (
         "SECRET_KEY is too weak for DEBUG=0: use at least 50 random characters "
         '(python -c "import secrets; print(secrets.token_urlsafe(50))")'
     )
+
+# --- CRM connectors (crm/): OAuth apps registered with each vendor; a tenant connects in admin ----------------
+CRM_HUBSPOT_CLIENT_ID = env("CRM_HUBSPOT_CLIENT_ID", default="")
+CRM_HUBSPOT_CLIENT_SECRET = env("CRM_HUBSPOT_CLIENT_SECRET", default="")
+# Base URLs of the vendors' APIs; only a local stub in tests changes them.
+CRM_HUBSPOT_API_BASE = env("CRM_HUBSPOT_API_BASE", default="https://api.hubapi.com").rstrip("/")
+CRM_HUBSPOT_AUTHORIZE_URL = env("CRM_HUBSPOT_AUTHORIZE_URL", default="https://app.hubspot.com/oauth/authorize")
+CRM_SALESFORCE_CLIENT_ID = env("CRM_SALESFORCE_CLIENT_ID", default="")
+CRM_SALESFORCE_CLIENT_SECRET = env("CRM_SALESFORCE_CLIENT_SECRET", default="")
+CRM_SALESFORCE_LOGIN_URL = env("CRM_SALESFORCE_LOGIN_URL", default="https://login.salesforce.com").rstrip("/")
+CRM_SALESFORCE_API_VERSION = env("CRM_SALESFORCE_API_VERSION", default="62.0")
+CRM_ZOHO_CLIENT_ID = env("CRM_ZOHO_CLIENT_ID", default="")
+CRM_ZOHO_CLIENT_SECRET = env("CRM_ZOHO_CLIENT_SECRET", default="")
+CRM_ZOHO_ACCOUNTS_URL = env("CRM_ZOHO_ACCOUNTS_URL", default="https://accounts.zoho.com").rstrip("/")
+CRM_TIMEOUT_SECONDS = env.float("CRM_TIMEOUT_SECONDS", default=15.0)
+# Seconds before each retry of a failed delivery (429 / 5xx / timeouts), ±10 % jitter, never sooner than Retry-After.
+CRM_RETRY_SCHEDULE = [int(s) for s in env.list("CRM_RETRY_SCHEDULE", default=["30", "300", "1800", "7200", "21600"])]
+CRM_SWEEP_BATCH = env.int("CRM_SWEEP_BATCH", default=100)
+CELERY_BEAT_SCHEDULE["crm-redrive"] = {  # re-queues due CRM deliveries and ones whose worker died (crm.services)
+    "task": "crm.tasks.crm_redrive",
+    "schedule": 30.0,
+    "options": {"expires": 30.0},
+}

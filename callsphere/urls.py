@@ -25,4 +25,5 @@ urlpatterns = [
     path("api/v1/", include("callsphere.api_urls")),
     path("", include("channels_app.urls")),
     path("", include("escalation.urls")),
+    path("", include("crm.urls")),
 ]

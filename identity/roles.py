@@ -74,6 +74,7 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "cannedresponse": _ALL,
     },
     "channels_app": {"emailmailbox": _ALL},
+    "crm": {"crmconnection": ("change", "delete", "view"), "crmdelivery": _VC},
     "escalation": {
         "responder": _ALL,
         "team": _ALL,
