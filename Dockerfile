@@ -12,8 +12,8 @@ RUN pip install -c requirements.lock . \
     SMS_BACKEND=providers.sms.TwilioSmsBackend VOICE_BACKEND=providers.voice.TwilioVoiceBackend \
     FIELD_ENCRYPTION_KEYS=Y29sbGVjdHN0YXRpYy1vbmx5LWJ1aWxkLWtleS0wMDA= PUBLIC_BASE_URL=https://build.invalid EMAIL_URL=consolemail:// \
     DATABASE_URL=postgres://x@localhost/x REDIS_URL=redis://localhost:6379/0 python manage.py collectstatic --noinput \
-    && mkdir -p /app/media \
-    && chown callsphere:callsphere /app/media
+    && mkdir -p /app/media /app/prometheus \
+    && chown callsphere:callsphere /app/media /app/prometheus
 ENV MEDIA_ROOT=/app/media
 USER callsphere:callsphere
 EXPOSE 8000

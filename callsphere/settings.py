@@ -465,3 +465,9 @@ CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session st
     "options": {"expires": 300.0},
 }
 # (the weak-SECRET_KEY check is with the required variables at the top)
+
+# --- issue 16: operator signals (callsphere.metrics, observability.metrics) ------------------------------------
+# /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; unset, the endpoint does not exist (404).
+# Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+MIDDLEWARE.insert(0, "callsphere.metrics.WebhookLatencyMiddleware")  # first: the whole request is timed

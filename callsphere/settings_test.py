@@ -39,6 +39,11 @@ if not os.environ.get("REDIS_URL"):
 
     atexit.register(_stop_private_redis)
 
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this run's metric files, shared with its daphne / workers
+    _metrics_dir = Path(tempfile.mkdtemp(prefix="cs-metrics-", dir="/tmp"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+    atexit.register(shutil.rmtree, _metrics_dir, ignore_errors=True)
+
 from callsphere.settings import *  # noqa: F403
 from callsphere.settings import DATABASES
 

@@ -29,6 +29,7 @@ from django.utils import timezone
 from channels_app.models import OutboundDelivery
 from conversations.models import Channel, ChannelMessage, Direction
 from conversations.services import message_mark_failed, message_mark_sent
+from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,8 @@ def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str 
             )
             OutboundDelivery.objects.filter(message_id=message.pk, attempts=claim.attempt).update(in_flight=False)
             written = True
+    if written:
+        OUTBOUND_DELIVERY_FAILURES.labels(channel=message.channel).inc()
     message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
     return written
 

@@ -43,6 +43,7 @@ from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services.incidents import incident_fall_through
 from escalation.services.messages import attempt_sms_body, call_url
 from escalation.services.timeline import attempt_mirror_update
+from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 from providers import ProviderPermanentError, ProviderTransientError
 from providers.sms import get_sms_backend
 from providers.voice import get_voice_backend
@@ -402,9 +403,11 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
 
 def _finish(attempt: NotificationAttempt, status: str, *, code: str = "", message: str = "") -> NotificationAttempt:
     now = timezone.now()
-    NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
+    written = NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
         status=status, error_code=str(code)[:20], error_message=message[:500], status_updated_at=now
     )
+    if written and status == Status.FAILED:  # a page that could not be sent (label: escalation_sms / _call)
+        OUTBOUND_DELIVERY_FAILURES.labels(channel=f"escalation_{attempt.channel}").inc()
     attempt.refresh_from_db()
     attempt_mirror_update(attempt=attempt)
     return attempt

@@ -92,6 +92,7 @@ def variables_read_by_code() -> set[str]:
             if is_env and isinstance(node.args[0].value, str):
                 names.add(node.args[0].value)
     packages = ["callsphere", "identity", "conversations", "providers", "channels_app", "enrichment", "escalation"]
+    packages.append("observability")
     for package in packages:
         for path in (ROOT / package).rglob("*.py"):
             if path.name in {"settings_test.py", "embedded.py"}:

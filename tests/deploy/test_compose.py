@@ -93,8 +93,10 @@ def test_restart_policies_healthchecks_and_volumes():
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
     for name in APP_SERVICES:
         assert "media:/app/media" in services[name]["volumes"], name
+        assert "prometheus:/app/prometheus" in services[name]["volumes"], name  # one /metrics for all processes
+        assert services[name]["environment"]["PROMETHEUS_MULTIPROC_DIR"] == "/app/prometheus"
         assert services[name]["environment"]["MEDIA_ROOT"] == "/app/media"
-    assert {"pgdata", "redisdata", "media"} <= set(spec["volumes"])
+    assert {"pgdata", "redisdata", "media", "prometheus"} <= set(spec["volumes"])
     assert services["worker"]["command"][services["worker"]["command"].index("-n") + 1] == "worker@%h"
     assert "worker@$$HOSTNAME" in services["worker"]["healthcheck"]["test"][1]
     assert "escalation@$$HOSTNAME" in services["worker-escalation"]["healthcheck"]["test"][1]
