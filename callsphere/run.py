@@ -15,13 +15,9 @@ from pathlib import Path
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callsphere.settings")
     os.environ.setdefault("DEBUG", "1")
-    import django
+    from callsphere.embedded import ensure_dev_environment
 
-    django.setup()
-    from django.conf import settings
-
-    os.environ["DATABASE_URL"] = settings.DATABASE_URL
-    os.environ["REDIS_URL"] = settings.REDIS_URL
+    ensure_dev_environment(Path(__file__).resolve().parent.parent)  # exports DATABASE_URL / REDIS_URL
     # the Procfile's commands (daphne, celery) live next to this interpreter in the virtualenv
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
     port = os.environ.setdefault("WEB_PORT", "8000")

@@ -1,14 +1,21 @@
 """Settings, 12-factor style: everything that differs between deployments comes from the environment.
 
-See DESIGN.md "Public contract" for the variables. With ``DATABASE_URL`` / ``REDIS_URL`` unset, the embedded
-PostgreSQL and Redis under ``CALLSPHERE_DATA_DIR`` (default ``./.data``) are started and used.
+Every variable read here is documented in ``.env.example`` (a test keeps the two in step). Importing the
+settings starts nothing: the embedded PostgreSQL and Redis of local development are started by the dev entry
+points (``manage.py`` and ``python -m callsphere.run`` under ``DEBUG=1``, see
+:func:`callsphere.embedded.ensure_dev_environment`; the test settings), which export ``DATABASE_URL`` /
+``REDIS_URL``. With ``DEBUG=0`` nothing is guessed: every required variable that is missing (or a weak
+``SECRET_KEY``) is reported together in one :class:`~django.core.exceptions.ImproperlyConfigured`.
 """
 
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
+from cryptography.fernet import Fernet
+from django.core.exceptions import ImproperlyConfigured
 
 from callsphere import embedded
 
@@ -19,11 +26,86 @@ if (BASE_DIR / ".env").exists():
 
 DATA_DIR = Path(env("CALLSPHERE_DATA_DIR", default=str(BASE_DIR / ".data")))
 DEBUG = env.bool("DEBUG", default=False)
-# Production must set SECRET_KEY. Under DEBUG (make run) a random key is made once and kept in DATA_DIR, so
-# the secrets derived from it (ack-link MACs, chat links, Fernet key) are never a constant anyone could know.
-SECRET_KEY = env("SECRET_KEY", default="") or (embedded.local_secret_key(DATA_DIR) if DEBUG else env("SECRET_KEY"))
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else ["localhost", "127.0.0.1"])
-PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+
+# --- required: read first, all reported at once ----------------------------------------------------------------
+_MISSING: list[str] = []  # one line per problem: "NAME: how to set it"
+
+
+def _required(name: str, how: str, *, debug_default: str | None = None) -> str:
+    """The non-empty value of ``name``; missing, a problem is recorded (unless DEBUG supplies ``debug_default``)."""
+    value = env.str(name, default="").strip()
+    if value:
+        return value
+    if DEBUG and debug_default is not None:
+        return debug_default
+    _MISSING.append(f"{name}: {how}")
+    return ""
+
+
+_DEV_SERVERS = "under DEBUG=1 start through manage.py or `make run`, which start the embedded servers"
+DATABASE_URL = _required(
+    "DATABASE_URL", f"a PostgreSQL URL, e.g. postgres://callsphere:PASSWORD@db:5432/callsphere ({_DEV_SERVERS})"
+)
+REDIS_URL = _required("REDIS_URL", f"a Redis URL, e.g. redis://redis:6379/0 ({_DEV_SERVERS})")
+# Under DEBUG (make run) a random key is made once and kept in DATA_DIR, so the secrets derived from it
+# (ack-link MACs, chat links, Fernet key) are never a constant anyone could know. Writing one file, no server.
+_NEW_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+SECRET_KEY = _required("SECRET_KEY", f"at least 50 random characters: {_NEW_KEY}", debug_default="") or (
+    embedded.local_secret_key(DATA_DIR) if DEBUG else ""
+)
+# Retired SECRET_KEYs, newest first: links and cookies signed with them (ack, chat, portal) stay valid.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# Keys for secrets encrypted at rest (tenant Twilio auth tokens): Fernet keys, newest first (the first encrypts,
+# all decrypt; ``manage.py rotate_encrypted_fields`` re-encrypts under the first). FIELD_ENCRYPTION_KEY (one key)
+# is read too, after them. Under DEBUG with neither set, a key derived from SECRET_KEY (identity.fields).
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[]) + env.list("FIELD_ENCRYPTION_KEY", default=[])
+if not FIELD_ENCRYPTION_KEYS and not DEBUG:
+    _MISSING.append(
+        "FIELD_ENCRYPTION_KEYS: Fernet keys, newest first, comma-separated: "
+        'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+    )
+for _key in FIELD_ENCRYPTION_KEYS:
+    try:
+        Fernet(_key.strip().encode())
+    except ValueError:
+        _MISSING.append(f"FIELD_ENCRYPTION_KEYS: {_key[:4]}… is not a Fernet key (urlsafe base64 of 32 bytes)")
+PUBLIC_BASE_URL = _required(
+    "PUBLIC_BASE_URL",
+    "the public https URL Twilio and patients reach, e.g. https://callsphere.example.com",
+    debug_default="http://127.0.0.1:8000",
+).rstrip("/")
+# The console backends only print: a default under DEBUG (make run), never silently in production, where an
+# unset backend would let the escalation ladder "page" nobody.
+SMS_BACKEND = _required(
+    "SMS_BACKEND", "e.g. providers.sms.TwilioSmsBackend", debug_default="providers.sms.ConsoleSmsBackend"
+)
+VOICE_BACKEND = _required(
+    "VOICE_BACKEND", "e.g. providers.voice.TwilioVoiceBackend", debug_default="providers.voice.ConsoleVoiceBackend"
+)
+EMAIL_URL = _required(
+    "EMAIL_URL", "outbound mail, e.g. smtp+tls://user:password@smtp.example.com:587", debug_default="consolemail://"
+)
+_WEAK_SECRET_KEYS = {"changeme", "change-me", "secret", "secret-key", "password", "django", "dev", "test"}
+if (
+    not DEBUG
+    and SECRET_KEY
+    and (
+        len(SECRET_KEY) < 50
+        or len(set(SECRET_KEY)) < 5
+        or SECRET_KEY.startswith("django-insecure")
+        or SECRET_KEY.lower() in _WEAK_SECRET_KEYS
+    )
+):
+    _MISSING.append(f"SECRET_KEY is too weak for DEBUG=0: use at least 50 random characters ({_NEW_KEY})")
+if _MISSING:
+    raise ImproperlyConfigured(
+        "callsphere cannot start: these environment variables are missing or unusable "
+        f"({'DEBUG=1' if DEBUG else 'DEBUG=0'}; see .env.example):\n  - " + "\n  - ".join(_MISSING)
+    )
+
+_PUBLIC_HOST = urlsplit(PUBLIC_BASE_URL).hostname or "localhost"
+# localhost: the container healthchecks and /metrics scrapes on the host itself
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if DEBUG else [_PUBLIC_HOST, "localhost", "127.0.0.1"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[PUBLIC_BASE_URL])
 # Only behind a TLS-terminating proxy that sets X-Forwarded-Proto itself (BEHIND_TLS_PROXY=1) is that header
 # trusted; otherwise any client could claim https.
@@ -32,10 +114,14 @@ if env.bool("BEHIND_TLS_PROXY", default=False):
 _HTTPS = PUBLIC_BASE_URL.startswith("https://")
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=_HTTPS and not DEBUG)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000 if _HTTPS and not DEBUG else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Probes and scrapes from inside the host speak plain http: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz", r"^metrics$"]
 SECURE_REFERRER_POLICY = "same-origin"
-# Key for secrets encrypted at rest (tenant Twilio auth tokens). Defaults to one derived from SECRET_KEY.
-FIELD_ENCRYPTION_KEY = env("FIELD_ENCRYPTION_KEY", default="")
+# Django checks that are a decision for the domain's owner, not a defect: the HSTS preload list (W021).
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[] if SECURE_HSTS_PRELOAD else ["security.W021"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -93,7 +179,6 @@ TEMPLATES = [
 ]
 
 # --- database ---------------------------------------------------------------------------------------------
-DATABASE_URL = env("DATABASE_URL", default="") or embedded.ensure_postgres(DATA_DIR)
 DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # DB_POOL_MAX_SIZE > 0: a psycopg connection pool per process (Django 5.1+), so no request pays for connection
 # setup. The web process turns it on (callsphere.web sizes it); daphne runs each sync view on a thread of its own,
@@ -123,7 +208,6 @@ DB_STATEMENT_TIMEOUTS = {
 }
 
 # --- redis: cache, channel layer, celery broker ------------------------------------------------------------
-REDIS_URL = env("REDIS_URL", default="") or embedded.ensure_redis(DATA_DIR)
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 # redis-py 8 defaults socket_timeout to 5 s, which aborts channels_redis's idle blocking BZPOPMIN (itself 5 s)
 # and tears every websocket consumer down every ~5 s (django/channels_redis#422). Keep a timeout, above it.
@@ -210,14 +294,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(DATA_DIR / "media")))
 
 # --- providers ---------------------------------------------------------------------------------------------
-# The console backends only print: a default under DEBUG (make run), never silently in production, where an
-# unset backend would let the escalation ladder "page" nobody.
-SMS_BACKEND = env("SMS_BACKEND", default="providers.sms.ConsoleSmsBackend" if DEBUG else None)
-VOICE_BACKEND = env("VOICE_BACKEND", default="providers.voice.ConsoleVoiceBackend" if DEBUG else None)
-if not (SMS_BACKEND and VOICE_BACKEND):
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured("set SMS_BACKEND and VOICE_BACKEND (e.g. providers.sms.TwilioSmsBackend)")
+# SMS_BACKEND / VOICE_BACKEND: read with the required variables at the top.
 # Base URL of Twilio's REST API; only a local stub in tests and benchmarks changes it.
 TWILIO_API_BASE = env("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")
 TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
@@ -261,7 +338,7 @@ VOICEMAIL_TRANSCRIBER = env("VOICEMAIL_TRANSCRIBER", default="twilio")
 VOICEMAIL_STT_MODEL = env("VOICEMAIL_STT_MODEL", default="whisper-1")
 VOICEMAIL_FETCH_TIMEOUT_SECONDS = env.float("VOICEMAIL_FETCH_TIMEOUT_SECONDS", default=20.0)
 
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://" if DEBUG else "smtp://localhost:25")
+EMAIL_CONFIG = environ.Env.email_url_config(EMAIL_URL)
 vars().update(EMAIL_CONFIG)
 # Seconds an SMTP connect/read may block (Django's default is None: a hung server would hang the task).
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=15)
@@ -369,7 +446,7 @@ LOGGING = {
 DEFAULT_STATE_TTL = timedelta(days=30)
 DEFAULT_SMS_IDLE_WINDOW = timedelta(minutes=30)
 
-# --- issue 14: staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
+# --- staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
@@ -388,19 +465,7 @@ CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session st
     "schedule": 300.0,
     "options": {"expires": 300.0},
 }
-_WEAK_SECRET_KEYS = {"changeme", "change-me", "secret", "secret-key", "password", "django", "dev", "test"}
-if not DEBUG and (
-    len(SECRET_KEY) < 50
-    or len(set(SECRET_KEY)) < 5
-    or SECRET_KEY.startswith("django-insecure")
-    or SECRET_KEY.lower() in _WEAK_SECRET_KEYS
-):
-    from django.core.exceptions import ImproperlyConfigured
-
-    raise ImproperlyConfigured(
-        "SECRET_KEY is too weak for DEBUG=0: use at least 50 random characters "
-        '(python -c "import secrets; print(secrets.token_urlsafe(50))")'
-    )
+# (the weak-SECRET_KEY check is with the required variables at the top)
 
 # --- CRM connectors (crm/): OAuth apps registered with each vendor; a tenant connects in admin ----------------
 CRM_HUBSPOT_CLIENT_ID = env("CRM_HUBSPOT_CLIENT_ID", default="")
@@ -424,3 +489,9 @@ CELERY_BEAT_SCHEDULE["crm-redrive"] = {  # re-queues due CRM deliveries and ones
     "schedule": 30.0,
     "options": {"expires": 30.0},
 }
+
+# --- operator signals (callsphere.metrics, observability.metrics) ------------------------------------
+# /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; unset, the endpoint does not exist (404).
+# Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+MIDDLEWARE.insert(0, "callsphere.metrics.WebhookLatencyMiddleware")  # first: the whole request is timed

@@ -1,6 +1,7 @@
 """Test settings: the same real PostgreSQL and Redis as production, isolated per test run.
 
-- PostgreSQL: ``DATABASE_URL`` if set, else the embedded server; pytest-django creates a test database whose
+- PostgreSQL: ``DATABASE_URL`` if set, else the embedded server (started here: the production settings
+  never start one); pytest-django creates a test database whose
   name carries this process id, so concurrent runs never share one.
 - Redis: ``REDIS_URL`` if set, else a private embedded Redis started for this run in a temporary directory and
   shut down at exit, so a run's queues and channel groups are its own.
@@ -21,6 +22,13 @@ os.environ.setdefault("SECRET_KEY", "test-only-key-not-for-production-0123456789
 os.environ["DEBUG"] = "0"  # tests run production settings, whatever a developer's .env says
 os.environ.setdefault("SMS_BACKEND", "providers.sms.LocmemSmsBackend")
 os.environ.setdefault("VOICE_BACKEND", "providers.voice.LocmemVoiceBackend")
+os.environ.setdefault("EMAIL_URL", "consolemail://")
+os.environ.setdefault("PUBLIC_BASE_URL", "https://clinic.example.com")
+# a fixed test-only Fernet key: the daphne / Celery processes a test starts decrypt what this process stored
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "dGVzdC1vbmx5LWZpZWxkLWtleS1ub3QtZm9yLXByb2Q=")
+if not os.environ.get("DATABASE_URL"):
+    _data_dir = Path(os.environ.get("CALLSPHERE_DATA_DIR") or Path(__file__).resolve().parent.parent / ".data")
+    os.environ["DATABASE_URL"] = embedded.ensure_postgres(_data_dir)
 if not os.environ.get("REDIS_URL"):
     _redis_dir = Path(tempfile.mkdtemp(prefix="cs-redis-", dir="/tmp"))
     os.environ["REDIS_URL"] = embedded.ensure_redis(_redis_dir, persist=False)
@@ -30,6 +38,11 @@ if not os.environ.get("REDIS_URL"):
         shutil.rmtree(_redis_dir, ignore_errors=True)
 
     atexit.register(_stop_private_redis)
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # this run's metric files, shared with its daphne / workers
+    _metrics_dir = Path(tempfile.mkdtemp(prefix="cs-metrics-", dir="/tmp"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+    atexit.register(shutil.rmtree, _metrics_dir, ignore_errors=True)
 
 from callsphere.settings import *  # noqa: F403
 from callsphere.settings import DATABASES

@@ -5,6 +5,8 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from callsphere.metrics import metrics_view
+
 
 def healthz(request):
     """Liveness and readiness: 200 with ``{"db": "ok"}`` when the database answers, 503 otherwise."""
@@ -20,6 +22,7 @@ def healthz(request):
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("callsphere.api_urls")),

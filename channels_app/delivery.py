@@ -23,6 +23,7 @@ from channels_app.models import OutboundDelivery
 from conversations.models import Channel, ChannelMessage, Direction
 from conversations.services import message_mark_failed, message_mark_sent
 from identity import leases
+from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str 
             )
             leases.record(_delivery(message), claim.attempt, token_field="attempts", in_flight=False)
             written = True
+    if written:
+        OUTBOUND_DELIVERY_FAILURES.labels(channel=message.channel).inc()
     message.refresh_from_db(fields=["status", "error_code", "error_message", "status_updated_at"])
     return written
 

@@ -1,34 +1,44 @@
 """An encrypted text field for secrets kept at rest (tenant Twilio auth tokens).
 
-Values are encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``). The key is
-``settings.FIELD_ENCRYPTION_KEY`` (a urlsafe-base64 32-byte Fernet key) or, when that is empty, one derived
-from ``SECRET_KEY`` with HKDF-SHA256 — so rotating SECRET_KEY without setting FIELD_ENCRYPTION_KEY makes the
-stored secrets unreadable (:class:`cryptography.fernet.InvalidToken` on read).
+Values are encrypted with Fernet (AES-128-CBC + HMAC-SHA256, from ``cryptography``) under a key ring,
+:class:`cryptography.fernet.MultiFernet`: ``settings.FIELD_ENCRYPTION_KEYS`` (urlsafe-base64 32-byte Fernet
+keys, newest first) — the first encrypts, every one decrypts — then, decrypt-only, keys derived with
+HKDF-SHA256 from ``SECRET_KEY`` and ``SECRET_KEY_FALLBACKS`` (what older deployments encrypted with). Under
+DEBUG with no key set the ``SECRET_KEY``-derived key encrypts too. A value no key opens raises
+:class:`cryptography.fernet.InvalidToken` on read. ``manage.py rotate_encrypted_fields`` re-encrypts every
+stored value under the newest key, after which retired keys can be dropped from the ring.
 """
 
 import base64
 from functools import lru_cache
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
 
 
-@lru_cache(maxsize=4)
-def _fernet(secret_key: str, explicit_key: str) -> Fernet:
-    if explicit_key:
-        return Fernet(explicit_key.encode())
+def _derived(secret_key: str) -> Fernet:
     derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"callsphere-fields", info=b"fernet").derive(
         secret_key.encode()
     )
     return Fernet(base64.urlsafe_b64encode(derived))
 
 
-def fernet() -> Fernet:
-    """The Fernet instance for the configured key."""
-    return _fernet(settings.SECRET_KEY, settings.FIELD_ENCRYPTION_KEY)
+@lru_cache(maxsize=4)
+def _ring(explicit_keys: tuple[str, ...], secret_keys: tuple[str, ...]) -> MultiFernet:
+    keys = [Fernet(k.strip().encode()) for k in explicit_keys if k.strip()]
+    keys += [_derived(k) for k in secret_keys if k]
+    return MultiFernet(keys)
+
+
+def fernet() -> MultiFernet:
+    """The key ring for the configured keys (encrypts with the newest; decrypts with any)."""
+    return _ring(
+        tuple(getattr(settings, "FIELD_ENCRYPTION_KEYS", ())),
+        (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ())),
+    )
 
 
 class EncryptedTextField(models.TextField):

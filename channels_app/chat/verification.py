@@ -87,8 +87,16 @@ def _key(tenant: Tenant, visitor_key: str) -> str:
     return f"chat-verify:{tenant.pk}:{visitor_key}"
 
 
-def _digest(code: str) -> str:
-    return hmac.new(settings.SECRET_KEY.encode(), code.encode(), hashlib.sha256).hexdigest()
+def _digest(code: str, secret: str | None = None) -> str:
+    return hmac.new((secret or settings.SECRET_KEY).encode(), code.encode(), hashlib.sha256).hexdigest()
+
+
+def _digest_matches(code: str, stored: str) -> bool:
+    """``stored`` is ``code``'s digest under SECRET_KEY or a SECRET_KEY_FALLBACKS key (sent before a rotation)."""
+    return any(
+        hmac.compare_digest(_digest(code, secret), stored)
+        for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    )
 
 
 def _target_ref(kind: str, value: str) -> str:
@@ -200,7 +208,7 @@ def challenge_answer(*, tenant: Tenant, visitor_key: str, text: str) -> Answer |
     if (cache.get(tries_key) or 0) >= MAX_TRIES:
         cache.delete(_key(tenant, visitor_key))
         return Answer(reply=TOO_MANY_TRIES)
-    if hmac.compare_digest(_digest(match.group(1)), pending["digest"]):
+    if _digest_matches(match.group(1), pending["digest"]):
         cache.delete(_key(tenant, visitor_key))
         ident = (
             CustomerIdentifier.objects.select_related("customer")

@@ -44,6 +44,7 @@ from escalation.services.incidents import incident_fall_through
 from escalation.services.messages import attempt_sms_body, call_url
 from escalation.services.timeline import attempt_mirror_update
 from identity import leases
+from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 from providers import ProviderPermanentError, ProviderTransientError
 from providers.sms import get_sms_backend
 from providers.voice import get_voice_backend
@@ -401,7 +402,7 @@ def _sending(attempt: NotificationAttempt):
 
 def _finish(attempt: NotificationAttempt, status: str, *, code: str = "", message: str = "") -> NotificationAttempt:
     now = timezone.now()
-    leases.record(  # fenced by the try number: a superseded try changes nothing
+    written = leases.record(  # fenced by the try number: a superseded try changes nothing
         _sending(attempt),
         attempt.tries,
         token_field="tries",
@@ -410,6 +411,8 @@ def _finish(attempt: NotificationAttempt, status: str, *, code: str = "", messag
         error_message=message[:500],
         status_updated_at=now,
     )
+    if written and status == Status.FAILED:  # a page that could not be sent (label: escalation_sms / _call)
+        OUTBOUND_DELIVERY_FAILURES.labels(channel=f"escalation_{attempt.channel}").inc()
     attempt.refresh_from_db()
     attempt_mirror_update(attempt=attempt)
     return attempt

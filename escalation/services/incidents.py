@@ -33,6 +33,7 @@ from escalation.models import (
 from escalation.services.messages import ack_token_create, tenant_number
 from escalation.services.timeline import attempt_mirrors_create
 from identity import leases
+from observability.metrics import ESCALATION_STEP_LATENESS
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def incident_run_step(*, incident_id, fence: int, now: datetime | None = None, d
             return StepOutcome(exhausted=True)
         step_index, repeat = incident.position % len(steps), incident.position // len(steps)
         step = steps[step_index]
+        lateness = (now - incident.next_step_at).total_seconds() if incident.next_step_at else 0.0
         attempts, outbound = _create_attempts(incident, step, step_index, repeat, now)
         live = [o.attempt.pk for o in outbound]
         incident.position += 1
@@ -167,6 +169,7 @@ def incident_run_step(*, incident_id, fence: int, now: datetime | None = None, d
         if outbound and dispatch:
             _dispatch_on_commit(outbound)
     logger.info("incident %s step %s repeat %s fired: %s attempts", incident.pk, step_index, repeat, len(live))
+    ESCALATION_STEP_LATENESS.observe(max(0.0, lateness))  # after commit: a rolled-back step never fired
     return StepOutcome(fired=True, attempt_ids=live, outbound=outbound)
 
 

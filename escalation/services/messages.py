@@ -80,11 +80,13 @@ def voice_text(*, tenant: Tenant, config: EscalationSettings | None) -> str:
 # --- acknowledge links ----------------------------------------------------------------------------------
 
 
-def _mac(token: AckToken) -> str:
+def _mac(token: AckToken, secret: str | None = None) -> str:
+    """The link's MAC under ``secret`` (default ``SECRET_KEY``, which signs every new link)."""
     msg = "|".join(
         str(x) for x in (token.key, token.tenant_id, token.incident_id, token.attempt_id, token.responder_id)
     ).encode()
-    digest = hmac.new(settings.SECRET_KEY.encode(), b"escalation-ack:" + msg, hashlib.sha256).digest()
+    key = (secret if secret is not None else settings.SECRET_KEY).encode()
+    digest = hmac.new(key, b"escalation-ack:" + msg, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest[:12]).decode().rstrip("=")
 
 
@@ -112,7 +114,8 @@ def ack_link(token: AckToken) -> str:
 
 
 def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
-    """The token row for a link string if its MAC is genuine (constant-time compare), else None.
+    """The token row for a link string if its MAC is genuine (constant-time compare) under ``SECRET_KEY`` or one
+    of ``SECRET_KEY_FALLBACKS`` (links sent before a key rotation keep working), else None.
 
     Expiry and single use are checked by the caller, which must say why a genuine token is refused.
     ``for_update`` locks the row (use inside a transaction).
@@ -124,7 +127,8 @@ def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
     if for_update:
         qs = qs.select_for_update(of=("self",))
     token = qs.filter(key=key).first()
-    if token is None or not hmac.compare_digest(_mac(token), mac):
+    secrets_ = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    if token is None or not any(hmac.compare_digest(_mac(token, secret), mac) for secret in secrets_):
         return None
     return token
 

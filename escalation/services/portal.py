@@ -108,9 +108,15 @@ def portal_cookie(token: AckToken) -> str:
     return signing.dumps(token.key, salt=_SALT)
 
 
-def _hash(token: AckToken, code: str) -> str:
+def _hash(token: AckToken, code: str, secret: str | None = None) -> str:
     msg = f"portal-code:{token.key}:{code}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()
+    return hmac.new((secret or settings.SECRET_KEY).encode(), msg, hashlib.sha256).hexdigest()
+
+
+def _hash_matches(token: AckToken, code: str, stored: str) -> bool:
+    """``stored`` is ``code``'s hash under SECRET_KEY or a SECRET_KEY_FALLBACKS key (a code sent before a rotation)."""
+    secrets_ = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return any(hmac.compare_digest(stored, _hash(token, code, secret)) for secret in secrets_)
 
 
 def _record(portal: Portal, action: str, meta: dict, user=None, detail: str = "") -> None:
@@ -162,7 +168,7 @@ def portal_code_verify(*, portal: Portal, code: str, meta: dict, now: datetime |
             .order_by("-created_at")
             .first()
         )
-        ok = current is not None and hmac.compare_digest(current.code_hash, _hash(token, (code or "").strip()))
+        ok = current is not None and _hash_matches(token, (code or "").strip(), current.code_hash)
         if current is not None:
             if ok:
                 current.used_at = now

@@ -1,5 +1,6 @@
 """``manage.py seed_demo [--json]``: create (or leave as is) the demo tenant, its number and an admin login.
 
+Demo logins with a published password: with ``DEBUG=0`` it refuses to run unless ``--force`` is given.
 Idempotent: running it again changes nothing and prints the same values. Each app may add demo data in a
 ``<app>/demo.py`` module with ``seed(tenant) -> dict``; the dicts are merged into the ``--json`` output.
 """
@@ -12,7 +13,7 @@ from importlib import import_module
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from identity.models import Tenant, TenantMembership, TenantPhoneNumber
@@ -53,8 +54,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--force", action="store_true", help="run even with DEBUG=0 (creates logins with the demo password)"
+        )
 
     def handle(self, *args, **options):
+        if not settings.DEBUG and not options["force"]:
+            raise CommandError(
+                "seed_demo creates a superuser with a published password: it runs only with DEBUG=1 "
+                "(or pass --force, e.g. on a throwaway staging host)"
+            )
         tenant, password = seed_tenant()
         out = {
             "tenant_id": str(tenant.id),
