@@ -20,6 +20,7 @@ def healthz(request):
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("admin/otp/", include("identity.otp_views")),  # two-factor enrolment and verification (issue 14)
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("callsphere.api_urls")),

@@ -84,6 +84,10 @@ class Tenant(models.Model):
     intents = models.JSONField(default=_default_intents, blank=True, help_text="intent name → example phrases")
     emergency_phrases = models.JSONField(default=_default_emergency_phrases, blank=True)
     lead_intents = models.JSONField(default=list, blank=True, help_text="Intents that count as a lead.")
+    require_staff_otp = models.BooleanField(
+        default=False,
+        help_text="Every staff login of this clinic must use two-factor sign-in (clinic admins always do).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
