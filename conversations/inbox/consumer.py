@@ -16,6 +16,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from conversations.inbox.live import inbox_group
 from identity.accounts import otp_required, session_otp_verified
 from identity.admin_scoping import user_tenant_id
+from identity.roles import user_reads_transcripts
 
 
 def _staff_tenant(user, session=None):
@@ -24,6 +25,8 @@ def _staff_tenant(user, session=None):
     if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
         return None
     if otp_required(user) and not session_otp_verified(user, session):
+        return None
+    if not user_reads_transcripts(user):
         return None
     return user_tenant_id(user)
 
