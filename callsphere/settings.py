@@ -495,3 +495,43 @@ CELERY_BEAT_SCHEDULE["crm-redrive"] = {  # re-queues due CRM deliveries and ones
 # Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 MIDDLEWARE.insert(0, "callsphere.metrics.WebhookLatencyMiddleware")  # first: the whole request is timed
+# Login lockout (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one address lock that
+# pair out for LOGIN_LOCKOUT_MINUTES (429, identity.accounts.axes_lockout_response); a success resets the count.
+INSTALLED_APPS += ["axes", "django_otp", "django_otp.plugins.otp_totp"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "identity.accounts.axes_lockout_response"
+# Two-factor (django-otp TOTP): superusers and clinic admins always (ADMIN_OTP_REQUIRED), staff when their tenant
+# sets require_staff_otp; enrolment and verification at /admin/otp/ (identity.accounts, identity.otp_views).
+ADMIN_OTP_REQUIRED = env.bool("ADMIN_OTP_REQUIRED", default=True)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="callsphere")
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE[_auth_at + 1 : _auth_at + 1] = [
+    "django_otp.middleware.OTPMiddleware",
+    "identity.accounts.StaffOTPMiddleware",
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# Content-Security-Policy (django-csp 4): scripts only from us or inline with the per-response nonce
+# ({{ request.csp_nonce }}); styles may be inline (admin and the widget's shadow DOM set them); no framing.
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("identity.middleware.PermissionsPolicyMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}

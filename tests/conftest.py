@@ -7,6 +7,7 @@ import os
 import pytest
 import redis
 from django.conf import settings
+from django.test import Client
 from twilio.request_validator import RequestValidator
 
 from channels_app.models import EmailMailbox
@@ -23,6 +24,36 @@ def _clean_outbox():
     LocmemSmsBackend.outbox.clear()
     yield
     LocmemSmsBackend.outbox.clear()
+
+
+def force_login_password_only(client, user) -> None:
+    """Django's own ``Client.force_login``: a session that has NOT given a second factor (tests of the OTP gate)."""
+    _DJANGO_FORCE_LOGIN(client, user)
+
+
+def _force_login_otp_verified(self, user, backend=None):
+    """``Client.force_login`` as a fully signed-in staff member: password *and* a confirmed TOTP device verified
+    in the session (what /admin/otp/verify/ does), so admin, inbox and API tests pass the two-factor gate."""
+    _DJANGO_FORCE_LOGIN(self, user, backend)
+    if not user.is_staff:
+        return
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="test authenticator", confirmed=True)
+    session = self.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
+_DJANGO_FORCE_LOGIN = Client.force_login
+
+
+@pytest.fixture(autouse=True)
+def _otp_verified_force_login(monkeypatch):
+    monkeypatch.setattr(Client, "force_login", _force_login_otp_verified)
 
 
 @pytest.fixture
