@@ -63,7 +63,7 @@ def inbox_socket_close_code(page) -> int | None:
     )
 
 
-def test_clinic_admin_enrols_then_signs_in_with_a_code(daphne, browser):  # noqa: F811
+def test_clinic_admin_enrols_then_signs_in_with_a_code(daphne, browser):
     tenant = TenantFactory(slug=DEMO_SLUG, allowed_widget_origins=[daphne])
     clinic_admin(tenant, "ines.admin")
 
