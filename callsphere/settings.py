@@ -324,7 +324,7 @@ WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=15.0)
 # Wall-clock bound of one whole attempt (a receiver trickling bytes cannot hold a worker longer than this).
 WEBHOOK_TOTAL_TIMEOUT = env.float("WEBHOOK_TOTAL_TIMEOUT", default=30.0)
-# Soft time limit of webhook_deliver (the hard limit is 15 s later); must stay well below the 2-minute lease.
+# Soft time limit of webhook_deliver (the hard limit is 15 s later; its lease that + identity.leases.SKEW).
 WEBHOOK_TASK_SOFT_TIME_LIMIT = env.float("WEBHOOK_TASK_SOFT_TIME_LIMIT", default=45.0)
 # At most this many due deliveries are queued per sweep (every 5 s); the rest wait for the next sweep.
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=100)
