@@ -44,12 +44,15 @@ from crm.clients.base import (
 )
 from crm.models import CrmConnection, CrmDelivery, CrmRecordMap
 from crm.payload import activity_data, contact_data, surviving_customer
+from crm.tasks import HARD_TIME_LIMIT
+from identity import leases
 from identity.audit import audit_record
+from identity.leases import task_lease
 from identity.models import TenantMembership
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=3)  # longer than crm_deliver's hard time limit (tasks.HARD_TIME_LIMIT)
+LEASE = task_lease(HARD_TIME_LIMIT)  # crm_deliver's hard time limit + the clock-skew margin (identity.leases)
 JITTER = 0.10
 QUEUE_DIRECT_UNDER = 60  # seconds: shorter retries get a countdown task; the sweep catches the rest
 SWEEP_MARK = 60  # seconds the sweep remembers it queued a delivery for a given due time
@@ -337,10 +340,7 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
         outcome = "failed"
         fields.update(status=CrmDelivery.Status.FAILED, next_attempt_at=None, completed_at=now)
     with transaction.atomic():
-        updated = CrmDelivery.objects.filter(pk=d.pk, lease_token=token, status=CrmDelivery.Status.PENDING).update(
-            **fields
-        )
-        if not updated:
+        if not leases.record(CrmDelivery.objects.filter(pk=d.pk, status=CrmDelivery.Status.PENDING), token, **fields):
             logger.warning("crm delivery %s: lease %s taken over; result not recorded", d.pk, token)
             return "fenced"
         if outcome == "succeeded":

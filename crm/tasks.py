@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-# A delivery makes up to ~8 HTTP calls of at most CRM_TIMEOUT_SECONDS read each; the hard limit stays below
-# the 3-minute lease (services.LEASE), so a killed task's row is redriven only after it is surely gone.
+# A delivery makes up to ~8 HTTP calls of at most CRM_TIMEOUT_SECONDS read each. The lease of a claimed row
+# (services.LEASE) is the hard limit + identity.leases.SKEW, so a killed task's row is redriven only after it is gone.
 SOFT_TIME_LIMIT = 120
 HARD_TIME_LIMIT = 150
 

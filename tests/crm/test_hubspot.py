@@ -15,14 +15,9 @@ from crm.services import LEASE, _claim, _record, crm_deliveries_enqueue, crm_del
 from enrichment.services import interaction_enrich
 from identity.models import AuditEvent
 from tests.broker import take_queued
-from tests.crm.conftest import connect, enriched, patient
+from tests.crm.records import connect, deliver, enriched, patient
 
 pytestmark = pytest.mark.django_db
-
-
-def deliver(interaction, now=None) -> tuple[CrmDelivery, str]:
-    (pk,) = crm_deliveries_enqueue(interaction_id=interaction.pk, at=now)
-    return CrmDelivery.objects.get(pk=pk), crm_delivery_attempt(delivery_id=pk, now=now)
 
 
 def test_first_contact_creates_a_contact_and_a_call_without_transcript_text(tenant, hubspot):
