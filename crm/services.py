@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from conversations.models import Interaction
@@ -366,6 +367,40 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
         fields["last_status_code"] or "",
     )
     return outcome
+
+
+#: An enriched interaction with no outbox row this long after enrichment lost its signal (the enrichment worker
+#: died between its commit and the on-commit receiver); :func:`crm_enqueue_missed` adds the row.
+MISSED_AFTER = timedelta(minutes=2)
+MISSED_HORIZON = timedelta(hours=6)
+
+
+def crm_enqueue_missed(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Add the outbox rows an enriched interaction should have got (at most ``limit``, oldest first): enriched
+    between :data:`MISSED_HORIZON` and :data:`MISSED_AFTER` ago, after its connection was made, and with no
+    row of that connection created since it was enriched. Returns how many rows were added."""
+    now = now or timezone.now()
+    added = 0
+    for connection in CrmConnection.objects.filter(status=CrmConnection.Status.ACTIVE):
+        since = max(now - MISSED_HORIZON, connection.created_at)
+        has_row = CrmDelivery.objects.filter(
+            connection=connection, interaction_id=OuterRef("pk"), created_at__gte=OuterRef("enriched_at")
+        )
+        missed = (
+            Interaction.objects.filter(
+                tenant_id=connection.tenant_id, enriched_at__gte=since, enriched_at__lt=now - MISSED_AFTER
+            )
+            .exclude(Exists(has_row))
+            .order_by("enriched_at")
+            .values_list("pk", flat=True)[: max(0, limit - added)]
+        )
+        for pk in missed:
+            added += len(crm_deliveries_enqueue(interaction_id=pk, at=now))
+        if added >= limit:
+            break
+    if added:
+        logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", added)
+    return added
 
 
 def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int:

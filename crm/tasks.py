@@ -27,8 +27,10 @@ def crm_enqueue(interaction_id: str) -> int:
 
 
 @shared_task
-def crm_redrive() -> int:
-    """Beat (every 30 s): queue due retries and deliveries whose worker died (expired lease)."""
+def crm_redrive() -> dict:
+    """Beat (every 30 s): add outbox rows whose enrichment signal was lost, then queue due retries and deliveries
+    whose worker died (expired lease)."""
+    from crm.services import crm_enqueue_missed
     from crm.services import crm_redrive as queue_due
 
-    return queue_due()
+    return {"missed": crm_enqueue_missed(), "queued": queue_due()}
