@@ -71,27 +71,24 @@ def _queue(delivery_ids: list[int], countdown: float = 0) -> None:
         crm_deliver.apply_async(args=[pk], countdown=max(0, countdown))
 
 
-def _version(interaction: Interaction) -> str:
-    return interaction.enriched_at.isoformat() if interaction.enriched_at else "unenriched"
-
-
 def crm_deliveries_enqueue(*, interaction_id, at: datetime | None = None) -> list[int]:
     """Add an outbox row per active CRM connection of the interaction's tenant (idempotent per enrichment
     version) and queue their tasks on commit. Returns the ids of rows created now ([] when none)."""
     at = at or timezone.now()
     interaction = Interaction.objects.filter(pk=interaction_id).only("pk", "tenant_id", "enriched_at").first()
-    if interaction is None:
+    if interaction is None or interaction.enriched_at is None:
         return []
     connections = list(
         CrmConnection.objects.filter(tenant_id=interaction.tenant_id, status=CrmConnection.Status.ACTIVE)
     )
+    version = interaction.enriched_at.isoformat()  # the enrichment run: a re-score is a new row
     created: list[int] = []
     with transaction.atomic():
         for connection in connections:
             row, new = CrmDelivery.objects.get_or_create(
                 connection=connection,
                 interaction_id=interaction.pk,
-                version=_version(interaction),
+                version=version,
                 defaults={"tenant_id": interaction.tenant_id, "next_attempt_at": at},
             )
             if new:

@@ -260,6 +260,7 @@ def test_tenants_never_see_each_others_connection_or_records(tenant, other_tenan
 def test_an_enrichment_whose_signal_was_lost_is_picked_up_by_the_sweep(tenant, hubspot, empty_queue):
     connect(tenant, "hubspot")
     sms = enriched(patient(tenant), enriched_at=None)
+    assert crm_deliveries_enqueue(interaction_id=sms.pk) == []  # nothing to send before it is scored
     interaction_enrich(interaction_id=sms.pk)  # committed, but the on-commit receiver never ran (worker died)
     assert not CrmDelivery.objects.exists()
     enriched_at = Interaction.objects.get(pk=sms.pk).enriched_at
