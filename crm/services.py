@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from conversations.models import Interaction
@@ -44,12 +45,15 @@ from crm.clients.base import (
 )
 from crm.models import CrmConnection, CrmDelivery, CrmRecordMap
 from crm.payload import activity_data, contact_data, surviving_customer
+from crm.tasks import HARD_TIME_LIMIT
+from identity import leases
 from identity.audit import audit_record
+from identity.leases import task_lease
 from identity.models import TenantMembership
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=3)  # longer than crm_deliver's hard time limit (tasks.HARD_TIME_LIMIT)
+LEASE = task_lease(HARD_TIME_LIMIT)  # crm_deliver's hard time limit + the clock-skew margin (identity.leases)
 JITTER = 0.10
 QUEUE_DIRECT_UNDER = 60  # seconds: shorter retries get a countdown task; the sweep catches the rest
 SWEEP_MARK = 60  # seconds the sweep remembers it queued a delivery for a given due time
@@ -67,27 +71,24 @@ def _queue(delivery_ids: list[int], countdown: float = 0) -> None:
         crm_deliver.apply_async(args=[pk], countdown=max(0, countdown))
 
 
-def _version(interaction: Interaction) -> str:
-    return interaction.enriched_at.isoformat() if interaction.enriched_at else "unenriched"
-
-
 def crm_deliveries_enqueue(*, interaction_id, at: datetime | None = None) -> list[int]:
     """Add an outbox row per active CRM connection of the interaction's tenant (idempotent per enrichment
     version) and queue their tasks on commit. Returns the ids of rows created now ([] when none)."""
     at = at or timezone.now()
     interaction = Interaction.objects.filter(pk=interaction_id).only("pk", "tenant_id", "enriched_at").first()
-    if interaction is None:
+    if interaction is None or interaction.enriched_at is None:
         return []
     connections = list(
         CrmConnection.objects.filter(tenant_id=interaction.tenant_id, status=CrmConnection.Status.ACTIVE)
     )
+    version = interaction.enriched_at.isoformat()  # the enrichment run: a re-score is a new row
     created: list[int] = []
     with transaction.atomic():
         for connection in connections:
             row, new = CrmDelivery.objects.get_or_create(
                 connection=connection,
                 interaction_id=interaction.pk,
-                version=_version(interaction),
+                version=version,
                 defaults={"tenant_id": interaction.tenant_id, "next_attempt_at": at},
             )
             if new:
@@ -337,10 +338,7 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
         outcome = "failed"
         fields.update(status=CrmDelivery.Status.FAILED, next_attempt_at=None, completed_at=now)
     with transaction.atomic():
-        updated = CrmDelivery.objects.filter(pk=d.pk, lease_token=token, status=CrmDelivery.Status.PENDING).update(
-            **fields
-        )
-        if not updated:
+        if not leases.record(CrmDelivery.objects.filter(pk=d.pk, status=CrmDelivery.Status.PENDING), token, **fields):
             logger.warning("crm delivery %s: lease %s taken over; result not recorded", d.pk, token)
             return "fenced"
         if outcome == "succeeded":
@@ -366,6 +364,40 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
         fields["last_status_code"] or "",
     )
     return outcome
+
+
+#: An enriched interaction with no outbox row this long after enrichment lost its signal (the enrichment worker
+#: died between its commit and the on-commit receiver); :func:`crm_enqueue_missed` adds the row.
+MISSED_AFTER = timedelta(minutes=2)
+MISSED_HORIZON = timedelta(hours=6)
+
+
+def crm_enqueue_missed(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Add the outbox rows an enriched interaction should have got (at most ``limit``, oldest first): enriched
+    between :data:`MISSED_HORIZON` and :data:`MISSED_AFTER` ago, after its connection was made, and with no
+    row of that connection created since it was enriched. Returns how many rows were added."""
+    now = now or timezone.now()
+    added = 0
+    for connection in CrmConnection.objects.filter(status=CrmConnection.Status.ACTIVE):
+        since = max(now - MISSED_HORIZON, connection.created_at)
+        has_row = CrmDelivery.objects.filter(
+            connection=connection, interaction_id=OuterRef("pk"), created_at__gte=OuterRef("enriched_at")
+        )
+        missed = (
+            Interaction.objects.filter(
+                tenant_id=connection.tenant_id, enriched_at__gte=since, enriched_at__lt=now - MISSED_AFTER
+            )
+            .exclude(Exists(has_row))
+            .order_by("enriched_at")
+            .values_list("pk", flat=True)[: max(0, limit - added)]
+        )
+        for pk in missed:
+            added += len(crm_deliveries_enqueue(interaction_id=pk, at=now))
+        if added >= limit:
+            break
+    if added:
+        logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", added)
+    return added
 
 
 def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int:

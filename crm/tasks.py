@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-# A delivery makes up to ~8 HTTP calls of at most CRM_TIMEOUT_SECONDS read each; the hard limit stays below
-# the 3-minute lease (services.LEASE), so a killed task's row is redriven only after it is surely gone.
+# A delivery makes up to ~8 HTTP calls of at most CRM_TIMEOUT_SECONDS read each. The lease of a claimed row
+# (services.LEASE) is the hard limit + identity.leases.SKEW, so a killed task's row is redriven only after it is gone.
 SOFT_TIME_LIMIT = 120
 HARD_TIME_LIMIT = 150
 
@@ -27,8 +27,10 @@ def crm_enqueue(interaction_id: str) -> int:
 
 
 @shared_task
-def crm_redrive() -> int:
-    """Beat (every 30 s): queue due retries and deliveries whose worker died (expired lease)."""
+def crm_redrive() -> dict:
+    """Beat (every 30 s): add outbox rows whose enrichment signal was lost, then queue due retries and deliveries
+    whose worker died (expired lease)."""
+    from crm.services import crm_enqueue_missed
     from crm.services import crm_redrive as queue_due
 
-    return queue_due()
+    return {"missed": crm_enqueue_missed(), "queued": queue_due()}

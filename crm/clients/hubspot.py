@@ -86,14 +86,13 @@ class HubSpotClient:
             raise CrmUnavailable(f"HubSpot unreachable: {type(exc).__name__}")
 
     def find_contact(self, contact: ContactData) -> str | None:
-        """Search by phone, then by email (exact match); the oldest match wins."""
+        """Search by phone, then by email (exact ``EQ`` match); the first hit wins."""
         for prop, value in (("phone", contact.phone), ("email", contact.email)):
             if not value:
                 continue
             request = PublicObjectSearchRequest(
                 filter_groups=[FilterGroup(filters=[Filter(property_name=prop, operator="EQ", value=value)])],
                 properties=["phone", "email"],
-                sorts=["createdate"],
                 limit=1,
             )
             page = self._call(self.api.crm.contacts.search_api.do_search, public_object_search_request=request)

@@ -1,18 +1,13 @@
-"""CRM fixtures: the vendors' local stubs, a connected tenant and an enriched interaction of a real-sounding patient."""
+"""CRM fixtures: the vendors' local stubs (per test, settings pointed at them), a clinic admin, daphne for the browser."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from decimal import Decimal
-
 import pytest
 from django.contrib.auth import get_user_model
-from django.utils import timezone
 
-from crm.models import CrmConnection
 from identity.models import TenantMembership
+from tests import processes
 from tests.crm.stub import HubSpotStub, SalesforceStub, ZohoStub, self_signed_tls
-from tests.factories import ConversationFactory, CustomerFactory, IdentifierFactory, InteractionFactory
 
 
 @pytest.fixture
@@ -52,9 +47,28 @@ def zoho(settings):
     stub.stop()
 
 
-def connect(tenant, provider: str, **extra) -> CrmConnection:
-    values = {"access_token": "at-1", "refresh_token": "rt-1", "token_expires_at": timezone.now() + timedelta(hours=1)}
-    return CrmConnection.objects.create(tenant=tenant, provider=provider, **{**values, **extra})
+@pytest.fixture(scope="module")
+def hubspot_for_daphne():
+    """A HubSpot stub for a daphne process (module-scoped like it); its consent screen sends the browser back."""
+    stub = HubSpotStub()
+    yield stub
+    stub.stop()
+
+
+@pytest.fixture(scope="module")
+def crm_daphne(django_db_setup, django_db_blocker, tmp_path_factory, hubspot_for_daphne):
+    """daphne (production settings) whose HubSpot OAuth app points at :func:`hubspot_for_daphne`."""
+    with django_db_blocker.unblock():
+        proc, base = processes.start_daphne(
+            log_path=tmp_path_factory.mktemp("daphne") / "daphne.log",
+            CRM_HUBSPOT_CLIENT_ID="hs-client-id",
+            CRM_HUBSPOT_CLIENT_SECRET="hs-client-secret",
+            CRM_HUBSPOT_API_BASE=hubspot_for_daphne.base,
+            CRM_HUBSPOT_AUTHORIZE_URL=hubspot_for_daphne.base + "/oauth/authorize",
+        )
+    hubspot_for_daphne.redirect_base = base
+    yield base
+    processes.stop(proc)
 
 
 @pytest.fixture
@@ -62,39 +76,3 @@ def clinic_admin(tenant):
     user = get_user_model().objects.create_user("marisol", email="marisol.ortiz@clinica-sol.example", password="x" * 12)
     TenantMembership.objects.create(user=user, tenant=tenant, role="admin")
     return user
-
-
-def patient(tenant, *, name="Inés Peña-Álvarez", phone="+13055550142", email="ines.pena@correo.example"):
-    customer = CustomerFactory(tenant=tenant, display_name=name)
-    if phone:
-        IdentifierFactory(customer=customer, kind="phone", value=phone, verified=True)
-    if email:
-        IdentifierFactory(customer=customer, kind="email", value=email)
-    return customer
-
-
-def enriched(customer, *, channel="sms", minutes_ago=30, **scores):
-    started = timezone.now() - timedelta(minutes=minutes_ago)
-    values = {
-        "sentiment": Decimal("-0.4200"),
-        "intent": "reschedule",
-        "lead_score": 35,
-        "satisfaction": 2,
-        "escalated": False,
-        "enriched_at": started + timedelta(minutes=5),
-    }
-    values.update(scores)
-    return InteractionFactory(
-        conversation=ConversationFactory(customer=customer, status="closed", closed_at=started + timedelta(minutes=4)),
-        channel=channel,
-        started_at=started,
-        ended_at=started + timedelta(minutes=4),
-        last_activity_at=started + timedelta(minutes=4),
-        transcript=[
-            {"role": "customer", "text": "hola, necesito cambiar mi cita del martes 🙏 tengo fiebre", "at": ""},
-            {"role": "agent", "text": "Claro, ¿qué día le viene mejor?", "at": ""},
-        ],
-        enrichment_backend="local",
-        enrichment_version="1",
-        **values,
-    )

@@ -8,6 +8,7 @@ endpoint with a refresh token in ``revoked`` answers the vendor's invalid-grant 
 
 from __future__ import annotations
 
+import html
 import itertools
 import json
 import re
@@ -15,7 +16,7 @@ import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 
 @dataclass
@@ -60,12 +61,15 @@ class Stub:
                 with stub.lock:
                     stub.requests.append(request)
                     status, headers, body = stub._dispatch(request)
-                data = b"" if body is None else json.dumps(body).encode()
+                if isinstance(body, str):  # an HTML page (a consent screen)
+                    data, ctype = body.encode(), "text/html;charset=utf-8"
+                else:
+                    data, ctype = (b"" if body is None else json.dumps(body).encode()), "application/json;charset=utf-8"
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
                 if data:
-                    self.send_header("content-type", "application/json;charset=utf-8")
+                    self.send_header("content-type", ctype)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -142,8 +146,23 @@ class HubSpotStub(Stub):
             "archived": False,
         }
 
+    #: Where the consent screen's "Connect app" sends the browser instead of ``PUBLIC_BASE_URL`` (a live server).
+    redirect_base: str = ""
+
     def route(self, request):
         path, method = request["path"], request["method"]
+        if path == "/oauth/authorize" and method == "GET":  # HubSpot's consent screen, reduced to its button
+            q = request["query"]
+            target = q["redirect_uri"]
+            if self.redirect_base:
+                target = self.redirect_base + "/" + target.split("/", 3)[3]
+            href = f"{target}?{urlencode({'code': 'na1-consent-code', 'state': q['state']})}"
+            page = (
+                '<!doctype html><meta name="viewport" content="width=device-width">'
+                f"<h1>Connect callsphere to HubSpot</h1><p>Scopes: {html.escape(q['scope'])}</p>"
+                f'<a id="grant" href="{html.escape(href)}">Connect app</a>'
+            )
+            return 200, {}, page
         if path == "/oauth/v1/token" and method == "POST":
             form = request.get("form", {})
             if form.get("grant_type") == "refresh_token":

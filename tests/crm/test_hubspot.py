@@ -15,14 +15,9 @@ from crm.services import LEASE, _claim, _record, crm_deliveries_enqueue, crm_del
 from enrichment.services import interaction_enrich
 from identity.models import AuditEvent
 from tests.broker import take_queued
-from tests.crm.conftest import connect, enriched, patient
+from tests.crm.records import connect, deliver, enriched, patient
 
 pytestmark = pytest.mark.django_db
-
-
-def deliver(interaction, now=None) -> tuple[CrmDelivery, str]:
-    (pk,) = crm_deliveries_enqueue(interaction_id=interaction.pk, at=now)
-    return CrmDelivery.objects.get(pk=pk), crm_delivery_attempt(delivery_id=pk, now=now)
 
 
 def test_first_contact_creates_a_contact_and_a_call_without_transcript_text(tenant, hubspot):
@@ -260,3 +255,25 @@ def test_tenants_never_see_each_others_connection_or_records(tenant, other_tenan
     assert tokens == ["Bearer at-1", "Bearer at-2"]
     CrmConnection.objects.filter(pk=theirs.pk).update(status="disabled")
     assert crm_deliveries_enqueue(interaction_id=enriched(patient(other_tenant, phone="+447700900124")).pk) == []
+
+
+def test_an_enrichment_whose_signal_was_lost_is_picked_up_by_the_sweep(tenant, hubspot, empty_queue):
+    connect(tenant, "hubspot")
+    sms = enriched(patient(tenant), enriched_at=None)
+    assert crm_deliveries_enqueue(interaction_id=sms.pk) == []  # nothing to send before it is scored
+    interaction_enrich(interaction_id=sms.pk)  # committed, but the on-commit receiver never ran (worker died)
+    assert not CrmDelivery.objects.exists()
+    enriched_at = Interaction.objects.get(pk=sms.pk).enriched_at
+
+    assert crm_redrive_task_at(enriched_at + timedelta(seconds=30)) == {"missed": 0, "queued": 0}  # too soon
+    assert crm_redrive_task_at(enriched_at + timedelta(minutes=3)) == {"missed": 1, "queued": 1}
+    assert crm_redrive_task_at(enriched_at + timedelta(minutes=4)) == {"missed": 0, "queued": 0}
+    (row,) = CrmDelivery.objects.all()
+    assert take_queued() == [("crm.tasks.crm_deliver", [row.pk])]
+    assert crm_delivery_attempt(delivery_id=row.pk, now=enriched_at + timedelta(minutes=4)) == "succeeded"
+
+
+def crm_redrive_task_at(now):
+    from crm.services import crm_enqueue_missed
+
+    return {"missed": crm_enqueue_missed(now=now), "queued": crm_redrive(now=now)}

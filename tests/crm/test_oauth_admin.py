@@ -14,7 +14,7 @@ from crm.models import CrmConnection, CrmDelivery
 from crm.services import crm_deliveries_enqueue, crm_delivery_attempt, crm_redrive
 from identity.staff import staff_member_create
 from tests.broker import take_queued
-from tests.crm.conftest import connect, enriched, patient
+from tests.crm.records import connect, enriched, patient
 
 pytestmark = pytest.mark.django_db
 

@@ -8,16 +8,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from crm.models import CrmDelivery, CrmRecordMap
-from crm.services import crm_deliveries_enqueue, crm_delivery_attempt
-from tests.crm.conftest import connect, enriched, patient
+from crm.models import CrmRecordMap
+from crm.services import crm_delivery_attempt
+from tests.crm.records import connect, deliver, enriched, patient
 
 pytestmark = pytest.mark.django_db
-
-
-def deliver(interaction, now=None) -> tuple[CrmDelivery, str]:
-    (pk,) = crm_deliveries_enqueue(interaction_id=interaction.pk, at=now)
-    return CrmDelivery.objects.get(pk=pk), crm_delivery_attempt(delivery_id=pk, now=now)
 
 
 def no_transcript_left(stub) -> None:
