@@ -400,3 +400,15 @@ if not DEBUG and (
         "SECRET_KEY is too weak for DEBUG=0: use at least 50 random characters "
         '(python -c "import secrets; print(secrets.token_urlsafe(50))")'
     )
+
+# --- issue 15: appointment reminders (channels_app.reminders; lead times and quiet hours per tenant in admin) ---
+CELERY_BEAT_SCHEDULE["appointment-reminders"] = {
+    "task": "channels_app.reminders.send_due_reminders",
+    "schedule": 60.0,
+    "options": {"expires": 60.0},
+}
+CELERY_BEAT_SCHEDULE["record-no-shows"] = {
+    "task": "channels_app.reminders.record_no_shows",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
+}

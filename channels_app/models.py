@@ -188,6 +188,7 @@ class OutboundEmail(models.Model):
     class Kind(models.TextChoices):
         REPLY = "reply", "Reply"
         CONFIRMATION = "confirmation", "Appointment confirmation"
+        REMINDER = "reminder", "Appointment reminder"
 
     channel_message = models.OneToOneField(ChannelMessage, on_delete=models.CASCADE, related_name="outbound_email")
     kind = models.CharField(max_length=15, choices=Kind.choices)

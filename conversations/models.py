@@ -320,6 +320,7 @@ class Appointment(models.Model):
     class Status(models.TextChoices):
         BOOKED = "booked", "Booked"
         CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "No-show"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="appointments")
@@ -333,6 +334,8 @@ class Appointment(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
     booked_via = models.CharField(max_length=10, choices=Channel.choices, blank=True)
     version = models.PositiveIntegerField(default=1, help_text="Bumped on every change (confirmation keys).")
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text="The patient confirmed (a reminder reply).")
+    checked_in_at = models.DateTimeField(null=True, blank=True, help_text="Staff checked the patient in.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -432,6 +435,7 @@ from conversations.inbox.models import (  # noqa: E402,F401
     InboxNote,
     Takeover,
 )
+from conversations.reminders.models import AppointmentReminder, ReminderSettings  # noqa: E402,F401
 from conversations.triage.models import TriageDecision  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401

@@ -47,6 +47,8 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
         "dashboard": _V,
         "agentsettings": _V,
         "cannedresponse": _V,
+        "remindersettings": _V,
+        "appointmentreminder": _V,
     },
     "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
     "escalation": {
@@ -72,6 +74,7 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "webhookendpoint": _ALL,
         "webhookdelivery": _VC,
         "cannedresponse": _ALL,
+        "remindersettings": _VAC,
     },
     "channels_app": {"emailmailbox": _ALL},
     "escalation": {
