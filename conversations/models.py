@@ -113,6 +113,15 @@ class Interaction(models.Model):
     lead_score = models.PositiveSmallIntegerField(null=True, blank=True)
     intent = models.CharField(max_length=64, blank=True)
     satisfaction = models.PositiveSmallIntegerField(null=True, blank=True)
+    #: Where ``satisfaction`` came from: the patient's answer to the survey, or enrichment's guess from sentiment.
+    #: A survey answer is never overwritten by an inferred score.
+    satisfaction_source = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[("", "None"), ("survey", "Survey"), ("inferred", "Inferred")],
+    )
     urgency = models.PositiveSmallIntegerField(null=True, blank=True)
     escalated = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
@@ -436,6 +445,7 @@ from conversations.inbox.models import (  # noqa: E402,F401
     Takeover,
 )
 from conversations.reminders.models import AppointmentReminder, ReminderSettings  # noqa: E402,F401
+from conversations.surveys.models import SatisfactionSurvey  # noqa: E402,F401
 from conversations.triage.models import TriageDecision  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401

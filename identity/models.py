@@ -135,6 +135,9 @@ class Customer(models.Model):
         max_length=200, blank=True, help_text="While set (the reason, no PHI), the patient cannot be erased."
     )
     erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    surveys_opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="The patient asked for no satisfaction surveys (set by the patient only)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -49,6 +49,7 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
         "cannedresponse": _V,
         "remindersettings": _V,
         "appointmentreminder": _V,
+        "satisfactionsurvey": _V,
     },
     "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
     "escalation": {

@@ -16,6 +16,7 @@ from conversations.models import (
     AppointmentReminder,
     CallbackRequest,
     ReminderSettings,
+    SatisfactionSurvey,
     StaffNotification,
 )
 from conversations.reminders.services import appointment_check_in
@@ -139,6 +140,32 @@ class CallbackRequestAdmin(AuditedReadsAdmin):
 @admin.register(AgentSettings)
 class AgentSettingsAdmin(TenantScopedAdmin):
     list_display = ["tenant", "slot_minutes", "identity_check", "handoff_number"]
+
+
+@admin.register(SatisfactionSurvey)
+class SatisfactionSurveyAdmin(AuditedReadsAdmin):
+    """Surveys asked and their answers (read-only: only the patient answers)."""
+
+    list_display = ["asked_at", "customer", "channel", "status", "score", "answered_at"]
+    list_filter = ["status", "channel", "score"]
+    list_select_related = ["customer"]
+    readonly_fields = [
+        "tenant",
+        "customer",
+        "conversation",
+        "interaction",
+        "channel",
+        "status",
+        "score",
+        "asked_at",
+        "answered_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(ReminderSettings)

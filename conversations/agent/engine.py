@@ -25,6 +25,14 @@ from conversations.agent.tools import call_tool
 from conversations.models import AgentSettings, Appointment, Interaction
 from conversations.reminders.models import AppointmentReminder
 from conversations.reminders.services import REMINDER, open_reminder, reminder_answer, reminder_answer_kind
+from conversations.surveys.services import (
+    SURVEY,
+    open_survey,
+    survey_answer,
+    survey_decline,
+    survey_forget,
+    survey_read_reply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +126,34 @@ def _reminder_reply(session: AgentSession, text: str) -> str | None:
     return None  # "can we move it to thursday?": the agent proposes the move (nothing moves before a yes)
 
 
+def _survey_reply(session: AgentSession, text: str) -> str | None:
+    """The answer to a reply to the satisfaction survey sent in this conversation ("4", "5 stars!", "⭐⭐⭐",
+    "no more surveys"), or None. Anything else means the patient moved on: the survey is forgotten and the agent
+    answers. No query when no survey waits."""
+    if SURVEY not in session.state:
+        return None
+    survey = open_survey(state=session.state, customer_id=session.customer.pk)
+    read = survey_read_reply(text) if survey is not None else None
+    session.state.pop(SURVEY, None)
+    if survey is None or read is None:
+        survey_forget(conversation=session.conversation)
+        return None
+    if read == "decline":
+        survey_decline(survey=survey, at=session.now)
+        session.actions.append("survey_declined")
+        return "Understood — we won't ask you for feedback again."
+    assert isinstance(read, int)
+    survey_answer(survey=survey, score=read, at=session.now)
+    session.actions.append("survey_answered")
+    if read <= 2:
+        return "Thank you for telling us. We're sorry we fell short — our team will look at what went wrong."
+    return "Thank you for your feedback!"
+
+
 def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | None = None) -> Reply:
-    answered = _reminder_reply(session, text)
+    answered = _survey_reply(session, text)
+    if answered is None:
+        answered = _reminder_reply(session, text)
     if answered is not None:
         return Reply(prefix + answered, list(session.actions))
     backend = get_backend()
