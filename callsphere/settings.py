@@ -535,3 +535,15 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+
+# --- appointment reminders (channels_app.reminders; lead times and quiet hours per tenant in admin) ---
+CELERY_BEAT_SCHEDULE["appointment-reminders"] = {
+    "task": "channels_app.reminders.send_due_reminders",
+    "schedule": 60.0,
+    "options": {"expires": 60.0},
+}
+CELERY_BEAT_SCHEDULE["record-no-shows"] = {
+    "task": "channels_app.reminders.record_no_shows",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
+}

@@ -188,6 +188,8 @@ class OutboundEmail(models.Model):
     class Kind(models.TextChoices):
         REPLY = "reply", "Reply"
         CONFIRMATION = "confirmation", "Appointment confirmation"
+        REMINDER = "reminder", "Appointment reminder"
+        SURVEY = "survey", "Satisfaction survey"
 
     channel_message = models.OneToOneField(ChannelMessage, on_delete=models.CASCADE, related_name="outbound_email")
     kind = models.CharField(max_length=15, choices=Kind.choices)

@@ -48,3 +48,7 @@ def inbound_redrive() -> dict[str, int]:
         "voicemails": voicemail_redrive(),
         "emails": email_triage_redrive(),
     }
+
+
+# Appointment reminders and the no-show sweep (beat), registered with the worker here.
+from channels_app.reminders import record_no_shows, send_due_reminders  # noqa: E402,F401

@@ -4,12 +4,14 @@ from django.urls import include, path
 
 from channels_app.chat import views as chat_views
 from channels_app.sms import views as sms_views
+from channels_app.surveys import survey_page
 from channels_app.voice import views as voice_views
 
 urlpatterns = [
     path("widget.js", chat_views.widget_js, name="chat-widget-js"),
     path("demo/", chat_views.demo_page, name="demo-clinic"),
     path("c/<str:token>", chat_views.chat_link, name="chat-link"),
+    path("s/<str:token>/", survey_page, name="survey"),
     path("twilio/sms/", sms_views.sms_inbound, name="twilio-sms"),
     path("twilio/sms/status/", sms_views.sms_status, name="twilio-sms-status"),
     path("twilio/voice/", voice_views.voice_inbound, name="twilio-voice"),

@@ -119,6 +119,15 @@ class Interaction(models.Model):
     lead_score = models.PositiveSmallIntegerField(null=True, blank=True)
     intent = models.CharField(max_length=64, blank=True)
     satisfaction = models.PositiveSmallIntegerField(null=True, blank=True)
+    #: Where ``satisfaction`` came from: the patient's answer to the survey, or enrichment's guess from sentiment.
+    #: A survey answer is never overwritten by an inferred score.
+    satisfaction_source = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        db_default="",
+        choices=[("", "None"), ("survey", "Survey"), ("inferred", "Inferred")],
+    )
     urgency = models.PositiveSmallIntegerField(null=True, blank=True)
     escalated = models.BooleanField(default=False)
     metadata = models.JSONField(default=dict, blank=True)
@@ -326,6 +335,7 @@ class Appointment(models.Model):
     class Status(models.TextChoices):
         BOOKED = "booked", "Booked"
         CANCELLED = "cancelled", "Cancelled"
+        NO_SHOW = "no_show", "No-show"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="appointments")
@@ -339,6 +349,8 @@ class Appointment(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.BOOKED)
     booked_via = models.CharField(max_length=10, choices=Channel.choices, blank=True)
     version = models.PositiveIntegerField(default=1, help_text="Bumped on every change (confirmation keys).")
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text="The patient confirmed (a reminder reply).")
+    checked_in_at = models.DateTimeField(null=True, blank=True, help_text="Staff checked the patient in.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -438,6 +450,8 @@ from conversations.inbox.models import (  # noqa: E402,F401
     InboxNote,
     Takeover,
 )
+from conversations.reminders.models import AppointmentReminder, ReminderSettings  # noqa: E402,F401
+from conversations.surveys.models import SatisfactionSurvey  # noqa: E402,F401
 from conversations.triage.models import TriageDecision  # noqa: E402,F401
 from conversations.warehouse.models import WarehouseWatermark  # noqa: E402,F401
 from conversations.webhooks.models import (  # noqa: E402,F401

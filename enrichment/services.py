@@ -56,7 +56,9 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
         row.sentiment = Decimal(str(scores.sentiment)) if scores.sentiment is not None else None
         row.intent = scores.intent
         row.lead_score = scores.lead_score
-        row.satisfaction = scores.satisfaction
+        if row.satisfaction_source != "survey":  # the patient's own answer beats a guess from sentiment
+            row.satisfaction = scores.satisfaction
+            row.satisfaction_source = "inferred" if scores.satisfaction is not None else ""
         # live triage (every channel, before the reply) is the floor: enrichment may raise urgency, never lower it
         row.urgency = max(row.urgency or 0, scores.urgency or 0) or None
         row.escalated = row.escalated or (row.urgency or 0) >= 5
@@ -68,6 +70,7 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
                 "intent",
                 "lead_score",
                 "satisfaction",
+                "satisfaction_source",
                 "urgency",
                 "escalated",
                 "enrichment_backend",

@@ -145,6 +145,9 @@ class Customer(models.Model):
         help_text="The patient asked not to be remembered across channels: the agent uses only the current "
         "session, and no new phone, email or browser is linked to this record.",
     )
+    surveys_opted_out_at = models.DateTimeField(
+        null=True, blank=True, help_text="The patient asked for no satisfaction surveys (set by the patient only)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

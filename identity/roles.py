@@ -59,6 +59,9 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
         "dashboard": _V,
         "agentsettings": _V,
         "cannedresponse": _V,
+        "remindersettings": _V,
+        "appointmentreminder": _V,
+        "satisfactionsurvey": _V,
     },
     "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
     "escalation": {
@@ -84,6 +87,7 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "webhookendpoint": _ALL,
         "webhookdelivery": _VC,
         "cannedresponse": _ALL,
+        "remindersettings": _VAC,
     },
     "channels_app": {"emailmailbox": _ALL},
     "crm": {"crmconnection": ("change", "delete", "view"), "crmdelivery": _VC},

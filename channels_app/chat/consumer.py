@@ -9,6 +9,7 @@ Client → server
   ``{"type": "message", "id": "<8-64 [A-Za-z0-9_-], unique per message>", "text": "<1-CHAT_MAX_MESSAGE_CHARS>"}``
       a resend with the same ``id`` (after a reconnect) is recorded once and answered once.
   ``{"type": "typing"}``  the visitor is typing (accepted, rate limited, otherwise ignored for now).
+  ``{"type": "csat", "score": 1..5}``  a star tapped on the satisfaction survey (``bad_score``, ``no_survey``).
 
 Server → client
   ``{"type": "hello", "identified": bool, "session": "<call_logs id>"|null}``
@@ -16,6 +17,8 @@ Server → client
   ``{"type": "reply", "seq": n|null, "role": "agent"|"staff", "text": …}``  ``seq`` null: not stored (greeting
       of an unknown visitor)
   ``{"type": "typing", "on": bool}``  the agent is composing
+  ``{"type": "survey", "survey": id, "question": …, "scale": 5}``  the session closed: rate it (stars)
+  ``{"type": "survey_thanks", "text": …}``  the score was recorded
   ``{"type": "error", "code": "…", "message": "…", "id"?: "<client id>", "retry_after"?: seconds}``
       codes: ``bad_frame``, ``hello_first``, ``bad_visitor``, ``link_invalid``, ``link_expired``, ``link_used``, ``bad_id``,
       ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 4009), ``too_deep`` (closed, 4008),
@@ -140,6 +143,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.on_message(content)
             elif kind == "typing":
                 pass
+            elif kind == "csat":
+                await self.on_csat(content)
             else:
                 await self.error("bad_frame", f"unknown frame type {kind!r}")
         except ChatError as exc:
@@ -185,6 +190,20 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.join(self.session)
         for frame in frames:
             await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
+
+    async def on_csat(self, content: dict):
+        """A star tapped on the survey the server pushed (``{"type": "csat", "score": 1..5}``)."""
+        from channels_app.surveys import chat_survey_answer
+
+        try:
+            await in_turn_pool(chat_survey_answer)(
+                tenant=self.tenant, customer=self.session.customer, score=content.get("score")
+            )
+        except ValueError:
+            raise ChatError("bad_score", "score must be a whole number from 1 to 5") from None
+        except LookupError:
+            raise ChatError("no_survey", "there is no survey to answer") from None
+        await self.send_json({"type": "survey_thanks", "text": "Thank you for your feedback!"})
 
     async def over_rate_limit(self) -> int:
         """Seconds to wait (until the full window ends) if this message is beyond the visitor's, this client

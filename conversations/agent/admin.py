@@ -10,7 +10,16 @@ from django.contrib import admin, messages
 
 from conversations.agent.services import conversation_start_fresh, staff_notification_mark_handled
 from conversations.appointments import appointment_cancel
-from conversations.models import AgentSettings, Appointment, CallbackRequest, StaffNotification
+from conversations.models import (
+    AgentSettings,
+    Appointment,
+    AppointmentReminder,
+    CallbackRequest,
+    ReminderSettings,
+    SatisfactionSurvey,
+    StaffNotification,
+)
+from conversations.reminders.services import appointment_check_in
 from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedAdmin
 
@@ -54,6 +63,19 @@ class StaffNotificationAdmin(AuditedReadsAdmin):
         self.message_user(request, f"{done} notification(s) marked handled.")
 
 
+class AppointmentReminderInline(admin.TabularInline):
+    """The reminders of an appointment: when, on which channels, and the patient's answer (read-only)."""
+
+    model = AppointmentReminder
+    extra = 0
+    can_delete = False
+    fields = ("kind", "starts_at", "due_at", "status", "skip_reason", "channels", "created_at", "answer", "answered_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Appointment)
 class AppointmentAdmin(AuditedReadsAdmin):
     list_display = ["starts_at", "ends_at", "customer", "resource", "status", "booked_via", "version"]
@@ -71,10 +93,13 @@ class AppointmentAdmin(AuditedReadsAdmin):
         "status",
         "booked_via",
         "version",
+        "confirmed_at",
+        "checked_in_at",
         "created_at",
         "updated_at",
     ]
-    actions = ["cancel_appointments"]
+    actions = ["cancel_appointments", "check_in"]
+    inlines = [AppointmentReminderInline]
 
     def has_add_permission(self, request):
         return False  # bookings go through the agent's services (hours, no double booking, confirmation)
@@ -83,6 +108,11 @@ class AppointmentAdmin(AuditedReadsAdmin):
     def cancel_appointments(self, request, queryset):
         done = sum(appointment_cancel(appointment=a) for a in queryset)
         self.message_user(request, f"{done} appointment(s) cancelled.")
+
+    @admin.action(description="Check in (the patient arrived; not a no-show)", permissions=["change"])
+    def check_in(self, request, queryset):
+        done = sum(appointment_check_in(appointment=a) for a in queryset)
+        self.message_user(request, f"{done} appointment(s) checked in.")
 
 
 @admin.register(CallbackRequest)
@@ -110,6 +140,37 @@ class CallbackRequestAdmin(AuditedReadsAdmin):
 @admin.register(AgentSettings)
 class AgentSettingsAdmin(TenantScopedAdmin):
     list_display = ["tenant", "slot_minutes", "identity_check", "handoff_number"]
+
+
+@admin.register(SatisfactionSurvey)
+class SatisfactionSurveyAdmin(AuditedReadsAdmin):
+    """Surveys asked and their answers (read-only: only the patient answers)."""
+
+    list_display = ["asked_at", "customer", "channel", "status", "score", "answered_at"]
+    list_filter = ["status", "channel", "score"]
+    list_select_related = ["customer"]
+    readonly_fields = [
+        "tenant",
+        "customer",
+        "conversation",
+        "interaction",
+        "channel",
+        "status",
+        "score",
+        "asked_at",
+        "answered_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ReminderSettings)
+class ReminderSettingsAdmin(TenantScopedAdmin):
+    list_display = ["tenant", "enabled", "lead_minutes", "quiet_start", "quiet_end", "record_no_shows"]
 
 
 @admin.action(description="Start fresh (forget pending requests and remembered details)", permissions=["change"])

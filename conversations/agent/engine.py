@@ -19,8 +19,20 @@ from typing import Any
 from conversations import services as conv_services
 from conversations.agent.backends import get_backend
 from conversations.agent.backends.local import LocalBackend
-from conversations.agent.session import AgentSession, continuity_greeting, session_for
+from conversations.agent.dates import parse_when, say_when
+from conversations.agent.session import PENDING, AgentSession, continuity_greeting, session_for
+from conversations.agent.tools import call_tool
 from conversations.models import AgentSettings, Appointment, Interaction
+from conversations.reminders.models import AppointmentReminder
+from conversations.reminders.services import REMINDER, open_reminder, reminder_answer, reminder_answer_kind
+from conversations.surveys.services import (
+    SURVEY,
+    open_survey,
+    survey_answer,
+    survey_decline,
+    survey_forget,
+    survey_read_reply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +96,66 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     return Reply("Thanks. I won't use details from earlier conversations on this number. How can I help you today?")
 
 
+def _reminder_reply(session: AgentSession, text: str) -> str | None:
+    """The answer to a reply to an appointment reminder sent in this conversation ("C", "👍", "yes I'll be
+    there" → confirmed; "X", "cancela por favor" → cancelled; "R", "can we move it to thursday?" → the move is
+    handed to the agent with that appointment pending), or None to let the agent answer as usual. No query
+    when no reminder waits for an answer."""
+    if REMINDER not in session.state or session.identity == "other":
+        return None
+    reminder = open_reminder(state=session.state, customer_id=session.customer.pk, now=session.now)
+    kind = reminder_answer_kind(text) if reminder is not None else None
+    if reminder is None or kind is None:
+        return None
+    appointment_id = str(reminder.appointment_id)
+    reminder_answer(reminder=reminder, answer=kind, conversation=session.conversation, at=session.now)
+    session.state.pop(REMINDER, None)
+    if kind == AppointmentReminder.Answer.CONFIRMED:
+        session.actions.append("reminder_confirmed")
+        return (
+            f"Thank you — you're confirmed for {say_when(session.local(reminder.appointment.starts_at))}. See you then!"
+        )
+    if kind == AppointmentReminder.Answer.CANCELLED:
+        return call_tool(session, "cancel_appointment", {"appointment_id": appointment_id}).say
+    pending = {"intent": "reschedule", "date": None, "time": None, "appointment_id": appointment_id}
+    conv_services.state_set(conversation=session.conversation, key=PENDING, value=pending, at=session.now)
+    session.state[PENDING] = pending
+    session.actions.append("reminder_reschedule")
+    if parse_when(text, tz=session.tz, now=session.now).empty:
+        return "Sure — when would you like to move it to?"
+    return None  # "can we move it to thursday?": the agent proposes the move (nothing moves before a yes)
+
+
+def _survey_reply(session: AgentSession, text: str) -> str | None:
+    """The answer to a reply to the satisfaction survey sent in this conversation ("4", "5 stars!", "⭐⭐⭐",
+    "no more surveys"), or None. Anything else means the patient moved on: the survey is forgotten and the agent
+    answers. No query when no survey waits."""
+    if SURVEY not in session.state:
+        return None
+    survey = open_survey(state=session.state, customer_id=session.customer.pk)
+    read = survey_read_reply(text) if survey is not None else None
+    session.state.pop(SURVEY, None)
+    if survey is None or read is None:
+        survey_forget(conversation=session.conversation)
+        return None
+    if read == "decline":
+        survey_decline(survey=survey, at=session.now)
+        session.actions.append("survey_declined")
+        return "Understood — we won't ask you for feedback again."
+    assert isinstance(read, int)
+    survey_answer(survey=survey, score=read, at=session.now)
+    session.actions.append("survey_answered")
+    if read <= 2:
+        return "Thank you for telling us. We're sorry we fell short — our team will look at what went wrong."
+    return "Thank you for your feedback!"
+
+
 def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | None = None) -> Reply:
+    answered = _survey_reply(session, text)
+    if answered is None:
+        answered = _reminder_reply(session, text)
+    if answered is not None:
+        return Reply(prefix + answered, list(session.actions))
     backend = get_backend()
     try:
         said = backend.respond(session, text, deadline=deadline)

@@ -10,7 +10,8 @@ tenant's time zone (:func:`bucket_for`). Definitions:
 - lead conversion: distinct customers with a lead interaction in the bucket (``lead_score`` ≥
   :data:`LEAD_SCORE_THRESHOLD` or an intent listed in ``tenant.lead_intents``), and how many of them booked an
   appointment (created within :data:`CONVERSION_WINDOW` after that interaction started);
-- CSAT: answers and mean ``satisfaction`` (1–5) per bucket, with the count of each score;
+- CSAT: answers and mean ``satisfaction`` (1–5) per bucket, with the count of each score, and the same split by
+  source: ``survey`` (the patient answered the survey) and ``inferred`` (enrichment's guess from sentiment);
 - response times: seconds from a customer turn to the next agent/staff turn in the same interaction
   (transcript ``at`` stamps), median and 90th percentile per bucket and channel.
 """
@@ -126,18 +127,34 @@ def lead_conversion(*, tenant: Tenant, start: datetime, end: datetime, bucket: s
 
 
 def csat(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "day") -> list[dict]:
-    """``[{"bucket": date, "answers", "avg_csat", "csat_1".."csat_5"}]`` over interactions with a score."""
-    per_score = {f"csat_{i}": Count("id", filter=Q(satisfaction=i)) for i in range(1, 6)}
+    """``[{"bucket": date, "answers", "avg_csat", "csat_1".."csat_5", "survey_answers", "avg_survey",
+    "inferred_answers", "avg_inferred"}]`` over interactions with a score."""
+    per_score: dict = {f"csat_{i}": Count("id", filter=Q(satisfaction=i)) for i in range(1, 6)}
+    by_source = {
+        "survey_answers": Count("id", filter=Q(satisfaction_source="survey")),
+        "avg_survey": Avg("satisfaction", filter=Q(satisfaction_source="survey")),
+        "inferred_answers": Count("id", filter=~Q(satisfaction_source="survey")),
+        "avg_inferred": Avg("satisfaction", filter=~Q(satisfaction_source="survey")),
+    }
     qs = (
         _rows(tenant, start, end)
         .filter(satisfaction__isnull=False)
         .annotate(b=_bucket(tenant, bucket))
         .values("b")
-        .annotate(n=Count("id"), avg=Avg("satisfaction"), **per_score)
+        .annotate(n=Count("id"), avg=Avg("satisfaction"), **per_score, **by_source)
         .order_by("b")
     )
     return [
-        {"bucket": _as_date(r["b"]), "answers": r["n"], "avg_csat": _f(r["avg"]), **{k: r[k] for k in per_score}}
+        {
+            "bucket": _as_date(r["b"]),
+            "answers": r["n"],
+            "avg_csat": _f(r["avg"]),
+            **{k: r[k] for k in per_score},
+            "survey_answers": r["survey_answers"],
+            "avg_survey": _f(r["avg_survey"]),
+            "inferred_answers": r["inferred_answers"],
+            "avg_inferred": _f(r["avg_inferred"]),
+        }
         for r in qs
     ]
 

@@ -18,6 +18,7 @@ INTERACTION_FIELDS = [
     "lead_score",
     "intent",
     "satisfaction",
+    "satisfaction_source",
     "urgency",
     "escalated",
     "enrichment_backend",
@@ -38,7 +39,7 @@ class TurnSerializer(serializers.Serializer):
 
 class InteractionSerializer(serializers.ModelSerializer):
     """One ``call_logs`` row. ``sentiment`` −1..1, ``lead_score`` 0–100, ``satisfaction`` 1–5 (null until
-    enriched); ``customer`` and ``conversation`` are ids; times are UTC."""
+    enriched; ``satisfaction_source``: ``survey`` = the patient's answer, ``inferred`` = guessed from sentiment); ``customer`` and ``conversation`` are ids; times are UTC."""
 
     sentiment = serializers.DecimalField(
         max_digits=5, decimal_places=4, coerce_to_string=False, allow_null=True, read_only=True

@@ -51,6 +51,7 @@ SCHEMA = pa.schema(
         ("lead_score", pa.int16()),
         ("intent", pa.string()),
         ("satisfaction", pa.int16()),
+        ("satisfaction_source", pa.string()),
         ("urgency", pa.int16()),
         ("escalated", pa.bool_()),
         ("enrichment_backend", pa.string()),

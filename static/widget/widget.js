@@ -7,6 +7,7 @@
  * out. Text is always inserted with textContent (never HTML). The visitor id (the "cookie" identifier) is kept
  * in localStorage. Reconnects with backoff; on reconnect it asks for turns after the last one shown (seq) and
  * resends unacknowledged messages with their original ids, so nothing is lost or shown twice.
+ * After a session closes the server may push a satisfaction survey: five star buttons, one tap answers.
  * Protocol: see channels_app/chat/consumer.py.
  */
 (function () {
@@ -62,7 +63,12 @@
     ".cs-form { display: flex; border-top: 1px solid #d0d7de; }",
     ".cs-input { flex: 1; border: 0; padding: 12px; outline: none; resize: none; color: #1b1f24; background: #fff; }",
     ".cs-send { border: 0; background: #1f6feb; color: #fff; padding: 0 16px; cursor: pointer; font-weight: 600; }",
-    ".cs-status { font-size: 11px; font-weight: normal; opacity: .85; }"
+    ".cs-status { font-size: 11px; font-weight: normal; opacity: .85; }",
+    ".cs-survey { align-self: stretch; background: #fff; border: 1px solid #d0d7de; border-radius: 12px; padding: 10px; text-align: center; }",
+    ".cs-stars { display: flex; justify-content: center; gap: 4px; margin-top: 6px; }",
+    ".cs-star { border: 0; background: transparent; font-size: 30px; line-height: 1; min-width: 44px; min-height: 44px; cursor: pointer; color: #d0d7de; padding: 0; }",
+    ".cs-star.cs-on { color: #e3a008; }",
+    "@media (max-width: 480px) { .cs-panel { width: calc(100vw - 24px); height: 75vh; } }"
   ].join("\n");
   root.appendChild(style);
 
@@ -168,11 +174,43 @@
       if (frame.role === "staff" && frame.name) { shownNode.insertBefore(el("div", "cs-who", String(frame.name)), shownNode.firstChild); }
       markShown(frame.seq);
       typing.textContent = "";
+    } else if (frame.type === "survey") {
+      showSurvey(frame);
+    } else if (frame.type === "survey_thanks") {
+      if (survey) { survey.textContent = frame.text || "Thank you!"; survey = null; }
     } else if (frame.type === "typing") {
       typing.textContent = frame.on ? "Typing…" : "";
     } else if (frame.type === "error") {
       handleError(frame);
     }
+  }
+
+  // The satisfaction survey: five stars (44 px targets for thumbs); a tap sends {"type": "csat", "score": n}.
+  var survey = null;
+  function showSurvey(frame) {
+    if (survey) { return; }
+    survey = el("div", "cs-survey");
+    survey.setAttribute("role", "group");
+    survey.setAttribute("aria-label", String(frame.question || "How did we do?"));
+    survey.appendChild(el("div", "cs-question", String(frame.question || "How did we do?")));
+    var row = el("div", "cs-stars");
+    var stars = [];
+    for (var n = 1; n <= 5; n++) {
+      (function (score) {
+        var star = el("button", "cs-star", "\u2605");
+        star.type = "button";
+        star.setAttribute("aria-label", score + (score === 1 ? " star" : " stars"));
+        star.addEventListener("click", function () {
+          for (var k = 0; k < stars.length; k++) { stars[k].classList.toggle("cs-on", k < score); stars[k].disabled = true; }
+          if (ws && ready) { ws.send(JSON.stringify({ type: "csat", score: score })); }
+        });
+        stars.push(star);
+        row.appendChild(star);
+      })(n);
+    }
+    survey.appendChild(row);
+    log.appendChild(survey);
+    scroll();
   }
 
   function handleError(frame) {

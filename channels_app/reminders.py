@@ -1,0 +1,144 @@
+"""Sending appointment reminders (beat) and the no-show sweep; what is due is :mod:`conversations.reminders`.
+
+One transaction per reminder: the ``AppointmentReminder`` row (unique per appointment, kind and time), the
+outbound SMS to the patient's verified phone that has not opted out (STOP) and, when the tenant allows it, the
+email to a verified address, both keyed ``reminder:<id>`` and delivered on commit; the reminder is remembered
+in the conversation the SMS opened so a reply ("C", "👍", "can we move it to thursday?") is understood there
+(:func:`conversations.agent.engine._reminder_reply`). The text is PHI-minimal: clinic, day and time, how to
+answer — never the reason for the visit.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from channels_app.confirmations import textable_phone
+from conversations.agent.dates import say_when
+from conversations.models import Appointment, Channel
+from conversations.reminders.models import AppointmentReminder
+from conversations.reminders.services import (
+    Due,
+    no_show_sweep,
+    reminder_claim,
+    reminder_remember,
+    reminder_set_channels,
+    reminder_settings_for,
+    reminders_due,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def reminder_text(appointment: Appointment) -> str:
+    """``Sunrise Clinic: reminder of your appointment on Tuesday, December 8 at 2:00 PM. Reply C to confirm, R to
+    reschedule, X to cancel.`` — no name, no reason for the visit."""
+    tenant = appointment.tenant
+    when = say_when(appointment.starts_at.astimezone(tenant.tzinfo))
+    return (
+        f"{tenant.short_name}: reminder of your appointment on {when}. "
+        "Reply C to confirm, R to reschedule, X to cancel."
+    )
+
+
+def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
+    from channels_app.sms.services import sms_send
+
+    phone = textable_phone(tenant=appointment.tenant, customer=appointment.customer)
+    if not phone:
+        return False
+    message = sms_send(
+        tenant=appointment.tenant,
+        customer=appointment.customer,
+        to=phone,
+        body=body,
+        idempotency_key=f"reminder:{reminder.pk}",
+    )
+    reminder_remember(conversation=message.interaction.conversation, reminder=reminder)
+    return True
+
+
+def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
+    from channels_app.email.confirmations import _email_of
+    from channels_app.email.outbound import conversation_email_ids, email_prepare
+    from channels_app.models import OutboundEmail
+    from conversations.services import session_open
+
+    to = _email_of(appointment)
+    if not to:
+        return False
+    tenant = appointment.tenant
+    interaction, _ = session_open(
+        tenant=tenant,
+        customer=appointment.customer,
+        channel=Channel.EMAIL,
+        direction="outbound",
+        idle_window=tenant.sms_idle_window,
+    )
+    ids = conversation_email_ids(interaction.conversation_id)
+    email_prepare(
+        interaction=interaction,
+        to=to,
+        body=body,
+        subject=f"Reminder: your appointment at {tenant.short_name}",
+        kind=OutboundEmail.Kind.REMINDER,
+        idempotency_key=f"reminder:{reminder.pk}:email",
+        in_reply_to=ids[-1] if ids else "",
+        references=ids,
+    )
+    reminder_remember(conversation=interaction.conversation, reminder=reminder)
+    return True
+
+
+def reminder_send(*, due: Due) -> AppointmentReminder | None:
+    """Claim and send one due reminder (SMS, and email when allowed), in one transaction; None when another run
+    had claimed it. Nobody reachable (no verified phone, opted out, no verified email) → recorded as skipped."""
+    appointment = due.appointment
+    settings = reminder_settings_for(appointment.tenant)
+    with transaction.atomic():
+        reminder = reminder_claim(due=due, language="en")
+        if reminder is None:
+            return None
+        body = reminder_text(appointment)
+        channels = []
+        if _send_sms(reminder, appointment, body):
+            channels.append(Channel.SMS.value)
+        if settings.by_email and _send_email(reminder, appointment, body):
+            channels.append(Channel.EMAIL.value)
+        reminder_set_channels(reminder=reminder, channels=channels)
+    if not channels:
+        logger.info("reminder %s of appointment %s: nobody reachable", reminder.pk, appointment.pk)
+    return reminder
+
+
+def reminders_send_due(*, now: datetime | None = None) -> dict[str, int]:
+    """Send every reminder due at ``now`` (aware; default now); ``{"sent": n, "skipped": m}``. Safe to run twice
+    at once: the constraint lets one run claim each reminder."""
+    now = now or timezone.now()
+    due, skipped = reminders_due(now=now)
+    sent = 0
+    for item in due:
+        reminder = reminder_send(due=item)
+        if reminder is None:
+            continue
+        if reminder.status == AppointmentReminder.Status.SENT:
+            sent += 1
+        else:
+            skipped += 1
+    return {"sent": sent, "skipped": skipped}
+
+
+@shared_task(ignore_result=True)
+def send_due_reminders() -> dict[str, int]:
+    """Beat (every minute): send the appointment reminders that are due (:func:`reminders_send_due`)."""
+    return reminders_send_due()
+
+
+@shared_task(ignore_result=True)
+def record_no_shows() -> int:
+    """Beat (every 5 minutes): booked appointments nobody checked in for become no-shows."""
+    return no_show_sweep()

@@ -1,0 +1,208 @@
+"""Asking the satisfaction survey on the session's own channel, and the email link page.
+
+When a session closes (``interaction_closed``) :func:`survey_ask` decides (:func:`conversations.surveys.services.
+survey_should_ask`) and asks, once per conversation:
+
+- SMS (and a call, whose caller is texted): "How did we do? Reply 1–5" to a verified phone that has not opted
+  out; the reply is read in the conversation (``conversations.agent.engine._survey_reply``);
+- chat: a ``{"type": "survey"}`` frame to the session's websocket group; the widget shows five stars and answers
+  ``{"type": "csat", "score": n}`` (:func:`chat_survey_answer`);
+- email: five signed links ``/s/<token>?score=n`` to a verified address; the link opens a page where the patient
+  confirms the score with a tap (a link scanner's GET records nothing), or asks for no more surveys.
+
+No PHI in any of them: the clinic's name and the question.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from celery import shared_task
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from channels_app.confirmations import textable_phone
+from conversations.models import Channel, Interaction, SatisfactionSurvey
+from conversations.surveys.services import (
+    survey_answer,
+    survey_decline,
+    survey_open,
+    survey_remember,
+    survey_should_ask,
+)
+
+logger = logging.getLogger(__name__)
+
+LINK_SALT = "callsphere.survey-link"
+LINK_MAX_AGE = 14 * 24 * 3600  # seconds an emailed survey link stays valid
+QUESTION = "How did we do?"
+
+
+def survey_sms_text(tenant) -> str:
+    """The SMS question (no PHI)."""
+    return (
+        f"{tenant.short_name}: {QUESTION} Reply with a number from 1 (poor) to 5 (great). "
+        "Reply NO SURVEYS and we won't ask again."
+    )
+
+
+def survey_link(survey: SatisfactionSurvey, score: int | None = None) -> str:
+    """The signed link of ``survey`` (``?score=n`` preselects a score); it names no patient."""
+    token = signing.dumps({"s": survey.pk}, salt=LINK_SALT, compress=True)
+    return f"{settings.PUBLIC_BASE_URL}/s/{token}/" + (f"?score={score}" if score else "")
+
+
+def _ask_sms(interaction: Interaction) -> SatisfactionSurvey | None:
+    from channels_app.sms.services import sms_send
+
+    phone = textable_phone(tenant=interaction.tenant, customer=interaction.customer)
+    if not phone:
+        return None
+    survey = survey_open(interaction=interaction, channel=Channel.SMS)
+    if survey is None:
+        return None
+    message = sms_send(
+        tenant=interaction.tenant,
+        customer=interaction.customer,
+        to=phone,
+        body=survey_sms_text(interaction.tenant),
+        idempotency_key=f"survey:{survey.pk}",
+    )
+    survey_remember(conversation=message.interaction.conversation, survey=survey)
+    return survey
+
+
+def _ask_chat(interaction: Interaction) -> SatisfactionSurvey | None:
+    survey = survey_open(interaction=interaction, channel=Channel.CHAT)
+    if survey is None:
+        return None
+    frame = {"type": "survey", "survey": survey.pk, "question": QUESTION, "scale": 5}
+    group = f"chat.{interaction.pk}"
+    transaction.on_commit(
+        lambda: async_to_sync(get_channel_layer().group_send)(group, {"type": "chat.frame", "frame": frame}),
+        robust=True,
+    )
+    return survey
+
+
+def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
+    from channels_app.email.outbound import conversation_email_ids, email_prepare
+    from channels_app.models import OutboundEmail
+    from conversations.services import session_open
+    from identity.models import CustomerIdentifier, IdentifierKind
+
+    to = (
+        CustomerIdentifier.objects.filter(customer=interaction.customer, kind=IdentifierKind.EMAIL, verified=True)
+        .order_by("created_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+    if not to:
+        return None
+    survey = survey_open(interaction=interaction, channel=Channel.EMAIL)
+    if survey is None:
+        return None
+    tenant = interaction.tenant
+    lines = [f"{QUESTION} Tap a score — 1 (poor) to 5 (great):", ""]
+    lines += [f"{n} {'★' * n}: {survey_link(survey, n)}" for n in range(5, 0, -1)]
+    lines += ["", f"Thank you — {tenant.short_name}"]
+    outbound, _ = session_open(
+        tenant=tenant,
+        customer=interaction.customer,
+        channel=Channel.EMAIL,
+        direction="outbound",
+        idle_window=tenant.sms_idle_window,
+    )
+    ids = conversation_email_ids(outbound.conversation_id)
+    email_prepare(
+        interaction=outbound,
+        to=to,
+        body="\n".join(lines),
+        subject=f"{QUESTION} — {tenant.short_name}",
+        kind=OutboundEmail.Kind.SURVEY,
+        idempotency_key=f"survey:{survey.pk}:email",
+        in_reply_to=ids[-1] if ids else "",
+        references=ids,
+    )
+    return survey
+
+
+def survey_ask(*, interaction_id, now=None) -> SatisfactionSurvey | None:
+    """Ask the survey about the closed session ``interaction_id`` on its channel (a call: by SMS), if it should be
+    asked; returns the survey or None. Idempotent (one survey per conversation, a constraint)."""
+    interaction = Interaction.objects.select_related("tenant", "customer").filter(pk=interaction_id).first()
+    if interaction is None or not survey_should_ask(interaction=interaction, now=now):
+        return None
+    with transaction.atomic():
+        if interaction.channel == Channel.CHAT:
+            return _ask_chat(interaction)
+        if interaction.channel == Channel.EMAIL:
+            return _ask_email(interaction)
+        return _ask_sms(interaction)
+
+
+def chat_survey_answer(*, tenant, customer, score) -> SatisfactionSurvey:
+    """A star tapped in the widget: record ``score`` on this chat customer's open chat survey. Raises
+    ``ValueError`` for a score that is not an integer 1–5 and ``LookupError`` when no chat survey waits."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise ValueError("score must be an integer from 1 to 5")
+    survey = (
+        SatisfactionSurvey.objects.filter(
+            tenant=tenant, customer=customer, channel=Channel.CHAT, status=SatisfactionSurvey.Status.ASKED
+        )
+        .order_by("-asked_at")
+        .first()
+        if customer is not None
+        else None
+    )
+    if survey is None:
+        raise LookupError("no survey is waiting for an answer")
+    survey_answer(survey=survey, score=score)
+    return survey
+
+
+def _survey_from(token: str) -> SatisfactionSurvey | None:
+    try:
+        value = signing.loads(token, salt=LINK_SALT, max_age=LINK_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    pk = value.get("s") if isinstance(value, dict) else None
+    return SatisfactionSurvey.objects.select_related("tenant").filter(pk=pk).first() if isinstance(pk, int) else None
+
+
+@require_http_methods(["GET", "POST"])
+def survey_page(request, token: str):
+    """``/s/<token>/``: GET shows the five scores (``?score=n`` preselected) and records nothing; POST ``score=n``
+    records the answer, POST ``decline=1`` stops future surveys. Bad or expired link → 404 page; a bad score →
+    400 with the form again."""
+    survey = _survey_from(token)
+    if survey is None:
+        return render(request, "surveys/survey.html", {"state": "invalid"}, status=404)
+    context = {"survey": survey, "clinic": survey.tenant.short_name, "question": QUESTION, "scores": range(1, 6)}
+    if survey.status != SatisfactionSurvey.Status.ASKED:
+        return render(request, "surveys/survey.html", {**context, "state": "done"})
+    if request.method == "GET":
+        raw = request.GET.get("score", "")
+        selected = int(raw) if raw in {"1", "2", "3", "4", "5"} else None
+        return render(request, "surveys/survey.html", {**context, "state": "ask", "selected": selected})
+    if request.POST.get("decline"):
+        survey_decline(survey=survey, at=timezone.now())
+        return render(request, "surveys/survey.html", {**context, "state": "declined"})
+    raw = request.POST.get("score", "")
+    if raw not in {"1", "2", "3", "4", "5"}:
+        context.update(state="ask", selected=None, error="Please choose a score from 1 to 5.")
+        return render(request, "surveys/survey.html", context, status=400)
+    survey_answer(survey=survey, score=int(raw))
+    return render(request, "surveys/survey.html", {**context, "state": "thanks", "selected": int(raw)})
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def survey_ask_task(interaction_id: str) -> None:
+    """Ask the satisfaction survey about one closed session (:func:`survey_ask`; idempotent)."""
+    survey_ask(interaction_id=interaction_id)
