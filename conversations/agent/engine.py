@@ -85,7 +85,8 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
 
 
 def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | None = None) -> Reply:
-    backend = get_backend()
+    # a clinic that forbids LLMs (Tenant.llm_forbidden) is answered by the offline agent, whatever AGENT_BACKEND says
+    backend = get_backend("local" if session.tenant.llm_forbidden else None)
     try:
         said = backend.respond(session, text, deadline=deadline)
     except Exception as exc:
