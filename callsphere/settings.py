@@ -547,3 +547,16 @@ CELERY_BEAT_SCHEDULE["record-no-shows"] = {
     "schedule": 300.0,
     "options": {"expires": 300.0},
 }
+
+# Retention (identity.retention): each tenant's periods for transcripts, recordings, received emails and the audit,
+# applied daily at RETENTION_PURGE_HOUR (UTC); rows are purged RETENTION_BATCH at a time, at most RETENTION_MAX_ROWS
+# per kind, tenant and run (the rest on the next run).
+from celery.schedules import crontab  # noqa: E402
+
+RETENTION_BATCH = env.int("RETENTION_BATCH", default=500)
+RETENTION_MAX_ROWS = env.int("RETENTION_MAX_ROWS", default=100_000)
+CELERY_BEAT_SCHEDULE["retention-purge"] = {
+    "task": "identity.tasks.retention_purge_all",
+    "schedule": crontab(hour=env.int("RETENTION_PURGE_HOUR", default=3), minute=17),
+    "options": {"expires": 6 * 3600},
+}

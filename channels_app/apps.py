@@ -16,3 +16,7 @@ class ChannelsAppConfig(AppConfig):
         from identity.privacy import privacy_handler_register
 
         privacy_handler_register(privacy.HANDLER)
+        from channels_app import retention
+        from identity.retention import retention_handler_register
+
+        retention_handler_register(retention.HANDLER)

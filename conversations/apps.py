@@ -18,3 +18,7 @@ class ConversationsConfig(AppConfig):
         from identity.privacy import privacy_handler_register
 
         privacy_handler_register(privacy.HANDLER)
+        from conversations import retention
+        from identity.retention import retention_handler_register
+
+        retention_handler_register(retention.HANDLER)

@@ -32,7 +32,13 @@ def triage_turn(*, interaction: Interaction, text: str, deadline: float | None =
     """Triage the customer's ``text`` in ``interaction`` (LLM bounded by ``deadline``, a ``time.monotonic()``
     value), store the decision and the row's urgency, and on an emergency request escalation on commit."""
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    result = triage.assess(text, phrases=interaction.tenant.emergency_phrases or [], timeout=timeout)
+    tenant = interaction.tenant
+    result = triage.assess(
+        text,
+        phrases=tenant.emergency_phrases or [],
+        timeout=timeout,
+        use_llm=False if tenant.llm_forbidden else None,  # rules only for a clinic that forbids LLMs
+    )
     triage_record(interaction=interaction, channel=interaction.channel, result=result)
     if result.is_emergency:
         interaction_id, reason = interaction.pk, result.reason or "emergency"

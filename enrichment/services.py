@@ -37,12 +37,15 @@ def interaction_enrich(*, interaction_id, backend=None) -> Interaction:
     """Score one interaction and write sentiment, intent, lead score, satisfaction, urgency and provenance.
 
     Idempotent: running it again overwrites with the same (local) or a fresh (LLM) answer. If the LLM
-    backend fails, the local backend scores instead and the provenance says so. ``urgency`` is never lowered
+    backend fails, the local backend scores instead and the provenance says so. A tenant with ``llm_forbidden``
+    is always scored by the local backend, whatever ``backend`` is given. ``urgency`` is never lowered
     below what live triage stored; ``escalated`` is only ever set (urgency 5), never cleared. Emits
     ``interaction_enriched`` on commit.
     """
     interaction = Interaction.objects.select_related("tenant").get(pk=interaction_id)
     data = _input_for(interaction)
+    if interaction.tenant.llm_forbidden:  # the clinic forbids sending patients' words to an LLM: score locally
+        backend = LocalBackend()
     backend = backend or get_backend()
     try:
         scores: Scores = backend.score(data)

@@ -79,7 +79,10 @@ class StaffOTPMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         path = request.path
-        guarded = path.startswith("/admin/") or (path.startswith("/api/") and "HTTP_AUTHORIZATION" not in request.META)
+        # API requests carrying a Bearer key are the key's (DRF refuses a bad one, never falling back to the
+        # session); any other API request may be authenticated by the session, so it is guarded like admin.
+        bearer = request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer ")
+        guarded = path.startswith("/admin/") or (path.startswith("/api/") and not bearer)
         if not guarded or path.startswith(_EXEMPT_PREFIXES):
             return self.get_response(request)
         user = request.user

@@ -7,6 +7,7 @@ import zoneinfo
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -84,6 +85,30 @@ class Tenant(models.Model):
     intents = models.JSONField(default=_default_intents, blank=True, help_text="intent name → example phrases")
     emergency_phrases = models.JSONField(default=_default_emergency_phrases, blank=True)
     lead_intents = models.JSONField(default=list, blank=True, help_text="Intents that count as a lead.")
+    retain_transcripts_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days after a session ends before its transcript and message texts are removed (rows and scores "
+        "stay). Blank: kept.",
+    )
+    retain_recordings_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Days before links to call and voicemail recordings are removed. Blank: kept."
+    )
+    retain_raw_emails_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Days before received emails' bodies, original messages and attachment files are removed. "
+        "Blank: kept.",
+    )
+    retain_audit_days = models.PositiveIntegerField(
+        default=6 * 366,
+        validators=[MinValueValidator(6 * 365)],
+        help_text="Days the access audit is kept (HIPAA: at least six years).",
+    )
+    llm_forbidden = models.BooleanField(
+        default=False,
+        help_text="Never send this clinic's patients' words to an LLM: the agent, triage and scoring run locally.",
+    )
     require_staff_otp = models.BooleanField(
         default=False,
         help_text="Every staff login of this clinic must use two-factor sign-in (clinic admins always do).",

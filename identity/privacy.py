@@ -135,6 +135,7 @@ def customer_export(*, customer: Customer, request=None, actor: str = "") -> byt
             "display_name": customer.display_name,
             "created_at": customer.created_at,
             "erased_at": customer.erased_at,
+            "memory_opt_out": customer.memory_opt_out,
             "identifiers": list(
                 CustomerIdentifier.objects.filter(customer=customer).values(
                     "kind", "value", "verified", "sms_opted_out_at", "created_at"

@@ -188,6 +188,8 @@ def _fold_anonymous_visitor(session: ChatSession, owner: Customer) -> None:
         return
     if CustomerIdentifier.objects.filter(customer=current).exclude(kind=IdentifierKind.COOKIE).exists():
         return  # a real other customer (shared computer): switch this connection only, merge nothing
+    if owner.memory_opt_out:
+        return  # the patient opted out of cross-channel memory: this browser is not linked to them
     if session.interaction is not None:
         interaction_close(interaction=session.interaction)
     customer_merge(survivor=owner, merged=current)

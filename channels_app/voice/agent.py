@@ -283,7 +283,7 @@ def _answer_document(interaction: Interaction, turn: int) -> str:
     if event == "transfer":
         return transfer.transfer_document(interaction=interaction)
     if event == "voicemail":
-        return twiml.voicemail(text, transcribe=not _stt_configured())
+        return twiml.voicemail(text, transcribe=not _stt_configured(interaction.tenant))
     if event == "goodbye":
         return twiml.goodbye(text)
     return twiml.gather(text, turn=_turns_heard(interaction) + 1)
@@ -407,7 +407,7 @@ def _turn_finish(
             document = twiml.gather(reply, turn=turn + 1)
         elif answer is None and _VOICEMAIL.search(text):
             reply, event = VOICEMAIL_PROMPT, "voicemail"
-            document = twiml.voicemail(reply, transcribe=not _stt_configured())
+            document = twiml.voicemail(reply, transcribe=not _stt_configured(tenant))
         elif answer is None:
             reply, event = GOODBYE.format(name=tenant.short_name), "goodbye"
             document = twiml.goodbye(reply)
@@ -489,7 +489,7 @@ def call_no_input(*, tenant: Tenant, params: Mapping[str, str], turn: int, attem
         return twiml.gather(REPROMPT, turn=turn, no_input=attempt)
     if attempt == _MAX_NO_INPUT_REPROMPTS + 1:
         _append_once(interaction=call.interaction, ref=ref, role="agent", text=NO_INPUT_VOICEMAIL, event="voicemail")
-        return twiml.voicemail(NO_INPUT_VOICEMAIL, transcribe=not _stt_configured())
+        return twiml.voicemail(NO_INPUT_VOICEMAIL, transcribe=not _stt_configured(tenant))
     goodbye = GOODBYE.format(name=tenant.short_name)
     _append_once(interaction=call.interaction, ref=ref, role="agent", text=goodbye, event="goodbye")
     return twiml.goodbye(goodbye)
@@ -527,7 +527,7 @@ def call_voicemail(*, tenant: Tenant, params: Mapping[str, str]) -> str:
             text=prompt,
             event="voicemail",
         )
-    return twiml.voicemail(prompt, transcribe=not _stt_configured())
+    return twiml.voicemail(prompt, transcribe=not _stt_configured(tenant))
 
 
 def call_voicemail_done(*, tenant: Tenant, params: Mapping[str, str]) -> str:
@@ -550,7 +550,7 @@ def call_voicemail_done(*, tenant: Tenant, params: Mapping[str, str]) -> str:
     return twiml.goodbye(text)
 
 
-def _stt_configured() -> bool:
+def _stt_configured(tenant=None) -> bool:
     from channels_app.voice.voicemail import stt_configured
 
-    return stt_configured()
+    return stt_configured(tenant)

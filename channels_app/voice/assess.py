@@ -40,7 +40,12 @@ def assess(*, tenant, text: str, channel: str = "voice", timeout: float | None =
     seconds = (
         settings.VOICE_LLM_TIMEOUT_SECONDS if timeout is None else min(settings.VOICE_LLM_TIMEOUT_SECONDS, timeout)
     )
-    result = triage.assess(text or "", phrases=tenant.emergency_phrases or [], timeout=seconds)
+    result = triage.assess(
+        text or "",
+        phrases=tenant.emergency_phrases or [],
+        timeout=seconds,
+        use_llm=False if tenant.llm_forbidden else None,  # rules only for a clinic that forbids LLMs
+    )
     return Assessment(
         urgency=result.urgency,
         intent=result.intent,

@@ -111,7 +111,7 @@ def transfer_document(*, interaction: Interaction) -> str:
         return twiml.dial(TRANSFER_LINE, number=state["number"], caller_id=state.get("caller_id", ""))
     if state.get("status") == TRANSFERRED:
         return twiml.hangup()
-    return twiml.voicemail(NOT_ANSWERED_PROMPT, transcribe=not _stt_configured())
+    return twiml.voicemail(NOT_ANSWERED_PROMPT, transcribe=not _stt_configured(interaction.tenant))
 
 
 def dial_result(*, tenant: Tenant, params: Mapping[str, str]) -> str:
@@ -186,7 +186,7 @@ def _int(value) -> int | None:
         return None
 
 
-def _stt_configured() -> bool:
+def _stt_configured(tenant=None) -> bool:
     from channels_app.voice.voicemail import stt_configured
 
-    return stt_configured()
+    return stt_configured(tenant)

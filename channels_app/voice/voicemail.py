@@ -73,8 +73,11 @@ REDRIVE_BATCH = 500
 MISSING = "missing"
 
 
-def stt_configured() -> bool:
-    """True when voicemails are transcribed by the OpenAI-compatible endpoint instead of Twilio."""
+def stt_configured(tenant: Tenant | None = None) -> bool:
+    """True when ``tenant``'s voicemails are transcribed by the OpenAI-compatible endpoint instead of Twilio:
+    configured (``VOICEMAIL_TRANSCRIBER=openai`` and a key), and the tenant does not forbid LLMs."""
+    if tenant is not None and tenant.llm_forbidden:
+        return False
     return settings.VOICEMAIL_TRANSCRIBER == "openai" and bool(settings.OPENAI_API_KEY)
 
 
@@ -221,7 +224,7 @@ def recording_received(*, tenant: Tenant, params: Mapping[str, str]) -> None:
         if recording["status"] != "completed" or not recording["sid"]:
             logger.info("recording %s of call %s: %s", recording["sid"], call.sid, recording["status"])
             return
-        if stt_configured():
+        if stt_configured(tenant):
             from channels_app.voice.tasks import voicemail_transcribe
 
             message_id = call.message.pk
@@ -321,6 +324,13 @@ def voicemail_transcribe(
     message = ChannelMessage.objects.select_related("interaction__customer", "tenant").get(pk=call_message_id)
     call = Call(message=message, interaction=message.interaction)
     tenant = message.tenant
+    if tenant.llm_forbidden:  # the setting changed after this was queued: the audio never leaves for the LLM
+        return voicemail_file_untranscribed(
+            call_message_id=call_message_id,
+            recording_sid=recording_sid,
+            recording_url=recording_url,
+            duration_seconds=duration_seconds,
+        )
     try:
         transcript = speech_to_text(audio=recording_fetch(tenant=tenant, recording_url=recording_url))
         status = "completed"
@@ -418,7 +428,7 @@ def voicemail_redrive(*, now: datetime | None = None) -> int:
         if message is None or not _mark_redriven(call=call, recording_sid=recording["sid"], now=now):
             continue
         args = (message.pk, recording["sid"], recording.get("url", ""), recording.get("duration_seconds"))
-        task = voicemail_transcribe if stt else voicemail_file_untranscribed_task
+        task = voicemail_transcribe if stt else voicemail_file_untranscribed_task  # (forbidden: filed untranscribed)
         task.apply_async(args, expires=wait.total_seconds())
         queued += 1
     if queued:

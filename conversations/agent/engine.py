@@ -156,7 +156,8 @@ def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | N
         answered = _reminder_reply(session, text)
     if answered is not None:
         return Reply(prefix + answered, list(session.actions))
-    backend = get_backend()
+    # a clinic that forbids LLMs (Tenant.llm_forbidden) is answered by the offline agent, whatever AGENT_BACKEND says
+    backend = get_backend("local" if session.tenant.llm_forbidden else None)
     try:
         said = backend.respond(session, text, deadline=deadline)
     except Exception as exc:

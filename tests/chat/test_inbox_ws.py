@@ -89,3 +89,33 @@ def test_refused_without_a_clinic_session_or_from_another_site(daphne, tenant, w
     origin = "https://evil.example" if who == "foreign-origin" else None
     with pytest.raises(aiohttp.WSServerHandshakeError):
         InboxSocket(daphne, cookie, origin=origin)
+
+
+@pytest.mark.parametrize("who", ["scheduling-role", "admin-without-code"])
+def test_refused_for_a_role_that_reads_no_conversations_or_a_session_without_its_second_factor(daphne, tenant, who):
+    from tests.conftest import force_login_password_only
+
+    user = get_user_model().objects.create_user(f"u-{who}", password="pw", is_staff=True)
+    role = "scheduling" if who == "scheduling-role" else "admin"
+    TenantMembership.objects.create(user=user, tenant=tenant, role=role)
+    client = Client()
+    if who == "scheduling-role":
+        client.force_login(user)  # fully signed in (password and code): still no patient conversations
+    else:
+        force_login_password_only(client, user)
+    with pytest.raises(aiohttp.WSServerHandshakeError):
+        InboxSocket(daphne, client.cookies["sessionid"].value)
+
+
+def test_clinic_admin_with_a_verified_session_is_accepted(daphne, tenant):
+    user = get_user_model().objects.create_user("boss", password="pw", is_staff=True)
+    TenantMembership.objects.create(user=user, tenant=tenant, role="admin")
+    client = Client()
+    client.force_login(user)  # tests/conftest.py: password and a verified TOTP device
+    socket = InboxSocket(daphne, client.cookies["sessionid"].value)
+    try:
+        conversation = conversation_of(tenant, "+14155550003")
+        conversation_flag_needs_human(conversation=conversation, reason="asked for a person")
+        assert socket.recv()["conversation"] == str(conversation.pk)
+    finally:
+        socket.close()

@@ -140,3 +140,19 @@ def test_parallel_wrong_guesses_cannot_reset_the_try_count(tenant):
     cache.set(key, as_read, verification.CODE_TTL_SECONDS)
     answer = verification.challenge_answer(tenant=tenant, visitor_key=session.visitor_key, text=code)
     assert answer is not None and not answer.proven and "too many" in answer.reply
+
+
+def test_a_patient_who_opted_out_of_memory_is_served_but_this_browser_is_not_linked_to_them(tenant):
+    owner = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
+    owner.memory_opt_out = True
+    owner.save(update_fields=["memory_opt_out"])
+    session = session_for(tenant)
+    say(session, "hola, necesito cambiar mi cita 🙏")
+    say(session, f"soy yo, mi número es {PATIENT}", 2)
+    reply = say(session, texted_codes(PATIENT)[0], 3)
+    assert session.customer == owner  # proven: they act as themselves (their appointments)
+    assert "Welcome back" not in reply
+    # but the browser is not remembered: no cookie on their record, and the anonymous visitor was not folded in
+    assert not CustomerIdentifier.objects.filter(customer=owner, kind="cookie").exists()
+    assert CustomerIdentifier.objects.get(kind="cookie", value=visitor_key(VISITOR)).customer != owner
+    assert session_for(tenant).customer != owner  # the same browser, next visit: a stranger again

@@ -92,7 +92,7 @@ def test_export_zip_and_command(rich_patient, api, tenant):
     response = api(tenant, scopes=["privacy:read"])(f"/api/v1/customers/{rich_patient.customer_id}/export/")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
     data = json.loads(zipfile.ZipFile(io.BytesIO(response.content)).read("patient.json"))
-    assert data["customer"]["display_name"] == "Zelda Quux"
+    assert data["customer"]["display_name"] == "Zelda Quux" and data["customer"]["memory_opt_out"] is False
     assert data["conversations"]["interactions"][0]["transcript"][0]["text"] == "Zelda here, my knee hurts"
     assert AuditEvent.objects.filter(action="privacy.export", customer_id=rich_patient.customer_id).count() == 1
 

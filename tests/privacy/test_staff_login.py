@@ -91,6 +91,9 @@ def test_clinic_admin_and_superuser_must_enrol_before_admin_or_api(tenant, clien
         assert response.status_code == 302 and response["Location"].startswith("/admin/otp/setup/?next="), url
     response = client.get("/api/v1/interactions/")
     assert response.status_code == 403 and "Two-factor" in response.json()["detail"]
+    # another Authorization scheme does not slip the session past the gate
+    response = client.get("/api/v1/interactions/", HTTP_AUTHORIZATION="Basic Ym9zczpwdw==")
+    assert response.status_code == 403 and "Two-factor" in response.json()["detail"]
 
 
 def test_staff_need_a_second_factor_only_when_their_clinic_requires_it(tenant, client):

@@ -155,6 +155,29 @@ def test_recording_url_of_another_account_is_never_fetched(phone, tenant, voice_
     assert voicemail.metadata["transcription"]["status"] == "failed" and evil.transcript[0]["text"] == ""
 
 
+@pytest.mark.django_db
+def test_a_clinic_that_forbids_llms_never_sends_the_recording_to_the_transcriber(phone, tenant, voice_stub):
+    tenant.llm_forbidden = True
+    tenant.save(update_fields=["llm_forbidden"])
+    voice_stub.add_recording(
+        account_sid=tenant.twilio_account_sid,
+        auth_token=tenant.twilio_auth_token,
+        recording_sid=RE_SID,
+        audio=b"ID3-fake-mp3-audio",
+        text=URGENT,
+    )
+    with stt_settings(voice_stub):
+        record = leave_message(phone, tenant)
+        assert record.get("transcribe") == "true"  # Twilio's own transcription, as without an LLM
+        call = ChannelMessage.objects.get(provider_id=phone.sid)
+        recording_url = twilio_payloads.recording_url(account_sid=tenant.twilio_account_sid, recording_sid=RE_SID)
+        # a task queued before the clinic changed the setting still sends nothing
+        voicemail = voicemail_transcribe(call_message_id=call.pk, recording_sid=RE_SID, recording_url=recording_url)
+    assert all(r["path"] != "/v1/audio/transcriptions" for r in voice_stub.requests)
+    assert not any(r["method"] == "GET" for r in voice_stub.requests)  # the audio was not even fetched
+    assert voicemail.metadata["transcription"]["status"] == "missing"
+
+
 # --- lost work: the broker down, a task lost, a transcription that never came ---------------------------------
 
 
