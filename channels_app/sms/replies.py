@@ -3,8 +3,8 @@
 The reply to inbound message ``<MessageSid>`` is the outbound ``ChannelMessage`` with idempotency key
 ``reply:<MessageSid>``. Before the engine runs, the reply is *reserved*: a claim (:mod:`identity.leases`), the
 mark at ``workflow["sms_reply_reservations"][<MessageSid>]`` of the exchange's ``call_logs`` row, written under
-that row's lock and committed. It is removed in the same transaction that creates the outbound row. :func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``)
-re-queues replies that never came.
+that row's lock and committed. It is removed in the same transaction that creates the outbound row.
+:func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``) re-queues replies that never came.
 """
 
 from __future__ import annotations
