@@ -10,7 +10,8 @@ in three short steps, and a beat task catches the ones that died:
 2. **act** — outside any transaction, holding no row lock.
 3. **record / release** — a compare-and-set write: ``UPDATE … WHERE token = ours``. A holder that outlived
    its lease and was taken over writes nothing (the live holder's outcome decides); it learns so from the
-   row count.
+   row count. One exception: a success that proves the act happened (a provider id) is recorded whichever
+   holder reports it, once; fencing it would drop a real send.
 4. **redrive** — a beat task re-queues the rows still to do that hold no live claim (:func:`due`).
 
 Lease length: longer than its holder can live, so that a live lease means "someone may still be acting" and

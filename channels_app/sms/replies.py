@@ -1,12 +1,10 @@
 """Answering an inbound SMS: compose the reply once (the engine may run tools), deliver it, re-drive lost ones.
 
 The reply to inbound message ``<MessageSid>`` is the outbound ``ChannelMessage`` with idempotency key
-``reply:<MessageSid>``. Before the engine runs, the reply is *reserved*: a marker
-``{"attempt": n, "lease_until": ISO-8601 UTC}`` under ``workflow["sms_reply_reservations"][<MessageSid>]`` of
-the exchange's ``call_logs`` row, written under that row's lock and committed. It is removed in the same
-transaction that creates the outbound row, so the marker only ever exists while a reply is being composed or
-after an attempt died composing it. :func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``)
-re-queues replies that never came.
+``reply:<MessageSid>``. Before the engine runs, the reply is *reserved*: a claim (:mod:`identity.leases`), the
+mark at ``workflow["sms_reply_reservations"][<MessageSid>]`` of the exchange's ``call_logs`` row, written under
+that row's lock and committed. It is removed in the same transaction that creates the outbound row.
+:func:`sms_reply_redrive` (beat, via ``channels_app.tasks.inbound_redrive``) re-queues replies that never came.
 """
 
 from __future__ import annotations
@@ -15,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import CharField, Exists, F, Func, OuterRef, Value
 from django.db.models.functions import Concat
@@ -30,6 +27,7 @@ from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.selectors import ai_paused
 from conversations.services import conversation_lock, interaction_set_workflow, message_prepare_outbound
 from conversations.triage import assess_rules
+from identity import leases
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +48,8 @@ def reply_key(inbound: ChannelMessage) -> str:
 
 
 def compose_lease() -> timedelta:
-    """How long a reservation keeps other attempts off: longer than the task's hard time limit
-    (``CELERY_TASK_TIME_LIMIT`` seconds, after which the worker child is killed) plus a margin, so a live lease
-    means an attempt may still be composing, and an expired one that it is dead."""
-    return timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 120) + timedelta(seconds=30)
+    """How long a reservation keeps other attempts off: a task's lease (:func:`identity.leases.task_lease`)."""
+    return leases.task_lease()
 
 
 def fallback_text(inbound: ChannelMessage) -> str:
@@ -79,13 +75,6 @@ def _reservations(interaction: Interaction) -> dict:
     return dict((interaction.workflow or {}).get(RESERVATIONS) or {})
 
 
-def _live(mark: dict | None, now: datetime) -> bool:
-    try:
-        return bool(mark) and datetime.fromisoformat(mark["lease_until"]) > now
-    except (KeyError, TypeError, ValueError):
-        return False
-
-
 @dataclass
 class Reservation:
     """This attempt holds the reply to ``inbound``: ``attempt`` (1, 2, …) and ``engine_ran_before`` — True when
@@ -108,13 +97,12 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
         if outbound is not None:
             return outbound
         marks = _reservations(row)
-        mark = marks.get(inbound.provider_id)
-        if _live(mark, now):
+        taken = leases.mark_claim(marks.get(inbound.provider_id), now=now, lease=compose_lease())
+        if taken is None:
             return None
-        attempt = int((mark or {}).get("attempt") or 0) + 1
-        marks[inbound.provider_id] = {"attempt": attempt, "lease_until": (now + compose_lease()).isoformat()}
+        marks[inbound.provider_id] = taken.mark
         interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
-    return Reservation(attempt=attempt, engine_ran_before=mark is not None)
+    return Reservation(attempt=taken.attempt, engine_ran_before=taken.taken_over)
 
 
 def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMessage:
@@ -150,22 +138,11 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     Returns the reply row (after the delivery attempt), or None when another attempt is composing it.
 
     The engine may run tools with side effects (a callback request, a booking), so it runs at most once per
-    inbound message: the reply is reserved (committed marker with a lease, see the module docstring) before
-    the engine is called, and the reply row is created and the marker removed in one transaction after.
-    Crash points, and what happens next:
-
-    - before the reservation commits: nothing was written; the redelivered task (``acks_late`` +
-      ``reject_on_worker_lost``) or :func:`sms_reply_redrive` starts over and the engine runs once;
-    - while the engine runs, or after it but before the reply row commits (worker killed, hard time limit,
-      database error): the marker keeps duplicate and redelivered tasks off for :func:`compose_lease`; once it
-      has expired the redrive re-queues the reply, and that attempt does NOT run the engine again (its tools
-      may already have acted): it sends :func:`fallback_text` and hands the conversation to staff (a handoff
-      notification in admin). An exception raised by the engine in this attempt is handled the same way at
-      once. START / HELP answers run no engine and are simply composed again;
-    - after the reply row commits: it is ``pending``; the redelivered task or ``outbound_redrive`` delivers
-      it, and the delivery claim (:mod:`channels_app.delivery`) sends it at most once;
-    - an attempt that outlived its lease (cannot happen while the lease exceeds the hard time limit) and
-      finishes after a fallback was written only finds the existing row, and that one is delivered.
+    inbound message: the reply is reserved first (a claim, see the module docstring). An attempt that takes over
+    an expired reservation (its predecessor died composing), or whose engine raised, does not run the engine
+    again: it sends :func:`fallback_text` and hands the conversation to staff. START / HELP answers run no
+    engine and are simply composed again. Once the reply row commits, the delivery claim
+    (:mod:`channels_app.delivery`) sends it at most once; a late attempt only finds that row.
     """
     now = now or timezone.now()
     inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
@@ -232,7 +209,7 @@ def sms_reply_redrive(*, now: datetime | None = None) -> int:
     for inbound in rows:
         if classify(inbound.body) is Keyword.OPT_OUT:
             continue
-        if _live(_reservations(inbound.interaction).get(inbound.provider_id), now):
+        if leases.mark_live(_reservations(inbound.interaction).get(inbound.provider_id), now):
             continue
         sms_reply_task.apply_async((inbound.pk,), expires=REDRIVE_AFTER.total_seconds())
         queued += 1

@@ -14,14 +14,14 @@ emergency level the caller hears that help is being reached, the row is marked e
 ``escalation_requested`` is sent on commit (the escalation app raises the incident).
 
 No lock is held while the LLM thinks (Twilio waits 15 s for a webhook, and the status callback, the voicemail
-fallback and the patient's other channels must not wait on the call's rows). A turn is three steps: a short
-locked transaction appends the caller's words and marks the turn in progress (``workflow["turn_in_progress"] =
-{"turn", "token", "started_at"}``); the urgency check and the engine run outside any transaction (the engine's
-tools take their own short transactions); a second short locked transaction appends the reply, starts the
-transfer or escalates, and sets ``turns_heard``. A replay of turn ``N`` that arrives meanwhile hears a
-``<Pause>`` and is redirected to the same Gather URL until the answer is stored. ``VOICE_TURN_BUDGET_SECONDS``
-(default 8 s) caps the urgency check's LLM timeout; a turn still in progress after :data:`STALE_AFTER_BUDGETS`
-budgets is given up (the caller is asked to repeat, and the late answer is dropped: its token no longer
+fallback and the patient's other channels must not wait on the call's rows). A turn is a claim
+(:mod:`identity.leases`): a short locked transaction appends the caller's words and marks the turn in progress
+(``workflow["turn_in_progress"] = {"turn", "token", "started_at"}``, leased from ``started_at``); the urgency
+check and the engine run outside any transaction; a second short locked transaction, only while the token is
+still ours, appends the reply, starts the transfer or escalates, and sets ``turns_heard``. A replay of turn
+``N`` that arrives meanwhile hears a ``<Pause>`` and is redirected to the same Gather URL until the answer is
+stored. ``VOICE_TURN_BUDGET_SECONDS`` (default 8 s) caps the urgency check's LLM timeout; a turn still in
+progress after :data:`STALE_AFTER_BUDGETS` budgets is given up (the caller is asked to repeat, and the late answer is dropped: its token no longer
 matches). Silence, voicemail and goodbye turns carry a ``ref`` (``CallSid:route:counter``), so a replayed request
 appends them once.
 
@@ -35,7 +35,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -59,6 +58,7 @@ from conversations.services import (
 from conversations.signals import customer_message_received, escalation_requested
 from conversations.triage import safety_reply
 from conversations.triage.records import triage_record
+from identity import leases
 from identity.models import Tenant
 from identity.normalize import normalize_phone
 from identity.services import customer_resolve
@@ -270,7 +270,7 @@ def _is_stale(marker: dict, now: datetime) -> bool:
         started = datetime.fromisoformat(marker["started_at"])
     except (KeyError, TypeError, ValueError):
         return True
-    return now - started > timedelta(seconds=STALE_AFTER_BUDGETS * _turn_budget())
+    return not leases.live_since(started, timedelta(seconds=STALE_AFTER_BUDGETS * _turn_budget()), now)
 
 
 def _answer_document(interaction: Interaction, turn: int) -> str:
@@ -346,7 +346,7 @@ def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) 
                     sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text
                 )
             )
-        token = uuid.uuid4().hex
+        token = leases.new_token()
         interaction_set_workflow(
             interaction=interaction,
             updates={IN_PROGRESS: {"turn": turn, "token": token, "started_at": timezone.now().isoformat()}},
@@ -393,7 +393,7 @@ def _turn_finish(
     turn = claim.turn
     with transaction.atomic():
         interaction = _locked(call)
-        if _in_progress(interaction).get("token") != claim.token:
+        if not leases.mark_held(_in_progress(interaction), claim.token):
             logger.warning(
                 "call %s turn %s was given up while the engine answered; its reply is dropped", call.sid, turn
             )
@@ -435,7 +435,7 @@ def _turn_abandon(call: Call, claim: _Claim) -> None:
     the row if the caller hung up meanwhile (no retry will come, and the close was left to us)."""
     with transaction.atomic():
         interaction = _locked(call)
-        if _in_progress(interaction).get("token") == claim.token:
+        if leases.mark_held(_in_progress(interaction), claim.token):
             interaction_set_workflow(interaction=interaction, updates={IN_PROGRESS: None})
             _close_if_ended(call, interaction)
 

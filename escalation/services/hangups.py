@@ -176,10 +176,10 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
 
 
 def _hangup_claim(attempt_id: int, sid: str) -> str | None:
-    """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now, returned as the fencing token; None if not) unless it was answered already
-    (``hangup_sids``), another run holds a live claim, or the call is the acknowledging attempt's own. A hold
-    left for the task's retry (:func:`_hangup_hold`) is taken over: this run is that retry (or a redelivery of
-    the task, which does the same work); the claim it leaves is an ordinary one, so only one run takes it."""
+    """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now; returns that ISO string, the fencing token)
+    unless it was answered already (``hangup_sids``), another run holds a live claim, or the call is the
+    acknowledging attempt's own (then None). A hold left for the task's retry (:func:`_hangup_hold`) is taken
+    over: this run is that retry (or a redelivery of the task); the claim it leaves is an ordinary one."""
     now = timezone.now()
     with transaction.atomic():
         row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()

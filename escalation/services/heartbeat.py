@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -22,10 +23,9 @@ from django.utils import timezone
 
 from escalation import selectors
 from escalation.models import OutageAlert, PipelineHeartbeat, PipelineOutage, Responder
-from escalation.services.messages import tenant_number
+from escalation.services.messages import claimed_text_send, tenant_number
 from identity import leases
 from providers import ProviderError, ProviderPermanentError
-from providers.sms import get_sms_backend
 
 logger = logging.getLogger(__name__)
 
@@ -116,26 +116,25 @@ def outage_alert_admins(*, outage: PipelineOutage, now: datetime | None = None) 
         alert = _alert_claim(outage=outage, tenant=tenant, to=responder.phone, now=now)
         if alert is None:
             continue
-        try:
-            message = get_sms_backend().send(
-                tenant=tenant,
-                from_=sender,
-                to=responder.phone,
-                body=outage_text(clinic=tenant.short_name, outage=outage),
-            )
-        except ProviderError as exc:
-            kind = "permanent" if isinstance(exc, ProviderPermanentError) else "transient"
-            leases.record(
-                OutageAlert.objects.filter(pk=alert.pk),
-                alert.claimed_at,
-                token_field="claimed_at",
-                error=f"{kind}: {exc}"[:300],
-            )
-            logger.warning("outage alert to an admin of %s failed (%s)", tenant.slug, kind, exc_info=True)
-            continue
-        OutageAlert.objects.filter(pk=alert.pk).update(sent_at=timezone.now(), provider_sid=message.sid, error="")
-        sent += 1
+        if claimed_text_send(
+            row=OutageAlert.objects.filter(pk=alert.pk),
+            tenant=tenant,
+            from_=sender,
+            to=responder.phone,
+            body=outage_text(clinic=tenant.short_name, outage=outage),
+            on_error=partial(_alert_failed, alert, tenant),
+            error="",
+        ):
+            sent += 1
     return sent
+
+
+def _alert_failed(alert: OutageAlert, tenant, exc: ProviderError) -> None:
+    """Record a failed admin text on its alert row, fenced by the claim time (a later claim is left alone)."""
+    kind = "permanent" if isinstance(exc, ProviderPermanentError) else "transient"
+    error = f"{kind}: {exc}"[:300]
+    leases.record(OutageAlert.objects.filter(pk=alert.pk), alert.claimed_at, token_field="claimed_at", error=error)
+    logger.warning("outage alert to an admin of %s failed (%s)", tenant.slug, kind, exc_info=True)
 
 
 def _alert_claim(*, outage: PipelineOutage, tenant, to: str, now: datetime) -> OutageAlert | None:

@@ -13,10 +13,13 @@ import hashlib
 import hmac
 import secrets
 import string
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
+from django.utils import timezone
 from twilio.twiml.voice_response import VoiceResponse
 
 from escalation.models import (
@@ -28,6 +31,8 @@ from escalation.models import (
     NotificationAttempt,
 )
 from identity.models import Tenant, TenantPhoneNumber
+from providers import ProviderError
+from providers.sms import get_sms_backend
 
 TEMPLATE_FIELDS = frozenset({"clinic", "callback", "link"})
 
@@ -249,3 +254,26 @@ def bridge_twiml(*, tenant: Tenant, caller_id: str, patient: str) -> str:
     response.say("The call with the patient has ended. Goodbye.")
     response.hangup()
     return str(response)
+
+
+def claimed_text_send(
+    *,
+    row: QuerySet,
+    tenant: Tenant,
+    from_: str,
+    to: str,
+    body: str,
+    on_error: Callable[[ProviderError], None],
+    **also: object,
+) -> bool:
+    """The act and record of a claimed text (:mod:`identity.leases`; the claim is the caller's row): send
+    ``body``; on success write ``sent_at`` / ``provider_sid`` (and ``also``) to ``row`` (a one-row queryset; not fenced: the
+    text went out) and return True; on a :class:`ProviderError` call ``on_error(exc)`` (which records it, fenced
+    where the claim can be taken over) and return False."""
+    try:
+        sent = get_sms_backend().send(tenant=tenant, from_=from_, to=to, body=body)
+    except ProviderError as exc:
+        on_error(exc)
+        return False
+    row.update(sent_at=timezone.now(), provider_sid=sent.sid, **also)
+    return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,11 +23,10 @@ from django.utils import timezone
 from conversations.models import Channel, Direction
 from conversations.services import message_prepare_outbound, session_open
 from escalation.models import Incident, IncidentNotice, NotificationAttempt, Responder
-from escalation.services.messages import tenant_number
+from escalation.services.messages import claimed_text_send, tenant_number
 from escalation.services.responders import patient_number
 from identity.models import CustomerIdentifier, IdentifierKind
 from providers import ProviderError
-from providers.sms import get_sms_backend
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ def holding_text(*, clinic: str, name: str, language: str) -> str:
     return HOLDING_TEXTS.get(language, HOLDING_TEXTS["en"]).format(clinic=clinic, name=name)
 
 
+def _notice_failed(rows, exc: ProviderError) -> None:
+    rows.update(error=str(exc)[:300])
+
+
 def _claim(incident: Incident, kind: str, to: str, now: datetime) -> IncidentNotice | None:
     try:
         with transaction.atomic():
@@ -108,18 +112,16 @@ def incident_notify_acknowledged(*, incident_id, now: datetime | None = None) ->
         notice = _claim(incident, IncidentNotice.Kind.COLLEAGUE_ACK, colleague.phone, now)
         if notice is None:
             continue
-        try:
-            sent = get_sms_backend().send(
-                tenant=tenant,
-                from_=sender,
-                to=colleague.phone,
-                body=colleague_text(clinic=tenant.short_name, name=name),
-            )
-        except ProviderError as exc:
-            IncidentNotice.objects.filter(pk=notice.pk).update(error=str(exc)[:300])
-            continue
-        IncidentNotice.objects.filter(pk=notice.pk).update(sent_at=timezone.now(), provider_sid=sent.sid)
-        counts["colleagues"] += 1
+        rows = IncidentNotice.objects.filter(pk=notice.pk)  # claimed by insert, once: never retried
+        if claimed_text_send(
+            row=rows,
+            tenant=tenant,
+            from_=sender,
+            to=colleague.phone,
+            body=colleague_text(clinic=tenant.short_name, name=name),
+            on_error=partial(_notice_failed, rows),
+        ):
+            counts["colleagues"] += 1
     if incident.acknowledged_by is not None and _patient_holding(incident, sender, name, now):
         counts["patient"] = 1
     return counts

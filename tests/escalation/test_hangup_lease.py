@@ -214,3 +214,26 @@ def test_a_hold_is_taken_over_by_one_run_only(
     _, primary, _ = throttled_hangup(patient_interaction, queued, django_capture_on_commit_callbacks, twilio_stub)
     assert hangups._hangup_claim(primary.pk, primary.provider_sid)
     assert not hangups._hangup_claim(primary.pk, primary.provider_sid)
+
+
+def test_a_lapsed_claims_transient_error_does_not_redate_the_claim_that_took_over(
+    oncall, patient_interaction, queued, django_capture_on_commit_callbacks
+):
+    """Our request outlived its claim (``stale_after``) and another run re-claimed the SID; our 503 then must
+    not turn that live claim into a hold (fenced by the claim time we were given)."""
+    incident, now = acknowledged_with_claims(
+        patient_interaction, queued, django_capture_on_commit_callbacks, ago=timedelta(minutes=1), claims={}
+    )
+    primary = call_of(incident, PRIMARY)
+    ours = hangups._hangup_claim(primary.pk, primary.provider_sid)
+    lapsed = (datetime.fromisoformat(ours) - stale_after() - timedelta(seconds=1)).isoformat()
+    NotificationAttempt.objects.filter(pk=primary.pk).update(hangup_claims={primary.provider_sid: lapsed})
+    theirs = hangups._hangup_claim(primary.pk, primary.provider_sid)
+    assert theirs and theirs != lapsed
+
+    hangups._hangup_hold(primary.pk, primary.provider_sid, lapsed)  # our late transient error
+    primary.refresh_from_db()
+    assert primary.hangup_claims == {primary.provider_sid: theirs}  # not re-dated into a hold
+    hangups._hangup_hold(primary.pk, primary.provider_sid, theirs)  # theirs: the hold is kept for its retry
+    primary.refresh_from_db()
+    assert datetime.fromisoformat(primary.hangup_claims[primary.provider_sid]) > timezone.now()

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from conversations.webhooks.delivery import SOFT_LIMIT_ERROR
+from conversations.webhooks import services
+from conversations.webhooks.delivery import SOFT_LIMIT_ERROR, AttemptResult
 from conversations.webhooks.models import WebhookAttempt, WebhookDelivery
 from conversations.webhooks.services import LEASE, LOST_ERROR, webhook_delivery_attempt, webhook_event_emit
 from conversations.webhooks.tasks import HARD_TIME_LIMIT
@@ -71,6 +72,26 @@ def test_an_attempt_whose_task_died_counts_and_the_schedule_ends(tenant, endpoin
     delivery.refresh_from_db()
     assert delivery.status == "dead" and delivery.last_error == LOST_ERROR and receiver.requests == []
     assert list(WebhookAttempt.objects.values_list("number", flat=True)) == [4]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("allow_loopback")
+def test_an_attempt_taken_over_while_it_ran_writes_nothing(tenant, endpoint, monkeypatch):
+    """The attempt outlived its lease: the sweeper's next claim counted it lost and took the delivery over
+    (``attempts`` moved on). Its late answer is dropped; the live attempt's outcome decides."""
+    delivery = emit(tenant)
+
+    def slow_send(**request):
+        later = timezone.now() + LEASE
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(attempts=2, last_attempt_at=later)
+        WebhookAttempt.objects.create(delivery=delivery, number=1, attempted_at=later, error=LOST_ERROR)
+        return AttemptResult(status_code=500, error="HTTP 500", duration_ms=61_000)
+
+    monkeypatch.setattr(services.http, "send", slow_send)
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == "skipped"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 2, None)
+    assert list(WebhookAttempt.objects.values_list("number", "error")) == [(1, LOST_ERROR)]
 
 
 def test_the_task_time_limit_ends_before_the_lease():
