@@ -11,11 +11,13 @@ points (``manage.py`` and ``python -m callsphere.run`` under ``DEBUG=1``, see
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
 
 from callsphere import embedded
 
@@ -421,7 +423,7 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -471,3 +473,31 @@ CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session st
 # Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 MIDDLEWARE.insert(0, "callsphere.metrics.WebhookLatencyMiddleware")  # first: the whole request is timed
+# Structured logs: LOG_FORMAT=json prints one JSON object per line (python-json-logger) with the request id
+# (django-guid: the X-Request-ID a proxy sent, if a UUID, else a new one; returned in the response header and
+# carried into the Celery tasks a request queues). The link-secret redaction applies to both formats.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+INSTALLED_APPS.append("django_guid")
+MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,
+    "EXPOSE_HEADER": False,
+    # json: Celery workers log through this LOGGING too (else Celery's own plain format)
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=LOG_FORMAT == "json")],
+}
+LOGGING["filters"]["request_id"] = {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}
+LOGGING["formatters"]["json"] = {
+    "()": "callsphere.redaction.JsonLogFormatter",  # python-json-logger, fields allow-listed
+    "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+LOGGING["handlers"]["console"]["filters"] = ["request_id", "redact_link_secrets"]
+LOGGING["loggers"]["django_guid"] = {"level": "WARNING"}  # one INFO line per request and per task otherwise
+# Optional error reporting (callsphere.errors): Sentry, PHI scrubbed before send; unset = off.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from callsphere.errors import init_sentry
+
+    init_sentry(dsn=SENTRY_DSN, environment=env("SENTRY_ENVIRONMENT", default="production"))
