@@ -57,6 +57,12 @@ SECRET_KEY = _required("SECRET_KEY", f"at least 50 random characters: {_NEW_KEY}
 )
 # Retired SECRET_KEYs, newest first: links and cookies signed with them (ack, chat, portal) stay valid.
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# Keys for the secrets in ack and chat links, "<kid>:<secret>" newest first (identity.keys): links carry the kid.
+LINK_SIGNING_KEYS = env.list("LINK_SIGNING_KEYS", default=[])
+for _entry in LINK_SIGNING_KEYS:
+    _kid, _sep, _secret = _entry.partition(":")
+    if not (_sep and _kid.isalnum() and len(_kid) <= 8 and len(_secret) >= 32):
+        _MISSING.append(f"LINK_SIGNING_KEYS: {_kid[:8]!r}… is not <kid>:<secret> (kid 1-8 letters/digits, 32+ chars)")
 # Keys for secrets encrypted at rest (tenant Twilio auth tokens): Fernet keys, newest first (the first encrypts,
 # all decrypt; ``manage.py rotate_encrypted_fields`` re-encrypts under the first). FIELD_ENCRYPTION_KEY (one key)
 # is read too, after them. Under DEBUG with neither set, a key derived from SECRET_KEY (identity.fields).
