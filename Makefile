@@ -30,7 +30,7 @@ test: install lint
 lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
-	$(BIN)/mypy callsphere identity conversations providers channels_app enrichment escalation observability
+	$(BIN)/mypy callsphere identity conversations providers channels_app enrichment escalation crm observability
 	DJANGO_SETTINGS_MODULE=callsphere.settings_test $(BIN)/lint-imports
 
 bench: install

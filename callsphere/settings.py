@@ -151,6 +151,7 @@ INSTALLED_APPS = [
     "channels_app",
     "enrichment",
     "escalation",
+    "crm",
 ]
 
 MIDDLEWARE = [
@@ -408,7 +409,7 @@ WEBHOOK_CONNECT_TIMEOUT = env.float("WEBHOOK_CONNECT_TIMEOUT", default=5.0)
 WEBHOOK_READ_TIMEOUT = env.float("WEBHOOK_READ_TIMEOUT", default=15.0)
 # Wall-clock bound of one whole attempt (a receiver trickling bytes cannot hold a worker longer than this).
 WEBHOOK_TOTAL_TIMEOUT = env.float("WEBHOOK_TOTAL_TIMEOUT", default=30.0)
-# Soft time limit of webhook_deliver (the hard limit is 15 s later); must stay well below the 2-minute lease.
+# Soft time limit of webhook_deliver (the hard limit is 15 s later; its lease that + identity.leases.SKEW).
 WEBHOOK_TASK_SOFT_TIME_LIMIT = env.float("WEBHOOK_TASK_SOFT_TIME_LIMIT", default=45.0)
 # At most this many due deliveries are queued per sweep (every 5 s); the rest wait for the next sweep.
 WEBHOOK_SWEEP_BATCH = env.int("WEBHOOK_SWEEP_BATCH", default=100)
@@ -453,7 +454,7 @@ LOGGING: dict[str, Any] = {
 DEFAULT_STATE_TTL = timedelta(days=30)
 DEFAULT_SMS_IDLE_WINDOW = timedelta(minutes=30)
 
-# --- issue 14: staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
+# --- staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
@@ -474,7 +475,30 @@ CELERY_BEAT_SCHEDULE["purge-expired-state"] = {  # retention: expired session st
 }
 # (the weak-SECRET_KEY check is with the required variables at the top)
 
-# --- issue 16: operator signals (callsphere.metrics, observability.metrics) ------------------------------------
+# --- CRM connectors (crm/): OAuth apps registered with each vendor; a tenant connects in admin ----------------
+CRM_HUBSPOT_CLIENT_ID = env("CRM_HUBSPOT_CLIENT_ID", default="")
+CRM_HUBSPOT_CLIENT_SECRET = env("CRM_HUBSPOT_CLIENT_SECRET", default="")
+# Base URLs of the vendors' APIs; only a local stub in tests changes them.
+CRM_HUBSPOT_API_BASE = env("CRM_HUBSPOT_API_BASE", default="https://api.hubapi.com").rstrip("/")
+CRM_HUBSPOT_AUTHORIZE_URL = env("CRM_HUBSPOT_AUTHORIZE_URL", default="https://app.hubspot.com/oauth/authorize")
+CRM_SALESFORCE_CLIENT_ID = env("CRM_SALESFORCE_CLIENT_ID", default="")
+CRM_SALESFORCE_CLIENT_SECRET = env("CRM_SALESFORCE_CLIENT_SECRET", default="")
+CRM_SALESFORCE_LOGIN_URL = env("CRM_SALESFORCE_LOGIN_URL", default="https://login.salesforce.com").rstrip("/")
+CRM_SALESFORCE_API_VERSION = env("CRM_SALESFORCE_API_VERSION", default="62.0")
+CRM_ZOHO_CLIENT_ID = env("CRM_ZOHO_CLIENT_ID", default="")
+CRM_ZOHO_CLIENT_SECRET = env("CRM_ZOHO_CLIENT_SECRET", default="")
+CRM_ZOHO_ACCOUNTS_URL = env("CRM_ZOHO_ACCOUNTS_URL", default="https://accounts.zoho.com").rstrip("/")
+CRM_TIMEOUT_SECONDS = env.float("CRM_TIMEOUT_SECONDS", default=15.0)
+# Seconds before each retry of a failed delivery (429 / 5xx / timeouts), ±10 % jitter, never sooner than Retry-After.
+CRM_RETRY_SCHEDULE = [int(s) for s in env.list("CRM_RETRY_SCHEDULE", default=["30", "300", "1800", "7200", "21600"])]
+CRM_SWEEP_BATCH = env.int("CRM_SWEEP_BATCH", default=100)
+CELERY_BEAT_SCHEDULE["crm-redrive"] = {  # re-queues due CRM deliveries and ones whose worker died (crm.services)
+    "task": "crm.tasks.crm_redrive",
+    "schedule": 30.0,
+    "options": {"expires": 30.0},
+}
+
+# --- operator signals (callsphere.metrics, observability.metrics) ------------------------------------
 # /metrics answers only "Authorization: Bearer <METRICS_TOKEN>"; unset, the endpoint does not exist (404).
 # Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
@@ -507,3 +531,43 @@ if SENTRY_DSN:
     from callsphere.errors import init_sentry
 
     init_sentry(dsn=SENTRY_DSN, environment=env("SENTRY_ENVIRONMENT", default="production"))
+# Login lockout (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one address lock that
+# pair out for LOGIN_LOCKOUT_MINUTES (429, identity.accounts.axes_lockout_response); a success resets the count.
+INSTALLED_APPS += ["axes", "django_otp", "django_otp.plugins.otp_totp"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "identity.accounts.axes_lockout_response"
+# Two-factor (django-otp TOTP): superusers and clinic admins always (ADMIN_OTP_REQUIRED), staff when their tenant
+# sets require_staff_otp; enrolment and verification at /admin/otp/ (identity.accounts, identity.otp_views).
+ADMIN_OTP_REQUIRED = env.bool("ADMIN_OTP_REQUIRED", default=True)
+OTP_TOTP_ISSUER = env("OTP_TOTP_ISSUER", default="callsphere")
+_auth_at = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware")
+MIDDLEWARE[_auth_at + 1 : _auth_at + 1] = [
+    "django_otp.middleware.OTPMiddleware",
+    "identity.accounts.StaffOTPMiddleware",
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")
+# Content-Security-Policy (django-csp 4): scripts only from us or inline with the per-response nonce
+# ({{ request.csp_nonce }}); styles may be inline (admin and the widget's shadow DOM set them); no framing.
+from csp.constants import NONCE, NONE, SELF  # noqa: E402
+
+MIDDLEWARE.insert(
+    MIDDLEWARE.index("identity.middleware.PermissionsPolicyMiddleware") + 1, "csp.middleware.CSPMiddleware"
+)
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, "'unsafe-inline'"],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}

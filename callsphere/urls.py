@@ -23,9 +23,11 @@ def healthz(request):
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics_view, name="metrics"),
+    path("admin/otp/", include("identity.otp_views")),  # two-factor enrolment and verification
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/v1/", include("callsphere.api_urls")),
     path("", include("channels_app.urls")),
     path("", include("escalation.urls")),
+    path("", include("crm.urls")),
 ]

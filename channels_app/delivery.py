@@ -1,19 +1,12 @@
 """Exactly-once hand-off of an outbound SMS or call to the provider, without a transaction across the HTTP call.
 
-A send is three short transactions (claim → send → record), tracked in :class:`~channels_app.models.
-OutboundDelivery`:
-
-1. :func:`delivery_claim` locks the pending ``ChannelMessage`` briefly, bumps ``attempts``, sets ``in_flight``
-   and a lease, and commits. If the previous attempt's outcome is unknown (``in_flight`` was still set: a 5xx
-   or read timeout after the request may have reached Twilio, or a worker killed mid-request), the claim says
-   so and carries ``reconcile_since`` — the caller must look the message/call up (``find_recent``) first.
-2. The caller sends (or finds) and then calls :func:`delivery_record_sent` / :func:`delivery_record_failed`,
-   or :func:`delivery_release` after a transient error. The release and the failure are fenced by the claim's
-   ``attempt``: an attempt that outlived its lease (another worker has claimed since) changes nothing. A
-   success is recorded whichever attempt reports it (a provider id is proof the message went out), once.
-
-:func:`outbound_redrive` (a beat task) re-queues outbound rows still ``pending`` a minute after they were
-created — a task whose worker died (OOM, hard time limit) — so a patient's reply is never silently dropped.
+A send is a claim (:mod:`identity.leases`: claim → send → record, redriven), tracked in
+:class:`~channels_app.models.OutboundDelivery`; ``attempts`` is the fencing token. :func:`delivery_claim` locks
+the pending ``ChannelMessage`` briefly and claims; when the previous attempt's outcome is unknown (``in_flight``
+still set: a 5xx or read timeout after the request may have reached Twilio, or a worker killed mid-request) the
+claim carries ``reconcile_since`` and the caller looks the message/call up (``find_recent``) first. Then
+:func:`delivery_record_sent` / :func:`delivery_record_failed`, or :func:`delivery_release` after a transient
+error. :func:`outbound_redrive` (beat) re-queues rows still ``pending`` a minute after they were created.
 """
 
 from __future__ import annotations
@@ -29,18 +22,22 @@ from django.utils import timezone
 from channels_app.models import OutboundDelivery
 from conversations.models import Channel, ChannelMessage, Direction
 from conversations.services import message_mark_failed, message_mark_sent
+from identity import leases
 from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 
 logger = logging.getLogger(__name__)
 
-RECONCILE_MARGIN = timedelta(minutes=2)  # clock skew between us and the provider's date_created
 REDRIVE_AFTER = timedelta(seconds=60)
 REDRIVE_MAX_AGE = timedelta(hours=1)  # older pending rows are left for staff: a late SMS/call does more harm
 
 
+def _delivery(message: ChannelMessage):
+    return OutboundDelivery.objects.filter(message_id=message.pk)
+
+
 def _lease() -> timedelta:
-    """How long a claimed send keeps other workers off (``settings.OUTBOUND_SEND_LEASE_SECONDS``): longer
-    than one provider request can take (connect + read timeout), so a live lease means a send is running."""
+    """How long a claimed send keeps other workers off (``settings.OUTBOUND_SEND_LEASE_SECONDS``, longer than
+    one provider request can take)."""
     return timedelta(seconds=settings.OUTBOUND_SEND_LEASE_SECONDS)
 
 
@@ -80,10 +77,10 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
         delivery = OutboundDelivery.objects.filter(message=message).first()
         if delivery is None:
             delivery = OutboundDelivery(message=message, first_claimed_at=now)
-        elif delivery.in_flight and delivery.lease_until > now:
+        elif delivery.in_flight and leases.is_live(delivery.lease_until, now):
             logger.info("outbound %s: attempt %s still running elsewhere", message.pk, delivery.attempts)
             return message
-        since = delivery.first_claimed_at - RECONCILE_MARGIN if delivery.in_flight else None
+        since = delivery.first_claimed_at - leases.SKEW if delivery.in_flight else None
         delivery.attempts += 1
         delivery.claimed_at, delivery.lease_until, delivery.in_flight = now, now + _lease(), True
         if delivery.attempts == 1:
@@ -112,13 +109,9 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     """Store the provider id and first status of a claimed message; clear ``in_flight``. False (nothing
     written) if the row was meanwhile sent or failed by someone else.
 
-    Not fenced by attempt, on purpose: a provider id means the provider accepted *this* request, so the
-    message went out whichever attempt sent it, and the row must say so. A superseded attempt that succeeds
-    late is recorded if no one recorded first; if the live attempt then sends too (a duplicate we could not
-    prevent: it looked the message up before the late request landed), its own record finds the row no longer
-    pending and writes nothing. Fencing here would instead drop a real send, and a later permanent error of
-    the live attempt would mark ``failed`` a message the patient received. The guard that matters is the
-    status check: only a ``pending`` row without a provider id is written.
+    Not fenced by attempt, on purpose: a provider id proves the message went out, whichever attempt sent it,
+    so a superseded attempt's late success is recorded if no one recorded first (fencing would drop a real
+    send). The guard is the status check: only a ``pending`` row without a provider id is written.
     """
     with transaction.atomic():
         locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
@@ -134,11 +127,8 @@ def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str 
     """Mark the message of ``claim`` ``failed`` (a permanent provider error) with only its code; clear
     ``in_flight``. Returns True if written.
 
-    Fenced by the claim's ``attempt``, like :func:`delivery_release`: under the message's row lock (the lock
-    :func:`delivery_claim` takes, so no claim can slip in between), nothing is written unless
-    ``OutboundDelivery.attempts`` is still this claim's number and the message is still ``pending``. An attempt
-    that outlived its lease and was superseded by a newer claim therefore cannot mark ``failed`` a message the
-    live attempt is sending (or has sent): the live attempt's outcome decides. ``claim.message`` is refreshed.
+    Fenced by the claim's ``attempt`` (:mod:`identity.leases`), under the message's row lock (the one
+    :func:`delivery_claim` takes), and only while the message is ``pending``. ``claim.message`` is refreshed.
 
     The provider's message text is not stored: Twilio's embeds the phone number ("The 'To' number +1… is not
     valid"), SMTP's the address, and error fields end up in logs and exports. ``error_message`` defaults to
@@ -166,7 +156,7 @@ def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str 
                 error_code=error_code,
                 error_message=error_message or f"provider error {error_code}".strip(),
             )
-            OutboundDelivery.objects.filter(message_id=message.pk, attempts=claim.attempt).update(in_flight=False)
+            leases.record(_delivery(message), claim.attempt, token_field="attempts", in_flight=False)
             written = True
     if written:
         OUTBOUND_DELIVERY_FAILURES.labels(channel=message.channel).inc()
@@ -179,13 +169,14 @@ def delivery_release(*, claim: Claim, request_sent: bool) -> bool:
 
     ``request_sent`` False (connect refused/timeout, 429: it certainly never reached the provider) clears
     ``in_flight`` — the retry just sends. True (a 5xx, a read timeout) keeps it — the retry reconciles first.
-    Only the claim's own attempt is released: when the attempt outlived its lease and another worker has
-    claimed the row since (``attempts`` moved on), nothing is written — clearing that live claim's
-    ``in_flight`` or lease would let a third attempt send again (a duplicate SMS or call). Returns True when
-    the row was released, False when the attempt had been superseded.
+    Fenced by the claim's ``attempt`` (:mod:`identity.leases`): True when released, False when superseded.
     """
-    released = OutboundDelivery.objects.filter(message_id=claim.message.pk, attempts=claim.attempt).update(
-        in_flight=request_sent, lease_until=timezone.now()
+    released = leases.record(
+        _delivery(claim.message),
+        claim.attempt,
+        token_field="attempts",
+        in_flight=request_sent,
+        lease_until=timezone.now(),
     )
     if not released:
         logger.warning(
@@ -205,18 +196,18 @@ def outbound_redrive(*, now: datetime | None = None) -> dict[str, int]:
     from channels_app.voice.tasks import voice_place_callback
 
     now = now or timezone.now()
-    rows = (
+    pending = leases.due(  # no live claim (a pending row's lease ends when its attempt is released)
         ChannelMessage.objects.filter(
             direction=Direction.OUTBOUND,
             status=ChannelMessage.Status.PENDING,
             channel__in=(Channel.SMS, Channel.VOICE, Channel.EMAIL),
             created_at__lt=now - REDRIVE_AFTER,
             created_at__gte=now - REDRIVE_MAX_AGE,
-        )
-        .exclude(delivery__in_flight=True, delivery__lease_until__gt=now)
-        .select_related("interaction")
-        .order_by("created_at")[:500]
+        ),
+        now,
+        field="delivery__lease_until",
     )
+    rows = pending.select_related("interaction").order_by("created_at")[:500]
     counts = {"sms": 0, "voice": 0, "email": 0}
     for message in rows:
         if message.channel == Channel.SMS:

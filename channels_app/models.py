@@ -31,7 +31,7 @@ class EmailMailbox(models.Model):
     its plus-address ``local+<token>@domain`` (:class:`EmailThread`). IMAP state: ``uidvalidity`` and
     ``last_uid`` are the watermark (RFC 3501 §2.3.1.1: UIDs are stable only within one UIDVALIDITY), advanced in
     the same transaction as each message's ingest, so a restart neither re-processes nor skips a message.
-    ``lease_until`` / ``lease_token`` keep two pollers off one mailbox.
+    ``lease_until`` / ``lease_token`` keep two pollers off one mailbox (a claim: :mod:`identity.leases`).
     """
 
     class Security(models.TextChoices):

@@ -13,6 +13,7 @@ from identity.admin_audit import AuditedReadsAdmin
 from identity.admin_scoping import TenantScopedInline, scope_queryset, user_is_clinic_admin
 from identity.models import Customer, CustomerIdentifier
 from identity.privacy import ErasureRefused, customer_erase
+from identity.roles import user_reads_transcripts
 from identity.services import MergeError, customer_merge
 
 TIMELINE_LIMIT = 50
@@ -46,6 +47,14 @@ class CustomerAdmin(AuditedReadsAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("identifiers")
+
+    def get_readonly_fields(self, request, obj=None):
+        """The timeline (transcripts) and Customer 360 (sentiment of what was said): not for roles that must not
+        read conversations (identity.roles.user_reads_transcripts)."""
+        fields = list(super().get_readonly_fields(request, obj))
+        if user_reads_transcripts(request.user):
+            return fields
+        return [f for f in fields if f not in ("timeline", "customer_360")]
 
     @admin.display(description="Identifiers")
     def identifiers_list(self, obj):

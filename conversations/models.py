@@ -36,6 +36,12 @@ class CalendarKey(Func):
     arg_joiner = " || ':' || "
     output_field = DecimalRangeField()
 
+    def as_sql(self, compiler, connection, **extra_context):
+        """The template repeats the expressions, so their parameters are repeated too (model validation of the
+        constraint, e.g. an admin form, binds the tenant and resource as parameters)."""
+        sql, params = super().as_sql(compiler, connection, **extra_context)
+        return sql, (*params, *params)
+
 
 class TranscriptDocument(Func):
     """The full-text document of a transcript: the ``text`` of every turn (roles, times and refs left out),

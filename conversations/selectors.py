@@ -10,10 +10,16 @@ from django.utils import timezone
 from conversations.models import Conversation, Interaction, SessionState
 
 
-def state_get_all(*, conversation: Conversation, now: datetime | None = None) -> dict[str, Any]:
-    """All unexpired state of a conversation as ``{key: value}``; expired rows are never returned."""
+def state_get_all(
+    *, conversation: Conversation, now: datetime | None = None, since: datetime | None = None
+) -> dict[str, Any]:
+    """All unexpired state of a conversation as ``{key: value}``; expired rows are never returned. With
+    ``since``, only state written at or after it (a patient who opted out of memory: this session's own)."""
     now = now or timezone.now()
-    return dict(SessionState.objects.filter(conversation=conversation, expires_at__gt=now).values_list("key", "value"))
+    rows = SessionState.objects.filter(conversation=conversation, expires_at__gt=now)
+    if since is not None:
+        rows = rows.filter(updated_at__gte=since)
+    return dict(rows.values_list("key", "value"))
 
 
 def state_get(*, conversation: Conversation, key: str, default: Any = None, now: datetime | None = None) -> Any:
@@ -21,10 +27,13 @@ def state_get(*, conversation: Conversation, key: str, default: Any = None, now:
     return state_get_all(conversation=conversation, now=now).get(key, default)
 
 
-def recent_turns(*, conversation: Conversation, limit: int = 20) -> list[dict]:
-    """The conversation's last ``limit`` turns across all channels, oldest first; each turn gains ``channel``."""
+def recent_turns(*, conversation: Conversation, limit: int = 20, interaction: Interaction | None = None) -> list[dict]:
+    """The conversation's last ``limit`` turns across all channels, oldest first; each turn gains ``channel``.
+    With ``interaction``, only that session's turns (a patient who opted out of cross-channel memory)."""
     turns: list[dict] = []
     interactions = Interaction.objects.filter(conversation=conversation).order_by("-started_at")
+    if interaction is not None:
+        interactions = interactions.filter(pk=interaction.pk)
     for interaction in interactions.only("channel", "transcript").iterator(chunk_size=20):
         for turn in reversed(interaction.transcript):
             turns.append({**turn, "channel": interaction.channel})

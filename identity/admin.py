@@ -26,6 +26,13 @@ admin.site.register(get_user_model(), ClinicUserAdmin)
 restrict_to_superusers(admin.site, [Group])
 if apps.is_installed("django_celery_beat"):
     restrict_to_superusers(admin.site, apps.get_app_config("django_celery_beat").get_models())
+# Login attempts and lockouts (django-axes) and two-factor devices (django-otp) belong to no tenant either: only
+# superusers unlock a login or remove a lost authenticator. Their apps come after identity: register them now.
+import axes.admin  # noqa: E402, F401
+import django_otp.plugins.otp_totp.admin  # noqa: E402, F401
+
+for _label in ("axes", "otp_totp"):
+    restrict_to_superusers(admin.site, apps.get_app_config(_label).get_models())
 
 
 class PhoneNumberInline(SuperuserEditsInline):

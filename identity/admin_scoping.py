@@ -36,6 +36,12 @@ def user_tenant_id(user):
     return membership[0] if membership else None
 
 
+def user_role(user) -> str | None:
+    """The clinic role (``"staff"``, ``"admin"``, ``"scheduling"``) of ``user``'s membership, or None."""
+    membership = _membership(user)
+    return membership[1] if membership else None
+
+
 def user_is_clinic_admin(user) -> bool:
     """True when ``user`` has a membership with role ``admin`` (superusers without one: False)."""
     membership = _membership(user)

@@ -84,6 +84,10 @@ class Tenant(models.Model):
     intents = models.JSONField(default=_default_intents, blank=True, help_text="intent name → example phrases")
     emergency_phrases = models.JSONField(default=_default_emergency_phrases, blank=True)
     lead_intents = models.JSONField(default=list, blank=True, help_text="Intents that count as a lead.")
+    require_staff_otp = models.BooleanField(
+        default=False,
+        help_text="Every staff login of this clinic must use two-factor sign-in (clinic admins always do).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,6 +119,7 @@ class TenantMembership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Clinic admin"
         STAFF = "staff", "Staff"
+        SCHEDULING = "scheduling", "Clinic scheduling"
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="membership")
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
@@ -135,6 +140,11 @@ class Customer(models.Model):
         max_length=200, blank=True, help_text="While set (the reason, no PHI), the patient cannot be erased."
     )
     erased_at = models.DateTimeField(null=True, blank=True, editable=False)
+    memory_opt_out = models.BooleanField(
+        default=False,
+        help_text="The patient asked not to be remembered across channels: the agent uses only the current "
+        "session, and no new phone, email or browser is linked to this record.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

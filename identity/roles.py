@@ -1,4 +1,9 @@
-"""The two clinic roles as Django groups: "Clinic staff" (front desk) and "Clinic admin".
+"""The clinic roles as Django groups: "Clinic staff" (front desk), "Clinic admin" and "Clinic scheduling".
+
+"Clinic scheduling" is least privilege for people who only run the calendar: they see patients' names and
+numbers and manage appointments, and never read what patients said (no call_logs, conversations, emails, inbox,
+Customer 360 timeline, triage or incidents; staff sessions of this role reach only ``appointments:read`` in the
+API). :func:`user_reads_transcripts` is the one check for the pages that are not model permissions.
 
 A :class:`~identity.models.TenantMembership` role maps to exactly one group; the group carries the model
 permissions the admin checks. Tenant scoping is separate (``identity.admin_scoping``): a permission here lets
@@ -18,11 +23,18 @@ from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
 
+from identity.admin_scoping import user_role
 from identity.models import TenantMembership
 
 Role = TenantMembership.Role
 
-ROLE_GROUP_NAMES: dict[str, str] = {Role.STAFF: "Clinic staff", Role.ADMIN: "Clinic admin"}
+ROLE_GROUP_NAMES: dict[str, str] = {
+    Role.STAFF: "Clinic staff",
+    Role.ADMIN: "Clinic admin",
+    Role.SCHEDULING: "Clinic scheduling",
+}
+#: Roles whose members never read transcripts, message bodies or notes (only names, numbers and the calendar).
+NO_TRANSCRIPT_ROLES = frozenset({Role.SCHEDULING})
 
 _V, _VC, _VAC, _ALL = ("view",), ("view", "change"), ("view", "add", "change"), ("view", "add", "change", "delete")
 
@@ -74,6 +86,7 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "cannedresponse": _ALL,
     },
     "channels_app": {"emailmailbox": _ALL},
+    "crm": {"crmconnection": ("change", "delete", "view"), "crmdelivery": _VC},
     "escalation": {
         "responder": _ALL,
         "team": _ALL,
@@ -84,6 +97,13 @@ _ADMIN_EXTRA: dict[str, dict[str, tuple[str, ...]]] = {
         "escalationstep": _ALL,
         "escalationsettings": _VAC,
     },
+}
+
+
+# Clinic scheduling: the calendar and who is on it; nothing patients said.
+_SCHEDULING: dict[str, dict[str, tuple[str, ...]]] = {
+    "identity": {"tenant": _V, "customer": _V, "customeridentifier": _V},
+    "conversations": {"appointment": _VC, "agentsettings": _V},
 }
 
 
@@ -99,7 +119,21 @@ def _merge(*specs: dict) -> dict[str, dict[str, tuple[str, ...]]]:
 ROLE_PERMISSIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
     Role.STAFF: _merge(_STAFF),
     Role.ADMIN: _merge(_STAFF, _ADMIN_EXTRA),
+    Role.SCHEDULING: _merge(_SCHEDULING),
 }
+
+
+def user_reads_transcripts(user) -> bool:
+    """True unless ``user``'s clinic role is one that must not read transcripts (``NO_TRANSCRIPT_ROLES``).
+
+    Superusers: True. Anonymous users: False. Model permissions still apply on top of this.
+    """
+    if not getattr(user, "is_authenticated", False):
+        return False
+    if user.is_superuser:
+        return True
+    role = user_role(user)
+    return role not in NO_TRANSCRIPT_ROLES
 
 
 def role_permission_names(role: str) -> set[str]:

@@ -67,7 +67,8 @@ def customer_resolve(
     Priority is auth > phone > email > cookie: the highest-priority identifier already known decides who
     this is. Identifiers not yet known are attached to that customer. Identifiers that belong to a
     *different* customer are never moved: each becomes an open :class:`IdentityConflict` for an operator
-    (admin merge action). Junk and unparsable values are ignored. ``verified_kinds`` marks identifiers the
+    (admin merge action). A customer who opted out of cross-channel memory (``memory_opt_out``) gets no new
+    identifiers attached. Junk and unparsable values are ignored. ``verified_kinds`` marks identifiers the
     channel has proven (e.g. ``("phone",)`` for an inbound SMS's ``From``).
 
     Raises ``ValueError`` if no usable identifier is given. Safe under concurrency: a race that inserts the
@@ -109,6 +110,8 @@ def _resolve_once(tenant, candidates, display_name, verified_kinds) -> Resolutio
 
     for kind, value in candidates:
         ident = known.get((kind, value))
+        if ident is None and owner.memory_opt_out:
+            continue  # opted out of cross-channel memory: no new phone, email or browser is linked to them
         if ident is None:
             resolution.attached.append(
                 CustomerIdentifier.objects.create(

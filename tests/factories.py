@@ -1,9 +1,13 @@
-"""factory-boy factories for the core models."""
+"""factory-boy factories: tenants, patients, conversations, appointments, webhooks, on-call."""
+
+from datetime import timedelta
 
 import factory
 from django.utils import timezone
 
-from conversations.models import Conversation, Interaction
+from conversations.models import Appointment, Conversation, Interaction
+from conversations.webhooks.models import WebhookEndpoint
+from escalation.models import EscalationPolicy, EscalationStep, Responder
 from identity.models import Customer, CustomerIdentifier, Tenant, TenantPhoneNumber
 
 
@@ -67,3 +71,63 @@ class InteractionFactory(factory.django.DjangoModelFactory):
     direction = "inbound"
     started_at = factory.LazyFunction(timezone.now)
     last_activity_at = factory.LazyFunction(timezone.now)
+
+
+class AppointmentFactory(factory.django.DjangoModelFactory):
+    """A booked 30-minute appointment tomorrow at 10:00 UTC on the ``main`` calendar."""
+
+    class Meta:
+        model = Appointment
+
+    customer = factory.SubFactory(CustomerFactory)
+    tenant = factory.SelfAttribute("customer.tenant")
+    starts_at = factory.LazyFunction(
+        lambda: (timezone.now() + timedelta(days=1)).replace(hour=10, minute=0, second=0, microsecond=0)
+    )
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(minutes=30))
+
+
+class WebhookEndpointFactory(factory.django.DjangoModelFactory):
+    """An active endpoint on a public https URL subscribed to ``conversation.closed`` (secret generated)."""
+
+    class Meta:
+        model = WebhookEndpoint
+
+    tenant = factory.SubFactory(TenantFactory)
+    url = factory.Sequence(lambda n: f"https://hooks.example.com/{n}")
+    events = factory.LazyFunction(lambda: ["conversation.closed"])
+
+
+class ResponderFactory(factory.django.DjangoModelFactory):
+    """An on-call clinician reachable by SMS and voice (E.164 phone)."""
+
+    class Meta:
+        model = Responder
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Faker("name")
+    phone = factory.Sequence(lambda n: f"+1555888{n:04d}")
+    timezone = "America/New_York"
+
+
+class EscalationPolicyFactory(factory.django.DjangoModelFactory):
+    """A policy without steps; add :class:`EscalationStepFactory` rows."""
+
+    class Meta:
+        model = EscalationPolicy
+
+    tenant = factory.SubFactory(TenantFactory)
+    name = factory.Sequence(lambda n: f"Policy {n}")
+
+
+class EscalationStepFactory(factory.django.DjangoModelFactory):
+    """A step paging one responder directly, waiting 60 s before the next step."""
+
+    class Meta:
+        model = EscalationStep
+
+    policy = factory.SubFactory(EscalationPolicyFactory)
+    order = factory.Sequence(lambda n: n)
+    target = "responder"
+    responder = factory.SubFactory(ResponderFactory, tenant=factory.SelfAttribute("..policy.tenant"))
+    wait_seconds = 60

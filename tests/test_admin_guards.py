@@ -11,7 +11,7 @@ from conversations.webhooks.models import WebhookDelivery, WebhookEndpoint, Webh
 from conversations.webhooks.services import _tell_admins
 from conversations.webhooks.ssrf import UnsafeTarget, resolve_target
 from identity.models import CustomerIdentifier, TenantMembership
-from tests.test_admin import interaction_for, staff_for
+from tests.admin_setup import interaction_for, staff_for
 
 pytestmark = pytest.mark.django_db
 

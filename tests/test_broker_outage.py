@@ -9,10 +9,11 @@ from django.utils import timezone
 
 from conversations.appointments import appointment_cancel
 from conversations.models import Appointment
-from conversations.webhooks.models import WebhookDelivery, WebhookEndpoint
+from conversations.webhooks.models import WebhookDelivery
 from conversations.webhooks.services import webhook_event_emit
 from identity.services import customer_resolve
 from tests.broker import broker_down
+from tests.factories import AppointmentFactory, WebhookEndpointFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def dead_broker():
 def test_emitting_a_webhook_with_the_broker_down_commits(
     tenant, dead_broker, django_capture_on_commit_callbacks, caplog
 ):
-    WebhookEndpoint.objects.create(tenant=tenant, url="https://hooks.example.com/x", events=["incident.acknowledged"])
+    WebhookEndpointFactory(tenant=tenant, events=["incident.acknowledged"])
     with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True) as callbacks:
         message = webhook_event_emit(tenant=tenant, event_type="incident.acknowledged", payload={}, dedupe_key="k")
     assert len(callbacks) == 1 and "Error calling" in caplog.text  # the queuing failed, and was only logged
@@ -40,9 +41,7 @@ def test_cancelling_an_appointment_with_the_broker_down_commits(
 ):
     customer = customer_resolve(tenant=tenant, phone="+14155550001").customer
     start = timezone.now() + timedelta(days=2)
-    appointment = Appointment.objects.create(
-        tenant=tenant, customer=customer, starts_at=start, ends_at=start + timedelta(minutes=30)
-    )
+    appointment = AppointmentFactory(customer=customer, starts_at=start)
     with caplog.at_level(logging.ERROR), django_capture_on_commit_callbacks(execute=True) as callbacks:
         assert appointment_cancel(appointment=appointment) is True
     assert callbacks and "Error calling" in caplog.text

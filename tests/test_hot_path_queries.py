@@ -1,4 +1,4 @@
-"""Query counts of the hot paths (issue 19): an inbound SMS webhook, a voice answer and Gather turn, and a chat
+"""Query counts of the hot paths: an inbound SMS webhook, a voice answer and Gather turn, and a chat
 message. Pinned with ``django_assert_max_num_queries`` so a change that adds round trips to a request shows up
 here. Counted in-process (Django test client / the chat service the consumer calls)."""
 
@@ -13,7 +13,7 @@ from conversations.models import Interaction
 PATIENT = "+15551230001"
 CLINIC = "+15550100001"
 
-# Measured on issue 19's branch; raise a limit only with a reason in the commit.
+# Measured when the limits were set; raise a limit only with a reason in the commit.
 SMS_FIRST_MESSAGE = 25  # +2 after merging issues 11–15 (not yet traced); new customer, new conversation and exchange (27 before the one-statement append)
 SMS_NEXT_MESSAGE = 19  # known customer, open exchange (was 21) (+2 after merging issues 11–15)
 VOICE_ANSWER = 30  # was 32; +2 after merging issues 11–15

@@ -1,4 +1,4 @@
-"""Graceful overload (issue 19): past capacity an HTTP request is answered 503 + Retry-After before any work,
+"""Graceful overload: past capacity an HTTP request is answered 503 + Retry-After before any work,
 and the escalation paths keep a budget of their own."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 import pytest
 
 from conversations.models import Interaction
-from tests.test_sms_webhook import inbound, nothing_written
+from tests.sms import inbound, nothing_written
 
 pytestmark = pytest.mark.django_db
 

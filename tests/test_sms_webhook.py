@@ -9,20 +9,9 @@ from channels_app import twilio_payloads
 from channels_app.sms.replies import sms_reply
 from channels_app.sms.services import sms_send
 from conversations.models import ChannelMessage, Conversation, Interaction
-from identity.models import Customer, CustomerIdentifier
+from identity.models import CustomerIdentifier
 from providers.sms import LocmemSmsBackend
-
-PATIENT = "+15551230001"
-
-
-def inbound(tenant, body="Hello", sid=None, from_=PATIENT):
-    return twilio_payloads.inbound_sms(
-        account_sid=tenant.twilio_account_sid, from_=from_, to="+15550100001", body=body, message_sid=sid
-    )
-
-
-def nothing_written():
-    return not (Interaction.objects.exists() or Customer.objects.exists() or ChannelMessage.objects.exists())
+from tests.sms import PATIENT, inbound, nothing_written
 
 
 @pytest.mark.django_db

@@ -178,7 +178,8 @@ def test_deactivate_action_touches_only_own_staff_and_never_self(people, as_boss
         assert people[key].is_active is active, key
     assert LogEntry.objects.filter(user=people["boss"], object_id=str(people["desk"].pk), action_flag=CHANGE).exists()
     client.logout()
-    assert not client.login(username="a-desk", password="pw")
+    response = client.post("/admin/login/", {"username": "a-desk", "password": "pw"})
+    assert response.status_code == 200 and "_auth_user_id" not in client.session  # the form again, not signed in
 
 
 def test_deactivate_with_the_checkbox_and_deleting_is_superuser_only(people, as_boss):

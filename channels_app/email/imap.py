@@ -18,7 +18,6 @@ from __future__ import annotations
 import imaplib
 import ipaddress
 import logging
-import secrets
 import socket
 import ssl
 from dataclasses import dataclass, field
@@ -26,17 +25,15 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
 from django.utils import timezone
 from imap_tools import MailBox, MailBoxStartTls, MailBoxUnencrypted, MailMessage
 
 from channels_app.email.quarantine import email_ingest_or_quarantine, email_quarantine
 from channels_app.models import EmailMailbox, InboundEmail
 from conversations.webhooks.ssrf import _is_public as is_public_address
+from identity import leases
 
 logger = logging.getLogger(__name__)
-
-LEASE = timedelta(minutes=5)
 
 
 class RawMailMessage(MailMessage):
@@ -114,18 +111,13 @@ def _connect(mailbox: EmailMailbox):
 
 
 def _claim(mailbox_id: int, now: datetime) -> str | None:
-    token = secrets.token_hex(8)
-    claimed = (
-        EmailMailbox.objects.filter(pk=mailbox_id, enabled=True)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lt=now))
-        .update(lease_until=now + LEASE, lease_token=token)
-    )
-    return token if claimed else None
+    """Lease the enabled mailbox for one poll (:mod:`identity.leases`; held by a task): its token, or None."""
+    return leases.claim(EmailMailbox.objects.filter(pk=mailbox_id, enabled=True), now=now, lease=leases.task_lease())
 
 
 def _advance(mailbox_id: int, token: str, **fields) -> None:
     """Write watermark fields if we still hold the lease (else raise: another poller took over)."""
-    if not EmailMailbox.objects.filter(pk=mailbox_id, lease_token=token).update(**fields):
+    if not leases.record(EmailMailbox.objects.filter(pk=mailbox_id), token, **fields):
         raise RuntimeError("lost the mailbox lease")
 
 
@@ -192,9 +184,9 @@ def mailbox_poll(*, mailbox_id: int, limit: int | None = None) -> PollResult:
     except Exception as exc:  # noqa: BLE001 - connection / auth / protocol errors: record, retry next beat
         result.error = f"{type(exc).__name__}: {exc}"[:500]
         logger.warning("polling mailbox %s failed: %s", mailbox.address, result.error)
-        EmailMailbox.objects.filter(pk=mailbox_id, lease_token=token).update(last_error=result.error)
+        leases.record(EmailMailbox.objects.filter(pk=mailbox_id), token, last_error=result.error)
     finally:
-        EmailMailbox.objects.filter(pk=mailbox_id, lease_token=token).update(lease_until=None, lease_token="")
+        leases.release(EmailMailbox.objects.filter(pk=mailbox_id), token)
     return result
 
 

@@ -9,44 +9,27 @@
 4. Either answer goes back as a threaded reply (:func:`channels_app.email.outbound.email_reply_prepare`).
 
 No lock is held while the LLM thinks (the urgency check and the engine may take tens of seconds, and ingest,
-the admin and the patient's other channels must not wait on these rows). A triage is three steps, like a voice
-turn (:mod:`channels_app.voice.agent`):
-
-- claim, one short transaction under the inbound row's lock: unless it is already ``triaged_at`` (or not
-  ``accepted``), write ``triage = {"claim": {"attempt": n, "token": hex, "lease_until": ISO-8601 UTC}}`` and
-  commit. While that lease is live another run (a redelivered or duplicated task) does nothing and reports
-  ``in_progress`` (the task retries once the lease is over); :func:`triage_lease` outlasts the task's hard
-  time limit, so a live lease means an attempt may still be running, an expired one that it died (or failed:
-  a database error in the finish, the hard time limit, which acknowledges the task);
-- think, outside any transaction: assess, and unless urgent run the engine (its tools take their own short
-  transactions; ``deadline`` keeps the LLM inside the task's soft time limit). The engine may have acted
-  (booked, moved) before an attempt died, so it runs at most once per email: an attempt that finds an earlier
-  claim expired (or whose engine raised) answers :data:`FALLBACK_REPLY` instead and hands the conversation to
-  staff (decision ``fallback``); an urgent email is escalated as usual, since assessing has no side effects;
-- finish, one short transaction under the inbound row's lock: if the claim is still ours, store the
-  assessment, escalate or hand off, prepare the reply (keyed ``email-reply:<inbound id>``, so at most one) and
-  set ``triage = {"decision", "urgency", "attempt"}`` and ``triaged_at``. An attempt whose claim was taken
-  over meanwhile writes nothing (decision ``superseded``).
-
-Nothing else retries a triage that died, or whose task never reached the broker: :func:`email_triage_redrive`
-(beat, every 30 s, via ``channels_app.tasks.inbound_redrive``) re-queues every accepted, untriaged email
-received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` ago (60 s .. 1 h) that holds no live claim. Never claimed
-(the task was lost): that attempt runs the engine as usual. Claimed and expired: it answers with the fallback.
+the admin and the patient's other channels must not wait on these rows). A triage is a claim
+(:mod:`identity.leases`: claim → think → finish, redriven), held as the mark ``triage["claim"]`` of the inbound
+row for :func:`triage_lease`. A run that finds a live claim does nothing (``in_progress``; the task retries once
+the lease is over). The engine may have acted (booked, moved) before an attempt died, so it runs at most once
+per email: an attempt that takes over an expired claim (or whose engine raised) answers :data:`FALLBACK_REPLY`
+and hands the conversation to staff (decision ``fallback``); an urgent email is escalated as usual. The finish
+(under the row lock, only while the claim is still ours, else ``superseded``) stores the assessment, escalates
+or hands off, prepares the reply (keyed ``email-reply:<inbound id>``) and sets ``triage = {"decision",
+"urgency", "attempt"}`` and ``triaged_at``. :func:`email_triage_redrive` (beat, every 30 s) re-queues accepted,
+untriaged emails received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` ago (60 s .. 1 h) that hold no live claim.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, Q
-from django.db.models.fields.json import KT
-from django.db.models.functions import Cast
 from django.utils import timezone
 
 from channels_app.delivery import REDRIVE_AFTER, REDRIVE_MAX_AGE
@@ -61,6 +44,7 @@ from conversations.services import interaction_set_assessment
 from conversations.signals import escalation_requested
 from conversations.triage import assess_rules, safety_reply
 from conversations.triage.records import triage_record
+from identity import leases
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +65,8 @@ REDRIVE_BATCH = 500
 
 
 def triage_lease() -> timedelta:
-    """How long a claim keeps other attempts off: the task's hard time limit (``CELERY_TASK_TIME_LIMIT``
-    seconds, after which the worker child is killed) plus a margin."""
-    return timedelta(seconds=getattr(settings, "CELERY_TASK_TIME_LIMIT", None) or 120) + timedelta(seconds=30)
+    """How long a claim keeps other attempts off: a task's lease (:func:`identity.leases.task_lease`)."""
+    return leases.task_lease()
 
 
 def triage_budget() -> float:
@@ -118,13 +101,6 @@ class TriageClaim:
     engine_ran_before: bool
 
 
-def _lease_end(mark) -> datetime | None:
-    try:
-        return datetime.fromisoformat(mark["lease_until"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _locked(inbound_id) -> InboundEmail | None:
     """The inbound row, locked until the surrounding transaction ends (only that row: ``of=("self",)``)."""
     return InboundEmail.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=inbound_id).first()
@@ -148,19 +124,20 @@ def triage_claim(*, inbound_id, now: datetime | None = None) -> TriageClaim | Tr
         ):  # no interaction: its customer was erased since
             return TriageOutcome(decision="skipped")
         mark = (inbound.triage or {}).get(CLAIM)
-        until = _lease_end(mark)
-        if until is not None and until > now:
-            return TriageOutcome(decision="in_progress", lease_until=until)
-        attempt = int((mark or {}).get("attempt") or 0) + 1
-        token = uuid.uuid4().hex
-        lease_until = (now + triage_lease()).isoformat()
-        inbound.triage = {CLAIM: {"attempt": attempt, "token": token, "lease_until": lease_until}}
+        taken = leases.mark_claim(mark, now=now, lease=triage_lease())
+        if taken is None:
+            return TriageOutcome(decision="in_progress", lease_until=leases.mark_lease_until(mark))
+        inbound.triage = {CLAIM: taken.mark}
         inbound.save(update_fields=["triage"])
     interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(
         pk=inbound.interaction_id
     )
     return TriageClaim(
-        inbound=inbound, interaction=interaction, token=token, attempt=attempt, engine_ran_before=mark is not None
+        inbound=inbound,
+        interaction=interaction,
+        token=taken.token,
+        attempt=taken.attempt,
+        engine_ran_before=taken.taken_over,
     )
 
 
@@ -209,8 +186,7 @@ def triage_finish(*, claim: TriageClaim, assessment: Assessment, body: str, deci
     inbound_id = claim.inbound.pk
     with transaction.atomic():
         inbound = _locked(inbound_id)
-        mark = (inbound.triage or {}).get(CLAIM) or {}
-        if inbound.triaged_at or mark.get("token") != claim.token:
+        if inbound.triaged_at or not leases.mark_held((inbound.triage or {}).get(CLAIM), claim.token):
             logger.warning(
                 "email %s: triage attempt %s was taken over while it ran; its answer is dropped",
                 inbound_id,
@@ -248,11 +224,8 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
     """Run the EmailTriageAgent once for an accepted inbound email: claim → think → finish (module docstring).
 
     A second run after the first finished is a no-op (``skipped``); one while another attempt holds a live
-    claim does nothing (``in_progress``, with ``lease_until``). No transaction or row lock is held while the
-    urgency check or the engine waits on the LLM. Database errors propagate: the task fails, and its claim
-    stays until the lease ends; then :func:`email_triage_redrive` (beat) queues the next attempt, which
-    answers with the fallback — if the email was received less than ``REDRIVE_MAX_AGE`` (1 h) before,
-    otherwise it is left to staff, untriaged.
+    claim does nothing (``in_progress``, with ``lease_until``). Database errors propagate (the task fails; the
+    redrive takes over once the lease ends, answering with the fallback).
     """
     claim = triage_claim(inbound_id=inbound_id, now=now)
     if isinstance(claim, TriageOutcome):
@@ -273,22 +246,15 @@ def email_triage(*, inbound_id, now: datetime | None = None) -> TriageOutcome:
 def email_triage_redrive(*, now: datetime | None = None) -> int:
     """Re-queue the triage of accepted emails nobody answered; return how many were queued.
 
-    Due: ``status`` accepted, no ``triaged_at``, an interaction (an erased customer's email is never triaged),
-    received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` before ``now`` (aware UTC, default the current time;
-    older ones are left to staff: a late automatic answer does more harm), and no live claim (no
-    ``triage["claim"]``, or its ``lease_until`` is not after ``now``). That covers a task that never reached
-    the broker (queued on commit at ingest), and one that died or failed after claiming (its lease, which
-    outlasts the hard time limit, has ended; the queued attempt answers with :data:`FALLBACK_REPLY` and hands
-    the conversation to staff). Every condition is in SQL, before the :data:`REDRIVE_BATCH` limit, through the
-    partial index ``inbound_email_untriaged``: triaged emails and live claims never crowd due ones out.
-
-    Safe to run often: a queued task claims first, so a duplicate does nothing (``in_progress``/``skipped``),
-    and each expires after ``REDRIVE_AFTER`` if no worker took it.
+    Due (:func:`identity.leases.free`, all in SQL before the :data:`REDRIVE_BATCH` limit, through the partial
+    index ``inbound_email_untriaged``): accepted, not triaged, with an interaction (an erased customer's email is
+    never triaged), received ``REDRIVE_AFTER`` .. ``REDRIVE_MAX_AGE`` before ``now`` (aware UTC; older ones are
+    left to staff) and no live claim. A queued task claims first, so a duplicate does nothing.
     """
     from channels_app.email.tasks import email_triage_task
 
     now = now or timezone.now()
-    lease_until = Cast(KT(f"triage__{CLAIM}__lease_until"), DateTimeField())  # NULL when unclaimed
+    lease_until = leases.mark_lease_until_sql(f"triage__{CLAIM}")  # NULL when unclaimed
     due = (
         InboundEmail.objects.filter(
             status=InboundEmail.Status.ACCEPTED,
@@ -298,7 +264,7 @@ def email_triage_redrive(*, now: datetime | None = None) -> int:
             received_at__gte=now - REDRIVE_MAX_AGE,
         )
         .annotate(lease_until=lease_until)
-        .filter(Q(lease_until__isnull=True) | Q(lease_until__lte=now))
+        .filter(leases.free("lease_until", now))
         .order_by("received_at")
         .values_list("pk", flat=True)[:REDRIVE_BATCH]
     )

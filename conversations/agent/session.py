@@ -3,6 +3,9 @@
 Continuity: a session opened on any channel sees the conversation's unexpired :class:`SessionState` (expired
 rows are never read, see ``conversations.selectors.state_get_all``) and the last turns across channels, and
 greets with what was pending ("Welcome back — you were booking for Tuesday, November 24; what time suits you?").
+A patient who opted out of that memory (``Customer.memory_opt_out``) is not remembered across channels: the
+session sees only the state written and the turns said in this session (this call, chat, SMS exchange), and
+is greeted as a first contact. Their appointments are still theirs to move or cancel.
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ class AgentSession:
         return (self.interaction.workflow or {}).get("identity")
 
     @property
+    def remembers(self) -> bool:
+        """False when the patient opted out of cross-channel memory: only this session's turns and state."""
+        return not self.customer.memory_opt_out
+
+    def turns(self, limit: int) -> list[dict]:
+        """The last ``limit`` turns the agent may use: across channels, or this session's when not remembering."""
+        only = None if self.remembers else self.interaction
+        return selectors.recent_turns(conversation=self.conversation, limit=limit, interaction=only)
+
+    @property
     def pending(self) -> dict:
         return dict(self.state.get(PENDING) or {})
 
@@ -96,7 +109,8 @@ def session_for(*, interaction: Interaction, now: datetime | None = None) -> Age
     if not hasattr(interaction, "_agent_loaded"):
         interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(pk=interaction.pk)
         interaction._agent_loaded = True
-    state = selectors.state_get_all(conversation=interaction.conversation, now=now)
+    since = interaction.started_at if interaction.customer.memory_opt_out else None
+    state = selectors.state_get_all(conversation=interaction.conversation, now=now, since=since)
     if (interaction.workflow or {}).get("identity") == "other":
         state = {}
     return AgentSession(interaction=interaction, now=now, state=state, settings=agent_settings_for(interaction.tenant))
@@ -109,6 +123,11 @@ def continuity_greeting(session: AgentSession, *, anonymous: bool = False) -> st
     the agent can pick up an earlier conversation.
     """
     tenant = session.tenant
+    if not session.remembers:
+        return (
+            f"Hi! Thanks for contacting {tenant.short_name}. I can book, move or cancel appointments, arrange a "
+            "call back or connect you with our team. How can I help?"
+        )
     name = session.state.get(NAME) or ""
     pending = session.pending
     hello = f"Welcome back{', ' + name if name else ''}"
@@ -130,7 +149,7 @@ def continuity_greeting(session: AgentSession, *, anonymous: bool = False) -> st
             "or connect you with our team. If you've been in touch before, tell me your phone number or "
             "email and I'll pick up where we left off."
         )
-    has_history = bool(selectors.recent_turns(conversation=session.conversation, limit=2)) and bool(session.state)
+    has_history = bool(session.turns(2)) and bool(session.state)
     if has_history:
         return f"{hello}! How can {tenant.short_name} help today?"
     return (

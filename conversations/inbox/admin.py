@@ -9,9 +9,11 @@ the page re-fetches its fragments through these views). Everything shown is esca
 from __future__ import annotations
 
 from datetime import datetime
+from functools import wraps
 
 from django.contrib import admin, messages
 from django.contrib.auth import REDIRECT_FIELD_NAME, get_user_model
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -39,6 +41,7 @@ from conversations.inbox.services import (
 from conversations.models import Channel, Conversation
 from identity.admin_scoping import TenantScopedAdmin, user_tenant_id
 from identity.audit import audit_record
+from identity.roles import user_reads_transcripts
 
 
 def _parse_at(value: str) -> datetime | None:
@@ -72,12 +75,27 @@ class CannedResponseAdmin(TenantScopedAdmin):
     ordering = ["title"]
 
 
+def _readers_only(func):
+    """403 for a clinic role that must not read conversations (e.g. "Clinic scheduling"), on every inbox URL."""
+
+    @wraps(func)
+    def wrapped(request, *args, **kwargs):
+        if request.user.is_authenticated and not user_reads_transcripts(request.user):
+            raise PermissionDenied("Your role does not include reading patients' conversations.")
+        return func(request, *args, **kwargs)
+
+    return wrapped
+
+
 @admin.register(InboxConversation)
 class InboxAdmin(admin.ModelAdmin):
     """Not a list of rows: the changelist is the inbox page, the change page the conversation view."""
 
     def _tenant_id(self, request):
-        return user_tenant_id(request.user) if request.user.is_staff else None
+        """The staff user's tenant, or None (not staff, no clinic, or a role that must not read conversations)."""
+        if not (request.user.is_staff and user_reads_transcripts(request.user)):
+            return None
+        return user_tenant_id(request.user)
 
     def has_module_permission(self, request):
         return self._tenant_id(request) is not None
@@ -95,7 +113,9 @@ class InboxAdmin(admin.ModelAdmin):
         return False
 
     def get_urls(self):
-        view = self.admin_site.admin_view
+        def view(func):
+            return self.admin_site.admin_view(_readers_only(func))
+
         return [
             path("", view(self.inbox_view), name="conversations_inboxconversation_changelist"),
             path("rows/", view(self.rows_view), name="inbox_rows"),

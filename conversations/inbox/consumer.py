@@ -1,6 +1,7 @@
 """``/ws/inbox/``: live updates for a clinic's staff pages (Channels ``AsyncJsonWebsocketConsumer``).
 
-Only an authenticated staff user with a clinic membership is accepted (the session cookie, through Channels'
+Only an authenticated staff user with a clinic membership (and a second factor this session where one is
+required) is accepted (the session cookie, through Channels'
 ``AuthMiddlewareStack``; the ``Origin`` must be an allowed host); the socket joins ``inbox.<that tenant>`` and
 nothing else, so a clinic never hears another's events. Server → client frames:
 ``{"type": "inbox", "conversation": "<id>", "kind": "message"|"needs_human"|"staff_message"|…}`` — ids only;
@@ -13,11 +14,19 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from conversations.inbox.live import inbox_group
+from identity.accounts import otp_required, session_otp_verified
 from identity.admin_scoping import user_tenant_id
+from identity.roles import user_reads_transcripts
 
 
-def _staff_tenant(user):
+def _staff_tenant(user, session=None):
+    """The tenant id of an active staff ``user`` who has given a second factor in ``session`` where one is
+    required (identity.accounts), else None."""
     if user is None or not user.is_authenticated or not user.is_staff or not user.is_active:
+        return None
+    if otp_required(user) and not session_otp_verified(user, session):
+        return None
+    if not user_reads_transcripts(user):
         return None
     return user_tenant_id(user)
 
@@ -26,7 +35,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
 
     async def connect(self):
-        tenant_id = await database_sync_to_async(_staff_tenant)(self.scope.get("user"))
+        tenant_id = await database_sync_to_async(_staff_tenant)(self.scope.get("user"), self.scope.get("session"))
         if tenant_id is None:
             await self.close(code=4403)
             return

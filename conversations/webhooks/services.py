@@ -5,10 +5,10 @@ Public entry point for other apps: :func:`webhook_event_emit` (e.g. escalation c
 (https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md): 2xx = delivered;
 anything else (3xx included) is retried on ``settings.WEBHOOK_RETRY_SCHEDULE`` with ±10 % jitter, never sooner
 than the answer's ``Retry-After``; 410 Gone disables the endpoint; after the last retry the delivery is
-dead-lettered and the tenant's admins are emailed. A claimed attempt holds a lease in ``next_attempt_at`` so a
-task and the beat sweeper never send the same delivery at once. An attempt whose task died before recording
-its result (worker lost, hard time limit) is recorded as failed when the lease runs out and counts against the
-schedule, so a receiver that hangs the worker is dead-lettered like any other failure, never retried for ever.
+dead-lettered and the tenant's admins are emailed. An attempt is a claim (:mod:`identity.leases`): its lease is
+held in ``next_attempt_at`` and ``attempts`` is its fencing token. An attempt whose task died is recorded as
+failed when the lease runs out and counts against the schedule (a receiver that hangs the worker is
+dead-lettered like any other failure, never retried for ever); if it reports after that, nothing is written.
 Queuing a task never fails the caller: a broker outage is logged and the beat sweeper queues the delivery later.
 """
 
@@ -35,12 +35,14 @@ from conversations.webhooks.models import (
     WebhookMessage,
     new_webhook_secret,
 )
+from conversations.webhooks.tasks import HARD_TIME_LIMIT
+from identity import leases
 from identity.models import Tenant, TenantMembership
 
 logger = logging.getLogger(__name__)
 
 JITTER = 0.10
-LEASE = timedelta(minutes=2)  # longer than webhook_deliver's hard time limit (WEBHOOK_TASK_SOFT_TIME_LIMIT + 15 s)
+LEASE = leases.task_lease(HARD_TIME_LIMIT)  # held by webhook_deliver (WEBHOOK_TASK_SOFT_TIME_LIMIT + 15 s)
 LOST_ERROR = "no result recorded: the attempt's task died (worker lost or time limit)"
 SWEEP_MARK = 60  # seconds the sweeper remembers it queued a delivery for a given due time
 QUEUE_DIRECT_UNDER = 60  # seconds: shorter retries get their own countdown task; the sweeper catches the rest
@@ -163,7 +165,7 @@ def _dead(d: WebhookDelivery, now: datetime) -> None:
 
 def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None, transport=None) -> str:
     """Attempt one delivery if it is pending and due; returns ``"skipped" | "succeeded" | "retrying" |
-    "disabled" | "dead"``. Safe to call twice at once (row lock + lease)."""
+    "disabled" | "dead"``. Safe to call twice at once (row lock + lease; a superseded attempt is "skipped")."""
     now = now or timezone.now()
     d = _claim(delivery_id, now)
     if d is None:
@@ -182,6 +184,12 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None, t
 
 def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> str:
     with transaction.atomic():
+        # fenced by the attempt number (and row-locked until commit): a late attempt that was counted as lost
+        # when its lease ran out, and superseded, writes nothing
+        current = WebhookDelivery.objects.filter(pk=d.pk, status=WebhookDelivery.Status.PENDING)
+        if not leases.record(current, d.attempts, token_field="attempts", last_attempt_at=d.last_attempt_at):
+            logger.warning("webhook delivery %s: attempt %s was superseded; its result is dropped", d.pk, d.attempts)
+            return "skipped"
         WebhookAttempt.objects.create(
             delivery=d,
             number=d.attempts,

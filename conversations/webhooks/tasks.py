@@ -5,8 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-# Well below the 2-minute lease of a claimed attempt (services.LEASE), and above WEBHOOK_TOTAL_TIMEOUT so the
-# per-attempt deadline normally fires first; the soft limit is caught in delivery.send and recorded.
+# The lease of a claimed attempt (services.LEASE) is the hard limit plus identity.leases.SKEW. The soft limit is
+# above WEBHOOK_TOTAL_TIMEOUT so the per-attempt deadline normally fires first; it is caught in delivery.send.
 SOFT_TIME_LIMIT = settings.WEBHOOK_TASK_SOFT_TIME_LIMIT
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 15
 

@@ -43,6 +43,7 @@ from escalation.models import EscalationSettings, Incident, NotificationAttempt
 from escalation.services.incidents import incident_fall_through
 from escalation.services.messages import attempt_sms_body, call_url
 from escalation.services.timeline import attempt_mirror_update
+from identity import leases
 from observability.metrics import OUTBOUND_DELIVERY_FAILURES
 from providers import ProviderPermanentError, ProviderTransientError
 from providers.sms import get_sms_backend
@@ -54,9 +55,6 @@ MAX_TRIES = 5
 BACKOFF_BASE_SECONDS = 1.0
 BACKOFF_MAX_SECONDS = 8.0
 STATUS_CALLBACK_NAME = "escalation-status"
-#: Slack on the provider's creation time in reconciliation lookups: Twilio's ``date_created`` has whole
-#: seconds and its clock is not ours.
-RECONCILE_MARGIN = timedelta(seconds=5)
 Status = NotificationAttempt.Status
 
 # Forward-only rank of Twilio statuses (messages: https://www.twilio.com/docs/messaging/api/message-resource
@@ -102,13 +100,10 @@ def _status_from_provider(status: str, provider_status: str) -> str:
 
 
 def stale_after() -> timedelta:
-    """How long a claim may stay ``sending`` before it is presumed dead (30 s with the default 10 s timeout).
-
-    ``TWILIO_TIMEOUT_SECONDS`` bounds the connect and the read separately (requests' timeout), so a slow but
-    live request can take twice that; the claim is also taken before its transaction commits and the request
-    is dispatched, hence 10 s more. Were a live try still presumed dead, its SID is kept in ``extra_sids``.
-    """
-    return timedelta(seconds=2 * float(settings.TWILIO_TIMEOUT_SECONDS) + 10)
+    """How long a claim may stay ``sending`` before it is presumed dead: the lease of one provider request
+    (:func:`identity.leases.request_lease` of ``TWILIO_TIMEOUT_SECONDS``; 30 s by default). Were a live try
+    still presumed dead, its SID is kept in ``extra_sids``."""
+    return leases.request_lease(settings.TWILIO_TIMEOUT_SECONDS)
 
 
 def backoff_seconds(tries: int) -> float:
@@ -202,7 +197,7 @@ def _claim(attempt_id: int, now: datetime) -> tuple[NotificationAttempt, bool] |
             if paging and attempt.next_try_at and attempt.next_try_at > now:
                 return None  # a retry is scheduled later; this run is early or a duplicate
         elif attempt.status == Status.SENDING:
-            if attempt.claimed_at and attempt.claimed_at > now - stale_after():
+            if leases.live_since(attempt.claimed_at, stale_after(), now):
                 return None  # another worker holds a live claim
             attempt.ambiguous = True  # its worker died mid-request: look before sending again
         else:
@@ -288,10 +283,10 @@ def _reconcile(attempt: NotificationAttempt, config) -> tuple[str, str] | None:
     """Look up what the provider has for this attempt: ``(sid, status)`` or None if it has nothing.
 
     Without a SID the lookup only considers what was created since the attempt's first try (``created_at``,
-    when it was claimed) less :data:`RECONCILE_MARGIN`, and never a call already recorded on another attempt.
+    when it was claimed) less :data:`identity.leases.SKEW`, and never a call already recorded on another attempt.
     """
     tenant = attempt.tenant
-    since = attempt.created_at - RECONCILE_MARGIN
+    since = attempt.created_at - leases.SKEW
     try:
         if attempt.provider_sid:
             backend = get_sms_backend() if attempt.channel == "sms" else get_voice_backend()
@@ -401,10 +396,20 @@ def _mark_sent(attempt: NotificationAttempt, *, sid: str, provider_status: str) 
     return row
 
 
+def _sending(attempt: NotificationAttempt):
+    return NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING)
+
+
 def _finish(attempt: NotificationAttempt, status: str, *, code: str = "", message: str = "") -> NotificationAttempt:
     now = timezone.now()
-    written = NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
-        status=status, error_code=str(code)[:20], error_message=message[:500], status_updated_at=now
+    written = leases.record(  # fenced by the try number: a superseded try changes nothing
+        _sending(attempt),
+        attempt.tries,
+        token_field="tries",
+        status=status,
+        error_code=str(code)[:20],
+        error_message=message[:500],
+        status_updated_at=now,
     )
     if written and status == Status.FAILED:  # a page that could not be sent (label: escalation_sms / _call)
         OUTBOUND_DELIVERY_FAILURES.labels(channel=f"escalation_{attempt.channel}").inc()
@@ -425,7 +430,10 @@ def _retry_later(attempt: NotificationAttempt, exc: ProviderTransientError) -> N
     delay = backoff_seconds(attempt.tries)
     now = timezone.now()
     with transaction.atomic():
-        updated = NotificationAttempt.objects.filter(pk=attempt.pk, status=Status.SENDING, tries=attempt.tries).update(
+        updated = leases.record(
+            _sending(attempt),
+            attempt.tries,
+            token_field="tries",
             status=Status.PENDING,
             next_try_at=now + timedelta(seconds=delay),
             ambiguous=ambiguous,

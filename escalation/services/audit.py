@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import stale_after
 from escalation.services.hangups import incidents_with_unclaimed_hangups
+from identity import leases
 
 logger = logging.getLogger(__name__)
 
@@ -79,18 +79,19 @@ def escalation_audit(*, now: datetime | None = None) -> dict[str, int]:
     for attempt_id, tries in stopped_ambiguous.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["attempts"] += 1
-    stale = NotificationAttempt.objects.filter(
-        status=NotificationAttempt.Status.SENDING, claimed_at__lte=now - stale_after()
+    stale = leases.due_since(
+        NotificationAttempt.objects.filter(status=NotificationAttempt.Status.SENDING), now, stale_after()
     )
     for attempt_id, tries in stale.values_list("pk", "tries")[:BATCH]:
         _send(attempt_send_task, attempt_id, tries)
         counts["stale"] += 1
     # the partial index incident_unalerted serves this; a held lease means a sender (or its retry) is on it
-    unalerted = Incident.objects.filter(
-        Q(admins_alert_lease_until__isnull=True) | Q(admins_alert_lease_until__lte=now),
-        status=Incident.Status.UNACKNOWLEDGED,
-        admins_alerted_at__isnull=True,
-        exhausted_at__lte=now - PENDING_GRACE,
+    unalerted = leases.due(
+        Incident.objects.filter(
+            status=Incident.Status.UNACKNOWLEDGED, admins_alerted_at__isnull=True, exhausted_at__lte=now - PENDING_GRACE
+        ),
+        now,
+        field="admins_alert_lease_until",
     )
     for incident_id in unalerted.values_list("pk", flat=True)[:BATCH]:
         incident_alert_admins.apply_async(

@@ -1,22 +1,17 @@
 """Hanging up the other page calls once an incident is acknowledged, each CallSid at most once at a time.
 
-A hang-up is ``POST …/Calls/{Sid}.json Status=completed`` (``VoiceBackend.end_call``). Before its request a
-CallSid is claimed in the attempt's ``hangup_claims`` (``{sid: ISO 8601 UTC claim time}``, a lease of
-:func:`~escalation.services.attempts.stale_after`: a live request is never doubled by a duplicate
-acknowledgement or a redelivered task); once the provider answered (ended, already over or unknown, or a
-permanent refusal) the SID moves to ``hangup_sids`` and is never asked again. A worker that dies between
-claim and answer leaves a claim that expires: the task is ``reject_on_worker_lost`` (redelivered), and the
-auditor re-queues the hang-up of a recently acknowledged incident whose calls have an SID neither ended nor
-under a live claim (:func:`incidents_with_unclaimed_hangups`). Asking twice for a call that did end is
-harmless: Twilio answers 21220 (invalid call state) and the backend counts that as ended.
+A hang-up is ``POST …/Calls/{Sid}.json Status=completed`` (``VoiceBackend.end_call``), under a claim
+(:mod:`identity.leases`) kept in the attempt's ``hangup_claims`` (``{sid: ISO 8601 UTC claim time}``, the claim
+time is its fencing token; the lease is :func:`~escalation.services.attempts.stale_after`). Once the provider
+answered (ended, already over or unknown, or a permanent refusal) the SID moves to ``hangup_sids`` and is never
+asked again. The task is ``reject_on_worker_lost``, and the auditor re-queues the hang-up of a recently
+acknowledged incident whose calls have an SID neither ended nor under a live claim
+(:func:`incidents_with_unclaimed_hangups`). Asking twice for a call that did end is harmless: Twilio answers
+21220 (invalid call state) and the backend counts that as ended.
 
-A transient error (429, 5xx, timeout) keeps the claim as a *hold* for the task's own retry: the claim is
-re-dated :data:`RETRY_HOLD` ahead (the latest Celery's backoff can put that retry off). A claim dated in the
-future is a hold: the next run of the task (its retry) takes it over at once, and until ``stale_after``
-past its date nobody else presumes it dead, so the auditor (every few seconds) does not re-queue the
-hang-up beside the retrying task and hammer a throttled Twilio; it steps in only when the retry never came
-(its task died). A live request's claim is dated when it was taken, never in the future (worker clocks are
-NTP-synchronised; a skew would at worst double one request, which is harmless as said).
+A transient error (429, 5xx, timeout) re-dates the claim :data:`RETRY_HOLD` ahead, as a *hold* for the task's
+own retry: the retry takes it over at once, and nobody else presumes it dead until ``stale_after`` past its
+date, so the auditor does not re-queue the hang-up beside the retrying task and hammer a throttled Twilio.
 """
 
 from __future__ import annotations
@@ -30,6 +25,7 @@ from django.utils import timezone
 
 from escalation.models import Incident, NotificationAttempt
 from escalation.services.attempts import FINAL_CALL_STATUSES, stale_after
+from identity import leases
 from providers import PROVIDER_RETRY, ProviderPermanentError, ProviderTransientError
 from providers.voice import get_voice_backend
 
@@ -79,17 +75,20 @@ def _live_call_sids(attempt: NotificationAttempt) -> list[str]:
     return [sid for sid in (*primary, *attempt.extra_sids) if sid not in attempt.hangup_sids]
 
 
+def _claimed_at(attempt: NotificationAttempt, sid: str) -> datetime | None:
+    claimed = attempt.hangup_claims.get(sid)
+    return None if claimed is None else datetime.fromisoformat(claimed)
+
+
 def _claim_live(attempt: NotificationAttempt, sid: str, now: datetime) -> bool:
     """True if a hang-up request for ``sid`` was claimed less than :func:`stale_after` before ``now``, or is
     held for the task's retry (a claim dated in the future) until ``stale_after`` past its date."""
-    claimed = attempt.hangup_claims.get(sid)
-    return claimed is not None and datetime.fromisoformat(claimed) > now - stale_after()
+    return leases.live_since(_claimed_at(attempt, sid), stale_after(), now)
 
 
 def _held_for_retry(attempt: NotificationAttempt, sid: str, now: datetime) -> bool:
     """True if ``sid``'s claim is a hold a transient error left for the task's retry (dated after ``now``)."""
-    claimed = attempt.hangup_claims.get(sid)
-    return claimed is not None and datetime.fromisoformat(claimed) > now
+    return leases.is_live(_claimed_at(attempt, sid), now)  # a hold is dated ahead: "live" until that date
 
 
 def unclaimed_call_sids(attempt: NotificationAttempt, *, now: datetime | None = None) -> list[str]:
@@ -156,12 +155,13 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
     confirmed. Raises ProviderTransientError after turning the claim into a hold for the task's retry."""
     requested = 0
     for sid in _live_call_sids(attempt):
-        if not _hangup_claim(attempt.pk, sid):
+        token = _hangup_claim(attempt.pk, sid)
+        if token is None:
             continue  # another run holds a live claim on this call, or it was answered already
         try:
             get_voice_backend().end_call(tenant=attempt.tenant, sid=sid)
         except ProviderTransientError as exc:
-            _hangup_hold(attempt.pk, sid)
+            _hangup_hold(attempt.pk, sid, token)
             logger.warning("attempt %s: hanging up %s failed (%s); will retry", attempt.pk, sid, exc)
             raise
         except ProviderPermanentError as exc:
@@ -175,8 +175,8 @@ def attempt_end_call(*, attempt: NotificationAttempt) -> int:
     return requested
 
 
-def _hangup_claim(attempt_id: int, sid: str) -> bool:
-    """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now) unless it was answered already
+def _hangup_claim(attempt_id: int, sid: str) -> str | None:
+    """Claim the hang-up of ``sid`` (``hangup_claims[sid]`` = now, returned as the fencing token; None if not) unless it was answered already
     (``hangup_sids``), another run holds a live claim, or the call is the acknowledging attempt's own. A hold
     left for the task's retry (:func:`_hangup_hold`) is taken over: this run is that retry (or a redelivery of
     the task, which does the same work); the claim it leaves is an ordinary one, so only one run takes it."""
@@ -184,16 +184,17 @@ def _hangup_claim(attempt_id: int, sid: str) -> bool:
     with transaction.atomic():
         row = NotificationAttempt.objects.select_for_update().filter(pk=attempt_id).first()
         if row is None or row.acknowledged_at is not None or sid in row.hangup_sids:
-            return False
+            return None
         if _held_for_retry(row, sid, now):
             logger.info("attempt %s: retrying the hang-up of %s", row.pk, sid)
         elif _claim_live(row, sid, now):
-            return False
+            return None
         elif sid in row.hangup_claims:
             logger.warning("attempt %s: hang-up claim on %s expired (its worker died?); asking again", row.pk, sid)
-        row.hangup_claims = {**row.hangup_claims, sid: now.isoformat()}
+        token = now.isoformat()
+        row.hangup_claims = {**row.hangup_claims, sid: token}
         row.save(update_fields=["hangup_claims"])
-    return True
+    return token
 
 
 def _hangup_done(attempt_id: int, sid: str, *, confirmed: bool) -> None:
@@ -212,14 +213,15 @@ def _hangup_done(attempt_id: int, sid: str, *, confirmed: bool) -> None:
         row.save(update_fields=fields)
 
 
-def _hangup_hold(attempt_id: int, sid: str) -> None:
+def _hangup_hold(attempt_id: int, sid: str, token: str) -> None:
     """A transient error: keep the claim on ``sid`` as a hold for the task's retry, dated :data:`RETRY_HOLD`
     ahead (UTC). The retry takes it over at once (:func:`_hangup_claim`); the auditor leaves it alone until
-    ``stale_after`` past that date, so it re-queues the hang-up only when the retrying task died."""
+    ``stale_after`` past that date, so it re-queues the hang-up only when the retrying task died. Fenced: a
+    claim taken over meanwhile (ours had lapsed) is left alone."""
     held = timezone.now() + RETRY_HOLD
     with transaction.atomic():
         row = NotificationAttempt.objects.select_for_update().get(pk=attempt_id)
-        if sid in row.hangup_sids:
-            return  # answered meanwhile (a concurrent run after our claim lapsed): nothing left to retry
+        if sid in row.hangup_sids or row.hangup_claims.get(sid) != token:
+            return  # answered or re-claimed meanwhile (a concurrent run after our claim lapsed)
         row.hangup_claims = {**row.hangup_claims, sid: held.isoformat()}
         row.save(update_fields=["hangup_claims"])

@@ -23,6 +23,7 @@ from django.utils import timezone
 from escalation import selectors
 from escalation.models import OutageAlert, PipelineHeartbeat, PipelineOutage, Responder
 from escalation.services.messages import tenant_number
+from identity import leases
 from providers import ProviderError, ProviderPermanentError
 from providers.sms import get_sms_backend
 
@@ -89,8 +90,9 @@ def outage_text(*, clinic: str, outage: PipelineOutage) -> str:
 
 
 def outage_alert_admins(*, outage: PipelineOutage, now: datetime | None = None) -> int:
-    """Text each tenant's admins about ``outage`` at most once (claim by insert; a transient failure is
-    re-claimed after :data:`ALERT_LEASE`, a permanent one never). Returns the number of texts sent now."""
+    """Text each tenant's admins about ``outage`` at most once (a claim, :mod:`identity.leases`, by insert; a
+    transient failure is re-claimed after :data:`ALERT_LEASE`, a permanent one never). Returns the number of
+    texts sent now."""
     now = now or timezone.now()
     recipients = (
         Responder.objects.filter(
@@ -123,7 +125,12 @@ def outage_alert_admins(*, outage: PipelineOutage, now: datetime | None = None) 
             )
         except ProviderError as exc:
             kind = "permanent" if isinstance(exc, ProviderPermanentError) else "transient"
-            OutageAlert.objects.filter(pk=alert.pk).update(error=f"{kind}: {exc}"[:300])
+            leases.record(
+                OutageAlert.objects.filter(pk=alert.pk),
+                alert.claimed_at,
+                token_field="claimed_at",
+                error=f"{kind}: {exc}"[:300],
+            )
             logger.warning("outage alert to an admin of %s failed (%s)", tenant.slug, kind, exc_info=True)
             continue
         OutageAlert.objects.filter(pk=alert.pk).update(sent_at=timezone.now(), provider_sid=message.sid, error="")
@@ -139,14 +146,9 @@ def _alert_claim(*, outage: PipelineOutage, tenant, to: str, now: datetime) -> O
             return OutageAlert.objects.create(outage=outage, tenant=tenant, to_number=to, claimed_at=now)
     except IntegrityError:
         pass
-    retry = OutageAlert.objects.filter(
-        ~Q(error__startswith="permanent"),
-        outage=outage,
-        tenant=tenant,
-        to_number=to,
-        sent_at__isnull=True,
-        claimed_at__lte=now - ALERT_LEASE,
+    unsent = OutageAlert.objects.filter(
+        ~Q(error__startswith="permanent"), outage=outage, tenant=tenant, to_number=to, sent_at__isnull=True
     )
-    if retry.update(claimed_at=now):
+    if leases.due_since(unsent, now, ALERT_LEASE).update(claimed_at=now):  # claimed_at is the fencing token
         return OutageAlert.objects.get(outage=outage, tenant=tenant, to_number=to)
     return None

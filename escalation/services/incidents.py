@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Interaction
@@ -33,6 +32,7 @@ from escalation.models import (
 )
 from escalation.services.messages import ack_token_create, tenant_number
 from escalation.services.timeline import attempt_mirrors_create
+from identity import leases
 from observability.metrics import ESCALATION_STEP_LATENESS
 
 logger = logging.getLogger(__name__)
@@ -390,9 +390,9 @@ def _exhaust(incident: Incident, now: datetime) -> None:
     transaction.on_commit(lambda: incident_alert_admins.delay(incident_id), robust=True)
 
 
-#: How long one admin-alert send may hold the incident: past the task hard time limit (settings:
-#: ``CELERY_TASK_TIME_LIMIT``, 120 s), so a hung or killed task's lease expires only once it is surely gone.
-ALERT_LEASE = timedelta(seconds=150)
+#: How long one admin-alert send may hold the incident: a task's lease (:func:`identity.leases.task_lease`).
+ALERT_LEASE = leases.task_lease()
+LEASE_FIELD = "admins_alert_lease_until"
 #: After a failed send, the retry (the task's ``default_retry_delay``) or the auditor takes over after this.
 ALERT_RETRY_SECONDS = 10
 
@@ -400,12 +400,12 @@ ALERT_RETRY_SECONDS = 10
 def incident_alert_admins(*, incident_id, now: datetime | None = None) -> int:
     """Email the tenant's admins (memberships with role admin) that an incident went unacknowledged.
 
-    At-least-once: a lease (``admins_alert_lease_until``) lets one sender at a time try; ``admins_alerted_at``
-    is set only AFTER the mail went out, so a crash, a hung SMTP server (``EMAIL_TIMEOUT``) or a killed worker
-    leaves it NULL and the auditor re-drives it once the lease expires (a duplicate mail is possible, a lost
-    one is not). On an SMTP error (``smtplib.SMTPException`` / ``OSError``) the lease is shortened to
-    :data:`ALERT_RETRY_SECONDS` and the error re-raised for the task's retry. Returns the number of
-    recipients (0 if already alerted, another sender holds the lease, or it is not unacknowledged).
+    At-least-once, a claim (:mod:`identity.leases`) on ``admins_alert_lease_until`` (its value is the fencing
+    token); ``admins_alerted_at`` is set only after the mail went out, so a crash or a hung SMTP server leaves it
+    NULL and the auditor re-drives it once the lease expires (a duplicate mail is possible, a lost one is not).
+    On an SMTP error (``OSError``) our lease is shortened to :data:`ALERT_RETRY_SECONDS` and the error
+    re-raised for the task's retry. Returns the number of recipients (0 if already alerted, another sender
+    holds the lease, or it is not unacknowledged).
     The mail carries no patient data: clinic, incident id and the admin link.
     """
     from django.core.mail import send_mail
@@ -413,11 +413,11 @@ def incident_alert_admins(*, incident_id, now: datetime | None = None) -> int:
     from identity.models import TenantMembership
 
     now = now or timezone.now()
-    free = Q(admins_alert_lease_until__isnull=True) | Q(admins_alert_lease_until__lte=now)
-    claimed = Incident.objects.filter(
-        free, pk=incident_id, status=Incident.Status.UNACKNOWLEDGED, admins_alerted_at__isnull=True
-    ).update(admins_alert_lease_until=now + ALERT_LEASE)
-    if not claimed:
+    unalerted = Incident.objects.filter(
+        pk=incident_id, status=Incident.Status.UNACKNOWLEDGED, admins_alerted_at__isnull=True
+    )
+    token = now + ALERT_LEASE  # the lease's end is this claim's fencing token
+    if not leases.due(unalerted, now, field=LEASE_FIELD).update(admins_alert_lease_until=token):
         return 0
     incident = Incident.objects.select_related("tenant").get(pk=incident_id)
     emails = list(
@@ -436,8 +436,11 @@ def incident_alert_admins(*, incident_id, now: datetime | None = None) -> int:
                 emails,
             )
         except OSError:  # smtplib.SMTPException is an OSError; so are socket timeouts and refusals
-            Incident.objects.filter(pk=incident_id, admins_alerted_at__isnull=True).update(
-                admins_alert_lease_until=timezone.now() + timedelta(seconds=ALERT_RETRY_SECONDS)
+            leases.record(
+                Incident.objects.filter(pk=incident_id, admins_alerted_at__isnull=True),
+                token,
+                token_field=LEASE_FIELD,
+                admins_alert_lease_until=timezone.now() + timedelta(seconds=ALERT_RETRY_SECONDS),
             )
             logger.warning("incident %s: admin alert mail failed; retrying", incident_id, exc_info=True)
             raise

@@ -10,7 +10,7 @@ from django.db import connection
 
 from conversations.api.services import api_key_create
 from tests import processes
-from tests.api.test_streaming import _insert
+from tests.api.rows import insert_rows
 from tests.factories import ConversationFactory
 
 BAD_DATETIMES = [
@@ -124,7 +124,7 @@ def test_150_bad_offset_exports_leave_the_connection_count_flat(tenant, web):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_client_leaving_mid_stream_frees_its_connection(tenant, web):
-    _insert(ConversationFactory(customer__tenant=tenant), 50_000)
+    insert_rows(ConversationFactory(customer__tenant=tenant), 50_000)
     raw = api_key_create(tenant=tenant, name="leaver")[1]
     processes.wait_for(lambda: _backends() == 0, timeout=30)
     for _ in range(5):
@@ -143,7 +143,7 @@ def test_a_client_leaving_mid_stream_frees_its_connection(tenant, web):
 def test_a_stream_failing_midway_ends_with_a_marker_and_frees_its_connection(tenant, web):
     """The export's backend is killed after the 200 went out: the body ends with the interrupted marker (not a
     hang), the connection is gone, and the server goes on answering."""
-    _insert(ConversationFactory(customer__tenant=tenant), 50_000)
+    insert_rows(ConversationFactory(customer__tenant=tenant), 50_000)
     raw = api_key_create(tenant=tenant, name="victim")[1]
     dsn = processes.test_database_url()
     with httpx.Client(base_url=web, timeout=30) as client:

@@ -5,37 +5,11 @@ import gc
 import psutil
 import pytest
 from asgiref.sync import async_to_sync
-from django.db import connection
 from django.test import AsyncClient
 
 from conversations.api.services import api_key_create
+from tests.api.rows import insert_rows
 from tests.factories import ConversationFactory
-
-INSERT = """
-INSERT INTO call_logs (id, tenant_id, customer_id, conversation_id, channel, direction, started_at, ended_at,
-                       last_activity_at, transcript, sentiment, intent, escalated, metadata, enrichment_backend,
-                       enrichment_model, enrichment_version, updated_at)
-SELECT gen_random_uuid(), %(tenant)s, %(customer)s, %(conversation)s,
-       (ARRAY['voice','chat','sms','email'])[1 + g %% 4], 'inbound',
-       now() - make_interval(secs => g), now() - make_interval(secs => g) + interval '1 minute',
-       now() - make_interval(secs => g) + interval '1 minute',
-       jsonb_build_array(jsonb_build_object('role', 'customer', 'text', 'row ' || g, 'at', now())),
-       ((g %% 200) - 100) / 100.0, 'book_appointment', g %% 10 = 0, '{}'::jsonb, 'local', 'vader', '1', now()
-FROM generate_series(1, %(n)s) AS g
-"""
-
-
-def _insert(conversation, n: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            INSERT,
-            {
-                "tenant": conversation.tenant_id,
-                "customer": conversation.customer_id,
-                "conversation": conversation.pk,
-                "n": n,
-            },
-        )
 
 
 def _peak_while_streaming(get, fmt: str) -> tuple[int, int]:
@@ -59,9 +33,9 @@ def _peak_while_streaming(get, fmt: str) -> tuple[int, int]:
 def test_export_of_100k_rows_stays_in_flat_memory(tenant, api):
     conversation = ConversationFactory(customer__tenant=tenant)
     get = api(tenant)
-    _insert(conversation, 10_000)
+    insert_rows(conversation, 10_000)
     small_peak, small_lines = _peak_while_streaming(get, "csv")
-    _insert(conversation, 90_000)
+    insert_rows(conversation, 90_000)
     big_peak, big_lines = _peak_while_streaming(get, "csv")
     assert (small_lines, big_lines) == (10_001, 100_001)  # header + rows: everything was streamed
     # 10× the rows must not mean more memory: the peak is the cursor chunk + one output buffer either way.
@@ -71,7 +45,7 @@ def test_export_of_100k_rows_stays_in_flat_memory(tenant, api):
 @pytest.mark.django_db(transaction=True)
 def test_asgi_export_is_an_async_stream(tenant):
     conversation = ConversationFactory(customer__tenant=tenant)
-    _insert(conversation, 3_000)
+    insert_rows(conversation, 3_000)
     raw = api_key_create(tenant=tenant, name="asgi")[1]
 
     async def fetch():
@@ -94,7 +68,7 @@ def test_a_client_that_stops_reading_leaves_the_connection_usable(tenant):
     from conversations.models import Interaction
 
     conversation = ConversationFactory(customer__tenant=tenant)
-    _insert(conversation, 20_000)
+    insert_rows(conversation, 20_000)
     chunks = export_chunks(Interaction.objects.filter(tenant=tenant), InteractionViewSet.export_spec, "csv")
     assert next(chunks).startswith(b"id,customer_id,")
     chunks.close()  # what Django does when the client goes away

@@ -4,34 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 import aiohttp
 import pytest
-
-from tests import processes
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="module")
-def daphne(django_db_setup, django_db_blocker, tmp_path_factory):
-    """A daphne process on this run's test database and Redis; yields its base URL."""
-    with django_db_blocker.unblock():
-        proc, base = processes.start_daphne(
-            log_path=tmp_path_factory.mktemp("daphne") / "daphne.log", CHAT_RATE_LIMIT="8"
-        )
-    yield base
-    processes.stop(proc)
 
 
 class WsClient:
@@ -104,27 +79,3 @@ def ws_connect(daphne):
             client.close()
         except Exception:  # noqa: BLE001 - already closed by the server
             pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium driven by Playwright (installed by scripts/ensure-chromium.sh; never downloaded)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM reads are still synchronous.
-    # Allowed only while this fixture lives: the previous value comes back at teardown, so later modules keep
-    # Django's async-safety check.
-    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            yield browser
-            browser.close()
-    finally:
-        if saved is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved

@@ -40,13 +40,6 @@ def authenticated(msg, *, result: str = "pass", authserv_id: str = MTA):
 
 
 @pytest.fixture
-def mailbox(tenant):
-    tenant.short_name = "Sunrise Clinic"
-    tenant.save(update_fields=["short_name"])
-    return EmailMailbox.objects.create(tenant=tenant, address=CLINIC, display_name="Sunrise Clinic")
-
-
-@pytest.fixture
 def patient(tenant):
     return customer_resolve(
         tenant=tenant,
@@ -190,3 +183,27 @@ def imap_server(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def local_imap_allowed(settings, imap_server):
+    """The loopback test server is an explicitly allowed private host on a test port (the IMAP host guard)."""
+    settings.EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+    settings.EMAIL_IMAP_ALLOWED_PORTS = [143, 993, imap_server.port]
+
+
+@pytest.fixture
+def imap_mailbox(tenant, imap_server, local_imap_allowed):
+    imap_server.restart()  # an empty INBOX for every test
+    tenant.short_name = "Sunrise Clinic"
+    tenant.save(update_fields=["short_name"])
+    return EmailMailbox.objects.create(
+        tenant=tenant,
+        address=CLINIC,
+        imap_host="127.0.0.1",
+        imap_port=imap_server.port,
+        imap_security=EmailMailbox.Security.NONE,
+        imap_username=imap_server.user,
+        imap_password=imap_server.password,
+        initial_sync=EmailMailbox.InitialSync.ALL,
+    )

@@ -18,13 +18,10 @@ from channels_app.models import InboundEmail, OutboundEmail
 from conversations.models import ChannelMessage, Interaction, StaffNotification
 from escalation.models import EscalationSettings, Incident
 from tests.email.conftest import CLINIC, PATIENT_EMAIL, plain
+from tests.email.ingesting import ingest_message
 
 pytestmark = pytest.mark.django_db
 SECRET = "inbound:s3cret-Pa55"
-
-
-def _ingest(msg, **kwargs):
-    return email_ingest(raw=msg if isinstance(msg, bytes) else msg.as_bytes(), source="webhook", **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +47,7 @@ def test_auto_replies_are_recorded_but_never_answered(
         **({"sender": sender} if sender else {}),
     )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        result = _ingest(msg)
+        result = ingest_message(msg)
     assert result.status == "ignored" and result.reason
     assert callbacks == []  # no triage queued, no customer turn announced
     assert not ChannelMessage.objects.filter(channel="email").exists()
@@ -59,7 +56,7 @@ def test_auto_replies_are_recorded_but_never_answered(
 
 
 def test_bounce_dsn_is_ignored_and_marks_our_message_undelivered(tenant, mailbox, patient):
-    first = _ingest(plain(body="Hi, can I book?"))
+    first = ingest_message(plain(body="Hi, can I book?"))
     email_triage(inbound_id=first.email.pk)
     sent = email_deliver(message_id=ChannelMessage.objects.get(channel="email", direction="outbound").pk)
     # A Postfix-style DSN (RFC 3464): human part, machine-readable status, the returned headers.
@@ -74,7 +71,7 @@ def test_bounce_dsn_is_ignored_and_marks_our_message_undelivered(tenant, mailbox
         f"--B\r\nContent-Type: text/rfc822-headers\r\n\r\nMessage-ID: {sent.provider_id}\r\n"
         "Subject: Re: Question\r\n\r\n--B--\r\n"
     ).encode()
-    result = _ingest(report)
+    result = ingest_message(report)
     assert result.status == "ignored" and result.reason.startswith("Auto-Submitted")
     sent.refresh_from_db()
     assert sent.status == "undelivered"
@@ -82,12 +79,12 @@ def test_bounce_dsn_is_ignored_and_marks_our_message_undelivered(tenant, mailbox
 
 
 def test_our_replies_carry_auto_submitted_and_our_own_mail_looping_back_is_ignored(tenant, mailbox, patient):
-    result = _ingest(plain(body="What are your opening hours?"))
+    result = ingest_message(plain(body="What are your opening hours?"))
     email_triage(inbound_id=result.email.pk)
     email_deliver(message_id=ChannelMessage.objects.get(channel="email", direction="outbound").pk)
     ours = mail.outbox[0].message()
     assert ours["Auto-Submitted"] == "auto-replied" and ours["X-Auto-Response-Suppress"] == "All"
-    looped = _ingest(ours.as_bytes())
+    looped = ingest_message(ours.as_bytes())
     assert looped.status == "ignored" and looped.reason == "loop: sent by us"
     assert OutboundEmail.objects.count() == 1
 
@@ -95,8 +92,8 @@ def test_our_replies_carry_auto_submitted_and_our_own_mail_looping_back_is_ignor
 def test_duplicate_message_id_is_one_turn(tenant, mailbox, patient, django_capture_on_commit_callbacks):
     msg = plain(body="Can I book a cleaning next week?")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        first = _ingest(msg)
-        again = _ingest(msg)  # IMAP after a restart, or the ESP retrying the webhook
+        first = ingest_message(msg)
+        again = ingest_message(msg)  # IMAP after a restart, or the ESP retrying the webhook
         via_imap = email_ingest(raw=msg.as_bytes(), source="imap", mailbox=mailbox)
     assert not first.duplicate and again.duplicate and via_imap.duplicate
     assert again.email.pk == first.email.pk == via_imap.email.pk
@@ -112,13 +109,13 @@ def test_duplicate_message_id_is_one_turn(tenant, mailbox, patient, django_captu
 
 def test_oversize_and_malformed_are_rejected_with_a_reason(tenant, mailbox):
     with override_settings(EMAIL_INBOUND_MAX_BYTES=2000):
-        big = _ingest(plain(body="x" * 5000))
+        big = ingest_message(plain(body="x" * 5000))
     assert big.status == "rejected" and big.reason.startswith("oversize")
-    no_sender = _ingest(b"Subject: hi\r\nTo: frontdesk@sunrise.example\r\n\r\nbody\r\n")
+    no_sender = ingest_message(b"Subject: hi\r\nTo: frontdesk@sunrise.example\r\n\r\nbody\r\n")
     assert no_sender.status == "rejected" and no_sender.reason.startswith("malformed")
-    garbage = _ingest(b"\x00\xff\xfe" * 50)
+    garbage = ingest_message(b"\x00\xff\xfe" * 50)
     assert garbage.status == "rejected"
-    nowhere = _ingest(plain(body="hello", to="someone@unrelated.example"))
+    nowhere = ingest_message(plain(body="hello", to="someone@unrelated.example"))
     assert nowhere.status == "rejected" and nowhere.reason == "no tenant for the recipients"
     assert not ChannelMessage.objects.exists()
 
@@ -127,7 +124,7 @@ def test_attachments_are_metadata_on_storage_never_in_the_transcript(tenant, mai
     settings.MEDIA_ROOT = tmp_path
     msg = plain(body="My insurance card is attached.")
     msg.add_attachment(b"%PDF-1.4 fake card", maintype="application", subtype="pdf", filename="card.pdf")
-    result = _ingest(msg)
+    result = ingest_message(msg)
     attachment = result.email.attachments.get()
     assert (attachment.filename, attachment.content_type, attachment.size) == ("card.pdf", "application/pdf", 18)
     assert (tmp_path / attachment.storage_path).read_bytes() == b"%PDF-1.4 fake card"
@@ -144,8 +141,8 @@ def test_urgent_email_after_hours_raises_exactly_one_incident(
     EscalationSettings.objects.create(tenant=tenant, business_hours=business_hours, escalate_in_business_hours=False)
     msg = plain(body="My father collapsed and is not responding, please help", subject="Help")
     with django_capture_on_commit_callbacks(execute=True):
-        result = _ingest(msg)
-        _ingest(msg)  # a redelivery
+        result = ingest_message(msg)
+        ingest_message(msg)  # a redelivery
     with django_capture_on_commit_callbacks(execute=True):
         outcome = email_triage(inbound_id=result.email.pk)
         email_triage(inbound_id=result.email.pk)
@@ -167,7 +164,7 @@ def test_malicious_html_is_inert_in_admin(tenant, mailbox, patient, client):
         '<iframe src="https://evil.example"></iframe><style>body{display:none}</style>',
         subtype="html",
     )
-    result = _ingest(msg)
+    result = ingest_message(msg)
     stored = result.email.html
     for bad in ("<script", "onerror", "javascript:", "<iframe", "onclick", "<img", "<style"):
         assert bad not in stored.lower()

@@ -13,31 +13,7 @@ from channels_app.models import EmailMailbox, InboundEmail
 from conversations.models import ChannelMessage
 from tests.email.conftest import CLINIC, plain
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _local_imap_allowed(settings, imap_server):
-    """The loopback test server is an explicitly allowed private host on a test port (S14 guard)."""
-    settings.EMAIL_IMAP_ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
-    settings.EMAIL_IMAP_ALLOWED_PORTS = [143, 993, imap_server.port]
-
-
-@pytest.fixture
-def imap_mailbox(tenant, imap_server):
-    imap_server.restart()  # an empty INBOX for every test
-    tenant.short_name = "Sunrise Clinic"
-    tenant.save(update_fields=["short_name"])
-    return EmailMailbox.objects.create(
-        tenant=tenant,
-        address=CLINIC,
-        imap_host="127.0.0.1",
-        imap_port=imap_server.port,
-        imap_security=EmailMailbox.Security.NONE,
-        imap_username=imap_server.user,
-        imap_password=imap_server.password,
-        initial_sync=EmailMailbox.InitialSync.ALL,
-    )
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_imap_allowed")]
 
 
 def _inbound_turns() -> int:

@@ -16,9 +16,8 @@ from channels_app.models import EmailMailbox, InboundEmail
 from conversations.models import ChannelMessage
 from identity.models import TenantMembership
 from tests.email.conftest import CLINIC, PATIENT_EMAIL, authenticated
-from tests.email.test_imap import _local_imap_allowed, imap_mailbox  # noqa: F401  (fixtures)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("local_imap_allowed")]
 
 SECRET = "inbound:s3cret-Pa55"
 NUL_EMAIL = (
@@ -67,7 +66,7 @@ def alerts_run_inline(monkeypatch):
 
 
 def test_poison_between_two_good_emails_is_quarantined_and_the_mailbox_moves_on(
-    imap_mailbox,  # noqa: F811
+    imap_mailbox,
     imap_server,
     poison,
     clinic_admin,
@@ -115,7 +114,7 @@ def test_quarantined_emails_are_listed_in_admin_with_their_reason(tenant, admin_
     assert str(row.pk) in page and "DataError" in page
 
 
-def test_nul_email_between_two_good_ones_is_stored_replaced_and_kept_raw(imap_mailbox, imap_server):  # noqa: F811
+def test_nul_email_between_two_good_ones_is_stored_replaced_and_kept_raw(imap_mailbox, imap_server):
     imap_server.append(_message("First", "g-1@mail.example.com"), NUL_EMAIL, _message("Third", "g-3@mail.example.com"))
     result = mailbox_poll(mailbox_id=imap_mailbox.pk)
     assert list(result.outcomes.values()) == ["accepted"] * 3

@@ -10,7 +10,7 @@ from channels_app.email.triage import email_triage
 from conversations.models import ChannelMessage, StaffNotification, TriageDecision
 from escalation.models import EscalationSettings, Incident
 from tests.email.conftest import plain
-from tests.email.test_guards import _ingest
+from tests.email.ingesting import ingest_message
 
 pytestmark = pytest.mark.django_db
 OPEN_ALL_DAY = {str(d): [["00:00", "00:00"]] for d in range(1, 8)}
@@ -30,7 +30,7 @@ def test_spanish_emergency_email_gets_the_spanish_safety_reply(
         body="Buenas noches, estoy embarazada de 33 semanas y estoy sangrando muchísimo, ya llené dos toallas.",
     )
     with django_capture_on_commit_callbacks(execute=True):
-        result = _ingest(msg)
+        result = ingest_message(msg)
     with django_capture_on_commit_callbacks(execute=True):
         outcome = email_triage(inbound_id=result.email.pk)
     assert outcome.decision == "escalated" and outcome.urgency == 5

@@ -17,12 +17,18 @@ from escalation.models import (
     EscalationPolicy,
     EscalationSettings,
     EscalationStep,
-    Responder,
     Schedule,
     ScheduleMember,
 )
 from tests import processes
-from tests.factories import CustomerFactory, IdentifierFactory, InteractionFactory, PhoneNumberFactory, TenantFactory
+from tests.factories import (
+    CustomerFactory,
+    IdentifierFactory,
+    InteractionFactory,
+    PhoneNumberFactory,
+    ResponderFactory,
+    TenantFactory,
+)
 from tests.stubs.twilio_api import TwilioStub
 
 CLINIC_NUMBER = "+15550100001"
@@ -36,8 +42,8 @@ SYMPTOM = "crushing chest pain"
 
 def build_oncall(tenant, *, waits=(60, 60), repeat: int = 0, always: bool = True) -> dict:
     """Settings, a primary and a backup responder in a weekly rotation, a two-step policy (primary, backup)."""
-    primary = Responder.objects.create(tenant=tenant, name="Dr. Avery Chen", phone=PRIMARY, timezone="America/New_York")
-    backup = Responder.objects.create(tenant=tenant, name="Dr. Blake Rivera", phone=BACKUP, timezone="Europe/London")
+    primary = ResponderFactory(tenant=tenant, name="Dr. Avery Chen", phone=PRIMARY)
+    backup = ResponderFactory(tenant=tenant, name="Dr. Blake Rivera", phone=BACKUP, timezone="Europe/London")
     # shift 0 started yesterday (tenant time) and lasts a year: primary holds position 0, backup position 1
     start = (dt.datetime.now(tenant.tzinfo) - dt.timedelta(days=1)).date()
     schedule = Schedule.objects.create(
@@ -212,3 +218,14 @@ def queued(monkeypatch):
     calls: list[tuple] = []
     monkeypatch.setattr(tasks.incident_end_calls_task, "delay", lambda *args: calls.append(args))
     return calls
+
+
+@pytest.fixture
+def foreign_incident(db):
+    other = TenantFactory()
+    PhoneNumberFactory(tenant=other, number="+15550100077")
+    build_oncall(other)
+    interaction = InteractionFactory(conversation__tenant=other, conversation__customer__tenant=other)
+    incident, _ = services.incident_raise(interaction=interaction, urgency=5, reason="x")
+    services.incident_run_step(incident_id=incident.pk, fence=incident.fence)
+    return incident

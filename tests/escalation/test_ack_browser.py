@@ -9,18 +9,10 @@ from django.conf import settings
 
 from escalation.models import NotificationAttempt
 from escalation.services.messages import ack_link
-from tests.chat.conftest import browser, daphne  # noqa: F401 - fixtures shared with the widget tests
+from tests.escalation.steps import PHONE, pending_retry
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 SMS_APP = "https://sms-app.example"
-
-
-def _pending_retry(incident) -> NotificationAttempt:
-    """Turn the primary's call into a retry still waiting to go out: acknowledging must cancel it."""
-    attempt = NotificationAttempt.objects.filter(incident=incident, channel="voice").first()
-    NotificationAttempt.objects.filter(pk=attempt.pk).update(status="pending", provider_sid="", claimed_at=None)
-    return attempt
 
 
 def _assert_acknowledged(incident, token, retry):
@@ -49,9 +41,9 @@ def _tap_acknowledge(page) -> list[dict]:
     return posts
 
 
-def test_link_opened_from_an_sms_app_with_no_referrer(paged, daphne, browser):  # noqa: F811
+def test_link_opened_from_an_sms_app_with_no_referrer(paged, daphne, browser):
     incident, token = paged
-    retry = _pending_retry(incident)
+    retry = pending_retry(incident)
     url = ack_link(token).replace(settings.PUBLIC_BASE_URL, daphne)
     context = browser.new_context(**PHONE)
     try:
@@ -69,9 +61,9 @@ def test_link_opened_from_an_sms_app_with_no_referrer(paged, daphne, browser):  
     _assert_acknowledged(incident, token, retry)
 
 
-def test_link_followed_from_a_page_on_another_origin(paged, daphne, browser):  # noqa: F811
+def test_link_followed_from_a_page_on_another_origin(paged, daphne, browser):
     incident, token = paged
-    retry = _pending_retry(incident)
+    retry = pending_retry(incident)
     url = ack_link(token).replace(settings.PUBLIC_BASE_URL, daphne)
     context = browser.new_context(**PHONE)
     try:

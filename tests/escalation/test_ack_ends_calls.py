@@ -5,18 +5,14 @@ queueing is captured and the task run in-process. The last test runs the real wo
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
-from django.conf import settings
-from django.utils import timezone
-from twilio.request_validator import RequestValidator
 
 from escalation import services, tasks
-from escalation.models import Incident, NotificationAttempt
+from escalation.models import NotificationAttempt
 from providers import ProviderTransientError
 from providers.voice import LocmemVoiceBackend
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PRIMARY, build_oncall
+from tests.escalation.steps import call_of, page_both, signed_post
 from tests.processes import wait_for
 from tests.stubs.twilio_api import status_callback_params
 
@@ -27,31 +23,8 @@ def run(queued: list[tuple]) -> None:
         tasks.incident_end_calls_task(*queued.pop(0))
 
 
-def page_both(interaction) -> Incident:
-    """Raise, page the primary (call + SMS), let its wait pass, page the backup: two live calls."""
-    incident, _ = services.incident_raise(interaction=interaction, urgency=5, reason="emergency phrase")
-    now = timezone.now()
-    for _ in range(2):
-        incident.refresh_from_db()
-        outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, now=now, dispatch=False)
-        for item in outcome.outbound:
-            services.attempt_deliver(outbound=item)
-        now += timedelta(seconds=61)
-    incident.refresh_from_db()
-    return incident
-
-
-def call_of(incident, to) -> NotificationAttempt:
-    return NotificationAttempt.objects.get(incident=incident, channel="voice", to_number=to)
-
-
 def sms_of(incident, to) -> NotificationAttempt:
     return NotificationAttempt.objects.get(incident=incident, channel="sms", to_number=to)
-
-
-def signed_post(client, path, tenant, params):
-    sig = RequestValidator(tenant.twilio_auth_token).compute_signature(settings.PUBLIC_BASE_URL + path, params)
-    return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=sig)
 
 
 def press_1(client, attempt):

@@ -8,10 +8,8 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.test import Client
 from django.utils import timezone
-from twilio.request_validator import RequestValidator
 
 from channels_app import twilio_payloads
 from conversations.models import Interaction
@@ -19,6 +17,7 @@ from escalation import services
 from escalation.models import AckToken, Incident, NotificationAttempt
 from escalation.services.messages import ack_token_string
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PRIMARY
+from tests.escalation.steps import call_params, call_post
 from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -181,23 +180,6 @@ def test_sms_reply_from_someone_else_is_not_an_ack(paged, twilio_post):
     twilio_post("/twilio/sms/", inbound_sms(incident.tenant, PRIMARY, "who is this?"), tenant=incident.tenant)
     incident.refresh_from_db()
     assert incident.status == "triggered"
-
-
-def call_post(client, path, tenant, params):
-    sig = RequestValidator(tenant.twilio_auth_token).compute_signature(settings.PUBLIC_BASE_URL + path, params)
-    return client.post(path, params, HTTP_X_TWILIO_SIGNATURE=sig)
-
-
-def call_params(tenant, attempt, **extra):
-    return {
-        "AccountSid": tenant.twilio_account_sid,
-        "CallSid": attempt.provider_sid,
-        "From": CLINIC_NUMBER,
-        "To": attempt.to_number,
-        "CallStatus": "in-progress",
-        "Direction": "outbound-api",
-        **extra,
-    }
 
 
 def test_keypress_1_acknowledges(paged, client):

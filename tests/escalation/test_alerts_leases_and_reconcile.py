@@ -28,8 +28,7 @@ from identity.models import TenantMembership
 from providers.voice import TwilioVoiceBackend
 from tests import processes
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_NAME, PRIMARY
-from tests.escalation.test_acks import call_params, call_post
-from tests.escalation.test_ladder import deliver, raise_and_fire
+from tests.escalation.steps import call_params, call_post, deliver, raise_and_fire
 from tests.factories import InteractionFactory
 from tests.processes import wait_for
 

@@ -11,7 +11,7 @@ import pytest
 from escalation import services
 from escalation.models import NotificationAttempt
 from tests.escalation.conftest import PATIENT_DOB, PATIENT_NAME, SYMPTOM
-from tests.escalation.test_acks import call_params, call_post
+from tests.escalation.steps import call_params, call_post
 
 pytestmark = pytest.mark.django_db
 

@@ -24,7 +24,7 @@ from tests.escalation.conftest import (
     PRIMARY,
     SYMPTOM,
 )
-from tests.escalation.test_reports import foreign_incident, staff_with_perms  # noqa: F401 - fixture
+from tests.escalation.steps import staff_with_perms
 
 pytestmark = pytest.mark.django_db
 
@@ -122,7 +122,7 @@ def test_admin_resolve_action_with_a_note_is_tenant_scoped(
     client,
     django_user_model,
     paged,
-    foreign_incident,  # noqa: F811
+    foreign_incident,
 ):
     incident, _ = paged
     client.force_login(staff_with_perms(django_user_model, incident.tenant))

@@ -20,7 +20,7 @@ from escalation.services.audit import HANGUP_WINDOW, PENDING_GRACE, REDRIVE_EXPI
 from escalation.services.hangups import RETRY_HOLD
 from providers import ProviderTransientError
 from tests.escalation.conftest import BACKUP, PRIMARY
-from tests.escalation.test_ack_ends_calls import call_of, page_both, signed_post
+from tests.escalation.steps import call_of, page_both, signed_post
 from tests.stubs.twilio_api import status_callback_params
 
 pytestmark = pytest.mark.django_db

@@ -17,10 +17,10 @@ from escalation.services import heartbeat
 from identity.models import TenantMembership
 from tests.broker import take_queued
 from tests.escalation.conftest import CLINIC_NUMBER, PRIMARY, build_oncall
+from tests.escalation.steps import ADMIN_PHONE, make_admin
 from tests.factories import PhoneNumberFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db
-ADMIN_PHONE = "+15557770199"
 AUDITOR, CANARY = PipelineHeartbeat.Source.AUDITOR, PipelineHeartbeat.Source.CANARY
 
 
@@ -29,15 +29,6 @@ def _no_earlier_beats(db):
     """Start from no heartbeat and no outage (a web process of another module's test may have left rows)."""
     PipelineHeartbeat.objects.all().delete()
     PipelineOutage.objects.all().delete()
-
-
-def make_admin(tenant, phone=ADMIN_PHONE, role="admin", username=None):
-    user = get_user_model().objects.create_user(
-        username=username or f"admin-{phone}", password="x", is_staff=True, email="a@example.com"
-    )
-    TenantMembership.objects.create(user=user, tenant=tenant, role=role)
-    Responder.objects.create(tenant=tenant, name="Dana Admin", phone=phone, user=user)
-    return user
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from escalation.models import PipelineHeartbeat, PipelineOutage
 from tests import processes
 from tests.escalation.conftest import build_oncall, kill_tree, start_beat, worker_env
-from tests.escalation.test_heartbeat import ADMIN_PHONE, make_admin
+from tests.escalation.steps import ADMIN_PHONE, make_admin
 from tests.processes import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

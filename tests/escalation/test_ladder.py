@@ -14,22 +14,9 @@ from escalation import services
 from escalation.models import Incident, NotificationAttempt
 from identity.models import TenantMembership
 from tests.escalation.conftest import BACKUP, PRIMARY
+from tests.escalation.steps import deliver, raise_and_fire
 
 pytestmark = pytest.mark.django_db
-
-
-def raise_and_fire(interaction, urgency=5):
-    incident, created = services.incident_raise(interaction=interaction, urgency=urgency, reason="emergency phrase")
-    assert created
-    outcome = services.incident_run_step(incident_id=incident.pk, fence=incident.fence, dispatch=False)
-    incident.refresh_from_db()
-    return incident, outcome
-
-
-def deliver(outcome):
-    """What the step's on-commit dispatch does, sequentially (this test's transaction is not committed)."""
-    for item in outcome.outbound:
-        services.attempt_deliver(outbound=item)
 
 
 def send_all(ids, now=None):

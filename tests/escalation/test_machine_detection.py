@@ -15,8 +15,7 @@ from escalation import services
 from escalation.models import NotificationAttempt
 from escalation.services import attempts
 from tests.escalation.conftest import BACKUP, CLINIC_NUMBER, PATIENT_NAME, PRIMARY
-from tests.escalation.test_acks import call_params, call_post
-from tests.escalation.test_ladder import raise_and_fire
+from tests.escalation.steps import call_params, call_post, raise_and_fire
 
 pytestmark = pytest.mark.django_db
 

@@ -13,9 +13,8 @@ from django.conf import settings
 from escalation.models import NotificationAttempt, PortalAccess
 from escalation.services.messages import ack_link
 from tests import processes
-from tests.chat.conftest import browser  # noqa: F401 - the shared Chromium fixture
 from tests.escalation.conftest import CLINIC_NUMBER, PATIENT_PHONE, PRIMARY, worker_env
-from tests.escalation.test_ack_browser import PHONE, _pending_retry
+from tests.escalation.steps import PHONE, pending_retry
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,11 +30,11 @@ def stub_daphne(django_db_setup, django_db_blocker, tmp_path_factory, twilio_stu
     processes.stop(proc)
 
 
-def test_text_to_ack_to_code_to_portal_to_bridge_call(paged, stub_daphne, twilio_stub_server, browser):  # noqa: F811
+def test_text_to_ack_to_code_to_portal_to_bridge_call(paged, stub_daphne, twilio_stub_server, browser):
     stub = twilio_stub_server
     stub.reset()
     incident, token = paged
-    retry = _pending_retry(incident)
+    retry = pending_retry(incident)
     context = browser.new_context(**PHONE)
     try:
         page = context.new_page()

@@ -11,8 +11,8 @@ import pytest
 from escalation import services
 from escalation.models import NotificationAttempt
 from identity.models import TenantMembership
-from tests.escalation.conftest import PRIMARY, build_oncall
-from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactory
+from tests.escalation.conftest import PRIMARY
+from tests.escalation.steps import staff, staff_with_perms
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/escalation/attempts/"
@@ -26,23 +26,6 @@ def acked_incident(oncall, patient_interaction, twilio_stub):
         services.attempt_deliver(outbound=item)
     services.incident_acknowledge(incident=incident, responder=oncall["primary"], via="sms")
     return incident
-
-
-@pytest.fixture
-def foreign_incident(db):
-    other = TenantFactory()
-    PhoneNumberFactory(tenant=other, number="+15550100077")
-    build_oncall(other)
-    interaction = InteractionFactory(conversation__tenant=other, conversation__customer__tenant=other)
-    incident, _ = services.incident_raise(interaction=interaction, urgency=5, reason="x")
-    services.incident_run_step(incident_id=incident.pk, fence=incident.fence)
-    return incident
-
-
-def staff(django_user_model, tenant, name="frontdesk"):
-    user = django_user_model.objects.create_user(name, f"{name}@clinic.example", "pw", is_staff=True)
-    TenantMembership.objects.create(user=user, tenant=tenant, role="admin")
-    return user
 
 
 def report_day(incident):
@@ -105,14 +88,6 @@ def test_admin_incident_timeline_and_export(client, django_user_model, acked_inc
     today = report_day(acked_incident)
     export = client.get("/admin/escalation/incident/sla-export/", {"start": today, "end": today})
     assert {r["incident_id"] for r in read_csv(export)} == {str(acked_incident.pk)}
-
-
-def staff_with_perms(django_user_model, tenant):
-    from django.contrib.auth.models import Permission
-
-    user = staff(django_user_model, tenant, "ops")
-    user.user_permissions.set(Permission.objects.filter(content_type__app_label="escalation"))
-    return user
 
 
 def test_api_key_with_reports_scope_reads_its_tenant_only(client, acked_incident, foreign_incident):

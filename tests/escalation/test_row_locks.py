@@ -11,7 +11,7 @@ from django.db import OperationalError, connections, transaction
 
 from escalation import services
 from escalation.models import NotificationAttempt, Responder
-from tests.escalation.test_ladder import raise_and_fire
+from tests.escalation.steps import raise_and_fire
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from escalation import services
 from escalation.models import EscalationSettings, Incident
 from escalation.selectors import percentile, sla_weekly
-from tests.escalation.test_reports import staff_with_perms
+from tests.escalation.steps import staff_with_perms
 from tests.factories import InteractionFactory, PhoneNumberFactory, TenantFactory
 
 pytestmark = pytest.mark.django_db

@@ -29,8 +29,7 @@ from conversations.selectors import ai_paused
 from identity.models import CustomerIdentifier, TenantMembership
 from identity.services import customer_resolve, phone_set_opt_out
 from providers.sms import LocmemSmsBackend
-from tests.email.conftest import CLINIC, PATIENT_EMAIL, mailbox, plain  # noqa: F401 (fixture)
-from tests.voice.conftest import open_all_day  # noqa: F401 (fixture)
+from tests.email.conftest import PATIENT_EMAIL, plain
 
 pytestmark = pytest.mark.django_db
 
@@ -142,7 +141,7 @@ def test_chat_staff_message_and_no_ai_reply_while_taken_over(tenant, staff):
     assert frames[1]["role"] == "agent"
 
 
-def test_email_staff_reply_is_threaded_and_triage_stays_silent(tenant, staff, mailbox):  # noqa: F811
+def test_email_staff_reply_is_threaded_and_triage_stays_silent(tenant, staff, mailbox):
     customer_resolve(tenant=tenant, email=PATIENT_EMAIL, display_name="Jane Doe", verified_kinds=("email",))
     first = email_ingest(raw=plain(body="Do you take new patients?").as_bytes(), source=InboundEmail.Source.WEBHOOK)
     inbound = first.email
@@ -227,8 +226,8 @@ def test_demo_key_gains_every_scope_on_reseed(tenant):
     assert "conversations:write" in ApiScope.values
 
 
-def test_voice_turn_gets_no_ai_answer_while_taken_over(tenant, staff, twilio_post, open_all_day):  # noqa: F811
-    from tests.voice.conftest import Phone
+def test_voice_turn_gets_no_ai_answer_while_taken_over(tenant, staff, twilio_post, open_all_day):
+    from tests.voice.phone import Phone
 
     phone = Phone(twilio_post, tenant)
     phone.answer()

@@ -2,8 +2,7 @@ import pytest
 
 from conversations import services
 from identity.services import customer_resolve
-from tests.api.conftest import api, key_for  # noqa: F401  (fixtures)
-from tests.test_admin import staff_for
+from tests.admin_setup import staff_for
 
 
 @pytest.fixture

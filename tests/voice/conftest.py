@@ -1,96 +1,19 @@
-"""Driving calls the way Twilio does: signed webhooks with Twilio's parameters, following the TwiML we answer."""
+"""Voice test fixtures: opening hours, a phone placing calls (see :mod:`tests.voice.phone`), stubs and signals."""
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 
 import pytest
-from django.conf import settings
 
-from channels_app import twilio_payloads
-from conversations.models import AgentSettings
+from channels_app.voice import hours
+from conversations.signals import escalation_requested
 from providers.voice import LocmemVoiceBackend
+from tests.stubs.openai_api import BlockingLLM, llm_serving
+from tests.voice.handoff import FRONT_DESK, WEEK, agent_settings, zone_where_it_is_noon
+from tests.voice.phone import Phone
 from tests.voice.stub import VoiceStub
-
-CALLER = "+15551230001"
-CLINIC = "+15550100001"
-
-
-def says(document: str) -> list[str]:
-    """Every ``<Say>`` text of a TwiML document, in order."""
-    return [node.text or "" for node in ET.fromstring(document).iter("Say")]
-
-
-def path_of(url: str) -> str:
-    assert url.startswith(settings.PUBLIC_BASE_URL), url
-    return url[len(settings.PUBLIC_BASE_URL) :]
-
-
-class Phone:
-    """One call as Twilio would place it: ``answer()`` posts the incoming-call webhook, ``say(text)`` posts the
-    speech result to the Gather action of the last TwiML, ``silence()`` follows its no-input redirect."""
-
-    def __init__(self, post, tenant, *, caller: str = CALLER, call_sid: str | None = None):
-        self.post, self.tenant, self.caller = post, tenant, caller
-        self.sid = call_sid or twilio_payloads.new_sid("CA")
-        self.last: ET.Element | None = None
-        self.sequence = 0
-
-    def _remember(self, response) -> str:
-        assert response.status_code == 200, response.content
-        assert response["Content-Type"].startswith("text/xml")
-        document = response.content.decode()
-        self.last = ET.fromstring(document)
-        return document
-
-    def answer(self) -> str:
-        params = twilio_payloads.inbound_call(
-            account_sid=self.tenant.twilio_account_sid, from_=self.caller, to=CLINIC, call_sid=self.sid
-        )
-        return self._remember(self.post("/twilio/voice/", params, tenant=self.tenant))
-
-    def gather_action(self) -> str:
-        gather = self.last.find("Gather")
-        assert gather is not None, ET.tostring(self.last)
-        return path_of(gather.get("action"))
-
-    def say(self, text: str) -> str:
-        params = twilio_payloads.gather_speech(
-            account_sid=self.tenant.twilio_account_sid, call_sid=self.sid, from_=self.caller, to=CLINIC, speech=text
-        )
-        return self._remember(self.post(self.gather_action(), params, tenant=self.tenant))
-
-    def silence(self) -> str:
-        redirect = self.last.find("Redirect")
-        params = twilio_payloads.gather_speech(
-            account_sid=self.tenant.twilio_account_sid, call_sid=self.sid, from_=self.caller, to=CLINIC, speech=""
-        )
-        return self._remember(self.post(path_of(redirect.text), params, tenant=self.tenant))
-
-    def status(self, status: str, duration: int | None = None):
-        self.sequence += 1
-        params = twilio_payloads.call_status(
-            account_sid=self.tenant.twilio_account_sid,
-            call_sid=self.sid,
-            from_=self.caller,
-            to=CLINIC,
-            status=status,
-            duration=duration,
-            sequence=self.sequence,
-        )
-        return self.post("/twilio/voice/status/", params, tenant=self.tenant)
-
-
-@pytest.fixture
-def open_all_day(tenant):
-    """The clinic is open (no after-hours voicemail offer in the greeting), whatever the wall clock says: every
-    day is one window up to the end of the day ("24:00"), so not a second of it is closed."""
-    day = [["00:00", "24:00"]]
-    AgentSettings.objects.update_or_create(
-        tenant=tenant,
-        defaults={"bookable_hours": dict.fromkeys(("mon", "tue", "wed", "thu", "fri", "sat", "sun"), day)},
-    )
-    return tenant
+from tests.voice.turns import AGENT_REPLY
 
 
 @pytest.fixture
@@ -110,3 +33,38 @@ def voice_stub():
     stub = VoiceStub().start()
     yield stub
     stub.stop()
+
+
+@pytest.fixture
+def open_now(tenant, open_all_day):
+    """The clinic is open for the whole test, whatever time the test runs, and transfers to the front desk
+    (applied after :func:`open_all_day`, which ``phone`` uses)."""
+    tenant.timezone = zone_where_it_is_noon()
+    tenant.save(update_fields=["timezone"])
+    agent_settings(tenant, bookable_hours={d: [["00:00", "23:59"]] for d in WEEK}, handoff_number=FRONT_DESK)
+    assert not hours.is_after_hours(tenant, datetime.now(UTC))
+    return tenant
+
+
+@pytest.fixture
+def closed_always(tenant, open_all_day):
+    """The clinic has no opening hours on any day: always closed (applied after :func:`open_all_day`)."""
+    agent_settings(tenant, bookable_hours={d: [] for d in WEEK}, handoff_number=FRONT_DESK)
+    assert hours.is_after_hours(tenant, datetime.now(UTC))
+    return tenant
+
+
+@pytest.fixture
+def escalations():
+    received = []
+    escalation_requested.connect(
+        lambda sender, **kw: received.append(kw), weak=False, dispatch_uid="tests.voice.escalations"
+    )
+    yield received
+    escalation_requested.disconnect(dispatch_uid="tests.voice.escalations")
+
+
+@pytest.fixture
+def llm(settings):
+    with llm_serving(settings, BlockingLLM(AGENT_REPLY)) as responder:
+        yield responder

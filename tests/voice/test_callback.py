@@ -11,37 +11,14 @@ from channels_app import twilio_payloads
 from channels_app.voice.callback import callback_place
 from conversations.agent.services import callback_request
 from conversations.models import CallbackRequest, ChannelMessage, Interaction
-from conversations.services import session_open, state_set
+from conversations.services import session_open
 from identity.services import customer_resolve
 from providers import ProviderTransientError
 from providers.voice import LocmemVoiceBackend
 from tests import processes
 from tests.stubs.twilio_api import TwilioStub
-from tests.voice.conftest import CLINIC, path_of, says
-
-PATIENT = "+15551230009"
-TWILIO = "providers.voice.TwilioVoiceBackend"
-
-
-def chat_request(tenant, reason="Please call me back about booking an appointment for my rash"):
-    """A callback asked for in chat by a patient whose phone is verified (its chat code was typed back)."""
-    customer = customer_resolve(tenant=tenant, phone=PATIENT, cookie="c-1", verified_kinds=("phone",)).customer
-    chat, _ = session_open(tenant=tenant, customer=customer, channel="chat")
-    state_set(conversation=chat.conversation, key="name", value="Ana")
-    request, _ = callback_request(interaction=chat, phone=PATIENT, reason=reason)
-    return request
-
-
-def answer(twilio_post, tenant, call, answered_by="human"):
-    """Twilio fetching the callback's answer Url once AMD has decided (signed)."""
-    params = twilio_payloads.callback_answer(
-        account_sid=tenant.twilio_account_sid,
-        call_sid=call.provider_id,
-        from_=CLINIC,
-        to=PATIENT,
-        answered_by=answered_by,
-    )
-    return twilio_post(path_of(LocmemVoiceBackend.calls[-1]["url"]), params, tenant=tenant)
+from tests.voice.callbacks import PATIENT, TWILIO, answer, chat_request
+from tests.voice.phone import CLINIC, path_of, says
 
 
 @pytest.mark.django_db
@@ -63,7 +40,7 @@ def test_callback_is_placed_once_with_context_and_no_phi_beyond_what_was_given(t
         "as you asked in our chat. How can I help?"
     )
     assert "rash" not in document  # the patient's own words are never read out to whoever picks up
-    assert "Ana" not in document  # nor their name: it may be someone else or a voicemail box (S11)
+    assert "Ana" not in document  # nor their name: it may be someone else or a voicemail box
     gather = ET.fromstring(document).find("Gather")
     assert gather.get("input") == "speech" and gather.get("action").endswith("/twilio/voice/gather/?turn=1")
     call = ChannelMessage.objects.get(idempotency_key=f"callback:{request.pk}")

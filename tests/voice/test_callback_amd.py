@@ -11,8 +11,8 @@ from channels_app.voice.callback import callback_place
 from conversations.models import CallbackRequest, Interaction
 from providers.voice import LocmemVoiceBackend, TwilioVoiceBackend
 from tests.stubs.twilio_api import TwilioStub
-from tests.voice.conftest import CLINIC, path_of, says
-from tests.voice.test_callback import PATIENT, TWILIO, chat_request
+from tests.voice.callbacks import PATIENT, TWILIO, chat_request
+from tests.voice.phone import CLINIC, path_of, says
 
 
 def placed_call(tenant):

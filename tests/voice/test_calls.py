@@ -6,19 +6,7 @@ from channels_app import twilio_payloads
 from conversations.models import ChannelMessage, Conversation, Interaction
 from conversations.signals import escalation_requested
 from identity.models import CustomerIdentifier
-from tests.voice.conftest import CALLER, CLINIC, Phone, says
-
-
-@pytest.fixture
-def escalations():
-    received = []
-
-    def receiver(sender, **kwargs):
-        received.append(kwargs)
-
-    escalation_requested.connect(receiver, dispatch_uid="tests.voice.escalations")
-    yield received
-    escalation_requested.disconnect(dispatch_uid="tests.voice.escalations")
+from tests.voice.phone import CALLER, CLINIC, Phone, says
 
 
 @pytest.mark.django_db

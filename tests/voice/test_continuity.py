@@ -14,7 +14,7 @@ from conversations import engine
 from conversations.models import Appointment, Conversation, Interaction
 from conversations.services import interaction_append_turn, session_open
 from identity.services import customer_resolve
-from tests.voice.conftest import CALLER, says
+from tests.voice.phone import CALLER, says
 
 
 def chat_turn(interaction, text):

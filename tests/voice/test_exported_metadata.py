@@ -10,7 +10,7 @@ from channels_app import twilio_payloads
 from channels_app.sms.replies import sms_reply
 from conversations.api.serializers import INTERACTION_FIELDS, InteractionSerializer
 from conversations.models import ChannelMessage, Interaction
-from tests.voice.test_handoff_transfer import ASK_FOR_A_PERSON, open_now, phone, post_dial_result  # noqa: F401
+from tests.voice.handoff import ASK_FOR_A_PERSON, post_dial_result
 
 #: Keys a workflow step once wrote into ``metadata``.
 WORKFLOW_KEYS = {
@@ -27,7 +27,7 @@ CHANNEL_FACTS = {"messages", "call_sid", "call_status", "duration_seconds", "cal
 
 
 @pytest.mark.django_db
-def test_sms_and_call_workflows_leave_only_channel_facts_in_the_exported_metadata(phone, tenant, open_now):  # noqa: F811
+def test_sms_and_call_workflows_leave_only_channel_facts_in_the_exported_metadata(phone, tenant, open_now):
     params = twilio_payloads.inbound_sms(
         account_sid=tenant.twilio_account_sid, from_="+15551230007", to="+15550100001", body="hey can i book a cleaning"
     )

@@ -23,8 +23,8 @@ from conversations.models import Interaction, SessionState
 from conversations.services import close_idle, interaction_set_workflow
 from conversations.signals import interaction_closed
 from tests.stubs.openai_api import BlockingLLM, llm_serving, text
-from tests.voice.conftest import says
-from tests.voice.test_turn_locks import AGENT_REPLY, is_hold, replay, turn_in_flight
+from tests.voice.phone import says
+from tests.voice.turns import AGENT_REPLY, is_hold, replay, turn_in_flight
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

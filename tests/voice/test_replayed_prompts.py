@@ -9,7 +9,7 @@ import pytest
 
 from channels_app import twilio_payloads
 from conversations.models import Interaction
-from tests.voice.conftest import CALLER, CLINIC, path_of
+from tests.voice.phone import CALLER, CLINIC, path_of
 
 pytestmark = pytest.mark.django_db
 

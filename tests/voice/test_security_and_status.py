@@ -8,7 +8,7 @@ from channels_app import twilio_payloads
 from conversations.models import ChannelMessage, Conversation, Interaction, SessionState
 from conversations.signals import interaction_closed
 from identity.models import Customer
-from tests.voice.conftest import CALLER, CLINIC
+from tests.voice.phone import CALLER, CLINIC
 
 RE_SID = "RE" + "a" * 32
 

@@ -7,19 +7,8 @@ from __future__ import annotations
 import pytest
 
 from conversations.models import ChannelMessage, Interaction, TriageDecision
-from conversations.signals import escalation_requested
-from tests.voice.conftest import says
-from tests.voice.test_voicemail import leave_message, transcription
-
-
-@pytest.fixture
-def escalations():
-    received = []
-    escalation_requested.connect(
-        lambda sender, **kw: received.append(kw), weak=False, dispatch_uid="tests.voice.triage_escalations"
-    )
-    yield received
-    escalation_requested.disconnect(dispatch_uid="tests.voice.triage_escalations")
+from tests.voice.phone import says
+from tests.voice.voicemail_calls import leave_message, transcription
 
 
 @pytest.mark.django_db

@@ -1,7 +1,7 @@
 """Voicemail: <Record> with callbacks, Twilio's transcription or the OpenAI-compatible STT, triage, escalation."""
 
 import logging
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
@@ -18,62 +18,10 @@ from channels_app.voice.voicemail import (
 from conversations.models import ChannelMessage, Interaction
 from conversations.signals import escalation_requested
 from tests.broker import broker_down, take_queued
-from tests.voice.conftest import CALLER, CLINIC, Phone, says
+from tests.voice.phone import CALLER, CLINIC
+from tests.voice.voicemail_calls import RE_SID, leave_message, received_at, transcription
 
-RE_SID = "RE" + "b" * 32
 URGENT = "Hi, this is Ana. My father collapsed and has chest pain, please call me back as soon as you can."
-
-
-@pytest.fixture
-def escalations():
-    received = []
-    escalation_requested.connect(
-        lambda sender, **kw: received.append(kw), weak=False, dispatch_uid="tests.voice.vm_escalations"
-    )
-    yield received
-    escalation_requested.disconnect(dispatch_uid="tests.voice.vm_escalations")
-
-
-def leave_message(phone: Phone, tenant, *, duration=14):
-    """The caller asks for voicemail, records, hangs up; Twilio posts the Record action and recording status."""
-    phone.answer()
-    document = phone.say("Can I leave a message please")
-    record = phone.last.find("Record")
-    assert record is not None and "message" in says(document)[0]
-    account = tenant.twilio_account_sid
-    done = phone.post(
-        "/twilio/voice/voicemail/done/",
-        twilio_payloads.record_action(
-            account_sid=account, call_sid=phone.sid, from_=CALLER, to=CLINIC, recording_sid=RE_SID, duration=duration
-        ),
-        tenant=tenant,
-    )
-    assert done.status_code == 200 and "Goodbye" in says(done.content.decode())[-1]
-    status = phone.post(
-        "/twilio/voice/recording/",
-        twilio_payloads.recording_status(
-            account_sid=account, call_sid=phone.sid, recording_sid=RE_SID, duration=duration
-        ),
-        tenant=tenant,
-    )
-    assert status.status_code == 204
-    return record
-
-
-def transcription(phone, tenant, text, status="completed"):
-    return phone.post(
-        "/twilio/voice/transcription/",
-        twilio_payloads.transcription(
-            account_sid=tenant.twilio_account_sid,
-            call_sid=phone.sid,
-            from_=CALLER,
-            to=CLINIC,
-            recording_sid=RE_SID,
-            text=text,
-            status=status,
-        ),
-        tenant=tenant,
-    )
 
 
 @pytest.mark.django_db
@@ -208,19 +156,6 @@ def test_recording_url_of_another_account_is_never_fetched(phone, tenant, voice_
 
 
 # --- lost work: the broker down, a task lost, a transcription that never came ---------------------------------
-
-
-@pytest.fixture
-def empty_queue():
-    take_queued()
-    yield
-    take_queued()
-
-
-def received_at(phone) -> datetime:
-    """When the recording callback noted the recording on the call's row (UTC)."""
-    call = Interaction.objects.get(channel="voice", metadata__call_sid=phone.sid)
-    return datetime.fromisoformat(call.metadata["recording"]["received_at"])
 
 
 def test_voicemail_tasks_are_requeued_when_their_worker_dies():

@@ -19,7 +19,7 @@ from conversations.webhooks import tasks as webhook_tasks
 from conversations.webhooks.models import WebhookEndpoint, WebhookMessage
 from enrichment.tasks import enrich_interaction
 from tests.broker import take_queued
-from tests.voice.test_voicemail import leave_message, received_at, transcription
+from tests.voice.voicemail_calls import leave_message, received_at, transcription
 
 pytestmark = pytest.mark.django_db
 
@@ -33,13 +33,6 @@ WORKER = {
         webhook_tasks.webhook_conversation_closed,
     )
 }
-
-
-@pytest.fixture
-def empty_queue():
-    take_queued()
-    yield
-    take_queued()
 
 
 @pytest.fixture

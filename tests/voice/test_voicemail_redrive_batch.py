@@ -16,17 +16,10 @@ from channels_app.voice import tasks as voice_tasks
 from channels_app.voice import voicemail
 from conversations.models import ChannelMessage, Interaction
 from tests.broker import take_queued
-from tests.voice.conftest import CLINIC, Phone
+from tests.voice.phone import CLINIC, Phone
 
 BATCH = 2
 FILED = BATCH + 1  # more filed recordings than one batch holds
-
-
-@pytest.fixture
-def empty_queue():
-    take_queued()
-    yield
-    take_queued()
 
 
 def record(phone: Phone, recording_sid: str) -> None:

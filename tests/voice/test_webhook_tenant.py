@@ -16,7 +16,7 @@ from conversations.models import ChannelMessage, Direction, Interaction
 from conversations.services import call_open, interaction_append_turn
 from identity.services import customer_resolve
 from tests.factories import PhoneNumberFactory
-from tests.voice.conftest import CLINIC, says
+from tests.voice.phone import CLINIC, says
 
 pytestmark = pytest.mark.django_db
 

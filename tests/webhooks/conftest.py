@@ -1,6 +1,6 @@
 import pytest
 
-from conversations.webhooks.models import WebhookEndpoint
+from tests.factories import WebhookEndpointFactory
 from tests.webhooks import receiver as rcv
 
 
@@ -20,7 +20,7 @@ def allow_loopback(settings):
 
 @pytest.fixture
 def endpoint(tenant, receiver):
-    return WebhookEndpoint.objects.create(
+    return WebhookEndpointFactory(
         tenant=tenant, url=receiver.url, events=["interaction.enriched", "conversation.closed", "incident.acknowledged"]
     )
 

@@ -18,7 +18,6 @@ import time
 import openai
 from django.conf import settings
 
-from conversations import selectors
 from conversations.agent.dates import say_when
 from conversations.agent.session import AgentSession
 from conversations.agent.tools import TOOL_SCHEMAS, call_tool
@@ -50,7 +49,12 @@ def system_prompt(session: AgentSession) -> str:
             f"Now: {local_now:%A %Y-%m-%d %H:%M} ({tenant.timezone}). All dates and times you pass to tools are "
             "local to this time zone: date YYYY-MM-DD, time HH:MM (24-hour).",
             f"Bookable hours: {hours}; slots of {s.slot_minutes} minutes.",
-            f"Remembered from earlier in this conversation (any channel): {json.dumps(session.state, default=str)}",
+            (
+                f"Remembered from earlier in this conversation (any channel): {json.dumps(session.state, default=str)}"
+                if session.remembers
+                else f"Remembered from this session (the patient opted out of memory across channels): "
+                f"{json.dumps(session.state, default=str)}"
+            ),
             "Upcoming appointments:\n" + ("\n".join(upcoming) or "none"),
             "When the customer gives a day but no time, call note_booking_request so another channel can continue. "
             "One request at a time: if the customer already has an appointment, a new day or time means MOVING it "
@@ -62,8 +66,9 @@ def system_prompt(session: AgentSession) -> str:
 
 
 def history_messages(session: AgentSession, text: str) -> list[dict]:
-    """The last turns across channels as chat messages, ending with the customer's current ``text``."""
-    turns = selectors.recent_turns(conversation=session.conversation, limit=session.settings.history_turns)
+    """The last turns across channels (this session's only, for a patient who opted out of memory) as chat
+    messages, ending with the customer's current ``text``."""
+    turns = session.turns(session.settings.history_turns)
     if turns and turns[-1].get("role") == "customer" and turns[-1].get("text") == text:
         turns = turns[:-1]
     messages = [

@@ -1,0 +1,134 @@
+"""CRM connectors: a tenant's connection to HubSpot / Salesforce / Zoho CRM, our-id → CRM-id map, the outbox.
+
+- :class:`CrmConnection`: one per (tenant, provider); OAuth tokens encrypted at rest (Fernet, identity.fields).
+- :class:`CrmRecordMap`: which CRM record a customer (contact) or interaction (activity) became; unique per
+  (tenant, provider, kind, local id), so a retried delivery updates instead of creating a second record.
+- :class:`CrmDelivery`: one outbox row per (connection, interaction, version); ``version`` is the enrichment
+  stamp, so a re-scored interaction is sent again (its activity is updated in place). A claimed attempt holds a
+  lease (``lease_expires_at``) and a fencing token (``lease_token``, +1 per claim): a worker that died or stalled
+  cannot record a result once another worker has claimed the row.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from identity.fields import EncryptedTextField
+from identity.models import Tenant
+
+
+class CrmProvider(models.TextChoices):
+    """CRMs we deliver to."""
+
+    HUBSPOT = "hubspot", "HubSpot"
+    SALESFORCE = "salesforce", "Salesforce"
+    ZOHO = "zoho", "Zoho CRM"
+
+
+class CrmConnection(models.Model):
+    """A tenant's authorised connection to one CRM (OAuth 2.0 authorization-code grant with refresh tokens)."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        DISABLED = "disabled", "Disabled"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="crm_connections")
+    provider = models.CharField(max_length=12, choices=CrmProvider.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    access_token = EncryptedTextField(blank=True, default="", help_text="Encrypted at rest.")
+    refresh_token = EncryptedTextField(blank=True, default="", help_text="Encrypted at rest.")
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    instance_url = models.URLField(
+        max_length=300,
+        blank=True,
+        help_text="Salesforce instance_url / Zoho api_domain from the token answer; empty for HubSpot.",
+    )
+    accounts_url = models.URLField(
+        max_length=300, blank=True, help_text="Zoho: the accounts server of the tenant's data centre."
+    )
+    external_account = models.CharField(
+        max_length=200, blank=True, help_text="HubSpot portal id / Salesforce org id / Zoho org, for staff."
+    )
+    field_map = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=(
+            "Optional: our summary field → a custom property/field name on the CRM activity, e.g. "
+            '{"lead_score": "callsphere_lead_score__c"}. Allowed keys: channel, direction, intent, sentiment, '
+            "lead_score, satisfaction, escalated. Transcript text is never sent."
+        ),
+    )
+    last_error = models.CharField(max_length=500, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "provider"], name="crm_connection_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_provider_display()} ({self.status})"
+
+
+class CrmRecordMap(models.Model):
+    """Our id → the CRM's record id (contact for a customer, activity for an interaction)."""
+
+    class Kind(models.TextChoices):
+        CUSTOMER = "customer", "Customer → contact"
+        INTERACTION = "interaction", "Interaction → activity"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="records")
+    provider = models.CharField(max_length=12, choices=CrmProvider.choices)
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    local_id = models.UUIDField()
+    remote_type = models.CharField(max_length=40, help_text="e.g. contacts, calls, notes, Contact, Task, Calls.")
+    remote_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "provider", "kind", "local_id"], name="crm_record_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.local_id} → {self.remote_type}/{self.remote_id}"
+
+
+class CrmDelivery(models.Model):
+    """One enriched interaction (at one enrichment version) to one connection: retry state, lease, errors."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed (rejected by the CRM, retries spent or connection disabled)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="deliveries")
+    interaction = models.ForeignKey("conversations.Interaction", on_delete=models.CASCADE, related_name="+")
+    version = models.CharField(max_length=40, help_text="The interaction's enrichment stamp when queued.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_token = models.PositiveIntegerField(default=0, help_text="Fencing token: +1 on every claim.")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "CRM deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "interaction", "version"], name="crm_delivery_once"),
+        ]
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="crm_delivery_due"),
+            models.Index(fields=["tenant", "status", "-created_at"], name="crm_delivery_tenant_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.interaction_id} → {self.connection_id} ({self.status})"
