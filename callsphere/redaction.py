@@ -9,6 +9,8 @@ import logging
 import re
 from typing import TextIO
 
+from pythonjsonlogger.json import JsonFormatter
+
 # "/a/<token>" or "/c/<token>" as a whole path, alone ("GET /a/…") or after a scheme and host
 # ("https://clinic.example/a/…"); never inside a longer path ("/admin/a/", "/api/v1/c/").
 SECRET_PATH = re.compile(r"(?P<origin>https?://[^/\s\"']+)?(?P<prefix>/[ac]/)[^\s\"'?#]+")
@@ -50,3 +52,24 @@ class RedactLinkSecrets(logging.Filter):
         if redacted != message:
             record.msg, record.args = redacted, ()
         return True
+
+
+class JsonLogFormatter(JsonFormatter):
+    """``LOG_FORMAT=json``: one JSON object per line with only the fields listed in :data:`JSON_LOG_FIELDS`
+    (``time``, ``level``, ``logger``, ``message``, ``request_id``, ids such as ``tenant``/``customer``, the
+    traceback), every string passed through :func:`redact`. Whatever else a record carries — Django's
+    ``request`` object (its repr holds the path, so a link secret), a ``scope`` — is left out."""
+
+    def add_fields(self, log_data, record, message_dict) -> None:
+        super().add_fields(log_data, record, message_dict)
+        for key in list(log_data):
+            if key not in JSON_LOG_FIELDS:
+                del log_data[key]
+            elif isinstance(log_data[key], str):
+                log_data[key] = redact(log_data[key])
+
+
+JSON_LOG_FIELDS = frozenset(
+    {"time", "level", "logger", "message", "request_id", "status_code", "exc_info", "stack_info"}
+    | {"tenant", "customer", "resolved", "other"}  # ids our own log calls add with extra=
+)

@@ -11,11 +11,13 @@ points (``manage.py`` and ``python -m callsphere.run`` under ``DEBUG=1``, see
 import hashlib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import environ
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from django_guid.integrations import CeleryIntegration
 
 from callsphere import embedded
 
@@ -55,6 +57,12 @@ SECRET_KEY = _required("SECRET_KEY", f"at least 50 random characters: {_NEW_KEY}
 )
 # Retired SECRET_KEYs, newest first: links and cookies signed with them (ack, chat, portal) stay valid.
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+# Keys for the secrets in ack and chat links, "<kid>:<secret>" newest first (identity.keys): links carry the kid.
+LINK_SIGNING_KEYS = env.list("LINK_SIGNING_KEYS", default=[])
+for _entry in LINK_SIGNING_KEYS:
+    _kid, _sep, _secret = _entry.partition(":")
+    if not (_sep and _kid.isalnum() and len(_kid) <= 8 and len(_secret) >= 32):
+        _MISSING.append(f"LINK_SIGNING_KEYS: {_kid[:8]!r}… is not <kid>:<secret> (kid 1-8 letters/digits, 32+ chars)")
 # Keys for secrets encrypted at rest (tenant Twilio auth tokens): Fernet keys, newest first (the first encrypts,
 # all decrypt; ``manage.py rotate_encrypted_fields`` re-encrypts under the first). FIELD_ENCRYPTION_KEY (one key)
 # is read too, after them. Under DEBUG with neither set, a key derived from SECRET_KEY (identity.fields).
@@ -422,7 +430,7 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -495,6 +503,34 @@ CELERY_BEAT_SCHEDULE["crm-redrive"] = {  # re-queues due CRM deliveries and ones
 # Multi-process values (web + Celery) need PROMETHEUS_MULTIPROC_DIR set in the environment of every process.
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 MIDDLEWARE.insert(0, "callsphere.metrics.WebhookLatencyMiddleware")  # first: the whole request is timed
+# Structured logs: LOG_FORMAT=json prints one JSON object per line (python-json-logger) with the request id
+# (django-guid: the X-Request-ID a proxy sent, if a UUID, else a new one; returned in the response header and
+# carried into the Celery tasks a request queues). The link-secret redaction applies to both formats.
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
+INSTALLED_APPS.append("django_guid")
+MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+DJANGO_GUID = {
+    "GUID_HEADER_NAME": "X-Request-ID",
+    "VALIDATE_GUID": True,
+    "EXPOSE_HEADER": False,
+    # json: Celery workers log through this LOGGING too (else Celery's own plain format)
+    "INTEGRATIONS": [CeleryIntegration(use_django_logging=LOG_FORMAT == "json")],
+}
+LOGGING["filters"]["request_id"] = {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"}
+LOGGING["formatters"]["json"] = {
+    "()": "callsphere.redaction.JsonLogFormatter",  # python-json-logger, fields allow-listed
+    "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+    "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+}
+LOGGING["handlers"]["console"]["formatter"] = "json" if LOG_FORMAT == "json" else "plain"
+LOGGING["handlers"]["console"]["filters"] = ["request_id", "redact_link_secrets"]
+LOGGING["loggers"]["django_guid"] = {"level": "WARNING"}  # one INFO line per request and per task otherwise
+# Optional error reporting (callsphere.errors): Sentry, PHI scrubbed before send; unset = off.
+SENTRY_DSN = env("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    from callsphere.errors import init_sentry
+
+    init_sentry(dsn=SENTRY_DSN, environment=env("SENTRY_ENVIRONMENT", default="production"))
 # Login lockout (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one address lock that
 # pair out for LOGIN_LOCKOUT_MINUTES (429, identity.accounts.axes_lockout_response); a success resets the count.
 INSTALLED_APPS += ["axes", "django_otp", "django_otp.plugins.otp_totp"]

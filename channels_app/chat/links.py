@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 
+from identity.keys import signing_key, verifying_keys
 from identity.models import Customer, Tenant
 
 SALT = "callsphere.chat.link.v1"
@@ -32,8 +33,11 @@ def max_age() -> int:
 
 
 def chat_link_token(*, customer: Customer) -> str:
-    """A URL-safe signed token for ``customer``."""
-    return signing.dumps({"c": str(customer.pk)}, salt=SALT)
+    """A URL-safe signed token for ``customer``: ``<kid>~<signed>`` when ``LINK_SIGNING_KEYS`` names the key
+    (identity.keys), else Django's signed value under ``SECRET_KEY``."""
+    kid, secret = signing_key()
+    signed = signing.dumps({"c": str(customer.pk)}, key=secret, salt=SALT)
+    return f"{kid}~{signed}" if kid else signed
 
 
 def chat_link_url(*, customer: Customer) -> str:
@@ -43,8 +47,12 @@ def chat_link_url(*, customer: Customer) -> str:
 
 def chat_link_customer(token: str, *, tenant: Tenant | None = None) -> Customer:
     """The (surviving) customer a valid token names, within ``tenant`` when given; raises :class:`InvalidLink`."""
+    kid, _, signed = (token or "").rpartition("~")
+    keys = verifying_keys(kid)
     try:
-        data = signing.loads(token or "", salt=SALT, max_age=max_age())
+        if not keys:
+            raise signing.BadSignature("unknown or retired key id")
+        data = signing.loads(signed, key=keys[0], fallback_keys=keys[1:], salt=SALT, max_age=max_age())
     except signing.SignatureExpired:
         raise InvalidLink("link expired") from None
     except signing.BadSignature:

@@ -30,6 +30,7 @@ from escalation.models import (
     Incident,
     NotificationAttempt,
 )
+from identity.keys import signing_key, verifying_keys
 from identity.models import Tenant, TenantPhoneNumber
 from providers import ProviderError
 from providers.sms import get_sms_backend
@@ -109,8 +110,10 @@ def ack_token_create(*, attempt: NotificationAttempt, ttl_seconds: int, at: date
 
 
 def ack_token_string(token: AckToken) -> str:
-    """The secret string in the link: ``<key>.<mac>`` (about 29 URL-safe characters)."""
-    return f"{token.key}.{_mac(token)}"
+    """The secret string in the link: ``<key>.<mac>`` (about 29 URL-safe characters), or ``<key>.<mac>.<kid>``
+    when ``LINK_SIGNING_KEYS`` names the key (identity.keys)."""
+    kid, secret = signing_key()
+    return f"{token.key}.{_mac(token, secret)}" + (f".{kid}" if kid else "")
 
 
 def ack_link(token: AckToken) -> str:
@@ -119,20 +122,22 @@ def ack_link(token: AckToken) -> str:
 
 
 def ack_token_lookup(raw: str, *, for_update: bool = False) -> AckToken | None:
-    """The token row for a link string if its MAC is genuine (constant-time compare) under ``SECRET_KEY`` or one
-    of ``SECRET_KEY_FALLBACKS`` (links sent before a key rotation keep working), else None.
+    """The token row for a link string if its MAC is genuine (constant-time compare) under the key its kid names,
+    or — a link without a kid — under ``SECRET_KEY`` or one of ``SECRET_KEY_FALLBACKS`` (links sent before a
+    rotation keep working), else None.
 
     Expiry and single use are checked by the caller, which must say why a genuine token is refused.
     ``for_update`` locks the row (use inside a transaction).
     """
-    key, _, mac = (raw or "").partition(".")
+    key, _, signed = (raw or "").partition(".")
+    mac, _, kid = signed.partition(".")
     if not key or not mac or len(key) > 16:
         return None
     qs = AckToken.objects.select_related("incident", "responder", "tenant", "attempt")
     if for_update:
         qs = qs.select_for_update(of=("self",))
     token = qs.filter(key=key).first()
-    secrets_ = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    secrets_ = verifying_keys(kid)  # the key the link names, or SECRET_KEY and its fallbacks for a kid-less link
     if token is None or not any(hmac.compare_digest(_mac(token, secret), mac) for secret in secrets_):
         return None
     return token

@@ -139,3 +139,18 @@ def test_docker_compose_config_validates(tmp_path):
     (tmp_path / ".env").write_text("SECRET_KEY=\n")  # an unfilled .env is refused before anything starts
     refused = subprocess.run([*cli, "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0 and "set POSTGRES_PASSWORD in .env" in refused.stderr
+
+
+def test_the_image_build_step_loads_the_settings_with_only_its_build_values(tmp_path):
+    """``collectstatic`` in the Dockerfile runs with build-only values; the settings must load from exactly
+    those (a required variable added later must get a build value too, or the image stops building)."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    run = next(line for line in text.splitlines() if line.startswith("RUN ") and "collectstatic" in line)
+    build_env = dict(re.findall(r"\b([A-Z][A-Z0-9_]+)=(\S+)", run.split("python manage.py collectstatic")[0]))
+    assert build_env["DEBUG"] == "0" and "SECRET_KEY" in build_env
+    bare = {k: v for k, v in production_env().items() if k in {"PATH", "HOME", "PYTHONPATH", "LANG"}}
+    result = load_settings(
+        {**bare, **build_env, "CALLSPHERE_DATA_DIR": str(tmp_path)},
+        "from django.conf import settings; print(settings.STATIC_ROOT)",
+    )
+    assert result.returncode == 0, result.stderr

@@ -67,3 +67,25 @@ def test_chat_link_sent_before_a_secret_key_rotation_still_opens():
     with override_settings(SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[]):
         with pytest.raises(InvalidLink):
             chat_link_customer(token)
+
+
+K1 = "k1:1f4e9a7c3b2d8e6f0a5c9b3d7e1f4a8c2b6d0e9f"
+K2 = "k2:7c1e5a9f3d8b2c6e0f4a8d2b6c0e3f7a1d5b9c3e"
+
+
+def test_chat_links_carry_their_key_id_and_rotate_through_link_signing_keys():
+    customer = CustomerFactory(display_name="Zoë O’Brien")
+    legacy = chat_link_token(customer=customer)  # made before LINK_SIGNING_KEYS existed
+    with override_settings(LINK_SIGNING_KEYS=[K1]):
+        signed_k1 = chat_link_token(customer=customer)
+        assert signed_k1.startswith("k1~") and chat_link_customer(signed_k1) == customer
+        assert chat_link_customer(legacy) == customer  # kid-less links still open
+    with override_settings(LINK_SIGNING_KEYS=[K2, K1]):  # rotation: k2 signs, k1 still verifies
+        assert chat_link_token(customer=customer).startswith("k2~")
+        assert chat_link_customer(signed_k1) == customer
+    with override_settings(LINK_SIGNING_KEYS=[K2]):  # k1 retired: its links stop, nothing else does
+        with pytest.raises(InvalidLink):
+            chat_link_customer(signed_k1)
+        with pytest.raises(InvalidLink):
+            chat_link_customer("k2~" + signed_k1.split("~", 1)[1])  # relabelled: checked with k2, refused
+        assert chat_link_customer(legacy) == customer

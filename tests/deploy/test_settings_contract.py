@@ -63,6 +63,11 @@ def test_a_key_that_is_not_a_fernet_key_is_named():
     assert result.returncode != 0 and "hunt… is not a Fernet key" in result.stderr
 
 
+def test_a_malformed_link_signing_key_is_named():
+    result = load_settings(production_env(LINK_SIGNING_KEYS="k2:short"))
+    assert result.returncode != 0 and "LINK_SIGNING_KEYS: 'k2'… is not <kid>:<secret>" in result.stderr
+
+
 def test_importing_settings_under_debug_starts_no_server(tmp_path):
     env = production_env(DEBUG="1", CALLSPHERE_DATA_DIR=str(tmp_path))
     del env["DATABASE_URL"], env["REDIS_URL"]

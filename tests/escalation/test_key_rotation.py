@@ -21,3 +21,36 @@ def test_ack_link_signed_with_a_retired_key(paged):
         assert ack_token_lookup(ack_token_string(token)) == token
     with override_settings(SECRET_KEY=NEW_SECRET, SECRET_KEY_FALLBACKS=[]):
         assert ack_token_lookup(sent) is None
+
+
+K1 = "k1:1f4e9a7c3b2d8e6f0a5c9b3d7e1f4a8c2b6d0e9f"
+K2 = "k2:7c1e5a9f3d8b2c6e0f4a8d2b6c0e3f7a1d5b9c3e"
+
+
+def test_ack_links_carry_their_key_id(paged):
+    _, token = paged
+    legacy = ack_token_string(token)
+    with override_settings(LINK_SIGNING_KEYS=[K1]):
+        signed_k1 = ack_token_string(token)
+        assert signed_k1.endswith(".k1") and ack_token_lookup(signed_k1) == token
+        assert ack_token_lookup(legacy) == token
+    with override_settings(LINK_SIGNING_KEYS=[K2, K1]):
+        assert ack_token_string(token).endswith(".k2")
+        assert ack_token_lookup(signed_k1) == token
+    with override_settings(LINK_SIGNING_KEYS=[K2]):
+        assert ack_token_lookup(signed_k1) is None  # retired key
+        assert ack_token_lookup(signed_k1[: -len("k1")] + "k2") is None  # relabelled: wrong MAC for k2
+        assert ack_token_lookup(legacy) == token
+
+
+def test_ack_link_with_a_kid_opens_the_page(paged, client):
+    from django.conf import settings
+
+    from escalation.services.messages import ack_link
+
+    _, token = paged
+    with override_settings(LINK_SIGNING_KEYS=[K1]):
+        path = ack_link(token).replace(settings.PUBLIC_BASE_URL, "")
+        assert path.endswith(".k1")
+        response = client.get(path)
+    assert response.status_code == 200 and b"Acknowledge" in response.content
