@@ -596,3 +596,7 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {
     "schedule": crontab(hour=env.int("RETENTION_PURGE_HOUR", default=3), minute=17),
     "options": {"expires": 6 * 3600},
 }
+
+# Patient-facing text in the patient's language (conversations.language): catalogs in locale/<code>/LC_MESSAGES,
+# compiled in Python by scripts/compile_messages.py (the .mo files are committed; no gettext binaries needed).
+LOCALE_PATHS = [BASE_DIR / "locale"]

@@ -15,8 +15,11 @@ import logging
 from collections.abc import Callable
 
 from celery import shared_task
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 from conversations.agent.dates import say_when
+from conversations.language import language_of
 from conversations.models import Appointment, Interaction
 from identity.models import CustomerIdentifier, IdentifierKind
 from providers import PROVIDER_RETRY
@@ -43,14 +46,17 @@ def register_confirmation_companion(channel: str, sender: Callable[[Appointment,
 
 
 def confirmation_text(appointment: Appointment, change: str) -> str:
-    """Short, PHI-minimal text: clinic name, day and time; no reason for the visit."""
+    """Short, PHI-minimal text: clinic name, day and time; no reason for the visit. In the patient's language."""
     tenant = appointment.tenant
-    when = say_when(appointment.starts_at.astimezone(tenant.tzinfo))
-    if change == "cancelled":
-        return f"{tenant.short_name}: your appointment on {when} is cancelled. Reply to book again."
-    if change == "rescheduled":
-        return f"{tenant.short_name}: your appointment has moved to {when}. Reply to change or cancel."
-    return f"{tenant.short_name}: your appointment is confirmed for {when}. Reply to change or cancel."
+    with translation.override(language_of(appointment.customer)):
+        when = say_when(appointment.starts_at.astimezone(tenant.tzinfo))
+        if change == "cancelled":
+            text = _("{clinic}: your appointment on {when} is cancelled. Reply to book again.")
+        elif change == "rescheduled":
+            text = _("{clinic}: your appointment has moved to {when}. Reply to change or cancel.")
+        else:
+            text = _("{clinic}: your appointment is confirmed for {when}. Reply to change or cancel.")
+        return text.format(clinic=tenant.short_name, when=when)
 
 
 def textable_phone(*, tenant, customer) -> str | None:

@@ -15,10 +15,12 @@ from datetime import datetime
 
 from celery import shared_task
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from channels_app.confirmations import textable_phone
 from conversations.agent.dates import say_when
+from conversations.language import language_of
 from conversations.models import Appointment, Channel
 from conversations.reminders.models import AppointmentReminder
 from conversations.reminders.services import (
@@ -38,11 +40,17 @@ def reminder_text(appointment: Appointment) -> str:
     """``Sunrise Clinic: reminder of your appointment on Tuesday, December 8 at 2:00 PM. Reply C to confirm, R to
     reschedule, X to cancel.`` — no name, no reason for the visit."""
     tenant = appointment.tenant
-    when = say_when(appointment.starts_at.astimezone(tenant.tzinfo))
-    return (
-        f"{tenant.short_name}: reminder of your appointment on {when}. "
-        "Reply C to confirm, R to reschedule, X to cancel."
-    )
+    with translation.override(language_of(appointment.customer)):
+        when = say_when(appointment.starts_at.astimezone(tenant.tzinfo))
+        return _(
+            "{clinic}: reminder of your appointment on {when}. Reply C to confirm, R to reschedule, X to cancel."
+        ).format(clinic=tenant.short_name, when=when)
+
+
+def reminder_subject(appointment: Appointment) -> str:
+    """The reminder email's subject, in the patient's language."""
+    with translation.override(language_of(appointment.customer)):
+        return _("Reminder: your appointment at {clinic}").format(clinic=appointment.tenant.short_name)
 
 
 def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
@@ -72,7 +80,7 @@ def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: s
     if not to:
         return False
     tenant = appointment.tenant
-    interaction, _ = session_open(
+    interaction, _opened = session_open(
         tenant=tenant,
         customer=appointment.customer,
         channel=Channel.EMAIL,
@@ -84,7 +92,7 @@ def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: s
         interaction=interaction,
         to=to,
         body=body,
-        subject=f"Reminder: your appointment at {tenant.short_name}",
+        subject=reminder_subject(appointment),
         kind=OutboundEmail.Kind.REMINDER,
         idempotency_key=f"reminder:{reminder.pk}:email",
         in_reply_to=ids[-1] if ids else "",
@@ -100,7 +108,7 @@ def reminder_send(*, due: Due) -> AppointmentReminder | None:
     appointment = due.appointment
     settings = reminder_settings_for(appointment.tenant)
     with transaction.atomic():
-        reminder = reminder_claim(due=due, language="en")
+        reminder = reminder_claim(due=due, language=language_of(appointment.customer))
         if reminder is None:
             return None
         body = reminder_text(appointment)

@@ -24,10 +24,13 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_http_methods
 
 from channels_app.confirmations import textable_phone
+from conversations.language import language_of
 from conversations.models import Channel, Interaction, SatisfactionSurvey
 from conversations.surveys.services import (
     survey_answer,
@@ -41,15 +44,15 @@ logger = logging.getLogger(__name__)
 
 LINK_SALT = "callsphere.survey-link"
 LINK_MAX_AGE = 14 * 24 * 3600  # seconds an emailed survey link stays valid
-QUESTION = "How did we do?"
+QUESTION = gettext_noop("How did we do?")
 
 
 def survey_sms_text(tenant) -> str:
-    """The SMS question (no PHI)."""
-    return (
-        f"{tenant.short_name}: {QUESTION} Reply with a number from 1 (poor) to 5 (great). "
+    """The SMS question (no PHI), in the active language."""
+    return _(
+        "{clinic}: How did we do? Reply with a number from 1 (poor) to 5 (great). "
         "Reply NO SURVEYS and we won't ask again."
-    )
+    ).format(clinic=tenant.short_name)
 
 
 def survey_link(survey: SatisfactionSurvey, score: int | None = None) -> str:
@@ -82,7 +85,7 @@ def _ask_chat(interaction: Interaction) -> SatisfactionSurvey | None:
     survey = survey_open(interaction=interaction, channel=Channel.CHAT)
     if survey is None:
         return None
-    frame = {"type": "survey", "survey": survey.pk, "question": QUESTION, "scale": 5}
+    frame = {"type": "survey", "survey": survey.pk, "question": _(QUESTION), "scale": 5}
     group = f"chat.{interaction.pk}"
     transaction.on_commit(
         lambda: async_to_sync(get_channel_layer().group_send)(group, {"type": "chat.frame", "frame": frame}),
@@ -109,10 +112,10 @@ def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
     if survey is None:
         return None
     tenant = interaction.tenant
-    lines = [f"{QUESTION} Tap a score — 1 (poor) to 5 (great):", ""]
+    lines = [_("How did we do? Tap a score — 1 (poor) to 5 (great):"), ""]
     lines += [f"{n} {'★' * n}: {survey_link(survey, n)}" for n in range(5, 0, -1)]
-    lines += ["", f"Thank you — {tenant.short_name}"]
-    outbound, _ = session_open(
+    lines += ["", _("Thank you — {clinic}").format(clinic=tenant.short_name)]
+    outbound, _opened = session_open(
         tenant=tenant,
         customer=interaction.customer,
         channel=Channel.EMAIL,
@@ -124,7 +127,7 @@ def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
         interaction=outbound,
         to=to,
         body="\n".join(lines),
-        subject=f"{QUESTION} — {tenant.short_name}",
+        subject=_("How did we do? — {clinic}").format(clinic=tenant.short_name),
         kind=OutboundEmail.Kind.SURVEY,
         idempotency_key=f"survey:{survey.pk}:email",
         in_reply_to=ids[-1] if ids else "",
@@ -139,7 +142,7 @@ def survey_ask(*, interaction_id, now=None) -> SatisfactionSurvey | None:
     interaction = Interaction.objects.select_related("tenant", "customer").filter(pk=interaction_id).first()
     if interaction is None or not survey_should_ask(interaction=interaction, now=now):
         return None
-    with transaction.atomic():
+    with transaction.atomic(), translation.override(language_of(interaction.customer)):
         if interaction.channel == Channel.CHAT:
             return _ask_chat(interaction)
         if interaction.channel == Channel.EMAIL:

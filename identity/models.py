@@ -170,6 +170,14 @@ class Customer(models.Model):
         help_text="The patient asked not to be remembered across channels: the agent uses only the current "
         "session, and no new phone, email or browser is linked to this record.",
     )
+    preferred_language = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        choices=[("", "Not known (English)"), ("en", "English"), ("es", "Spanish")],
+        help_text="The language the patient writes in (detected per message, or asked for); replies, "
+        "confirmations, reminders and surveys use it.",
+    )
     surveys_opted_out_at = models.DateTimeField(
         null=True, blank=True, help_text="The patient asked for no satisfaction surveys (set by the patient only)."
     )

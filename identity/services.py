@@ -209,3 +209,18 @@ def customer_merge(*, survivor: Customer, merged: Customer, performed_by=None) -
         return CustomerMerge.objects.create(
             tenant_id=survivor.tenant_id, survivor=survivor, merged=merged, performed_by=performed_by, moved=moved
         )
+
+
+LANGUAGES = ("en", "es")
+
+
+def customer_set_language(*, customer: Customer, language: str) -> bool:
+    """Remember ``language`` (``"en"`` | ``"es"``) as the customer's preferred language; True if it changed.
+    Raises ``ValueError`` for another code."""
+    if language not in LANGUAGES:
+        raise ValueError(f"unsupported language {language!r}")
+    changed = bool(
+        Customer.objects.filter(pk=customer.pk).exclude(preferred_language=language).update(preferred_language=language)
+    )
+    customer.preferred_language = language
+    return changed

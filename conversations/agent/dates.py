@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import dateparser
+from django.utils.dates import MONTHS, WEEKDAYS
+from django.utils.translation import gettext as _
 
 _TIME = re.compile(
     r"\b\d{1,2}(:\d{2})?\s*(a\.?m\.?|p\.?m\.?)(?=\W|$)|\b\d{1,2}:\d{2}\b|\b(noon|midday)\b"
@@ -47,13 +49,39 @@ class When:
         return self.day is None and self.at is None
 
 
+# Spanish days and times said the way patients write them, rewritten into the English the parser below reads
+# ("el martes a las 3 de la tarde" → "el tuesday at 3 pm"); accents optional.
+_ES_REWRITES = [
+    (re.compile(r"\b(\d{1,2}(?::\d{2})?)\s*(?:de|por) la (?:tarde|noche)\b", re.I), r"\1 pm"),
+    (re.compile(r"\b(\d{1,2}(?::\d{2})?)\s*(?:de|por) la ma[nñ]ana\b", re.I), r"\1 am"),
+    (re.compile(r"\b(?:a las|a la)\s+(\d{1,2}(?::\d{2})?)", re.I), r"at \1"),
+    (re.compile(r"\bmedio ?d[ií]a\b", re.I), "noon"),
+    (re.compile(r"\bpasado ma[nñ]ana\b", re.I), "day after tomorrow"),
+    (re.compile(r"\b(?<!la )(?<!por la )ma[nñ]ana\b", re.I), "tomorrow"),
+    (re.compile(r"\bhoy\b", re.I), "today"),
+    (re.compile(r"\blunes\b", re.I), "monday"),
+    (re.compile(r"\bmartes\b", re.I), "tuesday"),
+    (re.compile(r"\bmi[eé]rcoles\b", re.I), "wednesday"),
+    (re.compile(r"\bjueves\b", re.I), "thursday"),
+    (re.compile(r"\bviernes\b", re.I), "friday"),
+    (re.compile(r"\bs[aá]bado\b", re.I), "saturday"),
+    (re.compile(r"\bdomingo\b", re.I), "sunday"),
+]
+
+
+def _from_spanish(text: str) -> str:
+    for pattern, replacement in _ES_REWRITES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def parse_when(text: str, *, tz: str, now: datetime) -> When:
     """Find a day and/or time in ``text``, interpreted in ``tz`` (IANA name) relative to ``now`` (aware).
 
     Returns ``When()`` when the text names no day or time. Past days are moved forward (dateparser's
     ``PREFER_DATES_FROM = "future"``).
     """
-    cleaned = _NOISE.sub(" ", text or "")
+    cleaned = _from_spanish(_NOISE.sub(" ", text or ""))
     if not (_TIME.search(cleaned) or _DATE.search(cleaned)):
         return When()
     local_now = now.astimezone(zoneinfo.ZoneInfo(tz))
@@ -109,8 +137,11 @@ def local_datetime(day: date, at: time, tz: str) -> datetime:
 
 
 def say_day(day: date) -> str:
-    """``Tuesday, November 24``."""
-    return f"{day:%A}, {day:%B} {day.day}"
+    """``Tuesday, November 24`` (in Spanish ``martes 24 de noviembre``: the active translation's words and order,
+    from Django's own catalog of weekday and month names)."""
+    return _("{weekday}, {month} {day}").format(
+        weekday=str(WEEKDAYS[day.weekday()]), month=str(MONTHS[day.month]), day=day.day
+    )
 
 
 def say_time(value: datetime | time) -> str:
@@ -120,4 +151,4 @@ def say_time(value: datetime | time) -> str:
 
 def say_when(value: datetime) -> str:
     """``Tuesday, November 24 at 2:00 PM`` (``value`` already in the tenant's time zone)."""
-    return f"{say_day(value.date())} at {say_time(value)}"
+    return _("{day} at {time}").format(day=say_day(value.date()), time=say_time(value))

@@ -16,12 +16,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext as _
+
 from conversations import services as conv_services
 from conversations.agent.backends import get_backend
 from conversations.agent.backends.local import LocalBackend
 from conversations.agent.dates import parse_when, say_when
 from conversations.agent.session import PENDING, AgentSession, continuity_greeting, session_for
 from conversations.agent.tools import call_tool
+from conversations.language import language_of, language_remember
 from conversations.models import AgentSettings, Appointment, Interaction
 from conversations.reminders.models import AppointmentReminder
 from conversations.reminders.services import REMINDER, open_reminder, reminder_answer, reminder_answer_kind
@@ -73,10 +78,10 @@ def _identity_prompt(session: AgentSession, text: str) -> str:
     conv_services.interaction_set_workflow(
         interaction=session.interaction, updates={"identity": "asked", "identity_pending_text": text[:1000]}
     )
-    return (
-        f"Hi, this is {session.tenant.short_name}. Before we go on — more than one person may use this "
+    return _(
+        "Hi, this is {clinic}. Before we go on — more than one person may use this "
         "number — please tell me your first name."
-    )
+    ).format(clinic=session.tenant.short_name)
 
 
 def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
@@ -91,9 +96,10 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     fresh = session_for(interaction=session.interaction, now=now)
     if confirmed:
         if stashed and stashed.strip():
-            return _run(fresh, stashed, prefix=f"Thanks, {session.customer.display_name.split()[0]}. ")
+            first = session.customer.display_name.split()[0]
+            return _run(fresh, stashed, prefix=_("Thanks, {name}.").format(name=first) + " ")
         return Reply(continuity_greeting(fresh), fresh.actions)
-    return Reply("Thanks. I won't use details from earlier conversations on this number. How can I help you today?")
+    return Reply(_("Thanks. I won't use details from earlier conversations on this number. How can I help you today?"))
 
 
 def _reminder_reply(session: AgentSession, text: str) -> str | None:
@@ -112,9 +118,8 @@ def _reminder_reply(session: AgentSession, text: str) -> str | None:
     session.state.pop(REMINDER, None)
     if kind == AppointmentReminder.Answer.CONFIRMED:
         session.actions.append("reminder_confirmed")
-        return (
-            f"Thank you — you're confirmed for {say_when(session.local(reminder.appointment.starts_at))}. See you then!"
-        )
+        when = say_when(session.local(reminder.appointment.starts_at))
+        return _("Thank you — you're confirmed for {when}. See you then!").format(when=when)
     if kind == AppointmentReminder.Answer.CANCELLED:
         return call_tool(session, "cancel_appointment", {"appointment_id": appointment_id}).say
     pending = {"intent": "reschedule", "date": None, "time": None, "appointment_id": appointment_id}
@@ -122,7 +127,7 @@ def _reminder_reply(session: AgentSession, text: str) -> str | None:
     session.state[PENDING] = pending
     session.actions.append("reminder_reschedule")
     if parse_when(text, tz=session.tz, now=session.now).empty:
-        return "Sure — when would you like to move it to?"
+        return _("Sure — when would you like to move it to?")
     return None  # "can we move it to thursday?": the agent proposes the move (nothing moves before a yes)
 
 
@@ -141,13 +146,13 @@ def _survey_reply(session: AgentSession, text: str) -> str | None:
     if read == "decline":
         survey_decline(survey=survey, at=session.now)
         session.actions.append("survey_declined")
-        return "Understood — we won't ask you for feedback again."
+        return _("Understood — we won't ask you for feedback again.")
     assert isinstance(read, int)
     survey_answer(survey=survey, score=read, at=session.now)
     session.actions.append("survey_answered")
     if read <= 2:
-        return "Thank you for telling us. We're sorry we fell short — our team will look at what went wrong."
-    return "Thank you for your feedback!"
+        return _("Thank you for telling us. We're sorry we fell short — our team will look at what went wrong.")
+    return _("Thank you for your feedback!")
 
 
 def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | None = None) -> Reply:
@@ -168,6 +173,16 @@ def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | N
     return Reply(prefix + said, list(session.actions))
 
 
+def _language(session: AgentSession, text: str | None) -> str:
+    """The language of this turn: the customer's (updated from ``text``), except on a call, which speaks and
+    listens in ``VOICE_LANGUAGE`` (one TTS voice and one speech-recognition language per call)."""
+    if session.channel in ("voice", "voicemail"):
+        return getattr(settings, "VOICE_LANGUAGE", "en-US")[:2].lower()
+    if text is None:
+        return language_of(session.customer)
+    return language_remember(customer=session.customer, text=text)
+
+
 def turn(*, interaction: Interaction, text: str, now: datetime | None = None, deadline: float | None = None) -> Reply:
     """Answer ``text`` (the customer's words, already recorded) in ``interaction``; tools run as needed.
 
@@ -176,18 +191,20 @@ def turn(*, interaction: Interaction, text: str, now: datetime | None = None, de
     backend's requests; past it the backend gives up as if the LLM were down.
     """
     session = session_for(interaction=interaction, now=now)
-    if session.identity == "asked":
-        return _identity_answer(session, text, session.now)
-    if _needs_identity_check(session):
-        return Reply(_identity_prompt(session, text), ["identity_check"])
-    return _run(session, text, deadline=deadline)
+    with translation.override(_language(session, text)):
+        if session.identity == "asked":
+            return _identity_answer(session, text, session.now)
+        if _needs_identity_check(session):
+            return Reply(_identity_prompt(session, text), ["identity_check"])
+        return _run(session, text, deadline=deadline)
 
 
 def greet(*, interaction: Interaction, anonymous: bool = False, now: datetime | None = None) -> Reply:
     """The opening line when a session opens (chat connect, inbound call), aware of pending state."""
     session = session_for(interaction=interaction, now=now)
-    if session.identity == "asked":
-        return Reply("Please tell me your first name so I can continue.", [])
-    if _needs_identity_check(session):
-        return Reply(_identity_prompt(session, ""), ["identity_check"])
-    return Reply(continuity_greeting(session, anonymous=anonymous), [])
+    with translation.override(_language(session, None)):
+        if session.identity == "asked":
+            return Reply(_("Please tell me your first name so I can continue."), [])
+        if _needs_identity_check(session):
+            return Reply(_identity_prompt(session, ""), ["identity_check"])
+        return Reply(continuity_greeting(session, anonymous=anonymous), [])

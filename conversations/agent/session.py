@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from conversations import selectors
 from conversations.agent.dates import say_day, say_when
@@ -130,29 +131,33 @@ def continuity_greeting(session: AgentSession, *, anonymous: bool = False) -> st
         )
     name = session.state.get(NAME) or ""
     pending = session.pending
-    hello = f"Welcome back{', ' + name if name else ''}"
+    hello = _("Welcome back, {name}").format(name=name) if name else _("Welcome back")
     if pending.get("intent") in ("book", "reschedule"):
-        verb = "booking" if pending["intent"] == "book" else "moving your appointment"
+        verb = _("booking") if pending["intent"] == "book" else _("moving your appointment")
         day = session.pending_day()
         if day and pending.get("time"):
-            return f"{hello} — you were {verb} for {say_day(day)}. Shall I go ahead, or would another time suit you?"
+            return _("{hello} — you were {verb} for {day}. Shall I go ahead, or would another time suit you?").format(
+                hello=hello, verb=verb, day=say_day(day)
+            )
         if day:
-            return f"{hello} — you were {verb} for {say_day(day)}; what time suits you?"
-        return f"{hello} — you were {verb}; which day suits you?"
+            return _("{hello} — you were {verb} for {day}; what time suits you?").format(
+                hello=hello, verb=verb, day=say_day(day)
+            )
+        return _("{hello} — you were {verb}; which day suits you?").format(hello=hello, verb=verb)
     upcoming = session.upcoming()
     if upcoming:
         when = say_when(session.local(upcoming[0].starts_at))
-        return f"{hello}! Your next appointment is on {when}. How can I help today?"
+        return _("{hello}! Your next appointment is on {when}. How can I help today?").format(hello=hello, when=when)
     if anonymous:
-        return (
-            f"Hi! This is {tenant.short_name}. I can book, move or cancel appointments, arrange a call back "
+        return _(
+            "Hi! This is {clinic}. I can book, move or cancel appointments, arrange a call back "
             "or connect you with our team. If you've been in touch before, tell me your phone number or "
             "email and I'll pick up where we left off."
-        )
+        ).format(clinic=tenant.short_name)
     has_history = bool(session.turns(2)) and bool(session.state)
     if has_history:
-        return f"{hello}! How can {tenant.short_name} help today?"
-    return (
-        f"Hi{' ' + name if name else ''}! Thanks for contacting {tenant.short_name}. I can book, move or "
+        return _("{hello}! How can {clinic} help today?").format(hello=hello, clinic=tenant.short_name)
+    return _(
+        "Hi{name}! Thanks for contacting {clinic}. I can book, move or "
         "cancel appointments, arrange a call back or connect you with our team. How can I help?"
-    )
+    ).format(name=" " + name if name else "", clinic=tenant.short_name)

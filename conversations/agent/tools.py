@@ -16,6 +16,8 @@ from datetime import date, datetime, time
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from conversations import services as conv_services
 from conversations.agent import services as agent_services
@@ -71,19 +73,19 @@ def _list(times: list[datetime]) -> str:
 
 def _alternatives(session: AgentSession, alts: list[datetime]) -> str:
     if not alts:
-        return "I couldn't find an open time nearby — would another day suit you?"
+        return _("I couldn't find an open time nearby — would another day suit you?")
     days = {a.date() for a in alts}
     if len(days) == 1:
-        return f"Open times on {say_day(alts[0].date())}: {_list(alts)}."
-    return "The next open times are " + ", ".join(say_when(a) for a in alts) + "."
+        return _("Open times on {day}: {times}.").format(day=say_day(alts[0].date()), times=_list(alts))
+    return _("The next open times are {times}.").format(times=", ".join(say_when(a) for a in alts))
 
 
 _REFUSALS = {
-    "outside_hours": "{when} is outside our booking hours.",
-    "too_soon": "{when} is too soon to book.",
-    "too_far": "{when} is too far ahead to book.",
-    "taken": "{when} is already taken.",
-    "cancelled": "that appointment was cancelled.",
+    "outside_hours": gettext_noop("{when} is outside our booking hours."),
+    "too_soon": gettext_noop("{when} is too soon to book."),
+    "too_far": gettext_noop("{when} is too far ahead to book."),
+    "taken": gettext_noop("{when} is already taken."),
+    "cancelled": gettext_noop("that appointment was cancelled."),
 }
 
 
@@ -137,37 +139,39 @@ def _reachable(session: AgentSession) -> bool:
 def _ask_for_contact(session: AgentSession, when: str) -> str:
     """What to say when a booking has nobody to confirm it to: hold the time and ask for a contact."""
     if session.channel == "chat":
-        return (
-            f"{when} is open and I'm holding your request. So I can send your confirmation, please type your "
+        return _(
+            "{when} is open and I'm holding your request. So I can send your confirmation, please type your "
             "mobile number (I'll text it a 6-digit code) or your email address here."
-        )
-    return (
-        f"{when} is open and I'm holding your request, but I need a confirmed phone number or email to send your "
+        ).format(when=when)
+    return _(
+        "{when} is open and I'm holding your request, but I need a confirmed phone number or email to send your "
         "confirmation to. Please text or call us from your mobile, or write to us by email."
-    )
+    ).format(when=when)
 
 
 def _needs_verified_phone(session: AgentSession, want: str) -> str:
     """What to say when ``want`` (e.g. "arrange a call back") needs a verified phone and there is none: in chat,
     offer the code flow (typing a number there texts it a code); elsewhere, ask them to get in touch from it."""
     if session.channel == "chat":
-        return (
-            f"I'd be glad to {want}, but I can only use a number that's been confirmed. Type your mobile number "
+        return _(
+            "I'd be glad to {want}, but I can only use a number that's been confirmed. Type your mobile number "
             "here and I'll text it a 6-digit code to confirm it."
-        )
-    return (
-        f"I'd be glad to {want}, but I can only use a number that's been confirmed. Please call or text us "
+        ).format(want=want)
+    return _(
+        "I'd be glad to {want}, but I can only use a number that's been confirmed. Please call or text us "
         "from that phone, or give it to us in our website chat."
-    )
+    ).format(want=want)
 
 
 def _refused(session: AgentSession, exc: BookingError, *, intent: str, day, start) -> ToolResult:
     """A refused slot: keep the day pending and offer the nearest open times."""
     _set_pending(session, intent=intent, date=day.isoformat(), time=None)
-    said = _REFUSALS[exc.code].format(when=say_when(start))
+    said = _(_REFUSALS[exc.code]).format(when=say_when(start))
     return ToolResult(
         False,
-        f"Sorry — {said} " + _alternatives(session, [session.local(a) for a in exc.alternatives]),
+        _("Sorry — {reason}").format(reason=said)
+        + " "
+        + _alternatives(session, [session.local(a) for a in exc.alternatives]),
         {"error": exc.code, "alternatives": [a.isoformat() for a in exc.alternatives]},
     )
 
@@ -193,13 +197,13 @@ def list_availability(session: AgentSession, *, date: str) -> ToolResult:
     if slots:
         return ToolResult(
             True,
-            f"Open times on {say_day(day)}: {_list(slots)}.",
+            _("Open times on {day}: {times}.").format(day=say_day(day), times=_list(slots)),
             {"date": day.isoformat(), "slots": [s.strftime("%H:%M") for s in slots]},
         )
     later = next_available(tenant=session.tenant, after=day, now=session.now)
     return ToolResult(
         False,
-        f"We have no openings on {say_day(day)}. " + _alternatives(session, later),
+        _("We have no openings on {day}.").format(day=say_day(day)) + " " + _alternatives(session, later),
         {"date": day.isoformat(), "slots": [], "next_open": [s.isoformat() for s in later]},
     )
 
@@ -217,7 +221,7 @@ def note_booking_request(
         date=_day(date).isoformat() if date else session.pending.get("date"),
         time=_time(time).strftime("%H:%M") if time else session.pending.get("time"),
     )
-    return ToolResult(True, "Noted.", {"pending": session.pending})
+    return ToolResult(True, _("Noted."), {"pending": session.pending})
 
 
 def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResult:
@@ -246,7 +250,7 @@ def book_appointment(session: AgentSession, *, date: str, time: str) -> ToolResu
         )
     except BookingError as exc:
         return _refused(session, exc, intent="book", day=day, start=start)
-    return _scheduled(session, appt, "You're booked for {when}. I'll send you a confirmation.")
+    return _scheduled(session, appt, _("You're booked for {when}. I'll send you a confirmation."))
 
 
 def reschedule_appointment(
@@ -260,12 +264,12 @@ def reschedule_appointment(
     sender (``identity == "other"``).
     """
     if session.identity == "other":
-        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+        return ToolResult(False, _("I can't change that booking here; our team can help."), {"error": "identity"})
     appt = _appointment(session, appointment_id or session.pending.get("appointment_id"))
     if appt is None:
         return ToolResult(
             False,
-            "I couldn't find an upcoming appointment to move. Would you like to book one?",
+            _("I couldn't find an upcoming appointment to move. Would you like to book one?"),
             {"error": "not_found"},
         )
     day = _day(date) if date else session.local(appt.starts_at).date()
@@ -273,7 +277,9 @@ def reschedule_appointment(
     was = say_when(session.local(appt.starts_at))
     if start == appt.starts_at:
         _clear_pending(session)
-        return ToolResult(True, f"You're already booked for {was}.", {"appointment_id": str(appt.pk)})
+        return ToolResult(
+            True, _("You're already booked for {when}.").format(when=was), {"appointment_id": str(appt.pk)}
+        )
     if problem := slot_problem(tenant=session.tenant, starts_at=start, now=session.now, exclude=appt):
         return _refused(session, problem, intent="reschedule", day=day, start=start)
     _set_pending(
@@ -288,8 +294,10 @@ def reschedule_appointment(
     new = say_when(session.local(start))
     return ToolResult(
         True,
-        f"Your appointment is on {was}. Shall I move it to {new}? Reply yes to confirm — or tell me if this is "
-        "another appointment.",
+        _(
+            "Your appointment is on {was}. Shall I move it to {new}? Reply yes to confirm — or tell me if this is "
+            "another appointment."
+        ).format(was=was, new=new),
         {"needs_confirmation": True, "appointment_id": str(appt.pk), "from": was, "to": start.isoformat()},
     )
 
@@ -304,22 +312,22 @@ def confirm_change(session: AgentSession) -> ToolResult:
     if pending.get("intent") == "book" and pending.get("date") and pending.get("time"):
         return book_appointment(session, date=pending["date"], time=pending["time"])
     if not (pending.get("intent") == "reschedule" and pending.get("confirm") and pending.get("time")):
-        return ToolResult(False, "There's no change waiting for your confirmation.", {"error": "nothing_pending"})
+        return ToolResult(False, _("There's no change waiting for your confirmation."), {"error": "nothing_pending"})
     if pending.get("proposed_in") == session.turn_id:
         return ToolResult(False, "", {"error": "not_confirmed_yet"})
     if session.identity == "other":
-        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+        return ToolResult(False, _("I can't change that booking here; our team can help."), {"error": "identity"})
     appt = _appointment(session, pending.get("appointment_id"))
     if appt is None:
         _clear_pending(session)
-        return ToolResult(False, "I couldn't find that appointment any more.", {"error": "not_found"})
+        return ToolResult(False, _("I couldn't find that appointment any more."), {"error": "not_found"})
     day = _day(pending["date"])
     start = local_datetime(day, _time(pending["time"]), session.tz)
     try:
         appt = appointment_reschedule(appointment=appt, starts_at=start, now=session.now)
     except BookingError as exc:
         return _refused(session, exc, intent="reschedule", day=day, start=start)
-    return _scheduled(session, appt, "Done — your appointment is moved to {when}. I'll send you a confirmation.")
+    return _scheduled(session, appt, _("Done — your appointment is moved to {when}. I'll send you a confirmation."))
 
 
 def keep_appointment(session: AgentSession) -> ToolResult:
@@ -327,24 +335,28 @@ def keep_appointment(session: AgentSession) -> ToolResult:
     appt = _appointment(session, session.pending.get("appointment_id"))
     _clear_pending(session)
     if appt is None:
-        return ToolResult(True, "Okay — nothing has changed. How else can I help?", {"kept": True})
+        return ToolResult(True, _("Okay — nothing has changed. How else can I help?"), {"kept": True})
     when = say_when(session.local(appt.starts_at))
-    return ToolResult(True, f"Okay — your appointment stays on {when}.", {"kept": True, "appointment_id": str(appt.pk)})
+    return ToolResult(
+        True,
+        _("Okay — your appointment stays on {when}.").format(when=when),
+        {"kept": True, "appointment_id": str(appt.pk)},
+    )
 
 
 def my_appointments(session: AgentSession) -> ToolResult:
     """The customer's upcoming appointments (none for an unconfirmed sender): ``data = {"appointments": [ISO]}``."""
     if session.identity == "other":
-        return ToolResult(False, "I can't share booking details here; our team can help.", {"error": "identity"})
+        return ToolResult(False, _("I can't share booking details here; our team can help."), {"error": "identity"})
     upcoming = session.upcoming()
     if not upcoming:
         return ToolResult(
-            True, "I don't see an upcoming appointment for you. Would you like to book one?", {"appointments": []}
+            True, _("I don't see an upcoming appointment for you. Would you like to book one?"), {"appointments": []}
         )
     said = [say_when(session.local(a.starts_at)) for a in upcoming]
-    text = f"Your appointment is on {said[0]}."
+    text = _("Your appointment is on {when}.").format(when=said[0])
     if len(said) > 1:
-        text = "Your upcoming appointments: " + "; ".join(said) + "."
+        text = _("Your upcoming appointments: {list}.").format(list="; ".join(said))
     return ToolResult(
         True,
         text,
@@ -355,16 +367,16 @@ def my_appointments(session: AgentSession) -> ToolResult:
 def cancel_appointment(session: AgentSession, *, appointment_id: str | None = None) -> ToolResult:
     """Cancel the customer's next (or ``appointment_id``) appointment; refused for an unconfirmed sender."""
     if session.identity == "other":
-        return ToolResult(False, "I can't change that booking here; our team can help.", {"error": "identity"})
+        return ToolResult(False, _("I can't change that booking here; our team can help."), {"error": "identity"})
     appt = _appointment(session, appointment_id)
     if appt is None:
-        return ToolResult(False, "I couldn't find an upcoming appointment to cancel.", {"error": "not_found"})
+        return ToolResult(False, _("I couldn't find an upcoming appointment to cancel."), {"error": "not_found"})
     appointment_cancel(appointment=appt)
     _clear_pending(session)
     when = say_when(session.local(appt.starts_at))
     return ToolResult(
         True,
-        f"Your appointment on {when} is cancelled. Just ask if you'd like to book again.",
+        _("Your appointment on {when} is cancelled. Just ask if you'd like to book again.").format(when=when),
         {"appointment_id": str(appt.pk), "cancelled": True},
     )
 
@@ -374,15 +386,17 @@ def request_callback(session: AgentSession, *, reason: str = "", preferred_time:
     else ``ok=False`` with ``data = {"error": "no_verified_phone"}`` and an offer to confirm one."""
     phone = _phone(session)
     if not phone:
-        return ToolResult(False, _needs_verified_phone(session, "arrange a call back"), {"error": "no_verified_phone"})
-    request, _ = agent_services.callback_request(
+        return ToolResult(
+            False, _needs_verified_phone(session, _("arrange a call back")), {"error": "no_verified_phone"}
+        )
+    request, _created = agent_services.callback_request(
         interaction=session.interaction,
         phone=phone,
         reason=reason or "callback requested",
         context={"pending": session.pending, "preferred_time": preferred_time},
     )
     return ToolResult(
-        True, "I've asked our team to call you back as soon as they can.", {"callback_request_id": request.pk}
+        True, _("I've asked our team to call you back as soon as they can."), {"callback_request_id": request.pk}
     )
 
 
@@ -390,7 +404,7 @@ def handoff_to_human(session: AgentSession, *, reason: str = "") -> ToolResult:
     """Mark the interaction escalated and notify staff in admin (``StaffNotification``)."""
     agent_services.handoff_request(interaction=session.interaction, reason=reason)
     return ToolResult(
-        True, "I've asked a member of our team to take over — they'll be in touch shortly.", {"escalated": True}
+        True, _("I've asked a member of our team to take over — they'll be in touch shortly."), {"escalated": True}
     )
 
 
@@ -398,7 +412,7 @@ def start_fresh(session: AgentSession) -> ToolResult:
     """Forget the conversation's state (pending booking, notes) so the next turn starts clean."""
     agent_services.conversation_start_fresh(conversation=session.conversation)
     session.state.clear()
-    return ToolResult(True, "Okay — I've cleared what we had so far. How can I help?", {"cleared": True})
+    return ToolResult(True, _("Okay — I've cleared what we had so far. How can I help?"), {"cleared": True})
 
 
 def send_chat_link(session: AgentSession) -> ToolResult:
@@ -406,7 +420,7 @@ def send_chat_link(session: AgentSession) -> ToolResult:
     verified phone that has not opted out, else ``data = {"error": "no_verified_phone"}``."""
     if not _phone(session, usable_for_sms=True):
         return ToolResult(
-            False, "I don't have a confirmed mobile number I can text for you.", {"error": "no_verified_phone"}
+            False, _("I don't have a confirmed mobile number I can text for you."), {"error": "no_verified_phone"}
         )
     interaction_id = session.interaction.pk
     ref = str(len(session.interaction.transcript))  # same turn retried → same ref → one SMS
@@ -417,7 +431,7 @@ def send_chat_link(session: AgentSession) -> ToolResult:
         robust=True,
     )
     return ToolResult(
-        True, "I've texted you a link — open it to continue in our chat, right where we left off.", {"sent": True}
+        True, _("I've texted you a link — open it to continue in our chat, right where we left off."), {"sent": True}
     )
 
 

@@ -157,7 +157,7 @@ def test_confirming_replies(clinic, patient, twilio_post, answer):
     appt = _book(clinic, patient, 30)
     reminders_send_due(now=appt.starts_at - timedelta(hours=23))
     reply = _text(clinic, twilio_post, answer)
-    assert "confirmed" in reply.lower()
+    assert ("queda confirmada" if answer.startswith("si") else "confirmed") in reply.lower()
     appt.refresh_from_db()
     assert appt.confirmed_at is not None and appt.status == "booked"
     assert AppointmentReminder.objects.get().answer == "confirmed"
@@ -168,7 +168,7 @@ def test_cancelling_replies(clinic, patient, twilio_post, answer):
     appt = _book(clinic, patient, 30)
     reminders_send_due(now=appt.starts_at - timedelta(hours=23))
     reply = _text(clinic, twilio_post, answer)
-    assert "cancelled" in reply
+    assert ("está cancelada" if answer.startswith("cancela") else "cancelled") in reply  # in the patient's language
     appt.refresh_from_db()
     assert appt.status == "cancelled"
     assert AppointmentReminder.objects.get().answer == "cancelled"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from datetime import date, time
 
+from django.utils.translation import gettext as _
+
 from conversations import services as conv_services
 from conversations.agent.dates import When, fit_hours, parse_when, say_day
 from conversations.agent.session import NAME, AgentSession
@@ -21,37 +23,62 @@ _INTENTS = [
         "handoff",
         re.compile(
             r"\b(human|real person|receptionist|operator)\b|\b(speak|talk|connect|transfer)\b.{0,30}"
-            r"\b(person|someone|somebody|staff|team|doctor|nurse)\b",
+            r"\b(person|someone|somebody|staff|team|doctor|nurse)\b"
+            r"|\b(hablar|comunicarme)\b.{0,30}\b(persona|alguien|recepci[oó]n|doctor|doctora|enfermer[oa])\b",
             re.I,
         ),
     ),
     ("link", re.compile(r"\b(text|send|sms|message)\b.{0,20}\blink\b|\bcontinue\b.{0,15}\bchat\b", re.I)),
-    ("callback", re.compile(r"\b(call me( back)?|callback|call back|ring me|give me a call|phone me)\b", re.I)),
-    ("cancel", re.compile(r"\bcancel\b", re.I)),
-    ("reschedule", re.compile(r"\b(reschedule|move|change|push back|bring forward)\b", re.I)),
+    (
+        "callback",
+        re.compile(
+            r"\b(call me( back)?|callback|call back|ring me|give me a call|phone me|ll[aá]m[ae]me|ll[aá]menme"
+            r"|me (pueden|puede) llamar)\b",
+            re.I,
+        ),
+    ),
+    ("cancel", re.compile(r"\bcancel\b|\bcancel(ar|a|o|e)\b|\banular\b", re.I)),
+    (
+        "reschedule",
+        re.compile(r"\b(reschedule|move|change|push back|bring forward|cambiar|mover|moverla|reprogramar)\b", re.I),
+    ),
     (
         "availability",
-        re.compile(r"\b(availab\w*|openings?|free (slots?|times?)|open (slots?|times?)|what times)\b", re.I),
+        re.compile(
+            r"\b(availab\w*|openings?|free (slots?|times?)|open (slots?|times?)|what times|disponib\w*"
+            r"|qu[eé] horas?)\b",
+            re.I,
+        ),
     ),
-    ("book", re.compile(r"\b(book\w*|appointment|schedule|see (the|a) (doctor|dentist|nurse)|come in|visit)\b", re.I)),
+    (
+        "book",
+        re.compile(
+            r"\b(book\w*|appointment|schedule|see (the|a) (doctor|dentist|nurse)|come in|visit|cita|reservar"
+            r"|agendar|programar|turno|consulta)\b",
+            re.I,
+        ),
+    ),
 ]
 _WHEN_IS_MINE = re.compile(
     r"\b(when|what (time|day|date))\b.{0,25}\b(my|our|the)\b.{0,15}\b(appointment|appt|booking|visit)s?\b"
     r"|\b(do|have) i (have|got)\b.{0,20}\b(appointment|appt|booking)s?\b"
-    r"|\bmy (next |upcoming )?(appointment|appt|booking)s?\s*\?",
+    r"|\bmy (next |upcoming )?(appointment|appt|booking)s?\s*\?"
+    r"|\b(cu[aá]ndo|qu[eé] d[ií]a|a qu[eé] hora)\b.{0,20}\b(mi|la)\s+cita\b|\btengo (una )?cita\b",
     re.I,
 )
 _ANOTHER = re.compile(
     r"\b(another|second|separate|additional|extra|different|new)\b.{0,25}\b(appointment|appt|booking|one|visit)\b"
-    r"|\b(also|as well)\b.{0,25}\bbook\b|\bbook\b.{0,40}\b(also|as well|too)\b",
+    r"|\b(also|as well)\b.{0,25}\bbook\b|\bbook\b.{0,40}\b(also|as well|too)\b|\botra cita\b",
     re.I,
 )
 _YES = re.compile(
     r"^\W*(yes|yeah|yep|yup|sure|ok(ay)?|confirm(ed)?|correct|please do|go ahead|sounds good|perfect|great|"
-    r"that works|do it|si|sí)\b",
+    r"that works|do it|si|sí|claro|vale|de acuerdo|perfecto|est[aá] bien|dale|por favor)\b",
     re.I,
 )
-_NO = re.compile(r"^\W*(no|nope|nah|don'?t|do not|leave it|keep it|never ?mind|cancel that)\b", re.I)
+_NO = re.compile(
+    r"^\W*(no|nope|nah|don'?t|do not|leave it|keep it|never ?mind|cancel that|mejor no|d[eé]jela|d[eé]jalo)\b", re.I
+)
 _RECALL = re.compile(r"\b(do you remember( me)?|what('?s| is) my name|who am i)\b", re.I)
 _MAKE_IT = re.compile(r"\b(make it|instead|how about|what about)\b", re.I)
 _NAME = re.compile(r"\b(?:my name is|this is|i am|i'm)\s+([A-Z][a-zA-Z'\-]{1,30})\b", re.I)
@@ -83,7 +110,11 @@ class LocalBackend:
 
         if _RECALL.search(text):
             name = session.state.get(NAME)
-            return f"Of course — you're {name}." if name else "I don't have your name yet — what should I call you?"
+            return (
+                _("Of course — you're {name}.").format(name=name)
+                if name
+                else _("I don't have your name yet — what should I call you?")
+            )
         if intent == "start_fresh":
             return call_tool(session, "start_fresh").say
         if intent == "handoff":
@@ -109,7 +140,7 @@ class LocalBackend:
         if intent == "availability" and when.at is None:
             day = when.day or session.pending_day()
             if day is None:
-                return prefix + "Which day would you like me to check?"
+                return prefix + _("Which day would you like me to check?")
             return prefix + call_tool(session, "list_availability", {"date": day.isoformat()}).say
 
         upcoming = session.upcoming()
@@ -122,8 +153,8 @@ class LocalBackend:
             day = when.day
             return prefix + self._book(session, day, self._fit(session, when, day or session.pending_day()))
         if prefix:
-            return prefix + "How can I help today?"
-        return (
+            return prefix + _("How can I help today?")
+        return _(
             "I can book, move or cancel appointments, arrange a call back, or connect you with our team. "
             "What would you like to do?"
         )
@@ -150,7 +181,7 @@ class LocalBackend:
         conv_services.state_set(conversation=session.conversation, key=NAME, value=name, at=session.now)
         session.state[NAME] = name
         session.actions.append("remember_name")
-        return f"Thanks, {name}. "
+        return _("Thanks, {name}.").format(name=name) + " "
 
     def _book(self, session: AgentSession, day: date | None, at: time | None, fresh: bool = False) -> str:
         pending = {} if fresh else session.pending
@@ -160,13 +191,13 @@ class LocalBackend:
         at = at or self._time(pending)
         if day is None:
             call_tool(session, "note_booking_request", {"intent": "book", "time": at and at.strftime("%H:%M")})
-            return "I can book that for you. Which day suits you?"
+            return _("I can book that for you. Which day suits you?")
         if at is None:
             call_tool(session, "note_booking_request", {"intent": "book", "date": day.isoformat()})
             slots = call_tool(session, "list_availability", {"date": day.isoformat()})
             if not slots.ok:
                 return slots.say
-            return f"What time on {say_day(day)} suits you? {slots.say}"
+            return _("What time on {day} suits you?").format(day=say_day(day)) + " " + slots.say
         return call_tool(session, "book_appointment", {"date": day.isoformat(), "time": at.strftime("%H:%M")}).say
 
     def _reschedule(self, session: AgentSession, when: When) -> str:
@@ -180,13 +211,13 @@ class LocalBackend:
             call_tool(session, "note_booking_request", {"intent": "book", "date": day and day.isoformat()})
             if day and at:
                 return self._book(session, day, at)
-            return "I couldn't find an upcoming appointment to move — shall I book a new one? Which day suits you?"
+            return _("I couldn't find an upcoming appointment to move — shall I book a new one? Which day suits you?")
         pending = session.pending if session.pending.get("intent") == "reschedule" else {}
         appt = next((a for a in upcoming if str(a.pk) == pending.get("appointment_id")), upcoming[0])
         current = session.local(appt.starts_at)
         if when.empty and not pending.get("date"):
             call_tool(session, "note_booking_request", {"intent": "reschedule"})
-            return "Sure — when would you like to move it to?"
+            return _("Sure — when would you like to move it to?")
         day = when.day or self._day(pending) or current.date()
         at = self._fit(session, when, day) or (self._time(pending) if pending.get("time") else None)
         if at is None:
@@ -194,5 +225,5 @@ class LocalBackend:
         args = {"date": day.isoformat(), "time": at.strftime("%H:%M"), "appointment_id": str(appt.pk)}
         result = call_tool(session, "reschedule_appointment", args)
         if not result.ok and when.at is None and result.data.get("error") in ("taken", "outside_hours"):
-            return f"What time on {say_day(day)} would you like instead? " + result.say
+            return _("What time on {day} would you like instead?").format(day=say_day(day)) + " " + result.say
         return result.say

@@ -17,6 +17,7 @@ import time
 
 import openai
 from django.conf import settings
+from django.utils.translation import get_language
 
 from conversations.agent.dates import say_when
 from conversations.agent.session import AgentSession
@@ -31,6 +32,9 @@ ROLE_MAP = {"customer": "user", "agent": "assistant", "staff": "assistant"}
 
 class BackendUnavailable(RuntimeError):
     """The LLM could not answer (network, timeout, HTTP error, malformed answer)."""
+
+
+_LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 
 
 def system_prompt(session: AgentSession) -> str:
@@ -61,6 +65,8 @@ def system_prompt(session: AgentSession) -> str:
             "(reschedule_appointment proposes; call confirm_change only after they say yes) unless they say it is "
             "another appointment. A time without am/pm is the one inside bookable hours (2:30 is 14:30). "
             "Keep replies short (they may be sent by SMS). Never include links or medical advice.",
+            f"Answer in {_LANGUAGE_NAMES.get(get_language() or 'en', 'English')}, the patient's language, unless "
+            "they ask for another (tool results may be in it already).",
         ]
     )
 
