@@ -72,6 +72,10 @@ def test_hard_negatives_do_not_page(text):
         ("my son is type 1, his sugar is 480 and he's throwing up and breathing really deep", "hyperglycaemia_dka"),
         ("el gluc\u00f3metro marca HI y mi mam\u00e1 est\u00e1 muy dormida", "hyperglycaemia_dka"),
         ("34 weeks pregnant, having contractions 5 minutes apart and they hurt a lot", "obstetric_emergency"),
+        ("mi esposo dice que siente como si tuviera un elefante en el pecho", "chest_pain_cardiac"),
+        ("my left arm and leg went numb and I can\u2019t see out of one eye", "stroke"),
+        ("baby is grunting with every breath and her ribs are sucking in", "breathing_difficulty"),
+        ("grandpa went stiff and was jerking all over, and he's still not back to normal 10 min later", "seizure"),
         ("estoy embarazada de 30 semanas y se me rompi\u00f3 la fuente", "obstetric_emergency"),
     ],
 )
@@ -93,6 +97,8 @@ def test_emergencies_of_the_newer_categories(text, code):
         "i'm pregnant and need to push my appointment to friday",
         "had preterm labor with my first, want to talk about progesterone this time",
         "my grandma gets confused in the evenings, she has dementia, can we book her memory clinic follow up",
+        "my husband choked on a grape but coughed it out right away and is totally fine, anything to watch for?",
+        "my wife\u2019s sugar was low this morning, she had juice and it\u2019s back to 112, can she see her doctor?",
     ],
 )
 def test_newer_categories_keep_idioms_and_history_routine(text):
