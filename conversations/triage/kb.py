@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 KB_DIR = Path(__file__).with_name("kb")
-_MACRO = re.compile(r"<<([A-Z_]+)>>")
+_MACRO = re.compile(r"<<([A-Z][A-Z0-9_]*)>>")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class Category:
 @dataclass(frozen=True)
 class FlagRule:
     """Patterns of one category in one language; ``requires`` must also match somewhere in the message;
+    ``with_`` (TOML ``with``) likewise, but the co-occurring sign is itself judged by ConText: "severe belly
+    pain, no vomiting" has no live vomiting, so a rule "severe belly pain with vomiting" does not fire;
     ``mild`` lets words such as "a little" next to the flag make it urgent instead of an emergency;
     ``ignore_recent`` keeps "yesterday" from softening it (after surgery or a fall the danger sign is now)."""
 
@@ -39,6 +41,7 @@ class FlagRule:
     requires: re.Pattern | None = None
     mild: bool = False
     ignore_recent: bool = False
+    with_: re.Pattern | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,12 @@ class KnowledgeBase:
 
 
 def _expand(pattern: str, macros: dict[str, str]) -> str:
-    return _MACRO.sub(lambda m: macros[m.group(1)], pattern)
+    """``pattern`` with every ``<<NAME>>`` replaced by its macro (macros may use macros, up to 5 deep)."""
+    for _ in range(5):
+        if not _MACRO.search(pattern):
+            break
+        pattern = _MACRO.sub(lambda m: macros[m.group(1)], pattern)
+    return pattern
 
 
 def _load_language(path: Path, categories: dict[str, Category]) -> Language:
@@ -90,6 +98,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
         if raw["code"] not in categories:
             raise ValueError(f"{path.name}: unknown red-flag code {raw['code']!r} (add it to core.toml)")
         requires = raw.get("requires")
+        with_ = raw.get("with")
         flags.append(
             FlagRule(
                 code=raw["code"],
@@ -97,6 +106,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
                 requires=re.compile("|".join(_expand(p, macros) for p in requires)) if requires else None,
                 mild=bool(raw.get("mild", False)),
                 ignore_recent=bool(raw.get("ignore_recent", False)),
+                with_=re.compile("|".join(f"(?:{_expand(p, macros)})" for p in with_)) if with_ else None,
             )
         )
     context = tuple(

@@ -3,10 +3,12 @@
 One spaCy pipeline per language (``spacy.blank`` + sentencizer, no model download): targets are the knowledge
 base's red-flag patterns (every match kept, overlaps included — medspaCy's TargetMatcher would keep only the
 longest of two overlapping flags, and an urgent flag must never hide an emergency one), numeric red flags
-(:mod:`conversations.triage.numbers`) and the clinic's own phrases; ConText (Chapman et al., J Biomed Inform 2007; medspaCy's implementation) then marks each target
-negated, historical, hypothetical, resolved, a joke, paperwork (ADMIN), "not urgent", recent or mild, with
-our own rules from the knowledge base instead of the clinical-notes defaults (those were written for
-physicians' notes, not patients' texts). A target in a suppressing context is no red flag now; one in a
+(:mod:`conversations.triage.numbers`), the clinic's own phrases and the co-occurring signs of flags that
+need one (``with``: "severe belly pain" pages with live vomiting, not with "no vomiting"); ConText (Chapman
+et al., J Biomed Inform 2007; medspaCy's implementation) then marks each target negated, historical,
+hypothetical, resolved, a joke, paperwork (ADMIN), "not urgent", recent or mild, with our own rules from the
+knowledge base instead of the clinical-notes defaults (those were written for physicians' notes, not
+patients' texts). A target in a suppressing context is no red flag now; one in a
 softening context counts as urgent at most.
 """
 
@@ -21,6 +23,7 @@ from conversations.triage import numbers
 from conversations.triage.kb import KnowledgeBase, Language, load
 
 GROUP = "medspacy_spans"
+COMPANION = "_with"  # label of a flag's co-occurring sign (its ``with`` patterns), judged in context like a flag
 SUPPRESS = {
     "NEGATED_EXISTENCE": "is_negated",
     "HISTORICAL": "is_historical",
@@ -103,21 +106,29 @@ def _flag_patterns(code: str) -> tuple[tuple[int, re.Pattern], ...]:
 
 def _matches(
     text: str, language: Language, kb: KnowledgeBase, phrases: tuple[str, ...]
-) -> list[tuple[str, int, int, int]]:
-    """Every red-flag mention: ``(code, flag index or -1, start, end)`` in ``text``."""
+) -> tuple[list[tuple[str, int, int, int]], list[tuple[str, int, int, int]]]:
+    """Every red-flag mention: ``(code, flag index or -1, start, end)`` in ``text``; and the co-occurring signs
+    of flags with ``with`` patterns, as ``(COMPANION, flag index, start, end)`` (a flag without one is dropped)."""
     found: list[tuple[str, int, int, int]] = []
+    companions: list[tuple[str, int, int, int]] = []
     for index, pattern in _flag_patterns(language.code):
         flag = language.flags[index]
         if flag.requires is not None and not flag.requires.search(text):
             continue
-        found.extend((flag.code, index, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start())
+        hits = [(flag.code, index, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
+        if hits and flag.with_ is not None:
+            signs = [(COMPANION, index, m.start(), m.end()) for m in flag.with_.finditer(text) if m.end() > m.start()]
+            if not signs:
+                continue
+            companions.extend(signs)
+        found.extend(hits)
     found.extend((hit.code, -1, hit.start, hit.end) for hit in numbers.find(text, language, kb.thresholds))
     for phrase in phrases:
         found.extend(
             ("clinic_emergency_phrase", -1, m.start(), m.end())
             for m in re.finditer(rf"(?<!\w){re.escape(phrase)}(?!\w)", text)
         )
-    return found
+    return found, companions
 
 
 def _targets(doc, found: list[tuple[str, int, int, int]]) -> None:
@@ -138,14 +149,16 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
     """
     kb = load()
     language = kb.languages[language_code]
-    found = _matches(text, language, kb, phrases)
+    found, companions = _matches(text, language, kb, phrases)
     if not found:  # most messages: no red flag, no need to tokenise or run ConText
         return []
-    # Two ConText passes, emergency flags then urgent ones: ConText drops a modifier that overlaps any target,
-    # so a long urgent match ("out of my seizure medication") must not hide "medication" from "seizure".
+    # ConText passes, emergency flags then urgent ones (then the flags' co-occurring signs): ConText drops a
+    # modifier that overlaps any target, so a long urgent match ("out of my seizure medication") must not hide
+    # "medication" from "seizure", nor a sign ("no vomiting") hide the "no" that negates it.
     passes = [
         [f for f in found if kb.categories[f[0]].level == "emergency"],
         [f for f in found if kb.categories[f[0]].level != "emergency"],
+        companions,
     ]
     with _lock:  # spaCy pipelines are not documented as thread-safe; a call takes about a millisecond
         nlp = _pipeline(language_code)
@@ -160,12 +173,20 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
                 _targets(doc, group)
                 doc = nlp.get_pipe("medspacy_context")(doc)
                 spans.extend(doc.spans[GROUP])
+        # flags whose co-occurring sign is live (not negated, historical, hypothetical, resolved, a joke…)
+        accompanied = {
+            span._.cs_rule
+            for span in spans
+            if span.label_ == COMPANION and not any(getattr(span._, attr, False) for attr in SUPPRESS.values())
+        }
         results = []
         for span in spans:
             category = kb.categories.get(span.label_)
             if category is None:
                 continue
             flag = language.flags[span._.cs_rule] if span._.cs_rule >= 0 else None
+            if flag is not None and flag.with_ is not None and span._.cs_rule not in accompanied:
+                continue
             labels = tuple(c for c, attr in _ATTRS.items() if getattr(span._, attr, False))
             level = category.level
             if any(c in SUPPRESS for c in labels):

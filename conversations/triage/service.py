@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 URGENCY = {"emergency": 5, "urgent": 4}
 MAX_CHARS = 5000  # longer texts are triaged on their first 5,000 characters (an email's new text fits)
-_REPLY_ORDER = ("crisis", "poison", "emergency")
+_REPLY_ORDER = ("crisis", "poison", "violence", "emergency")
 
 
 @dataclass(frozen=True)

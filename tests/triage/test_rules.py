@@ -54,6 +54,62 @@ def test_hard_negatives_do_not_page(text):
     assert assess_rules(text).level != "emergency", text
 
 
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("my wife is doubled over with stomach pain and throwing up, been 5 hours", "acute_abdomen"),
+        ("my abdomen is swollen and hard and i havent pooped in 4 days and keep vomiting", "acute_abdomen"),
+        ("my 15 yo woke up with really bad pain in his testicle, hes throwing up", "acute_abdomen"),
+        ("a mi hija le duele much\u00edsimo la barriga del lado derecho, vomit\u00f3 dos veces", "acute_abdomen"),
+        ("he\u2019s drunk and throwing things at me, i locked myself in the bathroom", "violence_abuse"),
+        ("my daughter's boyfriend hit her and she has a black eye and he's still here", "violence_abuse"),
+        ("I have thoughts of killing my roommate and I bought a knife", "violence_abuse"),
+        ("hay un hombre con una pistola afuera de mi casa", "violence_abuse"),
+        ("mi novio me quiere matar, estoy encerrada en el cuarto", "violence_abuse"),
+        ("my mom has a UTI and today she doesn't recognize me", "sepsis_high_fever"),
+        ("I'm on chemo and my temp is 100.9", "sepsis_high_fever"),
+        ("mi hijo tiene calentura y le salieron manchas moradas en las piernas", "sepsis_high_fever"),
+        ("my son is type 1, his sugar is 480 and he's throwing up and breathing really deep", "hyperglycaemia_dka"),
+        ("el gluc\u00f3metro marca HI y mi mam\u00e1 est\u00e1 muy dormida", "hyperglycaemia_dka"),
+        ("34 weeks pregnant, having contractions 5 minutes apart and they hurt a lot", "obstetric_emergency"),
+        ("mi esposo dice que siente como si tuviera un elefante en el pecho", "chest_pain_cardiac"),
+        ("my left arm and leg went numb and I can\u2019t see out of one eye", "stroke"),
+        ("baby is grunting with every breath and her ribs are sucking in", "breathing_difficulty"),
+        ("grandpa went stiff and was jerking all over, and he's still not back to normal 10 min later", "seizure"),
+        ("estoy embarazada de 30 semanas y se me rompi\u00f3 la fuente", "obstetric_emergency"),
+    ],
+)
+def test_emergencies_of_the_newer_categories(text, code):
+    result = assess_rules(text)
+    assert result.level == "emergency" and code in result.codes, result
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "severe stomach pain, no vomiting, no fever, started an hour ago after spicy food",  # signs judged in context
+        "sugars 320-350 all day, thirsty but otherwise ok, no vomiting",
+        "my boss will kill me if I'm late again, can I get the 7am slot",
+        "ugh my husband is gonna kill me when he sees this bill \U0001f605 can i pay in installments",
+        "my husband beat me at chess again lol, anyway need a refill on my lisinopril",
+        "mi mam\u00e1 me va a matar si llego tarde otra vez jaja, \u00bfme cambian la cita?",
+        "el doctor me peg\u00f3 la gripa jaja, necesito una nota para el trabajo",
+        "i'm pregnant and need to push my appointment to friday",
+        "had preterm labor with my first, want to talk about progesterone this time",
+        "my grandma gets confused in the evenings, she has dementia, can we book her memory clinic follow up",
+        "my husband choked on a grape but coughed it out right away and is totally fine, anything to watch for?",
+        "my wife\u2019s sugar was low this morning, she had juice and it\u2019s back to 112, can she see her doctor?",
+    ],
+)
+def test_newer_categories_keep_idioms_and_history_routine(text):
+    assert assess_rules(text).level != "emergency", text
+
+
+def test_violence_reply_names_911_and_the_hotline_in_the_patients_language():
+    reply = safety_reply(assess_rules("mi esposo me est\u00e1 golpeando"), clinic="Sunrise Clinic")
+    assert "llame al 911" in reply and "1-800-799-7233" in reply and "Violencia Doméstica" in reply
+
+
 def test_a_family_member_in_danger_now_is_still_an_emergency():
     assert assess_rules("my mom might be having a stroke, her arm went limp").level == "emergency"
 
