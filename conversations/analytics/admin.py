@@ -39,6 +39,7 @@ TITLES = {
     "escalation_rate": "Escalation rate",
     "lead_conversion": "Lead conversion (leads → booked)",
     "csat": "CSAT (mean 1–5)",
+    "dropped_calls": "Dropped calls completed on another channel within 24 h (weekly)",
     "response_times": "Response time (median seconds)",
 }
 

@@ -13,7 +13,11 @@ tenant's time zone (:func:`bucket_for`). Definitions:
 - CSAT: answers and mean ``satisfaction`` (1–5) per bucket, with the count of each score, and the same split by
   source: ``survey`` (the patient answered the survey) and ``inferred`` (enrichment's guess from sentiment);
 - response times: seconds from a customer turn to the next agent/staff turn in the same interaction
-  (transcript ``at`` stamps), median and 90th percentile per bucket and channel.
+  (transcript ``at`` stamps), median and 90th percentile per bucket and channel;
+- dropped calls (always per week): inbound calls that ended mid-booking — their intent was booking or moving an
+  appointment and no appointment of the caller was booked or moved during the call — and how many of them were
+  completed on another channel within :data:`DROPPED_CALL_WINDOW`: the caller's appointment was booked or moved
+  after the call, and the caller had a chat, SMS or email session in that window.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from identity.models import Tenant
 
 LEAD_SCORE_THRESHOLD = 50
 CONVERSION_WINDOW = timedelta(days=30)
-CHARTS = ["sentiment", "channel_mix", "escalation_rate", "lead_conversion", "csat", "response_times"]
+CHARTS = ["sentiment", "channel_mix", "escalation_rate", "lead_conversion", "csat", "response_times", "dropped_calls"]
+DROPPED_CALL_WINDOW = timedelta(hours=24)
+BOOKING_INTENTS = ("book_appointment", "reschedule_appointment")
 
 
 def bucket_for(start: datetime, end: datetime) -> str:
@@ -203,6 +209,46 @@ def response_times(*, tenant: Tenant, start: datetime, end: datetime, bucket: st
     ]
 
 
+def dropped_calls(*, tenant: Tenant, start: datetime, end: datetime, bucket: str = "week") -> list[dict]:
+    """``[{"bucket": week date, "dropped_calls", "completed_elsewhere", "rate"}]`` (rate 0..1, 4 decimals), per
+    local Monday-week whatever ``bucket`` says (the metric is weekly). See the module docstring."""
+    in_call = Appointment.objects.filter(
+        tenant=tenant,
+        customer_id=OuterRef("customer_id"),
+        updated_at__gte=OuterRef("started_at"),
+        updated_at__lte=OuterRef("ended_at") + timedelta(minutes=2),
+    )
+    after = {"updated_at__gt": OuterRef("ended_at"), "updated_at__lte": OuterRef("ended_at") + DROPPED_CALL_WINDOW}
+    booked_after = Appointment.objects.filter(
+        tenant=tenant, customer_id=OuterRef("customer_id"), status=Appointment.Status.BOOKED, **after
+    )
+    elsewhere = Interaction.objects.filter(
+        tenant=tenant,
+        customer_id=OuterRef("customer_id"),
+        channel__in=["chat", "sms", "email"],
+        started_at__gt=OuterRef("ended_at"),
+        started_at__lte=OuterRef("ended_at") + DROPPED_CALL_WINDOW,
+    )
+    qs = (
+        _rows(tenant, start, end)
+        .filter(channel="voice", direction="inbound", ended_at__isnull=False, intent__in=BOOKING_INTENTS)
+        .exclude(Exists(in_call))
+        .annotate(b=_bucket(tenant, "week"), completed=Exists(booked_after) & Exists(elsewhere))
+        .values("b")
+        .annotate(n=Count("id"), done=Count("id", filter=Q(completed=True)))
+        .order_by("b")
+    )
+    return [
+        {
+            "bucket": _as_date(r["b"]),
+            "dropped_calls": r["n"],
+            "completed_elsewhere": r["done"],
+            "rate": round(r["done"] / r["n"], 4) if r["n"] else 0.0,
+        }
+        for r in qs
+    ]
+
+
 def chart_rows(chart: str, *, tenant: Tenant, start: datetime, end: datetime, bucket: str) -> list[dict]:
     """Rows of one chart by name (one of :data:`CHARTS`); raises KeyError for an unknown name."""
     fn = {
@@ -212,6 +258,7 @@ def chart_rows(chart: str, *, tenant: Tenant, start: datetime, end: datetime, bu
         "lead_conversion": lead_conversion,
         "csat": csat,
         "response_times": response_times,
+        "dropped_calls": dropped_calls,
     }[chart]
     return fn(tenant=tenant, start=start, end=end, bucket=bucket)
 
@@ -222,6 +269,7 @@ __all__ = [
     "chart_rows",
     "channel_mix",
     "csat",
+    "dropped_calls",
     "escalation_rate",
     "lead_conversion",
     "response_times",
