@@ -41,7 +41,14 @@ class CustomerAdmin(AuditedReadsAdmin):
     list_display = ["__str__", "identifiers_list", "created_at"]
     search_fields = ["display_name", "identifiers__value"]
     ordering = ["-created_at"]
-    readonly_fields = ["merged_into", "created_at", "updated_at", "customer_360", "timeline"]
+    readonly_fields = [
+        "merged_into",
+        "surveys_opted_out_at",
+        "created_at",
+        "updated_at",
+        "customer_360",
+        "timeline",
+    ]
     inlines = [IdentifierInline]
     actions = ["merge_customers", "erase_customers"]
 

@@ -290,6 +290,7 @@ class AgentSettings(models.Model):
     class IdentityCheck(models.TextChoices):
         NEVER = "never", "Never ask"
         PHONE = "phone", "Ask a returning patient recognised only by phone (shared family phones)"
+        DOB = "dob", "Always confirm the date of birth of a returning patient"
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="agent_settings")
     persona = models.TextField(

@@ -10,12 +10,14 @@ stored value under the newest key, after which retired keys can be dropped from 
 """
 
 import base64
+from datetime import date
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 
@@ -54,3 +56,33 @@ class EncryptedTextField(models.TextField):
         if not value:
             return value
         return fernet().encrypt(value.encode()).decode()
+
+
+class EncryptedDateField(EncryptedTextField):
+    """A date (e.g. a date of birth) stored as a Fernet token of its ISO form; reads return a ``date`` or None.
+    Not queryable by value (encrypted): filter on it only for null / not null."""
+
+    def from_db_value(self, value, expression, connection):
+        text = super().from_db_value(value, expression, connection)
+        return date.fromisoformat(text) if text else None
+
+    def to_python(self, value):
+        if value in (None, "") or isinstance(value, date):
+            return value or None
+        try:
+            return date.fromisoformat(str(value))
+        except ValueError:
+            raise ValidationError("Enter a valid date (YYYY-MM-DD).") from None
+
+    def get_prep_value(self, value):
+        value = self.to_python(value)
+        return fernet().encrypt(value.isoformat().encode()).decode() if value else None
+
+    def formfield(self, **kwargs):
+        from django import forms
+
+        return models.Field.formfield(self, **{"form_class": forms.DateField, **kwargs})
+
+    def value_to_string(self, obj):
+        value = self.value_from_object(obj)
+        return value.isoformat() if value else ""

@@ -11,7 +11,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from identity.fields import EncryptedTextField
+from identity.fields import EncryptedDateField, EncryptedTextField
 
 
 def _validate_timezone(value: str) -> None:
@@ -169,6 +169,12 @@ class Customer(models.Model):
         default=False,
         help_text="The patient asked not to be remembered across channels: the agent uses only the current "
         "session, and no new phone, email or browser is linked to this record.",
+    )
+    date_of_birth = EncryptedDateField(
+        null=True, blank=True, help_text="From the patient's intake (encrypted at rest; never in SMS or speech)."
+    )
+    visit_reason = EncryptedTextField(
+        blank=True, help_text="Reason for visit, in the patient's words (intake; encrypted at rest)."
     )
     preferred_language = models.CharField(
         max_length=8,

@@ -89,7 +89,12 @@ def _erase_identity(customers: list[Customer]) -> dict[str, int]:
     )
     counts["admin_log_entries"] = entries.update(object_repr="(erased)", change_message="[]")
     counts["customers"] = Customer.objects.filter(pk__in=ids).update(
-        display_name="", legal_hold="", erased_at=timezone.now(), updated_at=timezone.now()
+        display_name="",
+        legal_hold="",
+        date_of_birth=None,
+        visit_reason="",
+        erased_at=timezone.now(),
+        updated_at=timezone.now(),
     )
     return counts
 
@@ -133,6 +138,9 @@ def customer_export(*, customer: Customer, request=None, actor: str = "") -> byt
         "customer": {
             "id": customer.pk,
             "display_name": customer.display_name,
+            "date_of_birth": customer.date_of_birth,
+            "visit_reason": customer.visit_reason,
+            "preferred_language": customer.preferred_language,
             "created_at": customer.created_at,
             "erased_at": customer.erased_at,
             "memory_opt_out": customer.memory_opt_out,

@@ -224,3 +224,21 @@ def customer_set_language(*, customer: Customer, language: str) -> bool:
     )
     customer.preferred_language = language
     return changed
+
+
+def customer_set_intake(
+    *, customer: Customer, name: str | None = None, date_of_birth=None, visit_reason: str | None = None
+) -> list[str]:
+    """Store what the patient gave in their intake (only the fields passed); returns the fields written.
+    ``name`` ≤ 200 characters, ``date_of_birth`` a ``date`` (encrypted at rest), ``visit_reason`` ≤ 500
+    characters (encrypted at rest)."""
+    fields = []
+    if name is not None:
+        customer.display_name, fields = name.strip()[:200], [*fields, "display_name"]
+    if date_of_birth is not None:
+        customer.date_of_birth, fields = date_of_birth, [*fields, "date_of_birth"]
+    if visit_reason is not None:
+        customer.visit_reason, fields = visit_reason.strip()[:500], [*fields, "visit_reason"]
+    if fields:
+        customer.save(update_fields=[*fields, "updated_at"])
+    return fields

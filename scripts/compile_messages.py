@@ -21,6 +21,7 @@ LOCALE = ROOT / "locale"
 SOURCES = [
     "conversations/agent/dates.py",
     "conversations/agent/engine.py",
+    "conversations/agent/intake.py",
     "conversations/agent/session.py",
     "conversations/agent/tools.py",
     "conversations/agent/backends/local.py",

@@ -24,6 +24,14 @@ from conversations import services as conv_services
 from conversations.agent.backends import get_backend
 from conversations.agent.backends.local import LocalBackend
 from conversations.agent.dates import parse_when, say_when
+from conversations.agent.intake import (
+    intake_answer,
+    intake_resume_line,
+    intake_start,
+    intake_step,
+    parse_birth_date,
+    wants_intake,
+)
 from conversations.agent.session import PENDING, AgentSession, continuity_greeting, session_for
 from conversations.agent.tools import call_tool
 from conversations.language import language_of, language_remember
@@ -57,10 +65,22 @@ def _identified_by(interaction: Interaction) -> str:
     return (interaction.metadata or {}).get("identified_by", default)
 
 
+def _dob_policy(session: AgentSession) -> bool:
+    return session.settings.identity_check == AgentSettings.IdentityCheck.DOB
+
+
 def _needs_identity_check(session: AgentSession) -> bool:
-    if session.settings.identity_check != AgentSettings.IdentityCheck.PHONE or session.identity:
+    """Whether this session must confirm who is writing first: the shared-phone policy asks a returning patient
+    recognised by phone for their first name; the date-of-birth policy asks every returning patient with a date
+    of birth on file (from their intake) for it, on every channel."""
+    if session.identity:
         return False
-    if _identified_by(session.interaction) != "phone" or not session.customer.display_name:
+    if _dob_policy(session):
+        if not session.customer.date_of_birth:
+            return False
+    elif session.settings.identity_check != AgentSettings.IdentityCheck.PHONE:
+        return False
+    elif _identified_by(session.interaction) != "phone" or not session.customer.display_name:
         return False
     returning = (
         Interaction.objects.filter(customer=session.customer).exclude(pk=session.interaction.pk).exists()
@@ -78,6 +98,10 @@ def _identity_prompt(session: AgentSession, text: str) -> str:
     conv_services.interaction_set_workflow(
         interaction=session.interaction, updates={"identity": "asked", "identity_pending_text": text[:1000]}
     )
+    if _dob_policy(session):
+        return _("Hi, this is {clinic}. Before we go on, please confirm your date of birth.").format(
+            clinic=session.tenant.short_name
+        )
     return _(
         "Hi, this is {clinic}. Before we go on — more than one person may use this "
         "number — please tell me your first name."
@@ -85,9 +109,13 @@ def _identity_prompt(session: AgentSession, text: str) -> str:
 
 
 def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
-    expected = _first_name(session.customer.display_name)
-    given = re.sub(r"^(it'?s|this is|i am|i'?m|my name is)\s+", "", text.strip(), flags=re.I)
-    confirmed = bool(expected) and _first_name(given) == expected
+    if _dob_policy(session):
+        born = parse_birth_date(text, today=session.local(now).date())
+        confirmed = born is not None and born == session.customer.date_of_birth
+    else:
+        expected = _first_name(session.customer.display_name)
+        given = re.sub(r"^(it'?s|this is|i am|i'?m|my name is)\s+", "", text.strip(), flags=re.I)
+        confirmed = bool(expected) and _first_name(given) == expected
     stashed = (session.interaction.workflow or {}).get("identity_pending_text", "")
     conv_services.interaction_set_workflow(
         interaction=session.interaction,
@@ -96,8 +124,9 @@ def _identity_answer(session: AgentSession, text: str, now: datetime) -> Reply:
     fresh = session_for(interaction=session.interaction, now=now)
     if confirmed:
         if stashed and stashed.strip():
-            first = session.customer.display_name.split()[0]
-            return _run(fresh, stashed, prefix=_("Thanks, {name}.").format(name=first) + " ")
+            first = (session.customer.display_name or "").split()[:1]
+            thanks = _("Thanks, {name}.").format(name=first[0]) if first else _("Thanks.")
+            return _run(fresh, stashed, prefix=thanks + " ")
         return Reply(continuity_greeting(fresh), fresh.actions)
     return Reply(_("Thanks. I won't use details from earlier conversations on this number. How can I help you today?"))
 
@@ -159,6 +188,10 @@ def _run(session: AgentSession, text: str, prefix: str = "", deadline: float | N
     answered = _survey_reply(session, text)
     if answered is None:
         answered = _reminder_reply(session, text)
+    if answered is None and intake_step(session):
+        answered = intake_answer(session, text)
+    if answered is None and wants_intake(text):
+        answered = intake_start(session)
     if answered is not None:
         return Reply(prefix + answered, list(session.actions))
     # a clinic that forbids LLMs (Tenant.llm_forbidden) is answered by the offline agent, whatever AGENT_BACKEND says
@@ -204,7 +237,9 @@ def greet(*, interaction: Interaction, anonymous: bool = False, now: datetime | 
     session = session_for(interaction=interaction, now=now)
     with translation.override(_language(session, None)):
         if session.identity == "asked":
+            if _dob_policy(session):
+                return Reply(_("Please confirm your date of birth so I can continue."), [])
             return Reply(_("Please tell me your first name so I can continue."), [])
         if _needs_identity_check(session):
             return Reply(_identity_prompt(session, ""), ["identity_check"])
-        return Reply(continuity_greeting(session, anonymous=anonymous), [])
+        return Reply(intake_resume_line(session) or continuity_greeting(session, anonymous=anonymous), [])
