@@ -223,6 +223,10 @@ def _bind_proven(session: ChatSession, proven: verification.Answer) -> bool:
             interaction_close(interaction=session.interaction)  # that session was someone else's
         session.customer, session.interaction = customer, None
     session.identified_by = proven.kind
+    if proven.kind == IdentifierKind.EMAIL:
+        from channels_app.email.confirmations import email_confirmations_for_new_address
+
+        email_confirmations_for_new_address(customer=customer)
     return proven.owner is not None and customer.pk != before
 
 

@@ -91,3 +91,17 @@ def email_confirmation_send(appointment: Appointment, change: str) -> bool:
         ics=appointment_ics(appointment, change),
     )
     return True
+
+
+def email_confirmations_for_new_address(*, customer, limit: int = 3) -> int:
+    """A patient just proved an email address (the chat code): email them the confirmation (with the .ics) of
+    their upcoming appointments — booked by phone or SMS before we knew the address — so a reply to it ("Can you
+    make it 3 PM?") lands in the conversation. Keyed per appointment version like every confirmation, so an
+    appointment already confirmed by email is not sent again. Returns how many were prepared."""
+    from conversations.appointments import upcoming_for_customer
+
+    sent = 0
+    for appointment in upcoming_for_customer(customer=customer).select_related("tenant", "customer")[:limit]:
+        change = "booked" if appointment.version == 1 else "rescheduled"
+        sent += email_confirmation_send(appointment, change)
+    return sent

@@ -156,3 +156,25 @@ def test_a_patient_who_opted_out_of_memory_is_served_but_this_browser_is_not_lin
     assert not CustomerIdentifier.objects.filter(customer=owner, kind="cookie").exists()
     assert CustomerIdentifier.objects.get(kind="cookie", value=visitor_key(VISITOR)).customer != owner
     assert session_for(tenant).customer != owner  # the same browser, next visit: a stranger again
+
+
+def test_a_proven_email_gets_the_confirmation_of_a_booking_made_by_phone(tenant):
+    """The brief's journey: booked by phone, the patient gives an email in chat and proves it; the confirmation
+    email (with the .ics) goes out, so replying to it continues the conversation. Sent once per version."""
+    from channels_app.chat.links import chat_link_token
+    from conversations.appointments import appointment_book
+    from tests.clock import local, next_weekday
+
+    patient = customer_resolve(tenant=tenant, phone=PATIENT, verified_kinds=("phone",)).customer
+    appt = appointment_book(
+        tenant=tenant, customer=patient, starts_at=local(tenant, next_weekday(tenant, 1), 14), booked_via="voice"
+    )
+    session, _ = services.chat_hello(tenant=tenant, visitor=VISITOR, link=chat_link_token(customer=patient))
+    assert session.customer == patient
+    assert say(session, "you can also email me at Jane.Doe@Example.com") == verification.SENT["email"]
+    assert not ChannelMessage.objects.filter(idempotency_key__endswith=":email").exists()
+    code = re.search(r"\b(\d{6})\b", mail.outbox[-1].body).group(1)
+    say(session, code, 2)
+    email = ChannelMessage.objects.get(idempotency_key=f"appointment:{appt.pk}:v1:email")
+    assert email.recipient == "jane.doe@example.com" and "Tuesday" in email.body and "2:00 PM" in email.body
+    assert email.outbound_email.kind == "confirmation"
