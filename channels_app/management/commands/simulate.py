@@ -4,6 +4,7 @@ Each channel is a module in ``channels_app.simulate`` with ``add_arguments(parse
 ``run(command, tenant, to, server, options)``.
 """
 
+import os
 from importlib import import_module
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,7 +18,11 @@ class Command(BaseCommand):
     help = "Send a signed channel request (e.g. an inbound SMS) to a running callsphere server."
 
     def add_arguments(self, parser):
-        parser.add_argument("--server", default="http://127.0.0.1:8000", help="where the server listens")
+        parser.add_argument(
+            "--server",
+            default=f"http://127.0.0.1:{os.environ.get('WEB_PORT') or '8000'}",
+            help="where the server listens (default: 127.0.0.1 on WEB_PORT, as make run starts it; else 8000)",
+        )
         parser.add_argument("--tenant", default="demo", help="tenant slug")
         sub = parser.add_subparsers(dest="channel", required=True)
         for name in CHANNELS:
