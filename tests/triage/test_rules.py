@@ -110,6 +110,8 @@ def test_emergencies_of_the_newer_categories(text, code):
         "our cat is hiding under the bed after the fireworks lol, anyway need a flu shot",
         "el mes pasado me golpearon en un asalto, necesito una nota para el seguro",
         "daughter 6 has had fever 3 days now 101-102, can we get seen today",  # 3 days of fever, not 3 days old
+        "my daughter was in the hospital for DKA in may, need her follow up with endo",
+        "mi ex me amenaza con quitarme a los ni\u00f1os, necesito copia de las vacunas para la corte",
         "my grandma gets confused in the evenings, she has dementia, can we book her memory clinic follow up",
         "my husband choked on a grape but coughed it out right away and is totally fine, anything to watch for?",
         "my wife\u2019s sugar was low this morning, she had juice and it\u2019s back to 112, can she see her doctor?",
