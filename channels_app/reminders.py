@@ -71,32 +71,19 @@ def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str
 
 
 def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
-    from channels_app.email.confirmations import _email_of
-    from channels_app.email.outbound import conversation_email_ids, email_prepare
+    from channels_app.email.outbound import email_to_patient, verified_email_of
     from channels_app.models import OutboundEmail
-    from conversations.services import session_open
 
-    to = _email_of(appointment)
+    to = verified_email_of(appointment.customer)
     if not to:
         return False
-    tenant = appointment.tenant
-    interaction, _opened = session_open(
-        tenant=tenant,
+    interaction = email_to_patient(
         customer=appointment.customer,
-        channel=Channel.EMAIL,
-        direction="outbound",
-        idle_window=tenant.sms_idle_window,
-    )
-    ids = conversation_email_ids(interaction.conversation_id)
-    email_prepare(
-        interaction=interaction,
         to=to,
         body=body,
         subject=reminder_subject(appointment),
         kind=OutboundEmail.Kind.REMINDER,
         idempotency_key=f"reminder:{reminder.pk}:email",
-        in_reply_to=ids[-1] if ids else "",
-        references=ids,
     )
     reminder_remember(conversation=interaction.conversation, reminder=reminder)
     return True

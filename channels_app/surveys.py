@@ -95,17 +95,10 @@ def _ask_chat(interaction: Interaction) -> SatisfactionSurvey | None:
 
 
 def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
-    from channels_app.email.outbound import conversation_email_ids, email_prepare
+    from channels_app.email.outbound import email_to_patient, verified_email_of
     from channels_app.models import OutboundEmail
-    from conversations.services import session_open
-    from identity.models import CustomerIdentifier, IdentifierKind
 
-    to = (
-        CustomerIdentifier.objects.filter(customer=interaction.customer, kind=IdentifierKind.EMAIL, verified=True)
-        .order_by("created_at")
-        .values_list("value", flat=True)
-        .first()
-    )
+    to = verified_email_of(interaction.customer)
     if not to:
         return None
     survey = survey_open(interaction=interaction, channel=Channel.EMAIL)
@@ -115,23 +108,13 @@ def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
     lines = [_("How did we do? Tap a score — 1 (poor) to 5 (great):"), ""]
     lines += [f"{n} {'★' * n}: {survey_link(survey, n)}" for n in range(5, 0, -1)]
     lines += ["", _("Thank you — {clinic}").format(clinic=tenant.short_name)]
-    outbound, _opened = session_open(
-        tenant=tenant,
+    email_to_patient(
         customer=interaction.customer,
-        channel=Channel.EMAIL,
-        direction="outbound",
-        idle_window=tenant.sms_idle_window,
-    )
-    ids = conversation_email_ids(outbound.conversation_id)
-    email_prepare(
-        interaction=outbound,
         to=to,
         body="\n".join(lines),
         subject=_("How did we do? — {clinic}").format(clinic=tenant.short_name),
         kind=OutboundEmail.Kind.SURVEY,
         idempotency_key=f"survey:{survey.pk}:email",
-        in_reply_to=ids[-1] if ids else "",
-        references=ids,
     )
     return survey
 

@@ -17,12 +17,10 @@ import icalendar
 from django.utils import timezone
 
 from channels_app.confirmations import confirmation_text
-from channels_app.email.outbound import conversation_email_ids, email_prepare
+from channels_app.email.outbound import email_to_patient, verified_email_of
 from channels_app.email.threading import tenant_address
-from channels_app.models import EmailThread, OutboundEmail
-from conversations.models import Appointment, Channel
-from conversations.services import session_open
-from identity.models import CustomerIdentifier, IdentifierKind
+from channels_app.models import OutboundEmail
+from conversations.models import Appointment
 
 logger = logging.getLogger(__name__)
 
@@ -50,45 +48,20 @@ def appointment_ics(appointment: Appointment, change: str) -> str:
     return calendar.to_ical().decode()
 
 
-def _email_of(appointment: Appointment) -> str | None:
-    # Only a verified address (one we received authenticated mail from): a forged From must not be able to
-    # attach an address and receive the patient's appointment details.
-    return (
-        CustomerIdentifier.objects.filter(customer=appointment.customer, kind=IdentifierKind.EMAIL, verified=True)
-        .order_by("created_at")
-        .values_list("value", flat=True)
-        .first()
-    )
-
-
 def email_confirmation_send(appointment: Appointment, change: str) -> bool:
     """Prepare (once per appointment version) the confirmation email; False when the customer has no email."""
-    to = _email_of(appointment)
+    to = verified_email_of(appointment.customer)
     if not to:
         return False
-    tenant = appointment.tenant
-    interaction, _ = session_open(
-        tenant=tenant,
+    email_to_patient(
         customer=appointment.customer,
-        channel=Channel.EMAIL,
-        direction="outbound",
-        idle_window=tenant.sms_idle_window,
-    )
-    thread = EmailThread.objects.filter(conversation_id=interaction.conversation_id).first()
-    ids = conversation_email_ids(interaction.conversation_id)
-    subject = thread.subject if thread and thread.subject else f"Your appointment at {tenant.short_name}"
-    if ids and not subject.lower().startswith("re:"):
-        subject = f"Re: {subject}"
-    email_prepare(
-        interaction=interaction,
         to=to,
         body=confirmation_text(appointment, change),
-        subject=subject,
+        subject=f"Your appointment at {appointment.tenant.short_name}",
         kind=OutboundEmail.Kind.CONFIRMATION,
         idempotency_key=f"appointment:{appointment.pk}:v{appointment.version}:email",
-        in_reply_to=ids[-1] if ids else "",
-        references=ids,
         ics=appointment_ics(appointment, change),
+        in_thread=True,
     )
     return True
 

@@ -136,6 +136,65 @@ def conversation_email_ids(conversation_id) -> list[str]:
     return [mid for mid, _ in sorted([*sent, *received], key=lambda pair: pair[1])]
 
 
+def verified_email_of(customer) -> str | None:
+    """The patient's first verified email address, or None. Only a verified address (authenticated mail received
+    from it, or a code proven in chat): a forged ``From`` must never receive a patient's appointment details."""
+    from identity.models import CustomerIdentifier, IdentifierKind
+
+    return (
+        CustomerIdentifier.objects.filter(customer=customer, kind=IdentifierKind.EMAIL, verified=True)
+        .order_by("created_at")
+        .values_list("value", flat=True)
+        .first()
+    )
+
+
+def email_to_patient(
+    *,
+    customer,
+    to: str,
+    body: str,
+    subject: str,
+    kind: str,
+    idempotency_key: str,
+    ics: str = "",
+    in_thread: bool = False,
+) -> Interaction:
+    """Prepare an email we start (confirmation, reminder, survey) in the patient's email session (opened or
+    continued, outbound), threaded after the conversation's emails (``In-Reply-To`` / ``References``), once per
+    ``idempotency_key`` (see :func:`email_prepare`). ``in_thread``: use the conversation's thread subject as a
+    reply ("Re: …") when it has one, else ``subject``. Returns the email interaction."""
+    from channels_app.models import EmailThread
+    from conversations.models import Channel
+    from conversations.services import session_open
+
+    tenant = customer.tenant
+    interaction, _opened = session_open(
+        tenant=tenant,
+        customer=customer,
+        channel=Channel.EMAIL,
+        direction="outbound",
+        idle_window=tenant.sms_idle_window,
+    )
+    ids = conversation_email_ids(interaction.conversation_id)
+    if in_thread:
+        thread = EmailThread.objects.filter(conversation_id=interaction.conversation_id).first()
+        subject = thread.subject if thread and thread.subject else subject
+        subject = reply_subject(subject) if ids else subject
+    email_prepare(
+        interaction=interaction,
+        to=to,
+        body=body,
+        subject=subject,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        in_reply_to=ids[-1] if ids else "",
+        references=ids,
+        ics=ics,
+    )
+    return interaction
+
+
 def _is_transient(exc: Exception) -> bool:
     if isinstance(
         exc, (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, ConnectionError, TimeoutError)
