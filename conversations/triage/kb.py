@@ -82,11 +82,14 @@ class KnowledgeBase:
 
 
 def _expand(pattern: str, macros: dict[str, str]) -> str:
-    """``pattern`` with every ``<<NAME>>`` replaced by its macro (macros may use macros, up to 5 deep)."""
+    """``pattern`` with every ``<<NAME>>`` replaced by its macro (macros may use macros, up to 5 deep). Raises
+    ``ValueError`` for a macro left unexpanded (deeper nesting, or a cycle): it would silently never match."""
     for _ in range(5):
         if not _MACRO.search(pattern):
             break
         pattern = _MACRO.sub(lambda m: macros[m.group(1)], pattern)
+    if leftover := _MACRO.search(pattern):
+        raise ValueError(f"macro {leftover.group(0)} is nested more than 5 deep (or refers to itself)")
     return pattern
 
 

@@ -121,6 +121,35 @@ def test_newer_categories_keep_idioms_and_history_routine(text):
     assert assess_rules(text).level != "emergency", text
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "32 weeks pregnant with my first baby and my water just broke",
+        "im 34 weeks with my first and having contractions 5 minutes apart",
+        "grandma with dementia is suddenly confused and burning up with fever 103",
+        "my mom since this morning is confused with a fever of 102",
+        "me duele el pecho cuando camino y sudo frio",
+        "a veces me duele el pecho muy fuerte y sudo frio",
+    ],
+)
+def test_words_that_soften_one_message_do_not_hide_a_present_emergency(text):
+    """'with my first', a known dementia, 'confused with', exertion and 'a veces' do not make the present red flag
+    history, habit or puzzlement."""
+    assert assess_rules(text).level == "emergency"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my son threw up at her daycare",
+        "toddler keeps throwing tantrums at me",
+        "mi mamá me va a matar, reprobé el examen",
+    ],
+)
+def test_vomiting_tantrums_and_a_figure_of_speech_are_not_violence(text):
+    assert assess_rules(text).level != "emergency"
+
+
 def test_violence_reply_names_911_and_the_hotline_in_the_patients_language():
     reply = safety_reply(assess_rules("mi esposo me est\u00e1 golpeando"), clinic="Sunrise Clinic")
     assert "llame al 911" in reply and "1-800-799-7233" in reply and "Violencia Doméstica" in reply
