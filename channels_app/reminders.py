@@ -21,7 +21,7 @@ from django.utils.translation import gettext as _
 from channels_app.confirmations import textable_phone
 from conversations.agent.dates import say_when
 from conversations.language import language_of
-from conversations.models import Appointment, Channel
+from conversations.models import Appointment, Channel, Conversation
 from conversations.reminders.models import AppointmentReminder
 from conversations.reminders.services import (
     Due,
@@ -29,7 +29,6 @@ from conversations.reminders.services import (
     reminder_claim,
     reminder_remember,
     reminder_set_channels,
-    reminder_settings_for,
     reminders_due,
 )
 
@@ -53,12 +52,12 @@ def reminder_subject(appointment: Appointment) -> str:
         return _("Reminder: your appointment at {clinic}").format(clinic=appointment.tenant.short_name)
 
 
-def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
+def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str) -> Conversation | None:
     from channels_app.sms.services import sms_send
 
     phone = textable_phone(tenant=appointment.tenant, customer=appointment.customer)
     if not phone:
-        return False
+        return None
     message = sms_send(
         tenant=appointment.tenant,
         customer=appointment.customer,
@@ -66,17 +65,16 @@ def _send_sms(reminder: AppointmentReminder, appointment: Appointment, body: str
         body=body,
         idempotency_key=f"reminder:{reminder.pk}",
     )
-    reminder_remember(conversation=message.interaction.conversation, reminder=reminder)
-    return True
+    return message.interaction.conversation
 
 
-def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: str) -> bool:
+def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: str) -> Conversation | None:
     from channels_app.email.outbound import email_to_patient, verified_email_of
     from channels_app.models import OutboundEmail
 
     to = verified_email_of(appointment.customer)
     if not to:
-        return False
+        return None
     interaction = email_to_patient(
         customer=appointment.customer,
         to=to,
@@ -85,25 +83,28 @@ def _send_email(reminder: AppointmentReminder, appointment: Appointment, body: s
         kind=OutboundEmail.Kind.REMINDER,
         idempotency_key=f"reminder:{reminder.pk}:email",
     )
-    reminder_remember(conversation=interaction.conversation, reminder=reminder)
-    return True
+    return interaction.conversation
 
 
 def reminder_send(*, due: Due) -> AppointmentReminder | None:
-    """Claim and send one due reminder (SMS, and email when allowed), in one transaction; None when another run
-    had claimed it. Nobody reachable (no verified phone, opted out, no verified email) → recorded as skipped."""
+    """Claim and send one due reminder (SMS, and email when allowed), in one transaction of its own (call it
+    outside any transaction: the sends are queued on its commit); None when another run had claimed it. Nobody
+    reachable (no verified phone, opted out, no verified email) → the reminder row stays, recorded as skipped."""
     appointment = due.appointment
-    settings = reminder_settings_for(appointment.tenant)
     with transaction.atomic():
         reminder = reminder_claim(due=due, language=language_of(appointment.customer))
         if reminder is None:
             return None
         body = reminder_text(appointment)
-        channels = []
-        if _send_sms(reminder, appointment, body):
+        channels, conversation = [], None
+        if by_sms := _send_sms(reminder, appointment, body):
             channels.append(Channel.SMS.value)
-        if settings.by_email and _send_email(reminder, appointment, body):
+            conversation = by_sms
+        if due.settings.by_email and (by_email := _send_email(reminder, appointment, body)):
             channels.append(Channel.EMAIL.value)
+            conversation = by_email
+        if conversation is not None:  # the patient's answer, on either channel, lands in this conversation
+            reminder_remember(conversation=conversation, reminder=reminder)
         reminder_set_channels(reminder=reminder, channels=channels)
     if not channels:
         logger.info("reminder %s of appointment %s: nobody reachable", reminder.pk, appointment.pk)

@@ -24,7 +24,7 @@ from django.conf import settings
 from django.core import signing
 from django.db import transaction
 from django.shortcuts import render
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop
 from django.views.decorators.http import require_http_methods
@@ -33,6 +33,7 @@ from channels_app.confirmations import textable_phone
 from conversations.language import language_of
 from conversations.models import Channel, Interaction, SatisfactionSurvey
 from conversations.surveys.services import (
+    score_check,
     survey_answer,
     survey_decline,
     survey_open,
@@ -108,7 +109,7 @@ def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
     lines = [_("How did we do? Tap a score — 1 (poor) to 5 (great):"), ""]
     lines += [f"{n} {'★' * n}: {survey_link(survey, n)}" for n in range(5, 0, -1)]
     lines += ["", _("Thank you — {clinic}").format(clinic=tenant.short_name)]
-    email_to_patient(
+    outbound = email_to_patient(
         customer=interaction.customer,
         to=to,
         body="\n".join(lines),
@@ -116,6 +117,7 @@ def _ask_email(interaction: Interaction) -> SatisfactionSurvey | None:
         kind=OutboundEmail.Kind.SURVEY,
         idempotency_key=f"survey:{survey.pk}:email",
     )
+    survey_remember(conversation=outbound.conversation, survey=survey)  # a reply "5" by email is read too
     return survey
 
 
@@ -136,16 +138,15 @@ def survey_ask(*, interaction_id, now=None) -> SatisfactionSurvey | None:
 def chat_survey_answer(*, tenant, customer, score) -> SatisfactionSurvey:
     """A star tapped in the widget: record ``score`` on this chat customer's open chat survey. Raises
     ``ValueError`` for a score that is not an integer 1–5 and ``LookupError`` when no chat survey waits."""
-    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
-        raise ValueError("score must be an integer from 1 to 5")
+    score_check(score)
+    if customer is None:
+        raise LookupError("no survey is waiting for an answer")
     survey = (
         SatisfactionSurvey.objects.filter(
             tenant=tenant, customer=customer, channel=Channel.CHAT, status=SatisfactionSurvey.Status.ASKED
         )
         .order_by("-asked_at")
         .first()
-        if customer is not None
-        else None
     )
     if survey is None:
         raise LookupError("no survey is waiting for an answer")
@@ -178,7 +179,7 @@ def survey_page(request, token: str):
         selected = int(raw) if raw in {"1", "2", "3", "4", "5"} else None
         return render(request, "surveys/survey.html", {**context, "state": "ask", "selected": selected})
     if request.POST.get("decline"):
-        survey_decline(survey=survey, at=timezone.now())
+        survey_decline(survey=survey)
         return render(request, "surveys/survey.html", {**context, "state": "declined"})
     raw = request.POST.get("score", "")
     if raw not in {"1", "2", "3", "4", "5"}:

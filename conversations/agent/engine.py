@@ -143,14 +143,18 @@ def _reminder_reply(session: AgentSession, text: str) -> str | None:
     if reminder is None or kind is None:
         return None
     appointment_id = str(reminder.appointment_id)
+    if kind == AppointmentReminder.Answer.CANCELLED:  # recorded only once the appointment is really cancelled
+        result = call_tool(session, "cancel_appointment", {"appointment_id": appointment_id})
+        if result.ok:
+            reminder_answer(reminder=reminder, answer=kind, conversation=session.conversation, at=session.now)
+            session.state.pop(REMINDER, None)
+        return result.say
     reminder_answer(reminder=reminder, answer=kind, conversation=session.conversation, at=session.now)
     session.state.pop(REMINDER, None)
     if kind == AppointmentReminder.Answer.CONFIRMED:
         session.actions.append("reminder_confirmed")
         when = say_when(session.local(reminder.appointment.starts_at))
         return _("Thank you — you're confirmed for {when}. See you then!").format(when=when)
-    if kind == AppointmentReminder.Answer.CANCELLED:
-        return call_tool(session, "cancel_appointment", {"appointment_id": appointment_id}).say
     pending = {"intent": "reschedule", "date": None, "time": None, "appointment_id": appointment_id}
     conv_services.state_set(conversation=session.conversation, key=PENDING, value=pending, at=session.now)
     session.state[PENDING] = pending

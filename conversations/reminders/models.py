@@ -100,7 +100,3 @@ class AppointmentReminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} reminder ({self.status})"
-
-    @property
-    def is_open(self) -> bool:
-        return self.status == self.Status.SENT and not self.answer

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from conversations import services as conv_services
@@ -48,12 +49,13 @@ def kind_for(lead_minutes: int) -> str:
 
 @dataclass(frozen=True)
 class Due:
-    """A reminder to send now: ``appointment`` (tenant and customer loaded), ``kind``, ``due_at`` and the longer
-    leads it supersedes (recorded as skipped when it is sent)."""
+    """A reminder to send now: ``appointment`` (tenant and customer loaded), ``kind``, ``due_at``, its tenant's
+    ``settings`` and the longer leads it supersedes (recorded as skipped when it is sent)."""
 
     appointment: Appointment
     kind: str
     due_at: datetime
+    settings: ReminderSettings
     superseded: tuple[tuple[str, datetime], ...] = ()
 
 
@@ -66,61 +68,78 @@ def _quiet_until(settings: ReminderSettings, tenant: Tenant, now: datetime) -> d
     return end if end > local else end + timedelta(days=1)
 
 
+def _pages(qs, *, batch: int):
+    """The rows of ``qs`` by ``(starts_at, pk)``, ``batch`` at a time (keyset pagination: rows skipped by the
+    caller never hide later ones, as a plain ``[:batch]`` would on a busy day)."""
+    after = None
+    while True:
+        page = qs
+        if after is not None:
+            page = qs.filter(Q(starts_at__gt=after[0]) | Q(starts_at=after[0], pk__gt=after[1]))
+        rows = list(page.order_by("starts_at", "pk")[:batch])
+        if rows:
+            yield rows
+        if len(rows) < batch:
+            return
+        after = (rows[-1].starts_at, rows[-1].pk)
+
+
 def reminders_due(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> tuple[list[Due], int]:
     """Reminders to send at ``now`` (aware; default now), across tenants, soonest appointment first; and how many
     reminders were recorded as skipped meanwhile (quiet hours lasting past the start).
 
-    Looks only at booked appointments starting within the longest lead any tenant uses (at most ``limit``).
+    Looks at every booked appointment of a tenant with reminders on that starts within the longest lead any tenant
+    uses, ``limit`` rows per query.
     """
     now = now or timezone.now()
     longest = max(
         [max(s.lead_minutes or [0]) for s in ReminderSettings.objects.filter(enabled=True)]
         + [max(ReminderSettings().lead_minutes)]
     )
-    rows = (
+    candidates = (
         Appointment.objects.filter(
             status=Appointment.Status.BOOKED, starts_at__gt=now, starts_at__lte=now + timedelta(minutes=longest)
         )
+        .exclude(tenant__reminder_settings__enabled=False)
         .select_related("tenant", "customer")
-        .order_by("starts_at")[:limit]
     )
-    appointments = list(rows)
-    sent: dict = {}
-    for appointment_id, kind, starts_at in AppointmentReminder.objects.filter(
-        appointment__in=[a.pk for a in appointments]
-    ).values_list("appointment_id", "kind", "starts_at"):
-        sent.setdefault(appointment_id, set()).add((kind, starts_at))
     settings_by_tenant: dict = {}
     due: list[Due] = []
     skipped = 0
-    for appointment in appointments:
-        tenant = appointment.tenant
-        settings = settings_by_tenant.get(tenant.pk)
-        if settings is None:
-            settings = settings_by_tenant[tenant.pk] = reminder_settings_for(tenant)
-        if not settings.enabled:
-            continue
-        done = sent.get(appointment.pk, set())
-        leads = sorted({int(m) for m in settings.lead_minutes or []})  # nearest first
-        ready = []
-        for lead in leads:
-            due_at = appointment.starts_at - timedelta(minutes=lead)
-            kind = kind_for(lead)
-            if due_at > now or (kind, appointment.starts_at) in done or appointment.updated_at >= due_at:
+    for appointments in _pages(candidates, batch=limit):
+        sent: dict = {}
+        for appointment_id, kind, starts_at in AppointmentReminder.objects.filter(
+            appointment__in=[a.pk for a in appointments]
+        ).values_list("appointment_id", "kind", "starts_at"):
+            sent.setdefault(appointment_id, set()).add((kind, starts_at))
+        for appointment in appointments:
+            tenant = appointment.tenant
+            settings = settings_by_tenant.get(tenant.pk)
+            if settings is None:
+                settings = settings_by_tenant[tenant.pk] = reminder_settings_for(tenant)
+            done = sent.get(appointment.pk, set())
+            leads = sorted({int(m) for m in settings.lead_minutes or []})  # nearest first
+            ready = []
+            for lead in leads:
+                due_at = appointment.starts_at - timedelta(minutes=lead)
+                kind = kind_for(lead)
+                if due_at > now or (kind, appointment.starts_at) in done or appointment.updated_at >= due_at:
+                    continue
+                ready.append((kind, due_at))
+            if not ready:
                 continue
-            ready.append((kind, due_at))
-        if not ready:
-            continue
-        quiet_end = _quiet_until(settings, tenant, now)
-        if quiet_end is not None:
-            if quiet_end >= appointment.starts_at:  # it would come too late: record the skips once
-                skipped += sum(
-                    reminder_record_skip(appointment=appointment, kind=kind, due_at=due_at, reason="quiet_hours")
-                    for kind, due_at in ready
-                )
-            continue
-        (kind, due_at), *rest = ready
-        due.append(Due(appointment=appointment, kind=kind, due_at=due_at, superseded=tuple(rest)))
+            quiet_end = _quiet_until(settings, tenant, now)
+            if quiet_end is not None:
+                if quiet_end >= appointment.starts_at:  # it would come too late: record the skips once
+                    skipped += sum(
+                        reminder_record_skip(appointment=appointment, kind=kind, due_at=due_at, reason="quiet_hours")
+                        for kind, due_at in ready
+                    )
+                continue
+            (kind, due_at), *rest = ready
+            due.append(
+                Due(appointment=appointment, kind=kind, due_at=due_at, settings=settings, superseded=tuple(rest))
+            )
     return due, skipped
 
 
@@ -284,35 +303,35 @@ def appointment_check_in(*, appointment: Appointment, at: datetime | None = None
 
 def no_show_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
     """Mark booked appointments nobody checked in for ``no_show_after_minutes`` after their start as no-shows
-    (tenants with ``record_no_shows``); started at most :data:`NO_SHOW_LOOKBACK` ago. Returns how many."""
+    (tenants with ``record_no_shows``); started at most :data:`NO_SHOW_LOOKBACK` ago, ``limit`` rows per query.
+    Returns how many."""
     now = now or timezone.now()
     shortest = min(
         [s.no_show_after_minutes for s in ReminderSettings.objects.filter(record_no_shows=True)]
         + [ReminderSettings().no_show_after_minutes]
     )
-    candidates = list(
+    candidates = (
         Appointment.objects.filter(
             status=Appointment.Status.BOOKED,
             checked_in_at__isnull=True,
             starts_at__lt=now - timedelta(minutes=shortest),
             starts_at__gte=now - NO_SHOW_LOOKBACK,
         )
+        .exclude(tenant__reminder_settings__record_no_shows=False)
         .select_related("tenant")
-        .order_by("starts_at")[:limit]
     )
     settings_by_tenant: dict = {}
     marked = 0
-    for appointment in candidates:
-        settings = settings_by_tenant.get(appointment.tenant_id)
-        if settings is None:
-            settings = settings_by_tenant[appointment.tenant_id] = reminder_settings_for(appointment.tenant)
-        if not settings.record_no_shows:
-            continue
-        if appointment.starts_at >= now - timedelta(minutes=settings.no_show_after_minutes):
-            continue
-        marked += Appointment.objects.filter(
-            pk=appointment.pk, status=Appointment.Status.BOOKED, checked_in_at__isnull=True
-        ).update(status=Appointment.Status.NO_SHOW, updated_at=now)
+    for page in _pages(candidates, batch=limit):
+        for appointment in page:
+            settings = settings_by_tenant.get(appointment.tenant_id)
+            if settings is None:
+                settings = settings_by_tenant[appointment.tenant_id] = reminder_settings_for(appointment.tenant)
+            if appointment.starts_at >= now - timedelta(minutes=settings.no_show_after_minutes):
+                continue
+            marked += Appointment.objects.filter(
+                pk=appointment.pk, status=Appointment.Status.BOOKED, checked_in_at__isnull=True
+            ).update(status=Appointment.Status.NO_SHOW, updated_at=now)
     if marked:
         logger.info("recorded %d no-show(s)", marked)
     return marked

@@ -90,7 +90,8 @@ _SCORE = re.compile(
 _STARS = re.compile(r"^\s*(?P<s>(?:⭐|★|🌟)(?:\s*(?:⭐|★|🌟)){0,4})\s*[!.]*\s*$")
 _NO_MORE = re.compile(
     r"\b(no more (surveys?|questions)|stop (the )?(surveys?|asking)|don'?t (ask|survey)|unsubscribe from surveys?"
-    r"|no (m[aá]s )?encuestas?|no me pregunte)\b",
+    r"|stop sending (me )?(th[eo]se|the|your|all th[eo]se)?\s*(surveys?|questions|ratings?)"
+    r"|no (m[aá]s )?encuestas?|no me pregunte|no me (manden|env[ií]en|mande) (m[aá]s )?encuestas?)\b",
     re.I,
 )
 
@@ -114,11 +115,16 @@ def survey_read_reply(text: str) -> int | str | None:
     return int(n) if n.isdigit() else _WORDS[n]
 
 
+def score_check(score: object) -> None:
+    """Raise ``ValueError`` unless ``score`` is an integer 1–5 (``True`` is not a score)."""
+    if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
+        raise ValueError("score must be an integer from 1 to 5")
+
+
 def survey_answer(*, survey: SatisfactionSurvey, score: int, at: datetime | None = None) -> bool:
     """Record ``score`` (1–5) as the answer (once: False if already answered or declined) and write it to the
     surveyed session's ``satisfaction`` with source ``survey``. Raises ``ValueError`` for a score outside 1–5."""
-    if not isinstance(score, int) or not 1 <= score <= 5:
-        raise ValueError("score must be an integer from 1 to 5")
+    score_check(score)
     at = at or timezone.now()
     with transaction.atomic():
         updated = SatisfactionSurvey.objects.filter(pk=survey.pk, status=SatisfactionSurvey.Status.ASKED).update(

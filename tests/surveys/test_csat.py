@@ -140,6 +140,8 @@ def test_a_session_with_no_answer_from_us_is_not_surveyed(tenant):
         ("I'd give it a 2", 2),
         ("1. Waited forever.", 1),
         ("no more surveys", "decline"),
+        ("pls stop sending me these surveys 🙄", "decline"),
+        ("ya no me manden encuestas porfa", "decline"),
         ("2:30", None),
         ("3 pm works", None),
         ("10", None),
