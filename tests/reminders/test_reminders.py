@@ -243,3 +243,23 @@ def test_no_show_sweep_respects_the_tenant_setting(clinic, patient):
     ReminderSettings.objects.filter(tenant=clinic).update(record_no_shows=False)
     _past_appointment(clinic, patient, 45)
     assert no_show_sweep() == 0
+
+
+def test_a_busy_day_reaches_every_appointment_past_rows_that_need_nothing(clinic, patient, other_tenant):
+    """Rows the sweep skips (a clinic with reminders off, appointments reminded already) never hide a later
+    appointment, however small the batch."""
+    from conversations.reminders.services import reminders_due
+    from tests.factories import AppointmentFactory, CustomerFactory
+
+    ours = [_book(clinic, patient, 30 + i) for i in range(3)]
+    ReminderSettings.objects.create(tenant=other_tenant, enabled=False)
+    for i in range(3):  # earlier than ours, in a clinic that turned reminders off
+        AppointmentFactory(
+            customer=CustomerFactory(tenant=other_tenant), starts_at=ours[0].starts_at - timedelta(hours=i + 1)
+        )
+    now = ours[-1].starts_at - timedelta(hours=24) + timedelta(minutes=1)
+    due, _skipped = reminders_due(now=now, limit=2)
+    assert sorted(d.appointment.pk for d in due) == sorted(a.pk for a in ours)
+    reminders_send_due(now=now)
+    due, _skipped = reminders_due(now=now, limit=2)  # all three reminded: nothing is due, nothing is hidden
+    assert due == []
