@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+from contextlib import closing
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -290,10 +291,12 @@ def _deliver(d: CrmDelivery, token: int, now: datetime) -> None:
         _check_lease(d.pk, token)
 
     try:
-        _sync(client_for(connection), connection, interaction, fence=fence)
+        with closing(client_for(connection)) as client:
+            _sync(client, connection, interaction, fence=fence)
     except CrmAuthExpired:
         crm_connection_refresh(connection=connection, stale_access_token=connection.access_token, now=now)
-        _sync(client_for(connection), connection, interaction, fence=fence)
+        with closing(client_for(connection)) as client:
+            _sync(client, connection, interaction, fence=fence)
 
 
 def crm_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str:
@@ -493,10 +496,12 @@ def crm_connection_test(*, connection: CrmConnection) -> tuple[bool, str]:
     """
     try:
         try:
-            message = client_for(connection).ping()
+            with closing(client_for(connection)) as client:
+                message = client.ping()
         except CrmAuthExpired:
             crm_connection_refresh(connection=connection, stale_access_token=connection.access_token)
-            message = client_for(connection).ping()
+            with closing(client_for(connection)) as client:
+                message = client.ping()
     except CrmError as exc:
         CrmConnection.objects.filter(pk=connection.pk).update(last_error=str(exc)[:500], updated_at=timezone.now())
         return False, str(exc)

@@ -134,6 +134,10 @@ class CrmClient(Protocol):
         """A cheap authenticated read for "Test connection"; returns a short description of the account."""
         ...
 
+    def close(self) -> None:
+        """Release the client's HTTP connection pool (callers use ``contextlib.closing``)."""
+        ...
+
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """``Retry-After`` as seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); None when absent/garbled."""

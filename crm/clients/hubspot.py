@@ -71,7 +71,7 @@ class HubSpotClient:
         self.api = Client.create(
             access_token=access_token,
             host=settings.CRM_HUBSPOT_API_BASE,
-            retry=urllib3.Retry(total=0, connect=1, read=0, status=0, redirect=0),
+            retry=urllib3.Retry(0),  # no retries here: crm.services retries with backoff
         )
         self.timeout = (5.0, settings.CRM_TIMEOUT_SECONDS)
 
@@ -170,6 +170,10 @@ class HubSpotClient:
                 simple_public_object_input=NoteUpdate(properties=props),
             )
 
+    def close(self) -> None:
+        """Nothing to release: HubSpot's generated client builds an ``ApiClient`` (and its urllib3 pool) per API
+        access, dropped with it."""
+
     def ping(self) -> str:
         """``GET /crm/v3/objects/contacts?limit=1`` (needs the contacts read scope)."""
         page = self._call(self.api.crm.contacts.basic_api.get_page, limit=1)
@@ -177,7 +181,7 @@ class HubSpotClient:
 
 
 def _token_call(**form) -> TokenSet:
-    api = Client.create(host=settings.CRM_HUBSPOT_API_BASE, retry=urllib3.Retry(total=0, connect=1))
+    api = Client.create(host=settings.CRM_HUBSPOT_API_BASE, retry=urllib3.Retry(0))
     try:
         answer = api.oauth.tokens_api.create(
             client_id=settings.CRM_HUBSPOT_CLIENT_ID,

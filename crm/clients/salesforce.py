@@ -120,6 +120,10 @@ class SalesforceClient:
         """``PATCH …/sobjects/Task/{id}``."""
         self._call(self.sf.Task.update, remote_id, self._task_fields(activity))
 
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.sf.session.close()
+
     def ping(self) -> str:
         """The org's name (``SELECT Name FROM Organization``)."""
         answer = self._call(self.sf.query, "SELECT Id, Name FROM Organization LIMIT 1")

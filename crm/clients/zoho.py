@@ -141,6 +141,10 @@ class ZohoClient:
         _, record = self._record(activity, None)
         self._write("PUT", f"/{remote_type}/{remote_id}", record)
 
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        self.http.close()
+
     def ping(self) -> str:
         """``GET /org``: the company name."""
         org = (self._send("GET", "/org").get("org") or [{}])[0]

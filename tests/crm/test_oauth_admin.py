@@ -10,6 +10,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.utils import timezone
 
+from crm import oauth
 from crm.models import CrmConnection, CrmDelivery
 from crm.services import crm_deliveries_enqueue, crm_delivery_attempt, crm_redrive
 from identity.staff import staff_member_create
@@ -75,8 +76,12 @@ def test_a_bad_state_is_refused_before_any_token_call(tamper, boss, client, tena
         state = state[:-3] + ("abc" if not state.endswith("abc") else "xyz")
     elif tamper == "other-provider":
         provider = "zoho"
-    elif tamper == "other-user":
+    elif tamper == "other-user":  # another admin's browser holding the same nonce: the state names the first admin
+        nonce = client.session[oauth.SESSION_KEY]
         client.force_login(member(django_user_model, tenant, "otro-admin", "admin"))
+        session = client.session
+        session[oauth.SESSION_KEY] = nonce
+        session.save()
     elif tamper == "no-session":
         client.logout()
         client.force_login(boss)  # a new session: the nonce of the first one is not there
@@ -227,4 +232,5 @@ def test_replay_of_a_failed_delivery_writes_no_duplicate(
     assert CrmDelivery.objects.get(pk=their_pk).status == "failed"  # another clinic's row is out of reach
     assert crm_delivery_attempt(delivery_id=pk, now=timezone.now() + timedelta(seconds=1)) == "succeeded"
     assert len(hubspot.objects["contacts"]) == 1 and len(hubspot.objects["notes"]) == 1
+    theirs.refresh_from_db()
     assert theirs.status == "active"
