@@ -184,9 +184,12 @@ def webhook_delivery_attempt(*, delivery_id: int, now: datetime | None = None, t
 
 def _record(d: WebhookDelivery, result: http.AttemptResult, now: datetime) -> str:
     with transaction.atomic():
-        # fenced by the attempt number (and row-locked until commit): a late attempt that was counted as lost
-        # when its lease ran out, and superseded, writes nothing
-        current = WebhookDelivery.objects.filter(pk=d.pk, status=WebhookDelivery.Status.PENDING)
+        # fenced by the attempt number and this claim's lease end (row-locked until commit): a late attempt that
+        # was counted as lost when its lease ran out writes nothing, whether the next claim took over (attempts
+        # moved on) or only recorded it lost and rescheduled (next_attempt_at moved)
+        current = WebhookDelivery.objects.filter(
+            pk=d.pk, status=WebhookDelivery.Status.PENDING, next_attempt_at=d.next_attempt_at
+        )
         if not leases.record(current, d.attempts, token_field="attempts", last_attempt_at=d.last_attempt_at):
             logger.warning("webhook delivery %s: attempt %s was superseded; its result is dropped", d.pk, d.attempts)
             return "skipped"

@@ -94,6 +94,25 @@ def test_an_attempt_taken_over_while_it_ran_writes_nothing(tenant, endpoint, mon
     assert list(WebhookAttempt.objects.values_list("number", "error")) == [(1, LOST_ERROR)]
 
 
+@pytest.mark.django_db
+@pytest.mark.usefixtures("allow_loopback")
+def test_an_attempt_counted_lost_and_rescheduled_while_it_ran_writes_nothing(tenant, endpoint, monkeypatch, settings):
+    """The attempt outlived its lease and the next claim recorded it lost, but its retry was not due yet (so
+    ``attempts`` did not move): its late answer is still dropped."""
+    settings.WEBHOOK_RETRY_SCHEDULE = [300, 1800]
+    delivery = emit(tenant)
+
+    def slow_send(**request):
+        assert services._claim(delivery.pk, timezone.now() + LEASE + timedelta(seconds=1)) is None
+        return AttemptResult(status_code=500, error="HTTP 500", duration_ms=61_000)
+
+    monkeypatch.setattr(services.http, "send", slow_send)
+    assert webhook_delivery_attempt(delivery_id=delivery.pk) == "skipped"
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("pending", 1, LOST_ERROR)
+    assert list(WebhookAttempt.objects.values_list("number", "error")) == [(1, LOST_ERROR)]
+
+
 def test_the_task_time_limit_ends_before_the_lease():
     assert HARD_TIME_LIMIT < LEASE.total_seconds()
 
