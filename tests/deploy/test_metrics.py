@@ -77,14 +77,16 @@ def test_sms_round_trip_moves_the_webhook_histogram_and_the_workers_task_counter
     )
     assert reply.provider_id.startswith("SM") and reply.recipient == "+15551230042"  # the reply went out
 
-    def worker_counted():
-        samples = scrape(scraper)
-        done = {
-            labels: v
+    def successes(samples) -> float:
+        return sum(
+            v
             for (name, labels), v in samples.items()
             if name == "callsphere_celery_tasks_total" and ("state", "SUCCESS") in labels
-        }
-        return samples if done else None
+        )
+
+    def worker_counted():  # more successes than before the round trip: this test's tasks, not earlier tests'
+        samples = scrape(scraper)
+        return samples if successes(samples) > successes(before) else None
 
     after = wait_for(worker_counted)  # written by the worker's pool process, read here from its file
     assert sms_latency_count(after) == sms_latency_count(before) + 1
