@@ -43,6 +43,10 @@ def _purge_raw_emails(tenant, cutoff, held) -> dict[str, int]:
 
 
 def purge(*, tenant, cutoffs: Cutoffs, held) -> dict[str, int]:
+    """Retention handler (see :mod:`identity.retention`): empty the bodies, raw files and attachment files of
+    ``tenant``'s received emails older than ``cutoffs.raw_emails`` (aware UTC; None: keep forever), except for the
+    customer ids in ``held`` (legal hold). Returns ``{"emails": n, "attachment_files": m}``
+    (empty when no period is set; the caller prefixes the app name); files are deleted after commit."""
     if cutoffs.raw_emails is None:
         return {}
     return _purge_raw_emails(tenant, cutoffs.raw_emails, held)

@@ -56,6 +56,10 @@ def _purge_recordings(tenant, cutoff, held) -> int:
 
 
 def purge(*, tenant, cutoffs: Cutoffs, held) -> dict[str, int]:
+    """Retention handler (see :mod:`identity.retention`): empty the transcripts and message texts of ``tenant``'s
+    interactions that ended before ``cutoffs.transcripts`` and unlink recordings older than ``cutoffs.recordings``
+    (aware UTC; None: keep forever), except for the customer ids in ``held`` (legal hold). Rows and their numbers
+    stay. Returns ``{"transcripts", "message_texts", "recordings"}`` counts (those whose period is set)."""
     counts: dict[str, int] = {}
     if cutoffs.transcripts is not None:
         counts.update(_purge_transcripts(tenant, cutoffs.transcripts, held))

@@ -166,6 +166,9 @@ def test_raw_emails_and_attachment_files_are_removed_after_their_period(
 
     old, old_raw, old_pdf = email(120, "adjunto mis análisis, gracias")
     new, new_raw, new_pdf = email(20, "see attached, thanks!")
+    held, held_raw, held_pdf = email(150, "here are the photos of the fall, for my lawyer")
+    held.interaction.customer.legal_hold = "Rivera v. Clinic, 2026"
+    held.interaction.customer.save(update_fields=["legal_hold"])
     with django_capture_on_commit_callbacks(execute=True):  # files are deleted once the purge commits
         counts = retention_purge(tenant=retention_tenant)
     assert counts["channels_app.emails"] == 1 and counts["channels_app.attachment_files"] == 1
@@ -176,6 +179,9 @@ def test_raw_emails_and_attachment_files_are_removed_after_their_period(
     assert attachment.storage_path == "" and attachment.size > 0  # the row (name, size, hash) stays
     assert default_storage.exists(new_raw) and default_storage.exists(new_pdf)
     assert InboundEmail.objects.get(pk=new.pk).text == "see attached, thanks!"
+    held.refresh_from_db()  # a patient under legal hold keeps every email and file, however old
+    assert held.text.startswith("here are the photos") and held.raw_path == held_raw
+    assert default_storage.exists(held_raw) and default_storage.exists(held_pdf)
 
 
 @pytest.mark.django_db

@@ -94,6 +94,9 @@ def test_clinic_admin_and_superuser_must_enrol_before_admin_or_api(tenant, clien
     # another Authorization scheme does not slip the session past the gate
     response = client.get("/api/v1/interactions/", HTTP_AUTHORIZATION="Basic Ym9zczpwdw==")
     assert response.status_code == 403 and "Two-factor" in response.json()["detail"]
+    # a made-up API key is judged as an API key (refused), never as the half-signed-in session
+    response = client.get("/api/v1/interactions/", HTTP_AUTHORIZATION="Bearer not-a-real-key")
+    assert response.status_code in (401, 403) and "results" not in response.json()
 
 
 def test_staff_need_a_second_factor_only_when_their_clinic_requires_it(tenant, client):
