@@ -21,9 +21,15 @@ DEMO_STAFF = [
 ]
 
 
+def demo_password() -> str:
+    """The demo logins' password: ``DEMO_ADMIN_PASSWORD``, else the published ``callsphere-demo`` (``seed_demo``
+    runs with DEBUG=0 only when forced)."""
+    return os.environ.get("DEMO_ADMIN_PASSWORD") or "callsphere-demo"
+
+
 def seed(tenant) -> dict:
     """Create the demo tenant's clinic admin and front-desk users if missing; return their logins."""
-    password = os.environ.get("DEMO_ADMIN_PASSWORD", "callsphere-demo")
+    password = demo_password()
     user_model = get_user_model()
     logins = []
     for username, first, last, role in DEMO_STAFF:

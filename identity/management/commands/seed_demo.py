@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from identity.demo import demo_password
 from identity.models import Tenant, TenantMembership, TenantPhoneNumber
 
 DEMO_SLUG = "demo"
@@ -26,7 +27,7 @@ DEMO_ADMIN = "admin"
 
 def seed_tenant() -> tuple[Tenant, str]:
     """Create the demo tenant, its number and the admin user if missing; return (tenant, admin password)."""
-    password = os.environ.get("DEMO_ADMIN_PASSWORD", "callsphere-demo")
+    password = demo_password()
     with transaction.atomic():
         tenant, created = Tenant.objects.get_or_create(
             slug=DEMO_SLUG,
