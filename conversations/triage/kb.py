@@ -20,12 +20,14 @@ _MACRO = re.compile(r"<<([A-Z][A-Z0-9_]*)>>")
 
 @dataclass(frozen=True)
 class Category:
-    """A red-flag code: ``level`` (``emergency`` | ``urgent``), safety ``reply`` kind, public ``source``."""
+    """A red-flag code: ``level`` (``emergency`` | ``urgent``), safety ``reply`` kind, public ``source``; see
+    :mod:`conversations.triage.model` for ``model_may_doubt``."""
 
     code: str
     level: str
     reply: str
     source: str
+    model_may_doubt: bool = True  # False: the learned model never turns this category's rule hit into urgent
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,13 @@ def load() -> KnowledgeBase:
     """The knowledge base from ``KB_DIR`` (cached per process). Raises ValueError for an inconsistent file."""
     core = tomllib.loads((KB_DIR / "core.toml").read_text(encoding="utf-8"))
     categories = {
-        code: Category(code=code, level=raw["level"], reply=raw.get("reply", ""), source=raw["source"])
+        code: Category(
+            code=code,
+            level=raw["level"],
+            reply=raw.get("reply", ""),
+            source=raw["source"],
+            model_may_doubt=raw.get("model_may_doubt", True),
+        )
         for code, raw in core["categories"].items()
     }
     kb = KnowledgeBase(

@@ -6,8 +6,8 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
-from conversations.triage import llm, rules
-from conversations.triage.kb import load
+from conversations.triage import llm, model, rules
+from conversations.triage.kb import Category, load
 from conversations.triage.text import detect_language, normalise
 
 logger = logging.getLogger(__name__)
@@ -16,6 +16,7 @@ RANK = {"routine": 0, "urgent": 1, "emergency": 2}
 URGENCY = {"emergency": 5, "urgent": 4}
 MAX_CHARS = 5000  # longer texts are triaged on their first 5,000 characters (an email's new text fits)
 _REPLY_ORDER = ("crisis", "poison", "violence", "emergency")
+_DOUBTABLE = Category(code="", level="emergency", reply="", source="")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,8 @@ class TriageResult:
     """One message's triage. ``urgency`` 1–5 (5 emergency, 4 urgent, 2 a prescription question, else 1).
 
     ``llm_level`` is the LLM's level when it answered (None otherwise); ``llm_error`` a short reason when it was
-    asked and failed. ``rules_level`` is what the rules alone said.
+    asked and failed. ``rules_level`` is what the local engine said (rules and the learned model,
+    :mod:`conversations.triage.model`); ``model_p`` the model's P(emergency), 0..1.
     """
 
     level: str
@@ -45,6 +47,7 @@ class TriageResult:
     engine: str
     kb_version: str
     rules_level: str
+    model_p: float | None = None
     llm_level: str | None = None
     llm_codes: tuple[str, ...] = ()
     llm_rationale: str = ""
@@ -83,8 +86,12 @@ def _reply_kinds(codes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> TriageResult:
-    """Triage ``text`` by the rules alone (no network; about a millisecond). ``phrases`` are the clinic's own
-    emergency phrases (``Tenant.emergency_phrases``), added to — never replacing — the core rules."""
+    """Triage ``text`` by the local engine (no network; a few milliseconds): the red-flag rules, then the learned
+    model (:mod:`conversations.triage.model`) — it raises an urgent message to an emergency at ``PAGE_AT`` and one the
+    rules found nothing in at ``PAGE_ALONE_AT``, and turns a rule hit it
+    scores under ``DOUBT_BELOW`` into urgent (a callback, not a page). ``phrases`` are the clinic's own emergency
+    phrases (``Tenant.emergency_phrases``), added to — never replacing — the core rules; the model never
+    doubts them. "Not urgent" in the patient's words makes an emergency urgent."""
     started = time.perf_counter()
     kb = load()
     raw = (text or "")[:MAX_CHARS].replace("\x00", "")
@@ -94,11 +101,25 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
     clinic = tuple(p for p in (normalise(p) for p in phrases or ()) if p)
     found = rules.findings(norm, language, phrases=clinic) if norm else []
     level = max((f.level for f in found), key=RANK.__getitem__, default="routine")
-    if level == "emergency" and kb.languages[language].not_urgent.search(norm):
-        level = "urgent"  # the patient says it is not urgent: a clinician calls back today, nobody is paged
+    not_urgent = bool(norm) and bool(kb.languages[language].not_urgent.search(norm))
+    learned = model.score(norm) if norm else None
+    # the clinic's own phrases and the categories the knowledge base keeps out of the model's doubt stand
+    certain = any(
+        f.level == "emergency"
+        and (f.code == "clinic_emergency_phrase" or not kb.categories.get(f.code, _DOUBTABLE).model_may_doubt)
+        for f in found
+    )
+    doubted = level == "emergency" and learned is not None and learned.p_emergency < model.DOUBT_BELOW
+    if level == "emergency" and (not_urgent or (doubted and not certain)):
+        # the patient says it is not urgent, or a rule hit reads like the model's hard negatives (history,
+        # questions, idioms): a clinician calls back today (urgent), nobody is paged
+        level = "urgent"
         found = [replace(f, level="urgent") if f.level == "emergency" else f for f in found]
     live = [f for f in found if f.level == level and level != "routine"]
     codes = tuple(dict.fromkeys(f.code for f in live))
+    threshold = model.PAGE_AT if level == "urgent" else model.PAGE_ALONE_AT
+    if level != "emergency" and not not_urgent and learned and learned.p_emergency >= threshold:
+        level, codes = "emergency", (learned.code if learned.code in kb.categories else "learned_emergency",)
     if len(codes) > 1:  # the clinic's phrase matched what a core rule names better
         codes = tuple(c for c in codes if c != "clinic_emergency_phrase")
     intent = "emergency" if level == "emergency" else _intent(norm, language) if norm else "other"
@@ -113,6 +134,7 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
         engine="rules",
         kb_version=kb.version,
         rules_level=level,
+        model_p=None if learned is None else round(learned.p_emergency, 3),
         elapsed_ms=(time.perf_counter() - started) * 1000,
         reply_kinds=_reply_kinds(codes) if level == "emergency" else (),
     )

@@ -171,7 +171,10 @@ def test_an_llm_emergency_pages_when_the_rules_say_routine_and_the_disagreement_
     after_hours(esc_tenant)
     judged(Judge(level="emergency"))
     reply = text_in(
-        esc_tenant, twilio_post, django_capture_on_commit_callbacks, "something is really wrong with grandpa"
+        esc_tenant,
+        twilio_post,
+        django_capture_on_commit_callbacks,
+        "grandpa just isnt himself today, can someone call me",
     )
     assert "911" in reply.body and not any(word in reply.body.lower() for word in BOOKING_MENU)
     assert Incident.objects.filter(tenant=esc_tenant).count() == 1
