@@ -28,6 +28,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from twilio.base.exceptions import TwilioRestException
 
+from providers import ProviderPermanentError
 from providers.twilio_client import translate_errors, twilio_client
 
 #: Twilio's answers to an update of a call that is already over: 20404 (no such call, HTTP 404) and 21220
@@ -140,6 +141,8 @@ class TwilioVoiceBackend(VoiceBackend):
                 raise
 
     def delete_recording(self, *, tenant, sid):
+        if not (tenant.twilio_account_sid and tenant.twilio_auth_token):
+            raise ProviderPermanentError("the tenant has no Twilio credentials", code="no_credentials")
         with translate_errors():
             try:
                 return bool(twilio_client(tenant).recordings(sid).delete())

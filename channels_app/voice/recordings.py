@@ -45,7 +45,9 @@ def recording_delete_run(*, deletion_id: int) -> bool:
     try:
         deleted_here = get_voice_backend().delete_recording(tenant=deletion.tenant, sid=deletion.recording_sid)
     except ProviderError as exc:
-        RecordingDeletion.objects.filter(pk=deletion.pk).update(last_error=f"{exc.status or ''} {exc.code}"[:300])
+        RecordingDeletion.objects.filter(pk=deletion.pk).update(
+            last_error=f"{exc.status or ''} {exc.code}".strip()[:300]
+        )
         raise
     RecordingDeletion.objects.filter(pk=deletion.pk, deleted_at__isnull=True).update(
         deleted_at=timezone.now(), last_error=""

@@ -148,3 +148,14 @@ def test_the_sweep_runs_from_beat():
 
     entry = settings.CELERY_BEAT_SCHEDULE["recording-deletions-redrive"]
     assert entry["task"] == recording_deletions_redrive_task.name
+
+
+def test_a_clinic_without_twilio_credentials_is_noted_not_sent(tenant, stub):
+    call, sid = recorded_call(tenant, stub)
+    customer_erase(customer=call.customer, actor="test")
+    type(tenant).objects.filter(pk=tenant.pk).update(twilio_auth_token="")
+    deletion = RecordingDeletion.objects.get()
+    with pytest.raises(ProviderPermanentError):
+        recording_delete_run(deletion_id=deletion.pk)
+    deletion.refresh_from_db()
+    assert deletion.last_error == "no_credentials" and deletion.deleted_at is None and stub.deletes() == []
