@@ -596,6 +596,11 @@ CELERY_BEAT_SCHEDULE["retention-purge"] = {
     "schedule": crontab(hour=env.int("RETENTION_PURGE_HOUR", default=3), minute=17),
     "options": {"expires": 6 * 3600},
 }
+CELERY_BEAT_SCHEDULE["recording-deletions-redrive"] = {  # recordings erased/purged here, still at Twilio
+    "task": "channels_app.voice.tasks.recording_deletions_redrive_task",
+    "schedule": 300.0,
+    "options": {"expires": 240},
+}
 
 # Patient-facing text in the patient's language (conversations.language): catalogs in locale/<code>/LC_MESSAGES,
 # compiled in Python by scripts/compile_messages.py (the .mo files are committed; no gettext binaries needed).

@@ -451,6 +451,7 @@ from conversations.inbox.models import (  # noqa: E402,F401
     InboxNote,
     Takeover,
 )
+from conversations.recordings.models import RecordingDeletion  # noqa: E402,F401
 from conversations.reminders.models import AppointmentReminder, ReminderSettings  # noqa: E402,F401
 from conversations.surveys.models import SatisfactionSurvey  # noqa: E402,F401
 from conversations.triage.models import TriageDecision  # noqa: E402,F401

@@ -22,6 +22,8 @@ from conversations.models import (
     SessionState,
     StaffNotification,
 )
+from conversations.recordings.models import RecordingDeletion
+from conversations.recordings.services import recording_deletions_request, recording_sids
 from conversations.triage.models import TriageDecision
 from conversations.webhooks.models import WebhookMessage
 from identity.models import Customer
@@ -41,10 +43,20 @@ def erase(customers: list[Customer]) -> dict[str, int]:
     str_ids = [str(i) for i in ids]
     interactions = Interaction.objects.filter(customer_id__in=ids)
     counts: dict[str, int] = {"interactions": 0}
-    for row in interactions.only("pk", "metadata"):
+    now = timezone.now()
+    recordings: dict[Any, set[str]] = {}
+    for row in interactions.only("pk", "tenant_id", "metadata"):
+        recordings.setdefault(row.tenant_id, set()).update(recording_sids(row.metadata))
         counts["interactions"] += Interaction.objects.filter(pk=row.pk).update(
-            transcript=[], metadata=_numbers_only(row.metadata)
+            transcript=[],
+            metadata=_numbers_only(row.metadata),
+            updated_at=now,  # the warehouse takes it again
         )
+    # the provider keeps the audio until told: channels_app deletes it there once this commits
+    counts["recordings"] = sum(
+        recording_deletions_request(tenant_id=tenant_id, sids=sids, reason=RecordingDeletion.Reason.ERASE)
+        for tenant_id, sids in recordings.items()
+    )
     counts["channel_messages"] = ChannelMessage.objects.filter(interaction__customer_id__in=ids).update(
         sender="", recipient="", body="", error_message=""
     )

@@ -1,6 +1,6 @@
 """conversations' part of retention (see :mod:`identity.retention`): transcripts and message texts of sessions
 that ended before the tenant's transcript cutoff, and links to call and voicemail recordings older than the
-recording cutoff. Rows stay (times, channel, scores), so dashboards keep their numbers."""
+recording cutoff (the audio itself is deleted at the provider: see :mod:`conversations.recordings`). Rows stay (times, channel, scores), so dashboards keep their numbers."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from conversations.models import Channel, ChannelMessage, Interaction
+from conversations.recordings.models import RecordingDeletion
+from conversations.recordings.services import recording_deletions_request, recording_sids
 from identity.retention import Cutoffs, RetentionHandler, in_batches
 
 _RECORDED = (Channel.VOICE, Channel.VOICEMAIL)
@@ -46,12 +48,16 @@ def _purge_recordings(tenant, cutoff, held) -> int:
     now, done = timezone.now(), 0
     for pks in in_batches(rows):
         with transaction.atomic():
+            sids: set[str] = set()
             for row in Interaction.objects.select_for_update().filter(pk__in=pks).only("pk", "metadata"):
+                sids |= recording_sids(row.metadata)
                 metadata = dict(row.metadata or {})
                 if isinstance(metadata.get("recording"), dict):
                     metadata["recording"] = _recording_without_links(metadata["recording"], now)
                 metadata.pop("recording_url", None)
                 done += Interaction.objects.filter(pk=row.pk).update(metadata=metadata, updated_at=now)
+            # the provider keeps the audio until told: channels_app deletes it there once this commits
+            recording_deletions_request(tenant_id=tenant.pk, sids=sids, reason=RecordingDeletion.Reason.RETENTION)
     return done
 
 

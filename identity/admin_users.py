@@ -5,7 +5,8 @@ Who sees what at ``/admin/auth/user/``:
 - superusers: Django's ``UserAdmin`` unchanged (all users, groups, permissions, delete);
 - clinic admins (membership role ``admin``): the non-superuser users of their own tenant only. They add staff
   (user + membership of their tenant + role group, one transaction), change names / email / role, deactivate
-  and reactivate, and reset passwords with Django's admin password form. Users holding permissions beyond the
+  and reactivate, reset passwords with Django's admin password form, unlock a sign-in locked by repeated
+  failures (django-axes) and reset a lost TOTP authenticator (``identity.staff_security``, audited). Users holding permissions beyond the
   role groups are listed read-only. No field for superuser, staff flag, groups, permissions or tenant exists
   in their forms, they cannot change their own role or active flag, and nobody but a superuser deletes users.
   Another tenant's user or a superuser answers 404 on every URL (change, password, history, delete);
@@ -33,6 +34,7 @@ from identity.staff import (
     staff_member_update,
     staff_visible_to,
 )
+from identity.staff_security import staff_lockout_reset, staff_otp_reset
 
 
 def _clinic_admin(request) -> bool:
@@ -50,7 +52,7 @@ class ClinicUserAdmin(UserAdmin):
     )
     staff_list_display = ("username", "email", "first_name", "last_name", "clinic_role", "is_active", "last_login")
     staff_list_filter = ("is_active", "membership__role")
-    actions = ["deactivate_users", "reactivate_users"]
+    actions = ["deactivate_users", "reactivate_users", "unlock_sign_in", "reset_two_factor"]
 
     # --- what a clinic admin may see and do -------------------------------------------------------------
 
@@ -156,17 +158,49 @@ class ClinicUserAdmin(UserAdmin):
     def reactivate_users(self, request, queryset):
         self._set_active(request, queryset, active=True)
 
-    def _set_active(self, request, queryset, *, active: bool) -> None:
+    @admin.action(description="Unlock sign-in (clear failed login attempts)", permissions=["change"])
+    def unlock_sign_in(self, request, queryset):
+        targets = self._targets(request, queryset)
+        done = 0
+        for user in targets:
+            if staff_lockout_reset(user=user, request=request):
+                self.log_change(request, user, "Unlocked sign-in (failed login attempts cleared).")
+                done += 1
+        self.message_user(request, f"Unlocked {done} user(s); the others were not locked.")
+        self._warn_skipped(request, queryset, targets)
+
+    @admin.action(
+        description="Reset two-factor (they enrol a new authenticator at their next sign-in)", permissions=["change"]
+    )
+    def reset_two_factor(self, request, queryset):
+        targets = self._targets(request, queryset)
+        done = 0
+        for user in targets:
+            if staff_otp_reset(user=user, request=request):
+                self.log_change(request, user, "Reset two-factor (authenticator removed).")
+                done += 1
+        self.message_user(request, f"Reset two-factor for {done} user(s); the others had no authenticator.")
+        self._warn_skipped(request, queryset, targets)
+
+    def _targets(self, request, queryset):
+        """The selected users ``request.user`` may change, never themselves."""
         targets = queryset.exclude(pk=request.user.pk)
         if not request.user.is_superuser:
             targets = targets.filter(pk__in=staff_manageable(request.user).values("pk"))
+        return targets
+
+    def _set_active(self, request, queryset, *, active: bool) -> None:
+        targets = self._targets(request, queryset)
         done = 0
         for user in targets:
             if staff_active_set(user=user, active=active):
                 self.log_change(request, user, [{"changed": {"fields": ["Active"]}}])
                 done += 1
-        skipped = queryset.count() - targets.count()
         self.message_user(request, f"{'Reactivated' if active else 'Deactivated'} {done} user(s).")
+        self._warn_skipped(request, queryset, targets)
+
+    def _warn_skipped(self, request, queryset, targets) -> None:
+        skipped = queryset.count() - targets.count()
         if skipped:
             self.message_user(
                 request,

@@ -8,6 +8,11 @@ post ``AnsweredBy`` (human, machine_*, fax, unknown) to that webhook.
 ``end_call`` hangs a call up (https://www.twilio.com/docs/voice/api/call-resource#update-a-call-resource:
 ``Status=completed`` ends it whether it is still queued/ringing or already in progress; ``canceled`` would not
 touch an answered call). A call that is already over counts as ended.
+
+``delete_recording`` deletes a call or voicemail recording at the provider
+(https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource: ``DELETE
+/2010-04-01/Accounts/{AccountSid}/Recordings/{Sid}.json`` → 204). A recording that is not there (404) is already
+gone: deleting it is then done.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 from twilio.base.exceptions import TwilioRestException
 
+from providers import ProviderPermanentError
 from providers.twilio_client import translate_errors, twilio_client
 
 #: Twilio's answers to an update of a call that is already over: 20404 (no such call, HTTP 404) and 21220
@@ -74,6 +80,12 @@ class VoiceBackend:
         """Hang up call ``sid`` (``CA…``) whatever its state (queued, ringing, in progress). Returns normally
         once the provider accepted the request or said the call is already over or unknown (404): ending
         it is then done. Raises ProviderTransientError (429, 5xx, timeouts: retry) or ProviderPermanentError."""
+        raise NotImplementedError
+
+    def delete_recording(self, *, tenant, sid: str) -> bool:
+        """Delete recording ``sid`` (``RE…``) from the tenant's account. True when this request deleted it, False
+        when the provider had no such recording (404: already deleted). Raises ProviderTransientError (429, 5xx,
+        timeouts: retry) or ProviderPermanentError (e.g. 401, wrong credentials)."""
         raise NotImplementedError
 
 
@@ -128,12 +140,24 @@ class TwilioVoiceBackend(VoiceBackend):
                     return  # already over (or unknown): nothing left to hang up
                 raise
 
+    def delete_recording(self, *, tenant, sid):
+        if not (tenant.twilio_account_sid and tenant.twilio_auth_token):
+            raise ProviderPermanentError("the tenant has no Twilio credentials", code="no_credentials")
+        with translate_errors():
+            try:
+                return bool(twilio_client(tenant).recordings(sid).delete())
+            except TwilioRestException as exc:
+                if exc.status == 404:
+                    return False  # already gone
+                raise
+
 
 class LocmemVoiceBackend(VoiceBackend):
     """Keeps placed calls in ``LocmemVoiceBackend.calls`` and hang-up requests in ``.hangups`` (per process)."""
 
     calls: list[dict] = []
     hangups: list[dict] = []  # {"tenant", "sid", "known" (a call placed here), "at"}, one per end_call
+    deleted_recordings: list[dict] = []  # {"tenant", "sid", "at"}, one per delete_recording
     _lock = threading.Lock()
 
     def place_call(
@@ -176,12 +200,19 @@ class LocmemVoiceBackend(VoiceBackend):
             known = any(item["sid"] == sid for item in self.calls)
             self.hangups.append({"tenant": tenant.pk, "sid": sid, "known": known, "at": datetime.now(tz=UTC)})
 
+    def delete_recording(self, *, tenant, sid):
+        with self._lock:
+            seen = any(item["sid"] == sid for item in self.deleted_recordings)
+            self.deleted_recordings.append({"tenant": tenant.pk, "sid": sid, "at": datetime.now(tz=UTC)})
+        return not seen
+
 
 class ConsoleVoiceBackend(LocmemVoiceBackend):
     """Prints each call and its TwiML to stdout; the demo's default."""
 
     calls: list[dict] = []
     hangups: list[dict] = []
+    deleted_recordings: list[dict] = []
 
     def place_call(
         self, *, tenant, from_, to, twiml=None, status_callback=None, ring_timeout=30, url=None, machine_detection=None

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from channels_app.voice import callback, voicemail
+from channels_app.voice import callback, recordings, voicemail
 from providers import PROVIDER_RETRY
 
 
@@ -40,3 +40,15 @@ def voicemail_file_untranscribed_task(
         recording_url=recording_url,
         duration_seconds=duration_seconds,
     )
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
+def recording_delete(deletion_id: int) -> bool:
+    """Delete one recording at the provider (idempotent: a 404 means already gone; a done row is skipped)."""
+    return recordings.recording_delete_run(deletion_id=deletion_id)
+
+
+@shared_task
+def recording_deletions_redrive_task() -> int:
+    """Beat: queue again recording deletions still pending (lost tasks, broker outages, retries used up)."""
+    return recordings.recording_deletions_redrive()

@@ -3,13 +3,14 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from conversations.api import audit_events, privacy, staff, views
+from conversations.api import audit_events, erasures, privacy, staff, views
 
 router = SimpleRouter()
 router.register("interactions", views.InteractionViewSet, basename="interaction")
 router.register("conversations", views.ConversationViewSet, basename="conversation")
 router.register("appointments", views.AppointmentViewSet, basename="appointment")
 router.register("audit-events", audit_events.AuditEventViewSet, basename="audit-event")
+router.register("erasures", erasures.ErasureViewSet, basename="erasure")
 
 urlpatterns = [
     path(

@@ -4,7 +4,9 @@ Each run exports the rows changed since the destination's watermark, ordered by 
 ``now - SETTLE`` (a row saved in a transaction still open at ``now`` may commit later with an older
 ``updated_at``; waiting :data:`SETTLE` keeps it from being skipped). Files go to
 ``<destination>/call_logs/export_date=YYYY-MM-DD/part-<UTC second>-<random>-<n>.parquet`` (Hive-style partition; snappy;
-explicit Arrow schema: UTC microsecond timestamps, ``decimal(5,4)`` sentiment, jsonb as JSON text). The
+explicit Arrow schema: UTC microsecond timestamps, ``decimal(5,4)`` sentiment, jsonb as JSON text), and the
+tombstones of patients erased since the last run under ``<destination>/customer_erasures/…`` (see
+:mod:`conversations.warehouse.erasures`: an opaque customer id, the tenant and the erasure time). The
 watermark moves after each file is fully written, so a crash re-exports at most one file's rows: the export is
 at-least-once; load with a MERGE on ``id`` keeping the greatest ``updated_at``.
 
@@ -29,6 +31,7 @@ from django.utils import timezone
 from pyarrow import fs as pafs
 
 from conversations.models import Interaction
+from conversations.warehouse.erasures import erasures_export
 from conversations.warehouse.models import WarehouseWatermark
 
 SETTLE = timedelta(minutes=2)
@@ -114,8 +117,8 @@ def _advisory_lock(destination: str):
 
 
 def warehouse_export_run(*, destination: str, now: datetime | None = None, rows_per_file: int = ROWS_PER_FILE) -> dict:
-    """Export the increment of ``call_logs`` to ``destination``; returns ``{"rows", "files": [paths],
-    "watermark": ISO or None}``. Raises :class:`ExportBusy` when another run is exporting there."""
+    """Export the increment of ``call_logs`` and the erasure tombstones to ``destination``; returns ``{"rows",
+    "files": [paths], "watermark": ISO or None, "erasures": n, "erasure_files": [paths]}``. Raises :class:`ExportBusy` when another run is exporting there."""
     now = now or timezone.now()
     until = now - SETTLE
     filesystem, root = _filesystem(destination)
@@ -169,7 +172,22 @@ def warehouse_export_run(*, destination: str, now: datetime | None = None, rows_
         if not files:
             mark.last_run_at = now
             mark.save(update_fields=["last_run_at"])
-    return {"rows": total, "files": files, "watermark": mark.updated_at.isoformat() if mark.updated_at else None}
+        erasures = erasures_export(
+            filesystem=filesystem,
+            root=root,
+            destination=destination,
+            run=run,
+            now=now,
+            until=until,
+            limit=rows_per_file,
+        )
+    return {
+        "rows": total,
+        "files": files,
+        "watermark": mark.updated_at.isoformat() if mark.updated_at else None,
+        "erasures": erasures["erasures"],
+        "erasure_files": erasures["files"],
+    }
 
 
 def read_back(path: str) -> list[dict]:

@@ -17,4 +17,4 @@ def warehouse_export() -> dict:
         result = warehouse_export_run(destination=settings.WAREHOUSE_EXPORT_URI)
     except ExportBusy:
         return {"skipped": "another export is running"}
-    return {"rows": result["rows"], "files": len(result["files"])}
+    return {"rows": result["rows"], "files": len(result["files"]), "erasures": result["erasures"]}

@@ -13,6 +13,9 @@ Implemented (https://www.twilio.com/docs/messaging/api/message-resource, .../voi
 - ``POST …/Calls/{Sid}.json`` (Status=canceled | completed) → 200 call: ``completed`` ends a queued/ringing call
   (stored as ``canceled``) or an in-progress one (``completed``); ``canceled`` leaves an in-progress call alone.
   An unknown SID answers 404 (20404); a call already over answers 400 (21220, invalid call state).
+- ``DELETE …/Recordings/{Sid}.json`` → 204 (https://www.twilio.com/docs/voice/api/recording#delete-a-recording-resource);
+  an unknown SID (or one of another account) answers 404 (20404). Recordings exist once :meth:`TwilioStub.add_recording`
+  put them there (a call's ``<Record>`` is not simulated).
 
 Every request is recorded (:attr:`TwilioStub.requests`, with arrival time); created resources are kept
 (:attr:`TwilioStub.messages`, :attr:`TwilioStub.calls`). Faults are programmable per resource and recipient::
@@ -23,6 +26,7 @@ Every request is recorded (:attr:`TwilioStub.requests`, with arrival time); crea
     stub.add_fault("messages", status=400, code=21211, to="+1555…")  # permanent error for one number
     stub.add_fault("calls", delay=3.0, create=True)                  # slow answer (client read timeout)
     stub.add_fault("calls", action="update", status=503)             # next call update (hang-up): 503
+    stub.add_fault("recordings", action="delete", status=503)        # next recording delete: 503
 
 Error bodies are Twilio's: ``{"code", "message", "more_info", "status"}``. Use as a context manager or
 call :meth:`start` / :meth:`stop`; :meth:`reset` clears records and faults between tests.
@@ -55,7 +59,7 @@ FINAL_CALL_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-
 @dataclass
 class Fault:
     """One programmed failure for ``resource`` (``"messages"`` or ``"calls"``) creates (``action="update"``:
-    call updates instead).
+    call updates instead; ``"recordings"`` with ``action="delete"``: recording deletes).
 
     ``status`` None means "answer normally" (useful with ``delay``). ``create`` stores the resource before
     failing (the request was processed: a 5xx or timeout after the fact; for an update: the update is
@@ -79,7 +83,7 @@ class Recorded:
 
     method: str
     resource: str
-    action: str  # "create", "fetch", "list", "update"
+    action: str  # "create", "fetch", "list", "update", "delete"
     params: dict
     account_sid: str
     at: float = field(default_factory=time.time)
@@ -93,6 +97,7 @@ class TwilioStub:
         self.requests: list[Recorded] = []
         self.messages: dict[str, dict] = {}
         self.calls: dict[str, dict] = {}
+        self.recordings: dict[str, dict] = {}  # sid -> {"sid", "account_sid"}
         self.faults: list[Fault] = []
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -125,16 +130,20 @@ class TwilioStub:
             self.requests.clear()
             self.messages.clear()
             self.calls.clear()
+            self.recordings.clear()
             self.faults.clear()
 
     # --- programming and inspecting -----------------------------------------------------------------------
 
     def add_fault(self, resource: str, **kwargs) -> Fault:
         """Program a fault (see :class:`Fault`); faults are matched in the order they were added."""
-        if resource not in ("messages", "calls"):
-            raise ValueError("resource must be 'messages' or 'calls'")
+        if resource not in ("messages", "calls", "recordings"):
+            raise ValueError("resource must be 'messages', 'calls' or 'recordings'")
         fault = Fault(resource=resource, **kwargs)
-        if fault.action not in ("create", "update") or (fault.action == "update" and resource != "calls"):
+        if resource == "recordings":
+            if fault.action != "delete":
+                raise ValueError("recordings take action='delete'")
+        elif fault.action not in ("create", "update") or (fault.action == "update" and resource != "calls"):
             raise ValueError("action must be 'create', or 'update' for calls")
         with self._lock:
             self.faults.append(fault)
@@ -162,6 +171,22 @@ class TwilioStub:
                 r
                 for r in self.requests
                 if r.resource == resource and r.action == "update" and (sid is None or r.params.get("Sid") == sid)
+            ]
+
+    def add_recording(self, account_sid: str) -> str:
+        """Store a recording of ``account_sid`` (as a finished ``<Record>`` would) and return its SID (``RE…``)."""
+        sid = "RE" + uuid.uuid4().hex
+        with self._lock:
+            self.recordings[sid] = {"sid": sid, "account_sid": account_sid}
+        return sid
+
+    def deletes(self, resource: str = "recordings", *, sid: str | None = None) -> list[Recorded]:
+        """Delete requests received (including failed ones), optionally for one SID (``params["Sid"]``)."""
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if r.resource == resource and r.action == "delete" and (sid is None or r.params.get("Sid") == sid)
             ]
 
     def set_status(self, resource: str, sid: str, status: str) -> None:
@@ -281,7 +306,7 @@ class TwilioStub:
                 account = parts[0]
                 if len(parts) == 2 and parts[1] in ("Messages.json", "Calls.json"):
                     return account, parts[1][:-5].lower(), None
-                if len(parts) == 3 and parts[1] in ("Messages", "Calls") and parts[2].endswith(".json"):
+                if len(parts) == 3 and parts[1] in ("Messages", "Calls", "Recordings") and parts[2].endswith(".json"):
                     return account, parts[1].lower(), parts[2][:-5]
                 return None
 
@@ -333,6 +358,35 @@ class TwilioStub:
                 if fault is not None and fault.status is not None:
                     return self._error(fault.status, fault.code)
                 self._send(200, payload)
+
+            def do_DELETE(self):
+                route = self._route()
+                if route is None or route[1] != "recordings" or route[2] is None:
+                    return self._error(404, 20404)
+                account, resource, sid = route
+                with stub._lock:
+                    auth = self.headers.get("Authorization", "")
+                    stub.requests.append(Recorded("DELETE", resource, "delete", {"Sid": sid, "_auth": auth}, account))
+                fault = stub._take_fault(resource, "", action="delete")
+                if fault is not None and fault.delay:
+                    time.sleep(fault.delay)
+                if fault is not None and fault.status is not None and not fault.create:
+                    return self._error(fault.status, fault.code)
+                with stub._lock:
+                    item = stub.recordings.get(sid)
+                    found = item is not None and item["account_sid"] == account
+                    if found:
+                        del stub.recordings[sid]
+                if fault is not None and fault.status is not None:
+                    return self._error(fault.status, fault.code)  # deleted, then the answer was lost
+                if not found:
+                    return self._error(404, 20404)
+                try:
+                    self.send_response(204)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
 
             def do_GET(self):
                 route = self._route()
