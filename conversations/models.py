@@ -90,6 +90,8 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-last_activity_at"]),
             models.Index(fields=["customer", "-last_activity_at"]),
+            # close_idle: open conversations quiet past the tenant's quiet period
+            models.Index(fields=["last_activity_at"], condition=Q(status="open"), name="conversation_open_idle"),
         ]
 
     def __str__(self) -> str:
