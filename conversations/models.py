@@ -176,6 +176,12 @@ class Interaction(models.Model):
                 name="call_logs_unenriched",
             ),
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
+            # the CRM's missed-enrichment sweep (every 30 s) and backfill: a tenant's rows enriched in a window
+            models.Index(
+                fields=["tenant", "enriched_at"],
+                condition=Q(enriched_at__isnull=False),
+                name="call_logs_tenant_enriched",
+            ),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
             # the staff inbox puts conversations with an urgent session first

@@ -30,7 +30,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db import connection as db
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.models import Interaction
@@ -461,29 +462,46 @@ MISSED_HORIZON = timedelta(hours=6)
 def crm_enqueue_missed(*, now: datetime | None = None, limit: int = 200) -> int:
     """Add the outbox rows an enriched interaction should have got (at most ``limit``, oldest first): enriched
     between :data:`MISSED_HORIZON` and :data:`MISSED_AFTER` ago, after its connection was made, and with no
-    row of that connection created since it was enriched. Returns how many rows were added."""
+    row of that connection created since it was enriched. Returns how many rows were added; the same beat run's
+    :func:`crm_redrive` queues them (they are due at once).
+
+    One read for every active connection (``call_logs_tenant_enriched`` per tenant, ``crm_delivery_once`` for
+    the anti-join) and one bulk insert (``ON CONFLICT DO NOTHING``: a row the receiver wrote meanwhile stays).
+    """
     now = now or timezone.now()
-    added = 0
-    for connection in CrmConnection.objects.filter(status=CrmConnection.Status.ACTIVE):
-        since = max(now - MISSED_HORIZON, connection.created_at)
-        has_row = CrmDelivery.objects.filter(
-            connection=connection, interaction_id=OuterRef("pk"), created_at__gte=OuterRef("enriched_at")
-        )
-        missed = (
-            Interaction.objects.filter(
-                tenant_id=connection.tenant_id, enriched_at__gte=since, enriched_at__lt=now - MISSED_AFTER
+    sql = f"""
+        SELECT c.id, c.tenant_id, i.id, i.enriched_at
+        FROM {CrmConnection._meta.db_table} c
+        JOIN {Interaction._meta.db_table} i ON i.tenant_id = c.tenant_id
+        WHERE c.status = %s
+          AND i.enriched_at >= GREATEST(%s, c.created_at) AND i.enriched_at < %s
+          AND NOT EXISTS (
+            SELECT 1 FROM {CrmDelivery._meta.db_table} d
+            WHERE d.connection_id = c.id AND d.interaction_id = i.id AND d.created_at >= i.enriched_at
+          )
+        ORDER BY i.enriched_at, c.id
+        LIMIT %s
+    """
+    with db.cursor() as cursor:
+        cursor.execute(sql, [CrmConnection.Status.ACTIVE, now - MISSED_HORIZON, now - MISSED_AFTER, max(0, limit)])
+        missed = cursor.fetchall()
+    if not missed:
+        return 0
+    CrmDelivery.objects.bulk_create(
+        [
+            CrmDelivery(
+                tenant_id=tenant_id,
+                connection_id=connection_id,
+                interaction_id=interaction_id,
+                version=enriched_at.isoformat(),
+                next_attempt_at=now,
             )
-            .exclude(Exists(has_row))
-            .order_by("enriched_at")
-            .values_list("pk", flat=True)[: max(0, limit - added)]
-        )
-        for pk in missed:
-            added += len(crm_deliveries_enqueue(interaction_id=pk, at=now))
-        if added >= limit:
-            break
-    if added:
-        logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", added)
-    return added
+            for connection_id, tenant_id, interaction_id, enriched_at in missed
+        ],
+        ignore_conflicts=True,
+    )
+    logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", len(missed))
+    return len(missed)
 
 
 def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int:
