@@ -453,6 +453,7 @@ LOGGING: dict[str, Any] = {
 # Default per-tenant values (a tenant row can override each).
 DEFAULT_STATE_TTL = timedelta(days=30)
 DEFAULT_SMS_IDLE_WINDOW = timedelta(minutes=30)
+DEFAULT_CONVERSATION_QUIET_PERIOD = timedelta(hours=24)  # then conversation.closed goes out (issue 18)
 
 # --- staff accounts fit for PHI, headers, secrets (privacy and compliance) ------------------------
 AUTH_PASSWORD_VALIDATORS = [

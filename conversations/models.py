@@ -90,6 +90,8 @@ class Conversation(models.Model):
         indexes = [
             models.Index(fields=["tenant", "-last_activity_at"]),
             models.Index(fields=["customer", "-last_activity_at"]),
+            # close_idle: open conversations quiet past the tenant's quiet period
+            models.Index(fields=["last_activity_at"], condition=Q(status="open"), name="conversation_open_idle"),
         ]
 
     def __str__(self) -> str:
@@ -174,6 +176,12 @@ class Interaction(models.Model):
                 name="call_logs_unenriched",
             ),
             models.Index(fields=["conversation", "started_at"], name="call_logs_conversation"),
+            # the CRM's missed-enrichment sweep (every 30 s) and backfill: a tenant's rows enriched in a window
+            models.Index(
+                fields=["tenant", "enriched_at"],
+                condition=Q(enriched_at__isnull=False),
+                name="call_logs_tenant_enriched",
+            ),
             # the idle-session sweeper scans open sessions only
             models.Index(fields=["last_activity_at"], condition=Q(ended_at__isnull=True), name="call_logs_open"),
             # the staff inbox puts conversations with an urgent session first

@@ -33,7 +33,13 @@ def _now(at: datetime | None) -> datetime:
 
 
 def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime | None = None) -> Conversation:
-    """Return the customer's open conversation, opening one if there is none (race-safe by constraint)."""
+    """Return the customer's open conversation, opening one if there is none (race-safe by constraint).
+
+    A new conversation takes over the unexpired session state of the customer's closed ones (newest value per
+    key, its ``expires_at`` unchanged): a conversation closes after the tenant's quiet period (24 h by default)
+    but what the patient was doing — a pending booking, their name, an unfinished intake — lives for the state
+    TTL (30 days), so "Welcome back — you were booking for Tuesday" still works a week later.
+    """
     at = _now(at)
     for _ in range(3):
         existing = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN).first()
@@ -41,10 +47,30 @@ def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime
             return existing
         try:
             with transaction.atomic():
-                return Conversation.objects.create(tenant=tenant, customer=customer, opened_at=at, last_activity_at=at)
+                conversation = Conversation.objects.create(
+                    tenant=tenant, customer=customer, opened_at=at, last_activity_at=at
+                )
+                _state_carry_over(conversation=conversation, at=at)
+                return conversation
         except IntegrityError:
             continue  # another process opened it first
     raise RuntimeError("could not open a conversation")
+
+
+def _state_carry_over(*, conversation: Conversation, at: datetime) -> int:
+    """Move the unexpired state of the customer's closed conversations to ``conversation`` (the newest row per
+    key); returns how many rows moved. Older duplicates stay behind and expire with their conversation."""
+    newest = (
+        SessionState.objects.filter(
+            conversation__customer_id=conversation.customer_id,
+            conversation__status=Conversation.Status.CLOSED,
+            expires_at__gt=at,
+        )
+        .order_by("key", "-updated_at", "-pk")
+        .distinct("key")
+        .values_list("pk", flat=True)
+    )
+    return SessionState.objects.filter(pk__in=list(newest)).update(conversation=conversation)
 
 
 def interaction_close(
@@ -88,26 +114,37 @@ def session_open(
     conversation and channel.
     """
     at = _now(at)
-    conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
-    with transaction.atomic():
-        Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
-        current = Interaction.objects.filter(conversation=conversation, channel=channel, ended_at__isnull=True).first()
-        if current and idle_window is not None and current.last_activity_at < at - idle_window:
-            interaction_close(interaction=current, at=current.last_activity_at)
-            current = None
-        if current:
-            return current, False
-        interaction = Interaction.objects.create(
-            tenant=tenant,
-            customer=customer,
-            conversation=conversation,
-            channel=channel,
-            direction=direction,
-            started_at=at,
-            last_activity_at=at,
-            metadata=metadata or {},
-        )
-        return interaction, True
+    for _ in range(3):
+        conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
+        with transaction.atomic():
+            status = (
+                Conversation.objects.select_for_update()
+                .filter(pk=conversation.pk)
+                .values_list("status", flat=True)
+                .first()
+            )
+            if status != Conversation.Status.OPEN:
+                continue  # close_idle closed it between the read and the lock: open the next one
+            current = Interaction.objects.filter(
+                conversation=conversation, channel=channel, ended_at__isnull=True
+            ).first()
+            if current and idle_window is not None and current.last_activity_at < at - idle_window:
+                interaction_close(interaction=current, at=current.last_activity_at)
+                current = None
+            if current:
+                return current, False
+            interaction = Interaction.objects.create(
+                tenant=tenant,
+                customer=customer,
+                conversation=conversation,
+                channel=channel,
+                direction=direction,
+                started_at=at,
+                last_activity_at=at,
+                metadata=metadata or {},
+            )
+            return interaction, True
+    raise RuntimeError("could not open a session: its conversation kept closing")
 
 
 def conversation_lock(*, conversation_id) -> None:
@@ -494,17 +531,34 @@ def state_purge_expired(*, at: datetime | None = None, limit: int = 5000) -> int
     return SessionState.objects.filter(pk__in=ids).delete()[0] if ids else 0
 
 
-def conversation_close(*, conversation: Conversation, at: datetime | None = None) -> bool:
-    """Close a conversation and its open interactions; emits ``conversation_closed`` on commit."""
+def conversation_close(
+    *, conversation: Conversation, at: datetime | None = None, only_if_idle_since: datetime | None = None
+) -> bool:
+    """Close a conversation and its open interactions; emits ``conversation_closed`` on commit.
+
+    The close is a fenced state change under the conversation's row lock (the lock :func:`session_open` takes
+    before adding a session): of two closers (the beat task and ``manage.py close_idle``, say) exactly one finds
+    it open, so the signal — and ``conversation.closed`` behind it — goes out once. With ``only_if_idle_since``
+    it also requires no activity at or after that moment, on the conversation or any of its interactions (a
+    message that lands while the sweeper runs keeps the conversation open), and its open interactions end at
+    their last activity. Returns False if nothing closed.
+    """
     at = _now(at)
     with transaction.atomic():
-        updated = Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.OPEN).update(
-            status=Conversation.Status.CLOSED, closed_at=at
-        )
-        if not updated:
-            return False
+        rows = Conversation.objects.filter(pk=conversation.pk, status=Conversation.Status.OPEN)
+        last_activity = rows.select_for_update().values_list("last_activity_at", flat=True).first()
+        if last_activity is None:
+            return False  # closed already (by whoever held the lock before us)
+        if only_if_idle_since is not None and (
+            last_activity >= only_if_idle_since
+            or Interaction.objects.filter(conversation=conversation, last_activity_at__gte=only_if_idle_since).exists()
+        ):
+            return False  # a message arrived meanwhile; checked under the row lock session_open also takes
+        rows.update(status=Conversation.Status.CLOSED, closed_at=at)
+        conversation.status, conversation.closed_at = Conversation.Status.CLOSED, at
         for interaction in Interaction.objects.filter(conversation=conversation, ended_at__isnull=True):
-            interaction_close(interaction=interaction, at=at)
+            ends = interaction.last_activity_at if only_if_idle_since is not None else at
+            interaction_close(interaction=interaction, at=ends)
         transaction.on_commit(
             lambda: conversation_closed.send(sender=Conversation, conversation_id=conversation.pk), robust=True
         )
@@ -512,10 +566,13 @@ def conversation_close(*, conversation: Conversation, at: datetime | None = None
 
 
 def close_idle(*, now: datetime | None = None, close_all: bool = False) -> dict[str, int]:
-    """Close sessions idle past their window and conversations idle past the tenant's state TTL.
+    """Close sessions idle past their window and conversations quiet past the tenant's quiet period.
 
-    A session's window is the tenant's ``sms_idle_window`` (used for every channel's idle close). With
-    ``close_all`` every open session and conversation is closed. Returns ``{"interactions": n,
+    A session's window is the tenant's ``sms_idle_window`` (used for every channel's idle close); a
+    conversation's is ``conversation_quiet_period`` (24 h by default), after which ``conversation.closed`` goes
+    out to webhooks. Its session state is not deleted: the customer's next conversation takes it over
+    (:func:`conversation_get_or_open`) until the state TTL. ``now`` (UTC) is injectable for tests and
+    backfills. With ``close_all`` every open session and conversation is closed. Returns ``{"interactions": n,
     "conversations": m}``.
     """
     now = _now(now)
@@ -537,10 +594,19 @@ def close_idle(*, now: datetime | None = None, close_all: bool = False) -> dict[
                 only_if_idle_since=now - interaction.tenant.sms_idle_window,
             )
     open_conversations = Conversation.objects.filter(status=Conversation.Status.OPEN)
-    if not close_all:
-        open_conversations = open_conversations.filter(last_activity_at__lt=now - F("tenant__state_ttl"))
-    for conversation in open_conversations.iterator(chunk_size=500):
-        closed["conversations"] += conversation_close(conversation=conversation, at=now)
+    if close_all:
+        for conversation in open_conversations.iterator(chunk_size=500):
+            closed["conversations"] += conversation_close(conversation=conversation, at=now)
+        return closed
+    quiet = open_conversations.filter(last_activity_at__lt=now - F("tenant__conversation_quiet_period"))
+    for conversation in (
+        quiet.select_related("tenant").only("id", "tenant__conversation_quiet_period").iterator(chunk_size=500)
+    ):
+        closed["conversations"] += conversation_close(
+            conversation=conversation,
+            at=now,
+            only_if_idle_since=now - conversation.tenant.conversation_quiet_period,
+        )
     return closed
 
 

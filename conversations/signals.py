@@ -2,7 +2,8 @@
 
 - ``interaction_closed(interaction_id)``: sent on commit after a ``call_logs`` row closes; enrichment queues
   its task from it.
-- ``conversation_closed(conversation_id)``: sent on commit after a conversation closes (outbound webhooks).
+- ``conversation_closed(conversation_id)``: sent on commit after a conversation closes (outbound webhooks), once
+  per conversation: ``close_idle`` closes it after the tenant's ``conversation_quiet_period``.
 - ``interaction_enriched(interaction_id)``: sent after enrichment wrote scores.
 - ``interaction_rescore_requested(interaction_id)``: a closed row's transcript changed (a late voicemail
   transcript); enrichment scores it again. Send on commit.

@@ -7,7 +7,8 @@ from conversations.services import close_idle, state_purge_expired
 
 @shared_task
 def close_idle_sessions() -> dict:
-    """Beat task: close sessions past their idle window (which queues their enrichment)."""
+    """Beat task: close sessions past their idle window (which queues their enrichment) and conversations past
+    their tenant's quiet period (``conversation.closed``)."""
     return close_idle()
 
 

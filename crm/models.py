@@ -1,6 +1,8 @@
 """CRM connectors: a tenant's connection to HubSpot / Salesforce / Zoho CRM, our-id → CRM-id map, the outbox.
 
-- :class:`CrmConnection`: one per (tenant, provider); OAuth tokens encrypted at rest (Fernet, identity.fields).
+- :class:`CrmConnection`: one per (tenant, provider); OAuth tokens encrypted at rest (Fernet, identity.fields);
+  ``token_version`` (+1 per token change) and a refresh lease (``refresh_lease_until`` + fencing token) let one
+  worker at a time refresh the tokens without holding a row lock across the vendor's token call.
 - :class:`CrmRecordMap`: which CRM record a customer (contact) or interaction (activity) became; unique per
   (tenant, provider, kind, local id), so a retried delivery updates instead of creating a second record.
 - :class:`CrmDelivery`: one outbox row per (connection, interaction, version); ``version`` is the enrichment
@@ -39,6 +41,13 @@ class CrmConnection(models.Model):
     access_token = EncryptedTextField(blank=True, default="", help_text="Encrypted at rest.")
     refresh_token = EncryptedTextField(blank=True, default="", help_text="Encrypted at rest.")
     token_expires_at = models.DateTimeField(null=True, blank=True)
+    token_version = models.PositiveIntegerField(
+        default=0, help_text="+1 whenever the tokens change (refresh, reconnect): what a refresh compares and sets."
+    )
+    refresh_lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is refreshing the tokens until then (no lock is held meanwhile)."
+    )
+    refresh_lease_token = models.CharField(max_length=32, blank=True, help_text="Fencing token of that refresh.")
     instance_url = models.URLField(
         max_length=300,
         blank=True,

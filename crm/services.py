@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from contextlib import closing
 from datetime import datetime, timedelta
 
@@ -29,7 +30,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
+from django.db import connection as db
+from django.db.models import F
 from django.utils import timezone
 
 from conversations.models import Interaction
@@ -208,47 +210,129 @@ def _sync(client: CrmClient, connection: CrmConnection, interaction: Interaction
     _map_put(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk, remote_type, remote_id)
 
 
-def _store_tokens(connection: CrmConnection, tokens: TokenSet, now: datetime) -> None:
-    connection.access_token = tokens.access_token
+def _store_tokens(
+    connection: CrmConnection, tokens: TokenSet, now: datetime, *, refresh_lease_token: str | None = None
+) -> bool:
+    """Write ``tokens`` to ``connection`` (and its row), bump ``token_version`` and end any refresh lease.
+
+    With ``refresh_lease_token`` it is a compare-and-set: written only while that refresh still holds the lease
+    (a reconnect, or a take-over after the lease ran out, wins instead). Returns whether it was written.
+    """
+    fields: dict = {
+        "access_token": tokens.access_token,
+        "token_expires_at": now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None,
+    }
     if tokens.refresh_token:
-        connection.refresh_token = tokens.refresh_token
+        fields["refresh_token"] = tokens.refresh_token
     if tokens.instance_url:
-        connection.instance_url = tokens.instance_url
-    connection.token_expires_at = now + timedelta(seconds=tokens.expires_in) if tokens.expires_in else None
-    connection.save(update_fields=["access_token", "refresh_token", "instance_url", "token_expires_at", "updated_at"])
+        fields["instance_url"] = tokens.instance_url
+    rows = CrmConnection.objects.filter(pk=connection.pk)
+    if refresh_lease_token is not None:
+        rows = rows.filter(refresh_lease_token=refresh_lease_token)
+    written = rows.update(
+        **fields,
+        token_version=F("token_version") + 1,
+        refresh_lease_until=None,
+        refresh_lease_token="",
+        updated_at=timezone.now(),
+    )
+    if written:
+        connection.refresh_from_db()
+    return bool(written)
 
 
-def crm_connection_refresh(*, connection: CrmConnection, stale_access_token: str, now: datetime | None = None) -> None:
-    """Refresh ``connection``'s access token unless another worker already replaced ``stale_access_token``.
+def _refresh_lease() -> timedelta:
+    """How long a refresh may hold the tokens: the token call's connect (5 s) and read timeouts, doubled, + skew."""
+    return leases.request_lease(max(5.0, float(settings.CRM_TIMEOUT_SECONDS)))
 
-    Holds the connection's row lock during the token call, so concurrent 401s refresh once. Raises
-    :class:`CrmAuthRevoked` after disabling the connection when the refresh token is refused.
+
+REFRESH_POLL = 0.2  # seconds between looks while another worker refreshes
+
+
+def crm_connection_refresh(
+    *, connection: CrmConnection, seen_version: int | None = None, now: datetime | None = None
+) -> None:
+    """Make sure ``connection`` has an access token newer than the one of ``seen_version`` (default: the
+    instance's ``token_version``, i.e. the token its client used and the CRM refused); ``connection`` is
+    reloaded with the current tokens.
+
+    No transaction or row lock is held across the vendor's token call (claim → act → record, see
+    :mod:`identity.leases`): one ``UPDATE`` claims the refresh lease for that version (compare-and-set on
+    ``token_version``, a fresh fencing token); the refresh token is read and sent with no lock held; the answer
+    is stored only if the lease is still ours (``UPDATE … WHERE refresh_lease_token = ours``), bumping
+    ``token_version``. A concurrent refresher of the same version finds the lease taken and waits (polling,
+    at most one lease) until the version moves on, then uses the new token — it never sends the refresh token
+    a rotating CRM has just replaced. ``now`` dates the new token's expiry; leases run on the real clock.
+
+    Raises :class:`CrmAuthRevoked` after disabling the connection (only if the refused refresh token is still
+    the stored one) when the CRM refuses it; :class:`CrmUnavailable` when another refresh outlived our wait,
+    or the token call's own transient errors (the lease is released at once).
     """
     now = now or timezone.now()
-    revoked: CrmAuthRevoked | None = None
-    with transaction.atomic():
-        row = CrmConnection.objects.select_for_update().get(pk=connection.pk)
-        if row.access_token == stale_access_token and row.status == CrmConnection.Status.ACTIVE:
-            try:
-                _store_tokens(row, refresh_tokens(row), now)
-            except CrmAuthRevoked as exc:
-                revoked = exc
-    if revoked is not None:
-        crm_connection_disable(connection=connection, reason=f"refresh token refused: {revoked}", at=now)
-        raise revoked
-    connection.refresh_from_db()
+    seen = connection.token_version if seen_version is None else seen_version
+    lease = _refresh_lease()
+    deadline = time.monotonic() + lease.total_seconds()
+    mine = CrmConnection.objects.filter(pk=connection.pk)
+    while True:
+        token = leases.claim(
+            mine.filter(status=CrmConnection.Status.ACTIVE, token_version=seen),
+            now=timezone.now(),
+            lease=lease,
+            field="refresh_lease_until",
+            token_field="refresh_lease_token",
+        )
+        if token is not None:
+            break
+        status, version, reason = mine.values_list("status", "token_version", "last_error").get()
+        if version != seen:  # refreshed (or reconnected) by someone else: use theirs
+            connection.refresh_from_db()
+            return
+        if status != CrmConnection.Status.ACTIVE:
+            raise CrmAuthRevoked(f"the connection is disabled: {reason or 'by staff'}", status_code=None)
+        if time.monotonic() >= deadline:
+            raise CrmUnavailable("another worker is still refreshing the access token", status_code=None)
+        time.sleep(REFRESH_POLL)
+    try:
+        tokens = refresh_tokens(CrmConnection.objects.get(pk=connection.pk))  # network I/O: no lock, no transaction
+    except CrmAuthRevoked as revoked:
+        if crm_connection_disable(
+            connection=connection, reason=f"refresh token refused: {revoked}", at=now, refresh_lease_token=token
+        ):
+            raise
+        connection.refresh_from_db()  # reconnected meanwhile: the refused token is no longer ours to judge
+        return
+    except BaseException:
+        leases.release(mine, token, field="refresh_lease_until", token_field="refresh_lease_token")
+        raise
+    if not _store_tokens(connection, tokens, now, refresh_lease_token=token):
+        logger.warning("crm connection %s: refresh lease taken over; this refresh's tokens discarded", connection.pk)
+        connection.refresh_from_db()
 
 
-def crm_connection_disable(*, connection: CrmConnection, reason: str, at: datetime | None = None) -> None:
-    """Disable a connection (revoked consent or staff) and email the tenant's admins once, after commit."""
+def crm_connection_disable(
+    *, connection: CrmConnection, reason: str, at: datetime | None = None, refresh_lease_token: str | None = None
+) -> bool:
+    """Disable a connection (revoked consent or staff) and email the tenant's admins once, after commit.
+
+    With ``refresh_lease_token`` only while that refresh still holds the lease. Returns whether it changed.
+    """
     at = at or timezone.now()
-    changed = CrmConnection.objects.filter(pk=connection.pk, status=CrmConnection.Status.ACTIVE).update(
-        status=CrmConnection.Status.DISABLED, disabled_at=at, last_error=reason[:500], updated_at=at
+    rows = CrmConnection.objects.filter(pk=connection.pk, status=CrmConnection.Status.ACTIVE)
+    if refresh_lease_token is not None:
+        rows = rows.filter(refresh_lease_token=refresh_lease_token)
+    changed = rows.update(
+        status=CrmConnection.Status.DISABLED,
+        disabled_at=at,
+        last_error=reason[:500],
+        refresh_lease_until=None,
+        refresh_lease_token="",
+        updated_at=at,
     )
     connection.refresh_from_db(fields=["status", "disabled_at", "last_error"])
     if changed:
         pk = connection.pk
         transaction.on_commit(lambda: _tell_admins_disabled(pk), robust=True)
+    return bool(changed)
 
 
 def _tell_admins_disabled(connection_id: int) -> None:
@@ -285,7 +369,7 @@ def _deliver(d: CrmDelivery, token: int, now: datetime) -> None:
     if interaction.customer.erased_at is not None:
         raise CrmRejected("the patient was erased; nothing is sent", status_code=None)
     if connection.token_expires_at and connection.token_expires_at - REFRESH_EARLY <= now:
-        crm_connection_refresh(connection=connection, stale_access_token=connection.access_token, now=now)
+        crm_connection_refresh(connection=connection, now=now)
 
     def fence() -> None:
         _check_lease(d.pk, token)
@@ -294,7 +378,7 @@ def _deliver(d: CrmDelivery, token: int, now: datetime) -> None:
         with closing(client_for(connection)) as client:
             _sync(client, connection, interaction, fence=fence)
     except CrmAuthExpired:
-        crm_connection_refresh(connection=connection, stale_access_token=connection.access_token, now=now)
+        crm_connection_refresh(connection=connection, now=now)
         with closing(client_for(connection)) as client:
             _sync(client, connection, interaction, fence=fence)
 
@@ -378,29 +462,46 @@ MISSED_HORIZON = timedelta(hours=6)
 def crm_enqueue_missed(*, now: datetime | None = None, limit: int = 200) -> int:
     """Add the outbox rows an enriched interaction should have got (at most ``limit``, oldest first): enriched
     between :data:`MISSED_HORIZON` and :data:`MISSED_AFTER` ago, after its connection was made, and with no
-    row of that connection created since it was enriched. Returns how many rows were added."""
+    row of that connection created since it was enriched. Returns how many rows were added; the same beat run's
+    :func:`crm_redrive` queues them (they are due at once).
+
+    One read for every active connection (``call_logs_tenant_enriched`` per tenant, ``crm_delivery_once`` for
+    the anti-join) and one bulk insert (``ON CONFLICT DO NOTHING``: a row the receiver wrote meanwhile stays).
+    """
     now = now or timezone.now()
-    added = 0
-    for connection in CrmConnection.objects.filter(status=CrmConnection.Status.ACTIVE):
-        since = max(now - MISSED_HORIZON, connection.created_at)
-        has_row = CrmDelivery.objects.filter(
-            connection=connection, interaction_id=OuterRef("pk"), created_at__gte=OuterRef("enriched_at")
-        )
-        missed = (
-            Interaction.objects.filter(
-                tenant_id=connection.tenant_id, enriched_at__gte=since, enriched_at__lt=now - MISSED_AFTER
+    sql = f"""
+        SELECT c.id, c.tenant_id, i.id, i.enriched_at
+        FROM {CrmConnection._meta.db_table} c
+        JOIN {Interaction._meta.db_table} i ON i.tenant_id = c.tenant_id
+        WHERE c.status = %s
+          AND i.enriched_at >= GREATEST(%s, c.created_at) AND i.enriched_at < %s
+          AND NOT EXISTS (
+            SELECT 1 FROM {CrmDelivery._meta.db_table} d
+            WHERE d.connection_id = c.id AND d.interaction_id = i.id AND d.created_at >= i.enriched_at
+          )
+        ORDER BY i.enriched_at, c.id
+        LIMIT %s
+    """
+    with db.cursor() as cursor:
+        cursor.execute(sql, [CrmConnection.Status.ACTIVE, now - MISSED_HORIZON, now - MISSED_AFTER, max(0, limit)])
+        missed = cursor.fetchall()
+    if not missed:
+        return 0
+    CrmDelivery.objects.bulk_create(
+        [
+            CrmDelivery(
+                tenant_id=tenant_id,
+                connection_id=connection_id,
+                interaction_id=interaction_id,
+                version=enriched_at.isoformat(),
+                next_attempt_at=now,
             )
-            .exclude(Exists(has_row))
-            .order_by("enriched_at")
-            .values_list("pk", flat=True)[: max(0, limit - added)]
-        )
-        for pk in missed:
-            added += len(crm_deliveries_enqueue(interaction_id=pk, at=now))
-        if added >= limit:
-            break
-    if added:
-        logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", added)
-    return added
+            for connection_id, tenant_id, interaction_id, enriched_at in missed
+        ],
+        ignore_conflicts=True,
+    )
+    logger.warning("crm: %d enriched interaction(s) had lost their outbox rows; added", len(missed))
+    return len(missed)
 
 
 def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int:
@@ -499,7 +600,7 @@ def crm_connection_test(*, connection: CrmConnection) -> tuple[bool, str]:
             with closing(client_for(connection)) as client:
                 message = client.ping()
         except CrmAuthExpired:
-            crm_connection_refresh(connection=connection, stale_access_token=connection.access_token)
+            crm_connection_refresh(connection=connection)
             with closing(client_for(connection)) as client:
                 message = client.ping()
     except CrmError as exc:

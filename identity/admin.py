@@ -68,12 +68,22 @@ class TenantForm(forms.ModelForm):
     def clean_twilio_auth_token(self):
         return self.cleaned_data["twilio_auth_token"] or (self.instance.twilio_auth_token if self.instance.pk else "")
 
+    def clean(self):
+        data = super().clean()
+        quiet, ttl = data.get("conversation_quiet_period"), data.get("state_ttl")
+        if quiet and ttl and quiet > ttl:
+            self.add_error(
+                "conversation_quiet_period",
+                "Keep it within the state TTL: a conversation must close before what the patient said is forgotten.",
+            )
+        return data
+
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
     form = TenantForm
     tenant_field = "pk"
-    list_display = ["name", "slug", "timezone", "country", "state_ttl"]
+    list_display = ["name", "slug", "timezone", "country", "conversation_quiet_period", "state_ttl"]
     search_fields = ["name", "slug"]
     inlines = [PhoneNumberInline, MembershipInline]
     readonly_fields = ["widget_public_key", "created_at", "updated_at"]

@@ -3,6 +3,7 @@
 import secrets
 import uuid
 import zoneinfo
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -29,6 +30,10 @@ def _default_state_ttl():
 
 def _default_sms_idle_window():
     return settings.DEFAULT_SMS_IDLE_WINDOW
+
+
+def _default_conversation_quiet_period():
+    return settings.DEFAULT_CONVERSATION_QUIET_PERIOD
 
 
 def _default_intents() -> dict:
@@ -72,6 +77,14 @@ class Tenant(models.Model):
     state_ttl = models.DurationField(default=_default_state_ttl, help_text="How long session state lives.")
     sms_idle_window = models.DurationField(
         default=_default_sms_idle_window, help_text="An SMS exchange closes after this much silence."
+    )
+    conversation_quiet_period = models.DurationField(
+        default=_default_conversation_quiet_period,
+        validators=[MinValueValidator(timedelta(minutes=5))],
+        help_text=(
+            "A conversation with no activity on any channel for this long is closed and sent out "
+            "(conversation.closed webhooks, CRM). What the patient was doing is remembered for the state TTL."
+        ),
     )
     twilio_account_sid = models.CharField(max_length=64, blank=True)
     twilio_auth_token = EncryptedTextField(blank=True, help_text="Encrypted at rest.")

@@ -1,5 +1,7 @@
 """Operator console: staff see only their tenant's rows everywhere; transcripts are escaped; merge action."""
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 
@@ -135,3 +137,33 @@ def test_plain_staff_cannot_see_or_change_credentials_or_memberships(tenant, dja
     body = page.content.decode()
     assert tenant.twilio_auth_token not in body and 'name="twilio_auth_token"' not in body
     assert 'name="memberships-0-user"' not in body and 'name="memberships-0-role"' not in body
+
+
+@pytest.mark.django_db
+def test_a_clinic_admin_sets_the_conversation_quiet_period_within_the_state_ttl(tenant, django_user_model, client):
+    admin_user = staff_for(tenant, django_user_model, "clinic-admin")
+    TenantMembership.objects.filter(user=admin_user).update(role="admin")
+    client.force_login(admin_user)
+    url = f"/admin/identity/tenant/{tenant.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if v is not None and k != "twilio_auth_token"}
+    data.update(
+        {
+            "allowed_widget_origins": ",".join(tenant.allowed_widget_origins),
+            "intents": "{}",
+            "emergency_phrases": '["chest pain"]',
+            "lead_intents": "[]",
+            "state_ttl": "30 00:00:00",
+            "sms_idle_window": "00:30:00",
+            "conversation_quiet_period": "31 00:00:00",
+            **{f"{p}-TOTAL_FORMS": "0" for p in ("phone_numbers", "memberships")},
+            **{f"{p}-INITIAL_FORMS": "0" for p in ("phone_numbers", "memberships")},
+        }
+    )
+    refused = client.post(url, data)
+    assert refused.status_code == 200
+    assert "within the state TTL" in str(refused.context["adminform"].form.errors["conversation_quiet_period"])
+    data["conversation_quiet_period"] = "08:00:00"
+    assert client.post(url, data).status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.conversation_quiet_period == timedelta(hours=8)
