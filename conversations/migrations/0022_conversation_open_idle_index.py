@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("conversations", "0020_agent_identity_check_dob")]
+    dependencies = [("conversations", "0021_recording_deletion")]
 
     operations = [
         AddIndexConcurrently(

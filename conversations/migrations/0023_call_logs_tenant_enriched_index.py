@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("conversations", "0021_conversation_open_idle_index")]
+    dependencies = [("conversations", "0022_conversation_open_idle_index")]
 
     operations = [
         AddIndexConcurrently(
