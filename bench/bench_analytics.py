@@ -82,8 +82,10 @@ def ensure_data():
         cursor.execute("DELETE FROM identity_customer WHERE tenant_id = %s", [tenant.pk])
         cursor.execute(
             """
-            INSERT INTO identity_customer (id, tenant_id, display_name, created_at, updated_at)
-            SELECT md5('c' || g)::uuid, %s, 'Customer ' || g, now(), now() FROM generate_series(1, %s) g""",
+            INSERT INTO identity_customer (id, tenant_id, display_name, legal_hold, memory_opt_out, visit_reason,
+                                           preferred_language, created_at, updated_at)
+            SELECT md5('c' || g)::uuid, %s, 'Customer ' || g, '', false, '', '', now(), now()
+            FROM generate_series(1, %s) g""",
             [tenant.pk, CUSTOMERS],
         )
         cursor.execute(

@@ -248,6 +248,11 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
+# Celery keeps its result backend per thread unless told it is thread-safe, and builds it again for every new
+# thread: Django under ASGI runs each request on a thread of its own, so every ``.delay()`` in a view scanned
+# every installed distribution's entry points (importlib.metadata) to find the "disabled" backend — ~15 % of the
+# web process's CPU on the SMS webhook. No results are stored, so the one disabled backend is safe to share.
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_TIME_LIMIT = 120
 CELERY_TASK_SOFT_TIME_LIMIT = 100
 CELERY_TASK_ACKS_LATE = False  # opted into per task, only where the task is idempotent

@@ -95,7 +95,10 @@ def _resolve_once(tenant, candidates, display_name, verified_kinds) -> Resolutio
         query = q if query is None else query | q
     known = {
         (ident.kind, ident.value): ident
-        for ident in CustomerIdentifier.objects.select_for_update()
+        # the identifier rows only, and FOR NO KEY UPDATE: a plain FOR UPDATE here also locked the customer row
+        # (joined) against the FOR KEY SHARE that every insert referencing the customer takes at commit, so this
+        # request and a reply worker that had locked the conversation first deadlocked (lock order, issue 19)
+        for ident in CustomerIdentifier.objects.select_for_update(of=("self",), no_key=True)
         .select_related("customer")
         .filter(query, tenant=tenant)
     }

@@ -43,6 +43,8 @@ def process_env(**overrides: str) -> dict[str, str]:
             "VOICE_BACKEND": "providers.voice.ConsoleVoiceBackend",
             "EMAIL_URL": "consolemail://",
             "SECURE_COOKIES": "0",  # tests talk to daphne over plain http on loopback
+            # one web process unless a test asks for more (callsphere.web; production defaults to one per CPU)
+            "WEB_CONCURRENCY": "1",
         }
     )
     env.update(overrides)

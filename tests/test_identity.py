@@ -139,3 +139,40 @@ def test_expired_state_is_never_read(tenant):
     services.state_set(conversation=row.conversation, key="old", value=1, at=past)
     services.state_set(conversation=row.conversation, key="fresh", value=2)
     assert selectors.state_get_all(conversation=row.conversation) == {"fresh": 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_resolving_a_texter_does_not_lock_their_customer_row_against_references(tenant):
+    """An inbound SMS resolves the sender inside the webhook's transaction; a reply worker inserting rows that
+    reference the customer (FOR KEY SHARE at commit) must not wait on it, or the two deadlock (issue 19)."""
+    import threading
+
+    from django.db import connection, connections, transaction
+    from django.db.utils import OperationalError
+
+    customer = customer_resolve(tenant=tenant, phone="(555) 123-0001", verified_kinds=("phone",)).customer
+    resolved, release, outcome = threading.Event(), threading.Event(), {}
+
+    def webhook() -> None:
+        try:
+            with transaction.atomic():
+                customer_resolve(tenant=tenant, phone="+1 555 123 0001", verified_kinds=("phone",))
+                resolved.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=webhook)
+    thread.start()
+    try:
+        assert resolved.wait(10)
+        with transaction.atomic(), connection.cursor() as cursor:
+            try:
+                cursor.execute("SELECT 1 FROM identity_customer WHERE id = %s FOR KEY SHARE NOWAIT", [customer.pk])
+                outcome["locked"] = False
+            except OperationalError:
+                outcome["locked"] = True
+    finally:
+        release.set()
+        thread.join(10)
+    assert outcome == {"locked": False}

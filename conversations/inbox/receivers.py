@@ -12,10 +12,11 @@ logger = logging.getLogger(__name__)
 
 
 def on_customer_message(sender, *, interaction_id, **kwargs) -> None:
-    conversation_id = Interaction.objects.filter(pk=interaction_id).values_list("conversation_id", flat=True).first()
-    if conversation_id is not None:
+    row = Interaction.objects.filter(pk=interaction_id).values_list("conversation_id", "tenant_id").first()
+    if row is not None and row[0] is not None:
+        conversation_id, tenant_id = row
         try:
-            conversation_customer_message(conversation_id=conversation_id)
+            conversation_customer_message(conversation_id=conversation_id, tenant_id=tenant_id)
         except Exception:  # the inbox mark must never cost the patient's message its other receivers
             logger.exception("inbox: could not mark conversation %s", conversation_id)
 

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from conversations.appointments import agent_settings_for
@@ -234,21 +235,39 @@ def staff_message_send(
     return sent
 
 
-def conversation_customer_message(*, conversation_id, at: datetime | None = None) -> None:
-    """A patient message arrived (any channel): mark the conversation unread and, while staff hold it, waiting."""
+def conversation_customer_message(*, conversation_id, tenant_id=None, at: datetime | None = None) -> None:
+    """A patient message arrived (any channel): mark the conversation unread and, while staff hold it (taken
+    over or needing a human), waiting since ``at`` unless already waiting; a resolved one opens again.
+
+    Runs on commit of every inbound message, in the webhook's request: one ``UPDATE`` of the handling row (no
+    read-then-lock-then-save; the row lock lasts one statement), and only a conversation without a handling row
+    yet pays for creating it. ``tenant_id`` (the conversation's) saves a read when the caller knows it."""
     at = _now(at)
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
-    if conversation is None:
-        return
-    with transaction.atomic():
-        handling = handling_for(conversation=conversation, lock=True)
-        handling.unread = True
-        if handling.taken_over_by_id is not None or handling.needs_human:
-            handling.customer_waiting_since = handling.customer_waiting_since or at
-        if handling.status == ConversationHandling.Status.RESOLVED:
-            handling.status = ConversationHandling.Status.OPEN
-        handling.save(update_fields=["unread", "customer_waiting_since", "status", "updated_at"])
-        inbox_notify(tenant_id=conversation.tenant_id, conversation_id=conversation.pk, kind="message")
+    if tenant_id is None:
+        tenant_id = Conversation.objects.filter(pk=conversation_id).values_list("tenant_id", flat=True).first()
+        if tenant_id is None:
+            return
+    rows = ConversationHandling.objects.filter(conversation_id=conversation_id)
+    staff_hold = Q(taken_over_by__isnull=False) | Q(needs_human=True)
+    changes = {
+        "unread": True,
+        "customer_waiting_since": Case(
+            When(staff_hold & Q(customer_waiting_since__isnull=True), then=Value(at)),
+            default=F("customer_waiting_since"),
+        ),
+        "status": Case(
+            When(status=ConversationHandling.Status.RESOLVED, then=Value(ConversationHandling.Status.OPEN)),
+            default=F("status"),
+        ),
+        "updated_at": timezone.now(),
+    }
+    if not rows.update(**changes):
+        _, created = ConversationHandling.objects.get_or_create(
+            conversation_id=conversation_id, defaults={"tenant_id": tenant_id, "unread": True}
+        )
+        if not created:  # made meanwhile by another event: mark it as above
+            rows.update(**changes)
+    inbox_notify(tenant_id=tenant_id, conversation_id=conversation_id, kind="message")
 
 
 def conversation_mark_read(*, conversation: Conversation) -> None:
