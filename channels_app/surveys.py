@@ -43,6 +43,7 @@ from conversations.surveys.services import (
     survey_remember,
     survey_should_ask,
 )
+from identity.services import LANGUAGES
 
 logger = logging.getLogger(__name__)
 
@@ -191,39 +192,68 @@ def chat_survey_answer(*, tenant, customer, score, survey_id=None) -> dict:
         return {"type": "survey_thanks", "survey": survey.pk, "text": _(THANKS)}
 
 
-def _survey_from(token: str) -> SatisfactionSurvey | None:
+def _survey_from(token: str) -> tuple[SatisfactionSurvey | None, bool]:
+    """The survey a link names and whether the link expired (a genuine link older than :data:`LINK_MAX_AGE` still
+    names its survey, so the page can say so in the patient's language); ``(None, False)`` for a forged one."""
     try:
-        value = signing.loads(token, salt=LINK_SALT, max_age=LINK_MAX_AGE)
+        value, expired = signing.loads(token, salt=LINK_SALT, max_age=LINK_MAX_AGE), False
+    except signing.SignatureExpired:
+        value, expired = signing.loads(token, salt=LINK_SALT), True
     except signing.BadSignature:
-        return None
+        return None, False
     pk = value.get("s") if isinstance(value, dict) else None
-    return SatisfactionSurvey.objects.select_related("tenant").filter(pk=pk).first() if isinstance(pk, int) else None
+    if not isinstance(pk, int) or isinstance(pk, bool):
+        return None, False
+    return SatisfactionSurvey.objects.select_related("tenant", "customer").filter(pk=pk).first(), expired
+
+
+def _page_language(request, survey: SatisfactionSurvey | None) -> str:
+    """The patient's preferred language; for a link naming no survey, the browser's (English or Spanish)."""
+    if survey is not None:
+        return language_of(survey.customer)
+    wanted = translation.get_language_from_request(request)[:2]
+    return wanted if wanted in LANGUAGES else "en"
 
 
 @require_http_methods(["GET", "POST"])
 def survey_page(request, token: str):
     """``/s/<token>/``: GET shows the five scores (``?score=n`` preselected) and records nothing; POST ``score=n``
-    records the answer, POST ``decline=1`` stops future surveys. Bad or expired link → 404 page; a bad score →
-    400 with the form again."""
-    survey = _survey_from(token)
+    records the answer, POST ``decline=1`` stops future surveys. In the patient's ``preferred_language``. A forged
+    link → 404 page, an expired one → 410 page; an answered or declined survey → a page saying so (a second submit
+    changes nothing); a bad score → 400 with the form again."""
+    survey, expired = _survey_from(token)
+    lang = _page_language(request, survey)
+    with translation.override(lang):
+        response = _survey_page(request, survey, expired, {"lang": lang, "question": _(QUESTION)})
+    response["Content-Language"] = lang
+    return response
+
+
+def _survey_page(request, survey: SatisfactionSurvey | None, expired: bool, context: dict):
+    page = "surveys/survey.html"
     if survey is None:
-        return render(request, "surveys/survey.html", {"state": "invalid"}, status=404)
-    context = {"survey": survey, "clinic": survey.tenant.short_name, "question": QUESTION, "scores": range(1, 6)}
+        return render(request, page, {**context, "state": "invalid"}, status=404)
+    context.update(survey=survey, clinic=survey.tenant.short_name, scores=range(1, 6))
+    if survey.status == SatisfactionSurvey.Status.DECLINED:
+        return render(request, page, {**context, "state": "declined"})
     if survey.status != SatisfactionSurvey.Status.ASKED:
-        return render(request, "surveys/survey.html", {**context, "state": "done"})
+        return render(request, page, {**context, "state": "done"})
+    if expired:
+        return render(request, page, {**context, "state": "expired", "link_days": LINK_MAX_AGE // 86400}, status=410)
     if request.method == "GET":
         raw = request.GET.get("score", "")
         selected = int(raw) if raw in {"1", "2", "3", "4", "5"} else None
-        return render(request, "surveys/survey.html", {**context, "state": "ask", "selected": selected})
+        return render(request, page, {**context, "state": "ask", "selected": selected})
     if request.POST.get("decline"):
         survey_decline(survey=survey)
-        return render(request, "surveys/survey.html", {**context, "state": "declined"})
+        return render(request, page, {**context, "state": "declined"})
     raw = request.POST.get("score", "")
     if raw not in {"1", "2", "3", "4", "5"}:
-        context.update(state="ask", selected=None, error="Please choose a score from 1 to 5.")
-        return render(request, "surveys/survey.html", context, status=400)
-    survey_answer(survey=survey, score=int(raw))
-    return render(request, "surveys/survey.html", {**context, "state": "thanks", "selected": int(raw)})
+        context.update(state="ask", selected=None, error=_("Please choose a score from 1 to 5."))
+        return render(request, page, context, status=400)
+    if not survey_answer(survey=survey, score=int(raw)):  # a double tap, two tabs: the first answer counts
+        return render(request, page, {**context, "state": "done"})
+    return render(request, page, {**context, "state": "thanks", "selected": int(raw)})
 
 
 @shared_task(acks_late=True, ignore_result=True)
