@@ -5,12 +5,14 @@
 
 Patient-facing text (agent replies, confirmations, reminders, surveys) is marked with ``gettext`` /
 ``gettext_noop`` in :data:`SOURCES`; :func:`extract` finds those literal msgids with Python's ``ast`` (no
-xgettext). The compiled ``.mo`` files are committed, so neither tests, CI nor deployments need gettext.
+xgettext), and in the patient-facing :data:`TEMPLATES` ``{% translate "…" %}`` and one-line
+``{% blocktranslate [with …] %}…{{ name }}…{% endblocktranslate %}`` (msgid with ``%(name)s``, as Django builds it). The compiled ``.mo`` files are committed, so neither tests, CI nor deployments need gettext.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -29,7 +31,23 @@ SOURCES = [
     "channels_app/reminders.py",
     "channels_app/surveys.py",
 ]
+TEMPLATES = ["channels_app/templates/surveys/survey.html"]
 _MARKERS = {"_", "gettext", "gettext_noop", "gettext_lazy"}
+_TRANSLATE = re.compile(r"""{%\s*(?:translate|trans)\s+(?:"([^"]*)"|'([^']*)')""")
+_BLOCK = re.compile(r"{%\s*blocktranslate\b[^%]*%}(.*?){%\s*endblocktranslate\s*%}", re.S)
+_VAR = re.compile(r"{{\s*(\w+)\s*}}")
+
+
+def extract_templates(paths: list[str] | None = None) -> list[str]:
+    """The msgids of ``{% translate %}`` / ``{% blocktranslate %}`` in ``paths`` (default :data:`TEMPLATES`)."""
+    found: dict[str, None] = {}
+    for rel in paths or TEMPLATES:
+        text = (ROOT / rel).read_text()
+        hits = [(m.start(), m.group(1) if m.group(1) is not None else m.group(2)) for m in _TRANSLATE.finditer(text)]
+        hits += [(m.start(), _VAR.sub(r"%(\1)s", m.group(1))) for m in _BLOCK.finditer(text)]
+        for _pos, msgid in sorted(hits):
+            found.setdefault(msgid, None)
+    return list(found)
 
 
 def extract(paths: list[str] | None = None) -> list[str]:
@@ -69,7 +87,7 @@ def compiled(po_path: Path) -> bytes:
 def problems() -> list[str]:
     """What ``--check`` reports: stale ``.mo`` files and marked strings without a translation."""
     out = []
-    wanted = extract()
+    wanted = extract() + extract_templates()
     for po_path in catalogs():
         po = polib.pofile(str(po_path))
         translated = {e.msgid for e in po if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}

@@ -9,7 +9,8 @@ Client → server
   ``{"type": "message", "id": "<8-64 [A-Za-z0-9_-], unique per message>", "text": "<1-CHAT_MAX_MESSAGE_CHARS>"}``
       a resend with the same ``id`` (after a reconnect) is recorded once and answered once.
   ``{"type": "typing"}``  the visitor is typing (accepted, rate limited, otherwise ignored for now).
-  ``{"type": "csat", "score": 1..5}``  a star tapped on the satisfaction survey (``bad_score``, ``no_survey``).
+  ``{"type": "csat", "survey": id?, "score": 1..5}``  a star tapped on the satisfaction survey ``id`` (``bad_score``,
+      ``no_survey``); answering an already answered survey again records nothing and is thanked again.
 
 Server → client
   ``{"type": "hello", "identified": bool, "session": "<call_logs id>"|null}``
@@ -17,8 +18,9 @@ Server → client
   ``{"type": "reply", "seq": n|null, "role": "agent"|"staff", "text": …}``  ``seq`` null: not stored (greeting
       of an unknown visitor)
   ``{"type": "typing", "on": bool}``  the agent is composing
-  ``{"type": "survey", "survey": id, "question": …, "scale": 5}``  the session closed: rate it (stars)
-  ``{"type": "survey_thanks", "text": …}``  the score was recorded
+  ``{"type": "survey", "survey": id, "question": …, "scale": 5}``  the session closed: rate it (stars); sent
+      again after ``hello`` while the survey waits for an answer (a reload or a dropped connection lost it)
+  ``{"type": "survey_thanks", "survey": id, "text": …}``  the score was recorded (to every tab of the session)
   ``{"type": "error", "code": "…", "message": "…", "id"?: "<client id>", "retry_after"?: seconds}``
       codes: ``bad_frame``, ``hello_first``, ``bad_visitor``, ``link_invalid``, ``link_expired``, ``link_used``, ``bad_id``,
       ``empty``, ``too_long``, ``frame_too_large`` (connection closed, 4009), ``too_deep`` (closed, 4008),
@@ -192,18 +194,25 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_send(self.group, {"type": "chat.frame", "frame": frame})
 
     async def on_csat(self, content: dict):
-        """A star tapped on the survey the server pushed (``{"type": "csat", "score": 1..5}``)."""
+        """A star tapped on the survey the server pushed (``{"type": "csat", "survey": id, "score": 1..5}``)."""
         from channels_app.surveys import chat_survey_answer
 
         try:
-            await in_turn_pool(chat_survey_answer)(
-                tenant=self.tenant, customer=self.session.customer, score=content.get("score")
+            thanks = await in_turn_pool(chat_survey_answer)(
+                tenant=self.tenant,
+                customer=self.session.customer,
+                score=content.get("score"),
+                survey_id=content.get("survey"),
             )
         except ValueError:
             raise ChatError("bad_score", "score must be a whole number from 1 to 5") from None
         except LookupError:
             raise ChatError("no_survey", "there is no survey to answer") from None
-        await self.send_json({"type": "survey_thanks", "text": "Thank you for your feedback!"})
+        await self.send_json(thanks)
+        if self.group:  # the visitor's other tabs replace their stars too
+            await self.channel_layer.group_send(
+                self.group, {"type": "chat.frame", "frame": thanks, "skip": self.channel_name}
+            )
 
     async def over_rate_limit(self) -> int:
         """Seconds to wait (until the full window ends) if this message is beyond the visitor's, this client
@@ -232,7 +241,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self.group = group
 
     async def chat_frame(self, event):
-        await self.send_json(event["frame"])
+        if event.get("skip") != self.channel_name:
+            await self.send_json(event["frame"])
 
     async def error(self, code: str, message: str, **extra):
         await self.send_json(

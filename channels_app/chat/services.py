@@ -125,7 +125,8 @@ def chat_hello(*, tenant: Tenant, visitor: str, link: str = "", last_seq: int = 
     ``visitor`` is the raw id the browser sent; it is hashed here (:func:`visitor_key`) and never kept.
 
     Returns the session and the frames to send: ``hello`` then the turns after ``last_seq`` (for a new
-    session that includes the continuity greeting), or for an unknown visitor a greeting without ``seq``.
+    session that includes the continuity greeting) and the customer's unanswered chat survey, if one waits
+    (:func:`channels_app.surveys.chat_survey_pending`); for an unknown visitor a greeting without ``seq``.
     Raises :class:`ChatError` (``bad_visitor``, ``link_invalid``, ``link_expired``, ``link_used``).
     """
     if not VISITOR_RE.match(visitor or ""):
@@ -160,6 +161,10 @@ def chat_hello(*, tenant: Tenant, visitor: str, link: str = "", last_seq: int = 
         return session, [hello, {"type": "reply", "seq": None, "role": "agent", "text": _anonymous_greeting(tenant)}]
     session.interaction.refresh_from_db(fields=["transcript"])
     frames = [hello, *replay(session.interaction, last_seq)]
+    from channels_app.surveys import chat_survey_pending  # surveys imports the SMS/email senders
+
+    if survey := chat_survey_pending(tenant=tenant, customer=session.customer):
+        frames.append(survey)  # the survey frame went out while this visitor had no connection: show it again
     return session, frames
 
 

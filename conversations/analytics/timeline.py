@@ -72,6 +72,8 @@ def customer_timeline(
     # from the page itself; only a customer with more rows than ``limit`` pays for two index-only aggregates
     # (call_logs_customer_recent INCLUDEs tenant, channel and sentiment).
     page = list(rows.order_by("-started_at", "-id")[: limit + 1])
+    for row in page:
+        row.customer = customer  # the one customer, already loaded: its name is shown per row without a query
     if len(page) <= limit:
         by_channel, weekly = _trends_of(page, tenant.tzinfo)
         return Timeline(

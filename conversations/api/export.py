@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import AsyncIterator, Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -40,12 +40,14 @@ INTERRUPTED = {"csv": b"#export interrupted\n", "ndjson": b'{"error": "export_in
 
 @dataclass(frozen=True)
 class ExportSpec:
-    """Columns of one export: ``fields`` (model field names; ``*_id`` for foreign keys), of which
-    ``json_fields`` are jsonb; ``ordering`` is the stream's order (must be total, e.g. end with ``id``)."""
+    """Columns of one export: ``fields`` (model field names; ``*_id`` for foreign keys; or names of
+    ``annotations``, expressions added to the queryset unless it has them already, e.g. the patient's name), of
+    which ``json_fields`` are jsonb; ``ordering`` is the stream's order (must be total, e.g. end with ``id``)."""
 
     fields: tuple[str, ...]
     json_fields: tuple[str, ...] = ()
     ordering: tuple[str, ...] = ("id",)
+    annotations: dict = field(default_factory=dict)
 
 
 def _copy_statement(queryset: QuerySet, spec: ExportSpec, fmt: str) -> tuple[str, tuple]:
@@ -55,7 +57,8 @@ def _copy_statement(queryset: QuerySet, spec: ExportSpec, fmt: str) -> tuple[str
     and plain numbers in CSV; NDJSON rows are ``json_build_object(...)``. NDJSON travels in CSV format with
     control characters as quote and delimiter, which never occur in JSON text, so each line is the bare JSON.
     """
-    inner = queryset.order_by(*spec.ordering).values(*spec.fields)
+    missing = {name: expr for name, expr in spec.annotations.items() if name not in queryset.query.annotations}
+    inner = queryset.annotate(**missing).order_by(*spec.ordering).values(*spec.fields)
     compiler = inner.query.get_compiler(using=inner.db)
     sql, params = compiler.as_sql()
     if fmt == "csv":

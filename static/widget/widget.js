@@ -7,7 +7,9 @@
  * out. Text is always inserted with textContent (never HTML). The visitor id (the "cookie" identifier) is kept
  * in localStorage. Reconnects with backoff; on reconnect it asks for turns after the last one shown (seq) and
  * resends unacknowledged messages with their original ids, so nothing is lost or shown twice.
- * After a session closes the server may push a satisfaction survey: five star buttons, one tap answers.
+ * After a session closes the server may push a satisfaction survey: five star buttons, one tap answers. The server
+ * pushes it again after each hello while it is unanswered (a reload or a dropped connection); a tap made while
+ * disconnected is sent after the next hello; the server records the first answer only.
  * Protocol: see channels_app/chat/consumer.py.
  */
 (function () {
@@ -151,6 +153,7 @@
       status.textContent = "";
       link = "";  // the link identified us; from now on the visitor id does
       for (var i = 0; i < outbox.length; i++) { transmit(outbox[i]); }
+      sendSurveyAnswer();
     } else if (frame.type === "message") {
       syncSession(frame);
       if (shown[frame.seq]) { return; }
@@ -178,6 +181,8 @@
       showSurvey(frame);
     } else if (frame.type === "survey_thanks") {
       if (survey) { survey.textContent = frame.text || "Thank you!"; survey = null; }
+      if (frame.survey) { answeredSurvey = frame.survey; }
+      surveyAnswer = null;
     } else if (frame.type === "typing") {
       typing.textContent = frame.on ? "Typing…" : "";
     } else if (frame.type === "error") {
@@ -186,9 +191,14 @@
   }
 
   // The satisfaction survey: five stars (44 px targets for thumbs); a tap sends {"type": "csat", "score": n}.
-  var survey = null;
+  var survey = null;          // the stars while unanswered
+  var surveyAnswer = null;    // {type: "csat", survey, score} tapped, not yet thanked (resent after a reconnect)
+  var answeredSurvey = null;  // the survey id thanked on this page
+  function sendSurveyAnswer() {
+    if (surveyAnswer && ws && ready && ws.readyState === 1) { ws.send(JSON.stringify(surveyAnswer)); }
+  }
   function showSurvey(frame) {
-    if (survey) { return; }
+    if (survey || (frame.survey && frame.survey === answeredSurvey)) { return; }
     survey = el("div", "cs-survey");
     survey.setAttribute("role", "group");
     survey.setAttribute("aria-label", String(frame.question || "How did we do?"));
@@ -202,7 +212,8 @@
         star.setAttribute("aria-label", score + (score === 1 ? " star" : " stars"));
         star.addEventListener("click", function () {
           for (var k = 0; k < stars.length; k++) { stars[k].classList.toggle("cs-on", k < score); stars[k].disabled = true; }
-          if (ws && ready) { ws.send(JSON.stringify({ type: "csat", score: score })); }
+          surveyAnswer = { type: "csat", survey: frame.survey, score: score };
+          sendSurveyAnswer();
         });
         stars.push(star);
         row.appendChild(star);
@@ -224,6 +235,9 @@
       item.node.classList.remove("cs-pending");
       item.node.classList.add("cs-failed");
       note(frame.message || "Message not sent.");
+    } else if (surveyAnswer && (frame.code === "no_survey" || frame.code === "bad_score")) {
+      surveyAnswer = null;
+      if (survey) { survey.textContent = frame.message || "This survey is closed."; survey = null; }
     } else if (frame.code === "link_invalid" || frame.code === "link_expired" || frame.code === "link_used") {
       link = "";
       note(frame.code === "link_used"

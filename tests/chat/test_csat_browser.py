@@ -61,3 +61,44 @@ def test_chat_survey_stars_at_phone_size(daphne, browser):
     assert (survey.status, survey.score) == ("answered", 4)
     assert (chat.satisfaction, chat.satisfaction_source) == (4, "survey")
     assert SatisfactionSurvey.objects.count() == 1
+
+
+def test_a_survey_missed_while_the_tab_was_closed_shows_after_a_reload_and_counts_once(daphne, browser):
+    tenant = TenantFactory(slug="demo", allowed_widget_origins=[daphne])
+    PhoneNumberFactory(tenant=tenant, number="+15550100001")
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)  # one phone: one localStorage
+    page = context.new_page()
+    page.goto(daphne + "/demo/")
+    page.locator("#callsphere-widget .cs-launcher").tap()
+    page.locator(AGENT).first.wait_for(timeout=20000)
+    page.locator("#callsphere-widget .cs-input").fill("what time do you open on saturdays?")
+    page.keyboard.press("Enter")
+    page.locator(AGENT).nth(1).wait_for(timeout=20000)
+    page.close()  # the patient left; the session closes and the survey goes out to nobody
+
+    chat = wait_for(lambda: Interaction.objects.filter(channel="chat").first())
+    interaction_close(interaction=chat)
+    with ThreadPoolExecutor(1) as pool:
+        survey = pool.submit(_ask_in_worker_thread, chat.pk).result(timeout=30)
+    assert survey is not None
+
+    page = context.new_page()  # back on the clinic's site later
+    page.goto(daphne + "/demo/")
+    page.locator("#callsphere-widget .cs-launcher").tap()
+    stars = page.locator("#callsphere-widget .cs-star")
+    stars.first.wait_for(timeout=20000)
+    assert stars.count() == 5
+    stars.nth(4).tap()
+    page.locator("#callsphere-widget .cs-survey", has_text="Thank you for your feedback").wait_for(timeout=20000)
+
+    page.reload()
+    page.locator("#callsphere-widget .cs-launcher").tap()
+    page.locator(AGENT).first.wait_for(timeout=20000)
+    page.wait_for_timeout(1500)  # the hello's frames have arrived; an unanswered survey would be among them
+    assert page.locator("#callsphere-widget .cs-star").count() == 0
+    context.close()
+
+    survey.refresh_from_db()
+    chat.refresh_from_db()
+    assert (survey.status, survey.score) == ("answered", 5)
+    assert (chat.satisfaction, chat.satisfaction_source) == (5, "survey")
