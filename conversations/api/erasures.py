@@ -58,4 +58,5 @@ class ErasureViewSet(TenantExportViewSet):
     pagination_class = ErasedAtCursor
     required_scope = ApiScope.INTERACTIONS_READ
     export_name = "erasures"
+    annotations: dict = {}  # a tombstone carries no name
     export_spec = ExportSpec(fields=("customer_id", "erased_at"), ordering=("erased_at", "id"))

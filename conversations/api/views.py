@@ -126,10 +126,11 @@ class TenantExportViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_converter = "uuid"
     export_spec: ExportSpec
     export_name = "export"
+    annotations: dict = CUSTOMER_NAME  # rows of a patient carry the patient's name; {} where rows are patients
 
     def get_queryset(self):
         """This key's tenant's rows, each with the patient's name (``customer_name``, one join)."""
-        return self.queryset.filter(tenant_id=request_tenant_id(self.request)).annotate(**CUSTOMER_NAME)
+        return self.queryset.filter(tenant_id=request_tenant_id(self.request)).annotate(**self.annotations)
 
     def get_renderers(self):
         if self.action != "list":
