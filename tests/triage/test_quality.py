@@ -72,3 +72,12 @@ def test_the_model_never_doubts_a_crisis_or_the_clinics_own_phrases():
     result = assess_rules(text)
     assert result.level == "emergency" and "suicide_self_harm" in result.codes  # … and the model cannot unsay it
     assert assess_rules("can I book a cleaning, also code purple", phrases=["code purple"]).level == "emergency"
+
+
+@pytest.mark.parametrize("text", ["do you do flu shots for kids?", "is the flu vaccine in yet? want one for my mom"])
+def test_asking_for_a_flu_shot_is_not_a_symptom(text):
+    assert assess_rules(text).level == "routine"
+
+
+def test_having_the_flu_still_gets_a_callback():
+    assert assess_rules("i think i have the flu, body aches and chills since tuesday").level == "urgent"
