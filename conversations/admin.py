@@ -262,5 +262,6 @@ class ConversationAdmin(AuditedReadsAdmin):
 # API keys, webhook endpoints/deliveries and the dashboards register themselves.
 from conversations.api import admin as _api_admin  # noqa: E402,F401
 from conversations.inbox import admin as _inbox_admin  # noqa: E402,F401
+from conversations.recordings import admin as _recordings_admin  # noqa: E402,F401
 from conversations.triage import admin as _triage_admin  # noqa: E402,F401
 from conversations.webhooks import admin as _webhooks_admin  # noqa: E402,F401
