@@ -40,7 +40,15 @@ class RecordingDeletionAdmin(TenantScopedAdmin):
     ]
     list_filter = [PendingFilter, "reason"]
     search_fields = ["recording_sid"]
-    readonly_fields = list_display
+    readonly_fields = (
+        "recording_sid",
+        "reason",
+        "requested_at",
+        "deleted_at",
+        "attempts",
+        "last_attempt_at",
+        "last_error",
+    )
     ordering = ["-requested_at"]
 
     def has_add_permission(self, request):
