@@ -1,6 +1,9 @@
 """``simulate call``: a phone call exactly as Twilio drives it, signed — the incoming-call webhook, one speech
 result per ``--say`` line (posted to the Gather action of the TwiML the server answered), and the final status
-callback — printing what the agent says, so the flow can be heard without Twilio."""
+callback — printing what the agent says, so the flow can be heard without Twilio. Then, for up to ``--wait``
+seconds, it prints the texts the clinic sends the caller (the booking confirmation, a chat link the caller asked
+for), read from the server's database as the caller's phone would show them — a development aid, like the
+code ``simulate chat --phone`` reads."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import xml.etree.ElementTree as ET
 
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from channels_app import twilio_payloads
 from channels_app.simulate.base import signed_post
@@ -18,6 +22,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--from", dest="from_", required=True, help="caller, E.164 (e.g. +15551230000)")
     parser.add_argument("--say", action="append", default=[], help="one caller turn (repeat for more turns)")
     parser.add_argument("--end", default="completed", help="final call status (completed, busy, no-answer…)")
+    parser.add_argument(
+        "--wait", type=float, default=8.0, help="seconds to wait for texts sent to the caller after the call (0: none)"
+    )
 
 
 def _post(command, tenant, server: str, path: str, params: dict) -> ET.Element | None:
@@ -43,7 +50,7 @@ def _path(url: str) -> str:
 
 def run(command, tenant, to: str, server: str, options) -> None:
     account, caller = tenant.twilio_account_sid, options["from_"]
-    started = time.monotonic()
+    started, since = time.monotonic(), timezone.now()
     params = twilio_payloads.inbound_call(account_sid=account, from_=caller, to=to)
     sid = params["CallSid"]
     command.stdout.write(f"call {sid}: {caller} → {to}")
@@ -66,3 +73,23 @@ def run(command, tenant, to: str, server: str, options) -> None:
         sequence=1,
     )
     _post(command, tenant, server, "/twilio/voice/status/", status)
+    _print_texts(command, tenant, caller, since, options["wait"])
+
+
+def _print_texts(command, tenant, caller: str, since, wait: float) -> None:
+    """Print each outbound SMS to ``caller`` (E.164) created since ``since`` (UTC) as it appears, for up to
+    ``wait`` seconds; stops early once a chat link has been texted (the one thing the caller waits for)."""
+    from conversations.models import ChannelMessage
+
+    shown: set = set()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        texts = ChannelMessage.objects.filter(
+            tenant=tenant, channel="sms", direction="outbound", recipient=caller, created_at__gte=since
+        ).exclude(pk__in=shown)
+        for text in texts.order_by("created_at", "pk"):
+            shown.add(text.pk)
+            command.stdout.write(f"  texted to {caller}: {text.body}")
+            if text.idempotency_key.startswith("chat-link:"):
+                return
+        time.sleep(0.2)

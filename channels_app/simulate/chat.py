@@ -39,26 +39,32 @@ async def _session(command, tenant, server: str, options) -> None:
         except aiohttp.WSServerHandshakeError as exc:
             raise CommandError(f"websocket refused: HTTP {exc.status}") from exc
 
-        async def until_reply():
+        async def until_reply(after: str = ""):
+            """Frames until the agent's reply (or an error); with ``after``, the reply that follows the echo
+            of our message ``after`` — a reconnect first replays the session so far."""
+            echoed = not after
             while True:
                 msg = await ws.receive(timeout=options["wait"])
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     raise CommandError("connection closed")
                 frame = json.loads(msg.data)
                 command.stdout.write(f"← {json.dumps(frame)}")
-                if frame["type"] in ("reply", "error"):
+                echoed = echoed or (frame["type"] == "message" and frame.get("id") == after)
+                if frame["type"] == "error" or (frame["type"] == "reply" and echoed):
                     return frame
 
         hello = {"type": "hello", "visitor": visitor, **({"link": options["link"]} if options["link"] else {})}
         await ws.send_str(json.dumps(hello))
         command.stdout.write(f"→ {json.dumps(hello)}")
-        await until_reply()  # hello, then the greeting (or the session so far)
+        greeting = await until_reply()  # hello, then the greeting (or the session so far)
+        if greeting["type"] == "error":
+            raise CommandError(f"hello refused: {greeting.get('message', greeting.get('code'))}")
 
         async def say(text: str) -> dict:
             frame = {"type": "message", "id": secrets.token_hex(8), "text": text}
             await ws.send_str(json.dumps(frame))
             command.stdout.write(f"→ {json.dumps(frame)}")
-            return await until_reply()
+            return await until_reply(after=frame["id"])
 
         if options["phone"]:
             reply = await say(f"My number is {options['phone']}")

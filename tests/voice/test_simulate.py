@@ -31,6 +31,8 @@ def test_simulate_call_against_a_running_server(tenant, tmp_path):
             "Hi, my name is Ana",
             "--say",
             "What's my name?",
+            "--wait",
+            "0",
             stdout=out,
         )
     finally:
