@@ -139,7 +139,7 @@ class CrmConnectionAdmin(TenantScopedAdmin):
 class CrmDeliveryAdmin(TenantScopedAdmin):
     list_display = [
         "created_at",
-        "interaction_link",
+        "subject_link",
         "connection",
         "status",
         "attempts",
@@ -151,7 +151,7 @@ class CrmDeliveryAdmin(TenantScopedAdmin):
     list_select_related = ["connection"]
     readonly_fields = (
         "connection",
-        "interaction_link",
+        "subject_link",
         "version",
         "status",
         "attempts",
@@ -176,10 +176,14 @@ class CrmDeliveryAdmin(TenantScopedAdmin):
         """Replaying sends patient data again: clinic admins (or superusers) only."""
         return _is_clinic_admin(request)
 
-    @admin.display(description="interaction")
-    def interaction_link(self, obj):
+    @admin.display(description="sent")
+    def subject_link(self, obj):
+        """The interaction (→ activity) or appointment (→ meeting / event) this delivery sends, linked."""
+        if obj.appointment_id:
+            url = reverse("admin:conversations_appointment_change", args=[obj.appointment_id])
+            return format_html('<a href="{}">appointment {}</a>', url, str(obj.appointment_id)[:8])
         url = reverse("admin:conversations_interaction_change", args=[obj.interaction_id])
-        return format_html('<a href="{}">{}</a>', url, str(obj.interaction_id)[:8])
+        return format_html('<a href="{}">interaction {}</a>', url, str(obj.interaction_id)[:8])
 
     @admin.action(
         description="Replay (retry schedule restarts; no duplicate contact or activity)", permissions=["replay"]

@@ -3,10 +3,12 @@
 - :class:`CrmConnection`: one per (tenant, provider); OAuth tokens encrypted at rest (Fernet, identity.fields);
   ``token_version`` (+1 per token change) and a refresh lease (``refresh_lease_until`` + fencing token) let one
   worker at a time refresh the tokens without holding a row lock across the vendor's token call.
-- :class:`CrmRecordMap`: which CRM record a customer (contact) or interaction (activity) became; unique per
-  (tenant, provider, kind, local id), so a retried delivery updates instead of creating a second record.
-- :class:`CrmDelivery`: one outbox row per (connection, interaction, version); ``version`` is the enrichment
-  stamp, so a re-scored interaction is sent again (its activity is updated in place). A claimed attempt holds a
+- :class:`CrmRecordMap`: which CRM record a customer (contact), interaction (activity) or appointment (meeting /
+  event) became; unique per (tenant, provider, kind, local id), so a retried delivery updates instead of
+  creating a second record.
+- :class:`CrmDelivery`: one outbox row per (connection, interaction, version) — ``version`` is the enrichment
+  stamp, so a re-scored interaction is sent again (its activity is updated in place) — or per (connection,
+  appointment, version), ``version`` being the appointment's change counter (book, reschedule, cancel). A claimed attempt holds a
   lease (``lease_expires_at``) and a fencing token (``lease_token``, +1 per claim): a worker that died or stalled
   cannot record a result once another worker has claimed the row.
 """
@@ -86,6 +88,7 @@ class CrmRecordMap(models.Model):
     class Kind(models.TextChoices):
         CUSTOMER = "customer", "Customer → contact"
         INTERACTION = "interaction", "Interaction → activity"
+        APPOINTMENT = "appointment", "Appointment → meeting / event"
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="records")
@@ -107,7 +110,8 @@ class CrmRecordMap(models.Model):
 
 
 class CrmDelivery(models.Model):
-    """One enriched interaction (at one enrichment version) to one connection: retry state, lease, errors."""
+    """One enriched interaction (at one enrichment version) or one appointment change (at one appointment
+    version) to one connection: retry state, lease, errors. Exactly one of ``interaction`` / ``appointment``."""
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -116,8 +120,15 @@ class CrmDelivery(models.Model):
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
     connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="deliveries")
-    interaction = models.ForeignKey("conversations.Interaction", on_delete=models.CASCADE, related_name="+")
-    version = models.CharField(max_length=40, help_text="The interaction's enrichment stamp when queued.")
+    interaction = models.ForeignKey(
+        "conversations.Interaction", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    appointment = models.ForeignKey(
+        "conversations.Appointment", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    version = models.CharField(
+        max_length=40, help_text="The interaction's enrichment stamp, or the appointment's version, when queued."
+    )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -133,6 +144,14 @@ class CrmDelivery(models.Model):
         verbose_name_plural = "CRM deliveries"
         constraints = [
             models.UniqueConstraint(fields=["connection", "interaction", "version"], name="crm_delivery_once"),
+            models.UniqueConstraint(
+                fields=["connection", "appointment", "version"], name="crm_appointment_delivery_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(interaction__isnull=False, appointment__isnull=True)
+                | Q(interaction__isnull=True, appointment__isnull=False),
+                name="crm_delivery_one_subject",
+            ),
         ]
         indexes = [
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="crm_delivery_due"),
@@ -140,4 +159,4 @@ class CrmDelivery(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.interaction_id} → {self.connection_id} ({self.status})"
+        return f"{self.interaction_id or self.appointment_id} → {self.connection_id} ({self.status})"

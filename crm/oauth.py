@@ -25,7 +25,10 @@ SESSION_KEY = "crm_oauth_nonce"
 SCOPES = {
     CrmProvider.HUBSPOT: "crm.objects.contacts.read crm.objects.contacts.write",
     CrmProvider.SALESFORCE: "api refresh_token",
-    CrmProvider.ZOHO: "ZohoCRM.modules.contacts.ALL ZohoCRM.modules.calls.ALL ZohoCRM.modules.notes.ALL ZohoCRM.org.READ",
+    CrmProvider.ZOHO: (
+        "ZohoCRM.modules.contacts.ALL ZohoCRM.modules.calls.ALL ZohoCRM.modules.notes.ALL "
+        "ZohoCRM.modules.events.ALL ZohoCRM.org.READ"
+    ),
 }
 ZOHO_ACCOUNTS_HOSTS = {
     "accounts.zoho.com",

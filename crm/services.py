@@ -1,4 +1,5 @@
 """Writes of the CRM connectors: queue an enriched interaction, deliver it, retry, disable, replay, backfill.
+Appointments travel through the same outbox as meetings / events (:mod:`crm.meetings`).
 
 Delivery (:func:`crm_delivery_attempt`), per outbox row:
 
@@ -29,12 +30,12 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
 from django.db import connection as db
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from conversations.models import Interaction
+from conversations.models import Appointment, Interaction
 from crm.clients import client_for, refresh_tokens
 from crm.clients.base import (
     CrmAuthExpired,
@@ -46,8 +47,11 @@ from crm.clients.base import (
     CrmUnavailable,
     TokenSet,
 )
+from crm.contacts import contact_upsert, map_get, map_put
+from crm.meetings import meeting_sync
 from crm.models import CrmConnection, CrmDelivery, CrmRecordMap
-from crm.payload import activity_data, contact_data, surviving_customer
+from crm.outbox import queue_deliveries
+from crm.payload import activity_data
 from crm.tasks import HARD_TIME_LIMIT
 from identity import leases
 from identity.audit import audit_record
@@ -65,13 +69,6 @@ REFRESH_EARLY = timedelta(seconds=60)  # refresh an access token this long befor
 
 class LeaseLost(Exception):
     """Another worker claimed the delivery after ours (our lease ran out): stop without recording."""
-
-
-def _queue(delivery_ids: list[int], countdown: float = 0) -> None:
-    from crm.tasks import crm_deliver
-
-    for pk in delivery_ids:
-        crm_deliver.apply_async(args=[pk], countdown=max(0, countdown))
 
 
 def crm_deliveries_enqueue(*, interaction_id, at: datetime | None = None) -> list[int]:
@@ -97,7 +94,7 @@ def crm_deliveries_enqueue(*, interaction_id, at: datetime | None = None) -> lis
             if new:
                 created.append(row.pk)
         if created:
-            transaction.on_commit(lambda: _queue(created), robust=True)
+            transaction.on_commit(lambda: queue_deliveries(created), robust=True)
     return created
 
 
@@ -136,12 +133,45 @@ def _claim(delivery_id: int, now: datetime) -> tuple[CrmDelivery, int] | None:
             d.last_error = "no result recorded: the last attempt's worker died (lease expired)"
             d.save(update_fields=["status", "completed_at", "next_attempt_at", "last_error"])
             return None
+        if d.appointment_id is not None and _meeting_busy(d, now):
+            return None
         d.attempts += 1
         d.lease_token += 1
         d.last_attempt_at, d.lease_expires_at = now, now + LEASE
         d.next_attempt_at = d.lease_expires_at
         d.save(update_fields=["attempts", "lease_token", "last_attempt_at", "lease_expires_at", "next_attempt_at"])
         return d, d.lease_token
+
+
+APPOINTMENT_WAIT = 5  # seconds a delivery waits while another delivery of the same appointment runs
+
+
+def _meeting_busy(d: CrmDelivery, now: datetime) -> bool:
+    """Inside the claim's transaction: True (and ``d`` rescheduled :data:`APPOINTMENT_WAIT` s later) when another
+    delivery of the same appointment to the same connection holds a live lease. A transaction-scoped advisory
+    lock on (connection, appointment) orders concurrent claims, so two workers cannot both see the other idle
+    and both create a meeting; no lock outlives the claim (the vendor calls run with none held)."""
+    with db.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+            [f"crm-meeting:{d.connection_id}:{d.appointment_id}"],
+        )
+    busy = (
+        CrmDelivery.objects.filter(
+            connection_id=d.connection_id,
+            appointment_id=str(d.appointment_id),
+            status=CrmDelivery.Status.PENDING,
+            lease_expires_at__gt=now,
+        )
+        .exclude(pk=d.pk)
+        .exists()
+    )
+    if busy:
+        d.next_attempt_at = now + timedelta(seconds=APPOINTMENT_WAIT)
+        d.save(update_fields=["next_attempt_at"])
+        pk = d.pk
+        transaction.on_commit(lambda: queue_deliveries([pk], countdown=APPOINTMENT_WAIT), robust=True)
+    return busy
 
 
 def _check_lease(delivery_id: int, token: int) -> None:
@@ -151,52 +181,11 @@ def _check_lease(delivery_id: int, token: int) -> None:
         raise LeaseLost(delivery_id)
 
 
-def _map_get(connection: CrmConnection, kind: str, local_id) -> CrmRecordMap | None:
-    return CrmRecordMap.objects.filter(
-        tenant_id=connection.tenant_id, provider=connection.provider, kind=kind, local_id=local_id
-    ).first()
-
-
-def _map_put(connection: CrmConnection, kind: str, local_id, remote_type: str, remote_id: str) -> None:
-    """Remember a CRM record (its own commit: a later failure must not forget a created record)."""
-    try:
-        with transaction.atomic():
-            CrmRecordMap.objects.update_or_create(
-                tenant_id=connection.tenant_id,
-                provider=connection.provider,
-                kind=kind,
-                local_id=local_id,
-                defaults={"connection": connection, "remote_type": remote_type, "remote_id": remote_id},
-            )
-    except IntegrityError:  # a concurrent worker mapped it first; keep theirs
-        logger.warning("crm map %s %s for connection %s written concurrently", kind, local_id, connection.pk)
-
-
 def _sync(client: CrmClient, connection: CrmConnection, interaction: Interaction, *, fence) -> None:
     """Upsert the contact, then create or update the interaction's activity (see the module docstring)."""
-    customer = surviving_customer(interaction.customer)
-    contact = contact_data(customer)
-    mapped = _map_get(connection, CrmRecordMap.Kind.CUSTOMER, customer.pk)
-    contact_id = None
-    if mapped is not None:
-        try:
-            client.update_contact(mapped.remote_id, contact)
-            contact_id = mapped.remote_id
-        except CrmRejected as exc:
-            if exc.status_code != 404:
-                raise
-            mapped.delete()  # deleted in the CRM: match or create again
-    if contact_id is None:
-        contact_id = client.find_contact(contact)
-        if contact_id is not None:
-            client.update_contact(contact_id, contact)
-        else:
-            fence()
-            contact_id = client.create_contact(contact)
-        _map_put(connection, CrmRecordMap.Kind.CUSTOMER, customer.pk, "contact", contact_id)
-
+    contact_id = contact_upsert(client, connection, interaction.customer, fence=fence)
     activity = activity_data(interaction, field_map=connection.field_map)
-    done = _map_get(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk)
+    done = map_get(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk)
     if done is not None:
         try:
             client.update_activity(done.remote_type, done.remote_id, activity)
@@ -207,7 +196,7 @@ def _sync(client: CrmClient, connection: CrmConnection, interaction: Interaction
             done.delete()
     fence()
     remote_type, remote_id = client.create_activity(activity, contact_id=contact_id)
-    _map_put(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk, remote_type, remote_id)
+    map_put(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk, remote_type, remote_id)
 
 
 def _store_tokens(
@@ -365,8 +354,16 @@ def _tell_admins_disabled(connection_id: int) -> None:
 def _deliver(d: CrmDelivery, token: int, now: datetime) -> None:
     """Run the sync with one token refresh on 401 (raises the client's errors or :class:`LeaseLost`)."""
     connection = d.connection
-    interaction = Interaction.objects.select_related("customer").get(pk=d.interaction_id, tenant_id=d.tenant_id)
-    if interaction.customer.erased_at is not None:
+    appointment = interaction = None
+    if d.appointment_id is not None:
+        appointment = Appointment.objects.select_related("customer").get(pk=d.appointment_id, tenant_id=d.tenant_id)
+        erased = appointment.customer.erased_at is not None
+    else:
+        interaction = Interaction.objects.select_related("customer").get(
+            pk=str(d.interaction_id), tenant_id=d.tenant_id
+        )
+        erased = interaction.customer.erased_at is not None
+    if erased:
         raise CrmRejected("the patient was erased; nothing is sent", status_code=None)
     if connection.token_expires_at and connection.token_expires_at - REFRESH_EARLY <= now:
         crm_connection_refresh(connection=connection, now=now)
@@ -374,13 +371,18 @@ def _deliver(d: CrmDelivery, token: int, now: datetime) -> None:
     def fence() -> None:
         _check_lease(d.pk, token)
 
-    try:
+    def sync() -> None:
         with closing(client_for(connection)) as client:
-            _sync(client, connection, interaction, fence=fence)
+            if appointment is not None:
+                meeting_sync(client, connection, appointment, fence=fence)
+            elif interaction is not None:
+                _sync(client, connection, interaction, fence=fence)
+
+    try:
+        sync()
     except CrmAuthExpired:
         crm_connection_refresh(connection=connection, now=now)
-        with closing(client_for(connection)) as client:
-            _sync(client, connection, interaction, fence=fence)
+        sync()
 
 
 def crm_delivery_attempt(*, delivery_id: int, now: datetime | None = None) -> str:
@@ -429,19 +431,22 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
             logger.warning("crm delivery %s: lease %s taken over; result not recorded", d.pk, token)
             return "fenced"
         if outcome == "succeeded":
+            kind, pk = ("appointment", d.appointment_id) if d.appointment_id else ("interaction", d.interaction_id)
+            rows = Appointment.objects if d.appointment_id else Interaction.objects
+            customer_id = rows.values_list("customer_id", flat=True).get(pk=str(pk))
             audit_record(
                 request=None,
                 action="crm.export",
                 tenant_id=d.tenant_id,
-                customer_id=Interaction.objects.values_list("customer_id", flat=True).get(pk=d.interaction_id),
-                object_type="conversations.interaction",
-                object_id=str(d.interaction_id),
+                customer_id=customer_id,
+                object_type=f"conversations.{kind}",
+                object_id=str(pk),
                 details={"provider": d.connection.provider, "delivery": d.pk},
                 actor="task:crm_deliver",
             )
         if outcome == "retrying" and fields["next_attempt_at"] - now < timedelta(seconds=QUEUE_DIRECT_UNDER):
             countdown = (fields["next_attempt_at"] - now).total_seconds()
-            transaction.on_commit(lambda: _queue([d.pk], countdown=countdown), robust=True)
+            transaction.on_commit(lambda: queue_deliveries([d.pk], countdown=countdown), robust=True)
     logger.info(
         "crm delivery %s (%s) attempt %s: %s %s",
         d.pk,
@@ -523,7 +528,7 @@ def crm_redrive(*, now: datetime | None = None, limit: int | None = None) -> int
             break
         if at is not None and cache.add(f"crm:queued:{pk}:{at.timestamp()}", 1, timeout=SWEEP_MARK):
             ids.append(pk)
-    _queue(ids)
+    queue_deliveries(ids)
     return len(ids)
 
 
@@ -544,7 +549,7 @@ def crm_delivery_replay(*, delivery: CrmDelivery, at: datetime | None = None) ->
             )
         )
         if updated:
-            transaction.on_commit(lambda: _queue([delivery.pk]), robust=True)
+            transaction.on_commit(lambda: queue_deliveries([delivery.pk]), robust=True)
     return bool(updated)
 
 

@@ -26,6 +26,14 @@ def crm_enqueue(interaction_id: str) -> int:
     return len(crm_deliveries_enqueue(interaction_id=interaction_id))
 
 
+@shared_task(acks_late=True)
+def crm_enqueue_appointment(appointment_id: str, version: int) -> int:
+    """Add the outbox rows of one appointment version (one per active connection); returns how many are new."""
+    from crm.meetings import crm_appointment_enqueue
+
+    return len(crm_appointment_enqueue(appointment_id=appointment_id, version=version))
+
+
 @shared_task
 def crm_redrive() -> dict:
     """Beat (every 30 s): add outbox rows whose enrichment signal was lost, then queue due retries and deliveries

@@ -107,6 +107,28 @@ class ActivityData:
         return self.channel in ("voice", "voicemail")
 
 
+@dataclass(frozen=True)
+class MeetingData:
+    """An appointment for the CRM's meeting / event: when, its state and a link — no reason for the visit (PHI).
+
+    ``outcome`` is ``scheduled`` (first booking), ``rescheduled`` (moved), ``cancelled`` or ``no_show``;
+    times are aware datetimes (UTC on the wire).
+    """
+
+    appointment_id: str
+    title: str
+    body: str
+    starts_at: datetime
+    ends_at: datetime
+    outcome: str
+    admin_url: str
+
+    @property
+    def cancelled(self) -> bool:
+        """The visit will not happen (cancelled, or the patient did not come): the slot is free."""
+        return self.outcome in ("cancelled", "no_show")
+
+
 class CrmClient(Protocol):
     """One CRM's contact and activity calls (see the module docstring for the errors raised)."""
 
@@ -128,6 +150,14 @@ class CrmClient(Protocol):
 
     def update_activity(self, remote_type: str, remote_id: str, activity: ActivityData) -> None:
         """Update a logged activity (a re-scored interaction)."""
+        ...
+
+    def create_meeting(self, meeting: MeetingData, *, contact_id: str) -> tuple[str, str]:
+        """Put the appointment on the contact as a meeting / event; returns ``(remote_type, remote_id)``."""
+        ...
+
+    def update_meeting(self, remote_type: str, remote_id: str, meeting: MeetingData) -> None:
+        """Move, cancel or mark a mapped meeting (a changed appointment)."""
         ...
 
     def ping(self) -> str:

@@ -4,6 +4,8 @@
   ``PATCH /crm/v3/objects/contacts/{id}``;
 - a voice call / voicemail → ``POST /crm/v3/objects/calls`` associated to the contact (HUBSPOT_DEFINED type 194);
   chat, SMS and email → ``POST /crm/v3/objects/notes`` (type 202); a re-scored interaction → ``PATCH`` the same;
+- an appointment → ``POST /crm/v3/objects/meetings`` associated to the contact (type 200), start/end times and
+  ``hs_meeting_outcome`` SCHEDULED / RESCHEDULED / CANCELED / NO_SHOW; a change → ``PATCH`` the same meeting;
 - tokens: ``POST /oauth/v1/token`` (authorization_code / refresh_token). A refused refresh answers 400 with
   ``{"status": "BAD_REFRESH_TOKEN"}`` (or ``invalid_grant``) → :class:`CrmAuthRevoked`.
 
@@ -26,6 +28,9 @@ from hubspot.crm.objects.calls import exceptions as calls_exc
 from hubspot.crm.objects.calls.models import AssociationSpec, PublicAssociationsForObject, PublicObjectId
 from hubspot.crm.objects.calls.models import SimplePublicObjectInput as CallUpdate
 from hubspot.crm.objects.calls.models import SimplePublicObjectInputForCreate as CallCreate
+from hubspot.crm.objects.meetings import exceptions as meetings_exc
+from hubspot.crm.objects.meetings.models import SimplePublicObjectInput as MeetingUpdate
+from hubspot.crm.objects.meetings.models import SimplePublicObjectInputForCreate as MeetingCreate
 from hubspot.crm.objects.notes import exceptions as notes_exc
 from hubspot.crm.objects.notes.models import SimplePublicObjectInput as NoteUpdate
 from hubspot.crm.objects.notes.models import SimplePublicObjectInputForCreate as NoteCreate
@@ -37,14 +42,29 @@ from crm.clients.base import (
     CrmAuthRevoked,
     CrmError,
     CrmUnavailable,
+    MeetingData,
     TokenSet,
     error_for_status,
     parse_retry_after,
 )
 
-_API_ERRORS = (contacts_exc.ApiException, calls_exc.ApiException, notes_exc.ApiException, oauth_exc.ApiException)
+_API_ERRORS = (
+    contacts_exc.ApiException,
+    calls_exc.ApiException,
+    notes_exc.ApiException,
+    meetings_exc.ApiException,
+    oauth_exc.ApiException,
+)
 CALL_TO_CONTACT = 194  # HubSpot-defined association type ids (CRM v4 associations docs)
 NOTE_TO_CONTACT = 202
+MEETING_TO_CONTACT = 200
+#: our outcome → hs_meeting_outcome (HubSpot's meetings API: SCHEDULED, COMPLETED, RESCHEDULED, NO_SHOW, CANCELED)
+MEETING_OUTCOMES = {
+    "scheduled": "SCHEDULED",
+    "rescheduled": "RESCHEDULED",
+    "cancelled": "CANCELED",
+    "no_show": "NO_SHOW",
+}
 
 
 def _message(exc) -> str:
@@ -169,6 +189,36 @@ class HubSpotClient:
                 note_id=remote_id,
                 simple_public_object_input=NoteUpdate(properties=props),
             )
+
+    @staticmethod
+    def _meeting_properties(meeting: MeetingData) -> dict:
+        lines = "<br>".join(html.escape(line) for line in meeting.body.splitlines())
+        return {
+            "hs_timestamp": meeting.starts_at.isoformat(),
+            "hs_meeting_title": meeting.title,
+            "hs_meeting_body": f"<p>{lines}</p>",
+            "hs_meeting_start_time": meeting.starts_at.isoformat(),
+            "hs_meeting_end_time": meeting.ends_at.isoformat(),
+            "hs_meeting_outcome": MEETING_OUTCOMES[meeting.outcome],
+        }
+
+    def create_meeting(self, meeting: MeetingData, *, contact_id: str) -> tuple[str, str]:
+        """``POST /crm/v3/objects/meetings`` associated to ``contact_id`` (type 200)."""
+        association = PublicAssociationsForObject(
+            to=PublicObjectId(id=contact_id),
+            types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=MEETING_TO_CONTACT)],
+        )
+        body = MeetingCreate(properties=self._meeting_properties(meeting), associations=[association])
+        created = self._call(self.api.crm.objects.meetings.basic_api.create, simple_public_object_input_for_create=body)
+        return "meetings", str(created.id)
+
+    def update_meeting(self, remote_type: str, remote_id: str, meeting: MeetingData) -> None:
+        """``PATCH /crm/v3/objects/meetings/{id}`` (times and outcome)."""
+        self._call(
+            self.api.crm.objects.meetings.basic_api.update,
+            meeting_id=remote_id,
+            simple_public_object_input=MeetingUpdate(properties=self._meeting_properties(meeting)),
+        )
 
     def close(self) -> None:
         """Nothing to release: HubSpot's generated client builds an ``ApiClient`` (and its urllib3 pool) per API

@@ -5,6 +5,9 @@ community client is the maintained one) plus ``httpx`` for the OAuth 2.0 token e
   ``POST /services/data/vXX.X/sobjects/Contact/``, ``PATCH …/Contact/{id}``;
 - each interaction → a completed ``Task`` on the contact (``WhoId``): ``TaskSubtype`` ``Call`` for voice and
   voicemail (with ``CallType`` and ``CallDurationInSeconds``), ``Task`` otherwise;
+- an appointment → an ``Event`` on the contact (``WhoId``, ``StartDateTime`` / ``EndDateTime``); a change →
+  ``PATCH`` the same Event; a cancelled appointment or a no-show keeps its Event (history stays in the CRM) with
+  the Subject prefixed "Cancelled:" / "No-show:" and ``ShowAs`` ``Free``, so the slot no longer shows as busy;
 - tokens: ``POST {login}/services/oauth2/token``; a refused refresh token answers 400
   ``{"error": "invalid_grant"}`` → :class:`CrmAuthRevoked`. The token answer carries ``instance_url``.
 
@@ -28,6 +31,7 @@ from crm.clients.base import (
     CrmError,
     CrmRateLimited,
     CrmUnavailable,
+    MeetingData,
     TokenSet,
     error_for_status,
 )
@@ -119,6 +123,26 @@ class SalesforceClient:
     def update_activity(self, remote_type: str, remote_id: str, activity: ActivityData) -> None:
         """``PATCH …/sobjects/Task/{id}``."""
         self._call(self.sf.Task.update, remote_id, self._task_fields(activity))
+
+    @staticmethod
+    def _event_fields(meeting: MeetingData) -> dict:
+        prefix = {"cancelled": "Cancelled: ", "no_show": "No-show: "}.get(meeting.outcome, "")
+        return {
+            "Subject": (prefix + meeting.title)[:255],
+            "Description": meeting.body,
+            "StartDateTime": meeting.starts_at.isoformat(),
+            "EndDateTime": meeting.ends_at.isoformat(),
+            "ShowAs": "Free" if meeting.cancelled else "Busy",
+        }
+
+    def create_meeting(self, meeting: MeetingData, *, contact_id: str) -> tuple[str, str]:
+        """``POST …/sobjects/Event/`` with ``WhoId`` = the contact."""
+        fields = {**self._event_fields(meeting), "WhoId": contact_id}
+        return "Event", str(self._call(self.sf.Event.create, fields)["id"])
+
+    def update_meeting(self, remote_type: str, remote_id: str, meeting: MeetingData) -> None:
+        """``PATCH …/sobjects/Event/{id}``."""
+        self._call(self.sf.Event.update, remote_id, self._event_fields(meeting))
 
     def close(self) -> None:
         """Release the HTTP connection pool."""

@@ -8,6 +8,9 @@ REST calls are smaller and easier to keep than the SDK:
   ``PUT /crm/v8/Contacts/{id}`` (bodies ``{"data": [record]}``);
 - voice / voicemail → ``POST /crm/v8/Calls`` (``Who_Id`` = the contact); other channels →
   ``POST /crm/v8/Notes`` with ``Parent_Id`` = the contact; a re-scored interaction → ``PUT`` the same record;
+- an appointment → ``POST /crm/v8/Events`` (``Who_Id`` = the contact, ``Start_DateTime`` / ``End_DateTime``);
+  a change → ``PUT /Events/{id}``; cancelled or no-show keeps the event with its title prefixed "Cancelled:" /
+  "No-show:" (needs the ``ZohoCRM.modules.events.ALL`` scope);
 - auth header ``Authorization: Zoho-oauthtoken <token>``; tokens at ``{accounts}/oauth/v2/token`` — a refused
   refresh token answers **200** ``{"error": "invalid_code"}`` (Zoho's way) → :class:`CrmAuthRevoked`.
 
@@ -27,6 +30,7 @@ from crm.clients.base import (
     CrmError,
     CrmRejected,
     CrmUnavailable,
+    MeetingData,
     TokenSet,
     error_for_status,
     parse_retry_after,
@@ -140,6 +144,27 @@ class ZohoClient:
         """``PUT /Calls/{id}`` or ``/Notes/{id}``."""
         _, record = self._record(activity, None)
         self._write("PUT", f"/{remote_type}/{remote_id}", record)
+
+    @staticmethod
+    def _event(meeting: MeetingData, contact_id: str | None) -> dict:
+        prefix = {"cancelled": "Cancelled: ", "no_show": "No-show: "}.get(meeting.outcome, "")
+        record: dict = {
+            "Event_Title": (prefix + meeting.title)[:255],
+            "Start_DateTime": meeting.starts_at.replace(microsecond=0).isoformat(),
+            "End_DateTime": meeting.ends_at.replace(microsecond=0).isoformat(),
+            "Description": meeting.body,
+        }
+        if contact_id:
+            record["Who_Id"] = {"id": contact_id}
+        return record
+
+    def create_meeting(self, meeting: MeetingData, *, contact_id: str) -> tuple[str, str]:
+        """``POST /Events`` on the contact."""
+        return "Events", self._write("POST", "/Events", self._event(meeting, contact_id))
+
+    def update_meeting(self, remote_type: str, remote_id: str, meeting: MeetingData) -> None:
+        """``PUT /Events/{id}``."""
+        self._write("PUT", f"/{remote_type}/{remote_id}", self._event(meeting, None))
 
     def close(self) -> None:
         """Release the HTTP connection pool."""

@@ -134,7 +134,7 @@ class HubSpotStub(Stub):
 
     def __init__(self) -> None:
         super().__init__()
-        self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "calls": {}, "notes": {}}
+        self.objects: dict[str, dict[str, dict]] = {"contacts": {}, "calls": {}, "notes": {}, "meetings": {}}
         self.associations: list[tuple[str, str, str, int]] = []  # (type, id, contact id, association type id)
 
     def _obj(self, kind: str, pk: str) -> dict:
@@ -198,7 +198,7 @@ class HubSpotStub(Stub):
                     "category": "INVALID_AUTHENTICATION",
                 },
             )
-        m = re.fullmatch(r"/crm/v3/objects/(contacts|calls|notes)(?:/(search|\d+))?", path)
+        m = re.fullmatch(r"/crm/v3/objects/(contacts|calls|notes|meetings)(?:/(search|\d+))?", path)
         if not m:
             return 404, {}, {"status": "error", "message": "not found", "category": "OBJECT_NOT_FOUND"}
         kind, tail = m.group(1), m.group(2)
@@ -274,7 +274,7 @@ class SalesforceStub(Stub):
 
     def __init__(self, tls: ssl.SSLContext) -> None:
         super().__init__(tls=tls)
-        self.objects: dict[str, dict[str, dict]] = {"Contact": {}, "Task": {}}
+        self.objects: dict[str, dict[str, dict]] = {"Contact": {}, "Task": {}, "Event": {}}
 
     def _new_id(self, prefix: str) -> str:
         return f"{prefix}5g00000{next(self.ids):08d}"  # 18 characters, like real ids
@@ -319,7 +319,7 @@ class SalesforceStub(Stub):
                 if rec.get(field_name) == value
             ]
             return 200, {}, {"totalSize": len(hits), "done": True, "records": hits[:1]}
-        m = re.fullmatch(prefix + r"/sobjects/(Contact|Task)/?([A-Za-z0-9]{18})?", path)
+        m = re.fullmatch(prefix + r"/sobjects/(Contact|Task|Event)/?([A-Za-z0-9]{18})?", path)
         if not m:
             return 404, {}, [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
         sobject, pk = m.group(1), m.group(2)
@@ -337,7 +337,19 @@ class SalesforceStub(Stub):
                         }
                     ],
                 )
-            pk = self._new_id("003" if sobject == "Contact" else "00T")
+            if sobject == "Event" and not (body.get("StartDateTime") and body.get("EndDateTime")):
+                return (
+                    400,
+                    {},
+                    [
+                        {
+                            "message": "Required fields are missing: [EndDateTime]",
+                            "errorCode": "REQUIRED_FIELD_MISSING",
+                            "fields": ["StartDateTime", "EndDateTime"],
+                        }
+                    ],
+                )
+            pk = self._new_id({"Contact": "003", "Task": "00T", "Event": "00U"}[sobject])
             self.objects[sobject][pk] = dict(body)
             return 201, {}, {"id": pk, "success": True, "errors": []}
         if method == "PATCH" and pk:
@@ -379,7 +391,7 @@ class ZohoStub(Stub):
 
     def __init__(self) -> None:
         super().__init__()
-        self.objects: dict[str, dict[str, dict]] = {"Contacts": {}, "Calls": {}, "Notes": {}}
+        self.objects: dict[str, dict[str, dict]] = {"Contacts": {}, "Calls": {}, "Notes": {}, "Events": {}}
 
     def bearer_ok(self, request: dict) -> bool:
         auth = request["headers"].get("authorization", "")
@@ -418,7 +430,7 @@ class ZohoStub(Stub):
             if not hits:
                 return 204, {}, None
             return 200, {}, {"data": hits[:1], "info": {"per_page": 1, "count": 1, "page": 1, "more_records": False}}
-        m = re.fullmatch(r"/crm/v8/(Contacts|Calls|Notes)(?:/(\d+))?", path)
+        m = re.fullmatch(r"/crm/v8/(Contacts|Calls|Notes|Events)(?:/(\d+))?", path)
         if not m:
             return (
                 404,
