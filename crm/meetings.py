@@ -67,18 +67,18 @@ def crm_appointment_enqueue(*, appointment_id, version: int, at: datetime | None
     """Add an outbox row per active CRM connection of the appointment's tenant for ``version`` (idempotent:
     ``crm_appointment_delivery_once``) and queue their tasks on commit. Returns the ids of rows created now."""
     at = at or timezone.now()
-    appointment = Appointment.objects.filter(pk=appointment_id).only("pk", "tenant_id").first()
-    if appointment is None:
-        return []
-    connections = CrmConnection.objects.filter(tenant_id=appointment.tenant_id, status=CrmConnection.Status.ACTIVE)
+    # one indexed read (the appointment's tenant's active connections) for the common clinic without a CRM
+    connections = list(
+        CrmConnection.objects.filter(tenant__appointments=appointment_id, status=CrmConnection.Status.ACTIVE)
+    )
     created: list[int] = []
     with transaction.atomic():
         for connection in connections:
             row, new = CrmDelivery.objects.get_or_create(
                 connection=connection,
-                appointment_id=appointment.pk,
+                appointment_id=appointment_id,
                 version=str(version),
-                defaults={"tenant_id": appointment.tenant_id, "next_attempt_at": at},
+                defaults={"tenant_id": connection.tenant_id, "next_attempt_at": at},
             )
             if new:
                 created.append(row.pk)
