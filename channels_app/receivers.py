@@ -10,7 +10,9 @@ from conversations.signals import appointment_changed, channel_switch_requested,
 
 
 def on_appointment_changed(sender, *, appointment_id, change, version=None, **kwargs) -> None:
-    """Queue the confirmation of a booked / rescheduled / cancelled appointment."""
+    """Queue the confirmation of a booked / rescheduled / cancelled appointment (a no-show gets none)."""
+    if change == "no_show":
+        return
     appointment_confirm_task.delay(str(appointment_id), change, version)
 
 

@@ -15,7 +15,8 @@
 - ``callback_requested(interaction_id, callback_request_id)``: the agent recorded a callback request; the voice
   channel places the outbound call. Sent on commit.
 - ``appointment_changed(appointment_id, change)``: an appointment was booked / rescheduled / cancelled
-  (``change`` is ``"booked"|"rescheduled"|"cancelled"``); channels send the confirmation. Sent on commit.
+  (``change`` is ``"booked"|"rescheduled"|"cancelled"``; channels send the confirmation) or recorded as a
+  no-show by the sweep (``"no_show"``; nothing is sent to the patient, CRMs mark the meeting). Sent on commit.
   Also carries ``version`` (the appointment's version after the change, for idempotency keys).
 - ``channel_switch_requested(interaction_id, channel)``: the customer asked to continue on another channel
   ("text me a link"; ``channel`` is ``"chat"``; ``ref`` distinguishes requests, for idempotency); channels

@@ -25,6 +25,7 @@ from django.utils import timezone
 from conversations import services as conv_services
 from conversations.models import Appointment, Conversation
 from conversations.reminders.models import AppointmentReminder, ReminderSettings
+from conversations.signals import appointment_changed
 from identity.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -329,9 +330,28 @@ def no_show_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> i
                 settings = settings_by_tenant[appointment.tenant_id] = reminder_settings_for(appointment.tenant)
             if appointment.starts_at >= now - timedelta(minutes=settings.no_show_after_minutes):
                 continue
-            marked += Appointment.objects.filter(
-                pk=appointment.pk, status=Appointment.Status.BOOKED, checked_in_at__isnull=True
-            ).update(status=Appointment.Status.NO_SHOW, updated_at=now)
+            with transaction.atomic():
+                version = (
+                    Appointment.objects.filter(
+                        pk=appointment.pk, status=Appointment.Status.BOOKED, checked_in_at__isnull=True
+                    )
+                    .select_for_update()
+                    .values_list("version", flat=True)
+                    .first()
+                )
+                if version is None:  # checked in, moved or cancelled meanwhile
+                    continue
+                Appointment.objects.filter(pk=appointment.pk).update(
+                    status=Appointment.Status.NO_SHOW, version=version + 1, updated_at=now
+                )
+                pk, new_version = appointment.pk, version + 1
+                transaction.on_commit(
+                    lambda pk=pk, v=new_version: appointment_changed.send(
+                        sender=Appointment, appointment_id=pk, change="no_show", version=v
+                    ),
+                    robust=True,
+                )
+            marked += 1
     if marked:
         logger.info("recorded %d no-show(s)", marked)
     return marked

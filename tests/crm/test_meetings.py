@@ -167,3 +167,22 @@ def test_no_connection_no_rows_and_other_tenants_untouched(tenant, other_tenant,
     connect(other_tenant, "hubspot")
     book(on_commit, tenant, patient(tenant))
     assert not CrmDelivery.objects.exists() and not hubspot.requests
+
+
+def test_a_no_show_marks_the_meeting_and_texts_nobody(tenant, hubspot, on_commit):
+    from conversations.reminders.models import ReminderSettings
+    from conversations.reminders.services import no_show_sweep
+
+    connect(tenant, "hubspot")
+    ReminderSettings.objects.create(tenant=tenant)
+    start = timezone.now() - timedelta(minutes=50)
+    missed = Appointment.objects.create(
+        tenant=tenant, customer=patient(tenant), starts_at=start, ends_at=start + timedelta(minutes=30)
+    )  # booked before the CRM was connected: the no-show creates its meeting
+    assert on_commit(no_show_sweep) == 1
+    assert [name for name, _ in take_queued()] == ["crm.tasks.crm_deliver"]  # no confirmation to the patient
+    assert deliver_pending() == ["succeeded"]
+    ((_, props),) = hubspot.objects["meetings"].items()
+    assert props["hs_meeting_outcome"] == "NO_SHOW"
+    missed.refresh_from_db()
+    assert missed.status == "no_show" and missed.version == 2
