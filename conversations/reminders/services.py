@@ -17,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -302,6 +303,10 @@ def appointment_check_in(*, appointment: Appointment, at: datetime | None = None
     )
 
 
+def _announce_no_show(appointment_id, version: int) -> None:
+    appointment_changed.send(sender=Appointment, appointment_id=appointment_id, change="no_show", version=version)
+
+
 def no_show_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> int:
     """Mark booked appointments nobody checked in for ``no_show_after_minutes`` after their start as no-shows
     (tenants with ``record_no_shows``); started at most :data:`NO_SHOW_LOOKBACK` ago, ``limit`` rows per query.
@@ -344,13 +349,7 @@ def no_show_sweep(*, now: datetime | None = None, limit: int = SWEEP_BATCH) -> i
                 Appointment.objects.filter(pk=appointment.pk).update(
                     status=Appointment.Status.NO_SHOW, version=version + 1, updated_at=now
                 )
-                pk, new_version = appointment.pk, version + 1
-                transaction.on_commit(
-                    lambda pk=pk, v=new_version: appointment_changed.send(
-                        sender=Appointment, appointment_id=pk, change="no_show", version=v
-                    ),
-                    robust=True,
-                )
+                transaction.on_commit(partial(_announce_no_show, appointment.pk, version + 1), robust=True)
             marked += 1
     if marked:
         logger.info("recorded %d no-show(s)", marked)
