@@ -112,7 +112,7 @@ class CrmConnectionAdmin(TenantScopedAdmin):
                 else:
                     self.message_user(
                         request,
-                        f"{connection.get_provider_display()}: {n} conversation(s) queued; "
+                        f"{connection.get_provider_display()}: {n} conversation(s) and appointment(s) queued; "
                         "they are sent in batches over the next minutes.",
                     )
             return None

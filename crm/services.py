@@ -558,8 +558,9 @@ MAX_BACKFILL_ROWS = 20_000
 
 
 def crm_backfill(*, connection: CrmConnection, days: int, now: datetime | None = None) -> int:
-    """Queue the tenant's interactions enriched in the last ``days`` (1–365) for ``connection``, oldest first, at
-    most :data:`MAX_BACKFILL_ROWS`; returns how many rows are new. The beat sweep sends them in batches
+    """Queue the tenant's interactions enriched in the last ``days`` (1–365) for ``connection``, oldest first, and
+    its appointments changed in that window (at their current version: one meeting each), at most
+    :data:`MAX_BACKFILL_ROWS` of each; returns how many rows are new. The beat sweep sends them in batches
     (``CRM_SWEEP_BATCH`` per 30 s), so a backfill never floods the CRM's rate limits. Raises ValueError for a
     ``days`` out of range or a disabled connection."""
     if not 1 <= days <= MAX_BACKFILL_DAYS:
@@ -588,6 +589,29 @@ def crm_backfill(*, connection: CrmConnection, days: int, now: datetime | None =
             )
             for pk, enriched_at in rows
             if enriched_at is not None
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    appointments = (
+        Appointment.objects.filter(
+            tenant_id=connection.tenant_id,
+            updated_at__gte=now - timedelta(days=days),
+            customer__erased_at__isnull=True,
+        )
+        .order_by("updated_at")
+        .values_list("pk", "version")[:MAX_BACKFILL_ROWS]
+    )
+    CrmDelivery.objects.bulk_create(
+        [
+            CrmDelivery(
+                tenant_id=connection.tenant_id,
+                connection=connection,
+                appointment_id=pk,
+                version=str(version),
+                next_attempt_at=now,
+            )
+            for pk, version in appointments
         ],
         ignore_conflicts=True,
         batch_size=1000,

@@ -186,3 +186,18 @@ def test_a_no_show_marks_the_meeting_and_texts_nobody(tenant, hubspot, on_commit
     assert props["hs_meeting_outcome"] == "NO_SHOW"
     missed.refresh_from_db()
     assert missed.status == "no_show" and missed.version == 2
+
+
+def test_backfill_sends_appointments_of_the_window_once(tenant, hubspot, on_commit):
+    from crm.services import crm_backfill
+
+    ines = patient(tenant)
+    old = book(on_commit, tenant, ines, hour=9)
+    recent = book(on_commit, tenant, ines, hour=11)
+    Appointment.objects.filter(pk=old.pk).update(updated_at=timezone.now() - timedelta(days=20))
+    connection = connect(tenant, "hubspot")  # connected after both were booked: nothing queued yet
+    assert not CrmDelivery.objects.exists()
+    assert crm_backfill(connection=connection, days=7) == 1
+    assert crm_backfill(connection=connection, days=7) == 0  # a second backfill adds nothing
+    assert CrmDelivery.objects.get().appointment_id == recent.pk
+    assert deliver_pending() == ["succeeded"] and len(hubspot.objects["meetings"]) == 1

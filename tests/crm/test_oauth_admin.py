@@ -188,7 +188,7 @@ def test_backfill_queues_the_last_n_days_and_the_sweep_sends_them(
     invalid = client.post(CONNECTIONS, {"action": "backfill", ACTION_CHECKBOX_NAME: [mine.pk], "days": "400"})
     assert invalid.status_code == 200 and not CrmDelivery.objects.exists()
     done = client.post(CONNECTIONS, {"action": "backfill", ACTION_CHECKBOX_NAME: [mine.pk], "days": "7"}, follow=True)
-    assert "1 conversation(s) queued" in done.content.decode()
+    assert "1 conversation(s) and appointment(s) queued" in done.content.decode()
     (row,) = CrmDelivery.objects.all()
     assert row.interaction_id == recent.pk and row.interaction_id != old.pk
     client.post(CONNECTIONS, {"action": "backfill", ACTION_CHECKBOX_NAME: [mine.pk], "days": "7"})
