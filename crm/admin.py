@@ -27,7 +27,7 @@ from identity.admin_scoping import TenantScopedAdmin, user_is_clinic_admin
 class ConnectionForm(forms.ModelForm):
     class Meta:
         model = CrmConnection
-        fields = ["field_map"]
+        fields = ["field_map", "sync_appointments", "appointment_reason"]
 
     def clean_field_map(self):
         value = self.cleaned_data["field_map"] or {}
@@ -70,7 +70,7 @@ class CrmConnectionAdmin(TenantScopedAdmin):
         "created_at",
         "updated_at",
     ]
-    fields = ["field_map", *readonly_fields]
+    fields = ["field_map", "sync_appointments", "appointment_reason", *readonly_fields]
     actions = ["test_connection", "backfill", "disable"]
 
     def has_add_permission(self, request):

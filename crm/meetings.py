@@ -10,8 +10,9 @@ cannot both create a meeting.
 
 What leaves (:func:`meeting_data`): "Appointment" (plus the calendar's name when it is not the default
 ``main``), start and end (UTC), the outcome and a link to the appointment in our admin — never the reason for
-the visit, the patient's words or their date of birth (HIPAA minimum necessary; the tenant's field map covers
-activities only).
+the visit, the patient's words or their date of birth (HIPAA minimum necessary), unless the connection's
+``appointment_reason`` switch (off by default) lets the reason for the visit into the description. A connection
+with ``sync_appointments`` off gets no outbox rows for appointments.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def _outcome(appointment: Appointment) -> str:
     return "rescheduled" if appointment.version > 1 else "scheduled"  # version is bumped by a move or a cancel
 
 
-def meeting_data(appointment: Appointment) -> MeetingData:
-    """The meeting for ``appointment``: title, a plain body without PHI, times, outcome and the admin link."""
+def meeting_data(appointment: Appointment, *, with_reason: bool = False) -> MeetingData:
+    """The meeting for ``appointment``: title, a plain body without PHI, times, outcome and the admin link.
+
+    ``with_reason`` (the connection's ``appointment_reason``) adds the patient's reason for the visit (their
+    intake answer, ``Customer.visit_reason``) to the body — never to the title."""
     title = "Appointment"
     if appointment.resource and appointment.resource != DEFAULT_CALENDAR:
         title = f"Appointment — {appointment.resource}"
@@ -52,6 +56,9 @@ def meeting_data(appointment: Appointment) -> MeetingData:
         f"Booked via: {appointment.get_booked_via_display() or 'staff'}",
         f"Details (staff sign-in): {admin_url}",
     ]
+    reason = " ".join((appointment.customer.visit_reason or "").split()) if with_reason else ""  # one line
+    if reason:
+        lines.insert(2, f"Reason for visit: {reason[:500]}")
     return MeetingData(
         appointment_id=str(appointment.pk),
         title=title,
@@ -69,7 +76,9 @@ def crm_appointment_enqueue(*, appointment_id, version: int, at: datetime | None
     at = at or timezone.now()
     # one indexed read (the appointment's tenant's active connections) for the common clinic without a CRM
     connections = list(
-        CrmConnection.objects.filter(tenant__appointments=appointment_id, status=CrmConnection.Status.ACTIVE)
+        CrmConnection.objects.filter(
+            tenant__appointments=appointment_id, status=CrmConnection.Status.ACTIVE, sync_appointments=True
+        )
     )
     created: list[int] = []
     with transaction.atomic():
@@ -91,7 +100,7 @@ def meeting_sync(client: CrmClient, connection: CrmConnection, appointment: Appo
     """Upsert the patient's contact, then create the appointment's meeting or update the mapped one (a meeting
     deleted in the CRM — 404 — is created again). Raises the client's ``CrmError`` subclasses."""
     contact_id = contact_upsert(client, connection, appointment.customer, fence=fence)
-    meeting = meeting_data(appointment)
+    meeting = meeting_data(appointment, with_reason=connection.appointment_reason)
     mapped = map_get(connection, CrmRecordMap.Kind.APPOINTMENT, appointment.pk)
     if mapped is not None:
         try:

@@ -70,6 +70,15 @@ class CrmConnection(models.Model):
             "lead_score, satisfaction, escalated. Transcript text is never sent."
         ),
     )
+    sync_appointments = models.BooleanField(
+        default=True,
+        help_text="Send appointments (booked, moved, cancelled) as the CRM's meeting / event on the contact.",
+    )
+    appointment_reason = models.BooleanField(
+        default=False,
+        help_text="Also put the patient's reason for the visit (their words, PHI) in the meeting's description. "
+        "Off by default: only 'Appointment', the calendar, times and status leave.",
+    )
     last_error = models.CharField(max_length=500, blank=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -201,3 +201,45 @@ def test_backfill_sends_appointments_of_the_window_once(tenant, hubspot, on_comm
     assert crm_backfill(connection=connection, days=7) == 0  # a second backfill adds nothing
     assert CrmDelivery.objects.get().appointment_id == recent.pk
     assert deliver_pending() == ["succeeded"] and len(hubspot.objects["meetings"]) == 1
+
+
+def _no_reason_leaves(stub, *words):
+    for request in stub.requests:
+        body = request["raw"].decode()
+        assert not any(word in body for word in words), body
+
+
+def test_salesforce_and_zoho_events_carry_no_reason_for_the_visit(tenant, salesforce, zoho, on_commit):
+    connect(tenant, "salesforce", instance_url=salesforce.base)
+    connect(tenant, "zoho", instance_url=zoho.base)
+    ines = patient(tenant)
+    ines.visit_reason = "me duele la muela, creo q es una infeccion"  # how patients type it: no accents, "q"
+    ines.save(update_fields=["visit_reason"])
+    appointment = book(on_commit, tenant, ines)
+    on_commit(appointment_cancel, appointment=appointment)
+    assert deliver_pending() == ["succeeded"] * 4  # two versions × two CRMs
+    assert salesforce.objects["Event"] and zoho.objects["Events"]
+    _no_reason_leaves(salesforce, "muela", "infeccion")
+    _no_reason_leaves(zoho, "muela", "infeccion")
+
+
+def test_a_clinic_that_allows_the_reason_gets_it_in_the_description_only(tenant, hubspot, on_commit):
+    connect(tenant, "hubspot", appointment_reason=True)
+    ines = patient(tenant)
+    ines.visit_reason = "  I’ve had a toothache\nsince Monday <3 days>  "
+    ines.save(update_fields=["visit_reason"])
+    book(on_commit, tenant, ines)
+    assert deliver_pending() == ["succeeded"]
+    ((_, props),) = hubspot.objects["meetings"].items()
+    assert "<br>Reason for visit: I’ve had a toothache since Monday &lt;3 days&gt;<br>" in props["hs_meeting_body"]
+    assert props["hs_meeting_title"] == "Appointment"
+
+
+def test_a_connection_with_appointments_switched_off_gets_no_meetings(tenant, hubspot, zoho, on_commit):
+    connect(tenant, "hubspot", sync_appointments=False)
+    connect(tenant, "zoho", instance_url=zoho.base)
+    book(on_commit, tenant, patient(tenant))
+    (delivery,) = CrmDelivery.objects.all()
+    assert delivery.connection.provider == "zoho"
+    assert deliver_pending() == ["succeeded"]
+    assert not hubspot.requests and len(zoho.objects["Events"]) == 1
