@@ -559,7 +559,8 @@ MAX_BACKFILL_ROWS = 20_000
 
 def crm_backfill(*, connection: CrmConnection, days: int, now: datetime | None = None) -> int:
     """Queue the tenant's interactions enriched in the last ``days`` (1–365) for ``connection``, oldest first, and
-    its appointments changed in that window (at their current version: one meeting each), at most
+    its appointments changed in that window (at their current version: one meeting each; none when the connection's
+    ``sync_appointments`` is off), at most
     :data:`MAX_BACKFILL_ROWS` of each; returns how many rows are new. The beat sweep sends them in batches
     (``CRM_SWEEP_BATCH`` per 30 s), so a backfill never floods the CRM's rate limits. Raises ValueError for a
     ``days`` out of range or a disabled connection."""
@@ -601,6 +602,8 @@ def crm_backfill(*, connection: CrmConnection, days: int, now: datetime | None =
         )
         .order_by("updated_at")
         .values_list("pk", "version")[:MAX_BACKFILL_ROWS]
+        if connection.sync_appointments
+        else []
     )
     CrmDelivery.objects.bulk_create(
         [

@@ -243,3 +243,12 @@ def test_a_connection_with_appointments_switched_off_gets_no_meetings(tenant, hu
     assert delivery.connection.provider == "zoho"
     assert deliver_pending() == ["succeeded"]
     assert not hubspot.requests and len(zoho.objects["Events"]) == 1
+
+
+def test_backfill_skips_appointments_when_the_connection_does_not_sync_them(tenant, hubspot, on_commit):
+    from crm.services import crm_backfill
+
+    book(on_commit, tenant, patient(tenant, name="Mike O’Neil"))
+    connection = connect(tenant, "hubspot", sync_appointments=False)
+    assert crm_backfill(connection=connection, days=7) == 0
+    assert not CrmDelivery.objects.exists()
