@@ -80,7 +80,8 @@ for _key in FIELD_ENCRYPTION_KEYS:
 PUBLIC_BASE_URL = _required(
     "PUBLIC_BASE_URL",
     "the public https URL Twilio and patients reach, e.g. https://callsphere.example.com",
-    debug_default="http://127.0.0.1:8000",
+    # under DEBUG: where `make run` serves (WEB_PORT, as the Procfile binds it), so texted links open there
+    debug_default=f"http://127.0.0.1:{env.str('WEB_PORT', default='').strip() or '8000'}",
 ).rstrip("/")
 # The console backends only print: a default under DEBUG (make run), never silently in production, where an
 # unset backend would let the escalation ladder "page" nobody.

@@ -94,3 +94,13 @@ def test_seed_demo_refuses_production_unless_forced():
 
     with pytest.raises(CommandError, match="DEBUG=1"):
         call_command("seed_demo")
+
+
+@pytest.mark.parametrize(("port", "expected"), [("18123", "http://127.0.0.1:18123"), ("", "http://127.0.0.1:8000")])
+def test_under_debug_texted_links_point_where_make_run_serves(port, expected):
+    """`WEB_PORT=18123 make run` serves on 18123: the chat link a caller is texted must open there, not on 8000."""
+    env = production_env(DEBUG="1", WEB_PORT=port)
+    del env["PUBLIC_BASE_URL"]
+    result = load_settings(env, "from django.conf import settings; print(settings.PUBLIC_BASE_URL)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected
