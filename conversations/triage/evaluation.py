@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conversations.triage import model
+from conversations.triage.kb import load
 from conversations.triage.service import assess_rules
 
 LEVELS = ("emergency", "urgent", "routine")
@@ -35,6 +36,7 @@ class Report:
     recall: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     recall_by_language: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     code_hits: list[int] = field(default_factory=lambda: [0, 0])
+    family_hits: list[int] = field(default_factory=lambda: [0, 0])
     intent_hits: list[int] = field(default_factory=lambda: [0, 0])
     language_hits: list[int] = field(default_factory=lambda: [0, 0])
     times_ms: list[float] = field(default_factory=list)
@@ -51,6 +53,14 @@ class Report:
         """Routine messages that would page (triaged emergency), over all routine messages."""
         routine = sum(self.confusion[("routine", p)] for p in LEVELS)
         return self.confusion[("routine", "emergency")] / routine if routine else 0.0
+
+
+def _family(code: str) -> str:
+    """The knowledge-base family of a red-flag code or a data set's label (``diabetic_emergency`` → the
+    family of ``hyperglycaemia_dka``); an unknown code is its own family."""
+    code = model.CODE_NAMES.get(code, code)
+    category = load().categories.get(code)
+    return category.family if category is not None else code
 
 
 def load_examples(path: Path) -> list[dict]:
@@ -89,6 +99,8 @@ def evaluate(examples: list[dict]) -> Report:
             if got == "emergency":
                 report.code_hits[0] += category in result.codes
                 report.code_hits[1] += 1
+                report.family_hits[0] += _family(category) in {_family(c) for c in result.codes}
+                report.family_hits[1] += 1
         if expected != got:
             report.misses.append((expected, got, example["text"]))
         if expected == "routine" and example.get("intent"):
@@ -113,6 +125,8 @@ def render(name: str, report: Report) -> str:
         lines.append(f"  {expected:<9} " + " ".join(f"{report.confusion[(expected, got)]:>9}" for got in LEVELS))
     hit, total = report.code_hits
     lines.append(f"red-flag code right when paged: {hit}/{total}")
+    hit, total = report.family_hits
+    lines.append(f"red-flag family right when paged (diabetic, obstetric, fever/sepsis as one): {hit}/{total}")
     hit, total = report.intent_hits
     lines.append(f"intent accuracy (routine): {hit}/{total} {hit / max(total, 1):.3f}")
     hit, total = report.language_hits

@@ -28,6 +28,12 @@ class Category:
     reply: str
     source: str
     model_may_doubt: bool = True  # False: the learned model never turns this category's rule hit into urgent
+    # True: a sign, not a cause (unresponsive, breathing, bleeding): when the rules found only such signs and
+    # the learned model is confident of a specific category, the result names the model's category
+    general_sign: bool = False
+    # the family a data set's label belongs to (e.g. hypoglycaemia and hyperglycaemia_dka: "diabetic"), for
+    # the family-aware code accuracy of the evaluation; defaults to the code itself
+    family: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,6 +162,8 @@ def load() -> KnowledgeBase:
             reply=raw.get("reply", ""),
             source=raw["source"],
             model_may_doubt=raw.get("model_may_doubt", True),
+            general_sign=raw.get("general_sign", False),
+            family=raw.get("family", code),
         )
         for code, raw in core["categories"].items()
     }

@@ -40,6 +40,7 @@ TRAINING_SETS = (
 C_LEVEL = 10.0  # inverse regularisation of the level classifier
 PAGE_AT = 0.6  # P(emergency) at or above which the model raises a rules-urgent message to an emergency
 PAGE_ALONE_AT = 0.75  # … and raises a message the rules found nothing in
+CODE_SURE_AT = 0.3  # code margin at or above which the model's category replaces rule codes that are only signs
 DOUBT_BELOW = 0.2  # a rules emergency the model scores under this becomes urgent (a clinician calls back)
 # Labels the data sets use for what the knowledge base names otherwise.
 CODE_NAMES = {"diabetic_emergency": "hyperglycaemia_dka"}
@@ -50,10 +51,13 @@ _model: Model | None = None
 
 @dataclass(frozen=True)
 class Score:
-    """``p_emergency`` 0..1 and the most likely red-flag ``code`` (a knowledge-base category) if it is one."""
+    """``p_emergency`` 0..1, the most likely red-flag ``code`` (a knowledge-base category) if it is one, and
+    ``code_margin``: the code classifier's decision value for it minus the runner-up's (0 when there is one
+    code; the larger, the surer)."""
 
     p_emergency: float
     code: str
+    code_margin: float = 0.0
 
 
 class Model:
@@ -83,7 +87,10 @@ class Model:
         """Score one normalised message (see :func:`conversations.triage.text.normalise`)."""
         features = self.vectoriser.transform([normalised])
         p = float(self.level.predict_proba(features)[0][list(self.level.classes_).index(True)])
-        return Score(p_emergency=p, code=str(self.code.predict(features)[0]))
+        decision = self.code.decision_function(features)[0]
+        order = decision.argsort()[::-1]
+        margin = float(decision[order[0]] - decision[order[1]]) if len(order) > 1 else 0.0
+        return Score(p_emergency=p, code=str(self.code.classes_[order[0]]), code_margin=margin)
 
 
 def load_sets(names: tuple[str, ...] = TRAINING_SETS) -> list[dict]:

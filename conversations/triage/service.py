@@ -120,6 +120,17 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
     threshold = model.PAGE_AT if level == "urgent" else model.PAGE_ALONE_AT
     if level != "emergency" and not not_urgent and learned and learned.p_emergency >= threshold:
         level, codes = "emergency", (learned.code if learned.code in kb.categories else "learned_emergency",)
+    if (
+        level == "emergency"
+        and codes
+        and learned is not None
+        and learned.code in kb.categories
+        and learned.code_margin >= model.CODE_SURE_AT
+        and all(kb.categories.get(c, _DOUBTABLE).general_sign for c in codes)
+    ):
+        # the rules saw only a sign (not breathing, not waking, bleeding); the model names the cause
+        # (overdose, diabetic, obstetric…) with confidence: its code leads the reply (988 / Poison Control)
+        codes = (learned.code, *(c for c in codes if c != learned.code))
     if len(codes) > 1:  # the clinic's phrase matched what a core rule names better
         codes = tuple(c for c in codes if c != "clinic_emergency_phrase")
     intent = "emergency" if level == "emergency" else _intent(norm, language) if norm else "other"

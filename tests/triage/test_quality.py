@@ -81,3 +81,29 @@ def test_asking_for_a_flu_shot_is_not_a_symptom(text):
 
 def test_having_the_flu_still_gets_a_callback():
     assert assess_rules("i think i have the flu, body aches and chills since tuesday").level == "urgent"
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        (
+            "my roommate snorted something at a party and now hes barely breathing, cant wake him up",
+            "overdose_poisoning",
+        ),
+        ("mi primo se metio algo en la fiesta y no despierta bien, respira bien poquito", "overdose_poisoning"),
+    ],
+)
+def test_the_model_names_the_cause_when_the_rules_only_see_a_sign(text, code):
+    """Not breathing / not waking are signs: a confident model names the cause, so the reply leads with Poison
+    Control; the rules' sign codes stay after it."""
+    result = assess_rules(text)
+    assert result.level == "emergency" and result.codes[0] == code, result
+    assert "poison" in result.reply_kinds
+
+
+def test_code_families_group_the_data_sets_labels():
+    from conversations.triage.evaluation import _family
+
+    assert _family("diabetic_emergency") == _family("hypoglycaemia") == _family("hyperglycaemia_dka")
+    assert _family("obstetric_emergency") == _family("obstetric_bleeding") != _family("postop_bleeding")
+    assert _family("stroke") == "stroke"
