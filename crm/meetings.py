@@ -98,7 +98,11 @@ def crm_appointment_enqueue(*, appointment_id, version: int, at: datetime | None
 
 def meeting_sync(client: CrmClient, connection: CrmConnection, appointment: Appointment, *, fence: Callable) -> None:
     """Upsert the patient's contact, then create the appointment's meeting or update the mapped one (a meeting
-    deleted in the CRM — 404 — is created again). Raises the client's ``CrmError`` subclasses."""
+    deleted in the CRM — 404 — is created again). Raises the client's ``CrmError`` subclasses, and
+    ``CrmRejected`` (a dead letter, nothing sent) when the connection's ``sync_appointments`` was switched off
+    after this change was queued."""
+    if not connection.sync_appointments:
+        raise CrmRejected("appointments are switched off for this connection; nothing was sent", status_code=None)
     contact_id = contact_upsert(client, connection, appointment.customer, fence=fence)
     meeting = meeting_data(appointment, with_reason=connection.appointment_reason)
     mapped = map_get(connection, CrmRecordMap.Kind.APPOINTMENT, appointment.pk)

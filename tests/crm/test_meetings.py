@@ -252,3 +252,38 @@ def test_backfill_skips_appointments_when_the_connection_does_not_sync_them(tena
     connection = connect(tenant, "hubspot", sync_appointments=False)
     assert crm_backfill(connection=connection, days=7) == 0
     assert not CrmDelivery.objects.exists()
+
+
+def test_zoho_expired_token_during_a_move_is_refreshed_and_the_same_event_updated(tenant, zoho, on_commit):
+    connect(tenant, "zoho", instance_url=zoho.base)
+    appointment = book(on_commit, tenant, patient(tenant, name="José"))
+    assert deliver_pending() == ["succeeded"]
+    (event_id,) = zoho.objects["Events"]
+    zoho.valid_tokens = {"at-expired-elsewhere"}  # Zoho expired our access token early (it does after ~1 h)
+    on_commit(appointment_reschedule, appointment=appointment, starts_at=appointment.starts_at + timedelta(days=1))
+    zoho.fail_next(
+        "PUT",
+        r"/Events/",
+        429,
+        {"code": "TOO_MANY_REQUESTS", "details": {}, "message": "too many requests", "status": "error"},
+        {"Retry-After": "2"},
+    )
+    (pending,) = CrmDelivery.objects.filter(status="pending")
+    assert crm_delivery_attempt(delivery_id=pending.pk) == "retrying"  # 401 → refreshed → the PUT got a 429
+    later = timezone.now() + timedelta(minutes=5)
+    assert deliver_pending(now=later) == ["succeeded"]
+    assert len(zoho.calls("POST", r"/oauth/v2/token$")) == 1
+    assert list(zoho.objects["Events"]) == [event_id] and len(zoho.calls("POST", r"/crm/v8/Events$")) == 1
+    assert zoho.objects["Events"][event_id]["Start_DateTime"].startswith(
+        (appointment.starts_at + timedelta(days=1)).astimezone(UTC).date().isoformat()
+    )
+
+
+def test_a_change_queued_before_appointments_were_switched_off_is_not_sent(tenant, hubspot, on_commit):
+    connection = connect(tenant, "hubspot")
+    book(on_commit, tenant, patient(tenant))
+    connection.sync_appointments = False
+    connection.save(update_fields=["sync_appointments"])
+    assert deliver_pending() == ["failed"]
+    assert not hubspot.requests
+    assert "switched off" in CrmDelivery.objects.get().last_error
