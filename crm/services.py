@@ -441,7 +441,8 @@ def _record(d: CrmDelivery, token: int, error: CrmError | None, now: datetime) -
                 customer_id=customer_id,
                 object_type=f"conversations.{kind}",
                 object_id=str(pk),
-                details={"provider": d.connection.provider, "delivery": d.pk},
+                details={"provider": d.connection.provider, "delivery": d.pk}
+                | ({"visit_reason": True} if d.appointment_id and d.connection.appointment_reason else {}),
                 actor="task:crm_deliver",
             )
         if outcome == "retrying" and fields["next_attempt_at"] - now < timedelta(seconds=QUEUE_DIRECT_UNDER):

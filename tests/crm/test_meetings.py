@@ -233,6 +233,8 @@ def test_a_clinic_that_allows_the_reason_gets_it_in_the_description_only(tenant,
     ((_, props),) = hubspot.objects["meetings"].items()
     assert "<br>Reason for visit: I’ve had a toothache since Monday &lt;3 days&gt;<br>" in props["hs_meeting_body"]
     assert props["hs_meeting_title"] == "Appointment"
+    (audit,) = AuditEvent.objects.filter(action="crm.export", object_type="conversations.appointment")
+    assert audit.details["visit_reason"] is True  # the export record says the reason left
 
 
 def test_a_connection_with_appointments_switched_off_gets_no_meetings(tenant, hubspot, zoho, on_commit):

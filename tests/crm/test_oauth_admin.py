@@ -3,6 +3,7 @@ test connection, backfill, dead-letter replay — each scoped to the clinic admi
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -172,6 +173,17 @@ def test_field_map_rejects_unknown_fields(boss, client, tenant):
     client.post(f"{CONNECTIONS}{mine.pk}/change/", {"field_map": '{"lead_score": "callsphere_lead_score"}'})
     mine.refresh_from_db()
     assert mine.field_map == {"lead_score": "callsphere_lead_score"}
+
+
+def test_the_clinic_admin_sees_and_sets_the_appointment_switches(boss, client, tenant):
+    mine = connect(tenant, "zoho")
+    page = client.get(f"{CONNECTIONS}{mine.pk}/change/").content.decode()
+    boxes = dict(re.findall(r'<input type="checkbox" name="(sync_appointments|appointment_reason)"([^>]*)>', page))
+    assert boxes["sync_appointments"].endswith(" checked")
+    assert "checked" not in boxes["appointment_reason"]  # the reason for the visit stays home by default
+    client.post(f"{CONNECTIONS}{mine.pk}/change/", {"field_map": "{}", "appointment_reason": "on"})
+    mine.refresh_from_db()
+    assert mine.appointment_reason and not mine.sync_appointments  # an unticked box is off
 
 
 def test_backfill_queues_the_last_n_days_and_the_sweep_sends_them(
