@@ -189,11 +189,22 @@ def interaction_append_turn(
 
 
 def _merge_json(interaction: Interaction, field: str, updates: dict) -> dict:
-    with transaction.atomic():
-        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
-        merged = {**(getattr(row, field) or {}), **updates}
-        setattr(row, field, merged)
-        row.save(update_fields=[field, "updated_at"])
+    """One statement, ``UPDATE call_logs SET <field> = <field or {}> || updates RETURNING <field>``:
+    top-level keys of ``updates`` replace the stored ones (``None`` stores JSON null, as before) without reading
+    the row into Python first, so two writers merging different keys never lose one. Raises
+    ``Interaction.DoesNotExist`` when the row is gone."""
+    column = {"metadata": "metadata", "workflow": "workflow"}[field]  # fixed names, never user input
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Interaction._meta.db_table} SET {column} = CASE WHEN jsonb_typeof({column}) = 'object'"
+            f" THEN {column} ELSE '{{}}'::jsonb END || %s::jsonb,"
+            " updated_at = %s WHERE id = %s RETURNING " + column,
+            [json.dumps(updates, cls=DjangoJSONEncoder), timezone.now(), interaction.pk],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+    merged = json.loads(row[0]) if isinstance(row[0], str) else row[0]
     setattr(interaction, field, merged)
     return merged
 
@@ -475,19 +486,38 @@ def interaction_set_assessment(
 
     Used by the voice agent (every turn) and the voicemail analyzer; enrichment may overwrite both when the
     row closes.
+
+    One ``UPDATE … RETURNING urgency, intent`` (no read-modify-write): ``updated_at`` moves only when a value
+    changes. Raises ``Interaction.DoesNotExist`` when the row is gone.
     """
-    with transaction.atomic():
-        row = Interaction.objects.select_for_update().get(pk=interaction.pk)
-        fields = []
-        if urgency is not None and (row.urgency or 0) < urgency:
-            row.urgency = max(1, min(5, int(urgency)))
-            fields.append("urgency")
-        if intent is not None and intent != row.intent:
-            row.intent = intent[:64]
-            fields.append("intent")
-        if fields:
-            row.save(update_fields=[*fields, "updated_at"])
-    interaction.urgency, interaction.intent = row.urgency, row.intent
+    table = Interaction._meta.db_table
+    sets: list[str] = []
+    changed: list[str] = []
+    params: list[Any] = []
+    cond_params: list[Any] = []
+    if urgency is not None:
+        sets.append("urgency = CASE WHEN COALESCE(urgency, 0) < %s THEN %s ELSE urgency END")
+        params += [urgency, max(1, min(5, int(urgency)))]
+        changed.append("COALESCE(urgency, 0) < %s")
+        cond_params.append(urgency)
+    if intent is not None:
+        sets.append("intent = CASE WHEN intent IS DISTINCT FROM %s THEN %s ELSE intent END")
+        params += [intent, intent[:64]]
+        changed.append("intent IS DISTINCT FROM %s")
+        cond_params.append(intent)
+    with connection.cursor() as cursor:
+        if sets:
+            cursor.execute(
+                f"UPDATE {table} SET {', '.join(sets)}, updated_at = CASE WHEN {' OR '.join(changed)} THEN %s"
+                " ELSE updated_at END WHERE id = %s RETURNING urgency, intent",
+                [*params, *cond_params, timezone.now(), interaction.pk],
+            )
+        else:
+            cursor.execute(f"SELECT urgency, intent FROM {table} WHERE id = %s", [interaction.pk])
+        row = cursor.fetchone()
+    if row is None:
+        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+    interaction.urgency, interaction.intent = row
 
 
 def callback_request_set_status(*, callback_request_id: int, status: str, only_from: tuple[str, ...]) -> bool:
