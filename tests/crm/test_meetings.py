@@ -289,3 +289,26 @@ def test_a_change_queued_before_appointments_were_switched_off_is_not_sent(tenan
     assert deliver_pending() == ["failed"]
     assert not hubspot.requests
     assert "switched off" in CrmDelivery.objects.get().last_error
+
+
+def test_salesforce_request_limit_then_a_replayed_task_keeps_one_event(tenant, salesforce, on_commit):
+    connect(tenant, "salesforce", instance_url=salesforce.base)
+    appointment = book(on_commit, tenant, patient(tenant, name="Nguyễn Thị Lan"))
+    salesforce.fail_next(
+        "POST",
+        r"/sobjects/Event",
+        403,
+        [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+    )
+    (delivery,) = CrmDelivery.objects.all()
+    t0 = timezone.now()
+    assert crm_delivery_attempt(delivery_id=delivery.pk, now=t0) == "retrying"
+    assert not salesforce.objects["Event"]
+    later = t0 + timedelta(minutes=1)
+    assert crm_delivery_attempt(delivery_id=delivery.pk, now=later) == "succeeded"
+    CrmDelivery.objects.filter(pk=delivery.pk).update(status="pending", next_attempt_at=later)  # a replay
+    assert crm_delivery_attempt(delivery_id=delivery.pk, now=later) == "succeeded"
+    ((event_id, event),) = salesforce.objects["Event"].items()
+    assert event["EndDateTime"] == utc(appointment.ends_at)
+    assert len(salesforce.calls("POST", r"/sobjects/Event")) == 2  # the refused one and the one that wrote
+    assert len(salesforce.calls("PATCH", rf"/sobjects/Event/{event_id}")) == 1
