@@ -26,11 +26,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("--body", required=True)
     parser.add_argument("--subject", default="Question")
     parser.add_argument("--reply", action="store_true", help="reply to the last email sent to --from")
-    parser.add_argument("--wait", type=float, default=15.0, help="seconds to wait for the reply")
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=15.0,
+        help="seconds to wait for the reply (with --reply, first for an email still on its way)",
+    )
 
 
-def build(*, tenant, sender: str, body: str, subject: str, reply: bool) -> EmailMessage:
-    """The message to post (a reply to the last email sent to ``sender`` when ``reply``)."""
+def _last_sent(tenant, recipient: str, wait: float) -> OutboundEmail | None:
+    """The newest email sent (or delivered) to ``recipient`` (lower-cased address), or None. While the newest
+    email to them is still on its way (pending: the worker is handing it to the mail server, and the file or
+    console backend may already show it), waits for it up to ``wait`` seconds, as the patient waits for it to
+    arrive; so a reply answers the newest email, never the one before it."""
+    emails = OutboundEmail.objects.filter(
+        channel_message__tenant=tenant, channel_message__recipient=recipient
+    ).select_related("channel_message")
+    deadline = time.monotonic() + wait
+    while True:
+        newest = emails.exclude(channel_message__status="failed").order_by("-created_at").first()
+        on_its_way = newest is not None and newest.channel_message.status == "pending"
+        if not on_its_way or time.monotonic() >= deadline:
+            break
+        time.sleep(0.2)
+    return emails.filter(channel_message__status__in=["sent", "delivered"]).order_by("-created_at").first()
+
+
+def build(*, tenant, sender: str, body: str, subject: str, reply: bool, wait: float = 0.0) -> EmailMessage:
+    """The message to post (a reply to the last email sent to ``sender`` when ``reply``; an email still on its
+    way to them is waited for up to ``wait`` seconds)."""
     mailbox = tenant_mailbox(tenant)
     if mailbox is None:
         raise CommandError(f"tenant {tenant.slug} has no email mailbox; run `python manage.py seed_demo`")
@@ -46,16 +70,7 @@ def build(*, tenant, sender: str, body: str, subject: str, reply: bool) -> Email
         msg["To"], msg["Subject"] = mailbox.address, subject
         msg.set_content(body)
         return msg
-    last = (
-        OutboundEmail.objects.filter(
-            channel_message__tenant=tenant,
-            channel_message__recipient=sender.lower(),
-            channel_message__status__in=["sent", "delivered"],
-        )
-        .select_related("channel_message")
-        .order_by("-created_at")
-        .first()
-    )
+    last = _last_sent(tenant, sender.lower(), wait)
     if last is None:
         raise CommandError(f"no email was sent to {sender} yet; book an appointment first (confirmation)")
     msg["To"], msg["Subject"] = last.reply_to, "Re: " + last.subject.removeprefix("Re: ")
@@ -69,7 +84,12 @@ def build(*, tenant, sender: str, body: str, subject: str, reply: bool) -> Email
 
 def run(command, tenant, to: str, server: str, options) -> None:
     msg = build(
-        tenant=tenant, sender=options["from_"], body=options["body"], subject=options["subject"], reply=options["reply"]
+        tenant=tenant,
+        sender=options["from_"],
+        body=options["body"],
+        subject=options["subject"],
+        reply=options["reply"],
+        wait=options["wait"],
     )
     secret = settings.ANYMAIL.get("WEBHOOK_SECRET", "")
     if not secret:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 from django.core.management import call_command
@@ -77,3 +78,55 @@ def test_simulate_email_reply_to_the_confirmation_moves_the_appointment(
     assert appointment.status == Appointment.Status.BOOKED
     channels = set(Interaction.objects.filter(conversation=sms.conversation).values_list("channel", flat=True))
     assert {"sms", "email"} <= channels
+
+
+@pytest.mark.django_db
+def test_a_reply_waits_for_the_email_still_on_its_way_and_answers_it(tenant, mailbox, patient, monkeypatch):
+    """The worker's mail backend can show an email before its row says ``sent``: a reply typed then answers
+    that newest email (once it is recorded), not the one before it, and never fails with "no email sent"."""
+    import types
+
+    from django.core.management.base import CommandError
+
+    from channels_app.email.outbound import email_to_patient
+    from channels_app.simulate import email as simulate_email
+    from conversations.models import ChannelMessage
+
+    def send(key: str, body: str) -> OutboundEmail:
+        email_to_patient(
+            customer=patient,
+            to=PATIENT_EMAIL,
+            body=body,
+            subject="Your appointment",
+            kind="confirmation",
+            idempotency_key=key,
+        )  # delivery is queued on commit: the row stays pending
+        return OutboundEmail.objects.get(channel_message__idempotency_key=key)
+
+    with pytest.raises(CommandError, match="no email was sent"):
+        simulate_email.build(tenant=tenant, sender=PATIENT_EMAIL, body="hi", subject="", reply=True, wait=0.3)
+
+    older = send("conf-1", "Confirmed: Tuesday at 2:00 PM")
+    ChannelMessage.objects.filter(pk=older.channel_message_id).update(status="sent")
+    newest = send("conf-2", "Moved: Tuesday at 3:00 PM")
+    naps = []
+
+    def arrives_after_two_naps(seconds: float) -> None:  # the worker records the send meanwhile
+        naps.append(seconds)
+        if len(naps) == 2:
+            ChannelMessage.objects.filter(pk=newest.channel_message_id).update(status="sent")
+
+    monkeypatch.setattr(
+        simulate_email, "time", types.SimpleNamespace(monotonic=time.monotonic, sleep=arrives_after_two_naps)
+    )
+    msg = simulate_email.build(
+        tenant=tenant,
+        sender="Jane.Doe@example.com".lower(),
+        body="Can you make it 3 PM?",
+        subject="",
+        reply=True,
+        wait=10,
+    )
+    assert len(naps) == 2
+    assert msg["In-Reply-To"] == newest.message_id != older.message_id
+    assert "> Moved: Tuesday at 3:00 PM" in msg.get_content()
