@@ -20,11 +20,7 @@ from conversations.triage.service import assess_rules
 
 LEVELS = ("emergency", "urgent", "routine")
 # The data set's intent names → ours (tests/triage/data was written before the engine).
-INTENT_NAMES = {
-    "booking": "book_appointment",
-    "reschedule": "reschedule_appointment",
-    "cancel": "cancel_appointment",
-}
+INTENT_NAMES = model.INTENT_NAMES
 
 
 @dataclass

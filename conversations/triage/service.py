@@ -134,6 +134,8 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
     if len(codes) > 1:  # the clinic's phrase matched what a core rule names better
         codes = tuple(c for c in codes if c != "clinic_emergency_phrase")
     intent = "emergency" if level == "emergency" else _intent(norm, language) if norm else "other"
+    if intent != "emergency" and learned is not None and learned.intent_score >= model.INTENT_AT:
+        intent = learned.intent  # the learned intent where it is sure (see model.INTENT_AT), else the patterns
     urgency = URGENCY.get(level, 2 if intent == "prescription" else 1)
     return TriageResult(
         level=level,

@@ -107,3 +107,30 @@ def test_code_families_group_the_data_sets_labels():
     assert _family("diabetic_emergency") == _family("hypoglycaemia") == _family("hyperglycaemia_dka")
     assert _family("obstetric_emergency") == _family("obstetric_bleeding") != _family("postop_bleeding")
     assert _family("stroke") == "stroke"
+
+
+@pytest.mark.parametrize(
+    "text, intent",
+    [
+        ("hey can u tell me if dr lopez takes new patients", "general_question"),
+        ("whats the copay for a sick visit with blue shield", "billing"),
+        ("necesito que me manden la receta de la presion a otra farmacia", "prescription"),
+        ("cuanto cuesta la consulta sin seguro", "billing"),
+        ("where do i park for the lab", "general_question"),
+    ],
+)
+def test_routine_intents_as_patients_ask(text, intent):
+    result = assess_rules(text)
+    assert result.level == "routine" and result.intent == intent
+
+
+def test_the_hand_applied_scores_are_scikit_learns():
+    """:meth:`model.Model.score` multiplies the coefficients itself (speed); it must agree with scikit-learn."""
+    fitted = model.model()
+    for text in ("my chest is so tight and my arm is numb", "quiero cambiar mi cita al jueves", "do u take aetna"):
+        features = fitted.vectoriser.transform([normalise(text)])
+        score = fitted.score(normalise(text))
+        assert score.p_emergency == pytest.approx(fitted.level.predict_proba(features)[0][1])
+        assert score.code == fitted.code.predict(features)[0]
+        assert score.intent == fitted.intent.predict(features)[0]
+        assert score.intent_score == pytest.approx(max(fitted.intent.decision_function(features)[0]))
