@@ -38,11 +38,12 @@ TRAINING_SETS = (
     "blind_dev",
     "blind_dev2",
     "blind_dev3",
+    "blind_dev5",
     "hard_negatives",
 )
 C_LEVEL = 10.0  # inverse regularisation of the level classifier
 PAGE_AT = 0.6  # P(emergency) at or above which the model raises a rules-urgent message to an emergency
-PAGE_ALONE_AT = 0.75  # … and raises a message the rules found nothing in
+PAGE_ALONE_AT = 0.8  # … and raises a message the rules found nothing in
 CODE_SURE_AT = 0.3  # code margin at or above which the model's category replaces rule codes that are only signs
 DOUBT_BELOW = 0.2  # a rules emergency the model scores under this becomes urgent (a clinician calls back)
 INTENT_AT = -0.2  # the model's intent replaces the patterns' from this SVM decision value of its best intent

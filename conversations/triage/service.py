@@ -126,6 +126,7 @@ def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> Tri
         and learned is not None
         and learned.code in kb.categories
         and learned.code_margin >= model.CODE_SURE_AT
+        and learned.p_emergency >= 0.5  # the code classifier only knows emergencies
         and all(kb.categories.get(c, _DOUBTABLE).general_sign for c in codes)
     ):
         # the rules saw only a sign (not breathing, not waking, bleeding); the model names the cause

@@ -204,3 +204,58 @@ def test_every_category_cites_a_public_source():
     flagged = {f.code for lang in kb.languages.values() for f in lang.flags}
     emergency = {code for code, c in kb.categories.items() if c.level == "emergency"} - {"clinic_emergency_phrase"}
     assert emergency <= flagged
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        # upper GI bleeding and peritonism (NHS inform, Merck acute abdomen)
+        ("my dad just threw up stuff that looks like coffee grounds and hes super pale", "acute_abdomen"),
+        ("poop's been black n sticky like tar since sat, i get dizzy when i stand", "acute_abdomen"),
+        ("mi tía está vomitando algo como café molido y está bien pálida", "acute_abdomen"),
+        ("llevo 2 dias haciendo popo negra como chapopote y me siento bien debil", "acute_abdomen"),
+        (
+            "stomach hurts everywhere and its rock hard, i have to lie totally still bc moving makes it worse",
+            "acute_abdomen",
+        ),
+        ("tengo un dolor de panza que me dobla desde ayer y ahora fiebre, no puedo ni caminar", "acute_abdomen"),
+        # C-SSRS: method, plan, preparatory acts
+        ("in the garage w the car running rn. just wanted someone to know", "suicide_self_harm"),
+        ("refill my xanax early pls, need enough so i dont wake up this time", "suicide_self_harm"),
+        ("im gonna take all my meds at once tonight, sorry", "suicide_self_harm"),
+        ("ya no tengo ganas de seguir, ya tengo la soga", "suicide_self_harm"),
+        ("honestly tired of living. got a noose in the closet", "suicide_self_harm"),
+        ("every day i think about driving off the bridge on the way home", "suicide_self_harm"),
+        ("my brother just facetimed me, his wrists are all cut and hes saying goodbye", "suicide_self_harm"),
+        ("estoy juntando pastillas para ya no despertar", "suicide_self_harm"),
+        ("mi hermano dice que si su novia lo deja se mata, tiene una pistola", "suicide_self_harm"),
+        # violence and abuse now
+        ("my 8yo told me her swim coach touched her in her private area today", "violence_abuse"),
+        (
+            "pretty sure my drink got spiked at the bar last night, i woke up at some guys place and dont remember",
+            "violence_abuse",
+        ),
+        ("my 2 month old has bruises on his chest and my bf was watching him", "violence_abuse"),
+        ("hay un hombre armado en el estacionamiento de la clinica", "violence_abuse"),
+        ("mi hija dice que su padrastro la toca en la noche", "violence_abuse"),
+    ],
+)
+def test_gi_bleeding_peritonism_cssrs_and_abuse_disclosures_page(text, code):
+    result = assess_rules(text)
+    assert result.level == "emergency" and code in result.codes, result
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my poop has been black since i started the iron pills, is that normal?",
+        "el mes pasado vomité con sangre por una gastritis, ya estoy bien, quiero mi cita de seguimiento",
+        "does the clinic do sexual assault awareness training for the nurses? for my school project",
+        "my grandma used to say coffee grounds in the garden keep the bugs away, anyway can I book a flu shot",
+        "can i get enough refills so i dont run out over the holidays",
+        "¿cómo sabría si mi hijo tiene apendicitis? ahorita está bien, nomás pregunto",
+        "I won't need them after this weekend, we're moving to Denver, please cancel my appts",
+    ],
+)
+def test_the_new_rules_keep_questions_history_and_ordinary_causes_routine(text):
+    assert assess_rules(text).level != "emergency"
