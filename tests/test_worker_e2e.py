@@ -31,7 +31,9 @@ def test_sms_reply_close_and_enrich_on_a_real_worker(tenant, twilio_post, celery
     assert [t["role"] for t in row.transcript] == ["customer", "agent"]
 
     assert close_idle(close_all=True)["interactions"] == 1
-    row = wait_for(lambda: Interaction.objects.filter(enriched_at__isnull=False).first())
+    # this session's row: the CSAT survey sent after the close is a row of its own, scored on its own
+    session = row.pk
+    row = wait_for(lambda: Interaction.objects.filter(pk=session, enriched_at__isnull=False).first())
     assert row.ended_at is not None
     assert row.intent == "book_appointment" and row.sentiment is not None
     assert row.lead_score is not None and row.satisfaction is not None
