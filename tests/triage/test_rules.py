@@ -238,6 +238,10 @@ def test_every_category_cites_a_public_source():
         ("my 2 month old has bruises on his chest and my bf was watching him", "violence_abuse"),
         ("hay un hombre armado en el estacionamiento de la clinica", "violence_abuse"),
         ("mi hija dice que su padrastro la toca en la noche", "violence_abuse"),
+        ("mi ex me anda siguiendo desde el trabajo y dice que me va a hacer daño, esta afuera", "violence_abuse"),
+        ("tengo el azúcar en 540, mucha sed y no paro de orinar", "hyperglycaemia_dka"),
+        ("pain began by my belly button n now its lower right, hurts to walk, 101 fever", "acute_abdomen"),
+        ("throwing up green, havent passed gas or pooped since thursday, tummy is swollen", "acute_abdomen"),
     ],
 )
 def test_gi_bleeding_peritonism_cssrs_and_abuse_disclosures_page(text, code):
@@ -255,6 +259,8 @@ def test_gi_bleeding_peritonism_cssrs_and_abuse_disclosures_page(text, code):
         "can i get enough refills so i dont run out over the holidays",
         "¿cómo sabría si mi hijo tiene apendicitis? ahorita está bien, nomás pregunto",
         "I won't need them after this weekend, we're moving to Denver, please cancel my appts",
+        "my ex said he's gonna hurt me if I don't pay him back lol, anyway can I move my appt",
+        "el azúcar me salió en 450 hace un año, ya estoy controlado, quiero mi cita",
     ],
 )
 def test_the_new_rules_keep_questions_history_and_ordinary_causes_routine(text):
