@@ -64,6 +64,7 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
         message = (
             ChannelMessage.objects.select_for_update(of=("self",))
             .select_related("tenant", "interaction")
+            .defer("interaction__transcript")  # a send never reads the transcript; it can be long
             .get(pk=message_id)
         )
         if message.status != ChannelMessage.Status.PENDING:
@@ -114,12 +115,11 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     send). The guard is the status check: only a ``pending`` row without a provider id is written.
     """
     with transaction.atomic():
-        locked = ChannelMessage.objects.select_for_update().get(pk=message.pk)
-        if locked.status != ChannelMessage.Status.PENDING or locked.provider_id:
+        locked = ChannelMessage.objects.select_for_update().values_list("status", "provider_id").get(pk=message.pk)
+        if locked != (ChannelMessage.Status.PENDING, ""):
             return False
-        message_mark_sent(message=locked, provider_id=provider_id, status=status)
+        message_mark_sent(message=message, provider_id=provider_id, status=status)  # sets its fields as stored
         OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
-    message.refresh_from_db(fields=["provider_id", "status", "status_updated_at"])
     return True
 
 

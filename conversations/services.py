@@ -342,6 +342,27 @@ def message_prepare_outbound(
     return message, True
 
 
+def _status_allows(rank: dict[str, int], new_rank: int, column: str) -> tuple[str, list[Any]]:
+    """SQL condition (and its parameters) true when ``column``'s status ranks below ``new_rank`` in ``rank``
+    (a status missing from ``rank`` ranks 0), i.e. when Python's ``rank.get(status, 0) < new_rank``."""
+    if new_rank > 0:  # unknown statuses rank 0 < new_rank: allowed unless they rank too high
+        return f"NOT ({column} = ANY(%s))", [[s for s, r in rank.items() if r >= new_rank]]
+    return f"{column} = ANY(%s)", [[s for s, r in rank.items() if r < new_rank]]
+
+
+def _mirror_status(*, interaction_id, provider_id: str, direction: str, status: str, at: datetime) -> None:
+    """Set ``metadata["messages"][provider_id] = {"direction", "status", "at"}`` of one ``call_logs`` row in one
+    ``UPDATE`` (a jsonb merge, the row never read into Python); the statement holds the row's lock to commit."""
+    entry = json.dumps({provider_id: {"direction": direction, "status": status, "at": at.isoformat()}})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {Interaction._meta.db_table} SET metadata = jsonb_set(COALESCE(metadata, '{{}}'::jsonb),"
+            " '{messages}', COALESCE(metadata -> 'messages', '{}'::jsonb) || %s::jsonb), updated_at = %s"
+            " WHERE id = %s",
+            [entry, timezone.now(), interaction_id],
+        )
+
+
 def message_status_update(
     *,
     channel: str,
@@ -359,6 +380,11 @@ def message_status_update(
     mirrors the status into the interaction's ``metadata["messages"][provider_id]``. ``tenant``, when given,
     scopes the lookup (a callback can only touch its own tenant's messages). ``rank`` replaces
     ``MESSAGE_STATUS_RANK`` for a channel with its own statuses (e.g. Twilio call statuses).
+
+    Two statements: a conditional ``UPDATE … RETURNING`` of the message (the first by id with this provider id;
+    the rank check is in its ``WHERE``, re-evaluated under the row lock, so two callbacks cannot move it
+    backwards) and the metadata mirror (:func:`_mirror_status`); both rows stay locked to the caller's commit,
+    message first, then ``call_logs``.
     """
     at = _now(at)
     rank = rank or MESSAGE_STATUS_RANK
@@ -366,34 +392,64 @@ def message_status_update(
     if new_rank is None:
         logger.warning("ignoring unknown message status %r for %s", status, provider_id)
         return False
-    with transaction.atomic():
-        qs = ChannelMessage.objects.select_for_update().filter(channel=channel, provider_id=provider_id)
-        if tenant is not None:
-            qs = qs.filter(tenant=tenant)
-        message = qs.first()
-        if message is None or rank.get(message.status, 0) >= new_rank:
+    table = ChannelMessage._meta.db_table
+    allows, allow_params = _status_allows(rank, new_rank, "status")
+    sets: list[str] = ["status = %s", "status_updated_at = %s"]
+    params: list[Any] = [status, at]
+    if error_code:
+        sets += ["error_code = %s", "error_message = %s"]
+        params += [str(error_code)[:20], error_message[:500]]
+    scope, scope_params = ("AND tenant_id = %s", [tenant.pk]) if tenant is not None else ("", [])
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {', '.join(sets)} WHERE id = (SELECT id FROM {table} WHERE channel = %s"
+            f" AND provider_id = %s {scope} ORDER BY id LIMIT 1) AND {allows} RETURNING interaction_id, direction",
+            [*params, channel, provider_id, *scope_params, *allow_params],
+        )
+        row = cursor.fetchone()
+        if row is None:
             return False
-        message.status = status
-        message.status_updated_at = at
-        fields = ["status", "status_updated_at"]
-        if error_code:
-            message.error_code, message.error_message = str(error_code)[:20], error_message[:500]
-            fields += ["error_code", "error_message"]
-        message.save(update_fields=fields)
-        interaction = Interaction.objects.select_for_update().get(pk=message.interaction_id)
-        messages = dict(interaction.metadata.get("messages", {}))
-        messages[provider_id] = {"direction": message.direction, "status": status, "at": at.isoformat()}
-        interaction.metadata = {**interaction.metadata, "messages": messages}
-        interaction.save(update_fields=["metadata", "updated_at"])
+        interaction_id, direction = row
+        _mirror_status(
+            interaction_id=interaction_id, provider_id=provider_id, direction=direction, status=status, at=at
+        )
     return True
 
 
 def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str) -> None:
-    """Store the provider id a pending outbound message got from the provider, and its first status."""
-    message.provider_id = provider_id
-    message.save(update_fields=["provider_id"])
-    message_status_update(channel=message.channel, provider_id=provider_id, status=status)
-    message.refresh_from_db(fields=["status", "status_updated_at"])
+    """Store the provider id a pending outbound message got from the provider, and its first status (when it
+    ranks above the stored one in ``MESSAGE_STATUS_RANK``, mirrored into the interaction's metadata as
+    :func:`message_status_update` does). One ``UPDATE … RETURNING`` of the message (plus the mirror);
+    ``message``'s ``provider_id``, ``status`` and ``status_updated_at`` are set from what was stored."""
+    at = timezone.now()
+    new_rank = MESSAGE_STATUS_RANK.get(status)
+    allows: str
+    allow_params: list[Any]
+    if new_rank is None:
+        logger.warning("ignoring unknown message status %r for %s", status, provider_id)
+        allows, allow_params = "false", []
+    else:
+        allows, allow_params = _status_allows(MESSAGE_STATUS_RANK, new_rank, "old.status")
+    table = ChannelMessage._meta.db_table
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH old AS (SELECT id, status FROM {table} WHERE id = %s FOR UPDATE)"
+            f" UPDATE {table} AS m SET provider_id = %s,"
+            f" status = CASE WHEN {allows} THEN %s ELSE m.status END,"
+            f" status_updated_at = CASE WHEN {allows} THEN %s ELSE m.status_updated_at END"
+            f" FROM old WHERE m.id = old.id"
+            f" RETURNING m.status, m.status_updated_at, m.interaction_id, m.direction, {allows}",
+            [message.pk, provider_id, *allow_params, status, *allow_params, at, *allow_params],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            raise ChannelMessage.DoesNotExist(f"message {message.pk} is gone")
+        message.provider_id = provider_id
+        message.status, message.status_updated_at, interaction_id, direction, moved = row
+        if moved:
+            _mirror_status(
+                interaction_id=interaction_id, provider_id=provider_id, direction=direction, status=status, at=at
+            )
 
 
 def message_mark_failed(*, message: ChannelMessage, status: str, error_code: str = "", error_message: str = "") -> None:

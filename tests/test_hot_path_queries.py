@@ -23,6 +23,7 @@ VOICE_ANSWER = 31  # was 32; +2 after merging issues 11–15; +1 the locked stat
 VOICE_TURN = 33  # was 44: workflow merges and the urgency write are one UPDATE each (issue 19); the local agent
 # runs in the request (voice must answer with TwiML)
 CHAT_MESSAGE = 28  # was 31 (39 before): workflow/metadata merges are one UPDATE (issue 19)
+SMS_REPLY = 44  # the reply task of the second text (engine, reply row, delivery, on-commit): was 57 (issue 19)
 
 
 def _sms(tenant, body, from_=PATIENT):
@@ -41,6 +42,26 @@ def test_sms_webhook_query_count(
             assert twilio_post("/twilio/sms/", _sms(tenant, body), tenant=tenant).status_code == 200
     row = Interaction.objects.get(channel="sms")
     assert [t["text"] for t in row.transcript] == ["Hi, I'd like to book", "Tuesday please"]
+
+
+@pytest.mark.django_db
+def test_sms_reply_task_query_count(
+    tenant, twilio_post, django_assert_max_num_queries, django_capture_on_commit_callbacks, monkeypatch
+):
+    from channels_app import tasks
+    from channels_app.sms.replies import sms_reply
+    from providers.sms import LocmemSmsBackend
+
+    queued: list[int] = []
+    monkeypatch.setattr(tasks.sms_reply, "delay", queued.append)
+    for body in ("Hi, I'd like to book", "tuesday pls"):
+        with django_capture_on_commit_callbacks(execute=True):
+            twilio_post("/twilio/sms/", _sms(tenant, body), tenant=tenant)
+    sms_reply(inbound_id=queued[0])
+    with django_assert_max_num_queries(SMS_REPLY), django_capture_on_commit_callbacks(execute=True):
+        reply = sms_reply(inbound_id=queued[1])
+    assert reply is not None and reply.status == "queued" and reply.provider_id
+    assert len(LocmemSmsBackend.outbox) == 2
 
 
 @pytest.mark.django_db

@@ -1,0 +1,93 @@
+"""Message status writes are single statements (issue 19) and still behave as the read-modify-write they
+replaced: a status only moves forward, its mirror in ``metadata["messages"]`` keeps every other key, a
+provider id and its first status land together."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from conversations import services
+from conversations.models import ChannelMessage, Interaction
+from tests.factories import CustomerFactory, InteractionFactory
+
+
+def _message(interaction, *, provider_id="", status="pending", direction="outbound"):
+    return ChannelMessage.objects.create(
+        tenant=interaction.tenant,
+        interaction=interaction,
+        channel=interaction.channel,
+        direction=direction,
+        provider_id=provider_id,
+        sender="+15550100001",
+        recipient="+15551230001",
+        body="See you Tuesday at 9 — reply C to confirm",
+        status=status,
+    )
+
+
+@pytest.mark.django_db
+def test_status_moves_forward_and_its_mirror_keeps_the_other_keys(tenant, other_tenant):
+    row = InteractionFactory(
+        conversation__customer=CustomerFactory(tenant=tenant),
+        metadata={"call_sid": "", "messages": {"SMearlier": {"direction": "inbound", "status": "received"}}},
+    )
+    message = _message(row, provider_id="SMreply0001", status="queued")
+    at = timezone.now()
+    assert services.message_status_update(channel="sms", provider_id="SMreply0001", status="sent", at=at)
+    assert not services.message_status_update(channel="sms", provider_id="SMreply0001", status="queued")
+    assert not services.message_status_update(
+        channel="sms", provider_id="SMreply0001", status="delivered", tenant=other_tenant
+    )  # another clinic's callback cannot touch it
+    assert not services.message_status_update(channel="sms", provider_id="SMreply0001", status="sent-ish")
+    assert services.message_status_update(
+        channel="sms", provider_id="SMreply0001", status="undelivered", error_code="30003", error_message="x" * 900
+    )
+    message.refresh_from_db()
+    assert (message.status, message.error_code, len(message.error_message)) == ("undelivered", "30003", 500)
+    metadata = Interaction.objects.get(pk=row.pk).metadata
+    assert metadata["call_sid"] == "" and metadata["messages"]["SMearlier"]["status"] == "received"
+    assert metadata["messages"]["SMreply0001"] == {
+        "direction": "outbound",
+        "status": "undelivered",
+        "at": metadata["messages"]["SMreply0001"]["at"],
+    }
+    assert metadata["messages"]["SMreply0001"]["at"] > at.isoformat()
+
+
+@pytest.mark.django_db
+def test_status_of_a_message_whose_status_is_unknown_to_the_ranks(tenant):
+    row = InteractionFactory(conversation__customer=CustomerFactory(tenant=tenant), metadata={})
+    message = _message(
+        row, provider_id="SModd000001", status="ringing"
+    )  # a call status, not in MESSAGE_STATUS_RANK: rank 0
+    assert services.message_status_update(channel="sms", provider_id="SModd000001", status="queued")
+    message.refresh_from_db()
+    assert message.status == "queued"
+    assert Interaction.objects.get(pk=row.pk).metadata["messages"]["SModd000001"]["status"] == "queued"
+
+
+@pytest.mark.django_db
+def test_mark_sent_stores_the_sid_and_first_status_together(tenant):
+    row = InteractionFactory(conversation__customer=CustomerFactory(tenant=tenant), metadata={"call_sid": "CA1"})
+    message = _message(row)
+    services.message_mark_sent(message=message, provider_id="SMnew000001", status="queued")
+    stored = ChannelMessage.objects.get(pk=message.pk)
+    assert (stored.provider_id, stored.status) == ("SMnew000001", "queued")
+    assert (message.provider_id, message.status, message.status_updated_at) == (
+        "SMnew000001",
+        "queued",
+        stored.status_updated_at,
+    )
+    assert abs(stored.status_updated_at - timezone.now()) < timedelta(minutes=1)
+    metadata = Interaction.objects.get(pk=row.pk).metadata
+    assert metadata == {"call_sid": "CA1", "messages": {"SMnew000001": metadata["messages"]["SMnew000001"]}}
+    assert metadata["messages"]["SMnew000001"]["status"] == "queued"
+
+    later = _message(row)
+    services.message_mark_sent(message=later, provider_id="SMnew000002", status="pending")  # not a move forward
+    stored = ChannelMessage.objects.get(pk=later.pk)
+    assert (stored.provider_id, stored.status, later.status) == ("SMnew000002", "pending", "pending")
+    assert "SMnew000002" not in Interaction.objects.get(pk=row.pk).metadata["messages"]
