@@ -168,16 +168,51 @@ def interaction_append_turn(
     """
     at = _now(at)
     turn = {"role": role, "text": text, "at": at.isoformat(), **extra}
+    if not _append(interaction, turn, at):
+        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+    return turn
+
+
+def interaction_append_turn_once(
+    *, interaction: Interaction, ref: str, role: str, text: str, at: datetime | None = None, **extra: Any
+) -> dict | None:
+    """:func:`interaction_append_turn` of ``{"role", "text", "at", "ref": ref, **extra}`` unless a turn with this
+    ``ref`` is already in the transcript (a replayed webhook); returns the turn, or None when it was there.
+
+    One statement on the usual path, ``UPDATE … WHERE NOT transcript @> [{"ref": ref}]`` (the check and the
+    append under the statement's row lock, so two replays cannot both append). Only when nothing was appended is
+    the row read, to give ``interaction`` the stored transcript (``Interaction.DoesNotExist`` if it is gone).
+    """
+    at = _now(at)
+    turn = {"role": role, "text": text, "at": at.isoformat(), "ref": ref, **extra}
+    if _append(interaction, turn, at, unless_ref=ref):
+        return turn
+    stored = Interaction.objects.filter(pk=interaction.pk).values_list("transcript", flat=True).first()
+    if stored is None:
+        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+    interaction.transcript = stored
+    return None
+
+
+def _append(interaction: Interaction, turn: dict, at: datetime, *, unless_ref: str | None = None) -> bool:
+    """Append ``turn`` in one ``UPDATE … RETURNING`` (see :func:`interaction_append_turn`); with ``unless_ref``
+    only if no stored turn has that ``ref``. Sets ``interaction.transcript`` / ``last_activity_at`` from the
+    row and queues the conversation's activity bump on commit; False when no row was written."""
+    guard = ""
+    params: list[Any] = [json.dumps([turn], cls=DjangoJSONEncoder), at, timezone.now(), interaction.pk]
+    if unless_ref is not None:
+        guard = " AND NOT COALESCE(transcript, '[]'::jsonb) @> %s::jsonb"
+        params.append(json.dumps([{"ref": unless_ref}]))
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Interaction._meta.db_table} SET transcript = transcript || %s::jsonb,"
             " last_activity_at = GREATEST(last_activity_at, %s), updated_at = %s"
-            " WHERE id = %s RETURNING transcript, last_activity_at",
-            [json.dumps([turn], cls=DjangoJSONEncoder), at, timezone.now(), interaction.pk],
+            f" WHERE id = %s{guard} RETURNING transcript, last_activity_at",
+            params,
         )
         row = cursor.fetchone()
     if row is None:
-        raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
+        return False
     transcript, last_activity_at = row
     interaction.transcript = json.loads(transcript) if isinstance(transcript, str) else transcript
     interaction.last_activity_at = last_activity_at
@@ -185,7 +220,7 @@ def interaction_append_turn(
     transaction.on_commit(
         lambda: Conversation.objects.filter(pk=conversation_id, last_activity_at__lt=at).update(last_activity_at=at)
     )
-    return turn
+    return True
 
 
 def _merge_json(interaction: Interaction, field: str, updates: dict) -> dict:

@@ -91,3 +91,23 @@ def test_mark_sent_stores_the_sid_and_first_status_together(tenant):
     stored = ChannelMessage.objects.get(pk=later.pk)
     assert (stored.provider_id, stored.status, later.status) == ("SMnew000002", "pending", "pending")
     assert "SMnew000002" not in Interaction.objects.get(pk=row.pk).metadata["messages"]
+
+
+@pytest.mark.django_db
+def test_append_once_appends_a_ref_once_in_one_statement(tenant, django_assert_num_queries):
+    row = InteractionFactory(conversation__customer=CustomerFactory(tenant=tenant), channel="voice")
+    with django_assert_num_queries(1):
+        turn = services.interaction_append_turn_once(
+            interaction=row, ref="CA1:1", role="customer", text="um, tuesday? if that’s ok", turn=1
+        )
+    assert turn is not None and turn["ref"] == "CA1:1" and turn["turn"] == 1
+    elsewhere = Interaction.objects.get(pk=row.pk)  # a replayed webhook holds its own copy of the row
+    elsewhere.transcript = []
+    assert (
+        services.interaction_append_turn_once(interaction=elsewhere, ref="CA1:1", role="customer", text="again")
+        is None
+    )
+    assert [t["text"] for t in elsewhere.transcript] == ["um, tuesday? if that’s ok"]  # the stored transcript
+    services.interaction_append_turn_once(interaction=row, ref="CA1:no-input:2:1", role="agent", text="Sorry?")
+    stored = Interaction.objects.get(pk=row.pk).transcript
+    assert [t["ref"] for t in stored] == ["CA1:1", "CA1:no-input:2:1"] == [t["ref"] for t in row.transcript]

@@ -277,9 +277,13 @@ def chat_message(*, session: ChatSession, client_id: str, text: str) -> list[dic
             idle_window=tenant.sms_idle_window,
             turn_extra={"client_id": client_id},
         )
-    interaction = received.interaction
+    # one read for the rest of the message: the transcript and end as stored, with the tenant, customer and
+    # conversation that triage and the agent use (the agent's session does not read them again)
+    interaction = Interaction.objects.select_related("tenant", "customer", "conversation").get(
+        pk=received.interaction.pk
+    )
+    interaction._agent_loaded = True  # see conversations.agent.session.session_for
     session.interaction = interaction
-    interaction.refresh_from_db(fields=["transcript", "ended_at"])
     mine = [i for i, t in enumerate(interaction.transcript) if t.get("client_id") == client_id]
     if received.duplicate:
         answered = [i for i, t in enumerate(interaction.transcript) if t.get("in_reply_to") == client_id]

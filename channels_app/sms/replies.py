@@ -91,7 +91,7 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
     :func:`compose_lease`; ``now`` aware UTC, default the current time)."""
     now = now or timezone.now()
     with transaction.atomic():
-        row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
+        row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
         key = reply_key(inbound)
         outbound = ChannelMessage.objects.filter(tenant_id=inbound.tenant_id, idempotency_key=key).first()
         if outbound is not None:
@@ -109,7 +109,7 @@ def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMes
     """Create the pending reply row (once per key) and drop the reservation, in one transaction."""
     with transaction.atomic():
         conversation_lock(conversation_id=inbound.interaction.conversation_id)  # lock order: conversation first
-        row = Interaction.objects.select_for_update().get(pk=inbound.interaction_id)
+        row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
         outbound, created = message_prepare_outbound(
             interaction=inbound.interaction,
             sender=inbound.recipient,
@@ -145,8 +145,10 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     (:mod:`channels_app.delivery`) sends it at most once; a late attempt only finds that row.
     """
     now = now or timezone.now()
-    inbound = ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation").get(
-        pk=inbound_id
+    inbound = (
+        ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation")
+        .defer("interaction__transcript")  # the agent's session reads the row itself; this one only appends
+        .get(pk=inbound_id)
     )
     if ai_paused(inbound.interaction.conversation_id, at=inbound.created_at) and not _emergency(inbound):
         return None  # staff have taken the conversation over (conversations.inbox); an emergency still gets

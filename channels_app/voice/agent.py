@@ -50,6 +50,7 @@ from conversations.models import Channel, ChannelMessage, Direction, Interaction
 from conversations.services import (
     call_open,
     interaction_append_turn,
+    interaction_append_turn_once,
     interaction_mark_escalated,
     interaction_set_assessment,
     interaction_set_metadata,
@@ -121,6 +122,7 @@ def call_find(*, tenant: Tenant, call_sid: str) -> Call | None:
             ChannelMessage.objects.select_related(
                 "interaction__tenant", "interaction__conversation", "interaction__customer"
             )
+            .defer("interaction__transcript")  # a turn reads it under the row lock (_locked), not here
             .filter(tenant=tenant, channel=Channel.VOICE, provider_id=call_sid)
             .first()
         )
@@ -200,24 +202,22 @@ def _in_progress(interaction: Interaction) -> dict:
 
 def _locked(call: Call) -> Interaction:
     """The call's ``call_logs`` row, locked until the surrounding transaction ends. Only that row: ``of=("self",)``
-    keeps the joined tenant, customer and conversation rows unlocked."""
-    return (
+    keeps the joined tenant, customer and conversation rows unlocked. Read fresh in this request with what the
+    agent's session needs, so the engine's turn uses it as is (``_agent_loaded``: no second read)."""
+    interaction = (
         Interaction.objects.select_for_update(of=("self",))
         .select_related("tenant", "customer", "conversation")
         .get(pk=call.interaction.pk)
     )
+    interaction._agent_loaded = True  # type: ignore[attr-defined]  # see conversations.agent.session.session_for
+    return interaction
 
 
 def _append_once(*, interaction: Interaction, ref: str, role: str, text: str, **extra) -> bool:
     """Append a transcript turn keyed by ``ref`` unless a turn with that ``ref`` is already there (a replayed
-    webhook); True if appended. Runs under the row lock (in the caller's transaction, or its own)."""
-    with transaction.atomic():
-        row = Interaction.objects.select_for_update(of=("self",)).only("transcript").get(pk=interaction.pk)
-        if any(t.get("ref") == ref for t in row.transcript or []):
-            interaction.transcript = row.transcript
-            return False
-        interaction_append_turn(interaction=interaction, role=role, text=text, ref=ref, **extra)
-    return True
+    webhook); True if appended. One conditional statement (the check under its row lock; see
+    :func:`conversations.services.interaction_append_turn_once`)."""
+    return interaction_append_turn_once(interaction=interaction, ref=ref, role=role, text=text, **extra) is not None
 
 
 def _escalate(interaction: Interaction, assessment: Assessment) -> None:
