@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from conversations.memo import memoized
 from conversations.models import AgentSettings, Appointment, Conversation
 from conversations.signals import appointment_changed
 from identity.models import Customer, Tenant
@@ -42,9 +43,13 @@ class BookingError(ValueError):
 
 
 def agent_settings_for(tenant: Tenant) -> AgentSettings:
-    """The tenant's :class:`AgentSettings`, or an unsaved instance with the defaults when it has none."""
-    found = AgentSettings.objects.filter(tenant=tenant).first()
-    return found or AgentSettings(tenant=tenant)
+    """The tenant's :class:`AgentSettings`, or an unsaved instance with the defaults when it has none.
+    Read once per agent turn (:mod:`conversations.memo`)."""
+    return memoized(
+        "agent_settings",
+        tenant.pk,
+        lambda: AgentSettings.objects.filter(tenant=tenant).first() or AgentSettings(tenant=tenant),
+    )
 
 
 def day_windows(settings: AgentSettings, day: date, tz: tzinfo) -> list[tuple[datetime, datetime]]:

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from conversations.memo import memoized
 from conversations.models import (
     MESSAGE_STATUS_RANK,
     ChannelMessage,
@@ -629,7 +630,8 @@ def callback_request_set_status(*, callback_request_id: int, status: str, only_f
 def state_set(*, conversation: Conversation, key: str, value: Any, at: datetime | None = None) -> SessionState:
     """Store ``value`` (JSON-serialisable) under ``key``; it expires after the tenant's ``state_ttl``."""
     at = _now(at)
-    ttl = Tenant.objects.values_list("state_ttl", flat=True).get(pk=conversation.tenant_id)
+    tenant_id = conversation.tenant_id
+    ttl = memoized("state_ttl", tenant_id, lambda: Tenant.objects.values_list("state_ttl", flat=True).get(pk=tenant_id))
     state, _ = SessionState.objects.update_or_create(
         conversation=conversation,
         key=key,

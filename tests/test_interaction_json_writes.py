@@ -60,3 +60,20 @@ def test_assessment_only_raises_urgency_and_moves_updated_at_only_on_change():
     assert (row.urgency, row.intent) == (5, "x" * 64)
     row.refresh_from_db()
     assert (row.urgency, row.intent) == (5, "x" * 64) and row.updated_at > stamp
+
+
+@pytest.mark.django_db
+def test_message_status_is_mirrored_into_metadata_without_touching_other_keys():
+    from conversations.models import ChannelMessage
+    from conversations.services import message_status_update
+
+    row = InteractionFactory(metadata={"MessageSid": "SM1", "messages": {"SM0": {"status": "delivered"}}})
+    ChannelMessage.objects.create(
+        tenant=row.tenant, interaction=row, channel="sms", direction="outbound", provider_id="SM2", body="ok"
+    )
+    assert message_status_update(channel="sms", provider_id="SM2", status="sent")
+    assert not message_status_update(channel="sms", provider_id="SM2", status="queued")  # never backwards
+    row.refresh_from_db()
+    assert row.metadata["MessageSid"] == "SM1" and row.metadata["messages"]["SM0"] == {"status": "delivered"}
+    assert row.metadata["messages"]["SM2"]["status"] == "sent"
+    assert row.metadata["messages"]["SM2"]["direction"] == "outbound"

@@ -104,8 +104,7 @@ def test_append_once_appends_a_ref_once_in_one_statement(tenant, django_assert_n
     elsewhere = Interaction.objects.get(pk=row.pk)  # a replayed webhook holds its own copy of the row
     elsewhere.transcript = []
     assert (
-        services.interaction_append_turn_once(interaction=elsewhere, ref="CA1:1", role="customer", text="again")
-        is None
+        services.interaction_append_turn_once(interaction=elsewhere, ref="CA1:1", role="customer", text="again") is None
     )
     assert [t["text"] for t in elsewhere.transcript] == ["um, tuesday? if that’s ok"]  # the stored transcript
     services.interaction_append_turn_once(interaction=row, ref="CA1:no-input:2:1", role="agent", text="Sorry?")

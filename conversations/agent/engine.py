@@ -35,6 +35,7 @@ from conversations.agent.intake import (
 from conversations.agent.session import PENDING, AgentSession, continuity_greeting, session_for
 from conversations.agent.tools import call_tool
 from conversations.language import language_of, language_remember
+from conversations.memo import turn_memo
 from conversations.models import AgentSettings, Appointment, Interaction
 from conversations.reminders.models import AppointmentReminder
 from conversations.reminders.services import REMINDER, open_reminder, reminder_answer, reminder_answer_kind
@@ -227,13 +228,14 @@ def turn(*, interaction: Interaction, text: str, now: datetime | None = None, de
     answers instead (database errors do propagate). ``deadline`` (``time.monotonic()`` seconds) caps the LLM
     backend's requests; past it the backend gives up as if the LLM were down.
     """
-    session = session_for(interaction=interaction, now=now)
-    with translation.override(_language(session, text)):
-        if session.identity == "asked":
-            return _identity_answer(session, text, session.now)
-        if _needs_identity_check(session):
-            return Reply(_identity_prompt(session, text), ["identity_check"])
-        return _run(session, text, deadline=deadline)
+    with turn_memo():  # the tenant's settings and state TTL are read once in this turn
+        session = session_for(interaction=interaction, now=now)
+        with translation.override(_language(session, text)):
+            if session.identity == "asked":
+                return _identity_answer(session, text, session.now)
+            if _needs_identity_check(session):
+                return Reply(_identity_prompt(session, text), ["identity_check"])
+            return _run(session, text, deadline=deadline)
 
 
 def greet(*, interaction: Interaction, anonymous: bool = False, now: datetime | None = None) -> Reply:
