@@ -42,6 +42,33 @@ def map_put(connection: CrmConnection, kind: str, local_id, remote_type: str, re
         logger.warning("crm map %s %s for connection %s written concurrently", kind, local_id, connection.pk)
 
 
+def mapped_upsert(
+    connection: CrmConnection,
+    kind: str,
+    local_id,
+    *,
+    update: Callable[[str, str], None],
+    create: Callable[[], tuple[str, str]],
+    fence: Callable,
+) -> None:
+    """Keep one CRM record per ``(kind, local_id)``: ``update(remote_type, remote_id)`` the mapped one; when none
+    is mapped, or the CRM answers 404 (deleted there; the map row is dropped), ``fence()`` (raises once the
+    delivery's lease was taken over), ``create()`` → ``(remote_type, remote_id)`` and map it. Raises the
+    client's :class:`crm.clients.base.CrmError` subclasses."""
+    mapped = map_get(connection, kind, local_id)
+    if mapped is not None:
+        try:
+            update(mapped.remote_type, mapped.remote_id)
+            return
+        except CrmRejected as exc:
+            if exc.status_code != 404:
+                raise
+            mapped.delete()
+    fence()
+    remote_type, remote_id = create()
+    map_put(connection, kind, local_id, remote_type, remote_id)
+
+
 def contact_upsert(client: CrmClient, connection: CrmConnection, customer: Customer, *, fence: Callable) -> str:
     """The CRM contact id of ``customer`` (a merged tombstone's survivor): the mapped contact, refreshed; else
     the CRM's match by E.164 phone / email, refreshed; else a new contact (``fence()`` first — it raises when

@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from conversations.models import Appointment
 from crm.clients.base import CrmClient, CrmRejected, MeetingData
-from crm.contacts import contact_upsert, map_get, map_put
+from crm.contacts import contact_upsert, mapped_upsert
 from crm.models import CrmConnection, CrmDelivery, CrmRecordMap
 from crm.outbox import queue_deliveries
 
@@ -105,15 +105,11 @@ def meeting_sync(client: CrmClient, connection: CrmConnection, appointment: Appo
         raise CrmRejected("appointments are switched off for this connection; nothing was sent", status_code=None)
     contact_id = contact_upsert(client, connection, appointment.customer, fence=fence)
     meeting = meeting_data(appointment, with_reason=connection.appointment_reason)
-    mapped = map_get(connection, CrmRecordMap.Kind.APPOINTMENT, appointment.pk)
-    if mapped is not None:
-        try:
-            client.update_meeting(mapped.remote_type, mapped.remote_id, meeting)
-            return
-        except CrmRejected as exc:
-            if exc.status_code != 404:
-                raise
-            mapped.delete()
-    fence()
-    remote_type, remote_id = client.create_meeting(meeting, contact_id=contact_id)
-    map_put(connection, CrmRecordMap.Kind.APPOINTMENT, appointment.pk, remote_type, remote_id)
+    mapped_upsert(
+        connection,
+        CrmRecordMap.Kind.APPOINTMENT,
+        appointment.pk,
+        update=lambda remote_type, remote_id: client.update_meeting(remote_type, remote_id, meeting),
+        create=lambda: client.create_meeting(meeting, contact_id=contact_id),
+        fence=fence,
+    )

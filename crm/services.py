@@ -47,7 +47,7 @@ from crm.clients.base import (
     CrmUnavailable,
     TokenSet,
 )
-from crm.contacts import contact_upsert, map_get, map_put
+from crm.contacts import contact_upsert, mapped_upsert
 from crm.meetings import meeting_sync
 from crm.models import CrmConnection, CrmDelivery, CrmRecordMap
 from crm.outbox import queue_deliveries
@@ -185,18 +185,14 @@ def _sync(client: CrmClient, connection: CrmConnection, interaction: Interaction
     """Upsert the contact, then create or update the interaction's activity (see the module docstring)."""
     contact_id = contact_upsert(client, connection, interaction.customer, fence=fence)
     activity = activity_data(interaction, field_map=connection.field_map)
-    done = map_get(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk)
-    if done is not None:
-        try:
-            client.update_activity(done.remote_type, done.remote_id, activity)
-            return
-        except CrmRejected as exc:
-            if exc.status_code != 404:
-                raise
-            done.delete()
-    fence()
-    remote_type, remote_id = client.create_activity(activity, contact_id=contact_id)
-    map_put(connection, CrmRecordMap.Kind.INTERACTION, interaction.pk, remote_type, remote_id)
+    mapped_upsert(
+        connection,
+        CrmRecordMap.Kind.INTERACTION,
+        interaction.pk,
+        update=lambda remote_type, remote_id: client.update_activity(remote_type, remote_id, activity),
+        create=lambda: client.create_activity(activity, contact_id=contact_id),
+        fence=fence,
+    )
 
 
 def _store_tokens(
