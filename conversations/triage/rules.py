@@ -18,9 +18,13 @@ import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from conversations.triage import numbers
 from conversations.triage.kb import KnowledgeBase, Language, load
+
+if TYPE_CHECKING:
+    from spacy.tokens import Span
 
 GROUP = "medspacy_spans"
 COMPANION = "_with"  # label of a flag's co-occurring sign (its ``with`` patterns), judged in context like a flag
@@ -55,8 +59,6 @@ def _register_extensions() -> None:
     for attr in ("cs_resolved", "cs_joke", "cs_admin", "cs_not_urgent", "cs_recent", "cs_mild"):
         if not Span.has_extension(attr):
             Span.set_extension(attr, default=False)
-    if not Span.has_extension("cs_rule"):
-        Span.set_extension("cs_rule", default=-1)
 
 
 @lru_cache(maxsize=8)
@@ -131,15 +133,30 @@ def _matches(
     return found, companions
 
 
-def _targets(doc, found: list[tuple[str, int, int, int]]) -> None:
-    """The mentions as spans in the ``GROUP`` span group (``cs_rule`` = the flag's index), for ConText."""
-    spans = []
+def _judged(doc, nlp, found: list[tuple[str, int, int, int]]) -> list[tuple[str, int, Span, tuple[str, ...]]]:
+    """Run ConText over ``found`` (one pass) and return ``(code, flag index, span, context labels)`` per mention.
+
+    The flag index and the labels are read from our own list, in the span group's order, right after this pass:
+    spaCy keeps a span's ``._`` values in ``doc.user_data`` keyed by its character offsets only, so two mentions
+    with the same offsets (two rules of one category matching the same words, the co-occurring sign of two
+    flags, a sign at a flag's offsets in a later pass) would share — and overwrite — one index and one set of
+    ConText labels. The span-level values are cleared after reading, so a later pass starts clean."""
+    kept: list[tuple[str, int, Span]] = []
     for code, index, start, end in found:
         span = doc.char_span(start, end, label=code, alignment_mode="expand")
         if span is not None and len(span):
-            span._.cs_rule = index
-            spans.append(span)
-    doc.spans[GROUP] = spans
+            kept.append((code, index, span))
+    doc.spans[GROUP] = [span for _, _, span in kept]
+    doc = nlp.get_pipe("medspacy_context")(doc)
+    judged = [
+        (code, index, span, tuple(c for c, attr in _ATTRS.items() if getattr(span._, attr, False)))
+        for code, index, span in kept
+    ]
+    for key in [
+        k for k in doc.user_data if isinstance(k, tuple) and len(k) == 4 and k[0] == "._." and k[3] is not None
+    ]:
+        del doc.user_data[key]  # span-level extension values of this pass (ConText labels, modifiers)
+    return judged
 
 
 def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) -> list[Finding]:
@@ -167,36 +184,31 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
             if name == "medspacy_context":
                 break
             doc = component(doc)
-        spans = []
+        judged = []
         for group in passes:
             if group:
-                _targets(doc, group)
-                doc = nlp.get_pipe("medspacy_context")(doc)
-                spans.extend(doc.spans[GROUP])
-        # flags whose co-occurring sign is live (not negated, historical, hypothetical, resolved, a joke…)
-        accompanied = {
-            span._.cs_rule
-            for span in spans
-            if span.label_ == COMPANION and not any(getattr(span._, attr, False) for attr in SUPPRESS.values())
-        }
-        results = []
-        for span in spans:
-            category = kb.categories.get(span.label_)
-            if category is None:
-                continue
-            flag = language.flags[span._.cs_rule] if span._.cs_rule >= 0 else None
-            if flag is not None and flag.with_ is not None and span._.cs_rule not in accompanied:
-                continue
-            labels = tuple(c for c, attr in _ATTRS.items() if getattr(span._, attr, False))
-            level = category.level
-            if any(c in SUPPRESS for c in labels):
-                level = "routine"
-            elif level == "emergency" and any(
-                c == "NOT_URGENT"
-                or (c == "RECENT" and not (flag is not None and flag.ignore_recent))
-                or (c == "MILD" and flag is not None and flag.mild)
-                for c in labels
-            ):
-                level = "urgent"
-            results.append(Finding(span.label_, level, span.start_char, span.end_char, span.text, labels))
+                judged.extend(_judged(doc, nlp, group))
+    # flags whose co-occurring sign is live (not negated, historical, hypothetical, resolved, a joke…)
+    accompanied = {
+        index for code, index, _, labels in judged if code == COMPANION and not any(c in SUPPRESS for c in labels)
+    }
+    results = []
+    for code, index, span, labels in judged:
+        category = kb.categories.get(code)
+        if category is None:
+            continue
+        flag = language.flags[index] if index >= 0 else None
+        if flag is not None and flag.with_ is not None and index not in accompanied:
+            continue
+        level = category.level
+        if any(c in SUPPRESS for c in labels):
+            level = "routine"
+        elif level == "emergency" and any(
+            c == "NOT_URGENT"
+            or (c == "RECENT" and not (flag is not None and flag.ignore_recent))
+            or (c == "MILD" and flag is not None and flag.mild)
+            for c in labels
+        ):
+            level = "urgent"
+        results.append(Finding(code, level, span.start_char, span.end_char, span.text, labels))
     return results

@@ -265,3 +265,38 @@ def test_gi_bleeding_peritonism_cssrs_and_abuse_disclosures_page(text, code):
 )
 def test_the_new_rules_keep_questions_history_and_ordinary_causes_routine(text):
     assert assess_rules(text).level != "emergency"
+
+
+def _emergency_findings(text: str) -> list[tuple[str, str]]:
+    from conversations.triage import rules
+    from conversations.triage.text import normalise
+
+    result = assess_rules(text)
+    return [(f.code, f.text) for f in rules.findings(normalise(text), result.language) if f.level == "emergency"]
+
+
+def test_two_rules_needing_the_same_sign_each_keep_it():
+    """Green vomit and no stool are two acute-abdomen rules that both need the vomiting: spaCy keys a span's
+    extension values by its offsets, so the one "vomiting" sign must still count for each rule."""
+    found = _emergency_findings("grandma hasnt had a bowel movement in 4 days and she is vomiting dark green stuff")
+    assert ("acute_abdomen", "vomiting dark green") in found, found
+    assert ("acute_abdomen", "hasnt had a bowel movement") in found, found
+
+
+def test_a_flag_keeps_its_own_settings_when_a_weaker_flag_covers_the_same_words():
+    """The words 'banged my head' are both a head injury (a danger sign the day after still pages) and an urgent symptom
+    (softened by "last night"): the head injury must not take the urgent rule's settings."""
+    found = _emergency_findings("banged my head on the shelf last night n today i feel dizzy n keep forgetting stuff")
+    assert ("head_injury", "banged my head") in found, found
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my son banged his head at practice, no vomiting, no confusion, just a goose egg",
+        "smacked my forehead on the cupboard, not throwing up or dizzy, just sore",
+        "mi hijo se pegó en la cabeza con la puerta, no ha vomitado ni está mareado, solo le duele un poco",
+    ],
+)
+def test_a_bump_whose_danger_signs_are_denied_is_no_head_injury_emergency(text):
+    assert not [c for c, _ in _emergency_findings(text) if c == "head_injury"]
