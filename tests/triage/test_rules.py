@@ -300,3 +300,29 @@ def test_a_flag_keeps_its_own_settings_when_a_weaker_flag_covers_the_same_words(
 )
 def test_a_bump_whose_danger_signs_are_denied_is_no_head_injury_emergency(text):
     assert not [c for c, _ in _emergency_findings(text) if c == "head_injury"]
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("fell off his scooter, no helmet and his left pupil is way bigger than the right", "head_injury"),
+        ("no fever no rash, but all of a sudden her face droops on the left and her speech is slurred", "stroke"),
+        ("no tiene fiebre ni tos, pero de repente se le torció la boca y no puede hablar bien", "stroke"),
+        ("se cayó de la bici sin casco y le sale líquido clarito por la nariz", "head_injury"),
+    ],
+)
+def test_a_denial_ends_where_its_clause_does(text, code):
+    """A "no …" at the start of a message does not reach past a comma, "but" / "pero" or "and his …"."""
+    assert code in [c for c, _ in _emergency_findings(text)], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my sister fainted at the fair from the heat but she's totally fine now, does she need a checkup?",
+        "i overdosed a couple years back, in recovery now, can i get a new patient appt",
+        "me cortó el dedo una lata, ya no sangra pero creo que ocupo puntos, ¿tienen cita hoy?",
+    ],
+)
+def test_resolved_and_past_events_stay_quiet_across_a_but(text):
+    assert not _emergency_findings(text), text
