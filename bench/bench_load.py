@@ -56,6 +56,8 @@ VOICE_LINES = ["Hi, this is Ana, I'd like to book an appointment", "Tuesday plea
 # the web process as production runs it: one daphne per CPU (callsphere.web); BENCH_WEB_PROCESSES overrides
 WEB_PROCESSES = int(os.environ.get("BENCH_WEB_PROCESSES") or len(os.sched_getaffinity(0)))
 CLINIC = "+15550100001"
+# the patient-reply worker's niceness, as the Procfile runs it (``WORKER_NICE``): webhooks first, replies after
+WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE", os.environ.get("WORKER_NICE", "10")))
 
 BARE_APP = """
 import json
@@ -103,6 +105,16 @@ def cpu_seconds(pids: list[int]) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+def renice(pids: list[int], niceness: int) -> None:
+    """Set the niceness of these processes and their children (as ``nice -n`` in the Procfile would)."""
+    import psutil
+
+    for pid in pids:
+        proc = psutil.Process(pid)
+        for p in [proc, *proc.children(recursive=True)]:
+            p.nice(niceness)
 
 
 def postgres_pids() -> list[int]:
@@ -319,6 +331,7 @@ def main() -> None:
         # as the Procfile runs it: persistent connections in the worker
         worker = processes.start_worker(log_path=workdir / "worker.log", purge=True, CONN_MAX_AGE="60", **env)
         started.append(worker)
+        renice([worker.pid], WORKER_NICE)
         (workdir / "bare_app.py").write_text(BARE_APP)
         port = processes.free_port()
         bare = subprocess.Popen(
@@ -346,7 +359,7 @@ def main() -> None:
         print(
             f"load benchmark — signed SMS webhook, open loop, {PATIENTS} patients, {SECONDS:.0f} s per step, "
             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; DEBUG=0, {WEB_PROCESSES} web processes, "
-            "1 worker"
+            f"1 worker (nice {WORKER_NICE})"
         )
         print(
             f"{'offered':>8} | {'server':8} | {'ok/s':>6} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} | "

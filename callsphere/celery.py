@@ -14,17 +14,12 @@ app.autodiscover_tasks()
 
 @worker_init.connect
 def _warm_up(**kwargs) -> None:
-    """Load the slow-to-initialise parsers once in the parent process, so forked pool children answer the
-    first message of the day as fast as the hundredth (dateparser's language data, VADER's lexicon, triage's
-    knowledge base and learned model, which trains in about a second)."""
-    import dateparser
+    """Warm the parent process up (:mod:`callsphere.warmup`) before it forks its pool, so the children share what
+    it loaded and answer the first message of the day as fast as the hundredth."""
+    from callsphere import warmup
 
-    from conversations.triage import assess_rules
-    from enrichment.scorers import sentiment
-
-    dateparser.parse("tomorrow at 2pm")
-    sentiment("warm up")
-    assess_rules("warm up: chest pain / dolor de pecho")
+    if warmup.enabled():
+        warmup.warm_up()
 
 
 @task_postrun.connect

@@ -86,6 +86,10 @@ def serve(argv: list[str], *, processes: int = 1) -> None:
 
     args = daphne_args(argv)
     size_threads_and_pool(processes=processes)
+    from callsphere import warmup
+
+    if warmup.enabled():  # before listening: a cold process would hold its first requests for seconds
+        warmup.warm_up()
     sys.stdout = RedactingStream(sys.stdout)
     if os.environ.get("WEB_PROCESS_INDEX", "0") == "0":
         _start_watchdog()
