@@ -89,7 +89,8 @@ def serve(argv: list[str], *, processes: int = 1) -> None:
     from callsphere import warmup
 
     if warmup.enabled():  # before listening: a cold process would hold its first requests for seconds
-        warmup.warm_up()
+        seconds = warmup.warm_up()
+        print(f"callsphere.web: warmed up in {seconds:.1f} s", file=sys.stderr, flush=True)
     sys.stdout = RedactingStream(sys.stdout)
     if os.environ.get("WEB_PROCESS_INDEX", "0") == "0":
         _start_watchdog()
