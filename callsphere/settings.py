@@ -316,6 +316,9 @@ TWILIO_TIMEOUT_SECONDS = env.float("TWILIO_TIMEOUT_SECONDS", default=10.0)
 OUTBOUND_SEND_LEASE_SECONDS = env.float("OUTBOUND_SEND_LEASE_SECONDS", default=max(60.0, 4 * TWILIO_TIMEOUT_SECONDS))
 # Inbound SMS handlers tried before the patient flow (f(tenant, params) -> bool; True = claimed).
 SMS_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_sms"]
+# The SMS webhook stores the message and queues its recording on a worker (channels_app.sms.intake); 1 records it
+# in the request instead (a single-process setup without workers; the test suite).
+SMS_INTAKE_INLINE = env.bool("SMS_INTAKE_INLINE", default=False)
 # Incoming-call handlers tried before the voice agent (f(tenant, params) -> TwiML str, or None to pass).
 VOICE_INBOUND_HANDLERS = ["escalation.hooks.claim_responder_call"]
 OPENAI_API_KEY = env("OPENAI_API_KEY", default="")

@@ -49,6 +49,8 @@ from callsphere.settings import DATABASES
 
 DATABASES["default"]["TEST"] = {"NAME": f"test_callsphere_{os.getpid()}"}
 SMS_BACKEND = "providers.sms.LocmemSmsBackend"
+# most tests check what the webhook recorded right after it answers; tests/sms/test_intake.py runs the queued path
+SMS_INTAKE_INLINE = True
 VOICE_BACKEND = "providers.voice.LocmemVoiceBackend"
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -225,3 +225,43 @@ class OutboundDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"delivery of message {self.message_id} (attempt {self.attempts})"
+
+
+class InboundSms(models.Model):
+    """An inbound SMS accepted by the webhook and not yet recorded: the request stores this row and queues the
+    intake (:mod:`channels_app.sms.intake`), which records the message and deletes the row in one transaction.
+
+    So the table holds only messages in flight (milliseconds to seconds) and those the intake failed on
+    ``MAX_ATTEMPTS`` times (``quarantined``: kept, listed in admin for staff to read and answer). ``params``
+    are Twilio's webhook parameters as checked by :func:`channels_app.sms.services.sms_params_check`.
+    ``lane`` is the queue the intake runs on: ``escalation`` when the local triage rules saw an emergency or an
+    urgent message (its own unniced workers, ahead of any backlog of ordinary texts), else the default queue.
+    One row per (tenant, MessageSid): a Twilio retry while the first is in flight adds nothing.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        QUARANTINED = "quarantined", "Quarantined (could not be recorded)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    message_sid = models.CharField(max_length=64)
+    params = models.JSONField()
+    lane = models.CharField(max_length=16, default="celery")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=200, blank=True, help_text="The exception's type, never its text.")
+    received_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "inbound SMS not yet recorded"
+        verbose_name_plural = "inbound SMS not yet recorded"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "message_sid"], name="inbound_sms_once_per_tenant"),
+        ]
+        indexes = [
+            # the intake redrive's scan (channels_app.sms.intake.sms_intake_redrive): pending, oldest first
+            models.Index(fields=["received_at"], name="inbound_sms_pending", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message_sid}"

@@ -9,7 +9,7 @@ task was lost or died.
 
 from celery import shared_task
 
-from channels_app.sms import replies
+from channels_app.sms import intake, replies
 from channels_app.sms import services as sms
 from providers import PROVIDER_RETRY
 
@@ -19,6 +19,13 @@ def sms_reply(inbound_id: int) -> None:
     """Reply to one inbound SMS (idempotent: one reply per MessageSid, the engine run at most once, row-locked
     send; see :func:`channels_app.sms.replies.sms_reply`)."""
     replies.sms_reply(inbound_id=inbound_id)
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def sms_intake(inbound_id: int) -> None:
+    """Record one accepted inbound SMS (idempotent: its row is locked and deleted with the recording; see
+    :func:`channels_app.sms.intake.sms_intake`). Queued on the message's lane by the webhook."""
+    intake.sms_intake(inbound_id=inbound_id)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, **PROVIDER_RETRY)
@@ -37,13 +44,15 @@ def outbound_redrive() -> dict[str, int]:
 
 @shared_task(ignore_result=True)
 def inbound_redrive() -> dict[str, int]:
-    """Beat (every 30 s): re-queue inbound work whose task was lost — replies to inbound SMS that never came,
+    """Beat (every 30 s): re-queue inbound work whose task was lost — accepted SMS never recorded, replies to
+    inbound SMS that never came,
     completed voicemail recordings never filed, and accepted emails never triaged (their task lost, or dead
-    after claiming). Returns ``{"sms_replies": n, "voicemails": n, "emails": n}``."""
+    after claiming). Returns ``{"sms_intake": n, "sms_replies": n, "voicemails": n, "emails": n}``."""
     from channels_app.email.triage import email_triage_redrive
     from channels_app.voice.voicemail import voicemail_redrive
 
     return {
+        "sms_intake": intake.sms_intake_redrive(),
         "sms_replies": replies.sms_reply_redrive(),
         "voicemails": voicemail_redrive(),
         "emails": email_triage_redrive(),

@@ -63,7 +63,13 @@ _STAFF: dict[str, dict[str, tuple[str, ...]]] = {
         "appointmentreminder": _V,
         "satisfactionsurvey": _V,
     },
-    "channels_app": {"inboundemail": _V, "emailthread": _V, "emailattachment": _V, "outboundemail": _V},
+    "channels_app": {
+        "inboundemail": _V,
+        "emailthread": _V,
+        "emailattachment": _V,
+        "outboundemail": _V,
+        "inboundsms": _VC,
+    },
     "escalation": {
         "incident": _VC,
         "notificationattempt": _V,

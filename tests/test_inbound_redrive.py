@@ -171,7 +171,12 @@ def test_sms_received_while_the_broker_was_down_is_answered_on_a_real_worker(ten
     inbound = ChannelMessage.objects.get(provider_id=params["MessageSid"])
     ChannelMessage.objects.filter(pk=inbound.pk).update(created_at=timezone.now() - timedelta(minutes=2))
 
-    assert channel_tasks.inbound_redrive() == {"sms_replies": 1, "voicemails": 0, "emails": 0}  # the beat task's body
+    assert channel_tasks.inbound_redrive() == {
+        "sms_intake": 0,
+        "sms_replies": 1,
+        "voicemails": 0,
+        "emails": 0,
+    }  # the beat task's body
     reply = wait_for(
         lambda: (
             ChannelMessage.objects.filter(idempotency_key=f"reply:{params['MessageSid']}")

@@ -72,27 +72,44 @@ def sms_params_check(params: Mapping[str, str]) -> dict[str, str]:
     return clean
 
 
-def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None:
-    """Handle Twilio's inbound-message webhook parameters for ``tenant``; return what was recorded.
-
-    Resolves the sender by phone, records the message as one turn (once per MessageSid), applies STOP /
-    START / HELP, and on commit queues the reply. Handlers in ``settings.SMS_INBOUND_HANDLERS`` (dotted paths
-    of ``f(tenant, params) -> bool``) may claim a message first — e.g. an on-call clinician's "ACK" — and
-    then nothing is recorded here; they return None. Raises :class:`InvalidSms` for a malformed request.
-    Queuing the reply never fails the webhook (a broker outage is logged; the inbound redrive catches up);
-    the reply itself is :func:`channels_app.sms.replies.sms_reply`. Parameters are bounded first
-    (:func:`sms_params_check`).
-    """
-    params = sms_params_check(params)
-    sid = params.get("MessageSid") or params.get("SmsSid") or ""
-    phone = normalize_phone(params.get("From"), tenant.country)
+def sms_check(*, tenant: Tenant, params: Mapping[str, str]) -> tuple[dict[str, str], str, str]:
+    """``(params, MessageSid, sender)``: the parameters bounded (:func:`sms_params_check`), the SID and the
+    sender in E.164. Raises :class:`InvalidSms` (the webhook's 400) for a malformed request; runs no query."""
+    clean = sms_params_check(params)
+    sid = clean.get("MessageSid") or clean.get("SmsSid") or ""
+    phone = normalize_phone(clean.get("From"), tenant.country)
     if not sid:
         raise InvalidSms("MessageSid is required")
     if not phone:
         raise InvalidSms("From is not a usable phone number")
-    for path in getattr(settings, "SMS_INBOUND_HANDLERS", []):
-        if import_string(path)(tenant, params):
-            return None
+    return clean, sid, phone
+
+
+def sms_claimed(*, tenant: Tenant, params: Mapping[str, str]) -> bool:
+    """True when a handler in ``settings.SMS_INBOUND_HANDLERS`` (dotted paths of ``f(tenant, params) -> bool``)
+    claimed the message — e.g. an on-call clinician's "ACK" — so the patient flow must not record it."""
+    return any(import_string(path)(tenant, params) for path in getattr(settings, "SMS_INBOUND_HANDLERS", []))
+
+
+def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None:
+    """Handle Twilio's inbound-message webhook parameters for ``tenant`` in this process; return what was
+    recorded: :func:`sms_check`, then the handlers (:func:`sms_claimed`; a claimed message returns None), then
+    :func:`sms_record`. The webhook runs this inline only with ``SMS_INTAKE_INLINE``; otherwise it stores the
+    message and queues the same recording (:mod:`channels_app.sms.intake`). Raises :class:`InvalidSms`."""
+    params, sid, phone = sms_check(tenant=tenant, params=params)
+    if sms_claimed(tenant=tenant, params=params):
+        return None
+    return sms_record(tenant=tenant, params=params, sid=sid, phone=phone)
+
+
+def sms_record(
+    *, tenant: Tenant, params: Mapping[str, str], sid: str, phone: str, reply_queue: str | None = None
+) -> Received:
+    """Record one checked inbound SMS (:func:`sms_check`): resolve the sender by phone, store the message as one
+    turn (once per MessageSid), apply STOP / START / HELP, and on commit queue the reply (on ``reply_queue``
+    when given: the escalation lane answers an emergency ahead of a backlog). Queuing the reply never fails the
+    caller (a broker outage is logged; the inbound redrive catches up); the reply itself is
+    :func:`channels_app.sms.replies.sms_reply`."""
     body = params.get("Body", "")
     media = [params.get(f"MediaUrl{i}") for i in range(int(params.get("NumMedia") or 0))]
     extra: dict = {"media": [m for m in media if m]} if any(media) else {}
@@ -125,7 +142,10 @@ def sms_receive(*, tenant: Tenant, params: Mapping[str, str]) -> Received | None
         message_id = received.message.pk
         # robust: with the broker down the message stays recorded and Twilio still gets its 200 (it would not
         # retry a 500 anyway); channels_app.sms.replies.sms_reply_redrive queues the reply later.
-        transaction.on_commit(lambda: sms_reply.delay(message_id), robust=True)
+        if reply_queue:
+            transaction.on_commit(lambda: sms_reply.apply_async((message_id,), queue=reply_queue), robust=True)
+        else:
+            transaction.on_commit(lambda: sms_reply.delay(message_id), robust=True)
     return received
 
 

@@ -1,8 +1,10 @@
 """Twilio Messaging webhooks: ``POST /twilio/sms/`` (inbound) and ``POST /twilio/sms/status/`` (callbacks)."""
 
+from django.conf import settings
 from django.http import HttpResponse, HttpResponseBadRequest
 from twilio.twiml.messaging_response import MessagingResponse
 
+from channels_app.sms.intake import sms_accept
 from channels_app.sms.services import InvalidSms, sms_receive
 from conversations.models import Channel
 from conversations.services import message_status_update
@@ -11,9 +13,11 @@ from providers.twilio_security import twilio_webhook, twiml_response
 
 @twilio_webhook(tenant_fields=("To",))
 def sms_inbound(request):
-    """Record the inbound message; the reply is sent asynchronously through the SMS provider."""
+    """Accept the inbound message (stored, its recording queued on its lane: :mod:`channels_app.sms.intake`), or
+    record it here with ``SMS_INTAKE_INLINE``; the reply is sent asynchronously through the SMS provider."""
+    receive = sms_receive if settings.SMS_INTAKE_INLINE else sms_accept
     try:
-        sms_receive(tenant=request.tenant, params=request.POST)
+        receive(tenant=request.tenant, params=request.POST)
     except InvalidSms as exc:
         return HttpResponseBadRequest(str(exc))
     return twiml_response(MessagingResponse())
