@@ -6,7 +6,10 @@ Celery worker answering every message) against a throw-away database and a priva
 serving a 10-line ASGI app. The same open-loop generator (requests sent on a fixed schedule whatever the
 answers, fresh MessageSid, ``BENCH_PATIENTS`` patient numbers, Twilio signature) runs against each at each
 offered rate in ``BENCH_RATES`` for ``BENCH_SECONDS``. Prints achieved throughput, p50/p99, errors, the ratio
-to the bare server, and CPU per request of the web process (and of the whole stack).
+to the bare server, and CPU per request of the web process (and of the whole stack). The webhook only accepts
+(``channels_app.sms.intake``); after the last step the bench waits for the niced worker to record and answer every
+accepted text (``BENCH_DRAIN_SECONDS``, 600) and prints accepted / recorded / answered / quarantined and how long
+the backlog took.
 
 Voice: ``BENCH_VOICE_CALLS`` (20) calls at once, each answered and then taking Gather turns back to back for
 ``BENCH_SECONDS``; prints turn throughput, p50/p99 and CPU per turn. Chat: ``BENCH_CHAT_VISITORS`` (500)
@@ -50,7 +53,7 @@ VOICE_CALLS = int(os.environ.get("BENCH_VOICE_CALLS", "20"))
 CHAT_VISITORS = int(os.environ.get("BENCH_CHAT_VISITORS", "500"))
 CHAT_IDLE = int(os.environ.get("BENCH_CHAT_IDLE", "1000"))
 CHAT_TIMEOUT = 30.0
-DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "120"))
+DRAIN_SECONDS = float(os.environ.get("BENCH_DRAIN_SECONDS", "600"))
 ORIGIN = "https://clinic.example.com"
 VOICE_LINES = ["Hi, this is Ana, I'd like to book an appointment", "Tuesday please", "What times do you have?"]
 # the web process as production runs it: one daphne per CPU (callsphere.web); BENCH_WEB_PROCESSES overrides
@@ -307,7 +310,6 @@ def main() -> None:
     from twilio.request_validator import RequestValidator
 
     from channels_app import twilio_payloads
-    from conversations.models import ChannelMessage
     from tests import processes
     from tests.factories import PhoneNumberFactory, TenantFactory
 
@@ -353,7 +355,7 @@ def main() -> None:
             return "/twilio/sms/", params, {"X-Twilio-Signature": signature}
 
         # warm both (imports, connections, first queries)
-        asyncio.run(open_loop(base, 10, 1, sms_request))
+        warm = asyncio.run(open_loop(base, 10, 1, sms_request))
         asyncio.run(open_loop(bare_url, 10, 1, sms_request))
 
         print(
@@ -365,11 +367,13 @@ def main() -> None:
             f"{'offered':>8} | {'server':8} | {'ok/s':>6} {'p50 ms':>8} {'p99 ms':>8} | {'ratio':>6} | "
             f"{'web CPU ms/req':>14} {'stack CPU ms/req':>16} | statuses"
         )
+        accepted = warm["statuses"].get("200", 0)
         for rate in RATES:
             bare_result = asyncio.run(open_loop(bare_url, rate, SECONDS, sms_request))
             stack = [web.pid, worker.pid, *postgres_pids()]
             web_cpu0, stack_cpu0 = cpu_seconds([web.pid]), cpu_seconds(stack)
             app_result = asyncio.run(open_loop(base, rate, SECONDS, sms_request))
+            accepted += app_result["statuses"].get("200", 0)
             web_cpu = (cpu_seconds([web.pid]) - web_cpu0) * 1000 / max(1, app_result["ok"])
             stack_cpu = (cpu_seconds(stack) - stack_cpu0) * 1000 / max(1, app_result["ok"])
             for name, r in (("bare", bare_result), ("sms", app_result)):
@@ -379,13 +383,13 @@ def main() -> None:
                     f"{rate:>8} | {name:8} | {r['rps']:6.1f} {r['p50']:8.1f} {r['p99']:8.1f} | {ratio:6.2f} | "
                     f"{cpu} | {r['statuses']}"
                 )
-        stored = ChannelMessage.objects.filter(tenant=tenant, channel="sms", direction="inbound").count()
+        recorded, answered, quarantined, waited = _drained(tenant, accepted)
         deadlocks = (workdir / "web.log").read_text().count("deadlock detected") + (
             workdir / "worker.log"
         ).read_text().count("deadlock detected")
-        answered = _drained(tenant, stored)
         print(
-            f"inbound SMS stored: {stored}, answered: {answered} (after the worker drained, at most "
+            f"inbound SMS accepted (200): {accepted}, recorded: {recorded}, answered: {answered}, quarantined: "
+            f"{quarantined} (the niced worker drained its backlog in {waited:.0f} s after the last step; at most "
             f"{DRAIN_SECONDS:.0f} s); 'deadlock detected' in web/worker logs: {deadlocks}; logs in {workdir}"
         )
         ws_base, ws_bare = base.replace("http", "ws", 1), bare_url.replace("http", "ws", 1)
@@ -470,22 +474,30 @@ def voice_step(base, bare_url, web, worker, tenant, validator, public_base) -> N
         )
 
 
-def _drained(tenant, stored: int) -> int:
-    """Outbound SMS replies once they stop growing or match ``stored`` (at most ``DRAIN_SECONDS``)."""
+def _drained(tenant, accepted: int) -> tuple[int, int, int, float]:
+    """Wait until the worker has recorded and answered what the webhook accepted: no ``InboundSms`` left and a
+    reply per recorded text, or nothing new for 15 s, or ``DRAIN_SECONDS``. Returns ``(recorded, answered,
+    quarantined, seconds waited)``."""
+    from channels_app.models import InboundSms
     from conversations.models import ChannelMessage
 
-    replies = ChannelMessage.objects.filter(tenant=tenant, channel="sms", direction="outbound")
-    deadline, last, still = time.monotonic() + DRAIN_SECONDS, -1, 0.0
-    while time.monotonic() < deadline:
-        count = replies.count()
-        if count >= stored:
-            return count
-        still = still + 1 if count == last else 0
-        if still >= 10:  # nothing new for 10 s: the worker is done
-            return count
-        last = count
+    messages = ChannelMessage.objects.filter(tenant=tenant, channel="sms")
+    started = time.monotonic()
+    deadline, last, still = started + DRAIN_SECONDS, None, 0
+    while True:
+        recorded = messages.filter(direction="inbound").count()
+        answered = messages.filter(direction="outbound").count()
+        pending = InboundSms.objects.filter(tenant=tenant, status="pending").count()
+        state = (recorded, answered, pending)
+        if (pending == 0 and answered >= recorded) or time.monotonic() >= deadline:
+            break
+        still = still + 1 if state == last else 0
+        if still >= 15:  # nothing new for 15 s: the worker is stuck or done
+            break
+        last = state
         time.sleep(1)
-    return replies.count()
+    quarantined = InboundSms.objects.filter(tenant=tenant, status="quarantined").count()
+    return recorded, answered, quarantined, time.monotonic() - started
 
 
 def _answers(url: str) -> bool:
