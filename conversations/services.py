@@ -41,21 +41,43 @@ def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime
     but what the patient was doing — a pending booking, their name, an unfinished intake — lives for the state
     TTL (30 days), so "Welcome back — you were booking for Tuesday" still works a week later.
     """
-    at = _now(at)
+    return _conversation_get_or_create(tenant=tenant, customer=customer, at=_now(at))[0]
+
+
+def _conversation_get_or_create(*, tenant: Tenant, customer: Customer, at: datetime) -> tuple[Conversation, bool]:
+    """:func:`conversation_get_or_open` returning ``(conversation, created)``; ``created`` means this
+    transaction inserted the row (no other one can see, lock or close it before this one commits)."""
     for _ in range(3):
         existing = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN).first()
         if existing:
-            return existing
+            return existing, False
         try:
             with transaction.atomic():
                 conversation = Conversation.objects.create(
                     tenant=tenant, customer=customer, opened_at=at, last_activity_at=at
                 )
                 _state_carry_over(conversation=conversation, at=at)
-                return conversation
+                return conversation, True
         except IntegrityError:
             continue  # another process opened it first
     raise RuntimeError("could not open a conversation")
+
+
+def _conversation_open_locked(*, tenant: Tenant, customer: Customer, at: datetime) -> Conversation | None:
+    """The customer's open conversation, locked (``FOR UPDATE``) for the caller's transaction, opening one if
+    there is none; None when the one found was closed before it could be locked (``close_idle``): call again.
+
+    One statement on the usual path: ``SELECT … WHERE status = 'open' FOR UPDATE`` re-checks the status on
+    the row it waited for (PostgreSQL re-evaluates the condition on the newest row version under READ
+    COMMITTED), so a conversation closed meanwhile is not returned. Only a conversation another process opened
+    between that read and our insert is re-read under the lock."""
+    open_ = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN)
+    if locked := open_.select_for_update().first():
+        return locked
+    conversation, created = _conversation_get_or_create(tenant=tenant, customer=customer, at=at)
+    if created:
+        return conversation
+    return open_.select_for_update().filter(pk=conversation.pk).first()
 
 
 def _state_carry_over(*, conversation: Conversation, at: datetime) -> int:
@@ -116,15 +138,11 @@ def session_open(
     """
     at = _now(at)
     for _ in range(3):
-        conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
-        with transaction.atomic():
-            status = (
-                Conversation.objects.select_for_update()
-                .filter(pk=conversation.pk)
-                .values_list("status", flat=True)
-                .first()
-            )
-            if status != Conversation.Status.OPEN:
+        # no savepoint: nothing here is caught and recovered (an error leaves the caller's transaction as it
+        # would leave this one); the conversation insert keeps its own, for the race it recovers from
+        with transaction.atomic(savepoint=False):
+            conversation = _conversation_open_locked(tenant=tenant, customer=customer, at=at)
+            if conversation is None:
                 continue  # close_idle closed it between the read and the lock: open the next one
             current = Interaction.objects.filter(
                 conversation=conversation, channel=channel, ended_at__isnull=True

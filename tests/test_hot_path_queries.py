@@ -16,13 +16,15 @@ PATIENT = "+15551230001"
 CLINIC = "+15550100001"
 
 # Measured when the limits were set; raise a limit only with a reason in the commit.
-SMS_FIRST_MESSAGE = 34  # with its on-commit work (25 without it); the first message also creates the inbox row;
-# +1 (issue 18): session_open re-reads the conversation's status under its lock (close_idle may have closed it)
-SMS_NEXT_MESSAGE = 23  # with its on-commit work: was 28 (19 without it) before the inbox mark became one UPDATE
+SMS_FIRST_MESSAGE = 32  # with its on-commit work; the first message also creates the inbox row; 34 → 32 (issue
+# 19): session_open reads the open conversation and locks it in one statement (the status is re-checked by the
+# lock), without a savepoint of its own
+SMS_NEXT_MESSAGE = 20  # with its on-commit work: was 28 before the inbox mark became one UPDATE; 23 → 20 as above
 VOICE_ANSWER = 31  # was 32; +2 after merging issues 11–15; +1 the locked status re-check (issue 18)
 VOICE_TURN = 28  # was 44 (issue 19; 29 → 28 with the per-turn memo of agent settings): workflow merges and the urgency write are one UPDATE each, the caller's words
 # one conditional append, the engine reuses the locked row; the local agent runs in the request (TwiML)
-CHAT_MESSAGE = 26  # was 31 (39 before; issue 19): one UPDATE per JSON merge, one read of the row for the turn
+CHAT_MESSAGE = 23  # was 31 (39 before; issue 19): one UPDATE per JSON merge, one read of the row for the turn;
+# 26 → 23: session_open's one locked read of the conversation
 SMS_REPLY = 43  # the reply task of the second text (engine, reply row, delivery, on-commit): was 57; 44 → 43
 # with the per-turn memo (issue 19)
 

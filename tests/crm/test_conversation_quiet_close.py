@@ -148,16 +148,16 @@ def test_a_message_racing_the_sweeper_opens_a_new_conversation_not_a_session_in_
     state_set(conversation=first.conversation, key="name", value="Inés", at=t0)
     rosa, _ = session_open(tenant=tenant, customer=other, channel="sms", at=t0)
     state_set(conversation=rosa.conversation, key="name", value="Rosa", at=t0)
-    read_before_close = first.conversation  # the webhook read it open; the sweeper closes it before the lock
+    read_before_close = first.conversation  # another webhook "opened" it; the sweeper closes it before our lock
     assert close_idle(now=t0 + timedelta(days=1, minutes=1))["conversations"] == 2
-    real = services.conversation_get_or_open
+    real = services._conversation_get_or_create
     calls = []
 
     def stale_first(**kwargs):
         calls.append(1)
-        return read_before_close if len(calls) == 1 else real(**kwargs)
+        return (read_before_close, False) if len(calls) == 1 else real(**kwargs)
 
-    monkeypatch.setattr(services, "conversation_get_or_open", stale_first)
+    monkeypatch.setattr(services, "_conversation_get_or_create", stale_first)
     now = t0 + timedelta(days=1, hours=1)
     again, created = services.session_open(tenant=tenant, customer=ines, channel="sms", at=now)
 
