@@ -42,7 +42,8 @@ class FlagRule:
     ``with_`` (TOML ``with``) likewise, but the co-occurring sign is itself judged by ConText: "severe belly
     pain, no vomiting" has no live vomiting, so a rule "severe belly pain with vomiting" does not fire;
     ``mild`` lets words such as "a little" next to the flag make it urgent instead of an emergency;
-    ``ignore_recent`` keeps "yesterday" from softening it (after surgery or a fall the danger sign is now)."""
+    ``ignore_recent`` keeps "yesterday" from softening it (after surgery or a fall the danger sign is now);
+    ``unless`` (anywhere in the message) explains the flag away: a goodbye from someone who is moving house."""
 
     code: str
     patterns: tuple[str, ...]
@@ -50,17 +51,20 @@ class FlagRule:
     mild: bool = False
     ignore_recent: bool = False
     with_: re.Pattern | None = None
+    unless: re.Pattern | None = None
 
 
 @dataclass(frozen=True)
 class ContextRule:
-    """A medspaCy ConText rule: ``category`` (NEGATED_EXISTENCE, HISTORICAL, …), ``direction``, ``max_scope``."""
+    """A medspaCy ConText rule: ``category`` (NEGATED_EXISTENCE, HISTORICAL, …), ``direction``, ``max_scope``;
+    ``excluded_types``: red-flag codes it never modifies ("I just came to" ends a faint, not the assault)."""
 
     category: str
     direction: str
     patterns: tuple[str, ...]
     max_scope: int | None = None
     terminated_by: tuple[str, ...] = ()
+    excluded_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
             raise ValueError(f"{path.name}: unknown red-flag code {raw['code']!r} (add it to core.toml)")
         requires = raw.get("requires")
         with_ = raw.get("with")
+        unless = raw.get("unless")
         flags.append(
             FlagRule(
                 code=raw["code"],
@@ -118,6 +123,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
                 mild=bool(raw.get("mild", False)),
                 ignore_recent=bool(raw.get("ignore_recent", False)),
                 with_=re.compile("|".join(f"(?:{_expand(p, macros)})" for p in with_)) if with_ else None,
+                unless=re.compile("|".join(f"(?:{_expand(p, macros)})" for p in unless)) if unless else None,
             )
         )
     context = tuple(
@@ -127,6 +133,7 @@ def _load_language(path: Path, categories: dict[str, Category]) -> Language:
             patterns=tuple(_expand(p, macros) for p in raw["patterns"]),
             max_scope=raw.get("max_scope"),
             terminated_by=tuple(raw.get("terminated_by", ())),
+            excluded_types=tuple(raw.get("excluded_types", ())),
         )
         for raw in data.get("context", [])
     )

@@ -39,6 +39,7 @@ TRAINING_SETS = (
     "blind_dev2",
     "blind_dev3",
     "blind_dev5",
+    "blind_dev6",
     "hard_negatives",
 )
 C_LEVEL = 10.0  # inverse regularisation of the level classifier

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
@@ -91,6 +92,7 @@ def _pipeline(code: str):
             direction=rule.direction,
             max_scope=rule.max_scope,
             terminated_by=set(rule.terminated_by) or None,
+            excluded_types=set(rule.excluded_types) or None,
         )
         for index, rule in enumerate(language.context)
     ]
@@ -117,6 +119,8 @@ def _matches(
         flag = language.flags[index]
         if flag.requires is not None and not flag.requires.search(text):
             continue
+        if flag.unless is not None and flag.unless.search(text):
+            continue
         hits = [(flag.code, index, m.start(), m.end()) for m in pattern.finditer(text) if m.end() > m.start()]
         if hits and flag.with_ is not None:
             signs = [(COMPANION, index, m.start(), m.end()) for m in flag.with_.finditer(text) if m.end() > m.start()]
@@ -133,8 +137,12 @@ def _matches(
     return found, companions
 
 
-def _judged(doc, nlp, found: list[tuple[str, int, int, int]]) -> list[tuple[str, int, Span, tuple[str, ...]]]:
+def _judged(
+    doc, nlp, found: list[tuple[str, int, int, int]], beside: Sequence[tuple[str, int, int, int]] = ()
+) -> list[tuple[str, int, Span, tuple[str, ...]]]:
     """Run ConText over ``found`` (one pass) and return ``(code, flag index, span, context labels)`` per mention.
+    ``beside`` are targets too (so a modifier inside them is pruned: the "ya no" of "ya no aguanta" denies
+    nothing) but are not returned.
 
     The flag index and the labels are read from our own list, in the span group's order, right after this pass:
     spaCy keeps a span's ``._`` values in ``doc.user_data`` keyed by its character offsets only, so two mentions
@@ -146,7 +154,8 @@ def _judged(doc, nlp, found: list[tuple[str, int, int, int]]) -> list[tuple[str,
         span = doc.char_span(start, end, label=code, alignment_mode="expand")
         if span is not None and len(span):
             kept.append((code, index, span))
-    doc.spans[GROUP] = [span for _, _, span in kept]
+    others = [doc.char_span(start, end, label=code, alignment_mode="expand") for code, _, start, end in beside]
+    doc.spans[GROUP] = [span for _, _, span in kept] + [span for span in others if span is not None and len(span)]
     doc = nlp.get_pipe("medspacy_context")(doc)
     judged = [
         (code, index, span, tuple(c for c, attr in _ATTRS.items() if getattr(span._, attr, False)))
@@ -171,7 +180,8 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
         return []
     # ConText passes, emergency flags then urgent ones (then the flags' co-occurring signs): ConText drops a
     # modifier that overlaps any target, so a long urgent match ("out of my seizure medication") must not hide
-    # "medication" from "seizure", nor a sign ("no vomiting") hide the "no" that negates it.
+    # "medication" from "seizure", nor a sign ("no vomiting") hide the "no" that negates it. The signs' pass
+    # has the flags beside them as targets: a modifier inside a red-flag phrase is part of it, not about a sign.
     passes = [
         [f for f in found if kb.categories[f[0]].level == "emergency"],
         [f for f in found if kb.categories[f[0]].level != "emergency"],
@@ -185,9 +195,9 @@ def findings(text: str, language_code: str, *, phrases: tuple[str, ...] = ()) ->
                 break
             doc = component(doc)
         judged = []
-        for group in passes:
+        for number, group in enumerate(passes):
             if group:
-                judged.extend(_judged(doc, nlp, group))
+                judged.extend(_judged(doc, nlp, group, found if number == 2 else []))
     # flags whose co-occurring sign is live (not negated, historical, hypothetical, resolved, a joke…)
     accompanied = {
         index for code, index, _, labels in judged if code == COMPANION and not any(c in SUPPRESS for c in labels)

@@ -12,14 +12,19 @@ _REPEATS = re.compile(r"([a-z])\1{2,}")
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"[a-z']+")
 _SPANISH_CHARS = re.compile(r"[ñ¿¡áéíóú]")
+# Spanish texting shorthand: "q" for "que", "xq" / "pq" for "porque" ("dice q me va a matar")
+_SHORTHAND = ((re.compile(r"(?<![\w'&])q(?![\w'&])"), "que"), (re.compile(r"(?<![\w'])(?:xq|pq)(?![\w'])"), "porque"))
 
 
 def normalise(text: str) -> str:
     """Lower case, typographic quotes made straight, accents removed (``desmayó`` → ``desmayo``), runs of 3+
-    equal letters cut to 2 (``sooo`` → ``soo``), whitespace collapsed. Emoji are kept (they carry context)."""
+    equal letters cut to 2 (``sooo`` → ``soo``), Spanish texting shorthand spelled out (``q`` → ``que``),
+    whitespace collapsed. Emoji are kept (they carry context)."""
     text = unicodedata.normalize("NFKC", text or "").translate(_APOSTROPHES).lower()
     decomposed = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    for shorthand, word in _SHORTHAND:
+        text = shorthand.sub(word, text)
     return _SPACES.sub(" ", _REPEATS.sub(r"\1\1", text)).strip()
 
 

@@ -326,3 +326,81 @@ def test_a_denial_ends_where_its_clause_does(text, code):
 )
 def test_resolved_and_past_events_stay_quiet_across_a_but(text):
     assert not _emergency_findings(text), text
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        # 988 / AFSP warning signs and C-SSRS plan, means and preparatory acts, said without "suicide"
+        (
+            "thanks for everything doc. i won't be needing the refill, tell my mom i'm sorry. goodbye",
+            "suicide_self_harm",
+        ),
+        ("picked the day, it's sunday. nobody will even notice", "suicide_self_harm"),
+        ("my brother's find my iphone shows him at the overpass and he isnt picking up", "suicide_self_harm"),
+        ("ive been saving up my sleeping pills for weeks, just wanted someone to know", "suicide_self_harm"),
+        ("gave away my cat and all my books this week. i'm ready now", "suicide_self_harm"),
+        ("burned myself with a lighter again last night and i want to try something worse", "suicide_self_harm"),
+        ("i cant do this anymore, the rope is in my closet", "suicide_self_harm"),
+        ("doctora gracias por todo, ya no voy a necesitar mis pastillas. cuiden a mi perrito", "suicide_self_harm"),
+        ("ya junte todas mis pastillas, ya no aguanto mas", "suicide_self_harm"),
+        ("mi hija esta en el puente y no contesta el telefono", "suicide_self_harm"),
+        ("esta noche me tiro del puente, ya lo decidí", "suicide_self_harm"),
+        ("me corte otra vez con la navaja y quiero hacer algo mas grande", "suicide_self_harm"),
+        ("mi papá dice q ya no aguanta y tiene la pistola en la mano", "suicide_self_harm"),
+        # NDVH / Danger Assessment / NCEA / NCMEC / RAINN
+        ("he keeps texting that if he can't have me no one will", "violence_abuse"),
+        ("my ex broke the protective order and is sitting in his truck outside my job", "violence_abuse"),
+        ("she's screaming that she's going to stab me, i'm hiding in the closet", "violence_abuse"),
+        ("some guy has been following me for 3 blocks and i'm alone", "violence_abuse"),
+        ("my son in law locked grandpa in the basement and he hasnt eaten since yesterday", "violence_abuse"),
+        ("i can hear the kid next door screaming and what sounds like someone getting hit", "violence_abuse"),
+        ("her stepfather touches her when mom is at work, she's 12", "violence_abuse"),
+        ("i think someone slipped something into my drink, i can barely stand", "violence_abuse"),
+        ("me dijo que si no soy suya no soy de nadie y está afuera", "violence_abuse"),
+        ("mi ex se saltó la orden de restricción y está afuera de la escuela de mis hijos", "violence_abuse"),
+        ("un tipo me anda siguiendo desde la parada y tengo miedo", "violence_abuse"),
+        ("la cuidadora le pega a mi abuelo y lo tiene encerrado sin comer", "violence_abuse"),
+        ("se oyen gritos y golpes en el departamento de al lado, es una señora sola", "violence_abuse"),
+        ("desperté en un cuarto que no conozco sin ropa y no recuerdo nada", "violence_abuse"),
+        ("ayuda mi cuñado trae un machete y esta gritando", "violence_abuse"),
+        # ACOG ectopic pregnancy and abruption; bowel obstruction; appendicitis in a child
+        (
+            "found out im pregnant like 6 weeks, now stabbing pain on my right side and i almost fainted",
+            "acute_abdomen",
+        ),
+        ("missed my period, really sharp pain low on the left and im spotting", "acute_abdomen"),
+        ("after my gastric bypass i can't keep anything down and the belly pain is severe", "acute_abdomen"),
+        ("my 6 year old is clutching his lower right side, won't let me touch it, won't jump", "acute_abdomen"),
+        ("la prueba salió positiva y tengo un dolor como cuchillo del lado izquierdo y me mareé", "acute_abdomen"),
+        ("no he podido hacer popó ni echar gases en 4 días y vomito todo", "acute_abdomen"),
+        ("30 weeks and my belly has been hard as a rock and hurting constantly, never lets up", "obstetric_emergency"),
+        # Epilepsy Foundation: seizures one after another without waking in between → 911
+        ("a mi papá le dieron dos ataques seguidos y todavía no ha despertado", "seizure"),
+    ],
+)
+def test_warning_signs_in_other_words_page(text, code):
+    assert code in [c for c, _ in _emergency_findings(text)], (text, _emergency_findings(text))
+    assert assess_rules(text).level == "emergency"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "moving to portland next month, thanks for everything dr smith, goodbye and please cancel my appts",
+        "we set the date for the wedding! can i move my physical",
+        "stuck in traffic on the bridge rn, running 10 min late",
+        "i cut myself chopping onions, not deep, do i need a tetanus shot?",
+        "my toddler keeps following me around the house crying, teething?",
+        "my boss won't let me leave early, can i get a 5pm slot",
+        "saw on the news a man got stabbed near the mall, are you open today",
+        "do you offer the forensic exam for sexual assault or only the hospital? asking for a class",
+        "nos mudamos a texas, gracias por todo doctora, adiós",
+        "estoy en el puente atorada en el tráfico, voy a llegar tarde",
+        "mi hijo de 2 años me sigue a todos lados llorando, será normal?",
+        "positive pregnancy test yesterday!! when should i book my first ultrasound",
+    ],
+)
+def test_goodbyes_dates_bridges_and_news_with_an_ordinary_reason_stay_quiet(text):
+    assert not _emergency_findings(text), (text, _emergency_findings(text))
+    assert assess_rules(text).level != "emergency"
