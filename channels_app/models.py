@@ -232,7 +232,8 @@ class InboundSms(models.Model):
     intake (:mod:`channels_app.sms.intake`), which records the message and deletes the row in one transaction.
 
     So the table holds only messages in flight (milliseconds to seconds) and those the intake failed on
-    ``MAX_ATTEMPTS`` times (``quarantined``: kept, listed in admin for staff to read and answer). ``params``
+    ``MAX_ATTEMPTS`` times or not recorded within an hour (``quarantined``: kept, listed in admin for staff to read
+    and answer). ``params``
     are Twilio's webhook parameters as checked by :func:`channels_app.sms.services.sms_params_check`.
     ``lane`` is the queue the intake runs on: ``escalation`` when the local triage rules saw an emergency or an
     urgent message (its own unniced workers, ahead of any backlog of ordinary texts), else the default queue.
@@ -251,6 +252,11 @@ class InboundSms(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.CharField(max_length=200, blank=True, help_text="The exception's type, never its text.")
     received_at = models.DateTimeField()
+    queued_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its intake task was last queued; empty: not queued (broker down, failed).",
+    )
 
     class Meta:
         verbose_name = "inbound SMS not yet recorded"

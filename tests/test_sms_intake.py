@@ -114,33 +114,53 @@ def test_a_failing_intake_writes_nothing_and_is_quarantined_after_its_attempts(
         assert intake.sms_intake(inbound_id=row.pk) is None
         row.refresh_from_db()
         assert row.attempts == attempt and row.last_error == "RuntimeError"
-    assert row.status == InboundSms.Status.QUARANTINED
+    assert row.status == InboundSms.Status.QUARANTINED and row.queued_at is None
     assert not ChannelMessage.objects.exists() and not Interaction.objects.exists()  # each attempt rolled back whole
     assert intake.sms_intake(inbound_id=row.pk) is None  # a quarantined row is left to staff
 
 
 @pytest.mark.django_db
-def test_the_redrive_requeues_a_lost_intake_on_its_lane_and_quarantines_one_that_never_records(
+def test_the_redrive_queues_what_is_not_on_its_way_and_leaves_a_backlog_alone(
     tenant, twilio_post, empty_queue, django_capture_on_commit_callbacks
 ):
-    accept(
-        twilio_post, tenant, sms(tenant, "he’s got a knife and says he’ll hurt me"), django_capture_on_commit_callbacks
-    )
-    accept(twilio_post, tenant, sms(tenant, "what time do u open sat"), django_capture_on_commit_callbacks)
+    for body in ("he’s got a knife and says he’ll hurt me", "what time do u open sat", "pls cancel tmrw 9am"):
+        accept(twilio_post, tenant, sms(tenant, body), django_capture_on_commit_callbacks)
     take_queued("celery"), take_queued("escalation")
-    urgent, routine = InboundSms.objects.order_by("-lane")
-    assert (urgent.lane, routine.lane) == ("escalation", "celery")
+    urgent, routine, waiting = InboundSms.objects.order_by("-lane", "id")
+    assert (urgent.lane, routine.lane, waiting.lane) == ("escalation", "celery", "celery")
+    InboundSms.objects.filter(pk__in=[urgent.pk, routine.pk]).update(queued_at=None)  # the broker was down
 
-    assert intake.sms_intake_redrive() == 0  # too young: their tasks may still be on the way
-    later = timezone.now() + timedelta(minutes=1)
-    assert intake.sms_intake_redrive(now=later) == 2
+    assert intake.sms_intake_redrive() == 0  # too young: the broker may be back for the next run
+    in_a_minute = timezone.now() + timedelta(minutes=1)
+    assert intake.sms_intake_redrive(now=in_a_minute) == 2  # the third is queued, waiting in a backlog
     assert take_queued("escalation") == [("channels_app.tasks.sms_intake", [urgent.pk])]
     assert take_queued("celery") == [("channels_app.tasks.sms_intake", [routine.pk])]
+    assert intake.sms_intake_redrive(now=in_a_minute) == 0  # queued now: not twice
+    assert not InboundSms.objects.filter(status="quarantined").exists()
 
-    InboundSms.objects.filter(pk=routine.pk).update(attempts=intake.MAX_ATTEMPTS)
-    assert intake.sms_intake_redrive(now=later) == 1
-    routine.refresh_from_db()
-    assert routine.status == InboundSms.Status.QUARANTINED
+    later = timezone.now() + intake.REQUEUE_AFTER + timedelta(minutes=1)  # a task lost with its worker
+    assert intake.sms_intake_redrive(now=later) == 3
+    take_queued("celery"), take_queued("escalation")
+    assert intake.sms_intake_redrive(now=timezone.now() + intake.STALE_AFTER + timedelta(minutes=1)) == 0
+    assert set(InboundSms.objects.values_list("status", flat=True)) == {"quarantined"}
+
+
+@pytest.mark.django_db
+def test_a_broker_outage_at_accept_still_answers_twilio_and_the_redrive_catches_up(
+    tenant, twilio_post, empty_queue, django_capture_on_commit_callbacks
+):
+    from tests.broker import broker_down
+
+    with broker_down():
+        assert (
+            accept(twilio_post, tenant, sms(tenant, "hola, tienen cita el lunes?"), django_capture_on_commit_callbacks)
+            == 200
+        )
+    row = InboundSms.objects.get()
+    assert row.queued_at is None
+
+    assert intake.sms_intake_redrive(now=timezone.now() + timedelta(minutes=1)) == 1
+    assert take_queued("celery") == [("channels_app.tasks.sms_intake", [row.pk])]
 
 
 @pytest.mark.django_db

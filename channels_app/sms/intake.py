@@ -12,8 +12,9 @@ worker that dies mid-intake leaves the row to be run again, never a half-written
 Lanes: a message the rules call an emergency or urgent runs its intake (and its reply) on the ``escalation``
 queue — its own unniced workers (Procfile) — so a flood of ordinary texts waiting on the niced reply worker never
 delays a page or a safety reply; everything else runs on the default queue. :func:`sms_intake_redrive` (beat, in
-``inbound_redrive``) re-queues rows whose task was lost; after :data:`MAX_ATTEMPTS` a row is ``quarantined`` and
-listed in admin for staff to read and answer. ``SMS_INTAKE_INLINE`` (settings) records in the request instead
+``inbound_redrive``) re-queues rows whose task was lost or failed (not those waiting in a backlog); after
+:data:`MAX_ATTEMPTS` failures, or an hour unrecorded, a row is ``quarantined`` and listed in admin for staff to read
+and answer. ``SMS_INTAKE_INLINE`` (settings) records in the request instead
 (single-process setups; the test suite).
 """
 
@@ -37,8 +38,10 @@ logger = logging.getLogger(__name__)
 
 ESCALATION_LANE, DEFAULT_LANE = "escalation", "celery"
 URGENT = 4  # triage urgency (1–5) from which the intake takes the escalation lane
-MAX_ATTEMPTS = 5
-REDRIVE_AFTER = timedelta(seconds=30)
+MAX_ATTEMPTS = 5  # failed intakes (exceptions) before a text is quarantined
+REDRIVE_AFTER = timedelta(seconds=30)  # a text whose task was never queued (or failed) is queued again after this
+REQUEUE_AFTER = timedelta(minutes=10)  # a queued task not done by then is taken as lost (a backlog drains sooner)
+STALE_AFTER = timedelta(hours=1)  # not recorded by then: quarantined for staff (a late automatic answer harms)
 REDRIVE_BATCH = 500
 
 
@@ -62,17 +65,17 @@ def sms_accept(*, tenant: Tenant, params: Mapping[str, str]) -> InboundSms | Non
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {InboundSms._meta.db_table} "
-            "(tenant_id, message_sid, params, lane, status, attempts, last_error, received_at) "
-            "VALUES (%s, %s, %s::jsonb, %s, %s, 0, '', %s) "
+            "(tenant_id, message_sid, params, lane, status, attempts, last_error, received_at, queued_at) "
+            "VALUES (%s, %s, %s::jsonb, %s, %s, 0, '', %s, %s) "
             "ON CONFLICT (tenant_id, message_sid) DO NOTHING RETURNING id",
-            [tenant.pk, sid, json.dumps(params), lane, InboundSms.Status.PENDING, row.received_at],
+            [tenant.pk, sid, json.dumps(params), lane, InboundSms.Status.PENDING, row.received_at, row.received_at],
         )
         inserted = cursor.fetchone()
     if inserted is None:
         logger.info("inbound SMS %s already accepted", sid)
         return None
     row.pk = inserted[0]
-    transaction.on_commit(lambda: _queue(row.pk, lane), robust=True)
+    transaction.on_commit(functools.partial(_queue_and_mark, row.pk, lane))
     return row
 
 
@@ -80,6 +83,21 @@ def _queue(inbound_id: int, lane: str) -> None:
     from channels_app.tasks import sms_intake as sms_intake_task
 
     sms_intake_task.apply_async((inbound_id,), queue=lane)
+
+
+def _queue_and_mark(inbound_id: int, lane: str, *, stamp: bool = False) -> bool:
+    """Queue the intake and return True; with ``stamp`` record ``queued_at`` (the accept's INSERT already has).
+    If the broker is down, empty ``queued_at`` so the redrive queues it as soon as it can, and return False —
+    never fail the webhook for it (Twilio would not retry)."""
+    try:
+        _queue(inbound_id, lane)
+    except Exception:
+        logger.exception("could not queue inbound SMS intake %s; the redrive will", inbound_id)
+        InboundSms.objects.filter(pk=inbound_id).update(queued_at=None)
+        return False
+    if stamp:
+        InboundSms.objects.filter(pk=inbound_id).update(queued_at=timezone.now())
+    return True
 
 
 def sms_intake(*, inbound_id: int) -> Received | None:
@@ -112,12 +130,14 @@ def sms_intake(*, inbound_id: int) -> Received | None:
 
 
 def _record_failure(inbound_id: int, error: str) -> None:
-    """Count a failed attempt; quarantine the row at :data:`MAX_ATTEMPTS`."""
+    """Count a failed attempt and leave the row to the redrive (``queued_at`` emptied: it is queued again after
+    :data:`REDRIVE_AFTER`); quarantine it at :data:`MAX_ATTEMPTS`."""
     from django.db.models import Case, F, Value, When
 
     InboundSms.objects.filter(pk=inbound_id, status=InboundSms.Status.PENDING).update(
         attempts=F("attempts") + 1,
         last_error=error[:200],
+        queued_at=None,
         status=Case(
             When(attempts__gte=MAX_ATTEMPTS - 1, then=Value(InboundSms.Status.QUARANTINED)),
             default=Value(InboundSms.Status.PENDING),
@@ -126,31 +146,30 @@ def _record_failure(inbound_id: int, error: str) -> None:
 
 
 def sms_intake_redrive(*, now: datetime | None = None) -> int:
-    """Re-queue accepted messages still pending :data:`REDRIVE_AFTER` after they arrived (their task lost, or a
-    worker died mid-intake), oldest first, at most :data:`REDRIVE_BATCH`; each re-queue counts as an attempt, and
-    a row past :data:`MAX_ATTEMPTS` is quarantined instead. Returns how many were queued. Safe to run often: the
-    intake locks its row, so a duplicate does nothing."""
-    now = now or timezone.now()
-    pending = InboundSms.objects.filter(status=InboundSms.Status.PENDING, received_at__lt=now - REDRIVE_AFTER)
-    quarantined = pending.filter(attempts__gte=MAX_ATTEMPTS).update(
-        status=InboundSms.Status.QUARANTINED, last_error="not recorded after every attempt"
-    )
-    if quarantined:
-        logger.error("%s inbound SMS quarantined after %s attempts", quarantined, MAX_ATTEMPTS)
-    rows = list(pending.order_by("received_at").values_list("pk", "lane")[:REDRIVE_BATCH])
-    if not rows:
-        return 0
-    from django.db.models import F
+    """Queue again the accepted texts whose intake is not on its way: never queued or failed (``queued_at``
+    empty) :data:`REDRIVE_AFTER` after they arrived, or queued more than :data:`REQUEUE_AFTER` ago (the task lost
+    with a worker); oldest first, at most :data:`REDRIVE_BATCH`. A text still pending :data:`STALE_AFTER` after it
+    arrived is quarantined instead (listed in admin). A text waiting in a backlog is left alone: its task is
+    queued. Returns how many were queued. Safe to run often: the intake locks its row, so a duplicate does
+    nothing."""
+    from django.db.models import Q
 
-    InboundSms.objects.filter(pk__in=[pk for pk, _ in rows]).update(attempts=F("attempts") + 1)
+    now = now or timezone.now()
+    pending = InboundSms.objects.filter(status=InboundSms.Status.PENDING)
+    stale = pending.filter(received_at__lt=now - STALE_AFTER).update(
+        status=InboundSms.Status.QUARANTINED, last_error="not recorded within an hour"
+    )
+    if stale:
+        logger.error("%s inbound SMS not recorded within an hour: quarantined for staff", stale)
+    due = pending.filter(
+        Q(queued_at__isnull=True, received_at__lt=now - REDRIVE_AFTER) | Q(queued_at__lt=now - REQUEUE_AFTER)
+    )
+    rows = list(due.order_by("received_at").values_list("pk", "lane")[:REDRIVE_BATCH])
     queued = 0
     for pk, lane in rows:
-        try:
-            _queue(pk, lane)
-            queued += 1
-        except Exception:  # the broker is down: the next run tries again
-            logger.exception("could not re-queue inbound SMS intake %s", pk)
-            break
+        if not _queue_and_mark(pk, lane, stamp=True):
+            break  # the broker is down: the next run tries again
+        queued += 1
     return queued
 
 
@@ -159,8 +178,8 @@ def sms_intake_retry(*, ids: list[int]) -> int:
     their intake on their lane. Returns how many were queued (the caller scopes ``ids`` to its tenant)."""
     rows = list(InboundSms.objects.filter(pk__in=ids).values_list("pk", "lane"))
     InboundSms.objects.filter(pk__in=[pk for pk, _ in rows]).update(
-        status=InboundSms.Status.PENDING, attempts=0, last_error=""
+        status=InboundSms.Status.PENDING, attempts=0, last_error="", received_at=timezone.now(), queued_at=None
     )
     for pk, lane in rows:
-        transaction.on_commit(functools.partial(_queue, pk, lane), robust=True)
+        transaction.on_commit(functools.partial(_queue_and_mark, pk, lane, stamp=True))
     return len(rows)
