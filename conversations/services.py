@@ -306,8 +306,9 @@ def message_receive(
     """Record one inbound provider message as a customer turn, exactly once per ``(channel, provider_id)``.
 
     Opens or continues the channel session (see :func:`session_open`), stores a :class:`ChannelMessage` and
-    appends the turn, all in one transaction; on commit ``customer_message_received`` is sent. A repeated provider id (a webhook retry) writes nothing and
-    returns the first message with ``duplicate=True``.
+    appends the turn, all in one transaction; on commit ``customer_message_received`` is sent (with the
+    conversation, the tenant's id and ``tenant`` itself, so its receivers read nothing back). A repeated provider
+    id (a webhook retry) writes nothing and returns the first message with ``duplicate=True``.
     """
     at = _now(at)
     existing = ChannelMessage.objects.filter(tenant=tenant, channel=channel, provider_id=provider_id).select_related(
@@ -342,7 +343,13 @@ def message_receive(
         return Received(message=first, interaction=first.interaction, duplicate=True)
     transaction.on_commit(
         lambda: customer_message_received.send(
-            sender=Interaction, interaction_id=interaction.pk, message_id=message.pk, text=text
+            sender=Interaction,
+            interaction_id=interaction.pk,
+            message_id=message.pk,
+            text=text,
+            conversation_id=interaction.conversation_id,
+            tenant_id=tenant.pk,
+            tenant=tenant,
         ),
         robust=True,
     )

@@ -49,24 +49,35 @@ def _maybe_raise(*, interaction: Interaction, urgency: int, reason: str) -> Inci
     return incident if created else None
 
 
-def screen_message(*, message_id: int, text: str | None = None) -> Incident | None:
+def screen_message(*, message_id: int, text: str | None = None, tenant: Tenant | None = None) -> Incident | None:
     """Triage one inbound customer message by the rules (:mod:`conversations.triage`, no network) and act on it
     (:func:`_maybe_raise`). The LLM's second opinion runs with the reply (``conversations.engine``) and can
-    only raise the level, through ``escalation_requested``."""
-    message = ChannelMessage.objects.select_related("interaction__tenant").get(pk=message_id)
-    interaction = message.interaction
-    result = assess_rules(message.body if text is None else text, phrases=interaction.tenant.emergency_phrases or [])
+    only raise the level, through ``escalation_requested``.
+
+    With ``text`` and the message's ``tenant`` (for its ``emergency_phrases``) a routine message, most of them,
+    reads nothing; the message and its interaction are read only when there is something to act on."""
+    if text is not None and tenant is not None:
+        result = assess_rules(text, phrases=tenant.emergency_phrases or [])
+        if result.urgency < URGENT:
+            return None  # _maybe_raise would do nothing
+        interaction = Interaction.objects.select_related("tenant").get(messages__pk=message_id)
+    else:
+        message = ChannelMessage.objects.select_related("interaction__tenant").get(pk=message_id)
+        interaction = message.interaction
+        result = assess_rules(
+            message.body if text is None else text, phrases=interaction.tenant.emergency_phrases or []
+        )
     return _maybe_raise(interaction=interaction, urgency=result.urgency, reason=result.reason or "urgent")
 
 
-def on_customer_message(sender, *, interaction_id, message_id, text, **kwargs) -> None:
+def on_customer_message(sender, *, interaction_id, message_id, text, tenant: Tenant | None = None, **kwargs) -> None:
     """Receiver of ``customer_message_received`` (runs on commit in the web process, in milliseconds).
 
     Never lets an error escape into the patient's webhook: on failure the screening is queued as a task
     (retried with backoff), so a message is not lost to a transient database error.
     """
     try:
-        screen_message(message_id=message_id, text=text)
+        screen_message(message_id=message_id, text=text, tenant=tenant)
     except Exception:
         logger.exception("screening message %s failed; queueing it", message_id)
         from escalation.tasks import incident_screen_message

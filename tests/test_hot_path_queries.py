@@ -16,15 +16,16 @@ PATIENT = "+15551230001"
 CLINIC = "+15550100001"
 
 # Measured when the limits were set; raise a limit only with a reason in the commit.
-SMS_FIRST_MESSAGE = 32  # with its on-commit work; the first message also creates the inbox row; 34 → 32 (issue
+SMS_FIRST_MESSAGE = 30  # with its on-commit work; the first message also creates the inbox row; 34 → 32 (issue
 # 19): session_open reads the open conversation and locks it in one statement (the status is re-checked by the
-# lock), without a savepoint of its own
-SMS_NEXT_MESSAGE = 20  # with its on-commit work: was 28 before the inbox mark became one UPDATE; 23 → 20 as above
+# lock), without a savepoint of its own; 32 → 30: the signal carries the conversation and tenant, so neither the
+# inbox mark nor the escalation screening reads them back
+SMS_NEXT_MESSAGE = 18  # with its on-commit work: was 28 before the inbox mark became one UPDATE; 23 → 18 as above
 VOICE_ANSWER = 31  # was 32; +2 after merging issues 11–15; +1 the locked status re-check (issue 18)
 VOICE_TURN = 28  # was 44 (issue 19; 29 → 28 with the per-turn memo of agent settings): workflow merges and the urgency write are one UPDATE each, the caller's words
 # one conditional append, the engine reuses the locked row; the local agent runs in the request (TwiML)
 CHAT_MESSAGE = 23  # was 31 (39 before; issue 19): one UPDATE per JSON merge, one read of the row for the turn;
-# 26 → 23: session_open's one locked read of the conversation
+# 26 → 23: session_open's one locked read of the conversation (its on-commit work is not counted here)
 SMS_REPLY = 43  # the reply task of the second text (engine, reply row, delivery, on-commit): was 57; 44 → 43
 # with the per-turn memo (issue 19)
 
