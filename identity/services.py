@@ -73,27 +73,40 @@ def customer_resolve(
 
     Raises ``ValueError`` if no usable identifier is given. Safe under concurrency: a race that inserts the
     same identifier twice is retried once against the winner's row.
+
+    The identifiers are read (and locked) in the caller's transaction, or in one of its own, without a
+    savepoint; only when something is to be written (a new customer or identifier, a name, a verification, a
+    conflict) do the writes take one, the race being theirs. A returning customer whose identifiers are all
+    known and settled (the usual inbound message) costs one statement.
     """
     candidates = _candidates(tenant, {"auth": auth, "phone": phone, "email": email, "cookie": cookie})
     if not candidates:
         raise ValueError("no usable identifier to resolve a customer")
-    for attempt in range(3):
-        try:
-            with transaction.atomic():
-                return _resolve_once(tenant, candidates, display_name, set(verified_kinds))
-        except IntegrityError:
-            if attempt == 2:
-                raise
-            logger.info("identity resolution raced; retrying", extra={"tenant": str(tenant.id)})
+    verified = set(verified_kinds)
+    with transaction.atomic(savepoint=False):
+        for attempt in range(3):
+            known = _known_locked(tenant, candidates)
+            owner = next((known[c].customer for c in candidates if c in known), None)
+            if owner is not None and _settled(owner, known, candidates, display_name, verified):
+                return Resolution(customer=owner)
+            try:
+                with transaction.atomic():
+                    return _resolve_once(tenant, candidates, display_name, verified, known, owner)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                logger.info("identity resolution raced; retrying", extra={"tenant": str(tenant.id)})
     raise AssertionError("unreachable")
 
 
-def _resolve_once(tenant, candidates, display_name, verified_kinds) -> Resolution:
+def _known_locked(tenant, candidates) -> dict[tuple[str, str], CustomerIdentifier]:
+    """The tenant's identifier rows among ``candidates`` (``(kind, value)`` pairs), keyed by them, with their
+    customers; the identifier rows are locked ``FOR NO KEY UPDATE``."""
     query = None
     for kind, value in candidates:
         q = Q(kind=kind, value=value)
         query = q if query is None else query | q
-    known = {
+    return {
         (ident.kind, ident.value): ident
         # the identifier rows only, and FOR NO KEY UPDATE: a plain FOR UPDATE here also locked the customer row
         # (joined) against the FOR KEY SHARE that every insert referencing the customer takes at commit, so this
@@ -102,7 +115,23 @@ def _resolve_once(tenant, candidates, display_name, verified_kinds) -> Resolutio
         .select_related("customer")
         .filter(query, tenant=tenant)
     }
-    owner = next((known[c].customer for c in candidates if c in known), None)
+
+
+def _settled(owner: Customer, known, candidates, display_name: str, verified_kinds: set[str]) -> bool:
+    """True when :func:`_resolve_once` would write nothing: every candidate is known and ``owner``'s, verified
+    if its kind is, and there is no display name to fill in (conservative: False sends it the usual way)."""
+    if display_name and not owner.display_name:
+        return False
+    for candidate in candidates:
+        ident = known.get(candidate)
+        if ident is None or ident.customer_id != owner.id or (candidate[0] in verified_kinds and not ident.verified):
+            return False
+    return True
+
+
+def _resolve_once(tenant, candidates, display_name, verified_kinds, known, owner) -> Resolution:
+    """The writes of :func:`customer_resolve` given the ``known`` identifiers and their ``owner`` (None: a new
+    customer)."""
     resolution = Resolution(customer=owner) if owner else None
     if owner is None:
         owner = Customer.objects.create(tenant=tenant, display_name=display_name[:200])

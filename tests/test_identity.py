@@ -176,3 +176,47 @@ def test_resolving_a_texter_does_not_lock_their_customer_row_against_references(
         release.set()
         thread.join(10)
     assert outcome == {"locked": False}
+
+
+@pytest.mark.django_db
+def test_a_returning_texter_is_resolved_in_one_statement_and_unsettled_ones_still_written(
+    tenant, django_assert_num_queries
+):
+    from django.db import transaction
+
+    lucia = customer_resolve(tenant=tenant, phone="(305) 555-0142", verified_kinds=("phone",)).customer
+    with transaction.atomic(), django_assert_num_queries(1):  # the locked read, no savepoint
+        assert customer_resolve(tenant=tenant, phone="+1 305 555 0142", verified_kinds=("phone",)).customer == lucia
+
+    # known but not yet proven, or nameless: the writes still happen
+    chat = customer_resolve(tenant=tenant, cookie="visitor-ñandú-7").customer
+    again = customer_resolve(
+        tenant=tenant, cookie="visitor-ñandú-7", display_name="Lucía O’Brien", verified_kinds=("cookie",)
+    )
+    assert again.customer == chat and not again.created
+    chat.refresh_from_db()
+    assert chat.display_name == "Lucía O’Brien"
+    assert CustomerIdentifier.objects.get(customer=chat, kind="cookie").verified
+
+
+@pytest.mark.django_db
+def test_an_identifier_inserted_by_a_racing_request_is_retried_inside_the_callers_transaction(tenant, monkeypatch):
+    """The read saw no identifier, another request inserted it before our insert: the writes roll back to their
+    savepoint, the identifiers are read again and the winner's customer is returned; the caller's transaction
+    goes on."""
+    from django.db import transaction
+
+    from identity import services as identity_services
+
+    winner = customer_resolve(tenant=tenant, phone="+13055550199").customer
+    real, reads = identity_services._known_locked, []
+
+    def stale_first(tenant, candidates):
+        reads.append(1)
+        return {} if len(reads) == 1 else real(tenant, candidates)
+
+    monkeypatch.setattr(identity_services, "_known_locked", stale_first)
+    with transaction.atomic():
+        result = customer_resolve(tenant=tenant, phone="305-555-0199")
+        assert Customer.objects.filter(tenant=tenant).count() == 1  # the transaction is still usable
+    assert len(reads) == 2 and result.customer == winner and not result.created
