@@ -44,13 +44,17 @@ def conversation_get_or_open(*, tenant: Tenant, customer: Customer, at: datetime
     return _conversation_get_or_create(tenant=tenant, customer=customer, at=_now(at))[0]
 
 
-def _conversation_get_or_create(*, tenant: Tenant, customer: Customer, at: datetime) -> tuple[Conversation, bool]:
+def _conversation_get_or_create(
+    *, tenant: Tenant, customer: Customer, at: datetime, read_first: bool = True
+) -> tuple[Conversation, bool]:
     """:func:`conversation_get_or_open` returning ``(conversation, created)``; ``created`` means this
-    transaction inserted the row (no other one can see, lock or close it before this one commits)."""
-    for _ in range(3):
-        existing = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN).first()
-        if existing:
-            return existing, False
+    transaction inserted the row (no other one can see, lock or close it before this one commits). With
+    ``read_first=False`` (the caller has just found none) it tries the insert first."""
+    for attempt in range(3):
+        if read_first or attempt:
+            existing = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN).first()
+            if existing:
+                return existing, False
         try:
             with transaction.atomic():
                 conversation = Conversation.objects.create(
@@ -74,7 +78,7 @@ def _conversation_open_locked(*, tenant: Tenant, customer: Customer, at: datetim
     open_ = Conversation.objects.filter(customer=customer, status=Conversation.Status.OPEN)
     if locked := open_.select_for_update().first():
         return locked
-    conversation, created = _conversation_get_or_create(tenant=tenant, customer=customer, at=at)
+    conversation, created = _conversation_get_or_create(tenant=tenant, customer=customer, at=at, read_first=False)
     if created:
         return conversation
     return open_.select_for_update().filter(pk=conversation.pk).first()
@@ -560,8 +564,11 @@ def call_open(
         return Received(message=first, interaction=first.interaction, duplicate=True)
     try:
         with transaction.atomic():
-            conversation = conversation_get_or_open(tenant=tenant, customer=customer, at=at)
-            Conversation.objects.select_for_update().filter(pk=conversation.pk).first()
+            for _ in range(3):  # the open conversation, locked (None: closed by close_idle before the lock)
+                if conversation := _conversation_open_locked(tenant=tenant, customer=customer, at=at):
+                    break
+            else:
+                raise RuntimeError("could not open a call: its conversation kept closing")
             if first := existing.first():  # created while we waited for the lock
                 return Received(message=first, interaction=first.interaction, duplicate=True)
             for stale in Interaction.objects.filter(conversation=conversation, channel="voice", ended_at__isnull=True):

@@ -16,13 +16,14 @@ PATIENT = "+15551230001"
 CLINIC = "+15550100001"
 
 # Measured when the limits were set; raise a limit only with a reason in the commit.
-SMS_FIRST_MESSAGE = 30  # with its on-commit work; the first message also creates the inbox row; 34 → 32 (issue
+SMS_FIRST_MESSAGE = 29  # with its on-commit work; the first message also creates the inbox row; 34 → 32 (issue
 # 19): session_open reads the open conversation and locks it in one statement (the status is re-checked by the
 # lock), without a savepoint of its own; 32 → 30: the signal carries the conversation and tenant, so neither the
-# inbox mark nor the escalation screening reads them back
+# inbox mark nor the escalation screening reads them back; 30 → 29: no second read before opening the conversation
 SMS_NEXT_MESSAGE = 16  # with its on-commit work: was 28 before the inbox mark became one UPDATE; 23 → 18 as above;
 # 18 → 16: customer_resolve takes no savepoint for a returning patient whose identifiers need no write
-VOICE_ANSWER = 31  # was 32; +2 after merging issues 11–15; +1 the locked status re-check (issue 18)
+VOICE_ANSWER = 30  # was 32; +2 after merging issues 11–15; +1 the locked status re-check (issue 18); 31 → 30
+# (issue 19): call_open reads and locks the open conversation in one statement, as session_open does
 VOICE_TURN = 28  # was 44 (issue 19; 29 → 28 with the per-turn memo of agent settings): workflow merges and the urgency write are one UPDATE each, the caller's words
 # one conditional append, the engine reuses the locked row; the local agent runs in the request (TwiML)
 CHAT_MESSAGE = 23  # was 31 (39 before; issue 19): one UPDATE per JSON merge, one read of the row for the turn;

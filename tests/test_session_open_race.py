@@ -59,3 +59,25 @@ def test_a_text_waiting_on_the_sweepers_lock_opens_a_new_conversation_not_the_cl
     assert created and interaction.conversation_id != earlier.conversation_id
     assert Conversation.objects.get(pk=interaction.conversation_id).status == Conversation.Status.OPEN
     assert Conversation.objects.get(pk=earlier.conversation_id).status == Conversation.Status.CLOSED
+
+
+def test_a_call_answered_as_the_sweeper_closes_the_conversation_opens_a_new_one(tenant, monkeypatch):
+    """call_open locks the open conversation the way session_open does: one another request had just opened
+    and the sweeper closed before our lock is not used (it used to be: the call landed in a closed one)."""
+    from conversations import services
+
+    rafa = CustomerFactory(tenant=tenant, display_name="Rafa Ñúñez")
+    earlier, _ = session_open(tenant=tenant, customer=rafa, channel="sms", at=timezone.now() - timedelta(days=2))
+    Conversation.objects.filter(pk=earlier.conversation_id).update(status=Conversation.Status.CLOSED)
+    real, calls = services._conversation_get_or_create, []
+
+    def stale_first(**kwargs):
+        calls.append(1)
+        return (earlier.conversation, False) if len(calls) == 1 else real(**kwargs)
+
+    monkeypatch.setattr(services, "_conversation_get_or_create", stale_first)
+    call = services.call_open(
+        tenant=tenant, customer=rafa, sender="+13055550123", recipient="+15550100001", status="ringing", call_sid="CA1"
+    )
+    assert len(calls) == 2 and call.interaction.conversation_id != earlier.conversation_id
+    assert Conversation.objects.get(pk=call.interaction.conversation_id).status == Conversation.Status.OPEN

@@ -322,7 +322,7 @@ class _Claim:
     token: str
 
 
-def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) -> str | _Claim | None:
+def _turn_begin(call: Call, *, tenant: Tenant, turn: int, text: str, params: Mapping[str, str]) -> str | _Claim | None:
     """Step 1 of a turn, one short transaction under the row lock: answer a replay or a hold (TwiML); None for
     silence on a turn that is not under way; otherwise append the caller's words (once per ``CallSid:turn``;
     ``customer_message_received`` on commit) and mark the turn in progress (``workflow["turn_in_progress"] =
@@ -341,9 +341,16 @@ def _turn_begin(call: Call, *, turn: int, text: str, params: Mapping[str, str]) 
             confidence=params.get("Confidence", ""),
         ):
             interaction_id, message_id = interaction.pk, call.message.pk
+            conversation_id = interaction.conversation_id
             transaction.on_commit(
                 lambda: customer_message_received.send(
-                    sender=Interaction, interaction_id=interaction_id, message_id=message_id, text=text
+                    sender=Interaction,
+                    interaction_id=interaction_id,
+                    message_id=message_id,
+                    text=text,
+                    conversation_id=conversation_id,
+                    tenant_id=tenant.pk,
+                    tenant=tenant,
                 )
             )
         token = leases.new_token()
@@ -457,7 +464,7 @@ def call_turn(*, tenant: Tenant, params: Mapping[str, str], turn: int) -> str:
         logger.warning("speech for an unknown call %s", params.get("CallSid"))
         return twiml.goodbye(ERROR_GOODBYE)
     text = (params.get("SpeechResult") or "").strip()
-    begun = _turn_begin(call, turn=turn, text=text, params=params)
+    begun = _turn_begin(call, tenant=tenant, turn=turn, text=text, params=params)
     if begun is None:
         return call_no_input(tenant=tenant, params=params, turn=turn, attempt=1)
     if isinstance(begun, str):
