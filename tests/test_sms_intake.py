@@ -19,6 +19,9 @@ from tests.broker import take_queued
 @pytest.fixture(autouse=True)
 def queued(settings):
     settings.SMS_INTAKE_INLINE = False  # what production runs
+    take_queued("escalation")  # earlier tests' escalation tasks are not this test's (empty_queue: the default one)
+    yield
+    take_queued("escalation")
 
 
 def sms(tenant, body: str, *, sid: str | None = None, phone: str = "+15551230077", to: str = "+15550100001"):

@@ -137,5 +137,10 @@ def test_an_email_older_than_an_hour_is_left_to_staff(tenant, mailbox, patient):
 
 def test_the_inbound_redrive_beat_task_re_drives_email_triage(tenant, mailbox, patient):
     lost = ingest(ago=timedelta(minutes=2))
-    assert channel_tasks.inbound_redrive() == {"sms_replies": 0, "voicemails": 0, "emails": 1}  # its body
+    assert channel_tasks.inbound_redrive() == {
+        "sms_intake": 0,
+        "sms_replies": 0,
+        "voicemails": 0,
+        "emails": 1,
+    }  # its body
     assert queued_ids() == [str(lost.pk)]
