@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
 from channels_app.email.outbound import conversation_email_ids, email_prepare, reply_subject
 from channels_app.models import InboundEmail, OutboundEmail
 from channels_app.sms.services import tenant_sender_number
 from conversations.inbox.outbox import ChannelUnavailable, StaffOutgoing, StaffSent, register
+from conversations.layer_send import group_send
 from conversations.models import Channel, Conversation, Direction, Interaction
 from conversations.services import interaction_append_turn, message_prepare_outbound, session_open
 from identity.models import CustomerIdentifier, IdentifierKind
@@ -128,11 +127,8 @@ def _open_chat(conversation: Conversation) -> Interaction | None:
 
 
 def _push_chat_frame(interaction_id, frame: dict) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(layer.group_send)(f"chat.{interaction_id}", {"type": "chat.frame", "frame": frame})
+        group_send(f"chat.{interaction_id}", {"type": "chat.frame", "frame": frame})
     except Exception:  # the turn is stored: the widget replays it on its next (re)connect
         logger.warning("staff chat frame for %s not pushed", interaction_id, exc_info=True)
 

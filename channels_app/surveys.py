@@ -20,9 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from asgiref.sync import async_to_sync
 from celery import shared_task
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core import signing
 from django.db import transaction
@@ -34,6 +32,7 @@ from django.views.decorators.http import require_http_methods
 
 from channels_app.confirmations import textable_phone
 from conversations.language import language_of
+from conversations.layer_send import group_send
 from conversations.models import Channel, Interaction, SatisfactionSurvey
 from conversations.surveys.services import (
     score_check,
@@ -101,7 +100,7 @@ def _ask_chat(interaction: Interaction) -> SatisfactionSurvey | None:
     frame = _chat_frame(survey)
     group = f"chat.{interaction.pk}"
     transaction.on_commit(
-        lambda: async_to_sync(get_channel_layer().group_send)(group, {"type": "chat.frame", "frame": frame}),
+        lambda: group_send(group, {"type": "chat.frame", "frame": frame}),
         robust=True,
     )
     return survey

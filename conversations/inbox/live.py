@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
+
+from conversations.layer_send import group_send
 
 logger = logging.getLogger(__name__)
 
@@ -20,13 +20,8 @@ def inbox_group(tenant_id) -> str:
 
 
 def _send(tenant_id, conversation_id, kind: str) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
     try:
-        async_to_sync(layer.group_send)(
-            inbox_group(tenant_id), {"type": "inbox.event", "conversation": str(conversation_id), "kind": kind}
-        )
+        group_send(inbox_group(tenant_id), {"type": "inbox.event", "conversation": str(conversation_id), "kind": kind})
     except Exception:  # a live update is a nicety: never fail the write that caused it
         logger.warning("inbox live update %s for %s not sent", kind, conversation_id, exc_info=True)
 
