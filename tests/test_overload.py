@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from callsphere.overload import ShedLoad
+from callsphere.overload import ShedLoad, default_limit
 
 
 def _scope(path: str) -> dict:
@@ -51,3 +51,11 @@ def test_past_capacity_is_503_with_retry_after_and_escalation_keeps_its_budget()
     assert reached.count("/twilio/sms/") == 2 and "/a/some-token" in reached  # the shed one never reached Django
     assert all(r[0]["status"] == 200 for r in done)
     assert app.shed == 1 and app.in_flight == {False: 0, True: 0}
+
+
+def test_the_default_budget_lets_every_thread_work_with_three_waiting_each(monkeypatch):
+    monkeypatch.delenv("HTTP_MAX_IN_FLIGHT", raising=False)
+    monkeypatch.setenv("ASGI_THREADS", "4")
+    assert default_limit() == 16  # 20 concurrent calls on 2 processes: none answered 503
+    monkeypatch.setenv("HTTP_MAX_IN_FLIGHT", "5")
+    assert default_limit() == 5
