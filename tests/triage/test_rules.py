@@ -421,6 +421,18 @@ def test_resolved_and_past_events_stay_quiet_across_a_but(text):
         ("i think there's someone inside our garage, i can hear them moving stuff, i'm alone", "violence_abuse"),
         ("hay alguien metido en mi casa, oigo pasos abajo y estoy sola", "violence_abuse"),
         ("mi pareja me golpeó anoche y dice que la próxima vez va a ser peor", "violence_abuse"),
+        ("cramps so bad im laying on the bathroom floor, cant get up, puked 3x", "acute_abdomen"),
+        ("abd pain 9/10 since midnight, guarding, n/v", "acute_abdomen"),
+        ("my right side of my belly hurts way more when i cough or walk", "acute_abdomen"),
+        ("my boyfriend held a knife to my throat last night, he's sleeping now", "violence_abuse"),
+        ("a kid showed my son a gun at school and said tomorrow he'd use it", "violence_abuse"),
+        ("he held me down and didn't stop when i said no", "violence_abuse"),
+        ("someone smashed our back window and is trying to climb in", "violence_abuse"),
+        ("mi esposo me puso la pistola en la cabeza anoche, ahorita está dormido", "violence_abuse"),
+        ("un niño llevó una pistola a la escuela y dijo que mañana la va a usar", "violence_abuse"),
+        ("mi novia me enterró unas tijeras en la pierna", "violence_abuse"),
+        ("mi padrastro se mete a mi cuarto en la noche cuando mi mamá duerme y me toca", "violence_abuse"),
+        ("me empujó por las escaleras y no puedo mover la pierna", "violence_abuse"),
         # Epilepsy Foundation: seizures one after another without waking in between → 911
         ("a mi hijo le dio una convulsión y lleva más de 5 minutos, no se le quita", "seizure"),
         ("a mi papá le dieron dos ataques seguidos y todavía no ha despertado", "seizure"),
@@ -465,6 +477,8 @@ def test_warning_signs_in_other_words_page(text, code):
         "it's going to be even worse tomorrow when the snow hits, can i come in today?",
         "¿qué hago? mi hijo no ha ido al baño en 2 días, pero come bien y no vomita",
         "va a ser peor el tráfico mañana, ¿me pueden dar cita hoy?",
+        "period cramps so bad i was on the bathroom floor this morning, can i get something stronger?",
+        "my son's class is doing a unit on school safety, do you have a pamphlet about guns at home?",
     ],
 )
 def test_goodbyes_dates_bridges_and_news_with_an_ordinary_reason_stay_quiet(text):
