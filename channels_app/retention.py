@@ -1,6 +1,7 @@
 """channels_app's part of retention (see :mod:`identity.retention`): received emails older than the tenant's
 raw-email cutoff lose their subjects and bodies, their original message file and their attachment files; the rows (sender
-kept for threading and counts, size, times, status) and the attachment rows (name, type, size, hash) stay."""
+kept for threading and counts, size, times, status) and the attachment rows (name, type, size, hash) stay. Quarantined
+texts never recorded (``InboundSms``) older than the transcripts cutoff are deleted."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Q
 
-from channels_app.models import EmailAttachment, InboundEmail
+from channels_app.models import EmailAttachment, InboundEmail, InboundSms
+from identity.models import CustomerIdentifier, IdentifierKind
 from identity.retention import Cutoffs, RetentionHandler, in_batches
 
 
@@ -44,12 +46,29 @@ def _purge_raw_emails(tenant, cutoff, held) -> dict[str, int]:
 
 def purge(*, tenant, cutoffs: Cutoffs, held) -> dict[str, int]:
     """Retention handler (see :mod:`identity.retention`): empty the bodies, raw files and attachment files of
-    ``tenant``'s received emails older than ``cutoffs.raw_emails`` (aware UTC; None: keep forever), except for the
-    customer ids in ``held`` (legal hold). Returns ``{"emails": n, "attachment_files": m}``
+    ``tenant``'s received emails older than ``cutoffs.raw_emails`` (aware UTC; None: keep forever), and delete its
+    quarantined texts older than ``cutoffs.transcripts``, except for the customer ids in ``held`` (legal hold).
+    Returns ``{"emails": n, "attachment_files": m, "unrecorded_texts": k}``
     (empty when no period is set; the caller prefixes the app name); files are deleted after commit."""
-    if cutoffs.raw_emails is None:
-        return {}
-    return _purge_raw_emails(tenant, cutoffs.raw_emails, held)
+    counts: dict[str, int] = {}
+    if cutoffs.raw_emails is not None:
+        counts.update(_purge_raw_emails(tenant, cutoffs.raw_emails, held))
+    if cutoffs.transcripts is not None:
+        counts["unrecorded_texts"] = _purge_unrecorded_texts(tenant, cutoffs.transcripts, held)
+    return counts
+
+
+def _purge_unrecorded_texts(tenant, cutoff, held) -> int:
+    """Delete ``tenant``'s quarantined ``InboundSms`` received before ``cutoff``, except from held patients' phones."""
+    held_phones = list(
+        CustomerIdentifier.objects.filter(customer_id__in=held, kind=IdentifierKind.PHONE).values_list(
+            "value", flat=True
+        )
+    )
+    rows = InboundSms.objects.filter(tenant=tenant, status=InboundSms.Status.QUARANTINED, received_at__lt=cutoff)
+    if held_phones:
+        rows = rows.exclude(params__From__in=held_phones)
+    return rows.delete()[0]
 
 
 HANDLER = RetentionHandler(name="channels_app", purge=purge)
