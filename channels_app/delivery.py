@@ -115,10 +115,8 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     send). The guard is the status check: only a ``pending`` row without a provider id is written.
     """
     with transaction.atomic():
-        locked = ChannelMessage.objects.select_for_update().values_list("status", "provider_id").get(pk=message.pk)
-        if locked != (ChannelMessage.Status.PENDING, ""):
-            return False
-        message_mark_sent(message=message, provider_id=provider_id, status=status)  # sets its fields as stored
+        if not message_mark_sent(message=message, provider_id=provider_id, status=status, only_unsent=True):
+            return False  # the status check, under the row lock, in the same statement as the write
         OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
     return True
 

@@ -481,11 +481,18 @@ def message_status_update(
     return True
 
 
-def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str) -> None:
+def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str, only_unsent: bool = False) -> bool:
     """Store the provider id a pending outbound message got from the provider, and its first status (when it
     ranks above the stored one in ``MESSAGE_STATUS_RANK``, mirrored into the interaction's metadata as
-    :func:`message_status_update` does). One ``UPDATE … RETURNING`` of the message (plus the mirror);
-    ``message``'s ``provider_id``, ``status`` and ``status_updated_at`` are set from what was stored."""
+    :func:`message_status_update` does). ``message``'s ``provider_id``, ``status`` and ``status_updated_at`` are
+    set from what was stored; returns True when written.
+
+    ``only_unsent`` writes only a row still ``pending`` without a provider id (checked under the row lock) and
+    returns False otherwise, instead of raising ``ChannelMessage.DoesNotExist`` for a missing row.
+
+    One statement: the row locked (``old``), updated, and the metadata mirror written from what the update
+    returned (data-modifying CTEs), locking message then ``call_logs``, in that order.
+    """
     at = timezone.now()
     new_rank = MESSAGE_STATUS_RANK.get(status)
     allows: str
@@ -496,25 +503,44 @@ def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str)
     else:
         allows, allow_params = _status_allows(MESSAGE_STATUS_RANK, new_rank, "old.status")
     table = ChannelMessage._meta.db_table
-    with transaction.atomic(), connection.cursor() as cursor:
+    unsent = " AND status = %s AND provider_id = ''" if only_unsent else ""
+    unsent_params = [ChannelMessage.Status.PENDING] if only_unsent else []
+    with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH old AS (SELECT id, status FROM {table} WHERE id = %s FOR UPDATE)"
-            f" UPDATE {table} AS m SET provider_id = %s,"
+            f"WITH old AS (SELECT id, status FROM {table} WHERE id = %s{unsent} FOR UPDATE),"
+            f" m AS (UPDATE {table} AS m SET provider_id = %s,"
             f" status = CASE WHEN {allows} THEN %s ELSE m.status END,"
             f" status_updated_at = CASE WHEN {allows} THEN %s ELSE m.status_updated_at END"
             f" FROM old WHERE m.id = old.id"
-            f" RETURNING m.status, m.status_updated_at, m.interaction_id, m.direction, {allows}",
-            [message.pk, provider_id, *allow_params, status, *allow_params, at, *allow_params],
+            f" RETURNING m.status, m.status_updated_at, m.interaction_id, m.direction, {allows} AS moved),"
+            f" mirror AS (UPDATE {Interaction._meta.db_table} AS i SET metadata = jsonb_set("
+            "COALESCE(i.metadata, '{}'::jsonb), '{messages}', COALESCE(i.metadata -> 'messages', '{}'::jsonb)"
+            " || jsonb_build_object(%s::text, jsonb_build_object('direction', m.direction, 'status', %s::text,"
+            " 'at', %s::text))), updated_at = %s FROM m WHERE i.id = m.interaction_id AND m.moved)"
+            " SELECT status, status_updated_at, interaction_id, direction, moved FROM m",
+            [
+                message.pk,
+                *unsent_params,
+                provider_id,
+                *allow_params,
+                status,
+                *allow_params,
+                at,
+                *allow_params,
+                provider_id,
+                status,
+                at.isoformat(),
+                timezone.now(),
+            ],
         )
         row = cursor.fetchone()
-        if row is None:
-            raise ChannelMessage.DoesNotExist(f"message {message.pk} is gone")
-        message.provider_id = provider_id
-        message.status, message.status_updated_at, interaction_id, direction, moved = row
-        if moved:
-            _mirror_status(
-                interaction_id=interaction_id, provider_id=provider_id, direction=direction, status=status, at=at
-            )
+    if row is None:
+        if only_unsent:
+            return False
+        raise ChannelMessage.DoesNotExist(f"message {message.pk} is gone")
+    message.provider_id = provider_id
+    message.status, message.status_updated_at = row[0], row[1]
+    return True
 
 
 def message_mark_failed(*, message: ChannelMessage, status: str, error_code: str = "", error_message: str = "") -> None:
