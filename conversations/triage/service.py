@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -86,6 +87,28 @@ def _reply_kinds(codes: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> TriageResult:
+    """:func:`_assess_rules`, remembered for the last :data:`RECENT` distinct ``(text, phrases)`` of this process:
+    a message is triaged by its channel, by the escalation screening and by the agent's turn (voice and chat run
+    all three in one process), and the local engine is deterministic for a given knowledge base, which is loaded
+    once per process. ``elapsed_ms`` is the first computation's. Whatever swaps the process's model (the
+    leave-one-writer-out evaluation) calls :func:`forget_recent`."""
+    return _assess_rules_recent((text or "")[:MAX_CHARS], tuple(phrases or ()))
+
+
+RECENT = 256
+
+
+def forget_recent() -> None:
+    """Drop the remembered results (:func:`assess_rules`): the model or knowledge base they came from changed."""
+    _assess_rules_recent.cache_clear()
+
+
+@functools.lru_cache(maxsize=RECENT)
+def _assess_rules_recent(text: str, phrases: tuple[str, ...]) -> TriageResult:
+    return _assess_rules(text, phrases=phrases)
+
+
+def _assess_rules(text: str, *, phrases: list[str] | tuple[str, ...] = ()) -> TriageResult:
     """Triage ``text`` by the local engine (no network; a few milliseconds): the red-flag rules, then the learned
     model (:mod:`conversations.triage.model`) — it raises an urgent message to an emergency at ``PAGE_AT`` and one the
     rules found nothing in at ``PAGE_ALONE_AT``, and turns a rule hit it

@@ -484,3 +484,27 @@ def test_warning_signs_in_other_words_page(text, code):
 def test_goodbyes_dates_bridges_and_news_with_an_ordinary_reason_stay_quiet(text):
     assert not _emergency_findings(text), (text, _emergency_findings(text))
     assert assess_rules(text).level != "emergency"
+
+
+def test_a_message_triaged_again_in_the_same_process_is_remembered_per_clinic_phrases():
+    from conversations.triage import service
+
+    service.forget_recent()
+    text = "my grandpa’s lips r turning blue and he wont wake up"
+    first = service.assess_rules(text)
+
+    assert service.assess_rules(text) is first  # the screening and the agent's turn share one computation
+    with_phrase = service.assess_rules("code lavender in room 4", phrases=["code lavender"])
+    assert with_phrase.level == "emergency"
+    assert service.assess_rules("code lavender in room 4").level != "emergency"  # phrases are part of the key
+
+
+def test_swapping_the_model_forgets_what_was_remembered():
+    from conversations.triage import service
+    from conversations.triage.evaluation import leaving_out
+
+    text = "feel like the walls r closing in, i dont want to be here anymore"
+    before = service.assess_rules(text)
+    with leaving_out("blind_dev6"):
+        assert service.assess_rules(text) is not before
+    assert service.assess_rules(text) is not before
