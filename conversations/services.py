@@ -177,7 +177,13 @@ def conversation_lock(*, conversation_id) -> None:
 
 
 def interaction_append_turn(
-    *, interaction: Interaction, role: str, text: str, at: datetime | None = None, **extra: Any
+    *,
+    interaction: Interaction,
+    role: str,
+    text: str,
+    at: datetime | None = None,
+    workflow_drop: list[str] | None = None,
+    **extra: Any,
 ) -> dict:
     """Append ``{"role", "text", "at", **extra}`` to the transcript; bump activity times.
 
@@ -187,11 +193,12 @@ def interaction_append_turn(
     its own statement, so this service never holds a ``call_logs`` row while waiting for a conversation row —
     the webhook locks conversation → call_logs, and a caller holding the call_logs row (the reply worker) must
     not then wait for the conversation (that was the webhook/worker deadlock). Returns the turn as stored;
-    ``at`` is UTC (ISO-8601 in the stored turn).
+    ``at`` is UTC (ISO-8601 in the stored turn). ``workflow_drop``: a ``workflow`` key path the same statement
+    removes (see :func:`_append`).
     """
     at = _now(at)
     turn = {"role": role, "text": text, "at": at.isoformat(), **extra}
-    if not _append(interaction, turn, at):
+    if not _append(interaction, turn, at, workflow_drop=workflow_drop):
         raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
     return turn
 
@@ -217,19 +224,32 @@ def interaction_append_turn_once(
     return None
 
 
-def _append(interaction: Interaction, turn: dict, at: datetime, *, unless_ref: str | None = None) -> bool:
+def _append(
+    interaction: Interaction,
+    turn: dict,
+    at: datetime,
+    *,
+    unless_ref: str | None = None,
+    workflow_drop: list[str] | None = None,
+) -> bool:
     """Append ``turn`` in one ``UPDATE … RETURNING`` (see :func:`interaction_append_turn`); with ``unless_ref``
-    only if no stored turn has that ``ref``. Sets ``interaction.transcript`` / ``last_activity_at`` from the
-    row and queues the conversation's activity bump on commit; False when no row was written."""
-    guard = ""
-    params: list[Any] = [json.dumps([turn], cls=DjangoJSONEncoder), at, timezone.now(), interaction.pk]
+    only if no stored turn has that ``ref``; with ``workflow_drop`` (a key path, e.g. ``["claims", "SM…"]``)
+    the same statement removes that path from ``workflow`` (nothing when absent). Sets
+    ``interaction.transcript`` / ``last_activity_at`` from the row and queues the conversation's activity bump
+    on commit; False when no row was written."""
+    guard = drop = ""
+    params: list[Any] = [json.dumps([turn], cls=DjangoJSONEncoder), at, timezone.now()]
+    if workflow_drop:
+        drop = ", workflow = CASE WHEN jsonb_typeof(workflow) = 'object' THEN workflow #- %s::text[] ELSE workflow END"
+        params.append(list(workflow_drop))
+    params.append(interaction.pk)
     if unless_ref is not None:
         guard = " AND NOT COALESCE(transcript, '[]'::jsonb) @> %s::jsonb"
         params.append(json.dumps([{"ref": unless_ref}]))
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {Interaction._meta.db_table} SET transcript = transcript || %s::jsonb,"
-            " last_activity_at = GREATEST(last_activity_at, %s), updated_at = %s"
+            f" last_activity_at = GREATEST(last_activity_at, %s), updated_at = %s{drop}"
             f" WHERE id = %s{guard} RETURNING transcript, last_activity_at",
             params,
         )
@@ -370,6 +390,8 @@ def message_prepare_outbound(
     role: str = "agent",
     transcript_text: str | None = None,
     turn_extra: dict | None = None,
+    expect_new: bool = False,
+    workflow_drop: list[str] | None = None,
 ) -> tuple[ChannelMessage, bool]:
     """Create the pending outbound message and its transcript turn once per ``idempotency_key``.
 
@@ -377,10 +399,13 @@ def message_prepare_outbound(
     provider send happens afterwards (see the channel's delivery service), which fills in ``provider_id``.
     ``transcript_text`` is what the transcript records instead of ``body`` when the body holds a secret (a
     one-time code): transcripts leave through the API, webhooks, the warehouse and the LLM. ``turn_extra`` adds
-    keys to the turn (a staff message: ``staff_user_id``, ``staff_name``).
+    keys to the turn (a staff message: ``staff_user_id``, ``staff_name``). ``expect_new``: the caller has just
+    seen no row with this key, so it is not read first (a row created meanwhile is still found, by the insert's
+    conflict). ``workflow_drop``: a ``workflow`` key path removed by the statement that appends the turn (only
+    when the row is created).
     """
     existing = ChannelMessage.objects.filter(tenant_id=interaction.tenant_id, idempotency_key=idempotency_key)
-    if first := existing.first():
+    if not expect_new and (first := existing.first()):
         return first, False
     try:
         with transaction.atomic():
@@ -400,6 +425,7 @@ def message_prepare_outbound(
                 role=role,
                 ref=idempotency_key,
                 text=body if transcript_text is None else transcript_text,
+                workflow_drop=workflow_drop,
                 **(turn_extra or {}),
             )
     except IntegrityError:

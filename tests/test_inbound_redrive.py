@@ -141,6 +141,34 @@ def test_a_reply_whose_worker_died_after_the_engine_ran_gets_the_fallback_not_a_
 
 
 @pytest.mark.django_db
+def test_a_slow_attempt_finishing_after_the_fallback_was_written_adds_nothing(tenant, twilio_post):
+    """Attempt 1 outlives its lease; attempt 2 sends the fallback. When attempt 1 finally finishes, its text is
+    dropped: one reply row, one agent turn, and no reservation left behind (it is removed either way)."""
+    from channels_app.sms.replies import _finish
+
+    inbound = receive(tenant, twilio_post, "can u call me back tmrw? after 3 if ok")
+    t0 = inbound.created_at
+    sms_reply_reserve(inbound=inbound, now=t0)  # attempt 1, still composing
+    later = t0 + compose_lease() + timedelta(seconds=1)
+    first = sms_reply(inbound_id=inbound.pk, now=later)  # attempt 2 takes over: the fallback
+    assert first.body == fallback_text(inbound)
+    assert sms_reply_reserve(inbound=inbound, now=later) == first  # the reply row is found, no mark written
+
+    row = Interaction.objects.get(pk=inbound.interaction_id)  # a mark as attempt 1 left it (lease long gone)
+    row.workflow = {RESERVATIONS: {inbound.provider_id: {"attempt": 1, "token": "x", "lease_until": "2000-01-01"}}}
+    row.save(update_fields=["workflow"])
+    late = _finish(
+        inbound=ChannelMessage.objects.get(pk=inbound.pk), body="Sure! We’ll call you tomorrow", fallback=False
+    )
+
+    assert late.pk == first.pk and late.body == fallback_text(inbound)
+    row = Interaction.objects.get(pk=inbound.interaction_id)
+    assert [t["role"] for t in row.transcript] == ["customer", "agent"]
+    assert not row.workflow.get(RESERVATIONS)
+    assert ChannelMessage.objects.filter(idempotency_key=f"reply:{inbound.provider_id}").count() == 1
+
+
+@pytest.mark.django_db
 def test_help_after_a_dead_attempt_is_answered_normally(tenant, twilio_post):
     """START / HELP run no engine, so a second attempt just composes them again."""
     inbound = receive(tenant, twilio_post, "help")

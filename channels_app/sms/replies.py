@@ -106,22 +106,33 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
 
 
 def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMessage:
-    """Create the pending reply row (once per key) and drop the reservation, in one transaction."""
+    """Create the pending reply row (once per key) and drop the reservation, in one transaction.
+
+    Usually three statements: the insert, and the one ``UPDATE`` of the ``call_logs`` row that appends the
+    agent's turn and drops the reservation (``workflow_drop``), in a savepoint for the insert's conflict. No
+    read first: :func:`sms_reply_reserve` found no reply row, and one written since by an attempt that outlived
+    its lease is found by the conflict. The conversation is locked first only for the fallback, whose hand-off
+    writes the conversation after ``call_logs`` (lock order: conversation first); the usual path writes no
+    conversation row in this transaction (the activity bump runs on commit).
+    """
     with transaction.atomic():
-        conversation_lock(conversation_id=inbound.interaction.conversation_id)  # lock order: conversation first
-        row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
+        if fallback:
+            conversation_lock(conversation_id=inbound.interaction.conversation_id)
         outbound, created = message_prepare_outbound(
             interaction=inbound.interaction,
             sender=inbound.recipient,
             recipient=inbound.sender,
             body=body,
             idempotency_key=reply_key(inbound),
+            expect_new=True,
+            workflow_drop=[RESERVATIONS, inbound.provider_id],
         )
         if not created:  # only an attempt that outlived its lease gets here; the first reply row stands
             logger.warning("reply to SMS %s was already written; this attempt's text is dropped", inbound.pk)
-        marks = _reservations(row)
-        if marks.pop(inbound.provider_id, None) is not None:
-            interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
+            row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
+            marks = _reservations(row)
+            if marks.pop(inbound.provider_id, None) is not None:
+                interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
         if fallback and created:
             handoff_request(interaction=inbound.interaction, reason=FALLBACK_HANDOFF_REASON)
     return outbound
