@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -400,15 +401,16 @@ def message_prepare_outbound(
     ``transcript_text`` is what the transcript records instead of ``body`` when the body holds a secret (a
     one-time code): transcripts leave through the API, webhooks, the warehouse and the LLM. ``turn_extra`` adds
     keys to the turn (a staff message: ``staff_user_id``, ``staff_name``). ``expect_new``: the caller has just
-    seen no row with this key, so it is not read first (a row created meanwhile is still found, by the insert's
-    conflict). ``workflow_drop``: a ``workflow`` key path removed by the statement that appends the turn (only
+    seen no row with this key and recovers a conflict itself: the row is not read first and no savepoint is
+    taken, so a row created meanwhile raises ``IntegrityError`` and spoils the caller's transaction (roll it
+    back, then read the row). ``workflow_drop``: a ``workflow`` key path removed by the statement that appends the turn (only
     when the row is created).
     """
     existing = ChannelMessage.objects.filter(tenant_id=interaction.tenant_id, idempotency_key=idempotency_key)
     if not expect_new and (first := existing.first()):
         return first, False
     try:
-        with transaction.atomic():
+        with nullcontext() if expect_new else transaction.atomic():
             message = ChannelMessage.objects.create(
                 tenant_id=interaction.tenant_id,
                 interaction=interaction,
@@ -429,6 +431,8 @@ def message_prepare_outbound(
                 **(turn_extra or {}),
             )
     except IntegrityError:
+        if expect_new:
+            raise
         return existing.get(), False
     return message, True
 

@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import CharField, Exists, F, Func, OuterRef, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
@@ -108,34 +108,46 @@ def sms_reply_reserve(*, inbound: ChannelMessage, now: datetime | None = None) -
 def _finish(*, inbound: ChannelMessage, body: str, fallback: bool) -> ChannelMessage:
     """Create the pending reply row (once per key) and drop the reservation, in one transaction.
 
-    Usually three statements: the insert, and the one ``UPDATE`` of the ``call_logs`` row that appends the
-    agent's turn and drops the reservation (``workflow_drop``), in a savepoint for the insert's conflict. No
-    read first: :func:`sms_reply_reserve` found no reply row, and one written since by an attempt that outlived
-    its lease is found by the conflict. The conversation is locked first only for the fallback, whose hand-off
-    writes the conversation after ``call_logs`` (lock order: conversation first); the usual path writes no
-    conversation row in this transaction (the activity bump runs on commit).
+    Usually two statements: the insert, and the one ``UPDATE`` of the ``call_logs`` row that appends the agent's
+    turn and drops the reservation (``workflow_drop``). No read first and no savepoint: :func:`sms_reply_reserve`
+    found no reply row, and one written since by an attempt that outlived its lease makes the insert fail, which
+    rolls this transaction back; a second one then drops the reservation and returns that row. The conversation
+    is locked first only for the fallback, whose hand-off writes the conversation after ``call_logs`` (lock
+    order: conversation first); the usual path writes no conversation row in this transaction (the activity
+    bump runs on commit).
     """
+    conflict = False
+    try:
+        with transaction.atomic():
+            if fallback:
+                conversation_lock(conversation_id=inbound.interaction.conversation_id)
+            try:
+                outbound, _ = message_prepare_outbound(
+                    interaction=inbound.interaction,
+                    sender=inbound.recipient,
+                    recipient=inbound.sender,
+                    body=body,
+                    idempotency_key=reply_key(inbound),
+                    expect_new=True,
+                    workflow_drop=[RESERVATIONS, inbound.provider_id],
+                )
+            except IntegrityError:
+                conflict = True
+                raise
+            if fallback:
+                handoff_request(interaction=inbound.interaction, reason=FALLBACK_HANDOFF_REASON)
+        return outbound
+    except IntegrityError:
+        if not conflict:
+            raise
+    # only an attempt that outlived its lease gets here; the first reply row stands
+    logger.warning("reply to SMS %s was already written; this attempt's text is dropped", inbound.pk)
     with transaction.atomic():
-        if fallback:
-            conversation_lock(conversation_id=inbound.interaction.conversation_id)
-        outbound, created = message_prepare_outbound(
-            interaction=inbound.interaction,
-            sender=inbound.recipient,
-            recipient=inbound.sender,
-            body=body,
-            idempotency_key=reply_key(inbound),
-            expect_new=True,
-            workflow_drop=[RESERVATIONS, inbound.provider_id],
-        )
-        if not created:  # only an attempt that outlived its lease gets here; the first reply row stands
-            logger.warning("reply to SMS %s was already written; this attempt's text is dropped", inbound.pk)
-            row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
-            marks = _reservations(row)
-            if marks.pop(inbound.provider_id, None) is not None:
-                interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
-        if fallback and created:
-            handoff_request(interaction=inbound.interaction, reason=FALLBACK_HANDOFF_REASON)
-    return outbound
+        row = Interaction.objects.select_for_update().only("id", "workflow").get(pk=inbound.interaction_id)
+        marks = _reservations(row)
+        if marks.pop(inbound.provider_id, None) is not None:
+            interaction_set_workflow(interaction=row, updates={RESERVATIONS: marks})
+        return ChannelMessage.objects.get(tenant_id=inbound.tenant_id, idempotency_key=reply_key(inbound))
 
 
 def _emergency(inbound: ChannelMessage) -> bool:
