@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels_app.models import OutboundDelivery
@@ -75,20 +75,30 @@ def delivery_claim(*, message_id: int, now: datetime | None = None, skip=None) -
                 message=message, status=ChannelMessage.Status.SUPPRESSED, error_code=code, error_message=text
             )
             return message
-        delivery = OutboundDelivery.objects.filter(message=message).first()
-        if delivery is None:
-            delivery = OutboundDelivery(message=message, first_claimed_at=now)
-        elif delivery.in_flight and leases.is_live(delivery.lease_until, now):
+        if _claim_first(message_id=message.pk, now=now):
+            return Claim(message=message, reconcile_since=None, attempt=1)
+        delivery = OutboundDelivery.objects.get(message=message)  # an earlier attempt's (we hold the message lock)
+        if delivery.in_flight and leases.is_live(delivery.lease_until, now):
             logger.info("outbound %s: attempt %s still running elsewhere", message.pk, delivery.attempts)
             return message
         since = delivery.first_claimed_at - leases.SKEW if delivery.in_flight else None
         delivery.attempts += 1
         delivery.claimed_at, delivery.lease_until, delivery.in_flight = now, now + _lease(), True
-        if delivery.attempts == 1:
-            delivery.save(force_insert=True)
-        else:
-            delivery.save(update_fields=["attempts", "claimed_at", "lease_until", "in_flight"])
+        delivery.save(update_fields=["attempts", "claimed_at", "lease_until", "in_flight"])
     return Claim(message=message, reconcile_since=since, attempt=delivery.attempts)
+
+
+def _claim_first(*, message_id: int, now: datetime) -> bool:
+    """Insert the delivery row of a message's first attempt (attempt 1, in flight, leased from ``now``) unless one
+    exists: one ``INSERT … ON CONFLICT DO NOTHING`` instead of a read then an insert. True when inserted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {OutboundDelivery._meta.db_table}"
+            " (message_id, attempts, first_claimed_at, claimed_at, lease_until, in_flight)"
+            " VALUES (%s, 1, %s, %s, %s, true) ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+            [message_id, now, now, now + _lease()],
+        )
+        return cursor.fetchone() is not None
 
 
 def known_provider_ids(*, message: ChannelMessage, since: datetime) -> set[str]:
