@@ -668,8 +668,12 @@ def interaction_set_assessment(
     row closes.
 
     One ``UPDATE … RETURNING urgency, intent`` (no read-modify-write): ``updated_at`` moves only when a value
-    changes. Raises ``Interaction.DoesNotExist`` when the row is gone.
+    changes. Raises ``Interaction.DoesNotExist`` when the row is gone. No statement at all when ``interaction``
+    as loaded already holds them (urgency at least ``urgency``, the same intent): urgency is only raised here,
+    so the stored one is at least the loaded one (enrichment, which may lower it, runs when the row closes).
     """
+    if _assessment_held(interaction, urgency=urgency, intent=intent):
+        return
     table = Interaction._meta.db_table
     sets: list[str] = []
     changed: list[str] = []
@@ -698,6 +702,17 @@ def interaction_set_assessment(
     if row is None:
         raise Interaction.DoesNotExist(f"call_logs row {interaction.pk} is gone")
     interaction.urgency, interaction.intent = row
+
+
+def _assessment_held(interaction: Interaction, *, urgency: int | None, intent: str | None) -> bool:
+    """True when ``interaction``'s loaded (not deferred) ``urgency`` / ``intent`` already hold what
+    :func:`interaction_set_assessment` would store (and something was asked)."""
+    if (urgency is None and intent is None) or interaction.pk is None:
+        return False
+    deferred = interaction.get_deferred_fields()
+    if urgency is not None and ("urgency" in deferred or (interaction.urgency or 0) < urgency):
+        return False
+    return intent is None or ("intent" not in deferred and interaction.intent == intent[:64])
 
 
 def callback_request_set_status(*, callback_request_id: int, status: str, only_from: tuple[str, ...]) -> bool:

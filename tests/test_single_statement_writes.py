@@ -110,3 +110,30 @@ def test_append_once_appends_a_ref_once_in_one_statement(tenant, django_assert_n
     services.interaction_append_turn_once(interaction=row, ref="CA1:no-input:2:1", role="agent", text="Sorry?")
     stored = Interaction.objects.get(pk=row.pk).transcript
     assert [t["ref"] for t in stored] == ["CA1:1", "CA1:no-input:2:1"] == [t["ref"] for t in row.transcript]
+
+
+@pytest.mark.django_db
+def test_assessment_already_held_by_the_loaded_row_writes_nothing(tenant, django_assert_num_queries):
+    row = InteractionFactory(conversation__customer=CustomerFactory(tenant=tenant), channel="sms")
+    with django_assert_num_queries(1):
+        services.interaction_set_assessment(interaction=row, urgency=2, intent="book")
+    updated_at = Interaction.objects.get(pk=row.pk).updated_at
+    with django_assert_num_queries(0):  # "ok thx" after "can i book for tues": nothing new to store
+        services.interaction_set_assessment(interaction=row, urgency=1, intent="book")
+        services.interaction_set_assessment(interaction=row, urgency=2)
+    assert Interaction.objects.get(pk=row.pk).updated_at == updated_at
+
+    stale = Interaction.objects.get(pk=row.pk)
+    Interaction.objects.filter(pk=row.pk).update(urgency=4)  # raised meanwhile by another writer
+    stale.urgency = None  # as loaded before that
+    with django_assert_num_queries(1):
+        services.interaction_set_assessment(interaction=stale, urgency=3)
+    assert stale.urgency == 4 == Interaction.objects.get(pk=row.pk).urgency  # never lowered
+
+    with django_assert_num_queries(1):
+        services.interaction_set_assessment(interaction=row, urgency=5, intent="cancel")
+    assert (Interaction.objects.get(pk=row.pk).urgency, row.intent) == (5, "cancel")
+
+    deferred = Interaction.objects.defer("urgency").get(pk=row.pk)
+    with django_assert_num_queries(1):  # never reads a deferred field to decide
+        services.interaction_set_assessment(interaction=deferred, urgency=1)
