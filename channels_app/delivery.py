@@ -124,11 +124,13 @@ def delivery_record_sent(*, message: ChannelMessage, provider_id: str, status: s
     so a superseded attempt's late success is recorded if no one recorded first (fencing would drop a real
     send). The guard is the status check: only a ``pending`` row without a provider id is written.
     """
-    with transaction.atomic():
-        if not message_mark_sent(message=message, provider_id=provider_id, status=status, only_unsent=True):
-            return False  # the status check, under the row lock, in the same statement as the write
-        OutboundDelivery.objects.filter(message_id=message.pk).update(in_flight=False)
-    return True
+    return message_mark_sent(  # the check, the write, its mirror and in_flight cleared: one statement
+        message=message,
+        provider_id=provider_id,
+        status=status,
+        only_unsent=True,
+        also=f"UPDATE {OutboundDelivery._meta.db_table} SET in_flight = false WHERE message_id IN (SELECT id FROM m)",
+    )
 
 
 def delivery_record_failed(*, claim: Claim, error_code: str, error_message: str = "") -> bool:

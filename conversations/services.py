@@ -511,14 +511,18 @@ def message_status_update(
     return True
 
 
-def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str, only_unsent: bool = False) -> bool:
+def message_mark_sent(
+    *, message: ChannelMessage, provider_id: str, status: str, only_unsent: bool = False, also: str = ""
+) -> bool:
     """Store the provider id a pending outbound message got from the provider, and its first status (when it
     ranks above the stored one in ``MESSAGE_STATUS_RANK``, mirrored into the interaction's metadata as
     :func:`message_status_update` does). ``message``'s ``provider_id``, ``status`` and ``status_updated_at`` are
     set from what was stored; returns True when written.
 
     ``only_unsent`` writes only a row still ``pending`` without a provider id (checked under the row lock) and
-    returns False otherwise, instead of raising ``ChannelMessage.DoesNotExist`` for a missing row.
+    returns False otherwise, instead of raising ``ChannelMessage.DoesNotExist`` for a missing row. ``also``: one
+    more data-modifying statement (fixed SQL from the caller, never user input) run in the same statement, which
+    may read ``m`` (the written row, ``id``), e.g. the delivery's ``in_flight`` cleared only when it was written.
 
     One statement: the row locked (``old``), updated, and the metadata mirror written from what the update
     returned (data-modifying CTEs), locking message then ``call_logs``, in that order.
@@ -542,12 +546,13 @@ def message_mark_sent(*, message: ChannelMessage, provider_id: str, status: str,
             f" status = CASE WHEN {allows} THEN %s ELSE m.status END,"
             f" status_updated_at = CASE WHEN {allows} THEN %s ELSE m.status_updated_at END"
             f" FROM old WHERE m.id = old.id"
-            f" RETURNING m.status, m.status_updated_at, m.interaction_id, m.direction, {allows} AS moved),"
+            f" RETURNING m.id, m.status, m.status_updated_at, m.interaction_id, m.direction, {allows} AS moved),"
             f" mirror AS (UPDATE {Interaction._meta.db_table} AS i SET metadata = jsonb_set("
             "COALESCE(i.metadata, '{}'::jsonb), '{messages}', COALESCE(i.metadata -> 'messages', '{}'::jsonb)"
             " || jsonb_build_object(%s::text, jsonb_build_object('direction', m.direction, 'status', %s::text,"
             " 'at', %s::text))), updated_at = %s FROM m WHERE i.id = m.interaction_id AND m.moved)"
-            " SELECT status, status_updated_at, interaction_id, direction, moved FROM m",
+            + (f", also AS ({also})" if also else "")
+            + " SELECT status, status_updated_at, interaction_id, direction, moved FROM m",
             [
                 message.pk,
                 *unsent_params,
