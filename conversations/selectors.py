@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Exists, Q
 from django.utils import timezone
 
 from conversations.models import Conversation, Interaction, SessionState
@@ -52,15 +53,30 @@ def ai_paused(conversation_id, *, at: datetime | None = None) -> bool:
     patient's message arrived) it is also True if a takeover covered that moment, so a reply task that runs
     late (a retry, a redrive after "Return to AI") never answers a message staff were handling.
     """
-    from django.db.models import Q
+    return _takeovers().filter(_covering_now_or(at), conversation_id=conversation_id).exists()
 
+
+def ai_paused_exists(*, conversation, at) -> Exists:
+    """:func:`ai_paused` as an expression, to annotate the row that is read anyway (one statement fewer):
+    ``conversation`` and ``at`` are expressions such as ``OuterRef("interaction__conversation_id")`` and
+    ``OuterRef("created_at")``."""
+    return Exists(_takeovers().filter(_covering_now_or(at), conversation_id=conversation))
+
+
+def _takeovers():
+    """``Takeover.objects``, imported late (the inbox imports these selectors)."""
     from conversations.inbox.models import Takeover
 
-    def covering(moment: datetime) -> Q:
+    return Takeover.objects
+
+
+def _covering_now_or(at) -> Q:
+    """Takeovers covering now, or ``at`` (a datetime or an expression) when given."""
+
+    def covering(moment) -> Q:
         return Q(started_at__lte=moment, paused_until__gt=moment) & (
             Q(released_at__isnull=True) | Q(released_at__gt=moment)
         )
 
     now = timezone.now()
-    condition = covering(now) if at is None else covering(now) | covering(at)
-    return Takeover.objects.filter(condition, conversation_id=conversation_id).exists()
+    return covering(now) if at is None else covering(now) | covering(at)

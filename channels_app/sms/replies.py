@@ -24,7 +24,7 @@ from channels_app.sms.services import sms_deliver
 from conversations import engine
 from conversations.agent.services import handoff_request
 from conversations.models import Channel, ChannelMessage, Direction, Interaction
-from conversations.selectors import ai_paused
+from conversations.selectors import ai_paused_exists
 from conversations.services import conversation_lock, interaction_set_workflow, message_prepare_outbound
 from conversations.triage import assess_rules
 from identity import leases
@@ -171,9 +171,12 @@ def sms_reply(*, inbound_id: int, now: datetime | None = None) -> ChannelMessage
     inbound = (
         ChannelMessage.objects.select_related("interaction__tenant", "interaction__conversation")
         .defer("interaction__transcript")  # the agent's session reads the row itself; this one only appends
+        .annotate(
+            paused=ai_paused_exists(conversation=OuterRef("interaction__conversation_id"), at=OuterRef("created_at"))
+        )
         .get(pk=inbound_id)
     )
-    if ai_paused(inbound.interaction.conversation_id, at=inbound.created_at) and not _emergency(inbound):
+    if inbound.paused and not _emergency(inbound):  # ai_paused, read with the row
         return None  # staff have taken the conversation over (conversations.inbox); an emergency still gets
         # the safety reply (safety before service)
     reserved = sms_reply_reserve(inbound=inbound, now=now)
