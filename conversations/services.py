@@ -736,14 +736,20 @@ def callback_request_set_status(*, callback_request_id: int, status: str, only_f
 
 
 def state_set(*, conversation: Conversation, key: str, value: Any, at: datetime | None = None) -> SessionState:
-    """Store ``value`` (JSON-serialisable) under ``key``; it expires after the tenant's ``state_ttl``."""
+    """Store ``value`` (JSON-serialisable) under ``key``; it expires after the tenant's ``state_ttl``.
+
+    One ``INSERT … ON CONFLICT (conversation, key) DO UPDATE`` (``state_key_once``), not a savepoint, a locked read
+    and an update: two writers of one key both land, the last one wins, as before.
+    """
     at = _now(at)
     tenant_id = conversation.tenant_id
     ttl = memoized("state_ttl", tenant_id, lambda: Tenant.objects.values_list("state_ttl", flat=True).get(pk=tenant_id))
-    state, _ = SessionState.objects.update_or_create(
-        conversation=conversation,
-        key=key,
-        defaults={"value": value, "updated_at": at, "expires_at": at + ttl},
+    state = SessionState(conversation=conversation, key=key, value=value, updated_at=at, expires_at=at + ttl)
+    SessionState.objects.bulk_create(
+        [state],
+        update_conflicts=True,
+        unique_fields=["conversation", "key"],
+        update_fields=["value", "updated_at", "expires_at"],
     )
     return state
 

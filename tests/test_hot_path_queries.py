@@ -28,13 +28,14 @@ VOICE_TURN = 28  # was 44 (issue 19; 29 → 28 with the per-turn memo of agent s
 # one conditional append, the engine reuses the locked row; the local agent runs in the request (TwiML)
 CHAT_MESSAGE = 23  # was 31 (39 before; issue 19): one UPDATE per JSON merge, one read of the row for the turn;
 # 26 → 23: session_open's one locked read of the conversation (its on-commit work is not counted here)
-SMS_REPLY = 27  # the reply task of the second text (engine, reply row, delivery, on-commit): was 57; 44 → 43
+SMS_REPLY = 24  # the reply task of the second text (engine, reply row, delivery, on-commit): was 57; 44 → 43
 # with the per-turn memo (issue 19); 43 → 39: recording 'sent' checks, writes and mirrors in one statement;
 # 39 → 35: the reply row's turn drops the reservation in the same UPDATE, no re-read or locks before it; 35 → 33:
 # no savepoint around the reply row's insert (a conflict rolls the finish back and a second transaction reads);
 # 33 → 32: a send's first claim inserts its delivery row with ON CONFLICT DO NOTHING instead of reading first;
 # 32 → 31: no urgency UPDATE when the loaded row already holds it; 31 → 28: recording 'sent' clears in_flight in
-# the same statement, outside a transaction; 28 → 27: the takeover check is an EXISTS of the inbound's read
+# the same statement, outside a transaction; 28 → 27: the takeover check is an EXISTS of the inbound's read; 27 → 24: state_set is one INSERT … ON
+# CONFLICT DO UPDATE
 
 
 def _sms(tenant, body, from_=PATIENT):
