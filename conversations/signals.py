@@ -7,11 +7,10 @@
 - ``interaction_enriched(interaction_id)``: sent after enrichment wrote scores.
 - ``interaction_rescore_requested(interaction_id)``: a closed row's transcript changed (a late voicemail
   transcript); enrichment scores it again. Send on commit.
-- ``customer_message_received(interaction_id, message_id, text)``: sent on commit after a new (not
-  duplicate) inbound customer message was recorded on any channel; escalation screens it for urgency, the
-  inbox marks its conversation. Senders that hold them also pass ``conversation_id``, ``tenant_id`` and
-  ``tenant`` (the :class:`~identity.models.Tenant` loaded for the message, for its ``emergency_phrases``) so
-  receivers need not read them again; receivers read what is missing.
+- ``customer_message_received(interaction_id, message_id, text, conversation_id, tenant_id, tenant)``: sent on
+  commit after a new (not duplicate) inbound customer message was recorded on any channel; escalation screens it
+  for urgency, the inbox marks its conversation. ``tenant`` is the :class:`~identity.models.Tenant` loaded for the
+  message (its ``emergency_phrases``), so receivers need not read the row, its conversation or its tenant again.
 - ``escalation_requested(interaction_id, urgency, reason)``: a channel (voice agent, voicemail analyzer,
   email triage...) judged an interaction urgent (urgency 1–5, reason a short non-PHI label such as
   ``"emergency phrase"``); escalation raises at most one incident per interaction from it. Send on commit.

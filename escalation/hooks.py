@@ -54,19 +54,16 @@ def screen_message(*, message_id: int, text: str | None = None, tenant: Tenant |
     (:func:`_maybe_raise`). The LLM's second opinion runs with the reply (``conversations.engine``) and can
     only raise the level, through ``escalation_requested``.
 
-    With ``text`` and the message's ``tenant`` (for its ``emergency_phrases``) a routine message, most of them,
-    reads nothing; the message and its interaction are read only when there is something to act on."""
-    if text is not None and tenant is not None:
-        result = assess_rules(text, phrases=tenant.emergency_phrases or [])
-        if result.urgency < URGENT:
-            return None  # _maybe_raise would do nothing
-        interaction = Interaction.objects.select_related("tenant").get(messages__pk=message_id)
-    else:
+    With ``text`` and the message's ``tenant`` (the signal passes both) a routine message, most of them, reads
+    nothing; otherwise (the retry task, by id only) the message is read first. The interaction is read only when
+    there is something to act on."""
+    if text is None or tenant is None:
         message = ChannelMessage.objects.select_related("interaction__tenant").get(pk=message_id)
-        interaction = message.interaction
-        result = assess_rules(
-            message.body if text is None else text, phrases=interaction.tenant.emergency_phrases or []
-        )
+        text, tenant = message.body, message.interaction.tenant
+    result = assess_rules(text, phrases=tenant.emergency_phrases or [])
+    if result.urgency < URGENT:
+        return None  # _maybe_raise would do nothing
+    interaction = Interaction.objects.select_related("tenant").get(messages__pk=message_id)
     return _maybe_raise(interaction=interaction, urgency=result.urgency, reason=result.reason or "urgent")
 
 

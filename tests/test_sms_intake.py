@@ -182,7 +182,7 @@ def test_staff_see_their_clinics_quarantined_texts_and_can_record_them_again(
         last_error="OperationalError",
         received_at=timezone.now(),
     )
-    InboundSms.objects.create(
+    theirs = InboundSms.objects.create(
         tenant=other_tenant,
         message_sid="SM" + "b" * 32,
         params={"From": "+15551230098", "Body": "not yours"},
@@ -200,7 +200,12 @@ def test_staff_see_their_clinics_quarantined_texts_and_can_record_them_again(
     assert "r u open xmas eve?" in page.content.decode() and "not yours" not in page.content.decode()
 
     with django_capture_on_commit_callbacks(execute=True):
-        client.post("/admin/channels_app/inboundsms/", {"action": "record_again", "_selected_action": [mine.pk]})
+        client.post(
+            "/admin/channels_app/inboundsms/",
+            {"action": "record_again", "_selected_action": [mine.pk, theirs.pk]},  # a forged selection
+        )
     mine.refresh_from_db()
     assert (mine.status, mine.attempts) == ("pending", 0)
     assert take_queued("celery") == [("channels_app.tasks.sms_intake", [mine.pk])]
+    theirs.refresh_from_db()
+    assert (theirs.status, theirs.attempts) == ("quarantined", 5)  # another clinic's text is never touched

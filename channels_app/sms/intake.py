@@ -116,9 +116,7 @@ def sms_intake(*, inbound_id: int) -> Received | None:
             )
             if row is None:
                 return None
-            params = row.params
-            sid = params.get("MessageSid") or params.get("SmsSid") or row.message_sid
-            _, _, phone = sms_check(tenant=row.tenant, params=params)
+            params, sid, phone = sms_check(tenant=row.tenant, params=row.params)
             reply_queue = ESCALATION_LANE if row.lane == ESCALATION_LANE else None
             received = sms_record(tenant=row.tenant, params=params, sid=sid, phone=phone, reply_queue=reply_queue)
             row.delete()
@@ -175,7 +173,8 @@ def sms_intake_redrive(*, now: datetime | None = None) -> int:
 
 def sms_intake_retry(*, ids: list[int]) -> int:
     """Staff's "record again" (admin): put these rows back to ``pending`` with their attempts reset and queue
-    their intake on their lane. Returns how many were queued (the caller scopes ``ids`` to its tenant)."""
+    their intake on their lane. ``received_at`` restarts now, so :data:`STALE_AFTER` gives the new attempt its
+    hour. Returns how many were queued (the caller scopes ``ids`` to its tenant)."""
     rows = list(InboundSms.objects.filter(pk__in=ids).values_list("pk", "lane"))
     InboundSms.objects.filter(pk__in=[pk for pk, _ in rows]).update(
         status=InboundSms.Status.PENDING, attempts=0, last_error="", received_at=timezone.now(), queued_at=None
